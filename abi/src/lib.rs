@@ -1,0 +1,62 @@
+//! The vstats shared-memory statistics ABI.
+//!
+//! A stats table is a run of whole pages that a hypervisor (the producer)
+//! writes and any number of samplers (consumers) map read-only. This crate
+//! holds everything both sides must agree on and nothing else: the
+//! `#[repr(C)]` structures, the constants, the layout arithmetic, the
+//! validation of a table seen by a consumer, and the seq protocol that makes
+//! a snapshot of a record consistent. It does no I/O and allocates nothing.
+//! `docs/abi.md` in the repository is the normative specification; this
+//! crate is its executable form.
+//!
+//! ```text
+//! 0        16                      56           desc_end   offset       offset+stride
+//! +--------+-----------------------+------------+----------+------------+------ ...
+//! | Header | ExtHeader (optional)  | Descriptor | reserved | record 0   | record 1
+//! | 16 B   | 40 B, zero = absent   | 64 B each  | zero     | seq,_pad,  |
+//! +--------+-----------------------+------------+----------+ counters.. +------ ...
+//! ```
+//!
+//! # Examples
+//!
+//! Compute a layout, then validate the header bytes a producer would write:
+//!
+//! ```
+//! use vstats_abi::{layout::{Layout, LayoutParams}, validate::validate, VCPU_STATS_MAGIC};
+//!
+//! let params = LayoutParams::vcpu(4);
+//! let layout = Layout::compute(&params).unwrap();
+//! assert_eq!(layout.stride, 64);
+//! let mut bytes = vec![0u8; layout.mapping_len() as usize];
+//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, vstats_abi::record::VCPU_STD_DESCRIPTORS)
+//!     .unwrap();
+//! let info = validate(&bytes, bytes.len() as u64).unwrap();
+//! assert_eq!(info.nr_records, 4);
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod desc;
+pub mod error;
+pub mod header;
+pub mod layout;
+mod primitive;
+pub mod record;
+pub mod seqlock;
+pub mod validate;
+
+pub use desc::{Base, Descriptor, Kind, Unit};
+pub use error::Error;
+pub use header::{
+    ExtHeader, Header, DOMAIN_STATS_MAGIC, EXT_MAGIC, VCPU_STATS_MAGIC,
+    XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+};
+pub use record::{DomainStats, VcpuStats, INACTIVE};
+pub use validate::{validate, TableInfo};
+
+/// Result type of this crate.
+pub type Result<T> = core::result::Result<T, Error>;

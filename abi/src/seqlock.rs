@@ -1,0 +1,237 @@
+//! The seq protocol: one writer per record, any number of readers, no
+//! locks and no atomic read-modify-write.
+//!
+//! Encoding: a record's `seq` word is even at rest and odd while an update
+//! is in progress. It only grows (modulo 2^32, which keeps the parity).
+//!
+//! Call order and orderings (`docs/abi.md`, "The seq protocol"):
+//!
+//! | writer ([`SeqWriter`])              | reader ([`read_consistent`])             |
+//! |-------------------------------------|------------------------------------------|
+//! | W1 `seq.store(s+1, Relaxed)`        | R1 `s1 = seq.load(Acquire)`; odd: retry  |
+//! | W2 `fence(Release)`                 | R2 counters: `load(Relaxed)` each        |
+//! | W3 counters: `store(Relaxed)` each  | R3 `fence(Acquire)`                      |
+//! | W4 `seq.store(s+2, Release)`        | R4 `s2 = seq.load(Relaxed)`; `s1 != s2`: retry |
+//!
+//! Pairings: W4 (release store) with R1 (acquire load): a reader that sees
+//! `s+2` sees every counter stored before it. W2 (release fence) with R3
+//! (acquire fence): a reader whose R2 saw any counter stored at W3 of an
+//! update also sees W1 of that update at R4, so `s2 != s1` and it retries.
+//! On x86-64 every one of these is a plain `mov`; the fences only stop the
+//! compiler from reordering.
+//!
+//! Counters are read with atomic loads, never plain ones: the writer
+//! stores to them concurrently, and a plain read racing a write is
+//! undefined behaviour in Rust (and C11), even if the value is then
+//! thrown away.
+//!
+//! The writer keeps its seq privately and never reads the shared word
+//! back: a consumer that scribbles on the table cannot change what the
+//! producer writes next.
+
+use crate::primitive::{fence, spin_loop, Ordering};
+pub use crate::primitive::{AtomicU32, AtomicU64};
+
+/// The writer's private seq for one record. Not `Clone`: one writer per
+/// record.
+#[derive(Debug)]
+pub struct SeqWriter {
+    seq: u32,
+}
+
+impl SeqWriter {
+    /// A writer whose record's seq currently holds `initial` (even; an odd
+    /// value is made even by rounding up).
+    pub const fn new(initial: u32) -> SeqWriter {
+        SeqWriter {
+            seq: initial.wrapping_add(initial & 1),
+        }
+    }
+
+    /// The seq value the shared word holds after the writer's last store.
+    pub const fn current(&self) -> u32 {
+        self.seq
+    }
+
+    /// Whether an update is in progress (between `begin` and `end`).
+    pub const fn in_update(&self) -> bool {
+        self.seq & 1 == 1
+    }
+
+    /// W1 and W2: marks the record as being updated. Idempotent while an
+    /// update is already in progress.
+    pub fn begin(&mut self, seq: &AtomicU32) {
+        if self.in_update() {
+            return;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        seq.store(self.seq, Ordering::Relaxed);
+        fence(Ordering::Release);
+    }
+
+    /// W4: publishes the update. Does nothing when no update is in
+    /// progress.
+    pub fn end(&mut self, seq: &AtomicU32) {
+        self.end_with(seq, Ordering::Release);
+    }
+
+    fn end_with(&mut self, seq: &AtomicU32, order: Ordering) {
+        if !self.in_update() {
+            return;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        seq.store(self.seq, order);
+    }
+
+    /// The model's deliberately broken writer: W4 with `Relaxed` instead of
+    /// `Release`. Exists only under `--cfg loom`, to show that the loom
+    /// model catches a weakened ordering.
+    #[cfg(loom)]
+    pub fn end_weakened(&mut self, seq: &AtomicU32) {
+        self.end_with(seq, Ordering::Relaxed);
+    }
+}
+
+/// The record stayed odd, or kept changing, for every attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Busy {
+    /// The last seq value seen.
+    pub seq: u32,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// R1 to R4: runs `body` (which must only do relaxed atomic loads of the
+/// record) until it ran entirely inside one even seq value, at most
+/// `1 + max_retries` times, and returns that seq and the body's result.
+///
+/// # Errors
+///
+/// [`Busy`] when no attempt was consistent: the writer is mid-update (or
+/// died mid-update) or updating faster than the reader can copy.
+pub fn read_consistent<R>(
+    seq: &AtomicU32,
+    max_retries: u32,
+    mut body: impl FnMut() -> R,
+) -> Result<(u32, R), Busy> {
+    read_with(seq, max_retries, true, &mut body)
+}
+
+fn read_with<R>(
+    seq: &AtomicU32,
+    max_retries: u32,
+    with_fence: bool,
+    body: &mut impl FnMut() -> R,
+) -> Result<(u32, R), Busy> {
+    let mut last = 0;
+    for _ in 0..=max_retries {
+        let s1 = seq.load(Ordering::Acquire);
+        last = s1;
+        if s1 & 1 == 0 {
+            let r = body();
+            if with_fence {
+                fence(Ordering::Acquire);
+            }
+            let s2 = seq.load(Ordering::Relaxed);
+            if s1 == s2 {
+                return Ok((s1, r));
+            }
+            last = s2;
+        }
+        spin_loop();
+    }
+    Err(Busy {
+        seq: last,
+        attempts: max_retries.saturating_add(1),
+    })
+}
+
+/// The model's deliberately broken reader: without R3. Exists only under
+/// `--cfg loom`.
+#[cfg(loom)]
+pub fn read_consistent_weakened<R>(
+    seq: &AtomicU32,
+    max_retries: u32,
+    mut body: impl FnMut() -> R,
+) -> Result<(u32, R), Busy> {
+    read_with(seq, max_retries, false, &mut body)
+}
+
+/// Copies `words` into `out` (as many as both hold) consistently.
+///
+/// # Errors
+///
+/// [`Busy`] as for [`read_consistent`].
+pub fn read_words(
+    seq: &AtomicU32,
+    words: &[AtomicU64],
+    out: &mut [u64],
+    max_retries: u32,
+) -> Result<u32, Busy> {
+    read_consistent(seq, max_retries, || {
+        for (o, w) in out.iter_mut().zip(words) {
+            *o = w.load(Ordering::Relaxed);
+        }
+    })
+    .map(|(s, ())| s)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_parity() {
+        let seq = AtomicU32::new(0);
+        let mut w = SeqWriter::new(0);
+        w.begin(&seq);
+        assert_eq!(seq.load(Ordering::Relaxed), 1);
+        w.begin(&seq);
+        assert_eq!(seq.load(Ordering::Relaxed), 1, "begin is idempotent");
+        w.end(&seq);
+        assert_eq!(seq.load(Ordering::Relaxed), 2);
+        w.end(&seq);
+        assert_eq!(
+            seq.load(Ordering::Relaxed),
+            2,
+            "end without begin does nothing"
+        );
+        assert_eq!(SeqWriter::new(5).current(), 6);
+        let mut w = SeqWriter::new(u32::MAX - 1);
+        w.begin(&seq);
+        w.end(&seq);
+        assert_eq!(seq.load(Ordering::Relaxed), 0, "wraps keeping parity");
+    }
+
+    #[test]
+    fn reader_copies_when_even_and_reports_busy_when_odd() {
+        let seq = AtomicU32::new(4);
+        let words = [AtomicU64::new(1), AtomicU64::new(2)];
+        let mut out = [0u64; 3];
+        assert_eq!(read_words(&seq, &words, &mut out, 0), Ok(4));
+        assert_eq!(out, [1, 2, 0]);
+        seq.store(5, Ordering::Relaxed);
+        assert_eq!(
+            read_words(&seq, &words, &mut out, 9),
+            Err(Busy {
+                seq: 5,
+                attempts: 10
+            })
+        );
+    }
+
+    #[test]
+    fn reader_retries_when_seq_moves_during_the_copy() {
+        let seq = AtomicU32::new(2);
+        let mut calls = 0;
+        let r = read_consistent(&seq, 3, || {
+            calls += 1;
+            if calls == 1 {
+                // A whole update happens while the first copy runs.
+                seq.store(4, Ordering::Relaxed);
+            }
+            calls
+        });
+        assert_eq!(r, Ok((4, 2)));
+    }
+}
