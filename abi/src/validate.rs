@@ -301,22 +301,40 @@ fn check_pages(offset: u32, size: u32, stride: u32, nr: u32, page: u32) -> Resul
 }
 
 fn check_descriptors(head: &[u8], e: &ExtHeader, size: u32) -> Result<()> {
-    let desc = |i: u32| -> Result<Descriptor> {
+    check_descriptor_set(e.desc_count, size, |i| {
         let at = u64::from(e.desc_offset) + u64::from(i) * u64::from(e.desc_stride);
-        head.get(at as usize..)
+        usize::try_from(at)
+            .ok()
+            .and_then(|at| head.get(at..))
             .and_then(|b| Descriptor::read_from_prefix(b).ok())
             .map(|(d, _)| d)
             .ok_or(Error::HeadTruncated {
-                need: (at + u64::from(DESCRIPTOR_SIZE)) as u32,
+                need: u32::try_from(at + u64::from(DESCRIPTOR_SIZE)).unwrap_or(u32::MAX),
                 have: head.len() as u64,
             })
-    };
-    for i in 0..e.desc_count {
-        let d = desc(i)?;
+    })
+}
+
+/// Checks `count` descriptors of a record of `size` bytes against every
+/// descriptor rule (R11 to R13), fetching descriptor `i` with `get`. Used by
+/// [`validate`] on a table and by the producer on what it is about to
+/// publish.
+///
+/// # Errors
+///
+/// The first rule broken, or whatever `get` returns.
+pub fn check_descriptor_set(
+    count: u32,
+    size: u32,
+    get: impl Fn(u32) -> Result<Descriptor>,
+) -> Result<()> {
+    for i in 0..count {
+        let d = get(i)?;
         d.check_self(i, size)?;
+        // check_self proved offset + 8 * count <= size: no overflow below.
         let (lo, hi) = (d.offset, d.offset + 8 * d.count);
         for j in 0..i {
-            let o = desc(j)?;
+            let o = get(j)?;
             if o.name == d.name {
                 return Err(Error::DescNameDuplicate { index: i, other: j });
             }

@@ -1,0 +1,353 @@
+//! Unit tests of the producer: what it writes must pass the consumer's
+//! validation, and its writers must follow the seq protocol.
+#![allow(unsafe_code)]
+
+extern crate std;
+
+use core::ptr::NonNull;
+use std::{vec, vec::Vec};
+
+use proptest::prelude::*;
+use vstats_abi::{
+    desc::{Base, Descriptor, Kind, Unit},
+    layout::{Layout, LayoutParams},
+    record::{INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
+    validate::{first_nonzero_reserved, validate},
+    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+};
+
+use super::*;
+
+fn spec(layout: Layout, descriptors: &[Descriptor]) -> TableSpec<'_> {
+    TableSpec {
+        magic: VCPU_STATS_MAGIC,
+        layout,
+        descriptors,
+        generation: 42,
+    }
+}
+
+/// A table in a `Vec<u64>` (8-aligned); `f` runs while it is live, and the
+/// bytes are returned once it is dropped.
+fn with_table(layout: Layout, descs: &[Descriptor], f: impl FnOnce(&mut Table<'_>)) -> Vec<u8> {
+    let mut mem = vec![0x5au64; layout.mapping_len() as usize / 8];
+    {
+        let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `mem` outlives the table (dropped at the end of this
+        // block), is 8-aligned, and is not touched until then.
+        let frames = unsafe { Frames::contiguous(base, mem.len() * 8) };
+        let mut t = Table::init(frames, &spec(layout, descs)).unwrap();
+        f(&mut t);
+    }
+    mem.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+fn u32_at(b: &[u8], at: u64) -> u32 {
+    u32::from_ne_bytes(b[at as usize..at as usize + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: u64) -> u64 {
+    u64::from_ne_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+#[test]
+fn fresh_table_validates_and_is_all_inactive() {
+    let l = Layout::compute(&LayoutParams::vcpu(3)).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |_| {});
+    let info = validate(&b, b.len() as u64).unwrap();
+    assert_eq!(info.nr_records, 3);
+    assert_eq!(info.generation(), 42);
+    assert_eq!(first_nonzero_reserved(&b, &info), None);
+    for i in 0..3 {
+        let r = l.record_offset(i).unwrap();
+        assert_eq!(u32_at(&b, r), 0, "seq starts at 0");
+        assert_eq!(u32_at(&b, r + 4), PAD_INACTIVE);
+        for w in 1..u64::from(l.stride) / 8 {
+            assert_eq!(u64_at(&b, r + 8 * w), INACTIVE, "record {i} word {w}");
+        }
+    }
+    // The tail after the last record is inactive too.
+    let end = l.record_offset(2).unwrap() + u64::from(l.stride);
+    assert!(b[end as usize..].iter().all(|&x| x == 0xff));
+}
+
+#[test]
+fn writer_updates_follow_the_seq_protocol() {
+    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (_, mut ws) = t.split();
+        let mut w0 = ws.next().unwrap();
+        let mut w1 = ws.next().unwrap();
+        assert!(ws.next().is_none(), "one writer per record");
+        assert_eq!((w0.index(), w1.index(), w0.len()), (0, 1, 4));
+        assert!(w0.update(|u| {
+            assert!(u.set(0, 10));
+            assert!(u.set(1, 1 << 63), "overflow stores inactive");
+            assert!(u.set_at(32, 7));
+            assert!(!u.set(4, 1), "beyond the record");
+            assert!(!u.set_at(12, 1), "misaligned offset");
+        }));
+        assert_eq!(w0.seq(), 2);
+        w1.update(|u| u.set_unused());
+        w1.update(|u| {
+            u.set(2, 5);
+            u.set_inactive(2);
+        });
+        assert_eq!(w1.seq(), 4);
+    });
+    let r0 = l.record_offset(0).unwrap();
+    assert_eq!(u32_at(&b, r0), 2);
+    assert_eq!(u64_at(&b, r0 + 8), 10);
+    assert_eq!(u64_at(&b, r0 + 16), INACTIVE);
+    assert_eq!(u64_at(&b, r0 + 24), INACTIVE, "never set: still inactive");
+    assert_eq!(u64_at(&b, r0 + 32), 7);
+    let r1 = l.record_offset(1).unwrap();
+    assert_eq!(u32_at(&b, r1), 4);
+    assert!((1..5).all(|w| u64_at(&b, r1 + 8 * w) == INACTIVE));
+}
+
+#[test]
+fn abandoned_update_leaves_seq_odd_until_the_next_one() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let mut seen = 0;
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (_, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        {
+            // Abandoned: never finished (a writer that died mid-update).
+            let mut u = w.begin().unwrap();
+            u.set(0, 1);
+        }
+        seen = w.seq();
+        w.update(|u| {
+            u.set(0, 2);
+        });
+    });
+    assert_eq!(seen, 1, "odd while abandoned");
+    assert_eq!(
+        u32_at(&b, l.offset.into()),
+        2,
+        "the next update finished it"
+    );
+}
+
+#[test]
+fn disabled_table_writes_nothing() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (control, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        control.set_enabled(false);
+        assert!(!control.is_enabled());
+        assert!(!w.update(|u| {
+            u.set(0, 9);
+        }));
+        assert!(w.begin().is_none());
+    });
+    assert_eq!(u32_at(&b, l.offset.into()), 0);
+    assert_eq!(u64_at(&b, u64::from(l.offset) + 8), INACTIVE);
+}
+
+#[test]
+fn scribbling_consumer_cannot_steer_the_producer() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let mut mem = vec![0u64; l.mapping_len() as usize / 8];
+    let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
+    {
+        // SAFETY: `mem` outlives the table and is accessed only atomically
+        // (by the table and by the scribbling below) while it lives.
+        let frames = unsafe { Frames::contiguous(base, mem.len() * 8) };
+        let mut t = Table::init(frames, &spec(l, VCPU_STD_DESCRIPTORS)).unwrap();
+        let (_, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        w.update(|u| {
+            u.set(0, 1);
+        });
+        let p = base.as_ptr().wrapping_add(l.offset as usize).cast();
+        // SAFETY: inside the table's 8-aligned region; accessed atomically.
+        let seq = unsafe { AtomicU32::from_ptr(p) };
+        seq.store(1001, Ordering::Relaxed);
+        w.update(|u| {
+            u.set(0, 2);
+        });
+        assert_eq!(w.seq(), 4, "private seq, not 1001 + 2");
+        assert_eq!(seq.load(Ordering::Relaxed), 4);
+    }
+}
+
+#[test]
+fn non_contiguous_frames_in_any_order() {
+    // A 64-byte-stride table over three 4 KiB pages, the pages scattered
+    // (allocated separately and listed in reverse allocation order).
+    let p = LayoutParams {
+        record_size: 48,
+        abi_size: 40,
+        desc_count: 4,
+        ..LayoutParams::vcpu(150)
+    };
+    let l = Layout::compute(&p).unwrap();
+    assert_eq!(l.frames, 3);
+    let mut pages: Vec<Vec<u64>> = (0..3).map(|_| vec![0u64; 512]).collect();
+    let ptrs: Vec<NonNull<u8>> = pages
+        .iter_mut()
+        .map(|pg| NonNull::new(pg.as_mut_ptr().cast()).unwrap())
+        .collect();
+    {
+        // SAFETY: each page is 4096 bytes, 8-aligned, outlives the table and
+        // is only accessed through it.
+        let frames = unsafe { Frames::pages(&ptrs, 4096) };
+        let mut t = Table::init(frames, &spec(l, VCPU_STD_DESCRIPTORS)).unwrap();
+        let (_, ws) = t.split();
+        for mut w in ws {
+            let i = u64::from(w.index());
+            w.update(|u| {
+                for k in 0..5 {
+                    u.set(k, i * 10 + k as u64);
+                }
+            });
+        }
+    }
+    let image: Vec<u8> = pages
+        .iter()
+        .flatten()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
+    let info = validate(&image, image.len() as u64).unwrap();
+    assert_eq!(info.nr_records, 150);
+    for i in 0..150u64 {
+        let r = l.record_offset(i as u32).unwrap();
+        assert_eq!(u32_at(&image, r), 2);
+        for k in 0..5 {
+            assert_eq!(u64_at(&image, r + 8 + 8 * k), i * 10 + k);
+        }
+    }
+}
+
+#[test]
+fn sixty_four_k_pages_work() {
+    let p = LayoutParams {
+        page_size: 65536,
+        ..LayoutParams::vcpu(2000)
+    };
+    let l = Layout::compute(&p).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (_, ws) = t.split();
+        assert_eq!(ws.count(), 2000);
+    });
+    let info = validate(&b, b.len() as u64).unwrap();
+    assert_eq!(info.page_size, 65536);
+}
+
+#[test]
+fn init_errors() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let mut mem = vec![0u64; 1024];
+    let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: `mem` outlives every table below and is only accessed
+    // through them; the misaligned one is rejected before use.
+    let short = unsafe { Frames::contiguous(base, 100) };
+    assert_eq!(
+        Table::init(short, &spec(l, VCPU_STD_DESCRIPTORS)).unwrap_err(),
+        Error::FramesTooSmall {
+            need: 4096,
+            have: 100
+        }
+    );
+    let odd_base = NonNull::new(base.as_ptr().wrapping_add(1)).unwrap();
+    // SAFETY: as above; one byte in, still inside `mem`.
+    let odd = unsafe { Frames::contiguous(odd_base, 4096) };
+    assert_eq!(
+        Table::init(odd, &spec(l, VCPU_STD_DESCRIPTORS)).unwrap_err(),
+        Error::FramesMisaligned
+    );
+    let list = [base];
+    // SAFETY: as above; claims 8 KiB pages, rejected before use.
+    let wrong_page = unsafe { Frames::pages(&list, 8192) };
+    assert!(matches!(
+        Table::init(wrong_page, &spec(l, VCPU_STD_DESCRIPTORS)),
+        Err(Error::PageSizeMismatch { .. })
+    ));
+    // SAFETY: as above.
+    let ok = || unsafe { Frames::contiguous(base, 8192) };
+    let bad_magic = TableSpec {
+        magic: 7,
+        ..spec(l, VCPU_STD_DESCRIPTORS)
+    };
+    assert_eq!(
+        Table::init(ok(), &bad_magic).unwrap_err(),
+        Error::BadMagic { magic: 7 }
+    );
+    let dup = [VCPU_STD_DESCRIPTORS[0]; 4];
+    assert!(matches!(
+        Table::init(ok(), &spec(l, &dup)),
+        Err(Error::Abi(vstats_abi::Error::DescNameDuplicate { .. }))
+    ));
+    assert!(matches!(
+        Table::init(ok(), &spec(l, &VCPU_STD_DESCRIPTORS[..2])),
+        Err(Error::Abi(_))
+    ));
+    let dom = TableSpec {
+        magic: DOMAIN_STATS_MAGIC,
+        ..spec(l, VCPU_STD_DESCRIPTORS)
+    };
+    assert!(Table::init(ok(), &dom).is_ok());
+}
+
+fn descs_for(n: u32) -> Vec<Descriptor> {
+    (0..n)
+        .map(|i| {
+            let mut name = [0u8; 48];
+            let s = std::format!("c{i}");
+            name[..s.len()].copy_from_slice(s.as_bytes());
+            Descriptor {
+                name,
+                offset: 8 + 8 * i,
+                count: 1,
+                kind: Kind::CUMULATIVE,
+                unit: Unit::NONE,
+                base: Base::POW10,
+                exponent: 0,
+                bucket_size: 0,
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 64 }))]
+
+    /// Everything the producer writes passes the consumer's validation,
+    /// and every record written is where the layout says.
+    #[test]
+    fn produced_tables_validate(
+        nr in 0u32..300,
+        words in 1u32..40,
+        abi_words in 0u32..40,
+        desc_words in 0u32..40,
+        page_shift in 12u32..17,
+        line_shift in 3u32..8,
+    ) {
+        let record_size = 8 + 8 * words;
+        let abi_size = 8 + 8 * abi_words.min(words);
+        let ndesc = desc_words.min(words);
+        let p = LayoutParams { nr_records: nr, record_size, abi_size, desc_count: ndesc, page_size: 1 << page_shift, cacheline: 1 << line_shift };
+        let l = Layout::compute(&p).unwrap();
+        let descs = descs_for(ndesc);
+        let b = with_table(l, &descs, |t| {
+            let (_, ws) = t.split();
+            for mut w in ws {
+                let i = u64::from(w.index());
+                w.update(|u| { u.set(0, i); });
+            }
+        });
+        let info = validate(&b, b.len() as u64).unwrap();
+        prop_assert_eq!(info.nr_records, nr);
+        prop_assert_eq!(info.desc_count(), ndesc);
+        prop_assert_eq!(first_nonzero_reserved(&b, &info), None);
+        for i in 0..nr {
+            let r = l.record_offset(i).unwrap();
+            prop_assert_eq!(u32_at(&b, r), 2);
+            prop_assert_eq!(u64_at(&b, r + 8), u64::from(i));
+        }
+    }
+}
