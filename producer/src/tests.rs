@@ -314,7 +314,11 @@ fn descs_for(n: u32) -> Vec<Descriptor> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 64 }))]
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { 64 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// Everything the producer writes passes the consumer's validation,
     /// and every record written is where the layout says.

@@ -1,0 +1,96 @@
+//! A loom model of the seq protocol: one writer, one reader, every
+//! interleaving and every value the memory model lets a relaxed load
+//! return. Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p vstats-abi --test loom --release`.
+//!
+//! The model accepts a snapshot only if it is one the writer really
+//! published: both counters equal and equal to the number of updates the
+//! snapshot's seq says were finished. The same model run on a writer whose
+//! final store is weakened to `Relaxed`, or a reader missing its acquire
+//! fence, must fail: that shows the model can catch a broken ordering.
+#![cfg(loom)]
+
+use loom::{sync::Arc, thread};
+use vstats_abi::seqlock::{self, AtomicU32, AtomicU64, SeqWriter};
+
+struct Record {
+    seq: AtomicU32,
+    a: AtomicU64,
+    b: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+enum Variant {
+    Correct,
+    WeakWriterEnd,
+    WeakReaderFence,
+}
+
+const UPDATES: u64 = 2;
+
+fn model(variant: Variant) {
+    loom::model(move || {
+        let rec = Arc::new(Record {
+            seq: AtomicU32::new(0),
+            a: AtomicU64::new(0),
+            b: AtomicU64::new(0),
+        });
+        let w = rec.clone();
+        let writer = thread::spawn(move || {
+            let mut sw = SeqWriter::new(0);
+            for v in 1..=UPDATES {
+                sw.begin(&w.seq);
+                w.a.store(v, loom::sync::atomic::Ordering::Relaxed);
+                w.b.store(v, loom::sync::atomic::Ordering::Relaxed);
+                match variant {
+                    Variant::WeakWriterEnd => sw.end_weakened(&w.seq),
+                    _ => sw.end(&w.seq),
+                }
+            }
+        });
+        let body = || {
+            (
+                rec.a.load(loom::sync::atomic::Ordering::Relaxed),
+                rec.b.load(loom::sync::atomic::Ordering::Relaxed),
+            )
+        };
+        let got = match variant {
+            Variant::WeakReaderFence => seqlock::read_consistent_weakened(&rec.seq, 1, body),
+            _ => seqlock::read_consistent(&rec.seq, 1, body),
+        };
+        if let Ok((seq, (a, b))) = got {
+            assert_eq!(seq % 2, 0, "accepted an odd seq");
+            assert_eq!(a, b, "torn snapshot accepted: a={a} b={b} seq={seq}");
+            assert_eq!(
+                a,
+                u64::from(seq / 2),
+                "snapshot does not match its seq {seq}"
+            );
+        }
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn no_torn_snapshot_is_accepted() {
+    model(Variant::Correct);
+}
+
+/// Runs the model on a broken variant and returns its failure message.
+fn failure_of(variant: Variant) -> String {
+    let err = std::panic::catch_unwind(|| model(variant))
+        .expect_err("the model accepted a broken ordering");
+    err.downcast_ref::<String>().cloned().unwrap_or_default()
+}
+
+#[test]
+fn model_catches_a_relaxed_writer_end() {
+    let msg = failure_of(Variant::WeakWriterEnd);
+    assert!(msg.contains("snapshot"), "failed for another reason: {msg}");
+}
+
+#[test]
+fn model_catches_a_reader_without_its_fence() {
+    let msg = failure_of(Variant::WeakReaderFence);
+    assert!(msg.contains("snapshot"), "failed for another reason: {msg}");
+}
