@@ -1,0 +1,83 @@
+//! The crate's error type.
+
+use std::io;
+
+/// Everything that can go wrong while creating, running or stopping a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The KVM device could not be opened (missing, no permission, module
+    /// not loaded) or speaks an unexpected API version. Callers can fall
+    /// back to running without a VM.
+    #[error("KVM unavailable: {op} {path}: {source}")]
+    KvmUnavailable {
+        /// The device path that was tried.
+        path: String,
+        /// What failed: opening the device, the API version check, or
+        /// creating the VM.
+        op: &'static str,
+        /// Why opening it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel lacks `KVM_CAP_BINARY_STATS_FD` (Linux < 5.14).
+    #[error("KVM binary statistics (KVM_CAP_BINARY_STATS_FD) are not supported by this kernel")]
+    StatsUnsupported,
+    /// The configuration is not usable.
+    #[error("invalid VM configuration: {0}")]
+    InvalidConfig(String),
+    /// A KVM ioctl failed.
+    #[error("KVM {op} failed: {source}")]
+    Kvm {
+        /// The operation, e.g. `"KVM_CREATE_VCPU"`.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Any other system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A binary statistics file has an unexpected layout.
+    #[error("malformed KVM stats file: {0}")]
+    MalformedStats(String),
+    /// A vCPU exited to userspace for a reason this VMM does not handle
+    /// (the guest program never causes one); the vCPU went offline.
+    #[error("vCPU {vcpu}: unexpected exit {exit}")]
+    UnexpectedExit {
+        /// The vCPU id.
+        vcpu: u32,
+        /// Debug rendering of the exit.
+        exit: String,
+    },
+    /// A vCPU thread panicked (only possible inside a caller's sink).
+    #[error("vCPU {vcpu}: thread panicked")]
+    VcpuPanicked {
+        /// The vCPU id.
+        vcpu: u32,
+    },
+    /// No vCPU has this id.
+    #[error("no vCPU with id {0}")]
+    NoSuchVcpu(u32),
+}
+
+impl Error {
+    pub(crate) fn kvm(op: &'static str, err: kvm_ioctls::Error) -> Self {
+        Error::Kvm {
+            op,
+            source: io::Error::from_raw_os_error(err.errno()),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
