@@ -1,1 +1,118 @@
-//! placeholder
+//! The reader side of vstats: map a stats table (a file, or memory someone
+//! else mapped), validate it, and take consistent snapshots of its records
+//! with no lock and no system call; then compute deltas, rates and
+//! aggregates across records.
+//!
+//! # Examples
+//!
+//! A producer's table of two vCPUs, built in memory, read through
+//! [`Table::from_raw`] (a file would use [`Table::open`]):
+//!
+//! ```
+//! use vstats_abi::{
+//!     layout::{Layout, LayoutParams},
+//!     record::VCPU_STD_DESCRIPTORS,
+//!     VCPU_STATS_MAGIC,
+//! };
+//! use vstats_consumer::{Snapshot, Table};
+//!
+//! let layout = Layout::compute(&LayoutParams::vcpu(2))?;
+//! let mut bytes = vec![0u8; layout.mapping_len() as usize];
+//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)?;
+//! // vCPU 1 ran for 5000 ns (the counter after its seq and pad).
+//! let rec1 = layout.record_offset(1).unwrap() as usize;
+//! bytes[rec1 + 8..rec1 + 16].copy_from_slice(&5000u64.to_ne_bytes());
+//! // 8-aligned memory, as every mapping is.
+//! let mem: Vec<u64> = bytes
+//!     .chunks(8)
+//!     .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+//!     .collect();
+//!
+//! // SAFETY: `mem` outlives `table` and nothing writes it meanwhile.
+//! let table = unsafe { Table::from_raw(mem.as_ptr().cast(), bytes.len()) }?;
+//! let running = table.counter("runstate_running_time").unwrap();
+//! let mut snap = Snapshot::new(&table);
+//! assert_eq!(table.snapshot(&mut snap), 0, "no record was busy");
+//! assert_eq!(snap.record(1).unwrap().get(running), Some(5000));
+//! assert_eq!(snap.record(1).unwrap().running(), Some(5000));
+//! let all = snap.aggregate(running);
+//! assert_eq!((all.present, all.zero, all.sum), (2, 1, 5000));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How a table is read
+//!
+//! - **Copy, then validate, then use.** Opening copies the table's head
+//!   (`[0, offset)`: header, extension header, descriptors; at most
+//!   [`MAX_HEAD_LEN`]) into private memory with atomic loads, validates
+//!   the copy with [`vstats_abi::validate()`], and from then on trusts only
+//!   the copy. Records are read from the mapping.
+//! - **Atomic loads only.** The mapping is never seen as `&[u8]`: every
+//!   read is a `Relaxed` atomic load of at most 8 bytes, which the standard
+//!   library allows on read-only memory, plus fences (module `raw`).
+//! - **Seq protocol**, bounded. Each record is copied inside one even seq
+//!   value, as `vstats_abi::seqlock` specifies, making at most
+//!   [`Table::max_attempts`] attempts ([`DEFAULT_MAX_ATTEMPTS`] = 1024;
+//!   measured at about 13 us in all for a dead writer). A record still busy
+//!   after that is [`Error::Busy`] for [`Table::snapshot_record`]; in a
+//!   whole-table [`Table::snapshot`] it is marked [`RecordStatus::Busy`],
+//!   counted ([`Snapshot::busy_count`], the return value) and the other
+//!   records are still read.
+//! - **Absent and unused.** A counter reads as absent (`None`) when the
+//!   record was not read consistently, when it lies beyond the record's
+//!   `size` (or, for a standard field at a fixed offset, beyond the
+//!   producer's `abi_size`), or when it is inactive (top bit set). A record
+//!   slot is unused ([`RecordSnapshot::is_unused`]) when every counter word
+//!   within `size` is inactive.
+//! - **Counters by name** come from the table's descriptors, or, for a
+//!   table without them (RFC v3), from this revision's standard fields.
+//! - **Restarts.** [`Table::is_stale`] re-reads the header words and the
+//!   generation (a few loads); [`Table::file_replaced`] notices a new file
+//!   under the same name; [`Table::reopen`] opens it. [`delta`] reports
+//!   [`Delta::Reset`] across a generation change or a seq that went
+//!   backwards.
+//! - **Time.** Snapshots are stamped with [`std::time::Instant::now`],
+//!   which on Linux x86-64 is `clock_gettime(CLOCK_MONOTONIC)` answered by
+//!   the vDSO without entering the kernel (when the clocksource is TSC,
+//!   kvm-clock or a Xen pvclock with vDSO support; otherwise the vDSO falls
+//!   back to a real system call).
+//!
+//! # Errors
+//!
+//! One enum, [`Error`]: an invalid table names the ABI rule broken and
+//! the file ([`Error::Invalid`], [`Error::rule`]); I/O errors carry the
+//! path, with [`Error::PermissionDenied`] apart from other
+//! [`Error::Io`]; [`Error::Busy`] and [`Error::NoSuchRecord`] come from
+//! reading records. Nothing in this crate panics on table contents, and
+//! every allocation is bounded by the mapping's length and the limits
+//! [`MAX_HEAD_LEN`] and [`MAX_RECORDS`].
+//!
+//! # Safety
+//!
+//! [`Table::from_raw`] and [`Table::from_owned`] are `unsafe`: the caller
+//! promises the memory stays mapped for the table's life (or the owner's)
+//! and is not written with non-atomic writes from this process. All other
+//! entry points are safe. Unsafe code lives only in the private modules
+//! `raw` and `mmap`; every other module denies it.
+#![deny(unsafe_code)]
+
+mod counter;
+mod error;
+#[allow(unsafe_code)]
+mod mmap;
+#[allow(unsafe_code)]
+mod raw;
+mod seq;
+mod snapshot;
+mod stats;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+pub use counter::{Counter, Source};
+pub use error::{Error, Result};
+pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
+pub use stats::{delta, rate, Aggregate, Delta};
+pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
+pub use vstats_abi::{Base, Kind, TableInfo, Unit};

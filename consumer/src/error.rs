@@ -1,0 +1,159 @@
+//! The one error type of the consumer.
+
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+};
+
+/// Everything that can go wrong opening or reading a table.
+///
+/// Each message is complete on its own (the inner ABI or I/O error is
+/// part of it, not a separate `source()`), so `{err}` prints everything.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The table breaks a rule of the ABI (`docs/abi.md`); `error.rule()`
+    /// names it.
+    #[error("{}: not a valid stats table: {error}", Origin(.path))]
+    Invalid {
+        /// The file, `None` for raw memory.
+        path: Option<PathBuf>,
+        /// The rule broken, with the values that broke it.
+        error: vstats_abi::Error,
+    },
+    /// The file could not be opened or mapped for lack of permission.
+    #[error("{}: permission denied: {io}", .path.display())]
+    PermissionDenied {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        io: io::Error,
+    },
+    /// Any other I/O error opening or mapping a file.
+    #[error("{}: {io}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        io: io::Error,
+    },
+    /// The head of the table (`[0, offset)`: headers and descriptors) is
+    /// larger than the consumer copies ([`crate::MAX_HEAD_LEN`]).
+    #[error("{}: table head of {need} bytes exceeds the {cap}-byte limit", Origin(.path))]
+    HeadTooLarge {
+        /// The file, `None` for raw memory.
+        path: Option<PathBuf>,
+        /// Bytes the table's header asks for.
+        need: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// The table has more record slots than the consumer reads
+    /// ([`crate::MAX_RECORDS`]).
+    #[error("{}: {nr_records} record slots exceed the limit of {cap}", Origin(.path))]
+    TooManyRecords {
+        /// The file, `None` for raw memory.
+        path: Option<PathBuf>,
+        /// Slots in the table.
+        nr_records: u32,
+        /// The limit.
+        cap: u32,
+    },
+    /// A record stayed mid-update (odd seq) or kept changing for every
+    /// attempt: its writer is updating it, or died while updating it.
+    #[error("record {record} busy: seq {seq} after {attempts} read attempts")]
+    Busy {
+        /// Record index.
+        record: u32,
+        /// The last seq value seen.
+        seq: u32,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The record index is not a slot of the table.
+    #[error("no record {record}: the table has {nr_records} record slots")]
+    NoSuchRecord {
+        /// The index asked for.
+        record: u32,
+        /// Slots in the table.
+        nr_records: u32,
+    },
+    /// A raw mapping's address is null or not 8-aligned.
+    #[error("mapping address {addr:#x} is null or not 8-byte aligned")]
+    BadPointer {
+        /// The address.
+        addr: usize,
+    },
+    /// [`crate::Table::reopen`] or [`crate::Table::file_replaced`] on a
+    /// table that was not opened from a file.
+    #[error("the table was not opened from a file")]
+    NotFileBacked,
+}
+
+impl Error {
+    /// The ABI rule broken (`"R2"` ...), when this is [`Error::Invalid`].
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            Error::Invalid { error, .. } => Some(error.rule()),
+            _ => None,
+        }
+    }
+
+    /// Maps an I/O error on `path`: [`io::ErrorKind::PermissionDenied`]
+    /// becomes [`Error::PermissionDenied`], anything else [`Error::Io`].
+    pub(crate) fn io(path: &Path, io: io::Error) -> Error {
+        let path = path.to_path_buf();
+        if io.kind() == io::ErrorKind::PermissionDenied {
+            Error::PermissionDenied { path, io }
+        } else {
+            Error::Io { path, io }
+        }
+    }
+}
+
+/// Where a table came from, for messages.
+struct Origin<'a>(&'a Option<PathBuf>);
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "{}", p.display()),
+            None => f.write_str("<raw mapping>"),
+        }
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_is_its_own_variant() {
+        // We run as root, so a mode-000 file opens anyway: test the
+        // mapping with a synthetic error instead.
+        let e = Error::io(
+            Path::new("/x"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(matches!(e, Error::PermissionDenied { ref path, .. } if path == Path::new("/x")));
+        assert!(e.to_string().starts_with("/x: permission denied"), "{e}");
+        let e = Error::io(Path::new("/y"), io::Error::from(io::ErrorKind::NotFound));
+        assert!(matches!(e, Error::Io { ref io, .. } if io.kind() == io::ErrorKind::NotFound));
+        assert!(e.to_string().starts_with("/y: "), "{e}");
+    }
+
+    #[test]
+    fn invalid_names_the_rule_and_the_origin() {
+        let e = Error::Invalid {
+            path: None,
+            error: vstats_abi::Error::BadMagic { found: 1 },
+        };
+        assert_eq!(e.rule(), Some("R2"));
+        assert!(e.to_string().starts_with("<raw mapping>: "), "{e}");
+        assert!(e.to_string().contains("R2: magic 0x00000001"), "{e}");
+        assert_eq!(Error::NotFileBacked.rule(), None);
+    }
+}

@@ -1,0 +1,374 @@
+//! [`Table`]: a mapped, validated stats table.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use vstats_abi::{
+    header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
+    record::RECORD_PREFIX,
+    seqlock::Busy,
+    validate, TableInfo,
+};
+
+use crate::{
+    counter::{counters_of, Counter},
+    mmap::{map_file, FileId},
+    raw::Mapping,
+    seq::read_words,
+    snapshot::{RecordSnapshot, Snapshot},
+    Error, Result,
+};
+
+/// Largest table head (`[0, offset)`: header, extension header,
+/// descriptors) the consumer copies: 16 MiB. A table whose `offset` is
+/// larger is refused with [`Error::HeadTooLarge`].
+pub const MAX_HEAD_LEN: u64 = 16 << 20;
+
+/// Most record slots a table may have: 2^20. With it, a [`Snapshot`]
+/// allocates at most about 2^20 x 72 bytes plus the records' counter
+/// words (which are fewer bytes than the mapping).
+pub const MAX_RECORDS: u32 = 1 << 20;
+
+/// Default number of attempts to read one record consistently before
+/// giving up with [`Error::Busy`]: 1024.
+///
+/// An attempt on a record whose seq is odd costs one relaxed load and one
+/// `spin_loop` hint (`pause` on x86-64, 10 to 150 cycles depending on the
+/// CPU). Measured with `examples/busy_bound.rs` (release build) on the
+/// 2-core x86-64 Xeon VM this was written on: about 12 ns per attempt, so
+/// 13 us for a record whose writer died mid-update, against 28 ns for a
+/// consistent read of a 4-counter record; expect up to about 4x on CPUs
+/// with a long `pause`. A writer's update is a handful of stores, so a
+/// live writer rarely costs more than a few attempts; only a dead or
+/// descheduled writer exhausts them.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 1024;
+
+/// Times the head is copied before giving up when the header keeps
+/// asking for more (it only does so when the producer changes it while
+/// we copy).
+const MAX_COPY_ROUNDS: u32 = 4;
+
+/// A mapped stats table whose head was copied and validated.
+///
+/// Owns the mapping and unmaps it on drop. The head (`[0, offset)`) was
+/// copied into private memory before validation and everything this type
+/// knows about the geometry comes from that copy, so a producer that
+/// changes the header later cannot make the consumer read out of bounds
+/// (no double fetch); [`Table::is_stale`] tells whether it did.
+///
+/// `Table` is `Send + Sync`; reading takes `&self`.
+pub struct Table {
+    map: Mapping,
+    head: Vec<u8>,
+    info: TableInfo,
+    counters: Vec<Counter>,
+    file: Option<FileId>,
+    max_attempts: u32,
+}
+
+impl Table {
+    /// Opens the table in the file at `path`: the file is opened read-only
+    /// (`O_RDONLY`) and mapped read-only and shared, its head copied and
+    /// validated. The file descriptor is not kept.
+    ///
+    /// The producer must never truncate a published file (reads of the
+    /// mapping would then fault with `SIGBUS`); to restart, it publishes a
+    /// new file under the same name (new inode), which
+    /// [`Table::file_replaced`] detects and [`Table::reopen`] follows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PermissionDenied`] or [`Error::Io`] when the file cannot
+    /// be opened or mapped; [`Error::Invalid`] (with the path and the ABI
+    /// rule) when it is not a valid table; [`Error::HeadTooLarge`] and
+    /// [`Error::TooManyRecords`] beyond this crate's limits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Table> {
+        let (map, id) = map_file(path.as_ref())?;
+        Table::init(map, Some(id))
+    }
+
+    /// Copy, then validate: copies the head with atomic loads (first the
+    /// 16-byte header, then `[0, offset)`), validates the copy, keeps it.
+    pub(crate) fn init(map: Mapping, file: Option<FileId>) -> Result<Table> {
+        let path = file.as_ref().map(|f| f.path.clone());
+        let len = map.len() as u64;
+        let invalid = |error| Error::Invalid {
+            path: path.clone(),
+            error,
+        };
+        let mut head = Vec::new();
+        let mut want = len.min(u64::from(HEADER_SIZE));
+        let mut rounds = 0;
+        let info = loop {
+            rounds += 1;
+            let n = usize::try_from(want).unwrap_or(usize::MAX);
+            if map.copy_prefix(n, &mut head).is_none() {
+                return Err(invalid(vstats_abi::Error::MappingTooSmall {
+                    need: want,
+                    len,
+                }));
+            }
+            match validate(&head, len) {
+                Ok(info) => break info,
+                Err(e @ vstats_abi::Error::HeadTruncated { need, .. }) => {
+                    let need = u64::from(need);
+                    if need > MAX_HEAD_LEN {
+                        return Err(Error::HeadTooLarge {
+                            path,
+                            need,
+                            cap: MAX_HEAD_LEN,
+                        });
+                    }
+                    // `validate` asks only for bytes below `offset <= len`,
+                    // and always for more than it had; anything else, or a
+                    // header that keeps changing, is reported as is.
+                    if need > len || need <= want || rounds >= MAX_COPY_ROUNDS {
+                        return Err(invalid(e));
+                    }
+                    want = need;
+                }
+                Err(e) => return Err(invalid(e)),
+            }
+        };
+        if info.nr_records > MAX_RECORDS {
+            return Err(Error::TooManyRecords {
+                path,
+                nr_records: info.nr_records,
+                cap: MAX_RECORDS,
+            });
+        }
+        let counters = counters_of(&info, &head);
+        Ok(Table {
+            map,
+            head,
+            info,
+            counters,
+            file,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        })
+    }
+
+    /// The geometry as validated.
+    pub fn info(&self) -> &TableInfo {
+        &self.info
+    }
+
+    /// The private copy of the head that was validated (`[0, offset)`, or
+    /// just the header when `offset` is 16).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The file the table was opened from, `None` for raw memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+
+    /// Number of record slots.
+    pub fn nr_records(&self) -> u32 {
+        self.info.nr_records
+    }
+
+    /// Whether this is a vCPU table (else a domain table).
+    pub fn is_vcpu(&self) -> bool {
+        self.info.is_vcpu()
+    }
+
+    /// The producer's generation as validated (0 for a table without an
+    /// extension header, e.g. RFC v3).
+    pub fn generation(&self) -> u64 {
+        self.info.generation()
+    }
+
+    /// The counters of each record: from the table's descriptors when it
+    /// has any; otherwise (RFC v3 producers, or none given) this
+    /// revision's standard fields that fit the table's `abi_size`.
+    pub fn counters(&self) -> &[Counter] {
+        &self.counters
+    }
+
+    /// The counter called `name` (a linear search).
+    pub fn counter(&self, name: &str) -> Option<&Counter> {
+        self.counters.iter().find(|c| c.name() == name)
+    }
+
+    /// Attempts per record before a read reports busy.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Sets the attempts per record (at least 1; 0 is taken as 1). See
+    /// [`DEFAULT_MAX_ATTEMPTS`] for what an attempt costs.
+    pub fn set_max_attempts(&mut self, attempts: u32) {
+        self.max_attempts = attempts.max(1);
+    }
+
+    /// Reads record `i` with the seq protocol into `words` (the counter
+    /// words `[8, size)`). `None` only if the validated geometry does not
+    /// fit the mapping, which validation rules out.
+    fn read_record(&self, i: u32, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
+        let off = usize::try_from(self.info.record_offset(i)?).ok()?;
+        let seq = self.map.atomic_u32(off)?;
+        let n = words_per_record(&self.info);
+        let shared = self
+            .map
+            .atomic_u64s(off.checked_add(RECORD_PREFIX as usize)?, n)?;
+        Some(read_words(seq, shared, words, self.max_attempts))
+    }
+
+    /// Reads record `i` consistently into `out`, lock-free and without a
+    /// system call (the timestamp is `Instant::now()`, a vDSO call on
+    /// Linux x86-64 with a TSC-like clocksource). `out` is reshaped
+    /// (allocating) only if it was made for a table of another record
+    /// size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchRecord`] when `i >= nr_records` (`out` untouched);
+    /// [`Error::Busy`] after [`Table::max_attempts`] attempts found the
+    /// record mid-update (`out` then holds status
+    /// [`crate::RecordStatus::Busy`] and no values).
+    pub fn snapshot_record(&self, i: u32, out: &mut RecordSnapshot) -> Result<()> {
+        if i >= self.info.nr_records {
+            return Err(Error::NoSuchRecord {
+                record: i,
+                nr_records: self.info.nr_records,
+            });
+        }
+        out.prepare(self, i);
+        let taken = Instant::now();
+        let r = self.read_record(i, out.words_mut());
+        out.finish(r, taken);
+        match r {
+            Some(Err(Busy { seq, attempts })) => Err(Error::Busy {
+                record: i,
+                seq,
+                attempts,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads every record into `snap`, each consistently (records are not
+    /// consistent with each other: each has its own seq). Lock-free,
+    /// allocation-free when `snap` was made for this table, no system call
+    /// (one `Instant::now()` for the whole snapshot, taken before the
+    /// first record).
+    ///
+    /// A record that stays busy for [`Table::max_attempts`] attempts does
+    /// not stop the others: it is marked [`crate::RecordStatus::Busy`] (its
+    /// counters read as absent) and counted. Returns the number of busy
+    /// records, also available as [`Snapshot::busy_count`]; 0 means every
+    /// record is consistent. The worst case is `nr_records *
+    /// max_attempts` attempts.
+    pub fn snapshot(&self, snap: &mut Snapshot) -> u32 {
+        snap.prepare(self);
+        let taken = Instant::now();
+        let mut busy = 0;
+        for (i, rec) in (0..self.info.nr_records).zip(snap.records_mut()) {
+            rec.prepare(self, i);
+            let r = self.read_record(i, rec.words_mut());
+            if matches!(r, Some(Err(_))) {
+                busy += 1;
+            }
+            rec.finish(r, taken);
+        }
+        snap.finish(taken, busy);
+        busy
+    }
+
+    /// Whether the producer changed the table since it was validated:
+    /// re-reads the header (magic, offset, size, stride) and the extension
+    /// header (all of it, generation included) from the mapping with
+    /// relaxed `u32` loads and compares them with the validated copy. A
+    /// dozen loads, no system call. A producer re-initialising the table
+    /// in place first clears the magic, so this also sees a restart in
+    /// progress.
+    ///
+    /// It cannot see a file replaced under the same name (the old mapping
+    /// still shows the old, now frozen, table): use
+    /// [`Table::file_replaced`] for that.
+    pub fn is_stale(&self) -> bool {
+        let h = &self.info.header;
+        let now = [0, 4, 8, 12].map(|o| self.map.load_u32(o));
+        if now != [h.magic, h.offset, h.size, h.stride].map(Some) {
+            return true;
+        }
+        match self.info.ext {
+            Some(e) => {
+                let words = [
+                    e.ext_magic,
+                    e.ext_size,
+                    e.nr_records,
+                    e.page_shift,
+                    e.abi_size,
+                    e.desc_offset,
+                    e.desc_count,
+                    e.desc_stride,
+                ];
+                let base = EXT_HEADER_OFFSET as usize;
+                let same = words
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &w)| self.map.load_u32(base + 4 * k) == Some(w));
+                !same || self.map.load_u64_halves(base + 32) != Some(e.generation)
+            }
+            // No extension header was there: stale if one appeared.
+            None if h.offset >= EXT_HEADER_END => {
+                self.map.load_u32(EXT_HEADER_OFFSET as usize) != Some(0)
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the file at [`Table::path`] is no longer the one mapped
+    /// (removed, or replaced by a new inode). One `stat` system call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFileBacked`] for a table from raw memory. A path that no
+    /// longer exists is reported as replaced, not as an error.
+    pub fn file_replaced(&self) -> Result<bool> {
+        let file = self.file.as_ref().ok_or(Error::NotFileBacked)?;
+        match FileId::current(&file.path) {
+            Ok(now) => Ok(now != *file),
+            Err(Error::Io { io, .. }) if io.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the file at [`Table::path`] again (a producer that restarted
+    /// published a new file there), keeping [`Table::max_attempts`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFileBacked`] for a table from raw memory, else as for
+    /// [`Table::open`].
+    pub fn reopen(&self) -> Result<Table> {
+        let path: &PathBuf = &self.file.as_ref().ok_or(Error::NotFileBacked)?.path;
+        let mut t = Table::open(path)?;
+        t.max_attempts = self.max_attempts;
+        Ok(t)
+    }
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the head's bytes: they may be megabytes.
+        f.debug_struct("Table")
+            .field("path", &self.path())
+            .field("info", &self.info)
+            .field("head_len", &self.head.len())
+            .field("counters", &self.counters.len())
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counter words of each record: `(size - 8) / 8`.
+pub(crate) fn words_per_record(info: &TableInfo) -> usize {
+    (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize
+}

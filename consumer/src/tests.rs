@@ -1,0 +1,998 @@
+//! Unit tests of the whole reading path: tables built with the ABI
+//! crate's layout code, read through raw memory (runs under Miri) or
+//! through temporary files (not under Miri: it cannot mmap).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use proptest::prelude::*;
+use vstats_abi::{
+    desc::Descriptor,
+    header::Header,
+    layout::{Layout, LayoutParams},
+    record::{
+        DOMAIN_STD_DESCRIPTORS, INACTIVE, PAD_INACTIVE, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS,
+    },
+    seqlock::SeqWriter,
+    Base, Kind, Unit, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+};
+
+use crate::{
+    delta, rate, raw::test_mem::SharedMem, Aggregate, Delta, Error, RecordSnapshot, RecordStatus,
+    Snapshot, Source, Table, DEFAULT_MAX_ATTEMPTS,
+};
+
+// ---------------------------------------------------------------- helpers
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_header(b: &mut [u8], h: Header) {
+    for (k, v) in [h.magic, h.offset, h.size, h.stride]
+        .into_iter()
+        .enumerate()
+    {
+        put32(b, 4 * k, v);
+    }
+}
+
+fn put64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// A table image: headers from `Layout::write_headers`, every record with
+/// seq 0, pad inactive and counter k of record i set to `100 * i + k`.
+fn image(p: &LayoutParams, magic: u32, generation: u64, descs: &[Descriptor]) -> (Layout, Vec<u8>) {
+    let l = Layout::compute(p).unwrap();
+    let mut b = vec![0u8; l.mapping_len() as usize];
+    l.write_headers(&mut b, magic, generation, descs).unwrap();
+    for i in 0..l.nr_records {
+        let r = l.record_offset(i).unwrap() as usize;
+        put32(&mut b, r + 4, PAD_INACTIVE);
+        for k in 0..(l.size as usize - 8) / 8 {
+            put64(&mut b, r + 8 + 8 * k, 100 * u64::from(i) + k as u64);
+        }
+    }
+    (l, b)
+}
+
+fn vcpu_image(n: u32, generation: u64) -> (Layout, Vec<u8>) {
+    image(
+        &LayoutParams::vcpu(n),
+        VCPU_STATS_MAGIC,
+        generation,
+        VCPU_STD_DESCRIPTORS,
+    )
+}
+
+/// Byte offset of counter `k` of record `i`.
+fn word(l: &Layout, i: u32, k: usize) -> usize {
+    l.record_offset(i).unwrap() as usize + 8 + 8 * k
+}
+
+fn seq_off(l: &Layout, i: u32) -> usize {
+    l.record_offset(i).unwrap() as usize
+}
+
+/// What RFC v3's Xen writes: a 16-byte header, offset 64, a 16-byte
+/// record (seq, pad, running time), one page.
+fn v3_image() -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    put_header(
+        &mut b,
+        Header {
+            magic: VCPU_STATS_MAGIC,
+            offset: 64,
+            size: 16,
+            stride: 64,
+        },
+    );
+    for i in 0..63 {
+        put64(&mut b, 64 + 64 * i + 8, 7 + i as u64);
+    }
+    b
+}
+
+/// A file in the temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, bytes: &[u8]) -> TempFile {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("vstats-consumer-{}-{n}-{tag}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        TempFile(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn abi_err(e: &Error) -> vstats_abi::Error {
+    match e {
+        Error::Invalid { error, .. } => *error,
+        other => panic!("not an ABI error: {other:?}"),
+    }
+}
+
+// ------------------------------------------------------------- opening
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn opens_a_file_and_reads_it() {
+    let (l, b) = vcpu_image(3, 42);
+    let f = TempFile::new("ok", &b);
+    let t = Table::open(f.path()).unwrap();
+    assert_eq!(t.path(), Some(f.path()));
+    assert_eq!(t.nr_records(), 3);
+    assert!(t.is_vcpu());
+    assert_eq!(t.generation(), 42);
+    assert_eq!(t.head().len(), l.offset as usize);
+    let names: Vec<&str> = t.counters().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "runstate_running_time",
+            "runstate_runnable_time",
+            "runstate_blocked_time",
+            "runstate_offline_time"
+        ]
+    );
+    let c = t.counter("runstate_blocked_time").unwrap();
+    assert_eq!(c.source(), Source::Descriptor(2));
+    assert_eq!((c.offset(), c.count(), c.kind()), (24, 1, Kind::CUMULATIVE));
+    assert_eq!(
+        (c.unit(), c.base(), c.exponent()),
+        (Unit::SECONDS, Base::POW10, -9)
+    );
+    assert!((c.scale() - 1e-9).abs() < 1e-20);
+    assert!(t.counter("nope").is_none());
+
+    let mut s = Snapshot::new(&t);
+    assert!(!s.is_complete());
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert!(s.is_complete());
+    let r2 = s.record(2).unwrap();
+    assert_eq!(r2.get(c), Some(202));
+    assert_eq!(
+        (r2.running(), r2.runnable(), r2.blocked(), r2.offline()),
+        (Some(200), Some(201), Some(202), Some(203))
+    );
+    assert!(!t.is_stale());
+    assert!(!t.file_replaced().unwrap());
+    let again = t.reopen().unwrap();
+    assert_eq!(again.generation(), 42);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn bad_magic_in_a_file_names_the_rule_and_the_path() {
+    let (_, mut b) = vcpu_image(1, 1);
+    put32(&mut b, 0, 0x1234_5678);
+    let f = TempFile::new("magic", &b);
+    let e = Table::open(f.path()).unwrap_err();
+    assert_eq!(
+        abi_err(&e),
+        vstats_abi::Error::BadMagic { found: 0x1234_5678 }
+    );
+    assert_eq!(e.rule(), Some("R2"));
+    let msg = e.to_string();
+    assert!(msg.contains(&*f.path().to_string_lossy()), "{msg}");
+    assert!(msg.contains("R2: magic 0x12345678"), "{msg}");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn truncated_files_are_refused() {
+    let (l, b) = vcpu_image(4, 1);
+    // Shorter than the header.
+    for n in [0, 8, 15] {
+        let f = TempFile::new("short", &b[..n]);
+        let e = Table::open(f.path()).unwrap_err();
+        assert_eq!(
+            abi_err(&e),
+            vstats_abi::Error::MappingTooShort { len: n as u64 }
+        );
+    }
+    // The head is cut.
+    let f = TempFile::new("head", &b[..100]);
+    let e = Table::open(f.path()).unwrap_err();
+    assert_eq!(
+        abi_err(&e),
+        vstats_abi::Error::MappingTooSmall {
+            need: u64::from(l.offset),
+            len: 100
+        }
+    );
+    // The last record is cut.
+    let end = l.record_offset(3).unwrap() as usize + 8;
+    let f = TempFile::new("records", &b[..end]);
+    let e = Table::open(f.path()).unwrap_err();
+    assert_eq!(e.rule(), Some("R7"), "{e}");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot open files")]
+fn missing_file_is_an_io_error_with_the_path() {
+    let p = std::env::temp_dir().join("vstats-consumer-does-not-exist");
+    let e = Table::open(&p).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, io } if path == &p && io.kind() == std::io::ErrorKind::NotFound),
+        "{e:?}"
+    );
+    // Permission denied cannot be provoked here (tests run as root); the
+    // mapping of that error kind is tested in `error.rs` with a synthetic
+    // io::Error.
+}
+
+#[test]
+fn from_raw_reads_and_checks_the_pointer() {
+    let (_, b) = vcpu_image(2, 9);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table_raw(b.len()).unwrap();
+    assert_eq!(t.path(), None);
+    assert_eq!(t.generation(), 9);
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert_eq!(s.record(1).unwrap().running(), Some(100));
+    assert!(matches!(t.reopen(), Err(Error::NotFileBacked)));
+    assert!(matches!(t.file_replaced(), Err(Error::NotFileBacked)));
+}
+
+#[test]
+fn from_owned_drops_the_owner_with_the_table() {
+    let (_, b) = vcpu_image(1, 1);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    drop(mem);
+    // The table's owner (an Arc clone) keeps the memory alive.
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert_eq!(s.record(0).unwrap().running(), Some(0));
+}
+
+#[test]
+fn raw_errors_have_no_path() {
+    let mem = SharedMem::from_bytes(&[0u8; 64]);
+    let e = mem.table().unwrap_err();
+    assert_eq!(abi_err(&e), vstats_abi::Error::BadMagic { found: 0 });
+    assert!(e.to_string().starts_with("<raw mapping>: "), "{e}");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "allocates 16 MiB; too slow under Miri")]
+fn head_and_record_limits() {
+    // A head larger than MAX_HEAD_LEN.
+    let off = (crate::MAX_HEAD_LEN + 8) as u32;
+    let mut b = vec![0u8; off as usize + 64];
+    put_header(
+        &mut b,
+        Header {
+            magic: VCPU_STATS_MAGIC,
+            offset: off,
+            size: 16,
+            stride: 64,
+        },
+    );
+    let e = SharedMem::from_bytes(&b).table().unwrap_err();
+    assert!(
+        matches!(e, Error::HeadTooLarge { need, cap, .. } if need == u64::from(off) && cap == crate::MAX_HEAD_LEN),
+        "{e:?}"
+    );
+    // A v3 table with more slots than MAX_RECORDS (stride 8: 2^20 + 1).
+    let len = 64 + 8 * (crate::MAX_RECORDS as usize + 1);
+    let mut b = vec![0u8; len];
+    put_header(
+        &mut b,
+        Header {
+            magic: VCPU_STATS_MAGIC,
+            offset: 64,
+            size: 8,
+            stride: 8,
+        },
+    );
+    let e = SharedMem::from_bytes(&b).table().unwrap_err();
+    assert!(
+        matches!(e, Error::TooManyRecords { nr_records, .. } if nr_records == crate::MAX_RECORDS + 1),
+        "{e:?}"
+    );
+}
+
+// ------------------------------------------------------- busy and bounds
+
+#[test]
+fn odd_seq_is_busy_after_exactly_the_configured_attempts() {
+    let (l, b) = vcpu_image(3, 1);
+    let mem = SharedMem::from_bytes(&b);
+    let mut t = mem.table().unwrap();
+    assert_eq!(t.max_attempts(), DEFAULT_MAX_ATTEMPTS);
+    mem.store_u32(seq_off(&l, 1), 7);
+
+    let mut r = RecordSnapshot::new(&t);
+    assert_eq!(r.status(), RecordStatus::NotRead);
+    let e = t.snapshot_record(1, &mut r).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Busy {
+                record: 1,
+                seq: 7,
+                attempts: DEFAULT_MAX_ATTEMPTS
+            }
+        ),
+        "{e:?}"
+    );
+    for n in [1, 5, 17] {
+        t.set_max_attempts(n);
+        let e = t.snapshot_record(1, &mut r).unwrap_err();
+        assert!(
+            matches!(e, Error::Busy { record: 1, seq: 7, attempts } if attempts == n),
+            "{e:?}"
+        );
+        assert_eq!(
+            r.status(),
+            RecordStatus::Busy {
+                seq: 7,
+                attempts: n
+            }
+        );
+        assert_eq!(r.get(t.counter("runstate_running_time").unwrap()), None);
+        assert_eq!(r.running(), None);
+        assert!(r.words().is_empty());
+        assert!(!r.is_unused());
+    }
+    t.set_max_attempts(0);
+    assert_eq!(t.max_attempts(), 1);
+
+    // The whole-table snapshot reads the other records and says which
+    // one was busy.
+    t.set_max_attempts(3);
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 1);
+    assert_eq!(s.busy_count(), 1);
+    assert!(!s.is_complete());
+    assert_eq!(
+        s.busy().collect::<Vec<_>>(),
+        [(
+            1,
+            RecordStatus::Busy {
+                seq: 7,
+                attempts: 3
+            }
+        )]
+    );
+    assert_eq!(s.record(0).unwrap().running(), Some(0));
+    assert_eq!(s.record(2).unwrap().running(), Some(200));
+    let running = t.counter("runstate_running_time").unwrap();
+    let agg = s.aggregate(running);
+    assert_eq!((agg.present, agg.absent), (2, 1));
+
+    // The writer finishes: everything is consistent again.
+    mem.store_u32(seq_off(&l, 1), 8);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert!(s.is_complete());
+    assert_eq!(s.record(1).unwrap().seq(), 8);
+    t.snapshot_record(1, &mut r).unwrap();
+    assert_eq!(r.status(), RecordStatus::Consistent);
+    assert_eq!((r.index(), r.seq(), r.running()), (1, 8, Some(100)));
+}
+
+#[test]
+fn no_such_record() {
+    let (_, b) = vcpu_image(2, 1);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut r = RecordSnapshot::new(&t);
+    let e = t.snapshot_record(2, &mut r).unwrap_err();
+    assert!(matches!(
+        e,
+        Error::NoSuchRecord {
+            record: 2,
+            nr_records: 2
+        }
+    ));
+    assert_eq!(r.status(), RecordStatus::NotRead);
+    assert!(t.snapshot_record(u32::MAX, &mut r).is_err());
+}
+
+#[test]
+fn snapshots_reshape_for_another_table() {
+    let (_, b2) = vcpu_image(2, 1);
+    let (_, b5) = vcpu_image(5, 1);
+    let (m2, m5) = (SharedMem::from_bytes(&b2), SharedMem::from_bytes(&b5));
+    let (t2, t5) = (m2.table().unwrap(), m5.table().unwrap());
+    let mut s = Snapshot::new(&t2);
+    assert_eq!(t5.snapshot(&mut s), 0);
+    assert_eq!(s.records().len(), 5);
+    assert_eq!(s.record(4).unwrap().running(), Some(400));
+    // A record buffer of a domain table (other size) is reshaped too.
+    let (_, bd) = image(
+        &LayoutParams::domain(),
+        DOMAIN_STATS_MAGIC,
+        1,
+        DOMAIN_STD_DESCRIPTORS,
+    );
+    let md = SharedMem::from_bytes(&bd);
+    let td = md.table().unwrap();
+    let mut r = RecordSnapshot::new(&td);
+    t5.snapshot_record(3, &mut r).unwrap();
+    assert_eq!(r.words().len(), 4);
+    assert_eq!(r.offline(), Some(303));
+}
+
+#[test]
+fn concurrent_writer_never_gives_a_torn_record() {
+    // The writer sets every counter of a record to the same value inside
+    // one seq update; a consistent snapshot must see them all equal.
+    const ROUNDS: u64 = if cfg!(miri) { 6 } else { 5_000 };
+    let (l, b) = vcpu_image(2, 1);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut w = [SeqWriter::new(0), SeqWriter::new(0)];
+            for v in 1..=ROUNDS {
+                for (i, w) in (0..2).zip(w.iter_mut()) {
+                    let seq = mem.u32_at(seq_off(&l, i));
+                    w.begin(seq);
+                    for k in 0..4 {
+                        mem.store_u64(word(&l, i, k), v);
+                    }
+                    w.end(seq);
+                }
+            }
+        });
+        let mut s = Snapshot::new(&t);
+        let mut last = [0u64; 2];
+        while last.iter().any(|&v| v < ROUNDS) {
+            t.snapshot(&mut s);
+            for r in s.records().iter().filter(|r| r.is_consistent()) {
+                let w = r.words();
+                if w[0] == 100 * u64::from(r.index()) {
+                    continue; // Not yet updated.
+                }
+                assert!(w.iter().all(|&x| x == w[0]), "torn: {w:?}");
+                let i = r.index() as usize;
+                assert!(w[0] >= last[i]);
+                last[i] = w[0];
+            }
+        }
+    });
+}
+
+// ----------------------------------------------- absent, inactive, unused
+
+#[test]
+fn inactive_and_unused() {
+    let (l, mut b) = vcpu_image(3, 1);
+    // Record 1: its blocked time is inactive (overflowed).
+    put64(&mut b, word(&l, 1, 2), 1 << 63);
+    // Record 2: an unused slot.
+    for k in 0..4 {
+        put64(&mut b, word(&l, 2, k), INACTIVE);
+    }
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    let blocked = t.counter("runstate_blocked_time").unwrap();
+    let (r0, r1, r2) = (
+        s.record(0).unwrap(),
+        s.record(1).unwrap(),
+        s.record(2).unwrap(),
+    );
+    assert!(!r0.is_unused() && !r1.is_unused() && r2.is_unused());
+    assert_eq!(r1.get(blocked), None);
+    assert_eq!(r1.blocked(), None);
+    assert_eq!(r1.running(), Some(100));
+    assert_eq!(r2.running(), None);
+    assert_eq!(r2.words(), [INACTIVE; 4]);
+    let a = s.aggregate(blocked);
+    assert_eq!((a.present, a.absent, a.sum), (1, 2, 2));
+    // A scalar read as a histogram and vice versa is absent.
+    assert_eq!(r0.histogram(blocked), None);
+    assert!(s.record(3).is_none());
+}
+
+#[test]
+fn rfc_v3_table_uses_the_standard_fields_that_fit() {
+    let mem = SharedMem::from_bytes(&v3_image());
+    let t = mem.table().unwrap();
+    assert_eq!(t.info().ext, None);
+    assert_eq!(t.generation(), 0);
+    assert_eq!(t.nr_records(), 63);
+    let names: Vec<&str> = t.counters().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["runstate_running_time"]);
+    assert_eq!(t.counters()[0].source(), Source::Standard);
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    let r = s.record(5).unwrap();
+    assert_eq!(r.running(), Some(12));
+    // Beyond the v3 producer's record: absent, not garbage.
+    assert_eq!((r.runnable(), r.blocked(), r.offline()), (None, None, None));
+    // A counter of a newer table used on the v3 snapshot is absent too.
+    let (_, b) = vcpu_image(1, 1);
+    let newer_mem = SharedMem::from_bytes(&b);
+    let newer = newer_mem.table().unwrap();
+    assert_eq!(r.get(newer.counter("runstate_offline_time").unwrap()), None);
+    assert_eq!(
+        r.get(newer.counter("runstate_running_time").unwrap()),
+        Some(12)
+    );
+}
+
+#[test]
+fn abi_size_bounds_standard_fields_without_descriptors() {
+    // A producer of an older revision: records of 24 bytes (running,
+    // runnable), no descriptors.
+    let p = LayoutParams {
+        record_size: 24,
+        abi_size: 24,
+        desc_count: 0,
+        ..LayoutParams::vcpu(2)
+    };
+    let (_, b) = image(&p, VCPU_STATS_MAGIC, 3, &[]);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let names: Vec<&str> = t.counters().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["runstate_running_time", "runstate_runnable_time"]);
+    let mut r = RecordSnapshot::new(&t);
+    t.snapshot_record(1, &mut r).unwrap();
+    assert_eq!(
+        (r.running(), r.runnable(), r.blocked()),
+        (Some(100), Some(101), None)
+    );
+    assert_eq!(r.vcpus_online(), None, "not a domain table");
+}
+
+#[test]
+fn descriptors_describe_producer_counters_and_histograms() {
+    // Standard fields, then a producer-specific scalar and a 4-bucket
+    // log2 histogram beyond abi_size.
+    let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+    descs.push(Descriptor::scalar(
+        "exits",
+        40,
+        Kind::INSTANT,
+        Unit::NONE,
+        Base::POW10,
+        0,
+    ));
+    let hist = Descriptor::new(
+        "halt_poll_ns",
+        48,
+        4,
+        Kind::LOG2_HIST,
+        Unit::SECONDS,
+        Base::POW10,
+        -9,
+        0,
+    )
+    .unwrap();
+    descs.push(hist);
+    let p = LayoutParams {
+        record_size: VCPU_STATS_SIZE + 8 + 32,
+        abi_size: VCPU_STATS_SIZE,
+        desc_count: descs.len() as u32,
+        ..LayoutParams::vcpu(2)
+    };
+    let (l, mut b) = image(&p, VCPU_STATS_MAGIC, 1, &descs);
+    put64(&mut b, word(&l, 1, 6), INACTIVE); // one bucket of record 1
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    assert_eq!(t.counters().len(), 6);
+    let exits = t.counter("exits").unwrap();
+    let h = t.counter("halt_poll_ns").unwrap();
+    assert!(h.is_histogram() && !exits.is_histogram());
+    assert!(!exits.is_monotonic());
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    let (r0, r1) = (s.record(0).unwrap(), s.record(1).unwrap());
+    assert_eq!(r0.get(exits), Some(4));
+    assert_eq!(r0.histogram(h), Some(&[5, 6, 7, 8][..]));
+    assert_eq!(r0.get(h), None, "a histogram is not a scalar");
+    assert_eq!(r1.histogram(h), None, "an inactive bucket");
+    assert_eq!(delta(r0, r0, h), Delta::Absent);
+}
+
+#[test]
+fn domain_table() {
+    let (l, b) = image(
+        &LayoutParams::domain(),
+        DOMAIN_STATS_MAGIC,
+        5,
+        DOMAIN_STD_DESCRIPTORS,
+    );
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    assert!(!t.is_vcpu());
+    let mut r = RecordSnapshot::new(&t);
+    t.snapshot_record(0, &mut r).unwrap();
+    assert_eq!(
+        (r.vcpus_online(), r.vcpus_max(), r.uptime()),
+        (Some(0), Some(1), Some(2))
+    );
+    assert_eq!(r.running(), None, "not a vCPU table");
+    assert!(!r.is_vcpu());
+    assert_eq!(r.generation(), 5);
+    mem.store_u64(word(&l, 0, 0), INACTIVE);
+    t.snapshot_record(0, &mut r).unwrap();
+    assert_eq!(r.vcpus_online(), None);
+}
+
+// --------------------------------------------- deltas, rates, aggregates
+
+#[test]
+fn deltas_and_rates() {
+    let (l, mut b) = image(
+        &LayoutParams {
+            record_size: 48,
+            desc_count: 5,
+            ..LayoutParams::vcpu(2)
+        },
+        VCPU_STATS_MAGIC,
+        1,
+        &{
+            let mut d = VCPU_STD_DESCRIPTORS.to_vec();
+            d.push(Descriptor::scalar(
+                "gauge",
+                40,
+                Kind::INSTANT,
+                Unit::NONE,
+                Base::POW10,
+                0,
+            ));
+            d
+        },
+    );
+    put32(&mut b, seq_off(&l, 0), 10);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let running = t.counter("runstate_running_time").unwrap();
+    let offline = t.counter("runstate_offline_time").unwrap();
+    let runnable = t.counter("runstate_runnable_time").unwrap();
+    let gauge = t.counter("gauge").unwrap();
+    let mut prev = RecordSnapshot::new(&t);
+    let mut cur = RecordSnapshot::new(&t);
+    assert_eq!(delta(&prev, &cur, running), Delta::Absent, "never read");
+    t.snapshot_record(0, &mut prev).unwrap();
+
+    // One update: running +1500, runnable goes down (an anomaly),
+    // offline becomes inactive, the gauge drops by 4.
+    mem.store_u32(seq_off(&l, 0), 12);
+    mem.store_u64(word(&l, 0, 0), 1500);
+    mem.store_u64(word(&l, 0, 1), 0);
+    mem.store_u64(word(&l, 0, 3), INACTIVE);
+    mem.store_u64(word(&l, 0, 4), 0);
+    std::thread::sleep(Duration::from_millis(2));
+    t.snapshot_record(0, &mut cur).unwrap();
+    assert_eq!(delta(&prev, &cur, running), Delta::Value(1500));
+    assert_eq!(delta(&prev, &cur, running).value(), Some(1500));
+    assert_eq!(
+        delta(&prev, &cur, runnable),
+        Delta::Decreased { from: 1, to: 0 }
+    );
+    assert_eq!(delta(&prev, &cur, runnable).value(), None);
+    assert_eq!(delta(&prev, &cur, offline), Delta::Absent);
+    assert_eq!(
+        delta(&prev, &cur, gauge),
+        Delta::Decreased { from: 4, to: 0 }
+    );
+
+    let secs = cur
+        .taken()
+        .unwrap()
+        .duration_since(prev.taken().unwrap())
+        .as_secs_f64();
+    assert!(secs > 0.0);
+    let r = rate(&prev, &cur, running).unwrap();
+    assert!(
+        (r - 1500.0 / secs).abs() <= 1e-9 * r,
+        "{r} vs {}",
+        1500.0 / secs
+    );
+    assert_eq!(rate(&prev, &cur, runnable), None, "cumulative decrease");
+    let g = rate(&prev, &cur, gauge).unwrap();
+    assert!((g + 4.0 / secs).abs() <= 1e-9 * g.abs(), "gauge rate {g}");
+    assert_eq!(rate(&prev, &cur, offline), None);
+    assert_eq!(rate(&cur, &prev, running), None, "time goes forward");
+
+    // Seq went backwards: the producer restarted.
+    mem.store_u32(seq_off(&l, 0), 2);
+    let mut after = RecordSnapshot::new(&t);
+    t.snapshot_record(0, &mut after).unwrap();
+    assert_eq!(delta(&cur, &after, running), Delta::Reset);
+    // Another record index.
+    t.snapshot_record(1, &mut after).unwrap();
+    assert_eq!(delta(&cur, &after, running), Delta::Reset);
+
+    // Another generation (a new table at the same place).
+    let (_, b2) = vcpu_image(2, 2);
+    let m2 = SharedMem::from_bytes(&b2);
+    let t2 = m2.table().unwrap();
+    let mut other = RecordSnapshot::new(&t2);
+    t2.snapshot_record(0, &mut other).unwrap();
+    assert_eq!(delta(&prev, &other, running), Delta::Reset);
+
+    // A busy reading is absent.
+    mem.store_u32(seq_off(&l, 0), 13);
+    let mut busy = RecordSnapshot::new(&t);
+    assert!(t.snapshot_record(0, &mut busy).is_err());
+    assert_eq!(delta(&prev, &busy, running), Delta::Absent);
+}
+
+#[test]
+fn seq_wraps_forward() {
+    let (l, mut b) = vcpu_image(1, 1);
+    put32(&mut b, seq_off(&l, 0), u32::MAX - 1);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let running = t.counter("runstate_running_time").unwrap();
+    let (mut prev, mut cur) = (RecordSnapshot::new(&t), RecordSnapshot::new(&t));
+    t.snapshot_record(0, &mut prev).unwrap();
+    mem.store_u32(seq_off(&l, 0), 2);
+    mem.store_u64(word(&l, 0, 0), 10);
+    t.snapshot_record(0, &mut cur).unwrap();
+    assert_eq!(delta(&prev, &cur, running), Delta::Value(10));
+}
+
+#[test]
+fn aggregate_math() {
+    let a: Aggregate = [Some(0), Some(5), None, Some(10)].into_iter().collect();
+    assert_eq!(
+        a,
+        Aggregate {
+            present: 3,
+            absent: 1,
+            zero: 1,
+            sum: 15,
+            min: Some(0),
+            max: Some(10)
+        }
+    );
+    assert_eq!(a.average(), Some(5.0));
+    let none: Aggregate = [None, None].into_iter().collect();
+    assert_eq!((none.present, none.absent, none.average()), (0, 2, None));
+    assert_eq!((none.min, none.max), (None, None));
+    // No overflow with the largest active values.
+    let big: Aggregate = [Some((1u64 << 63) - 1); 4].into_iter().collect();
+    assert_eq!(big.sum, 4 * u128::from((1u64 << 63) - 1));
+}
+
+// ----------------------------------------------------- restart detection
+
+#[test]
+fn is_stale_sees_header_and_generation_changes() {
+    let (l, b) = vcpu_image(2, 1);
+    let check = |off: usize, v: u64, wide: bool| {
+        let mem = SharedMem::from_bytes(&b);
+        let t = mem.table().unwrap();
+        assert!(!t.is_stale());
+        // Records changing is not staleness.
+        mem.store_u64(word(&l, 1, 0), 99);
+        assert!(!t.is_stale());
+        if wide {
+            // Two u32 stores, as the producer writes head fields.
+            let bytes = v.to_ne_bytes();
+            let (lo, hi) = bytes.split_at(4);
+            mem.store_u32(off, u32::from_ne_bytes(lo.try_into().unwrap()));
+            mem.store_u32(off + 4, u32::from_ne_bytes(hi.try_into().unwrap()));
+        } else {
+            mem.store_u32(off, v as u32);
+        }
+        assert!(t.is_stale(), "change at {off}");
+    };
+    check(0, 0x1234, false); // magic
+    check(4, 512, false); // offset
+    check(8, 48, false); // size
+    check(12, 128, false); // stride
+    check(24, 3, false); // nr_records
+    check(48, 2, true); // generation
+
+    // A v3 table gaining an extension header.
+    let mem = SharedMem::from_bytes(&v3_image());
+    let t = mem.table().unwrap();
+    assert!(!t.is_stale());
+    mem.store_u32(16, vstats_abi::EXT_MAGIC);
+    assert!(t.is_stale());
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn restart_by_replacing_the_file() {
+    let (_, b1) = vcpu_image(2, 1);
+    let f = TempFile::new("restart", &b1);
+    let t = Table::open(f.path()).unwrap();
+    let running = t.counter("runstate_running_time").unwrap().clone();
+    let mut before = RecordSnapshot::new(&t);
+    t.snapshot_record(1, &mut before).unwrap();
+
+    // The producer restarts: writes a new file and renames it over.
+    let (_, b2) = vcpu_image(2, 2);
+    let tmp = TempFile::new("restart-new", &b2);
+    std::fs::rename(tmp.path(), f.path()).unwrap();
+    assert!(!t.is_stale(), "the old mapping is unchanged");
+    assert!(t.file_replaced().unwrap());
+    let t2 = t.reopen().unwrap();
+    assert_eq!(t2.generation(), 2);
+    assert!(!t2.file_replaced().unwrap());
+    let mut after = RecordSnapshot::new(&t2);
+    t2.snapshot_record(1, &mut after).unwrap();
+    assert_eq!(delta(&before, &after, &running), Delta::Reset);
+
+    std::fs::remove_file(f.path()).unwrap();
+    assert!(t2.file_replaced().unwrap(), "removed counts as replaced");
+    assert!(matches!(t2.reopen(), Err(Error::Io { .. })));
+}
+
+// -------------------------------------------------------------- proptest
+
+fn config() -> ProptestConfig {
+    // PROPTEST_CASES raises the default of 256; Miri runs a few.
+    let mut c = ProptestConfig::default();
+    if cfg!(miri) {
+        c.cases = 16;
+    }
+    c.failure_persistence = None;
+    c
+}
+
+/// Reads everything an accepted table offers and checks it stays inside
+/// the geometry; `len` is the mapping's length.
+fn exercise(t: &Table, len: usize) {
+    let info = *t.info();
+    assert_eq!(info.mapped_len, len as u64);
+    let n_words = (info.header.size as usize - 8) / 8;
+    for i in 0..info.nr_records {
+        let end = info.record_offset(i).unwrap() + u64::from(info.header.size);
+        assert!(end <= len as u64);
+    }
+    for c in t.counters() {
+        assert!(c.offset() >= 8);
+        assert!(c.offset() as usize + 8 * c.count() as usize <= info.header.size as usize);
+    }
+    let mut s = Snapshot::new(t);
+    let busy = t.snapshot(&mut s);
+    assert_eq!(s.records().len(), info.nr_records as usize);
+    assert_eq!(busy, s.busy_count());
+    assert_eq!(busy as usize, s.busy().count());
+    for r in s.records() {
+        if r.is_consistent() {
+            assert_eq!(r.words().len(), n_words);
+        }
+        for c in t.counters() {
+            if let Some(v) = r.get(c) {
+                assert!(vstats_abi::record::is_active(v));
+            }
+            if let Some(h) = r.histogram(c) {
+                assert_eq!(h.len(), c.count() as usize);
+            }
+            let _ = delta(r, r, c);
+            let _ = rate(r, r, c);
+        }
+        let _ = (
+            r.running(),
+            r.runnable(),
+            r.blocked(),
+            r.offline(),
+            r.is_unused(),
+        );
+        let _ = (r.vcpus_online(), r.vcpus_max(), r.uptime());
+    }
+    for c in t.counters() {
+        let a = s.aggregate(c);
+        assert_eq!(a.present + a.absent, info.nr_records);
+    }
+    if let Some(i) = info.nr_records.checked_sub(1) {
+        let mut r = RecordSnapshot::new(t);
+        let _ = t.snapshot_record(i, &mut r);
+    }
+    assert!(!t.is_stale());
+}
+
+/// Bytes that get past the first checks often: a valid table of a few
+/// records, or a v3 header, with arbitrary byte patches, or plain noise
+/// behind a valid magic.
+fn table_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let patched = (
+        1u32..6,
+        prop::collection::vec((0usize..4096, any::<u8>()), 0..12),
+        any::<bool>(),
+    )
+        .prop_map(|(n, patches, v3)| {
+            let mut b = if v3 { v3_image() } else { vcpu_image(n, 1).1 };
+            for (at, v) in patches {
+                let at = at % b.len();
+                // Mostly the head, where the geometry lives.
+                let at = if at % 4 == 0 { at } else { at % 400 };
+                b[at] = v;
+            }
+            b
+        });
+    let noise = (
+        prop::collection::vec(any::<u8>(), 0..1024),
+        prop::sample::select(vec![VCPU_STATS_MAGIC, DOMAIN_STATS_MAGIC, 0]),
+    )
+        .prop_map(|(mut b, magic)| {
+            if b.len() >= 4 && magic != 0 {
+                put32(&mut b, 0, magic);
+            }
+            b
+        });
+    prop_oneof![patched, noise]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn arbitrary_memory_never_panics(bytes in table_bytes(), cut in 0usize..64) {
+        let mem = SharedMem::from_bytes(&bytes);
+        // Also a mapping shorter than the memory, by up to 63 bytes.
+        for len in [bytes.len(), bytes.len().saturating_sub(cut)] {
+            if let Ok(t) = mem.table_raw(len) {
+                exercise(&t, len);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: config().cases.min(64), ..config() })]
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+    fn arbitrary_files_never_panic(bytes in table_bytes()) {
+        let f = TempFile::new("prop", &bytes);
+        if let Ok(t) = Table::open(f.path()) {
+            exercise(&t, bytes.len());
+        }
+    }
+}
+
+#[test]
+fn produced_tables_of_many_shapes_are_read_back() {
+    // Page sizes, cachelines and record sizes the layout accepts.
+    for (page, line, size, n) in [
+        (4096, 64, 40, 1),
+        (4096, 8, 16, 100),
+        (65536, 128, 40, 3),
+        (4096, 64, 1096, 3),
+    ] {
+        let p = LayoutParams {
+            page_size: page,
+            cacheline: line,
+            record_size: size,
+            abi_size: size.min(VCPU_STATS_SIZE),
+            desc_count: 0,
+            nr_records: n,
+        };
+        let (l, b) = image(&p, VCPU_STATS_MAGIC, 1, &[]);
+        let mem = SharedMem::from_bytes(&b);
+        let t = mem.table().unwrap();
+        assert_eq!(t.nr_records(), n);
+        exercise(&t, b.len());
+        let mut s = Snapshot::new(&t);
+        t.snapshot(&mut s);
+        let last = s.record(n - 1).unwrap();
+        assert_eq!(last.running(), Some(100 * u64::from(n - 1)));
+        assert_eq!(last.words().len(), (l.size as usize - 8) / 8);
+        assert_eq!(
+            last.get(t.counter("runstate_running_time").unwrap()),
+            last.running()
+        );
+    }
+}
