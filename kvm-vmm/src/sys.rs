@@ -11,8 +11,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::ptr::NonNull;
+use std::sync::{Arc, OnceLock};
 use std::sync::{Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle, Thread};
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
@@ -227,4 +228,95 @@ pub(crate) fn kick_thread<T>(handle: &JoinHandle<T>, signal: i32) -> io::Result<
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// A joinable thread that can be kicked with a signal: a plain thread, or a
+/// scoped one whose pthread id the thread records itself (a
+/// `ScopedJoinHandle` does not expose it).
+///
+/// Invariant: in the `Scoped` variant, `pthread` is written only by the
+/// thread behind `handle`, first thing, with its own `pthread_self()`; the
+/// cell is private to this module.
+pub(crate) enum KickableThread<'s, T> {
+    Owned(JoinHandle<T>),
+    Scoped {
+        handle: ScopedJoinHandle<'s, T>,
+        pthread: Arc<OnceLock<libc::pthread_t>>,
+    },
+}
+
+impl<T: Send + 'static> KickableThread<'static, T> {
+    /// Spawns a plain thread.
+    pub(crate) fn spawn(
+        builder: Builder,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<Self> {
+        builder.spawn(f).map(KickableThread::Owned)
+    }
+}
+
+impl<'s, T: Send + 's> KickableThread<'s, T> {
+    /// Spawns a thread in `scope`.
+    pub(crate) fn spawn_scoped(
+        builder: Builder,
+        scope: &'s Scope<'s, '_>,
+        f: impl FnOnce() -> T + Send + 's,
+    ) -> io::Result<Self> {
+        let pthread = Arc::new(OnceLock::new());
+        let cell = Arc::clone(&pthread);
+        let handle = builder.spawn_scoped(scope, move || {
+            // SAFETY: pthread_self(3) has no preconditions and cannot fail.
+            let _ = cell.set(unsafe { libc::pthread_self() });
+            drop(cell);
+            f()
+        })?;
+        Ok(KickableThread::Scoped { handle, pthread })
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        match self {
+            KickableThread::Owned(h) => h.is_finished(),
+            KickableThread::Scoped { handle, .. } => handle.is_finished(),
+        }
+    }
+
+    fn thread(&self) -> &Thread {
+        match self {
+            KickableThread::Owned(h) => h.thread(),
+            KickableThread::Scoped { handle, .. } => handle.thread(),
+        }
+    }
+
+    /// Unparks the thread and sends it `signal`. A scoped thread that has
+    /// not recorded its id yet is only unparked (it has not reached any
+    /// blocking call; callers retry until the thread has finished).
+    pub(crate) fn kick(&self, signal: i32) -> io::Result<()> {
+        self.thread().unpark();
+        match self {
+            KickableThread::Owned(h) => kick_thread(h, signal),
+            KickableThread::Scoped { pthread, .. } => {
+                let Some(&thread) = pthread.get() else {
+                    return Ok(());
+                };
+                // SAFETY: by the type's invariant `thread` is the pthread id
+                // of the thread behind `handle`; `&self` holds that handle,
+                // not yet joined, and a scoped thread is detached only when
+                // its handle is dropped, so the id is still valid (even if
+                // the thread has exited). The signal number is checked by
+                // the callee.
+                let rc = unsafe { libc::pthread_kill(thread, signal) };
+                if rc != 0 {
+                    return Err(io::Error::from_raw_os_error(rc));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn join(self) -> std::thread::Result<T> {
+        match self {
+            KickableThread::Owned(h) => h.join(),
+            KickableThread::Scoped { handle, .. } => handle.join(),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::thread::Scope;
 use std::time::Duration;
 
 use kvm_bindings::kvm_regs;
@@ -17,7 +17,7 @@ use crate::guest::{self, CHECKSUM_PORT, GUEST_CODE, GUEST_LOAD_ADDR, REPORT_PORT
 use crate::report::{VcpuReport, VcpuSink, VmReport};
 use crate::runstate::{Accounting, RunState, SchedSample, SchedStat};
 use crate::stats::KvmStats;
-use crate::sys::{self, GuestMemory};
+use crate::sys::{self, GuestMemory, KickableThread};
 
 /// `KVM_CAP_BINARY_STATS_FD`.
 const CAP_BINARY_STATS_FD: u64 = 203;
@@ -253,7 +253,7 @@ impl fmt::Debug for Vm {
 
 impl Vm {
     /// Creates and starts a VM: [`Vm::create`] then [`Vm::run`].
-    pub fn start(config: VmConfig) -> Result<RunningVm> {
+    pub fn start(config: VmConfig) -> Result<RunningVm<'static>> {
         Vm::create(config)?.run()
     }
 
@@ -394,8 +394,75 @@ impl Vm {
         Ok(())
     }
 
-    /// Starts one thread per vCPU (named `vcpu<N>`).
-    pub fn run(self) -> Result<RunningVm> {
+    /// Starts one thread per vCPU (named `vcpu<N>`), each owning its sink
+    /// (`'static`: set with [`VmConfig::with_sink`] or [`Vm::set_sink`]).
+    pub fn run(self) -> Result<RunningVm<'static>> {
+        self.spawn_vcpus(Vec::new(), |builder, thread| {
+            KickableThread::spawn(builder, move || thread.main())
+        })
+    }
+
+    /// Starts one thread per vCPU inside `scope`, so that sinks may borrow
+    /// from the caller's stack frame (for example a stats table's record
+    /// writers, which borrow the table). `sinks[i]`, when present, replaces
+    /// vCPU i's sink set earlier.
+    ///
+    /// The returned [`RunningVm`] cannot leave the scope's closure; stop it
+    /// (or drop it) there: the scope waits for every vCPU thread to end, and
+    /// the threads run until the VM is stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when there are more sinks than vCPUs; the
+    /// errors of [`Vm::run`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vstats_kvm_vmm::{Error, VcpuReport, VcpuSink, Vm, VmConfig};
+    ///
+    /// let vm = match Vm::create(VmConfig::new(1)) {
+    ///     Err(Error::KvmUnavailable { .. }) => return,
+    ///     other => other.unwrap(),
+    /// };
+    /// let mut last_running = 0u64; // on this stack frame, not 'static
+    /// let stopped = std::thread::scope(|scope| {
+    ///     let sink: Box<dyn VcpuSink + '_> =
+    ///         Box::new(|r: &VcpuReport| last_running = r.running_ns());
+    ///     let running = vm.run_scoped(scope, vec![Some(sink)])?;
+    ///     std::thread::sleep(std::time::Duration::from_millis(20));
+    ///     running.stop()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(last_running, stopped.vcpus[0].running_ns());
+    /// ```
+    pub fn run_scoped<'scope>(
+        self,
+        scope: &'scope Scope<'scope, '_>,
+        sinks: Vec<Option<Box<dyn VcpuSink + 'scope>>>,
+    ) -> Result<RunningVm<'scope>> {
+        if sinks.len() > self.vcpus.len() {
+            return Err(Error::InvalidConfig(format!(
+                "{} sinks for {} vCPUs",
+                sinks.len(),
+                self.vcpus.len()
+            )));
+        }
+        self.spawn_vcpus(sinks, |builder, thread| {
+            KickableThread::spawn_scoped(builder, scope, move || thread.main())
+        })
+    }
+
+    /// Starts the vCPU threads with `spawn`; `sinks[i]` overrides vCPU i's
+    /// sink.
+    fn spawn_vcpus<'s>(
+        self,
+        sinks: Vec<Option<Box<dyn VcpuSink + 's>>>,
+        mut spawn: impl FnMut(
+            std::thread::Builder,
+            VcpuThread<'s>,
+        ) -> std::io::Result<KickableThread<'s, Result<()>>>,
+    ) -> Result<RunningVm<'s>> {
         let control = Arc::new(Control::default());
         let nr_vcpus = self.vcpus.len() as u32;
         let mut running = RunningVm {
@@ -411,7 +478,12 @@ impl Vm {
             _memory: Arc::clone(&self.memory),
             _kvm: self.kvm,
         };
+        let mut sinks = sinks.into_iter();
         for (id, pending) in (0u32..).zip(self.vcpus) {
+            let sink: Option<Box<dyn VcpuSink + 's>> = match sinks.next().flatten() {
+                Some(sink) => Some(sink),
+                None => pending.sink.map(|s| s as Box<dyn VcpuSink + 's>),
+            };
             let shared = Arc::clone(&pending.shared);
             let mut report = VcpuReport::new(id, self.created_ns, pending.shared.stats.nr_words());
             report.guest_spin_iters = self.spin;
@@ -423,7 +495,7 @@ impl Vm {
                 fd: pending.fd,
                 shared: pending.shared,
                 control: Arc::clone(&control),
-                sink: pending.sink,
+                sink,
                 sched: None,
                 cpu_base: 0,
                 run_delay_base: 0,
@@ -434,9 +506,10 @@ impl Vm {
                 stats_refresh_ns: self.stats_refresh_ns,
                 kick_signal: self.kick_signal,
             };
-            let handle = std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
-                .spawn(move || thread.main());
+            let handle = spawn(
+                std::thread::Builder::new().name(format!("vcpu{id}")),
+                thread,
+            );
             match handle {
                 Ok(handle) => running.vcpus.push(VcpuHandle {
                     shared,
@@ -450,8 +523,8 @@ impl Vm {
     }
 }
 
-/// What a vCPU thread owns.
-struct VcpuThread {
+/// What a vCPU thread owns; `'s` bounds its sink.
+struct VcpuThread<'s> {
     id: u32,
     fd: VcpuFd,
     /// Declared after `fd`: the guest RAM stays mapped until the vCPU fd is
@@ -459,7 +532,7 @@ struct VcpuThread {
     _memory: Arc<GuestMemory>,
     shared: Arc<VcpuShared>,
     control: Arc<Control>,
-    sink: Option<Box<dyn VcpuSink>>,
+    sink: Option<Box<dyn VcpuSink + 's>>,
     acct: Accounting,
     report: VcpuReport,
     sched: Option<SchedStat>,
@@ -485,7 +558,7 @@ enum Action {
     Unexpected(String),
 }
 
-impl VcpuThread {
+impl VcpuThread<'_> {
     fn main(mut self) -> Result<()> {
         // A thread inherits its creator's mask; the kick must get through.
         let _ = sys::unblock_signal(self.kick_signal);
@@ -707,21 +780,24 @@ impl VcpuThread {
     }
 }
 
-struct VcpuHandle {
+struct VcpuHandle<'s> {
     shared: Arc<VcpuShared>,
-    thread: Option<JoinHandle<Result<()>>>,
+    thread: Option<KickableThread<'s, Result<()>>>,
 }
 
 /// A VM whose vCPU threads are running. Dropping it stops the VM (like
 /// [`RunningVm::stop`], discarding the final reports).
-pub struct RunningVm {
+///
+/// `'scope` is `'static` for [`Vm::run`], the thread scope's lifetime for
+/// [`Vm::run_scoped`].
+pub struct RunningVm<'scope> {
     control: Arc<Control>,
     created_ns: u64,
     nr_vcpus: u32,
     kvm_max_vcpus: u32,
     kick_signal: i32,
     vm_stats: Arc<KvmStats>,
-    vcpus: Vec<VcpuHandle>,
+    vcpus: Vec<VcpuHandle<'scope>>,
     errors: Vec<Option<Error>>,
     // Dropped after the vCPU threads are joined (in `Drop`), VM fd first.
     _vm_fd: VmFd,
@@ -729,7 +805,7 @@ pub struct RunningVm {
     _kvm: Kvm,
 }
 
-impl fmt::Debug for RunningVm {
+impl fmt::Debug for RunningVm<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunningVm")
             .field("created_ns", &self.created_ns)
@@ -739,7 +815,7 @@ impl fmt::Debug for RunningVm {
     }
 }
 
-impl RunningVm {
+impl RunningVm<'_> {
     /// When the VM was created (`CLOCK_MONOTONIC` ns).
     pub fn created_ns(&self) -> u64 {
         self.created_ns
@@ -854,8 +930,7 @@ impl RunningVm {
         self.control.stop.store(true, Ordering::SeqCst);
         for vcpu in &self.vcpus {
             if let Some(handle) = &vcpu.thread {
-                handle.thread().unpark();
-                let _ = sys::kick_thread(handle, self.kick_signal);
+                let _ = handle.kick(self.kick_signal);
             }
         }
         for (id, vcpu) in (0u32..).zip(&mut self.vcpus) {
@@ -864,8 +939,7 @@ impl RunningVm {
             };
             while !handle.is_finished() {
                 std::thread::sleep(KICK_RETRY);
-                handle.thread().unpark();
-                let _ = sys::kick_thread(&handle, self.kick_signal);
+                let _ = handle.kick(self.kick_signal);
             }
             let error = match handle.join() {
                 Ok(Ok(())) => None,
@@ -888,7 +962,7 @@ impl RunningVm {
     }
 }
 
-impl Drop for RunningVm {
+impl Drop for RunningVm<'_> {
     fn drop(&mut self) {
         self.shutdown();
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use vstats_kvm_vmm::stats::{KIND_CUMULATIVE, UNIT_NONE};
 use vstats_kvm_vmm::{monotonic_ns, Error, RunState, RunningVm, VcpuReport, Vm, VmConfig};
 
-fn start_or_skip(config: VmConfig) -> Option<RunningVm> {
+fn start_or_skip(config: VmConfig) -> Option<RunningVm<'static>> {
     match Vm::start(config) {
         Ok(vm) => Some(vm),
         Err(e @ Error::KvmUnavailable { .. }) => {
@@ -222,7 +222,8 @@ fn four_vcpus_for_one_second() {
 fn thread_safety_of_the_interface() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
-    send_sync::<RunningVm>();
+    send_sync::<RunningVm<'static>>();
+    send_sync::<RunningVm<'_>>();
     send_sync::<vstats_kvm_vmm::KvmStats>();
     send_sync::<VcpuReport>();
     send::<vstats_kvm_vmm::StoppedVm>();
@@ -348,4 +349,46 @@ fn invalid_configs_are_rejected() {
 
 fn libc_sigint() -> i32 {
     2
+}
+
+/// Scoped vCPU threads: sinks borrow the caller's stack, and stop still
+/// kicks a vCPU out of a long `KVM_RUN` (the scoped kick path).
+#[test]
+fn scoped_threads_borrow_and_stop_promptly() {
+    let config = VmConfig {
+        nr_vcpus: 2,
+        halt_wake: Duration::from_secs(30),
+        guest_spin_iters: u32::MAX,
+        guest_compute: None,
+        ..VmConfig::default()
+    };
+    let vm = match Vm::create(config) {
+        Ok(vm) => vm,
+        Err(e @ Error::KvmUnavailable { .. }) => {
+            println!("skipped: /dev/kvm unavailable: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut seen = [0u64; 2];
+    let stopped = std::thread::scope(|scope| {
+        let sinks = seen
+            .iter_mut()
+            .map(|n| {
+                let sink: Box<dyn vstats_kvm_vmm::VcpuSink + '_> =
+                    Box::new(move |_: &VcpuReport| *n += 1);
+                Some(sink)
+            })
+            .collect();
+        let vm = vm.run_scoped(scope, sinks).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        vm.stop()
+    })
+    .unwrap();
+    for (id, r) in stopped.vcpus.iter().enumerate() {
+        assert!(stopped.vcpu_errors[id].is_none());
+        assert_eq!(r.total_ns(), r.wall_ns());
+        assert!(r.interrupted > 0 || r.hlt_exits > 0, "vCPU {id} was kicked");
+        assert!(seen[id] >= 2, "vCPU {id}: online and offline updates");
+    }
 }
