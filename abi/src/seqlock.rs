@@ -8,13 +8,16 @@
 //!
 //! | writer ([`SeqWriter`])              | reader ([`read_consistent`])             |
 //! |-------------------------------------|------------------------------------------|
-//! | W1 `seq.store(s+1, Relaxed)`        | R1 `s1 = seq.load(Acquire)`; odd: retry  |
+//! | W1 `seq.store(s+1, Relaxed)`        | R1 `s1 = seq.load(Relaxed)`; `fence(Acquire)`; odd: retry |
 //! | W2 `fence(Release)`                 | R2 counters: `load(Relaxed)` each        |
 //! | W3 counters: `store(Relaxed)` each  | R3 `fence(Acquire)`                      |
 //! | W4 `seq.store(s+2, Release)`        | R4 `s2 = seq.load(Relaxed)`; `s1 != s2`: retry |
 //!
-//! Pairings: W4 (release store) with R1 (acquire load): a reader that sees
-//! `s+2` sees every counter stored before it. W2 (release fence) with R3
+//! Pairings: W4 (release store) with R1 (relaxed load then acquire fence):
+//! a reader that sees `s+2` sees every counter stored before it. R1 is a
+//! relaxed load plus a fence rather than an acquire load because Rust
+//! guarantees only `Relaxed` atomic loads on read-only memory, and
+//! consumers map the table read-only; the ordering is the same. W2 (release fence) with R3
 //! (acquire fence): a reader whose R2 saw any counter stored at W3 of an
 //! update also sees W1 of that update at R4, so `s2 != s1` and it retries.
 //! On x86-64 every one of these is a plain `mov`; the fences only stop the
@@ -103,7 +106,8 @@ pub struct Busy {
 
 /// R1 to R4: runs `body` (which must only do relaxed atomic loads of the
 /// record) until it ran entirely inside one even seq value, at most
-/// `1 + max_retries` times, and returns that seq and the body's result.
+/// `attempts` times (0 is taken as 1), and returns that seq and the body's
+/// result. Between attempts it calls `core::hint::spin_loop`.
 ///
 /// # Errors
 ///
@@ -111,21 +115,24 @@ pub struct Busy {
 /// died mid-update) or updating faster than the reader can copy.
 pub fn read_consistent<R>(
     seq: &AtomicU32,
-    max_retries: u32,
+    attempts: u32,
     mut body: impl FnMut() -> R,
 ) -> Result<(u32, R), Busy> {
-    read_with(seq, max_retries, true, &mut body)
+    read_with(seq, attempts, true, &mut body)
 }
 
 fn read_with<R>(
     seq: &AtomicU32,
-    max_retries: u32,
+    attempts: u32,
     with_fence: bool,
     body: &mut impl FnMut() -> R,
 ) -> Result<(u32, R), Busy> {
+    let attempts = attempts.max(1);
     let mut last = 0;
-    for _ in 0..=max_retries {
-        let s1 = seq.load(Ordering::Acquire);
+    for _ in 0..attempts {
+        // R1.
+        let s1 = seq.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
         last = s1;
         if s1 & 1 == 0 {
             let r = body();
@@ -142,7 +149,7 @@ fn read_with<R>(
     }
     Err(Busy {
         seq: last,
-        attempts: max_retries.saturating_add(1),
+        attempts,
     })
 }
 
@@ -151,10 +158,10 @@ fn read_with<R>(
 #[cfg(loom)]
 pub fn read_consistent_weakened<R>(
     seq: &AtomicU32,
-    max_retries: u32,
+    attempts: u32,
     mut body: impl FnMut() -> R,
 ) -> Result<(u32, R), Busy> {
-    read_with(seq, max_retries, false, &mut body)
+    read_with(seq, attempts, false, &mut body)
 }
 
 /// Copies `words` into `out` (as many as both hold) consistently.
@@ -166,9 +173,9 @@ pub fn read_words(
     seq: &AtomicU32,
     words: &[AtomicU64],
     out: &mut [u64],
-    max_retries: u32,
+    attempts: u32,
 ) -> Result<u32, Busy> {
-    read_consistent(seq, max_retries, || {
+    read_consistent(seq, attempts, || {
         for (o, w) in out.iter_mut().zip(words) {
             *o = w.load(Ordering::Relaxed);
         }
@@ -208,15 +215,15 @@ mod tests {
         let seq = AtomicU32::new(4);
         let words = [AtomicU64::new(1), AtomicU64::new(2)];
         let mut out = [0u64; 3];
-        assert_eq!(read_words(&seq, &words, &mut out, 0), Ok(4));
+        assert_eq!(read_words(&seq, &words, &mut out, 1), Ok(4));
         assert_eq!(out, [1, 2, 0]);
         seq.store(5, Ordering::Relaxed);
+        let busy = |attempts| Err(Busy { seq: 5, attempts });
+        assert_eq!(read_words(&seq, &words, &mut out, 10), busy(10));
         assert_eq!(
-            read_words(&seq, &words, &mut out, 9),
-            Err(Busy {
-                seq: 5,
-                attempts: 10
-            })
+            read_words(&seq, &words, &mut out, 0),
+            busy(1),
+            "0 attempts means 1"
         );
     }
 
@@ -224,7 +231,7 @@ mod tests {
     fn reader_retries_when_seq_moves_during_the_copy() {
         let seq = AtomicU32::new(2);
         let mut calls = 0;
-        let r = read_consistent(&seq, 3, || {
+        let r = read_consistent(&seq, 4, || {
             calls += 1;
             if calls == 1 {
                 // A whole update happens while the first copy runs.
@@ -233,5 +240,36 @@ mod tests {
             calls
         });
         assert_eq!(r, Ok((4, 2)));
+    }
+
+    #[test]
+    fn consistent_against_the_writer_across_threads() {
+        extern crate std;
+        // Small enough for Miri, which checks every access for data races.
+        const UPDATES: u64 = if cfg!(miri) { 20 } else { 20_000 };
+        let seq = AtomicU32::new(0);
+        let words = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut w = SeqWriter::new(0);
+                for v in 1..=UPDATES {
+                    w.begin(&seq);
+                    for word in &words {
+                        word.store(v, Ordering::Relaxed);
+                    }
+                    w.end(&seq);
+                }
+            });
+            let mut out = [0u64; 3];
+            let mut seen = 0;
+            while seen < UPDATES {
+                if let Ok(s) = read_words(&seq, &words, &mut out, 64) {
+                    assert!(out.iter().all(|&x| x == out[0]), "torn read {out:?}");
+                    assert_eq!(u64::from(s / 2), out[0], "values do not match seq {s}");
+                    assert!(out[0] >= seen, "went back from {seen} to {}", out[0]);
+                    seen = out[0];
+                }
+            }
+        });
     }
 }

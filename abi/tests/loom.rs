@@ -55,8 +55,8 @@ fn model(variant: Variant) {
             )
         };
         let got = match variant {
-            Variant::WeakReaderFence => seqlock::read_consistent_weakened(&rec.seq, 1, body),
-            _ => seqlock::read_consistent(&rec.seq, 1, body),
+            Variant::WeakReaderFence => seqlock::read_consistent_weakened(&rec.seq, 2, body),
+            _ => seqlock::read_consistent(&rec.seq, 2, body),
         };
         if let Ok((seq, (a, b))) = got {
             assert_eq!(seq % 2, 0, "accepted an odd seq");

@@ -102,7 +102,6 @@ mod error;
 mod mmap;
 #[allow(unsafe_code)]
 mod raw;
-mod seq;
 mod snapshot;
 mod stats;
 mod table;

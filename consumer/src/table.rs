@@ -9,7 +9,7 @@ use std::{
 use vstats_abi::{
     header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
     record::RECORD_PREFIX,
-    seqlock::Busy,
+    seqlock::{read_words, Busy},
     validate, TableInfo,
 };
 
@@ -17,7 +17,6 @@ use crate::{
     counter::{counters_of, Counter},
     mmap::{map_file, FileId},
     raw::Mapping,
-    seq::read_words,
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
 };
