@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::io;
+use std::path::PathBuf;
 
 /// Everything that can go wrong while creating, running or stopping a VM.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,50 @@ pub enum Error {
     /// No vCPU has this id.
     #[error("no vCPU with id {0}")]
     NoSuchVcpu(u32),
+    /// A VM name that cannot name a publication directory.
+    #[error("invalid VM name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A KVM statistic that a vstats descriptor cannot describe; nothing
+    /// is published.
+    #[error("KVM statistic {name:?} cannot be published: {reason}")]
+    UnpublishableStat {
+        /// KVM's name of the statistic.
+        name: String,
+        /// Why (the vstats rule it breaks).
+        reason: String,
+    },
+    /// A stats table the layout arithmetic or the descriptor rules refuse;
+    /// nothing is published.
+    #[error("{table} table: {source}")]
+    InvalidTable {
+        /// `"vCPU"` or `"domain"`.
+        table: &'static str,
+        /// The rule broken.
+        #[source]
+        source: vstats_abi::Error,
+    },
+    /// A file-system operation on the publication directory failed.
+    #[error("{op} {}: {source}", path.display())]
+    Publish {
+        /// What was being done, e.g. `"cannot create directory"`.
+        op: &'static str,
+        /// The directory or file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another producer holds the publication directory.
+    #[error("{} is in use: another producer publishes there", path.display())]
+    DirectoryInUse {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 impl Error {

@@ -60,6 +60,7 @@ compile_error!("vstats-kvm-vmm supports Linux on x86-64 only");
 
 pub mod error;
 pub mod guest;
+pub mod publish;
 pub mod report;
 pub mod runstate;
 pub mod stats;
@@ -67,6 +68,7 @@ mod sys; // the only module with `unsafe`: it opts in with `#![allow(unsafe_code
 mod vm;
 
 pub use error::{Error, Result};
+pub use publish::Publisher;
 pub use report::{VcpuReport, VcpuSink, VmReport};
 pub use runstate::RunState;
 pub use stats::{KvmStatDesc, KvmStats};

@@ -11,8 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::ptr::NonNull;
-use std::sync::{Arc, OnceLock};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle, Thread};
 
 use kvm_bindings::kvm_userspace_memory_region;
@@ -228,6 +227,24 @@ pub(crate) fn kick_thread<T>(handle: &JoinHandle<T>, signal: i32) -> io::Result<
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// Takes an exclusive `flock` on `file` without waiting. Returns false if
+/// another open file description holds a lock on it; the lock is released
+/// when `file` (every duplicate of its descriptor) is closed.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    // SAFETY: `file` is an open descriptor for the duration of the call;
+    // flock(2) only acts on the lock of that open file description.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }
 
 /// A joinable thread that can be kicked with a signal: a plain thread, or a

@@ -374,6 +374,11 @@ impl Vm {
         self.created_ns
     }
 
+    /// Number of vCPUs.
+    pub fn nr_vcpus(&self) -> u32 {
+        self.vcpus.len() as u32
+    }
+
     /// The VM-wide KVM stats.
     pub fn vm_stats(&self) -> &KvmStats {
         &self.vm_stats

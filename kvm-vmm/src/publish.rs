@@ -1,0 +1,747 @@
+//! Publishing a VM's statistics live through vstats tables.
+//!
+//! A [`Publisher`] owns a VM that has not started yet and two tables,
+//! published with `vstats-producer` as files in one directory (default
+//! `/dev/shm/vstats/<name>/`, see [`default_dir`]):
+//!
+//! * `vcpu`: one record per vCPU. Words 0..4 (bytes 8..40) are the standard
+//!   runstate times of `docs/abi.md` (running, runnable, blocked, offline,
+//!   in nanoseconds), then every word of KVM's vCPU binary statistics in
+//!   KVM's descriptor order, each statistic described by a descriptor with
+//!   KVM's name, kind, unit, base, exponent, size and bucket size.
+//! * `domain`: one record: `vcpus_online`, `vcpus_max`, `uptime` (ns), then
+//!   every word of KVM's VM-wide statistics, described the same way.
+//!
+//! # Who writes what
+//!
+//! Each record has exactly one writer at any time (P5 of the spec is a
+//! single-writer protocol):
+//!
+//! * before the VM runs, [`Publisher::new`] writes every record once from
+//!   the calling thread (every vCPU offline since creation, KVM counters as
+//!   read), so no slot reads as unused once the tables exist;
+//! * while the VM runs ([`Publisher::run`]), vCPU i's
+//!   [`RecordWriter`] is mutably lent to a [`VcpuSink`] that vCPU i's
+//!   thread owns: every report of that thread becomes one seq update of the
+//!   four times, plus the KVM words when the report carries freshly read
+//!   stats (the thread re-reads them at most once per
+//!   [`crate::VmConfig::stats_refresh`]). The vCPU threads run inside a
+//!   [`std::thread::scope`] opened by `run` ([`Vm::run_scoped`]), so the
+//!   writers, which borrow the tables, provably outlive them: no `'static`
+//!   and no `unsafe` are needed. The domain record is written by the thread
+//!   that called `run`, every `period`;
+//! * after [`crate::RunningVm::stop`] has joined the vCPU threads, the
+//!   writers are back with `run`, which writes the final values of every
+//!   record as of [`StoppedVm::stopped_ns`]: the tables then equal the
+//!   [`StoppedVm`] that `run` returns.
+//!
+//! # Page size
+//!
+//! A record must lie inside one page. When the KVM words make a record
+//! larger than 4 KiB, the table uses the smallest power-of-two page size
+//! that holds it (the layout records it in `page_shift`; consumers check
+//! records against it), rather than dropping histograms: every counter KVM
+//! offers is published. On Linux 6.18 x86-64 a vCPU record is 1160 bytes
+//! (140 KVM words, three 32-bucket histograms among them), so 4 KiB pages.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use vstats_kvm_vmm::{publish::Publisher, Error, Vm, VmConfig};
+//!
+//! let vm = match Vm::create(VmConfig::new(2)) {
+//!     Err(Error::KvmUnavailable { .. }) => return,
+//!     other => other.unwrap(),
+//! };
+//! let dir = std::env::temp_dir().join(format!("vstats-doc-{}", std::process::id()));
+//! let mut publisher = Publisher::new(vm, &dir).unwrap();
+//! assert!(dir.join("vcpu").exists() && dir.join("domain").exists());
+//! let mut ticks = 0;
+//! let period = std::time::Duration::from_millis(10);
+//! let stopped = publisher
+//!     .run(period, |_running| {
+//!         ticks += 1;
+//!         if ticks < 5 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+//!     })
+//!     .unwrap();
+//! assert_eq!(stopped.vm.vcpus_online, 0);
+//! publisher.remove().unwrap();
+//! assert!(!dir.exists());
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vstats_abi::desc::{Base, Descriptor, Kind, Unit};
+use vstats_abi::layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE};
+use vstats_abi::record::{
+    DOMAIN_STATS_SIZE, DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS,
+};
+use vstats_abi::validate::check_descriptor_set;
+use vstats_abi::{DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC};
+use vstats_producer::shm::{fresh_generation, ShmTable};
+use vstats_producer::{RecordWriter, TableSpec};
+
+use crate::error::{Error, Result};
+use crate::report::{VcpuReport, VcpuSink, VmReport};
+use crate::stats::{KvmStatDesc, KvmStats};
+use crate::vm::{RunningVm, StoppedVm, Vm};
+
+/// Where tables are published by default: `<DEFAULT_ROOT>/<name>/`.
+pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
+/// File name of the vCPU table in the publication directory.
+pub const VCPU_FILE: &str = "vcpu";
+/// File name of the domain table in the publication directory.
+pub const DOMAIN_FILE: &str = "domain";
+/// Counter words of the standard vCPU fields; KVM's words follow.
+pub const VCPU_STD_WORDS: usize = 4;
+/// Counter words of the standard domain fields; KVM's words follow.
+pub const DOMAIN_STD_WORDS: usize = 3;
+/// Longest VM name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+/// The domain record's default update period.
+pub const DEFAULT_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// Checks that `name` can name a publication directory: 1 to
+/// [`MAX_NAME_LEN`] ASCII letters, digits, `.`, `_`, `-`, `+` or `:`, and
+/// not `.` or `..`.
+///
+/// # Errors
+///
+/// [`Error::InvalidName`] with the rule broken.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("it is longer than 64 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("it is not a directory name");
+    }
+    if name.contains('/') {
+        return bad("it contains '/'");
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-+:".contains(c);
+    if !name.chars().all(ok) {
+        return bad("only ASCII letters, digits and . _ - + : are allowed");
+    }
+    Ok(())
+}
+
+/// `/dev/shm/vstats/<name>`, after [`check_name`].
+///
+/// # Errors
+///
+/// [`Error::InvalidName`].
+pub fn default_dir(name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    Ok(Path::new(DEFAULT_ROOT).join(name))
+}
+
+/// The vstats descriptor of a KVM statistic whose first word lies at byte
+/// `offset` of the record: KVM's name, kind, unit, base and size, its
+/// exponent narrowed to `i8`, its bucket size.
+///
+/// # Errors
+///
+/// [`Error::UnpublishableStat`] when the base is not 10 or 2, the exponent
+/// does not fit an `i8`, or the descriptor breaks a rule of the spec (R11,
+/// R12: the name, an unknown kind or unit, an exponent of the wrong sign
+/// for the unit, a bad size or bucket size).
+pub fn kvm_descriptor(d: &KvmStatDesc, offset: u32) -> Result<Descriptor> {
+    let bad = |reason: String| Error::UnpublishableStat {
+        name: d.name.clone(),
+        reason,
+    };
+    let base = match d.base {
+        10 => Base::POW10,
+        2 => Base::POW2,
+        _ => return Err(bad("its base is neither 10 nor 2".into())),
+    };
+    let exponent = i8::try_from(d.exponent)
+        .map_err(|_| bad(format!("exponent {} does not fit an i8", d.exponent)))?;
+    Descriptor::new(
+        &d.name,
+        offset,
+        d.size,
+        Kind(d.kind),
+        Unit(d.unit),
+        base,
+        exponent,
+        d.bucket_size,
+    )
+    .map_err(|e| bad(e.to_string()))
+}
+
+/// What a table will hold: its descriptors (standard ones first) and its
+/// layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TablePlan {
+    /// Standard descriptors, then one per KVM statistic, record order.
+    pub descriptors: Vec<Descriptor>,
+    /// The layout (record size, page size, ...).
+    pub layout: Layout,
+}
+
+impl TablePlan {
+    /// The vCPU table of `nr_vcpus` vCPUs whose KVM statistics `kvm`
+    /// describes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnpublishableStat`] for a statistic that cannot be
+    /// described, [`Error::InvalidTable`] when the layout or the descriptor
+    /// set breaks a rule (e.g. more than 1020 KVM statistics).
+    pub fn vcpu(nr_vcpus: u32, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
+        plan("vCPU", nr_vcpus, VCPU_STD_DESCRIPTORS, VCPU_STATS_SIZE, kvm)
+    }
+
+    /// The domain table (one record) whose KVM statistics `kvm` describes.
+    ///
+    /// # Errors
+    ///
+    /// As [`TablePlan::vcpu`].
+    pub fn domain(kvm: &[KvmStatDesc]) -> Result<TablePlan> {
+        plan("domain", 1, DOMAIN_STD_DESCRIPTORS, DOMAIN_STATS_SIZE, kvm)
+    }
+}
+
+fn plan(
+    table: &'static str,
+    nr_records: u32,
+    std: &[Descriptor],
+    abi_size: u32,
+    kvm: &[KvmStatDesc],
+) -> Result<TablePlan> {
+    let invalid = |source| Error::InvalidTable { table, source };
+    let overflow = || {
+        invalid(vstats_abi::Error::Overflow {
+            what: "record size",
+        })
+    };
+    let mut descriptors = std.to_vec();
+    let mut names: HashSet<&str> = std.iter().filter_map(Descriptor::name_str).collect();
+    let mut offset = abi_size;
+    for d in kvm {
+        if !names.insert(&d.name) {
+            return Err(Error::UnpublishableStat {
+                name: d.name.clone(),
+                reason: format!("its name is already used in the {table} table"),
+            });
+        }
+        descriptors.push(kvm_descriptor(d, offset)?);
+        let len = d.size.checked_mul(8).ok_or_else(overflow)?;
+        offset = offset.checked_add(len).ok_or_else(overflow)?;
+    }
+    let record_size = offset;
+    let desc_count = u32::try_from(descriptors.len()).map_err(|_| overflow())?;
+    let layout = Layout::compute(&LayoutParams {
+        nr_records,
+        record_size,
+        abi_size,
+        desc_count,
+        page_size: page_size_for(record_size),
+        cacheline: DEFAULT_CACHELINE,
+    })
+    .map_err(invalid)?;
+    check_descriptor_set(desc_count, record_size, |i| {
+        descriptors
+            .get(i as usize)
+            .copied()
+            .ok_or(vstats_abi::Error::Overflow {
+                what: "descriptor index",
+            })
+    })
+    .map_err(invalid)?;
+    Ok(TablePlan {
+        descriptors,
+        layout,
+    })
+}
+
+/// 4 KiB, or the smallest power of two that holds a record of
+/// `record_size` bytes (`Layout::compute` refuses sizes above 1 GiB).
+fn page_size_for(record_size: u32) -> u32 {
+    record_size
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+        .max(DEFAULT_PAGE_SIZE)
+}
+
+/// One seq update of a vCPU record: the four times, and the KVM words when
+/// given.
+fn write_vcpu(w: &mut RecordWriter<'_>, times: &[u64; 4], kvm: Option<&[u64]>) {
+    w.update(|u| {
+        for (i, &t) in times.iter().enumerate() {
+            u.set(i, t);
+        }
+        for (k, &v) in kvm.unwrap_or_default().iter().enumerate() {
+            u.set(VCPU_STD_WORDS + k, v);
+        }
+    });
+}
+
+/// One seq update of the domain record.
+fn write_domain(w: &mut RecordWriter<'_>, online: u32, max: u32, uptime: u64, kvm: &[u64]) {
+    w.update(|u| {
+        u.set(0, online.into());
+        u.set(1, max.into());
+        u.set(2, uptime);
+        for (k, &v) in kvm.iter().enumerate() {
+            u.set(DOMAIN_STD_WORDS + k, v);
+        }
+    });
+}
+
+fn write_domain_report(w: &mut RecordWriter<'_>, r: &VmReport) {
+    write_domain(w, r.vcpus_online, r.vcpus_max, r.uptime_ns, &r.stats);
+}
+
+/// The sink a vCPU thread owns while the VM runs: it holds the vCPU's
+/// record writer (lent by [`Publisher::run`]) and turns each report into
+/// one seq update.
+struct RecordSink<'w, 't> {
+    writer: &'w mut RecordWriter<'t>,
+}
+
+impl VcpuSink for RecordSink<'_, '_> {
+    fn on_update(&mut self, r: &VcpuReport) {
+        let kvm = r.stats_fresh.then_some(r.stats.as_slice());
+        write_vcpu(self.writer, &r.runstate_ns, kvm);
+    }
+}
+
+/// Creates `dir` and takes an exclusive `flock` on it, so that two
+/// producers never publish under one name; retries if the previous owner
+/// removed the directory between our creating and locking it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let fail = |op, source| Error::Publish {
+        op,
+        path: dir.to_owned(),
+        source,
+    };
+    for _ in 0..3 {
+        fs::create_dir_all(dir).map_err(|e| fail("cannot create directory", e))?;
+        let lock = File::open(dir).map_err(|e| fail("cannot open directory", e))?;
+        if !crate::sys::try_lock_exclusive(&lock).map_err(|e| fail("cannot lock directory", e))? {
+            return Err(Error::DirectoryInUse {
+                path: dir.to_owned(),
+            });
+        }
+        let held = lock
+            .metadata()
+            .map_err(|e| fail("cannot stat directory", e))?;
+        match fs::metadata(dir) {
+            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(lock),
+            _ => continue,
+        }
+    }
+    Err(fail(
+        "directory keeps being removed",
+        io::Error::from(io::ErrorKind::NotFound),
+    ))
+}
+
+/// Removes `path`, a missing file being no error.
+fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Publish {
+            op: "cannot remove",
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A VM and the two tables that publish it. See the [module](self) docs.
+///
+/// Dropping a `Publisher` removes the tables and the directory (if empty),
+/// like [`Publisher::remove`] but ignoring errors.
+pub struct Publisher {
+    vm: Option<Vm>,
+    vcpu_plan: TablePlan,
+    domain_plan: TablePlan,
+    // Dropped (unmapped) before the lock is released.
+    vcpu: ShmTable,
+    domain: ShmTable,
+    dir: PathBuf,
+    removed: bool,
+    /// The directory, `flock`ed while we publish there.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("dir", &self.dir)
+            .field("vcpu_layout", &self.vcpu_plan.layout)
+            .field("domain_layout", &self.domain_plan.layout)
+            .field("vm_taken", &self.vm.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Publishes `vm`'s tables in `dir` (created if missing, then locked
+    /// against other producers) and writes every record once: each vCPU
+    /// offline since the VM's creation, KVM's counters as read now, the
+    /// domain with 0 vCPUs online.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnpublishableStat`] or [`Error::InvalidTable`] when KVM's
+    /// statistics cannot be described (checked before anything is created);
+    /// [`Error::Publish`] when the directory or a table file cannot be
+    /// created (with the path); [`Error::DirectoryInUse`]; an I/O error
+    /// reading KVM's stats. Nothing is left behind on error.
+    pub fn new(vm: Vm, dir: impl Into<PathBuf>) -> Result<Publisher> {
+        let dir = dir.into();
+        let nr_vcpus = vm.nr_vcpus();
+        let first = vm.vcpu_stats(0).ok_or(Error::NoSuchVcpu(0))?;
+        for id in 1..nr_vcpus {
+            if vm.vcpu_stats(id).map(KvmStats::descs) != Some(first.descs()) {
+                return Err(Error::MalformedStats(format!(
+                    "vCPU {id}'s statistics differ from vCPU 0's; one table cannot describe both"
+                )));
+            }
+        }
+        let vcpu_plan = TablePlan::vcpu(nr_vcpus, first.descs())?;
+        let domain_plan = TablePlan::domain(vm.vm_stats().descs())?;
+
+        let lock = lock_dir(&dir)?;
+        let generation = fresh_generation();
+        let create = |file: &str, magic, plan: &TablePlan| {
+            let path = dir.join(file);
+            let spec = TableSpec {
+                magic,
+                layout: plan.layout,
+                descriptors: &plan.descriptors,
+                generation,
+            };
+            ShmTable::create(&path, &spec).map_err(|source| Error::Publish {
+                op: "cannot publish",
+                path,
+                source,
+            })
+        };
+        let cleanup = |e: Error| {
+            let _ = remove_file(&dir.join(VCPU_FILE));
+            let _ = fs::remove_dir(&dir);
+            e
+        };
+        let vcpu = create(VCPU_FILE, VCPU_STATS_MAGIC, &vcpu_plan).map_err(cleanup)?;
+        let domain = create(DOMAIN_FILE, DOMAIN_STATS_MAGIC, &domain_plan).map_err(cleanup)?;
+        let mut publisher = Publisher {
+            vm: Some(vm),
+            vcpu_plan,
+            domain_plan,
+            vcpu,
+            domain,
+            dir,
+            removed: false,
+            _lock: lock,
+        };
+        // On error, dropping `publisher` removes what was created.
+        publisher.write_initial()?;
+        Ok(publisher)
+    }
+
+    /// Every record once, before the VM runs: offline since creation.
+    fn write_initial(&mut self) -> Result<()> {
+        let Some(vm) = &self.vm else {
+            return Ok(());
+        };
+        let read = |stats: &KvmStats, what| {
+            let mut buf = stats.new_buffer();
+            stats.read(&mut buf).map_err(|e| Error::io(what, e))?;
+            Ok::<_, Error>(buf)
+        };
+        let now = crate::monotonic_ns();
+        let offline = now.saturating_sub(vm.created_ns());
+        let (_, writers) = self.vcpu.split();
+        for (id, mut w) in (0u32..).zip(writers) {
+            let stats = vm.vcpu_stats(id).ok_or(Error::NoSuchVcpu(id))?;
+            let values = read(stats, "reading vCPU KVM stats")?;
+            write_vcpu(&mut w, &[0, 0, 0, offline], Some(&values));
+        }
+        let values = read(vm.vm_stats(), "reading VM KVM stats")?;
+        let (_, mut writers) = self.domain.split();
+        if let Some(mut w) = writers.next() {
+            write_domain(&mut w, 0, vm.nr_vcpus(), offline, &values);
+        }
+        Ok(())
+    }
+
+    /// The publication directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the vCPU table.
+    pub fn vcpu_path(&self) -> &Path {
+        self.vcpu.path()
+    }
+
+    /// Path of the domain table.
+    pub fn domain_path(&self) -> &Path {
+        self.domain.path()
+    }
+
+    /// What the vCPU table holds.
+    pub fn vcpu_plan(&self) -> &TablePlan {
+        &self.vcpu_plan
+    }
+
+    /// What the domain table holds.
+    pub fn domain_plan(&self) -> &TablePlan {
+        &self.domain_plan
+    }
+
+    /// Runs the VM and publishes it until `tick` says stop, then stops the
+    /// VM and writes the final values.
+    ///
+    /// The vCPU threads start inside a thread scope, each owning a sink
+    /// that holds its vCPU's record writer. The calling thread then loops:
+    /// it writes the domain record (vCPUs online and max, uptime, freshly
+    /// read KVM VM stats: one seq update), calls `tick` with the running
+    /// VM, and sleeps until the next multiple of `period`. When `tick`
+    /// returns [`ControlFlow::Break`], the VM is stopped (every vCPU thread
+    /// finishes its current update, goes offline, writes its final update
+    /// and is joined); then every vCPU record and the domain record get
+    /// their values as of [`StoppedVm::stopped_ns`], so the tables equal
+    /// the returned [`StoppedVm`]. The tables stay published until
+    /// [`Publisher::remove`] (or drop).
+    ///
+    /// `tick` is called at once after the first domain update: a caller
+    /// can announce there that the tables are live. It is the place to
+    /// check for a stop request; a stop is noticed within one `period`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the VM already ran; the errors of
+    /// [`Vm::run_scoped`]; an I/O error reading the VM's KVM stats (the VM
+    /// is stopped then). vCPU failures do not make `run` fail: see
+    /// [`StoppedVm::vcpu_errors`].
+    pub fn run(
+        &mut self,
+        period: Duration,
+        mut tick: impl FnMut(&RunningVm<'_>) -> ControlFlow<()>,
+    ) -> Result<StoppedVm> {
+        let vm = self
+            .vm
+            .take()
+            .ok_or_else(|| Error::InvalidConfig("the publisher's VM has already run".into()))?;
+        let (_, writers) = self.vcpu.split();
+        let mut vcpu_writers: Vec<RecordWriter<'_>> = writers.collect();
+        let (_, mut writers) = self.domain.split();
+        let mut domain_writer = writers.next().ok_or(Error::InvalidConfig(
+            "the domain table has no record".into(),
+        ))?;
+
+        let stopped = std::thread::scope(|scope| {
+            let sinks = vcpu_writers
+                .iter_mut()
+                .map(|writer| {
+                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink { writer });
+                    Some(sink)
+                })
+                .collect();
+            let running = vm.run_scoped(scope, sinks)?;
+            let mut next = Instant::now();
+            loop {
+                let report = running.vm_report()?;
+                write_domain_report(&mut domain_writer, &report);
+                if tick(&running).is_break() {
+                    break;
+                }
+                next += period;
+                let now = Instant::now();
+                match next.checked_duration_since(now) {
+                    Some(wait) => std::thread::sleep(wait),
+                    None => next = now,
+                }
+            }
+            running.stop()
+        })?;
+
+        // The vCPU threads are joined: their writers are ours again.
+        for (w, r) in vcpu_writers.iter_mut().zip(&stopped.vcpus) {
+            write_vcpu(w, &r.runstate_ns, Some(&r.stats));
+        }
+        write_domain_report(&mut domain_writer, &stopped.vm);
+        Ok(stopped)
+    }
+
+    /// Removes both tables and the directory if it is then empty.
+    /// Consumers that have a table mapped keep their mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Publish`] naming the file or directory that could not be
+    /// removed (a directory that is not empty is left, without error).
+    pub fn remove(mut self) -> Result<()> {
+        self.remove_files()
+    }
+
+    fn remove_files(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.removed, true) {
+            return Ok(());
+        }
+        let vcpu = remove_file(self.vcpu.path());
+        let domain = remove_file(self.domain.path());
+        let dir = match fs::remove_dir(&self.dir) {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::DirectoryNotEmpty
+                        | io::ErrorKind::ResourceBusy
+                ) =>
+            {
+                Err(Error::Publish {
+                    op: "cannot remove directory",
+                    path: self.dir.clone(),
+                    source: e,
+                })
+            }
+            _ => Ok(()),
+        };
+        vcpu.and(domain).and(dir)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.remove_files();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{KIND_CUMULATIVE, KIND_LOG_HIST, UNIT_NONE, UNIT_SECONDS};
+
+    fn kvm(name: &str, kind: u8, unit: u8, exponent: i16, size: u32) -> KvmStatDesc {
+        KvmStatDesc {
+            name: name.into(),
+            kind,
+            unit,
+            base: 10,
+            exponent,
+            size,
+            offset: 0,
+            bucket_size: 0,
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["vm1", "t-123", "a.b_c+d:e", &"x".repeat(64)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a/b",
+            "/",
+            ".",
+            "..",
+            "a b",
+            "é",
+            &"x".repeat(65),
+            "a\0",
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            default_dir("vm1").unwrap(),
+            Path::new("/dev/shm/vstats/vm1")
+        );
+    }
+
+    #[test]
+    fn kvm_words_follow_the_standard_fields() {
+        let descs = [
+            kvm("exits", KIND_CUMULATIVE, UNIT_NONE, 0, 1),
+            kvm("halt_wait_hist", KIND_LOG_HIST, UNIT_SECONDS, -9, 32),
+            kvm("io_exits", KIND_CUMULATIVE, UNIT_NONE, 0, 1),
+        ];
+        let p = TablePlan::vcpu(4, &descs).unwrap();
+        assert_eq!(p.descriptors.len(), 7);
+        assert_eq!(p.descriptors[4].name_str(), Some("exits"));
+        assert_eq!(p.descriptors[4].offset, 40);
+        assert_eq!(p.descriptors[5].offset, 48);
+        assert_eq!(p.descriptors[5].count, 32);
+        assert_eq!(p.descriptors[5].kind, Kind::LOG2_HIST);
+        assert_eq!(p.descriptors[5].exponent, -9);
+        assert_eq!(p.descriptors[6].offset, 48 + 256);
+        assert_eq!(p.layout.size, 48 + 256 + 8);
+        assert_eq!(p.layout.abi_size, 40);
+        assert_eq!(p.layout.page_size, 4096);
+        let d = TablePlan::domain(&descs[..1]).unwrap();
+        assert_eq!(d.descriptors[3].offset, 32);
+        assert_eq!(d.layout.nr_records, 1);
+    }
+
+    #[test]
+    fn big_records_get_big_pages() {
+        // 600 words: 4840-byte record, 8 KiB pages.
+        let descs = [kvm("big_hist", KIND_LOG_HIST, UNIT_NONE, 0, 600)];
+        let p = TablePlan::vcpu(2, &descs).unwrap();
+        assert_eq!(p.layout.page_size, 8192);
+        assert_eq!(page_size_for(4096), 4096);
+        assert_eq!(page_size_for(4097), 8192);
+        assert_eq!(page_size_for(8), 4096);
+    }
+
+    #[test]
+    fn unpublishable_stats_are_refused_by_name() {
+        let mut wide = kvm("wide", KIND_CUMULATIVE, UNIT_SECONDS, -200, 1);
+        let err = TablePlan::vcpu(1, &[wide.clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("\"wide\"") && err.to_string().contains("i8"),
+            "{err}"
+        );
+        wide.exponent = 3; // seconds scale down only (R12)
+        assert!(matches!(
+            TablePlan::vcpu(1, &[wide.clone()]),
+            Err(Error::UnpublishableStat { .. })
+        ));
+        wide.exponent = 0;
+        wide.base = 0;
+        assert!(matches!(
+            TablePlan::vcpu(1, &[wide]),
+            Err(Error::UnpublishableStat { .. })
+        ));
+        let clash = kvm("uptime", KIND_CUMULATIVE, UNIT_NONE, 0, 1);
+        assert!(matches!(
+            TablePlan::domain(&[clash]),
+            Err(Error::UnpublishableStat { .. })
+        ));
+        let twice = kvm("exits", KIND_CUMULATIVE, UNIT_NONE, 0, 1);
+        assert!(TablePlan::vcpu(1, &[twice.clone(), twice]).is_err());
+        let many: Vec<_> = (0..1021)
+            .map(|i| kvm(&format!("s{i}"), KIND_CUMULATIVE, UNIT_NONE, 0, 1))
+            .collect();
+        assert!(matches!(
+            TablePlan::vcpu(1, &many),
+            Err(Error::InvalidTable { table: "vCPU", .. })
+        ));
+    }
+}
