@@ -20,6 +20,23 @@
 //! [`VcpuReport`] at every state change and exit; any thread can also ask
 //! [`RunningVm::vcpu_report`] and [`RunningVm::vm_report`] for "as of now"
 //! values. [`RunningVm::stop`] kicks, joins and returns final reports.
+//! [`Vm::run`] starts plain threads (`'static` sinks); [`Vm::run_scoped`]
+//! starts them inside a [`std::thread::scope`], so sinks may borrow.
+//!
+//! [`publish`] is the real producer built on that interface: a
+//! [`Publisher`] publishes a VM live through `vstats-producer` as two
+//! tables in one directory (default `/dev/shm/vstats/<name>/`): `vcpu`, one
+//! record per vCPU with the four runstate times then every KVM vCPU
+//! statistic, and `domain`, with vCPUs online and max, uptime, then every
+//! KVM VM statistic, each KVM statistic under KVM's name, kind and unit in
+//! the descriptor table. Each vCPU thread writes its own record; the
+//! directory is removed when the publisher is. The `vstats-vmm` binary runs
+//! one until SIGINT or SIGTERM:
+//!
+//! ```text
+//! vstats-vmm --name NAME [--vcpus N] [--dir DIR] [--seconds S]
+//!            [--stats-refresh-ms MS] [--domain-period-ms MS] [--halt-ms MS]
+//! ```
 //!
 //! Linux on x86-64 only. Without an accessible `/dev/kvm`,
 //! [`Vm::start`] fails with [`Error::KvmUnavailable`] so callers can fall
