@@ -25,11 +25,26 @@ impl Drop for Producer {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vstats-xproc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("vcpu")
+/// A scratch directory holding the table file, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("vstats-xproc-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn table(&self) -> PathBuf {
+        self.0.join("vcpu")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Starts the producer and waits for its readiness line.
@@ -78,7 +93,8 @@ fn get(summary: &[(String, u64)], key: &str) -> u64 {
 
 #[test]
 fn a_million_snapshots_across_processes_none_torn() {
-    let path = scratch("million");
+    let dir = Scratch::new("million");
+    let path = dir.table();
     let _producer = start_producer(&path, 4, "run", "ready");
     let (summary, code) = run_consumer(&path, 1_000_000, &[]);
     assert_eq!(get(&summary, "snapshots"), 1_000_000);
@@ -98,7 +114,8 @@ fn a_producer_without_the_odd_phase_is_caught_tearing() {
     // The same consumer against a broken producer must report torn
     // snapshots: the check above can fail. Up to 50 million snapshots,
     // stopping at the first torn one.
-    let path = scratch("noseq");
+    let dir = Scratch::new("noseq");
+    let path = dir.table();
     let _producer = start_producer(&path, 4, "no-seq", "ready");
     let (summary, code) = run_consumer(&path, 50_000_000, &["until-torn"]);
     assert!(
@@ -110,7 +127,8 @@ fn a_producer_without_the_odd_phase_is_caught_tearing() {
 
 #[test]
 fn a_writer_killed_mid_update_reads_as_busy_within_the_bound() {
-    let path = scratch("killed");
+    let dir = Scratch::new("killed");
+    let path = dir.table();
     let mut producer = start_producer(&path, 3, "hang", "odd");
     // A real SIGKILL while record 0's seq is odd.
     producer.0.kill().unwrap();
