@@ -1,0 +1,114 @@
+//! The C API's error codes: negative, errno-style values (Linux numbering)
+//! that `include/vstats.h` defines as `VSTATS_E*`, their messages, and the
+//! mapping from the Rust crates' errors.
+
+use core::ffi::{c_int, CStr};
+
+/// Success.
+pub const VSTATS_OK: c_int = 0;
+/// The table is disabled: no update was started or finished.
+pub const VSTATS_EAGAIN: c_int = -11;
+/// A NULL or misaligned pointer, or a pointer that is not a writer.
+pub const VSTATS_EFAULT: c_int = -14;
+/// The record's writer was already handed out.
+pub const VSTATS_EBUSY: c_int = -16;
+/// An argument is invalid: a magic, a layout `vstats_layout` would not
+/// produce, or a table that was not initialised.
+pub const VSTATS_EINVAL: c_int = -22;
+/// The memory (or the writer storage) is smaller than the layout needs.
+pub const VSTATS_ENOSPC: c_int = -28;
+/// A record index or counter word is out of range.
+pub const VSTATS_ERANGE: c_int = -34;
+/// `begin`/`set`/`end` called out of order.
+pub const VSTATS_EPROTO: c_int = -71;
+/// A descriptor breaks rule R11, R12 or R13 of `docs/abi.md`.
+pub const VSTATS_EBADMSG: c_int = -74;
+/// The layout does not fit the header's 32-bit fields.
+pub const VSTATS_EOVERFLOW: c_int = -75;
+
+/// The message of an error code (any `int`), as `vstats_strerror` returns
+/// it.
+pub fn message(err: c_int) -> &'static CStr {
+    match err {
+        VSTATS_OK => c"success",
+        VSTATS_EAGAIN => c"the table is disabled: no update was started or finished",
+        VSTATS_EFAULT => c"a NULL or misaligned pointer, or a pointer that is not a writer",
+        VSTATS_EBUSY => c"the record's writer was already handed out",
+        VSTATS_EINVAL => {
+            c"invalid argument (magic, a layout vstats_layout would not produce, or an uninitialised table)"
+        }
+        VSTATS_ENOSPC => c"the memory or the writer storage is smaller than the layout needs",
+        VSTATS_ERANGE => c"record index or counter word out of range",
+        VSTATS_EPROTO => c"begin, set and end called out of order",
+        VSTATS_EBADMSG => c"a descriptor breaks rule R11, R12 or R13 of docs/abi.md",
+        VSTATS_EOVERFLOW => c"the layout does not fit the header's 32-bit fields",
+        _ => c"unknown vstats error",
+    }
+}
+
+/// The code of an ABI error (layout arithmetic or descriptor checks).
+pub(crate) fn from_abi(e: vstats_abi::Error) -> c_int {
+    match e {
+        vstats_abi::Error::Overflow { .. } => VSTATS_EOVERFLOW,
+        e if matches!(e.rule(), "R11" | "R12" | "R13") => VSTATS_EBADMSG,
+        _ => VSTATS_EINVAL,
+    }
+}
+
+/// The code of a producer error (table initialisation).
+pub(crate) fn from_producer(e: vstats_producer::Error) -> c_int {
+    match e {
+        vstats_producer::Error::FramesTooSmall { .. } => VSTATS_ENOSPC,
+        vstats_producer::Error::FramesMisaligned => VSTATS_EFAULT,
+        vstats_producer::Error::Abi(e) => from_abi(e),
+        // PageSizeMismatch, BadMagic and any later variant.
+        _ => VSTATS_EINVAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_own_message() {
+        let codes = [
+            VSTATS_OK,
+            VSTATS_EAGAIN,
+            VSTATS_EFAULT,
+            VSTATS_EBUSY,
+            VSTATS_EINVAL,
+            VSTATS_ENOSPC,
+            VSTATS_ERANGE,
+            VSTATS_EPROTO,
+            VSTATS_EBADMSG,
+            VSTATS_EOVERFLOW,
+        ];
+        for (i, a) in codes.iter().enumerate() {
+            assert_ne!(message(*a), message(1), "{a} has a message");
+            for b in &codes[i + 1..] {
+                assert_ne!(message(*a), message(*b), "{a} and {b}");
+            }
+        }
+        assert_eq!(message(i32::MIN), c"unknown vstats error");
+    }
+
+    #[test]
+    fn producer_errors_map_to_codes() {
+        use vstats_producer::Error as P;
+        assert_eq!(
+            from_producer(P::FramesTooSmall { need: 2, have: 1 }),
+            VSTATS_ENOSPC
+        );
+        assert_eq!(from_producer(P::FramesMisaligned), VSTATS_EFAULT);
+        assert_eq!(from_producer(P::BadMagic { magic: 1 }), VSTATS_EINVAL);
+        assert_eq!(
+            from_producer(P::Abi(vstats_abi::Error::DescNameEmpty { index: 0 })),
+            VSTATS_EBADMSG
+        );
+        assert_eq!(
+            from_abi(vstats_abi::Error::Overflow { what: "x" }),
+            VSTATS_EOVERFLOW
+        );
+    }
+}

@@ -1,0 +1,935 @@
+//! The `extern "C"` functions of `include/vstats.h` and the opaque state
+//! they keep in caller-provided storage. The only module with `unsafe`.
+//!
+//! # Design
+//!
+//! The library allocates nothing. `vstats_table_init_*` builds a producer
+//! [`Table`] and moves it into the caller's `struct vstats_table`
+//! ([`TableState`]), then splits it, once, into its [`Control`] and one
+//! [`RecordWriter`] per record, which it moves into the caller's array of
+//! `struct vstats_writer` ([`Slot`]s). Splitting once at init is what lets
+//! `vstats_writer_get` hand out any record in any order without ever
+//! creating a second `&mut Table`: it only flips the slot's `taken` flag,
+//! atomically, so a record's writer is handed out at most once even under
+//! concurrent calls.
+//!
+//! The Rust values borrow each other and the caller's memory for
+//! `'static`, which is a promise the C caller makes (see the `# Safety`
+//! sections): the frames, the page list, `*t` and the writer array stay
+//! valid and in place while the table is used.
+//!
+//! Invariants, established by a successful init and relied on by every
+//! other function (the caller promises not to break them):
+//!
+//! 1. A [`TableState`] whose `marker` is [`TABLE_MARKER`] is fully
+//!    initialised: `control` points at the `Control` inside its own
+//!    `table`, `writers` at `nr_records` initialised [`Slot`]s.
+//! 2. After init, nothing creates a reference covering
+//!    `TableState::table` (it is exclusively borrowed by the one `split`
+//!    done at init): fields are read through raw pointers, one at a time.
+//! 3. A [`Slot`] whose `marker` is [`SLOT_MARKER`] is initialised. Its
+//!    `taken` flag is only accessed atomically; its `in_update` and
+//!    `writer` fields only by the holder of the writer, one thread at a
+//!    time, after `taken` was set by `vstats_writer_get`.
+#![allow(unsafe_code)]
+
+use core::{
+    ffi::{c_char, c_int, c_void},
+    mem::{align_of, size_of},
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use vstats_abi::{
+    desc::Descriptor,
+    layout::{Layout, LayoutParams},
+    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
+};
+use vstats_producer::{Control, Frames, RecordWriter, Table, TableSpec};
+
+use crate::error::{
+    from_abi, from_producer, message, VSTATS_EAGAIN, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
+    VSTATS_ENOSPC, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
+};
+
+/// A pointer to field `$f` of the `$ty` at `$p`: safe pointer arithmetic
+/// (wrapping, provenance kept) that creates no reference; using the
+/// result is what needs `unsafe`.
+macro_rules! field {
+    ($p:expr, $ty:ty, $f:ident) => {
+        $p.cast::<u8>()
+            .wrapping_add(core::mem::offset_of!($ty, $f))
+            .cast()
+    };
+}
+
+/// `struct vstats_layout`: a layout request (the first six fields) and its
+/// result. Plain data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VstatsLayout {
+    /// Record slots.
+    pub nr_records: u32,
+    /// Bytes of a record, seq included.
+    pub size: u32,
+    /// Bytes of the record defined by the ABI revision.
+    pub abi_size: u32,
+    /// Number of descriptors.
+    pub desc_count: u32,
+    /// Page size.
+    pub page_size: u32,
+    /// The producer's cacheline.
+    pub cacheline: u32,
+    /// Computed: where record 0 starts.
+    pub offset: u32,
+    /// Computed: distance between records.
+    pub stride: u32,
+    /// Computed: where the descriptors start, 0 when there are none.
+    pub desc_offset: u32,
+    /// Zero.
+    pub _pad: u32,
+    /// Computed: pages the table occupies.
+    pub frames: u64,
+    /// Computed: `frames * page_size`.
+    pub mapping_len: u64,
+}
+// size: 56 bytes
+
+const _: () = {
+    assert!(size_of::<VstatsLayout>() == 56);
+    assert!(core::mem::offset_of!(VstatsLayout, offset) == 24);
+    assert!(core::mem::offset_of!(VstatsLayout, frames) == 40);
+    assert!(core::mem::offset_of!(VstatsLayout, mapping_len) == 48);
+};
+
+impl VstatsLayout {
+    fn params(&self) -> LayoutParams {
+        LayoutParams {
+            nr_records: self.nr_records,
+            record_size: self.size,
+            abi_size: self.abi_size,
+            desc_count: self.desc_count,
+            page_size: self.page_size,
+            cacheline: self.cacheline,
+        }
+    }
+
+    fn new(l: &Layout, cacheline: u32) -> VstatsLayout {
+        VstatsLayout {
+            nr_records: l.nr_records,
+            size: l.size,
+            abi_size: l.abi_size,
+            desc_count: l.desc_count,
+            page_size: l.page_size,
+            cacheline,
+            offset: l.offset,
+            stride: l.stride,
+            desc_offset: l.desc_offset,
+            _pad: 0,
+            frames: l.frames,
+            mapping_len: l.mapping_len(),
+        }
+    }
+}
+
+/// `struct vstats_table`: caller-allocated storage for a [`TableState`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct VstatsTable {
+    opaque: [u64; 32],
+}
+
+impl VstatsTable {
+    /// Zeroed storage (which every function but init refuses).
+    pub const fn new() -> VstatsTable {
+        VstatsTable { opaque: [0; 32] }
+    }
+}
+
+impl Default for VstatsTable {
+    fn default() -> VstatsTable {
+        VstatsTable::new()
+    }
+}
+
+/// `struct vstats_writer`: caller-allocated storage for a [`Slot`], one
+/// cacheline so that two writers never share one.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct VstatsWriter {
+    opaque: [u64; 8],
+}
+
+impl VstatsWriter {
+    /// Zeroed storage.
+    pub const fn new() -> VstatsWriter {
+        VstatsWriter { opaque: [0; 8] }
+    }
+}
+
+impl Default for VstatsWriter {
+    fn default() -> VstatsWriter {
+        VstatsWriter::new()
+    }
+}
+
+/// Marks an initialised [`TableState`] (`"vstatTBL"`).
+const TABLE_MARKER: u64 = u64::from_le_bytes(*b"vstatTBL");
+/// Marks an initialised [`Slot`] (`"vstatWRT"`).
+const SLOT_MARKER: u64 = u64::from_le_bytes(*b"vstatWRT");
+
+/// What lives in a `struct vstats_table` (invariants 1 and 2).
+#[repr(C)]
+struct TableState {
+    marker: u64,
+    control: *const Control,
+    writers: *mut VstatsWriter,
+    nr_records: u32,
+    table: Table<'static>,
+}
+
+/// What lives in a `struct vstats_writer` (invariant 3).
+#[repr(C)]
+struct Slot {
+    marker: u64,
+    taken: AtomicBool,
+    in_update: bool,
+    writer: RecordWriter<'static>,
+}
+
+const _: () = {
+    assert!(size_of::<TableState>() <= size_of::<VstatsTable>());
+    assert!(align_of::<TableState>() <= align_of::<VstatsTable>());
+    assert!(size_of::<Slot>() <= size_of::<VstatsWriter>());
+    assert!(align_of::<Slot>() <= align_of::<VstatsWriter>());
+    assert!(size_of::<VstatsWriter>() == 64);
+    assert!(size_of::<VstatsTable>() == 256);
+    // `struct vstats_desc` is `Descriptor`; a page pointer is `NonNull<u8>`.
+    assert!(size_of::<Descriptor>() == 64 && align_of::<Descriptor>() == 4);
+    assert!(size_of::<NonNull<u8>>() == size_of::<*mut c_void>());
+    assert!(align_of::<NonNull<u8>>() == align_of::<*mut c_void>());
+};
+
+const fn std_descs<const N: usize>(s: &[Descriptor]) -> [Descriptor; N] {
+    assert!(s.len() == N);
+    let mut a = [s[0]; N];
+    let mut i = 0;
+    while i < N {
+        a[i] = s[i];
+        i += 1;
+    }
+    a
+}
+
+/// `vstats_vcpu_std_descs`: the standard vCPU descriptors of this revision.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static vstats_vcpu_std_descs: [Descriptor; 4] = std_descs(VCPU_STD_DESCRIPTORS);
+
+/// `vstats_domain_std_descs`: the standard domain descriptors of this
+/// revision.
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static vstats_domain_std_descs: [Descriptor; 3] = std_descs(DOMAIN_STD_DESCRIPTORS);
+
+fn aligned<T>(p: *const T, align: usize) -> bool {
+    !p.is_null() && (p as usize) % align == 0
+}
+
+/// `const char *vstats_strerror(int err)`: a static, NUL-terminated
+/// description of any error code.
+#[no_mangle]
+pub extern "C" fn vstats_strerror(err: c_int) -> *const c_char {
+    message(err).as_ptr()
+}
+
+/// `int vstats_layout(...)`: computes a table's layout into `*out`.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` when `out` is NULL, `VSTATS_EINVAL` for a parameter out
+/// of range, `VSTATS_EOVERFLOW` when the table would not fit 32-bit
+/// offsets.
+///
+/// # Safety
+///
+/// The caller promises that `out` is NULL or valid for writing a
+/// `struct vstats_layout`.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_layout(
+    nr_records: u32,
+    record_size: u32,
+    abi_size: u32,
+    desc_count: u32,
+    page_size: u32,
+    cacheline: u32,
+    out: *mut VstatsLayout,
+) -> c_int {
+    if out.is_null() {
+        return VSTATS_EFAULT;
+    }
+    let params = LayoutParams {
+        nr_records,
+        record_size,
+        abi_size,
+        desc_count,
+        page_size,
+        cacheline,
+    };
+    match Layout::compute(&params) {
+        Ok(l) => {
+            // SAFETY: `out` is non-null and valid for a write (the caller's
+            // promise); unaligned writes are allowed.
+            unsafe { out.write_unaligned(VstatsLayout::new(&l, cacheline)) };
+            VSTATS_OK
+        }
+        Err(e) => from_abi(e),
+    }
+}
+
+/// The arguments both init functions share.
+struct InitArgs {
+    t: *mut VstatsTable,
+    magic: u32,
+    l: *const VstatsLayout,
+    descs: *const Descriptor,
+    generation: u64,
+    writers: *mut VstatsWriter,
+    nr_writers: usize,
+}
+
+/// Checks what does not depend on the frames and returns the layout and
+/// the descriptors. Writes nothing.
+///
+/// # Safety
+///
+/// The caller promises that `a.l` is NULL or readable and that `a.descs`
+/// is NULL or valid for reading the layout's `desc_count` descriptors for
+/// `'d`, not written meanwhile.
+unsafe fn check_args<'d>(a: &InitArgs) -> Result<(Layout, &'d [Descriptor]), c_int> {
+    if !aligned(a.t, align_of::<TableState>()) || a.l.is_null() {
+        return Err(VSTATS_EFAULT);
+    }
+    // SAFETY: `l` is non-null and readable (the caller's promise); every
+    // bit pattern is a valid `VstatsLayout` (integers only).
+    let given = unsafe { a.l.read_unaligned() };
+    let layout = Layout::compute(&given.params()).map_err(|_| VSTATS_EINVAL)?;
+    if VstatsLayout::new(&layout, given.cacheline) != given {
+        return Err(VSTATS_EINVAL);
+    }
+    if layout.nr_records > 0 && !aligned(a.writers, align_of::<Slot>()) {
+        return Err(VSTATS_EFAULT);
+    }
+    if (a.nr_writers as u64) < u64::from(layout.nr_records) {
+        return Err(VSTATS_ENOSPC);
+    }
+    let descs: &[Descriptor] = if layout.desc_count == 0 {
+        &[]
+    } else {
+        if !aligned(a.descs, align_of::<Descriptor>()) {
+            return Err(VSTATS_EFAULT);
+        }
+        // SAFETY: `descs` is non-null, aligned, and valid for reading
+        // `desc_count` descriptors for 'd (the caller's promise; at most
+        // 1024 * 64 bytes, as `Layout::compute` bounds `desc_count`);
+        // every bit pattern is a valid `Descriptor` (integers only).
+        unsafe { core::slice::from_raw_parts(a.descs, layout.desc_count as usize) }
+    };
+    Ok((layout, descs))
+}
+
+/// Initialises the table in `frames` and the state in `*a.t` and
+/// `a.writers`.
+///
+/// # Safety
+///
+/// The caller promises what `vstats_table_init_contiguous` requires of
+/// its caller, for `a` and `frames`; `check_args` accepted `a`.
+unsafe fn init(
+    a: &InitArgs,
+    layout: Layout,
+    descs: &[Descriptor],
+    frames: Frames<'static>,
+) -> c_int {
+    let spec = TableSpec {
+        magic: a.magic,
+        layout,
+        descriptors: descs,
+        generation: a.generation,
+    };
+    let table = match Table::init(frames, &spec) {
+        Ok(t) => t,
+        Err(e) => return from_producer(e),
+    };
+    let st = a.t.cast::<TableState>();
+    // SAFETY: `st` is non-null and aligned (checked by `check_args`) and
+    // the caller's `struct vstats_table` is large enough (const
+    // assertion) and writable, and no writer of an earlier table in it is
+    // used any more (the caller's promise). Writing the whole state
+    // replaces whatever was there without reading it.
+    unsafe {
+        st.write(TableState {
+            marker: 0,
+            control: core::ptr::null(),
+            writers: a.writers,
+            nr_records: layout.nr_records,
+            table,
+        })
+    };
+    let table: *mut Table<'static> = field!(st, TableState, table);
+    // SAFETY: `table` is the field of `st`, just initialised, which stays in
+    // place and unused by anything else for as long as the table is used
+    // (the caller's promise), so this exclusive borrow may last for
+    // 'static. It is the only reference to `table` ever created
+    // (invariant 2).
+    let table: &'static mut Table<'static> = unsafe { &mut *table };
+    let (control, writers) = table.split();
+    let mut n: u32 = 0;
+    for writer in writers {
+        if n >= layout.nr_records {
+            break;
+        }
+        // SAFETY: n < nr_records <= nr_writers (checked by `check_args`),
+        // so the element is inside the caller's array.
+        let slot = unsafe { a.writers.add(n as usize) }.cast::<Slot>();
+        // SAFETY: `slot` is in the caller's writable array, aligned (the
+        // array is, and elements are 64 bytes apart) and large enough
+        // (const assertion); it is not in use (the caller's promise).
+        unsafe {
+            slot.write(Slot {
+                marker: SLOT_MARKER,
+                taken: AtomicBool::new(false),
+                in_update: false,
+                writer,
+            })
+        };
+        n += 1;
+    }
+    if n != layout.nr_records {
+        // Unreachable: the producer hands out one writer per record of a
+        // layout its frames hold. The table stays unusable.
+        return VSTATS_EINVAL;
+    }
+    let control_field: *mut *const Control = field!(st, TableState, control);
+    // SAFETY: a field of `st`, which is initialised, aligned and ours (see
+    // above); writing it creates no reference to `table`.
+    unsafe { control_field.write(control) };
+    let marker: *mut u64 = field!(st, TableState, marker);
+    // SAFETY: as above. The marker goes last: the state is now complete
+    // (invariant 1).
+    unsafe { marker.write(TABLE_MARKER) };
+    VSTATS_OK
+}
+
+/// `int vstats_table_init_contiguous(...)`: lays out and publishes a table
+/// in `len` bytes at `base` and prepares its writers.
+///
+/// # Errors
+///
+/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// then.
+///
+/// # Safety
+///
+/// The caller promises that:
+/// - `t` is NULL or valid for writing a `struct vstats_table`, and `l`
+///   NULL or readable;
+/// - `descs` is NULL or valid for reading `l->desc_count` descriptors;
+/// - `writers` is NULL or valid for writing `nr_writers` writers;
+/// - `[base, base + len)` is valid for reads and writes;
+/// - from this call until neither `*t` nor any of its writers is used any
+///   more: that memory stays valid, nothing but this library writes it
+///   (consumers read it with atomic or volatile loads), and `*t` and
+///   `writers` stay at their addresses and are accessed only through this
+///   API;
+/// - no writer of an earlier table initialised in `*t` is used any more.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_table_init_contiguous(
+    t: *mut VstatsTable,
+    base: *mut c_void,
+    len: usize,
+    magic: u32,
+    l: *const VstatsLayout,
+    descs: *const Descriptor,
+    generation: u64,
+    writers: *mut VstatsWriter,
+    nr_writers: usize,
+) -> c_int {
+    let a = InitArgs {
+        t,
+        magic,
+        l,
+        descs,
+        generation,
+        writers,
+        nr_writers,
+    };
+    // SAFETY: `l` and `descs` as the caller promises; the descriptors are
+    // only used during this call.
+    let (layout, descs) = match unsafe { check_args(&a) } {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    if !aligned(base, 8) {
+        return VSTATS_EFAULT;
+    }
+    let Some(base) = NonNull::new(base.cast::<u8>()) else {
+        return VSTATS_EFAULT;
+    };
+    // SAFETY: `[base, base + len)` stays valid for reads and writes while
+    // the table is used, which is what 'static stands for here; `base` is
+    // 8-aligned (checked); nothing else writes it and readers use atomic
+    // loads (the caller's promise): invariants 1-4 of `Frames`.
+    let frames = unsafe { Frames::contiguous(base, len) };
+    // SAFETY: the caller's promises, forwarded.
+    unsafe { init(&a, layout, descs, frames) }
+}
+
+/// `int vstats_table_init_pages(...)`: as
+/// [`vstats_table_init_contiguous`], over `nr_pages` frames of
+/// `l->page_size` bytes that need not be virtually contiguous.
+///
+/// # Errors
+///
+/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// then.
+///
+/// # Safety
+///
+/// The caller promises what [`vstats_table_init_contiguous`] requires,
+/// for every page of `pages` (each valid for `l->page_size` bytes) instead
+/// of one region, and that `pages` is NULL or valid for reading
+/// `nr_pages` pointers and stays valid and unchanged for as long as the
+/// table is used.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_table_init_pages(
+    t: *mut VstatsTable,
+    pages: *const *mut c_void,
+    nr_pages: usize,
+    magic: u32,
+    l: *const VstatsLayout,
+    descs: *const Descriptor,
+    generation: u64,
+    writers: *mut VstatsWriter,
+    nr_writers: usize,
+) -> c_int {
+    let a = InitArgs {
+        t,
+        magic,
+        l,
+        descs,
+        generation,
+        writers,
+        nr_writers,
+    };
+    // SAFETY: `l` and `descs` as the caller promises; the descriptors are
+    // only used during this call.
+    let (layout, descs) = match unsafe { check_args(&a) } {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    if !aligned(pages, align_of::<*mut c_void>()) {
+        return VSTATS_EFAULT;
+    }
+    if nr_pages
+        .checked_mul(size_of::<*mut c_void>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return VSTATS_EINVAL;
+    }
+    for i in 0..nr_pages {
+        // SAFETY: i < nr_pages and `pages` is valid for reading `nr_pages`
+        // pointers (the caller's promise; the byte size fits isize).
+        let p = unsafe { pages.add(i) };
+        // SAFETY: `p` is in the array, aligned and readable.
+        if !aligned(unsafe { p.read() }, 8) {
+            return VSTATS_EFAULT;
+        }
+    }
+    // SAFETY: `pages` is aligned, valid for `nr_pages` reads and unchanged
+    // while the table is used (the caller's promise), its byte size fits
+    // isize, and every entry is non-null (checked above), so each is a
+    // valid `NonNull<u8>`, which has the layout of `*mut c_void`.
+    let pages: &'static [NonNull<u8>] =
+        unsafe { core::slice::from_raw_parts(pages.cast::<NonNull<u8>>(), nr_pages) };
+    // SAFETY: each page stays valid for `page_size` bytes of reads and
+    // writes while the table is used, which is what 'static stands for;
+    // every page is 8-aligned (checked above); nothing else writes the pages and
+    // readers use atomic loads (the caller's promise): invariants 1-4 of
+    // `Frames`.
+    let frames = unsafe { Frames::pages(pages, layout.page_size as usize) };
+    // SAFETY: the caller's promises, forwarded.
+    unsafe { init(&a, layout, descs, frames) }
+}
+
+/// What the functions after init read from a [`TableState`].
+struct StateView {
+    control: &'static Control,
+    writers: *mut VstatsWriter,
+    nr_records: u32,
+}
+
+/// Reads the state of an initialised table, without creating a reference
+/// to its `table` field (invariant 2).
+///
+/// # Safety
+///
+/// The caller promises that `t` is NULL or points to a `struct
+/// vstats_table` that is zero-filled or was initialised by
+/// `vstats_table_init_*` and is still valid (its promises kept).
+unsafe fn state(t: *mut VstatsTable) -> Result<StateView, c_int> {
+    if !aligned(t, align_of::<TableState>()) {
+        return Err(VSTATS_EFAULT);
+    }
+    let st = t.cast::<TableState>();
+    let marker: *const u64 = field!(st, TableState, marker);
+    // SAFETY: a field of `st`, which is aligned and points to readable
+    // memory (the caller's promise); any bits are a valid u64.
+    let marker = unsafe { marker.read() };
+    if marker != TABLE_MARKER {
+        return Err(VSTATS_EINVAL);
+    }
+    let control: *const *const Control = field!(st, TableState, control);
+    // SAFETY: the marker says the state is initialised (invariant 1); the
+    // field pointer is in bounds and aligned.
+    let control = unsafe { control.read() };
+    // SAFETY: initialised, as above: `control` points into the table,
+    // valid while it is used.
+    let control: &'static Control = unsafe { &*control };
+    let writers: *const *mut VstatsWriter = field!(st, TableState, writers);
+    // SAFETY: initialised, as above.
+    let writers = unsafe { writers.read() };
+    let nr_records: *const u32 = field!(st, TableState, nr_records);
+    // SAFETY: initialised, as above.
+    let nr_records = unsafe { nr_records.read() };
+    Ok(StateView {
+        control,
+        writers,
+        nr_records,
+    })
+}
+
+/// `int vstats_table_set_enabled(struct vstats_table *t, bool on)`: turns
+/// updating on or off.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` for a NULL or misaligned `t`, `VSTATS_EINVAL` when it
+/// was not initialised.
+///
+/// # Safety
+///
+/// The caller promises that `t` is NULL, zero-filled, or initialised by
+/// `vstats_table_init_*` with its promises kept.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_table_set_enabled(t: *mut VstatsTable, on: bool) -> c_int {
+    // SAFETY: the caller's promise.
+    match unsafe { state(t) } {
+        Ok(s) => {
+            s.control.set_enabled(on);
+            VSTATS_OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// `int vstats_writer_get(t, index, out)`: hands out the writer of record
+/// `index`, at most once.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EINVAL` (not initialised), `VSTATS_ERANGE`
+/// (`index >= nr_records`), `VSTATS_EBUSY` (already handed out).
+///
+/// # Safety
+///
+/// The caller promises what [`vstats_table_set_enabled`] requires, and
+/// that `out` is NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_get(
+    t: *mut VstatsTable,
+    index: u32,
+    out: *mut *mut VstatsWriter,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let s = match unsafe { state(t) } {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    if out.is_null() {
+        return VSTATS_EFAULT;
+    }
+    if index >= s.nr_records {
+        return VSTATS_ERANGE;
+    }
+    // SAFETY: index < nr_records: inside the writer array (invariant 1).
+    let w = unsafe { s.writers.add(index as usize) };
+    let slot = w.cast::<Slot>();
+    // SAFETY: the slot is initialised (invariant 1) and its `taken` flag
+    // is only ever accessed atomically, so a shared reference to it alone
+    // aliases nothing the writer's holder uses (invariant 3).
+    let taken: &AtomicBool = unsafe { &*field!(slot, Slot, taken) };
+    if taken.swap(true, Ordering::AcqRel) {
+        return VSTATS_EBUSY;
+    }
+    // SAFETY: `out` is non-null and writable (the caller's promise);
+    // unaligned writes are allowed.
+    unsafe { out.write_unaligned(w) };
+    VSTATS_OK
+}
+
+/// The holder's view of a writer: its update flag and its record writer.
+struct Held<'a> {
+    in_update: &'a mut bool,
+    writer: &'a mut RecordWriter<'static>,
+}
+
+/// Checks that `w` is a writer handed out by `vstats_writer_get` and
+/// borrows its holder's fields.
+///
+/// # Safety
+///
+/// The caller promises that `w` is NULL or points to a `struct
+/// vstats_writer` that is readable, and, if it is a writer handed out by
+/// `vstats_writer_get`, that its table is still valid and no other thread
+/// uses `w` during `'a`.
+unsafe fn held<'a>(w: *mut VstatsWriter) -> Result<Held<'a>, c_int> {
+    if !aligned(w, align_of::<Slot>()) {
+        return Err(VSTATS_EFAULT);
+    }
+    let slot = w.cast::<Slot>();
+    let marker: *const u64 = field!(slot, Slot, marker);
+    // SAFETY: a field of `slot`, which is aligned and readable (the
+    // caller's promise); any bits are a valid u64.
+    if unsafe { marker.read() } != SLOT_MARKER {
+        return Err(VSTATS_EFAULT);
+    }
+    // SAFETY: the marker says the slot is initialised (invariant 3);
+    // `taken` is only accessed atomically.
+    let taken: &AtomicBool = unsafe { &*field!(slot, Slot, taken) };
+    if !taken.load(Ordering::Acquire) {
+        return Err(VSTATS_EFAULT);
+    }
+    // SAFETY: initialised; only the holder, which is this thread for 'a
+    // (the caller's promise), touches `in_update` (invariant 3).
+    let in_update: &mut bool = unsafe { &mut *field!(slot, Slot, in_update) };
+    // SAFETY: as above, for the disjoint field `writer`, whose references
+    // into the table stay valid while the table is used.
+    let writer: &mut RecordWriter<'static> = unsafe { &mut *field!(slot, Slot, writer) };
+    Ok(Held { in_update, writer })
+}
+
+/// `int vstats_writer_begin(struct vstats_writer *w)`: starts an update
+/// (seq goes odd).
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` (not a writer), `VSTATS_EPROTO` (already in an update),
+/// `VSTATS_EAGAIN` (table disabled; nothing started).
+///
+/// # Safety
+///
+/// The caller promises that `w` is NULL or a writer returned by
+/// `vstats_writer_get` whose table is still valid, used by no other thread
+/// during the call.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_begin(w: *mut VstatsWriter) -> c_int {
+    // SAFETY: the caller's promise.
+    let h = match unsafe { held(w) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if *h.in_update {
+        return VSTATS_EPROTO;
+    }
+    // The update is left open (not finished) on purpose: the producer's
+    // writer keeps it open in its private seq until `vstats_writer_end`.
+    match h.writer.begin() {
+        Some(_open) => {
+            *h.in_update = true;
+            VSTATS_OK
+        }
+        None => VSTATS_EAGAIN,
+    }
+}
+
+/// Runs `f` on the open update of `w`.
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+unsafe fn in_update(
+    w: *mut VstatsWriter,
+    f: impl FnOnce(&mut vstats_producer::Update<'_, 'static>) -> c_int,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let h = match unsafe { held(w) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if !*h.in_update {
+        return VSTATS_EPROTO;
+    }
+    // Inside an update the producer's `begin` stores nothing (its seq is
+    // already odd); it only returns the update again, or `None` when the
+    // table was disabled meanwhile.
+    match h.writer.begin() {
+        Some(mut u) => f(&mut u),
+        None => VSTATS_EAGAIN,
+    }
+}
+
+/// `int vstats_writer_set(w, word, value)`: stores counter word `word`.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (outside an update), `VSTATS_ERANGE`
+/// (beyond the record), `VSTATS_EAGAIN` (disabled).
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_set(w: *mut VstatsWriter, word: u32, value: u64) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        in_update(w, |u| {
+            if u.set(word as usize, value) {
+                VSTATS_OK
+            } else {
+                VSTATS_ERANGE
+            }
+        })
+    }
+}
+
+/// `int vstats_writer_set_inactive(w, word)`: marks counter word `word`
+/// inactive.
+///
+/// # Errors
+///
+/// As [`vstats_writer_set`].
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_set_inactive(w: *mut VstatsWriter, word: u32) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        in_update(w, |u| {
+            if u.set_inactive(word as usize) {
+                VSTATS_OK
+            } else {
+                VSTATS_ERANGE
+            }
+        })
+    }
+}
+
+/// `int vstats_writer_set_unused(w)`: marks every counter inactive (the
+/// slot reads as unused).
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO`, `VSTATS_EAGAIN`.
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_set_unused(w: *mut VstatsWriter) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        in_update(w, |u| {
+            u.set_unused();
+            VSTATS_OK
+        })
+    }
+}
+
+/// `int vstats_writer_end(w)`: ends the update (seq goes even).
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (no update), `VSTATS_EAGAIN` (the
+/// table was disabled meanwhile: the update is abandoned and the record
+/// reads busy until the first update after the table is enabled again).
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_end(w: *mut VstatsWriter) -> c_int {
+    // SAFETY: the caller's promise.
+    let h = match unsafe { held(w) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if !*h.in_update {
+        return VSTATS_EPROTO;
+    }
+    *h.in_update = false;
+    match h.writer.begin() {
+        Some(u) => {
+            u.finish();
+            VSTATS_OK
+        }
+        None => VSTATS_EAGAIN,
+    }
+}
+
+/// `int vstats_writer_update(w, first_word, values, n)`: a whole update
+/// storing `values[0..n)` into words `[first_word, first_word + n)`.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` (not a writer, or `values` NULL or misaligned with
+/// `n > 0`), `VSTATS_EPROTO` (inside an update), `VSTATS_ERANGE` (beyond
+/// the record; nothing written), `VSTATS_EAGAIN` (disabled).
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`], and `values` is NULL or valid for reading
+/// `n` values, not written during the call.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_update(
+    w: *mut VstatsWriter,
+    first_word: u32,
+    values: *const u64,
+    n: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let h = match unsafe { held(w) } {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    if *h.in_update {
+        return VSTATS_EPROTO;
+    }
+    let first = first_word as usize;
+    if first.saturating_add(n as usize) > h.writer.len() {
+        return VSTATS_ERANGE;
+    }
+    let values: &[u64] = if n == 0 {
+        &[]
+    } else {
+        if !aligned(values, align_of::<u64>()) {
+            return VSTATS_EFAULT;
+        }
+        // SAFETY: non-null, aligned, valid for reading `n` values and not
+        // written during the call (the caller's promise); n words fit in
+        // one record, so the size fits isize.
+        unsafe { core::slice::from_raw_parts(values, n as usize) }
+    };
+    let ran = h.writer.update(|u| {
+        for (k, v) in values.iter().enumerate() {
+            u.set(first + k, *v);
+        }
+    });
+    if ran {
+        VSTATS_OK
+    } else {
+        VSTATS_EAGAIN
+    }
+}

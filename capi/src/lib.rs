@@ -1,0 +1,100 @@
+//! The C API of the vstats producer, for hypervisors written in C (Xen).
+//!
+//! This crate builds `libvstats_capi.a`, a static library that exports the
+//! functions declared in the hand-written header `capi/include/vstats.h`.
+//! The header also carries the ABI itself (`struct vstats_header`,
+//! `struct vstats_ext_header`, `struct vstats_desc`, the record structs,
+//! magics and resource ids, each pinned with `_Static_assert`s), so a C
+//! consumer can include it without linking anything.
+//!
+//! The functions are thin: the layout arithmetic is
+//! [`vstats_abi::layout`], table initialisation and the seq protocol are
+//! [`vstats_producer`]. The library allocates nothing: the table state
+//! (`struct vstats_table`) and one writer per record (`struct
+//! vstats_writer`) live in storage the caller provides, and the caller
+//! keeps them in place while the table is used. Every function returns 0
+//! or a negative `VSTATS_E*` code and never panics.
+//!
+//! # Linking it into a C program
+//!
+//! ```text
+//! cargo build -p vstats-capi --release
+//! cc -std=c11 -I capi/include -c hv.c
+//! cc hv.o target/release/libvstats_capi.a -lpthread -ldl -lm -o hv
+//! ```
+//!
+//! The default build links Rust's `std` into the archive (its panic
+//! machinery; nothing here uses it), hence `-lpthread -ldl -lm`. A
+//! freestanding hypervisor without libc builds it without `std`, for its
+//! bare-metal target, with a panic handler that only satisfies the linker:
+//!
+//! ```text
+//! RUSTFLAGS="-C panic=abort" cargo build -p vstats-capi --release \
+//!     --no-default-features --features panic-handler --target x86_64-unknown-none
+//! ```
+//!
+//! and links `target/x86_64-unknown-none/release/libvstats_capi.a` with no
+//! extra libraries.
+//!
+//! # Using it from C
+//!
+//! ```c
+//! #include "vstats.h"
+//!
+//! static struct vstats_table table;
+//! static struct vstats_writer writers[NR_VCPUS];
+//!
+//! struct vstats_layout l;
+//! vstats_layout(NR_VCPUS, sizeof(struct vstats_vcpu_stats),
+//!               sizeof(struct vstats_vcpu_stats), VSTATS_VCPU_STD_DESC_COUNT,
+//!               VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, &l);
+//! void *mem = alloc_pages(l.frames);           // l.mapping_len bytes
+//! vstats_table_init_contiguous(&table, mem, l.mapping_len, VSTATS_VCPU_STATS_MAGIC,
+//!                              &l, vstats_vcpu_std_descs, boot_id, writers, NR_VCPUS);
+//!
+//! struct vstats_writer *w;
+//! vstats_writer_get(&table, vcpu_id, &w);      // once per vCPU
+//! if (vstats_writer_begin(w) == 0) {           // on each runstate change
+//!     vstats_writer_set(w, VSTATS_VCPU_W_RUNNING, running_ns);
+//!     vstats_writer_end(w);
+//! }
+//! ```
+//!
+//! Frames that are not virtually contiguous go to
+//! `vstats_table_init_pages` instead, as an array of page pointers that
+//! must outlive the table.
+//!
+//! The same functions are callable from Rust (their `# Safety` sections
+//! state the promises), which is how the unit tests exercise them.
+#![no_std]
+#![deny(unsafe_code)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod error;
+mod ffi;
+
+pub use error::{
+    VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL, VSTATS_ENOSPC,
+    VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
+};
+pub use ffi::{
+    vstats_domain_std_descs, vstats_layout, vstats_strerror, vstats_table_init_contiguous,
+    vstats_table_init_pages, vstats_table_set_enabled, vstats_vcpu_std_descs, vstats_writer_begin,
+    vstats_writer_end, vstats_writer_get, vstats_writer_set, vstats_writer_set_inactive,
+    vstats_writer_set_unused, vstats_writer_update, VstatsLayout, VstatsTable, VstatsWriter,
+};
+
+/// The library never panics; this handler only satisfies the linker of a
+/// freestanding build (feature `panic-handler` without `std`).
+#[cfg(all(feature = "panic-handler", not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests;
