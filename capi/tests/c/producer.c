@@ -1,0 +1,248 @@
+/*
+ * A C producer on the vstats C API (include/vstats.h, libvstats_capi.a).
+ *
+ *   producer PATH contig|pages
+ *
+ * Publishes a vCPU table of NR records into the file PATH (open, ftruncate,
+ * mmap in C) and updates it with a known pattern; the Rust test then reads
+ * the file with the Rust consumer. "contig" maps the file once and uses
+ * vstats_table_init_contiguous(); "pages" maps each page of the file
+ * separately, in reverse order with holes between them, and uses
+ * vstats_table_init_pages(), so the frames are truly not virtually
+ * contiguous. Every API error path it can reach is checked on the way.
+ *
+ * Final contents, for record i (K = ROUNDS, NR = 64, two frames):
+ *   i < NR - 2: running = 1000 i + K, runnable = 1000 i + 2K,
+ *          blocked = 1000 i + 3K, c_custom_events = i K, and
+ *          offline = 1000 i + 4K, except for odd i != 3: inactive.
+ *          Record 3 is written with vstats_writer_update(), the others
+ *          with begin/set/end.
+ *   i = NR - 2: updated, then hot-unplugged (set_unused): all inactive.
+ *   i = NR - 1: never handed out: all inactive.
+ *
+ * Prints "ok" and exits 0, or names the failed check and exits 1.
+ */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vstats.h"
+
+#define NR 64u
+#define ROUNDS 100u
+#define RECORD_SIZE 48u /* the standard 40 bytes, then c_custom_events */
+#define GENERATION 42u
+
+static const char *where;
+
+#define CHECK(expr, want)                                                                  \
+    do {                                                                                   \
+        int got_ = (expr);                                                                 \
+        if (got_ != (want)) {                                                              \
+            fprintf(stderr, "%s: %s returned %d (%s), expected %d (%s)\n", where, #expr,   \
+                    got_, vstats_strerror(got_), (want), vstats_strerror(want));           \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+static void die(const char *what)
+{
+    fprintf(stderr, "%s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static int all_zero(void *const *pages, size_t nr_pages, size_t page)
+{
+    for (size_t p = 0; p < nr_pages; p++) {
+        const volatile unsigned char *b = pages[p];
+        for (size_t i = 0; i < page; i++)
+            if (b[i] != 0)
+                return 0;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || (strcmp(argv[2], "contig") != 0 && strcmp(argv[2], "pages") != 0)) {
+        fprintf(stderr, "usage: %s PATH contig|pages\n", argv[0]);
+        return 1;
+    }
+    int scattered = strcmp(argv[2], "pages") == 0;
+
+    /* The standard descriptors, then one of this producer's own. */
+    struct vstats_desc descs[VSTATS_VCPU_STD_DESC_COUNT + 1];
+    memcpy(descs, vstats_vcpu_std_descs, sizeof(vstats_vcpu_std_descs));
+    struct vstats_desc custom = {
+        .name = "c_custom_events",
+        .offset = 40,
+        .count = 1,
+        .kind = VSTATS_KIND_CUMULATIVE,
+        .unit = VSTATS_UNIT_NONE,
+        .base = VSTATS_BASE_POW10,
+        .exponent = 0,
+        .bucket_size = 0,
+    };
+    descs[VSTATS_VCPU_STD_DESC_COUNT] = custom;
+
+    struct vstats_layout l;
+    where = "layout";
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5, 3000, 64, &l),
+          VSTATS_EINVAL);
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5,
+                        VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, NULL),
+          VSTATS_EFAULT);
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5,
+                        VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, &l),
+          VSTATS_OK);
+    size_t page = l.page_size, nr_pages = (size_t)l.frames;
+
+    /* The file. */
+    int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("open");
+    if (ftruncate(fd, (off_t)l.mapping_len) != 0)
+        die("ftruncate");
+    void **pages = calloc(nr_pages, sizeof(void *));
+    if (!pages)
+        die("calloc");
+    void *region = NULL;
+    size_t region_len = 0;
+    if (!scattered) {
+        region_len = (size_t)l.mapping_len;
+        region = mmap(NULL, region_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (region == MAP_FAILED)
+            die("mmap");
+        for (size_t p = 0; p < nr_pages; p++)
+            pages[p] = (char *)region + p * page;
+    } else {
+        /* Reserve twice the room, then map file page p at slot
+         * 2 * (nr_pages - 1 - p): reversed, with a hole after each. */
+        region_len = 2 * nr_pages * page;
+        region = mmap(NULL, region_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (region == MAP_FAILED)
+            die("mmap reserve");
+        for (size_t p = 0; p < nr_pages; p++) {
+            void *at = (char *)region + 2 * (nr_pages - 1 - p) * page;
+            pages[p] = mmap(at, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+                            (off_t)(p * page));
+            if (pages[p] == MAP_FAILED)
+                die("mmap page");
+        }
+    }
+
+#define INIT(t_, magic_, l_, descs_, ws_, n_)                                              \
+    (scattered ? vstats_table_init_pages((t_), (void *const *)pages, nr_pages, (magic_), (l_), \
+                                         (descs_), GENERATION, (ws_), (n_))                \
+               : vstats_table_init_contiguous((t_), region, (size_t)l.mapping_len, (magic_), \
+                                              (l_), (descs_), GENERATION, (ws_), (n_)))
+
+    static struct vstats_table table;
+    static struct vstats_writer writers[NR];
+
+    /* Refused inits write nothing. */
+    where = "init errors";
+    struct vstats_layout tampered = l;
+    tampered.stride = l.stride * 2;
+    struct vstats_desc dup[VSTATS_VCPU_STD_DESC_COUNT + 1];
+    memcpy(dup, descs, sizeof(descs));
+    memcpy(dup[4].name, dup[0].name, sizeof(dup[4].name));
+    CHECK(INIT(&table, 0x12345678u, &l, descs, writers, NR), VSTATS_EINVAL);
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &tampered, descs, writers, NR), VSTATS_EINVAL);
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, dup, writers, NR), VSTATS_EBADMSG);
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, NULL, writers, NR), VSTATS_EFAULT);
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR - 1), VSTATS_ENOSPC);
+    CHECK(INIT(NULL, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR), VSTATS_EFAULT);
+    if (!scattered)
+        CHECK(vstats_table_init_contiguous(&table, region, (size_t)l.mapping_len - 1,
+                                           VSTATS_VCPU_STATS_MAGIC, &l, descs, GENERATION,
+                                           writers, NR),
+              VSTATS_ENOSPC);
+    else
+        CHECK(vstats_table_init_pages(&table, (void *const *)pages, nr_pages - 1,
+                                      VSTATS_VCPU_STATS_MAGIC, &l, descs, GENERATION, writers,
+                                      NR),
+              VSTATS_ENOSPC);
+    if (!all_zero(pages, nr_pages, page)) {
+        fprintf(stderr, "a refused init wrote to the table\n");
+        return 1;
+    }
+    struct vstats_writer *w;
+    CHECK(vstats_writer_get(&table, 0, &w), VSTATS_EINVAL); /* not initialised */
+
+    /* Publish. */
+    where = "init";
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR), VSTATS_OK);
+    const struct vstats_header *h = pages[0];
+    if (h->magic != VSTATS_VCPU_STATS_MAGIC || h->offset != l.offset || h->stride != l.stride) {
+        fprintf(stderr, "header not as laid out\n");
+        return 1;
+    }
+
+    /* Writers: each record's at most once; record NR - 1 never. */
+    where = "get";
+    struct vstats_writer *ws[NR - 1];
+    for (uint32_t i = 0; i < NR - 1; i++)
+        CHECK(vstats_writer_get(&table, i, &ws[i]), VSTATS_OK);
+    CHECK(vstats_writer_get(&table, 0, &w), VSTATS_EBUSY);
+    CHECK(vstats_writer_get(&table, NR, &w), VSTATS_ERANGE);
+    CHECK(vstats_writer_get(&table, 0, NULL), VSTATS_EFAULT);
+    CHECK(vstats_writer_begin(&writers[NR - 1]), VSTATS_EFAULT); /* not handed out */
+
+    /* Protocol misuse. */
+    where = "protocol";
+    CHECK(vstats_writer_set(ws[0], 0, 1), VSTATS_EPROTO);
+    CHECK(vstats_writer_end(ws[0]), VSTATS_EPROTO);
+    CHECK(vstats_writer_begin(ws[0]), VSTATS_OK);
+    CHECK(vstats_writer_begin(ws[0]), VSTATS_EPROTO);
+    CHECK(vstats_writer_set(ws[0], 5, 1), VSTATS_ERANGE); /* 5 words: 0..4 */
+    CHECK(vstats_writer_end(ws[0]), VSTATS_OK);
+
+    /* Disabled: nothing happens. */
+    where = "disabled";
+    CHECK(vstats_table_set_enabled(&table, false), VSTATS_OK);
+    CHECK(vstats_writer_begin(ws[0]), VSTATS_EAGAIN);
+    CHECK(vstats_table_set_enabled(&table, true), VSTATS_OK);
+
+    /* The pattern. */
+    where = "updates";
+    for (uint64_t k = 1; k <= ROUNDS; k++) {
+        for (uint32_t i = 0; i < NR - 1; i++) {
+            uint64_t b = 1000u * (uint64_t)i;
+            if (i == 3) {
+                uint64_t v[5] = {b + k, b + 2 * k, b + 3 * k, b + 4 * k, i * k};
+                CHECK(vstats_writer_update(ws[i], 0, v, 5), VSTATS_OK);
+                continue;
+            }
+            CHECK(vstats_writer_begin(ws[i]), VSTATS_OK);
+            CHECK(vstats_writer_set(ws[i], VSTATS_VCPU_W_RUNNING, b + k), VSTATS_OK);
+            CHECK(vstats_writer_set(ws[i], VSTATS_VCPU_W_RUNNABLE, b + 2 * k), VSTATS_OK);
+            CHECK(vstats_writer_set(ws[i], VSTATS_VCPU_W_BLOCKED, b + 3 * k), VSTATS_OK);
+            if (i % 2 == 0)
+                CHECK(vstats_writer_set(ws[i], VSTATS_VCPU_W_OFFLINE, b + 4 * k), VSTATS_OK);
+            else
+                CHECK(vstats_writer_set_inactive(ws[i], VSTATS_VCPU_W_OFFLINE), VSTATS_OK);
+            CHECK(vstats_writer_set(ws[i], VSTATS_WORD(40u), i * k), VSTATS_OK);
+            CHECK(vstats_writer_end(ws[i]), VSTATS_OK);
+        }
+    }
+    /* Hot-unplug of record NR - 2. */
+    CHECK(vstats_writer_begin(ws[NR - 2]), VSTATS_OK);
+    CHECK(vstats_writer_set_unused(ws[NR - 2]), VSTATS_OK);
+    CHECK(vstats_writer_end(ws[NR - 2]), VSTATS_OK);
+
+    printf("ok frames=%zu first_page=%p last_page=%p\n", nr_pages, pages[0],
+           pages[nr_pages - 1]);
+    munmap(region, region_len);
+    close(fd);
+    free(pages);
+    return 0;
+}

@@ -1,0 +1,244 @@
+//! The C side of the producer API: a C program publishes a table through
+//! `libvstats_capi.a` into a file it maps itself, and the Rust consumer
+//! reads it; the header's constants and layouts match the Rust crates.
+
+mod common;
+
+use std::{collections::HashMap, fs};
+
+use common::{c_source, compile, have, run, TempDir};
+use vstats_abi::{
+    header::{EXT_HEADER_OFFSET, EXT_HEADER_SIZE, HEADER_SIZE},
+    layout::{DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE, MAX_DESCRIPTORS},
+    record::{
+        DOMAIN_STATS_SIZE, DOMAIN_STD_DESCRIPTORS, PAD_INACTIVE, RECORD_PREFIX, VCPU_STATS_SIZE,
+        VCPU_STD_DESCRIPTORS,
+    },
+    validate::{first_nonzero_reserved, validate},
+    DOMAIN_STATS_MAGIC, EXT_MAGIC, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE,
+    XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+};
+use vstats_capi::*;
+use vstats_consumer::{Snapshot, Table};
+
+const NR: u32 = 64;
+const K: u64 = 100;
+
+fn check_table(path: &std::path::Path) {
+    // The file validates with the ABI crate, reserved bytes are zero (P1).
+    let bytes = fs::read(path).unwrap();
+    let info = validate(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(first_nonzero_reserved(&bytes, &info), None);
+    assert_eq!(info.nr_records, NR);
+
+    // And the Rust consumer reads the pattern back.
+    let table = Table::open(path).unwrap();
+    assert!(table.is_vcpu());
+    assert_eq!(table.nr_records(), NR);
+    assert_eq!(table.generation(), 42);
+    let custom = table.counter("c_custom_events").expect("the C descriptor");
+    let offline = table.counter("runstate_offline_time").unwrap();
+    let mut snap = Snapshot::new(&table);
+    assert_eq!(table.snapshot(&mut snap), 0, "no record busy");
+    for i in 0..NR - 2 {
+        let r = snap.record(i).unwrap();
+        let b = 1000 * u64::from(i);
+        assert!(r.is_consistent() && !r.is_unused(), "record {i}");
+        assert_eq!(r.running(), Some(b + K), "record {i}");
+        assert_eq!(r.runnable(), Some(b + 2 * K), "record {i}");
+        assert_eq!(r.blocked(), Some(b + 3 * K), "record {i}");
+        let want_offline = (i % 2 == 0 || i == 3).then_some(b + 4 * K);
+        assert_eq!(r.offline(), want_offline, "record {i}");
+        assert_eq!(r.get(offline), want_offline, "record {i}");
+        assert_eq!(r.get(custom), Some(u64::from(i) * K), "record {i}");
+        assert_eq!(r.seq() % 2, 0);
+    }
+    assert!(snap.record(NR - 2).unwrap().is_unused(), "hot-unplugged");
+    assert!(snap.record(NR - 1).unwrap().is_unused(), "never handed out");
+}
+
+#[test]
+fn c_producer_publishes_what_the_rust_consumer_reads() {
+    if !have("gcc", "c_producer_publishes_what_the_rust_consumer_reads") {
+        return;
+    }
+    let dir = TempDir::new("producer");
+    let prog = compile(dir.path(), "producer", &[c_source("producer.c")], true);
+    for mode in ["contig", "pages"] {
+        let path = dir.path().join(format!("vcpu-{mode}"));
+        let out = run(&prog, &[path.to_str().unwrap(), mode]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with("ok frames=2"),
+            "{mode}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_table(&path);
+    }
+    assert_eq!(
+        fs::read(dir.path().join("vcpu-contig")).unwrap(),
+        fs::read(dir.path().join("vcpu-pages")).unwrap(),
+        "scattered frames hold the same table"
+    );
+}
+
+#[test]
+fn header_constants_and_layouts_match_the_rust_crates() {
+    if !have("gcc", "header_constants_and_layouts_match_the_rust_crates") {
+        return;
+    }
+    let dir = TempDir::new("header");
+    let prog = compile(
+        dir.path(),
+        "header_check",
+        &[c_source("header_check.c")],
+        false,
+    );
+    let out = run(&prog, &[]);
+    assert!(out.status.success());
+    let got: HashMap<String, i64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect();
+    let word = |off: u32| i64::from((off - RECORD_PREFIX) / 8);
+    let want: &[(&str, i64)] = &[
+        (
+            "VSTATS_XENMEM_RESOURCE_STATS_TABLE",
+            XENMEM_RESOURCE_STATS_TABLE.into(),
+        ),
+        (
+            "VSTATS_XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS",
+            XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS.into(),
+        ),
+        (
+            "VSTATS_XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS",
+            XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS.into(),
+        ),
+        ("VSTATS_VCPU_STATS_MAGIC", VCPU_STATS_MAGIC.into()),
+        ("VSTATS_DOMAIN_STATS_MAGIC", DOMAIN_STATS_MAGIC.into()),
+        ("VSTATS_EXT_MAGIC", EXT_MAGIC.into()),
+        ("VSTATS_HEADER_SIZE", HEADER_SIZE.into()),
+        ("VSTATS_EXT_HEADER_OFFSET", EXT_HEADER_OFFSET.into()),
+        ("VSTATS_EXT_HEADER_SIZE", EXT_HEADER_SIZE.into()),
+        ("VSTATS_DESC_SIZE", vstats_abi::desc::DESCRIPTOR_SIZE.into()),
+        ("VSTATS_DESC_NAME_LEN", vstats_abi::desc::NAME_LEN as i64),
+        ("VSTATS_MAX_DESCRIPTORS", MAX_DESCRIPTORS.into()),
+        ("VSTATS_RECORD_PREFIX", RECORD_PREFIX.into()),
+        ("VSTATS_DEFAULT_PAGE_SIZE", DEFAULT_PAGE_SIZE.into()),
+        ("VSTATS_DEFAULT_CACHELINE", DEFAULT_CACHELINE.into()),
+        ("VSTATS_INACTIVE == UINT64_MAX", 1),
+        ("VSTATS_INACTIVE_BIT == (UINT64_C(1) << 63)", 1),
+        ("VSTATS_PAD_INACTIVE", PAD_INACTIVE.into()),
+        (
+            "VSTATS_KIND_CUMULATIVE",
+            vstats_abi::Kind::CUMULATIVE.0.into(),
+        ),
+        ("VSTATS_KIND_INSTANT", vstats_abi::Kind::INSTANT.0.into()),
+        ("VSTATS_KIND_PEAK", vstats_abi::Kind::PEAK.0.into()),
+        (
+            "VSTATS_KIND_LINEAR_HIST",
+            vstats_abi::Kind::LINEAR_HIST.0.into(),
+        ),
+        (
+            "VSTATS_KIND_LOG2_HIST",
+            vstats_abi::Kind::LOG2_HIST.0.into(),
+        ),
+        ("VSTATS_UNIT_NONE", vstats_abi::Unit::NONE.0.into()),
+        ("VSTATS_UNIT_BYTES", vstats_abi::Unit::BYTES.0.into()),
+        ("VSTATS_UNIT_SECONDS", vstats_abi::Unit::SECONDS.0.into()),
+        ("VSTATS_UNIT_CYCLES", vstats_abi::Unit::CYCLES.0.into()),
+        ("VSTATS_UNIT_BOOLEAN", vstats_abi::Unit::BOOLEAN.0.into()),
+        ("VSTATS_BASE_POW10", vstats_abi::Base::POW10.0.into()),
+        ("VSTATS_BASE_POW2", vstats_abi::Base::POW2.0.into()),
+        ("sizeof(struct vstats_vcpu_stats)", VCPU_STATS_SIZE.into()),
+        (
+            "sizeof(struct vstats_domain_stats)",
+            DOMAIN_STATS_SIZE.into(),
+        ),
+        (
+            "VSTATS_VCPU_W_RUNNING",
+            word(vstats_abi::record::vcpu_off::RUNNING),
+        ),
+        (
+            "VSTATS_VCPU_W_RUNNABLE",
+            word(vstats_abi::record::vcpu_off::RUNNABLE),
+        ),
+        (
+            "VSTATS_VCPU_W_BLOCKED",
+            word(vstats_abi::record::vcpu_off::BLOCKED),
+        ),
+        (
+            "VSTATS_VCPU_W_OFFLINE",
+            word(vstats_abi::record::vcpu_off::OFFLINE),
+        ),
+        (
+            "VSTATS_DOMAIN_W_VCPUS_ONLINE",
+            word(vstats_abi::record::domain_off::VCPUS_ONLINE),
+        ),
+        (
+            "VSTATS_DOMAIN_W_VCPUS_MAX",
+            word(vstats_abi::record::domain_off::VCPUS_MAX),
+        ),
+        (
+            "VSTATS_DOMAIN_W_UPTIME",
+            word(vstats_abi::record::domain_off::UPTIME),
+        ),
+        (
+            "VSTATS_VCPU_STD_DESC_COUNT",
+            VCPU_STD_DESCRIPTORS.len() as i64,
+        ),
+        (
+            "VSTATS_DOMAIN_STD_DESC_COUNT",
+            DOMAIN_STD_DESCRIPTORS.len() as i64,
+        ),
+        ("VSTATS_OK", VSTATS_OK.into()),
+        ("VSTATS_EAGAIN", VSTATS_EAGAIN.into()),
+        ("VSTATS_EFAULT", VSTATS_EFAULT.into()),
+        ("VSTATS_EBUSY", VSTATS_EBUSY.into()),
+        ("VSTATS_EINVAL", VSTATS_EINVAL.into()),
+        ("VSTATS_ENOSPC", VSTATS_ENOSPC.into()),
+        ("VSTATS_ERANGE", VSTATS_ERANGE.into()),
+        ("VSTATS_EPROTO", VSTATS_EPROTO.into()),
+        ("VSTATS_EBADMSG", VSTATS_EBADMSG.into()),
+        ("VSTATS_EOVERFLOW", VSTATS_EOVERFLOW.into()),
+        (
+            "sizeof(struct vstats_layout)",
+            size_of::<VstatsLayout>() as i64,
+        ),
+        (
+            "sizeof(struct vstats_table)",
+            size_of::<VstatsTable>() as i64,
+        ),
+        (
+            "sizeof(struct vstats_writer)",
+            size_of::<VstatsWriter>() as i64,
+        ),
+        (
+            "ALIGNOF(struct vstats_writer)",
+            align_of::<VstatsWriter>() as i64,
+        ),
+    ];
+    for (name, value) in want {
+        assert_eq!(got.get(*name), Some(value), "{name}");
+    }
+    assert_eq!(got.len(), want.len(), "every printed line is checked");
+
+    // The header is also valid C++.
+    if have(
+        "g++",
+        "header_constants_and_layouts_match_the_rust_crates (C++ part)",
+    ) {
+        let o = std::process::Command::new("g++")
+            .args(["-std=c++11", "-Wall", "-Wextra", "-Wpedantic", "-Werror"])
+            .args(["-fsyntax-only", "-x", "c++", "-I"])
+            .arg(common::include_dir())
+            .arg(c_source("header_check.c"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
