@@ -132,7 +132,9 @@ impl VstatsLayout {
     }
 }
 
-/// `struct vstats_table`: caller-allocated storage for a [`TableState`].
+/// `struct vstats_table`: caller-allocated storage for the state of a
+/// published table (the producer's `Table`, its enable switch and where
+/// its writers are). Opaque; 256 bytes, 8-aligned.
 #[repr(C)]
 #[derive(Debug)]
 pub struct VstatsTable {
@@ -152,8 +154,9 @@ impl Default for VstatsTable {
     }
 }
 
-/// `struct vstats_writer`: caller-allocated storage for a [`Slot`], one
-/// cacheline so that two writers never share one.
+/// `struct vstats_writer`: caller-allocated storage for one record's
+/// writer (the producer's `RecordWriter` and its hand-out flag). Opaque;
+/// one 64-byte cacheline so that two writers never share one.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct VstatsWriter {

@@ -64,6 +64,24 @@
 //! `vstats_table_init_pages` instead, as an array of page pointers that
 //! must outlive the table.
 //!
+//! # Design
+//!
+//! `vstats_table_init_*` builds the producer's `Table` in the caller's
+//! `struct vstats_table`, splits it once into its enable switch and one
+//! `RecordWriter` per record, and moves those into the caller's array of
+//! `struct vstats_writer` (one cacheline each, so two vCPUs' writers never
+//! share a line). `vstats_writer_get` then hands out any record's writer,
+//! in any order, at most once: it only flips an atomic flag in the
+//! writer's slot, so no second `&mut Table` is ever created. The Rust
+//! values borrow the frames, the page list and each other for as long as
+//! the table is used; that is the promise the C caller makes by keeping
+//! them valid and in place (the header says so at each function).
+//!
+//! `begin`/`set`/`end` map onto one producer update kept open across
+//! calls (the producer's writer keeps its seq privately); if the table is
+//! disabled in the middle, the update is abandoned and the record reads
+//! busy until the first update after re-enabling.
+//!
 //! The same functions are callable from Rust (their `# Safety` sections
 //! state the promises), which is how the unit tests exercise them.
 #![no_std]

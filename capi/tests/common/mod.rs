@@ -92,22 +92,34 @@ pub fn staticlib() -> PathBuf {
 /// Compiles C sources into `dir/name` with strict warnings; links the
 /// static library when `link` is set.
 pub fn compile(dir: &Path, name: &str, sources: &[PathBuf], link: bool) -> PathBuf {
+    compile_with(dir, name, sources, link, &[])
+}
+
+/// [`compile`] with extra `gcc` arguments (`-D...`).
+pub fn compile_with(
+    dir: &Path,
+    name: &str,
+    sources: &[PathBuf],
+    link: bool,
+    extra: &[&str],
+) -> PathBuf {
     let out = dir.join(name);
     let mut cmd = Command::new("gcc");
-    cmd.args([
-        "-std=c11",
-        "-O2",
-        "-g",
-        "-Wall",
-        "-Wextra",
-        "-Wpedantic",
-        "-Werror",
-    ])
-    .arg("-I")
-    .arg(include_dir())
-    .args(sources)
-    .arg("-o")
-    .arg(&out);
+    cmd.args(extra)
+        .args([
+            "-std=c11",
+            "-O2",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+        ])
+        .arg("-I")
+        .arg(include_dir())
+        .args(sources)
+        .arg("-o")
+        .arg(&out);
     if link {
         cmd.arg(staticlib()).args(["-lpthread", "-ldl", "-lm"]);
     }
