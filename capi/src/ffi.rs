@@ -551,7 +551,7 @@ pub unsafe extern "C" fn vstats_table_init_pages(
     }
     // SAFETY: `pages` is aligned, valid for `nr_pages` reads and unchanged
     // while the table is used (the caller's promise), its byte size fits
-    // isize, and every entry is non-null (checked above), so each is a
+    // isize, and every entry is non-null and 8-aligned (checked above), so each is a
     // valid `NonNull<u8>`, which has the layout of `*mut c_void`.
     let pages: &'static [NonNull<u8>] =
         unsafe { core::slice::from_raw_parts(pages.cast::<NonNull<u8>>(), nr_pages) };
