@@ -1,0 +1,361 @@
+//! The command line (clap derive) and what each command does.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    demo::{self, DemoOptions},
+    error::Error,
+    filter::{NameFilter, VcpuList},
+    list,
+    output::Format,
+    produce::{self, ProduceOptions},
+    sample::{self, SampleOptions, Sampler},
+    schema,
+    target::{Attached, Target, DEFAULT_ROOT, ROOT_ENV},
+};
+
+/// Sample per-vCPU statistics from vstats shared-memory tables: a Xen
+/// domain's stats_table resource, a table file, or a VM published under
+/// /dev/shm/vstats; like xentop and kvm_stat, without a hypercall or a
+/// system call per sample.
+///
+/// With a target (--path, --name or --domid) and no command, samples it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "xen-vcpus-stats",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: sample the target).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the default command, `sample`.
+    #[command(flatten)]
+    pub sample: SampleArgs,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the tables under the root directory and, on a Xen host, the
+    /// domains.
+    List(ListArgs),
+    /// Sample a target every --interval (the default command).
+    Sample(SampleArgs),
+    /// Print every counter of a target with its kind, unit and scale.
+    Schema(SchemaArgs),
+    /// Start a live KVM VM (or, without /dev/kvm, the VM-less producer)
+    /// and sample it.
+    Demo(DemoArgs),
+    /// Internal: the producer `demo` runs in a child process.
+    #[command(name = "__produce", hide = true)]
+    Produce(ProduceArgs),
+}
+
+/// What to attach to.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// A table file, or a VM directory holding `vcpu` and `domain`.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["name", "domid"])]
+    pub path: Option<PathBuf>,
+    /// A VM published as ROOT/NAME/ (by vstats-vmm or `demo`).
+    #[arg(long, value_name = "NAME", conflicts_with = "domid")]
+    pub name: Option<String>,
+    /// A Xen domain: maps its XENMEM_resource_stats_table with
+    /// libxenforeignmemory (loaded at run time).
+    #[arg(long, value_name = "DOMID")]
+    pub domid: Option<u16>,
+    /// Base directory of --name.
+    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+}
+
+impl TargetArgs {
+    /// The target, `None` when none was given.
+    pub fn target(&self) -> Option<Target> {
+        if let Some(p) = &self.path {
+            Some(Target::Path(p.clone()))
+        } else if let Some(n) = &self.name {
+            Some(Target::Name {
+                root: self.root.clone(),
+                name: n.clone(),
+            })
+        } else {
+            self.domid.map(Target::Domid)
+        }
+    }
+
+    fn require(&self) -> Result<Target, Error> {
+        self.target().ok_or_else(|| {
+            Error::Usage(
+                "no target: give --path PATH, --name NAME or --domid DOMID, or a command \
+                 (list, sample, schema, demo); see --help"
+                    .into(),
+            )
+        })
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 86_400.0) {
+        return Err(format!("{s} is not between 0 (excluded) and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Options common to every sampling command.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Seconds between samples (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    pub interval: Duration,
+    /// Number of samples, then exit [default: until interrupted].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only these counters (comma-separated names; `*` and `?` patterns).
+    /// Runstate shares are always shown.
+    #[arg(long, value_name = "NAMES")]
+    pub names: Vec<String>,
+    /// A record found mid-update in 3 consecutive snapshots over this many
+    /// seconds ends the run: "table busy" (exit code 3).
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    pub busy_timeout: Duration,
+}
+
+impl SamplingArgs {
+    fn options(&self, vcpus: Option<VcpuList>) -> SampleOptions {
+        SampleOptions {
+            interval: self.interval,
+            count: self.count,
+            format: self.format,
+            names: NameFilter::new(&self.names),
+            vcpus,
+            busy_timeout: self.busy_timeout,
+        }
+    }
+}
+
+/// `sample` (and the default command).
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sampling options.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Only these vCPUs: a list like 0,2-3.
+    #[arg(long, value_name = "LIST")]
+    pub vcpus: Option<VcpuList>,
+}
+
+/// `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Output format (openmetrics: the # TYPE, # UNIT and # HELP lines).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only these counters (comma-separated names; `*` and `?` patterns).
+    #[arg(long, value_name = "NAMES")]
+    pub names: Vec<String>,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The base directory of VM names.
+    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Output format (json: one object per line; openmetrics lists as json).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of vCPUs of the VM (not a filter: see --only-vcpus).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub vcpus: u32,
+    /// Only show these vCPUs: a list like 0,2-3 (`sample --vcpus`).
+    #[arg(long, value_name = "LIST")]
+    pub only_vcpus: Option<VcpuList>,
+    /// Publish as ROOT/NAME/ [default: demo-PID].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Base directory.
+    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Run the VM-less producer even where /dev/kvm works.
+    #[arg(long)]
+    pub no_kvm: bool,
+    /// The KVM device.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm: PathBuf,
+    /// Sampling options.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// `__produce` (hidden).
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Publication directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// vCPUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub vcpus: u32,
+    /// Skip KVM.
+    #[arg(long)]
+    pub no_kvm: bool,
+    /// The KVM device.
+    #[arg(long, default_value = "/dev/kvm")]
+    pub kvm: PathBuf,
+    /// Die with this parent.
+    #[arg(long)]
+    pub parent: Option<u32>,
+}
+
+/// A flag set by the first SIGINT or SIGTERM; a second one exits at once
+/// (status 130).
+///
+/// # Errors
+///
+/// Installing the handlers failed.
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .context("installing the SIGINT/SIGTERM handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing the SIGINT/SIGTERM handlers")?;
+    }
+    Ok(stop)
+}
+
+fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
+    let target = args.target.require()?;
+    let opts = args.sampling.options(args.vcpus.clone());
+    let stop = stop_flag()?;
+    let mut sampler = Sampler::attach(&target, &opts)?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+///
+/// Every failure, as one line with context; [`crate::error::exit_code`]
+/// gives the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        None => sample(&cli.sample),
+        Some(Command::Sample(a)) => sample(&a),
+        Some(Command::Schema(a)) => {
+            let att = Attached::open(&a.target.require()?)?;
+            schema::write(&att, a.format, &NameFilter::new(&a.names), &mut out)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::List(a)) => {
+            let mut entries = list::files(&a.root)?;
+            let note = match list::xen() {
+                Ok(x) => {
+                    entries.extend(x);
+                    None
+                }
+                Err(reason) => Some(reason),
+            };
+            list::write(&entries, note.as_deref(), a.format, &mut out)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Demo(a)) => {
+            let stop = stop_flag()?;
+            let opts = DemoOptions {
+                vcpus: a.vcpus,
+                name: a.name,
+                root: a.root,
+                no_kvm: a.no_kvm,
+                kvm: a.kvm,
+                sample: a.sampling.options(a.only_vcpus),
+            };
+            let mut err = std::io::stderr();
+            demo::run(&opts, &mut out, &mut err, &stop)
+        }
+        Some(Command::Produce(a)) => {
+            drop(out);
+            let stop = stop_flag()?;
+            produce::run(
+                &ProduceOptions {
+                    dir: a.dir,
+                    vcpus: a.vcpus,
+                    no_kvm: a.no_kvm,
+                    kvm: a.kvm,
+                    parent: a.parent,
+                },
+                &stop,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("0.5").unwrap(), Duration::from_millis(500));
+        for bad in ["0", "-1", "x", "inf", "NaN", "100000"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_command_is_sample() {
+        let c = Cli::try_parse_from(["x", "--name", "vm1", "--count", "2"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.sample.sampling.count, Some(2));
+        let c = Cli::try_parse_from(["x", "demo", "--vcpus", "2", "--only-vcpus", "1"]).unwrap();
+        match c.command {
+            Some(Command::Demo(d)) => {
+                assert_eq!(d.vcpus, 2);
+                assert_eq!(d.only_vcpus, Some(VcpuList(vec![1])));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["x", "--path", "a", "--name", "b"]).is_err());
+    }
+}

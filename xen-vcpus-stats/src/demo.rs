@@ -1,0 +1,184 @@
+//! `demo`: start a producer (a live KVM VM, or the VM-less producer) in a
+//! child process, sample it, stop it.
+//!
+//! The child is this same executable run with the hidden `__produce`
+//! command, in its own process group (so a Ctrl-C at the terminal reaches
+//! only `demo`, which then stops the child in order) and with a parent
+//! death signal (so it never outlives a `demo` that was killed). `demo`
+//! waits for its `published <dir>` line, samples the directory with the
+//! common options, then sends SIGTERM and waits for the child, which
+//! stops the VM and removes the tables.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::process::CommandExt,
+    path::PathBuf,
+    process::{Child, Command, ExitCode, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::{
+    produce::READY_PREFIX,
+    sample::{self, SampleOptions, Sampler},
+    sys,
+    target::{check_name, Target},
+};
+
+/// How long the producer may take to publish.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the producer may take to stop after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `demo` runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// vCPUs of the VM.
+    pub vcpus: u32,
+    /// Publication name (default `demo-<pid>`).
+    pub name: Option<String>,
+    /// Base directory.
+    pub root: PathBuf,
+    /// Use the VM-less producer even with `/dev/kvm`.
+    pub no_kvm: bool,
+    /// The KVM device.
+    pub kvm: PathBuf,
+    /// The sampling options.
+    pub sample: SampleOptions,
+}
+
+/// The producer child; stopped (SIGTERM, then SIGKILL after
+/// [`STOP_TIMEOUT`]) and reaped when dropped.
+struct Producer {
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl Producer {
+    fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        if self.child.try_wait()?.is_none() {
+            let _ = sys::send_signal(self.child.id(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                break self.child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Runs `demo`.
+///
+/// # Errors
+///
+/// The producer could not start or exited before publishing, or failed;
+/// sampling errors.
+pub fn run(
+    opts: &DemoOptions,
+    out: &mut dyn Write,
+    notices: &mut dyn Write,
+    stop: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("demo-{}", std::process::id()));
+    check_name(&name)?;
+    let dir = opts.root.join(&name);
+    if dir.join(crate::target::VCPU_FILE).exists() {
+        bail!(
+            "{}: a VM named {name:?} is already published there; choose another --name",
+            dir.display()
+        );
+    }
+    let exe = std::env::current_exe().context("finding this executable to start the producer")?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("__produce")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--vcpus")
+        .arg(opts.vcpus.to_string())
+        .arg("--kvm")
+        .arg(&opts.kvm)
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    if opts.no_kvm {
+        cmd.arg("--no-kvm");
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting the producer {}", exe.display()))?;
+    let stdout = child.stdout.take();
+    let mut producer = Producer {
+        child,
+        status: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = stdout {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                // After the readiness line nobody listens: keep draining.
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            producer.stop()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(line)) if line.starts_with(READY_PREFIX) => break,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                producer.stop()?;
+                bail!(
+                    "the producer did not publish within {} s",
+                    READY_TIMEOUT.as_secs()
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = producer.stop()?;
+                bail!("the producer exited before publishing its tables ({status})");
+            }
+        }
+    }
+    let sampled = Sampler::attach(&Target::Path(dir), &opts.sample)
+        .map_err(anyhow::Error::new)
+        .and_then(|mut s| sample::run(&mut s, &opts.sample, out, notices, stop));
+    let status = producer.stop()?;
+    match sampled {
+        Err(e) if !status.success() => Err(e.context(format!("the producer failed ({status})"))),
+        Err(e) => Err(e),
+        Ok(_) if !status.success() => bail!("the producer failed ({status})"),
+        Ok(_) => Ok(ExitCode::SUCCESS),
+    }
+}

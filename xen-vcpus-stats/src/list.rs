@@ -1,0 +1,242 @@
+//! `list`: the tables published under the root directory and, when the
+//! Xen libraries load, the domains of this Xen host.
+
+use std::{
+    io::{self, Write},
+    path::Path,
+};
+
+use serde_json::{json, Value as Json};
+use vstats_consumer::Snapshot;
+
+use crate::{
+    output::Format,
+    target::{Attached, Source, Target},
+    xen::{Xen, XenStore},
+};
+
+/// One line of the listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `"file"` or `"xen"`.
+    pub backend: &'static str,
+    /// The VM name (directory name or Xen domain name).
+    pub name: String,
+    /// Directory, or `domain N`.
+    pub source: String,
+    /// The Xen domain id.
+    pub domid: Option<u16>,
+    /// What opening it gave.
+    pub info: Result<Info, String>,
+}
+
+/// What a target holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    /// vCPU slots in use (read consistently, not unused).
+    pub vcpus: u32,
+    /// vCPU slots.
+    pub slots: u32,
+    /// Counters of the vCPU table.
+    pub counters: usize,
+    /// Whether a domain table is there.
+    pub domain_table: bool,
+    /// Generation of the vCPU (else domain) table.
+    pub generation: u64,
+}
+
+fn info(att: &Attached) -> Info {
+    let (vcpus, slots, counters) = att.vcpu.as_ref().map_or((0, 0, 0), |s: &Source| {
+        let mut snap = Snapshot::new(&s.table);
+        s.table.snapshot(&mut snap);
+        let used = snap
+            .records()
+            .iter()
+            .filter(|r| r.is_consistent() && !r.is_unused())
+            .count();
+        (used as u32, s.table.nr_records(), s.table.counters().len())
+    });
+    Info {
+        vcpus,
+        slots,
+        counters,
+        domain_table: att.domain.is_some(),
+        generation: att.sources().next().map_or(0, |s| s.table.generation()),
+    }
+}
+
+/// The tables under `root` (each subdirectory), sorted by name; an empty
+/// list when `root` does not exist.
+///
+/// # Errors
+///
+/// I/O errors reading `root` other than "not found".
+pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", root.display()))),
+    };
+    let mut dirs: Vec<_> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs
+        .into_iter()
+        .map(|dir| Entry {
+            backend: "file",
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source: dir.display().to_string(),
+            domid: None,
+            info: Attached::open(&Target::Path(dir.clone()))
+                .map(|a| info(&a))
+                .map_err(|e| e.to_string()),
+        })
+        .collect())
+}
+
+/// The Xen domains (via xenstore) and what their tables hold; `Err` with
+/// the reason when Xen is not available here.
+pub fn xen() -> Result<Vec<Entry>, String> {
+    let xen = Xen::load().map_err(|e| e.to_string())?;
+    let xs = XenStore::open().map_err(|e| format!("cannot list domains: {e}"))?;
+    let domains = xs
+        .domains()
+        .map_err(|e| format!("cannot list domains: {e}"))?;
+    Ok(domains
+        .into_iter()
+        .map(|d| Entry {
+            backend: "xen",
+            name: d
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("domain-{}", d.domid)),
+            source: format!("domain {}", d.domid),
+            domid: Some(d.domid),
+            info: xen
+                .map_domain(d.domid)
+                .map_err(|e| e.to_string())
+                .map(|(vcpu, domain)| {
+                    let src = |table, id| Source {
+                        table,
+                        origin: crate::target::Origin::Xen {
+                            xen: xen.clone(),
+                            domid: d.domid,
+                            id,
+                        },
+                    };
+                    info(&Attached {
+                        vm: String::new(),
+                        origin: String::new(),
+                        domid: Some(d.domid),
+                        vcpu: Some(src(vcpu, 0)),
+                        domain: domain.map(|t| src(t, 1)),
+                    })
+                }),
+        })
+        .collect())
+}
+
+fn entry_json(e: &Entry) -> Json {
+    let (info, error) = match &e.info {
+        Ok(i) => (Some(i), None),
+        Err(m) => (None, Some(m)),
+    };
+    json!({
+        "backend": e.backend,
+        "name": e.name,
+        "source": e.source,
+        "domid": e.domid,
+        "vcpus": info.map(|i| i.vcpus),
+        "vcpu_slots": info.map(|i| i.slots),
+        "counters": info.map(|i| i.counters),
+        "domain_table": info.map(|i| i.domain_table),
+        "generation": info.map(|i| i.generation),
+        "error": error,
+    })
+}
+
+/// Writes the listing: aligned columns, or one JSON object per line
+/// (`openmetrics` is not a listing format and prints JSON too).
+///
+/// # Errors
+///
+/// I/O errors of `out`.
+pub fn write(
+    entries: &[Entry],
+    xen_note: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    if format != Format::Table {
+        for e in entries {
+            serde_json::to_writer(&mut *out, &entry_json(e))?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "BACKEND",
+        "NAME",
+        "VCPUS",
+        "SLOTS",
+        "COUNTERS",
+        "DOMAIN",
+        "SOURCE / ERROR",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for e in entries {
+        let mut r = vec![e.backend.to_owned(), e.name.clone()];
+        match &e.info {
+            Ok(i) => r.extend([
+                i.vcpus.to_string(),
+                i.slots.to_string(),
+                i.counters.to_string(),
+                (if i.domain_table { "yes" } else { "no" }).to_owned(),
+                e.source.clone(),
+            ]),
+            Err(m) => r.extend(
+                ["-", "-", "-", "-"]
+                    .map(str::to_owned)
+                    .into_iter()
+                    .chain([m.clone()]),
+            ),
+        }
+        rows.push(r);
+    }
+    let w: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:<f$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            a = w[0],
+            b = w[1],
+            c = w[2],
+            d = w[3],
+            e = w[4],
+            f = w[5]
+        )?;
+    }
+    if entries.is_empty() {
+        writeln!(out, "(no tables)")?;
+    }
+    if let Some(note) = xen_note {
+        writeln!(out, "(Xen: {note})")?;
+    }
+    Ok(())
+}

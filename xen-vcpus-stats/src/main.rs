@@ -1,0 +1,21 @@
+//! `xen-vcpus-stats`: the command-line tool. Everything is in the library
+//! ([`xen_vcpus_stats::cli`]); this only parses, runs and reports.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use xen_vcpus_stats::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xen-vcpus-stats: {err:#}");
+            ExitCode::from(xen_vcpus_stats::exit_code(&err))
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    cli::run(Cli::parse())
+}

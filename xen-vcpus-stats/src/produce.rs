@@ -1,0 +1,166 @@
+//! The producer `demo` runs in a child process (the hidden `__produce`
+//! command): a live KVM VM published by `vstats-kvm-vmm`, or, without
+//! `/dev/kvm`, the VM-less producer of [`crate::synth`]. Prints
+//! `published <dir>` on stdout once the tables are live, runs until
+//! SIGTERM or SIGINT (or its parent dies), then stops the VM, writes the
+//! final values and removes the tables.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+
+use crate::{synth::Synth, sys};
+
+/// The readiness line's prefix: `published <dir>`.
+pub const READY_PREFIX: &str = "published ";
+
+/// Update period of the VM-less producer.
+pub const SYNTH_PERIOD: Duration = Duration::from_millis(10);
+
+/// Update period of the KVM VM's domain record (and how fast a stop
+/// request is noticed).
+pub const KVM_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
+
+/// What to produce.
+#[derive(Clone, Debug)]
+pub struct ProduceOptions {
+    /// Where to publish (`vcpu`, `domain`).
+    pub dir: PathBuf,
+    /// vCPUs of the VM.
+    pub vcpus: u32,
+    /// Skip KVM even when `/dev/kvm` works.
+    pub no_kvm: bool,
+    /// The KVM device.
+    pub kvm: PathBuf,
+    /// The parent's pid: die with it.
+    pub parent: Option<u32>,
+}
+
+fn announce(dir: &Path) {
+    let mut out = std::io::stdout().lock();
+    // A parent that went away must not stop the producer here; the death
+    // signal does that.
+    let _ = writeln!(out, "{READY_PREFIX}{}", dir.display()).and_then(|()| out.flush());
+}
+
+/// What the KVM attempt came to.
+enum Kvm {
+    /// The VM ran; the exit code.
+    Ran(ExitCode),
+    /// KVM cannot be used here, with the reason.
+    Unavailable(String),
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
+    use std::ops::ControlFlow;
+
+    use vstats_kvm_vmm::{Error as KvmError, Publisher, Vm, VmConfig};
+
+    // The library's messages include their sources: keep them one link.
+    let flat = |e: KvmError| anyhow::Error::msg(e.to_string());
+    let config = VmConfig {
+        kvm_path: opts.kvm.clone(),
+        ..VmConfig::new(opts.vcpus)
+    };
+    let vm = match Vm::create(config) {
+        Ok(vm) => vm,
+        Err(e @ (KvmError::KvmUnavailable { .. } | KvmError::StatsUnsupported)) => {
+            return Ok(Kvm::Unavailable(e.to_string()))
+        }
+        Err(e) => return Err(flat(e)),
+    };
+    let mut publisher = Publisher::new(vm, &opts.dir).map_err(flat)?;
+    let mut announced = false;
+    let result = publisher.run(KVM_DOMAIN_PERIOD, |_| {
+        if !announced {
+            announced = true;
+            announce(&opts.dir);
+        }
+        if stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    let removed = publisher.remove();
+    let stopped = result.map_err(flat)?;
+    removed.map_err(flat)?;
+    let mut failed = false;
+    for (id, e) in stopped.vcpu_errors.iter().enumerate() {
+        if let Some(e) = e {
+            eprintln!("xen-vcpus-stats: producer: vCPU {id}: {e}");
+            failed = true;
+        }
+    }
+    Ok(Kvm::Ran(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }))
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Kvm> {
+    Ok(Kvm::Unavailable(
+        "the KVM monitor supports Linux on x86-64 only".into(),
+    ))
+}
+
+/// Runs the VM-less producer until `stop`.
+///
+/// # Errors
+///
+/// I/O errors publishing or removing the tables.
+pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
+    let mut synth = Synth::new(&opts.dir, opts.vcpus).with_context(|| {
+        format!(
+            "publishing the VM-less producer's tables in {}",
+            opts.dir.display()
+        )
+    })?;
+    announce(&opts.dir);
+    let start = Instant::now();
+    let mut tick: u32 = 0;
+    while crate::sample::sleep_until(start + SYNTH_PERIOD.saturating_mul(tick), stop) {
+        tick = tick.saturating_add(1);
+        synth.update();
+    }
+    synth.update();
+    synth
+        .remove()
+        .with_context(|| format!("removing the tables in {}", opts.dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `__produce` command.
+///
+/// # Errors
+///
+/// Errors creating or running the VM (other than KVM being unavailable,
+/// which selects the VM-less producer), or publishing the tables.
+pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
+    if let Some(parent) = opts.parent {
+        sys::set_parent_death_signal(libc::SIGTERM).context("PR_SET_PDEATHSIG")?;
+        if std::os::unix::process::parent_id() != parent {
+            anyhow::bail!("the parent process {parent} is gone");
+        }
+    }
+    if opts.no_kvm {
+        eprintln!("xen-vcpus-stats: KVM not used (--no-kvm): running the VM-less producer");
+    } else {
+        match run_kvm(opts, stop)? {
+            Kvm::Ran(code) => return Ok(code),
+            Kvm::Unavailable(reason) => {
+                eprintln!("xen-vcpus-stats: no /dev/kvm ({reason}): running the VM-less producer");
+            }
+        }
+    }
+    run_synthetic(opts, stop)
+}

@@ -1,0 +1,144 @@
+//! `schema`: every counter of a target's tables with its kind, unit and
+//! scale, from the descriptors (QEMU's `query-stats-schemas`).
+
+use std::io::{self, Write};
+
+use serde_json::{json, Value as Json};
+use vstats_consumer::Counter;
+
+use crate::{
+    filter::NameFilter,
+    output::{kind_name, openmetrics, unit_name, Format},
+    target::{Attached, Source},
+};
+
+fn counters<'a>(s: Option<&'a Source>, names: &NameFilter) -> Vec<&'a Counter> {
+    s.map(|s| {
+        s.table
+            .counters()
+            .iter()
+            .filter(|c| names.matches(c.name()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn counter_json(c: &Counter) -> Json {
+    json!({
+        "name": c.name(),
+        "kind": kind_name(c.kind()),
+        "unit": unit_name(c.unit()),
+        "base": c.base().0,
+        "exponent": c.exponent(),
+        "offset": c.offset(),
+        "count": c.count(),
+        "bucket_size": c.bucket_size(),
+    })
+}
+
+fn table_json(s: Option<&Source>, names: &NameFilter) -> Json {
+    match s {
+        None => Json::Null,
+        Some(src) => json!({
+            "source": src.describe(),
+            "slots": src.table.nr_records(),
+            "generation": src.table.generation(),
+            "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn write_table(
+    out: &mut dyn Write,
+    what: &str,
+    s: Option<&Source>,
+    names: &NameFilter,
+) -> io::Result<()> {
+    let Some(src) = s else {
+        return writeln!(out, "{what} table: none\n");
+    };
+    let cs = counters(s, names);
+    writeln!(
+        out,
+        "{what} table: {}  ({} slots, {} counters, generation {:#x})",
+        src.describe(),
+        src.table.nr_records(),
+        cs.len(),
+        src.table.generation()
+    )?;
+    let mut rows = vec![["NAME", "KIND", "UNIT", "SCALE", "OFFSET", "WORDS"]
+        .map(str::to_owned)
+        .to_vec()];
+    for c in cs {
+        rows.push(vec![
+            c.name().to_owned(),
+            kind_name(c.kind()),
+            unit_name(c.unit()),
+            format!("{}^{}", c.base().0, c.exponent()),
+            c.offset().to_string(),
+            c.count().to_string(),
+        ]);
+    }
+    let w: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4],
+            w5 = w[5]
+        )?;
+    }
+    writeln!(out)
+}
+
+/// Writes the schema of `att` in `format`: a table per table, one JSON
+/// object, or OpenMetrics metadata lines.
+///
+/// # Errors
+///
+/// I/O errors of `out`.
+pub fn write(
+    att: &Attached,
+    format: Format,
+    names: &NameFilter,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    match format {
+        Format::Table => {
+            writeln!(out, "vm {}  ({})\n", att.vm, att.origin)?;
+            write_table(out, "vCPU", att.vcpu.as_ref(), names)?;
+            write_table(out, "domain", att.domain.as_ref(), names)
+        }
+        Format::Json => {
+            let j = json!({
+                "vm": att.vm,
+                "source": att.origin,
+                "domid": att.domid,
+                "vcpu": table_json(att.vcpu.as_ref(), names),
+                "domain": table_json(att.domain.as_ref(), names),
+            });
+            serde_json::to_writer(&mut *out, &j)?;
+            writeln!(out)
+        }
+        Format::Openmetrics => {
+            let owned = |s: Option<&Source>| -> Vec<Counter> {
+                counters(s, names).into_iter().cloned().collect()
+            };
+            let text =
+                openmetrics::schema_text(&owned(att.vcpu.as_ref()), &owned(att.domain.as_ref()));
+            out.write_all(text.as_bytes())
+        }
+    }
+}

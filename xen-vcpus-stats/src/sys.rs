@@ -1,0 +1,77 @@
+//! The few system calls the standard library does not wrap. The only
+//! module besides [`crate::xen`] that uses `unsafe`.
+#![allow(unsafe_code)]
+
+use std::io;
+
+/// `CLOCK_MONOTONIC` in nanoseconds (the clock `std::time::Instant` uses
+/// on Linux, and the one the KVM monitor stamps its runstates with).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec` for the duration of the
+    // call, which is all `clock_gettime` needs.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Sends `signal` to process `pid`.
+///
+/// # Errors
+///
+/// The OS error of `kill(2)`, or `InvalidInput` for a pid that is not a
+/// positive `pid_t`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `kill` takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Asks the kernel to send `signal` to this process when its parent
+/// exits (`PR_SET_PDEATHSIG`), so a producer started by `demo` never
+/// outlives a `demo` that was killed.
+///
+/// # Errors
+///
+/// The OS error of `prctl(2)`.
+pub fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
+    let sig = libc::c_ulong::try_from(signal)
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let zero: libc::c_ulong = 0;
+    // SAFETY: PR_SET_PDEATHSIG takes the signal number by value and reads
+    // no memory; the unused arguments are zero as prctl(2) asks.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, zero, zero, zero) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_matches_instant() {
+        let a = monotonic_ns();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = monotonic_ns();
+        assert!(a > 0 && b >= a + 2_000_000, "{a} {b}");
+        assert!(send_signal(0, 0).is_err());
+        send_signal(std::process::id(), 0).unwrap();
+    }
+}
