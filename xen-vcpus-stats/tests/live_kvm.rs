@@ -1,0 +1,231 @@
+//! A live KVM VM (4 vCPUs, about a second), published by
+//! `vstats-kvm-vmm`'s `Publisher` in this process and read by the tool in
+//! another. Without a usable /dev/kvm the test prints that it was skipped.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod common;
+
+use std::{
+    ops::ControlFlow,
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use common::{json_lines, tool, Scratch};
+use serde_json::Value;
+use vstats_kvm_vmm::{Error, Publisher, Vm, VmConfig};
+
+/// How far a vCPU's published runstate total may lag the wall time since
+/// the VM was created, in a live sample.
+///
+/// A vCPU record is rewritten by its own thread at every exit and state
+/// change (the guest computes for about 1 ms, then halts until a 2 ms
+/// timer): while that thread gets a CPU the total lags by a few ms. It
+/// lags more only while the thread waits for a CPU: here 4 vCPU threads,
+/// the publisher and the tool share 2 cores, and Linux's scheduler gives
+/// every runnable thread the CPU within a few slices (3-24 ms). 250 ms is
+/// ten times that, and still a quarter of the run: a runstate missing from
+/// the total (blocked time is over half of it) would exceed it. The final
+/// values (after stop) are checked exactly, with no tolerance.
+const LAG_TOLERANCE_NS: u64 = 250_000_000;
+/// How far a total may lead the tool's clock: the snapshot's timestamp is
+/// taken just before the records are read, and a vCPU may publish between
+/// the two (microseconds).
+const LEAD_TOLERANCE_NS: u64 = 1_000_000;
+
+fn sum_ns(v: &Value) -> u64 {
+    ["running", "runnable", "blocked", "offline"]
+        .iter()
+        .map(|k| {
+            v["runstate_ns"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {v}"))
+        })
+        .sum()
+}
+
+#[test]
+fn four_vcpus_for_a_second() {
+    const N: u32 = 4;
+    let vm = match Vm::create(VmConfig::new(N)) {
+        Ok(vm) => vm,
+        Err(e @ (Error::KvmUnavailable { .. } | Error::StatsUnsupported)) => {
+            println!("skipped: /dev/kvm unavailable: {e}");
+            return;
+        }
+        Err(e) => panic!("Vm::create: {e}"),
+    };
+    let created_ns = vm.created_ns();
+    let s = Scratch::new("live");
+    let dir = s.join("live4");
+    let mut publisher = Publisher::new(vm, &dir).unwrap();
+    let start = Instant::now();
+    let mut sampler: Option<Child> = None;
+    // A file, not a pipe: nobody reads a pipe while the VM runs, and four
+    // samples of KVM's counters outgrow a pipe's buffer.
+    let out_path = s.join("live.jsonl");
+    let err_path = s.join("live.err");
+    let stopped = publisher
+        .run(Duration::from_millis(20), |_| {
+            let child = sampler.get_or_insert_with(|| {
+                tool()
+                    .args([
+                        "--path",
+                        dir.to_str().unwrap(),
+                        "--interval",
+                        "0.2",
+                        "--count",
+                        "4",
+                    ])
+                    .args(["--format", "json"])
+                    .stdout(std::fs::File::create(&out_path).unwrap())
+                    .stderr(std::fs::File::create(&err_path).unwrap())
+                    .spawn()
+                    .unwrap()
+            });
+            // At least a second, and until the sampler is done (bounded).
+            let done = child.try_wait().unwrap().is_some();
+            let ran = start.elapsed();
+            if (ran >= Duration::from_secs(1) && done) || ran > Duration::from_secs(10) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert!(
+        stopped.vcpu_errors.iter().all(Option::is_none),
+        "{:?}",
+        stopped.vcpu_errors
+    );
+    let status = sampler.unwrap().wait().unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the sampler finished in time"
+    );
+
+    // Live samples: every vCPU, shares summing to 1, totals = wall time.
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        let mono = l["monotonic_ns"].as_u64().unwrap();
+        assert!(mono < stopped.stopped_ns, "sampled while the VM ran");
+        let wall = mono - created_ns;
+        assert_eq!(l["vcpu_slots"], N);
+        let vcpus = l["vcpus"].as_array().unwrap();
+        assert_eq!(vcpus.len(), N as usize, "every vCPU");
+        for (i, v) in vcpus.iter().enumerate() {
+            assert_eq!(v["vcpu"], i as u64);
+            assert_eq!(v["status"], "ok", "{v}");
+            let shares: f64 = ["running", "runnable", "blocked", "offline"]
+                .iter()
+                .map(|k| {
+                    v["runstate"][k]
+                        .as_f64()
+                        .unwrap_or_else(|| panic!("{k}: {v}"))
+                })
+                .sum();
+            assert!(
+                (shares - 1.0).abs() < 1e-9,
+                "vCPU {i}: shares sum to {shares}"
+            );
+            let total = sum_ns(v);
+            assert!(
+                total <= wall + LEAD_TOLERANCE_NS,
+                "vCPU {i}: {total} ns ahead of {wall} ns"
+            );
+            assert!(
+                wall - total.min(wall) <= LAG_TOLERANCE_NS,
+                "vCPU {i}: {total} ns lags {wall} ns"
+            );
+            assert!(
+                v["runstate"]["running"].as_f64().unwrap() > 0.0,
+                "vCPU {i} ran"
+            );
+            assert!(
+                v["rates"]["exits"].as_f64().unwrap() > 0.0,
+                "vCPU {i} exits"
+            );
+        }
+        assert_eq!(l["domain"]["values"]["vcpus_online"], N);
+        assert_eq!(l["domain"]["values"]["vcpus_max"], N);
+        println!(
+            "live sample {}: wall {wall} ns, vCPU totals {:?}",
+            l["sample"],
+            vcpus.iter().map(sum_ns).collect::<Vec<_>>()
+        );
+    }
+
+    // After stop the tables hold the final values: read them through the
+    // tool and compare with the VM's own accounting and stats fds.
+    let o = tool()
+        .args([
+            "--path",
+            dir.to_str().unwrap(),
+            "--interval",
+            "0.05",
+            "--count",
+            "1",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let fin = &json_lines(&o)[0];
+    for id in 0..N {
+        let v = &fin["vcpus"][id as usize];
+        let r = &stopped.vcpus[id as usize];
+        assert_eq!(
+            sum_ns(v),
+            stopped.stopped_ns - created_ns,
+            "vCPU {id}: exact wall time"
+        );
+        let ns: Vec<u64> = ["running", "runnable", "blocked", "offline"]
+            .iter()
+            .map(|k| v["runstate_ns"][k].as_u64().unwrap())
+            .collect();
+        assert_eq!(ns, r.runstate_ns, "vCPU {id}");
+        let stats = stopped.vcpu_stats(id).unwrap();
+        let mut fresh = stats.new_buffer();
+        stats.read(&mut fresh).unwrap();
+        let mut compared = 0;
+        for d in stats.descs() {
+            let want: Vec<u64> = fresh[stats.range(&d.name).unwrap()].to_vec();
+            let got = &v["values"][d.name.as_str()];
+            if d.size == 1 {
+                assert_eq!(got.as_u64(), Some(want[0]), "vCPU {id}: {}", d.name);
+            } else {
+                let got: Vec<u64> = got
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .collect();
+                assert_eq!(got, want, "vCPU {id}: {}", d.name);
+            }
+            compared += 1;
+        }
+        for name in ["exits", "halt_exits", "io_exits", "insn_emulation"] {
+            assert_eq!(
+                v["values"][name].as_u64(),
+                stats.value(&fresh, name),
+                "vCPU {id}: {name}"
+            );
+        }
+        assert!(v["values"]["exits"].as_u64().unwrap() > 0);
+        println!(
+            "vCPU {id}: {compared} KVM stats equal to the stats fd; exits {} halt_exits {}",
+            v["values"]["exits"], v["values"]["halt_exits"]
+        );
+    }
+    assert_eq!(fin["domain"]["values"]["vcpus_online"], 0);
+    assert_eq!(fin["domain"]["values"]["uptime"], stopped.vm.uptime_ns);
+    publisher.remove().unwrap();
+}

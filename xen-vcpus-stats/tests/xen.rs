@@ -1,0 +1,312 @@
+//! The Xen backend, through the stand-in library: `tests/standin/
+//! xenstandin.c`, compiled here with gcc, exports the symbols of
+//! libxenforeignmemory and libxenstore over files in a directory. No Xen
+//! host was available; this is the only way the Xen path was tested.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{assert_error, json_lines, standin, stdout, tool, Scratch};
+use vstats_abi::{
+    desc::{Base, Descriptor, Kind, Unit},
+    layout::{Layout, LayoutParams},
+    record::{VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
+    VCPU_STATS_MAGIC,
+};
+use vstats_producer::{shm::ShmTable, TableSpec};
+use xen_vcpus_stats::synth::Synth;
+
+/// The tool pointed at the stand-in serving `dir`, logging to `dir/log`.
+fn xen_tool(dir: &Path, with_size: bool) -> Command {
+    let mut c = tool();
+    c.env("VSTATS_XENFOREIGNMEMORY_LIB", standin(with_size))
+        .env("VSTATS_XENSTORE_LIB", standin(with_size))
+        .env("VSTATS_XEN_STANDIN_DIR", dir)
+        .env("VSTATS_XEN_STANDIN_LOG", dir.join("log"));
+    c
+}
+
+/// Publishes a synthetic domain `domid` (its tables as resources 3-0 and
+/// 3-1, named `name`).
+fn domain(xen: &Path, domid: u16, vcpus: u32, name: &str) -> Synth {
+    let d = xen.join(domid.to_string());
+    let synth = Synth::new(&d, vcpus).unwrap();
+    std::os::unix::fs::symlink("vcpu", d.join("3-0")).unwrap();
+    std::os::unix::fs::symlink("domain", d.join("3-1")).unwrap();
+    std::fs::write(d.join("name"), format!("{name}\n")).unwrap();
+    synth
+}
+
+fn log(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run_updating(synth: &mut Synth, mut c: Command) -> Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        synth.update();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn maps_read_only_samples_and_unmaps() {
+    let s = Scratch::new("xen-map");
+    let mut synth = domain(s.path(), 5, 3, "guest5");
+    let mut c = xen_tool(s.path(), true);
+    c.args([
+        "--domid",
+        "5",
+        "--interval",
+        "0.1",
+        "--count",
+        "2",
+        "--format",
+        "json",
+    ]);
+    let o = run_updating(&mut synth, c);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["vm"], "guest5", "the name comes from xenstore");
+        assert_eq!(l["domid"], 5);
+        assert_eq!(l["source"], "domain 5");
+        assert_eq!(l["vcpu_slots"], 3);
+        for (i, v) in l["vcpus"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(v["status"], "ok");
+            let pct = f64::from(20 + (15 * i as u32) % 60) / 100.0;
+            assert!(
+                (v["runstate"]["running"].as_f64().unwrap() - pct).abs() < 1e-6,
+                "{v}"
+            );
+        }
+        assert_eq!(l["domain"]["values"]["vcpus_max"], 3);
+    }
+    // Read-only mappings, each undone, the handle closed, the library's
+    // logging replaced by ours.
+    let log = log(s.path());
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("open logger=set flags=0")
+    );
+    let maps: Vec<&String> = log.iter().filter(|l| l.starts_with("map ")).collect();
+    assert_eq!(maps.len(), 2, "{log:?}");
+    assert!(
+        maps[0].starts_with("map domid=5 type=3 id=0 frame=0 nr_frames=1 prot=1 flags=0"),
+        "{log:?}"
+    );
+    assert!(maps[1].starts_with("map domid=5 type=3 id=1 "), "{log:?}");
+    assert!(
+        maps.iter().all(|m| m.ends_with("prot=1 flags=0")),
+        "PROT_READ only: {log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("unmap ")).count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("close"));
+    synth.remove().unwrap();
+}
+
+/// A table of several frames whose head alone is larger than a frame:
+/// without `xenforeignmemory_resource_size`, the backend maps one frame,
+/// learns the head's size, then the records' extent, and remaps; with it,
+/// it maps the right size at once.
+#[test]
+fn multi_frame_tables_are_remapped_to_size() {
+    let s = Scratch::new("xen-big");
+    let d = s.join("9");
+    std::fs::create_dir(&d).unwrap();
+    let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+    for i in 0..100u32 {
+        descs.push(
+            Descriptor::new(
+                &format!("c{i}"),
+                VCPU_STATS_SIZE + 8 * i,
+                1,
+                Kind::CUMULATIVE,
+                Unit::NONE,
+                Base::POW10,
+                0,
+                0,
+            )
+            .unwrap(),
+        );
+    }
+    let layout = Layout::compute(&LayoutParams {
+        record_size: VCPU_STATS_SIZE + 800,
+        desc_count: descs.len() as u32,
+        ..LayoutParams::vcpu(8)
+    })
+    .unwrap();
+    assert!(layout.offset > 4096 && layout.frames == 4, "{layout:?}");
+    let spec = TableSpec {
+        magic: VCPU_STATS_MAGIC,
+        layout,
+        descriptors: &descs,
+        generation: 3,
+    };
+    let mut t = ShmTable::create(&d.join("3-0"), &spec).unwrap();
+    {
+        let (_, writers) = t.split();
+        for mut w in writers {
+            let i = w.index();
+            w.update(|u| {
+                u.set(0, 10);
+                u.set(4 + 42, 4200 + u64::from(i));
+            });
+        }
+    }
+    for with_size in [false, true] {
+        let _ = std::fs::remove_file(s.join("log"));
+        let o = xen_tool(s.path(), with_size)
+            .args([
+                "--domid",
+                "9",
+                "--interval",
+                "0.02",
+                "--count",
+                "1",
+                "--format",
+                "json",
+                "--names",
+                "c42",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let l = &json_lines(&o)[0];
+        assert_eq!(l["vcpus"][7]["values"]["c42"], 4207);
+        assert_eq!(
+            l["domain"],
+            serde_json::Value::Null,
+            "no 3-1: no domain table"
+        );
+        let frames: Vec<String> = log(s.path())
+            .iter()
+            .filter(|l| l.starts_with("map ") && l.contains("id=0"))
+            .map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("nr_frames="))
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        if with_size {
+            assert_eq!(frames, ["nr_frames=4"]);
+        } else {
+            assert_eq!(frames, ["nr_frames=1", "nr_frames=2", "nr_frames=4"]);
+        }
+        // Every mapping of 3-0 (the probes too) is undone; 3-1 never mapped.
+        let log = log(s.path());
+        let unmaps = log.iter().filter(|l| l.starts_with("unmap ")).count();
+        assert_eq!(unmaps, frames.len(), "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("close"));
+    }
+    drop(t);
+}
+
+#[test]
+fn errors_of_the_xen_path() {
+    let s = Scratch::new("xen-err");
+    std::fs::create_dir(s.join("4")).unwrap();
+    let o = xen_tool(s.path(), true)
+        .args(["--domid", "4", "--count", "1"])
+        .output()
+        .unwrap();
+    assert_error(
+        &o,
+        1,
+        &["domain 4: Xen offers no vCPU stats table (XENMEM_resource_stats_table id 0)"],
+    );
+    std::fs::create_dir(s.join("6")).unwrap();
+    std::fs::write(s.join("6/3-0"), vec![0u8; 4096]).unwrap();
+    let o = xen_tool(s.path(), false)
+        .args(["schema", "--domid", "6"])
+        .output()
+        .unwrap();
+    assert_error(
+        &o,
+        3,
+        &[
+            "domain 6: vCPU stats table: not a valid stats table: R2",
+            "[rule R2",
+        ],
+    );
+    let o = xen_tool(s.path(), true)
+        .args(["--domid", "65535", "--count", "1"])
+        .output()
+        .unwrap();
+    assert_error(&o, 1, &["domain 65535: no such domain"]);
+    let o = tool().args(["--domid", "70000"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "domids are 16-bit");
+}
+
+#[test]
+fn list_and_schema_through_xen() {
+    let s = Scratch::new("xen-list");
+    let root = Scratch::new("xen-list-root");
+    let a = domain(s.path(), 1, 2, "web");
+    let b = domain(s.path(), 12, 4, "db");
+    std::fs::create_dir(s.join("3")).unwrap(); // a domain without tables
+    let o = xen_tool(s.path(), true)
+        .args(["list", "--format", "json"])
+        .env("VSTATS_ROOT", root.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let l = json_lines(&o);
+    let got: Vec<(u64, &str, Option<u64>)> = l
+        .iter()
+        .map(|e| {
+            (
+                e["domid"].as_u64().unwrap(),
+                e["name"].as_str().unwrap(),
+                e["vcpus"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "web", Some(2)),
+            (3, "domain-3", None),
+            (12, "db", Some(4))
+        ]
+    );
+    assert!(l.iter().all(|e| e["backend"] == "xen"));
+    assert!(l[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Xen offers no vCPU stats table"));
+    let o = xen_tool(s.path(), true)
+        .args(["schema", "--domid", "12"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let t = stdout(&o);
+    assert!(t.starts_with("vm db  (domain 12)"), "{t}");
+    assert!(
+        t.contains("vCPU table: domain 12 vCPU stats table  (4 slots, 11 counters"),
+        "{t}"
+    );
+    drop((a, b));
+}
