@@ -179,7 +179,8 @@ pub struct Sample {
     pub source: String,
     /// The Xen domain id.
     pub domid: Option<u16>,
-    /// The vCPU table's generation (0 without a vCPU table).
+    /// The producer's generation: the vCPU table's, else the domain
+    /// table's.
     pub generation: u64,
     /// vCPU slots of the table.
     pub nr_slots: u32,
@@ -639,7 +640,11 @@ impl Sampler {
             vm: self.att.vm.clone(),
             source: self.att.origin.clone(),
             domid: self.att.domid,
-            generation: vtable.map_or(0, Table::generation),
+            generation: self
+                .att
+                .sources()
+                .next()
+                .map_or(0, |s| s.table.generation()),
             nr_slots: vtable.map_or(0, Table::nr_records),
             vcpu_counters: sel.vcpu_counters.clone(),
             vcpus,
