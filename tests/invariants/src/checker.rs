@@ -1,0 +1,1020 @@
+//! The checker: attach to a table, check the static rules, sample it, and
+//! report every rule.
+//!
+//! [`run_check`] does it all for a list of [`Target`]s and a duration;
+//! [`Checker`] is the same, one step at a time ([`Checker::attach`],
+//! [`Checker::sample`], [`Checker::finish`]), for callers that drive the
+//! producer themselves (tests, fault injection).
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use vstats_abi::{
+    header::EXT_HEADER_OFFSET,
+    record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
+    Error as AbiError, Kind, TableInfo,
+};
+use vstats_consumer::{RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
+
+use crate::{
+    raw::{FileId, RawView},
+    report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
+    rules::{When, RULES, VALIDATE_ORDER},
+    statics::{
+        copy_and_validate, descriptor_errors, for_each_outside, head_field, load_outside, marker,
+        standard_field_errors, Outside,
+    },
+};
+
+/// Where tables are published by VM name: `<DEFAULT_ROOT>/<name>/`.
+pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
+/// File names of the two tables in a VM's directory.
+pub const TABLE_FILES: [&str; 2] = ["vcpu", "domain"];
+
+/// How long and how closely to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// How long [`run_check`] samples (at least one sample is taken).
+    pub duration: Duration,
+    /// Time between samples.
+    pub interval: Duration,
+    /// D2: a record whose seq stays at one odd value for at least this
+    /// long (and [`CheckOptions::odd_min_samples`] samples) fails. Default
+    /// 500 ms: a writer's update is a few stores (nanoseconds), but a
+    /// writer thread can be preempted mid-update for a scheduler time slice
+    /// (milliseconds) on a loaded host; half a second mid-update means a
+    /// dead or stuck writer.
+    pub odd_bound: Duration,
+    /// D2: consecutive samples that must see the same odd seq (default 3).
+    pub odd_min_samples: u32,
+    /// The consumer's attempts per record read before it reports the
+    /// record busy (default `vstats_consumer::DEFAULT_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            duration: Duration::from_secs(1),
+            interval: Duration::from_millis(10),
+            odd_bound: Duration::from_millis(500),
+            odd_min_samples: 3,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// A table to check.
+#[derive(Debug)]
+pub enum Target {
+    /// A table file: mapped read-only, re-attached when a restarted
+    /// producer replaces it.
+    Path(PathBuf),
+    /// Memory someone else mapped, with a raw view of all of it (e.g. a
+    /// Xen foreign mapping wrapped with [`RawView::from_raw_parts`]): every
+    /// rule is checked; a table re-initialised in place is re-attached.
+    Memory {
+        /// Name for the report.
+        label: String,
+        /// The whole mapping.
+        raw: RawView,
+    },
+    /// An already opened consumer table without a raw view (e.g. one the
+    /// Xen backend mapped). Rules that need every byte of the mapping (P4,
+    /// D7, P9) are skipped, D6 covers only the header and extension header
+    /// (`Table::is_stale`): `vstats_consumer::Table` exposes no loads
+    /// outside the head and the records. Prefer [`Target::Memory`].
+    Table {
+        /// Name for the report.
+        label: String,
+        /// The table.
+        table: Box<Table>,
+    },
+}
+
+impl Target {
+    /// The name the report uses.
+    pub fn label(&self) -> String {
+        match self {
+            Target::Path(p) => p.display().to_string(),
+            Target::Memory { label, .. } | Target::Table { label, .. } => label.clone(),
+        }
+    }
+}
+
+/// The directory a VM called `name` publishes in: `/dev/shm/vstats/<name>`.
+pub fn vm_dir(name: &str) -> PathBuf {
+    Path::new(DEFAULT_ROOT).join(name)
+}
+
+/// The tables in a VM's directory: `<dir>/vcpu` and `<dir>/domain`.
+pub fn targets_in_dir(dir: &Path) -> Vec<Target> {
+    TABLE_FILES
+        .iter()
+        .map(|f| Target::Path(dir.join(f)))
+        .collect()
+}
+
+/// Attaches to every target, samples them all every
+/// [`CheckOptions::interval`] for [`CheckOptions::duration`], and reports.
+/// Never fails: a table that cannot be opened has its
+/// [`TableReport::error`] set (exit code [`crate::report::EXIT_ERROR`]).
+pub fn run_check(targets: Vec<Target>, opts: &CheckOptions) -> Report {
+    let start = Instant::now();
+    let mut checkers: Vec<Checker> = targets
+        .into_iter()
+        .map(|t| Checker::attach(t, opts))
+        .collect();
+    loop {
+        for c in &mut checkers {
+            c.sample();
+        }
+        if start.elapsed() >= opts.duration {
+            break;
+        }
+        std::thread::sleep(
+            opts.interval
+                .min(opts.duration.saturating_sub(start.elapsed())),
+        );
+    }
+    Report::new(checkers.into_iter().map(Checker::finish).collect())
+}
+
+/// Where the table comes from, for re-attaching.
+#[derive(Debug)]
+enum Source {
+    Path(PathBuf),
+    Memory,
+    Table,
+}
+
+/// Checks one table over time. See the [module](self) docs.
+#[derive(Debug)]
+pub struct Checker {
+    target: String,
+    source: Source,
+    opts: CheckOptions,
+    start: Instant,
+    book: RuleBook,
+    live: Option<Live>,
+    attachments: Vec<Attachment>,
+    /// Generation of every attachment, and whether it had an extension
+    /// header (a generation of 0 from a v3 table says nothing).
+    generations: Vec<(u64, bool)>,
+    events: Vec<Event>,
+    samples: u64,
+    error: Option<String>,
+    /// Identity of the file last examined, valid or not (path targets).
+    last_file: Option<FileId>,
+    /// The file at the path is gone (path targets): a restart under way.
+    file_gone: bool,
+    /// The magic was seen cleared: a re-initialisation in place under way.
+    magic_cleared: bool,
+}
+
+/// A record whose seq was seen odd, at one value, in consecutive samples.
+#[derive(Clone, Copy, Debug)]
+struct OddRun {
+    seq: u32,
+    since_s: f64,
+    samples: u32,
+    reported: bool,
+}
+
+/// A word outside the records that changed.
+#[derive(Clone, Copy, Debug)]
+struct Change {
+    kind: Outside,
+    old: u64,
+    new: u64,
+    at_s: f64,
+    sample: u64,
+}
+
+/// A cumulative or peak scalar, by its word index in the record's counter
+/// words.
+#[derive(Clone, Debug)]
+struct Mono {
+    word: usize,
+    name: String,
+    rule: &'static str,
+}
+
+/// One attachment: a validated table and everything remembered about it.
+#[derive(Debug)]
+struct Live {
+    table: Table,
+    info: TableInfo,
+    head: Vec<u8>,
+    raw: Option<RawView>,
+    file: Option<FileId>,
+    generation: u64,
+    snap: Snapshot,
+    /// Values of the words outside the records when attaching, in
+    /// `for_each_outside` order.
+    outside_base: Vec<u64>,
+    changed: BTreeMap<u64, Change>,
+    first_seq: Vec<Option<u32>>,
+    seq_moved: Vec<bool>,
+    last_seq: Vec<Option<u32>>,
+    /// The last consistent read of each record: its seq and counter words.
+    last_read: Vec<Option<(u32, Vec<u64>)>>,
+    odd: Vec<Option<OddRun>>,
+    mono: Vec<Mono>,
+    /// `[record * mono.len() + m]`: the last active value.
+    last_mono: Vec<Option<u64>>,
+    /// Names of the counter words, by index.
+    word_names: Vec<String>,
+    /// (rule, record or u32::MAX, offset) already reported.
+    reported: HashSet<(&'static str, u32, u64)>,
+    samples: u64,
+}
+
+impl Checker {
+    /// Attaches to `target` and checks the static rules. Never fails: a
+    /// table that cannot be opened gets [`TableReport::error`], an invalid
+    /// one the failing rule; either way sampling it does nothing (a path
+    /// target is retried when a new file appears at the path).
+    pub fn attach(target: Target, opts: &CheckOptions) -> Checker {
+        let mut c = Checker {
+            target: target.label(),
+            source: Source::Table,
+            opts: *opts,
+            start: Instant::now(),
+            book: RuleBook::new(),
+            live: None,
+            attachments: Vec::new(),
+            generations: Vec::new(),
+            events: Vec::new(),
+            samples: 0,
+            error: None,
+            last_file: None,
+            file_gone: false,
+            magic_cleared: false,
+        };
+        match target {
+            Target::Path(path) => {
+                c.source = Source::Path(path.clone());
+                match RawView::open(&path) {
+                    Ok((raw, id)) => c.attach_raw(raw, Some(id)),
+                    Err(e) => c.error = Some(format!("cannot open {}: {e}", path.display())),
+                }
+            }
+            Target::Memory { raw, .. } => {
+                c.source = Source::Memory;
+                c.attach_raw(raw, None);
+            }
+            Target::Table { mut table, .. } => {
+                table.set_max_attempts(opts.max_attempts);
+                c.start_live(*table, None, None);
+            }
+        }
+        c
+    }
+
+    fn now_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn event(&mut self, what: impl Into<String>) {
+        let at_s = self.now_s();
+        self.events.push(Event {
+            at_s,
+            what: what.into(),
+        });
+    }
+
+    fn evidence(
+        &self,
+        generation: u64,
+        record: Option<u32>,
+        field: Option<String>,
+        offset: Option<u64>,
+        detail: String,
+    ) -> Evidence {
+        Evidence {
+            generation,
+            sample: self.samples,
+            at_s: self.now_s(),
+            record,
+            field,
+            offset,
+            detail,
+        }
+    }
+
+    /// Validates the table in `raw` and starts an attachment, or records
+    /// the rule it breaks.
+    fn attach_raw(&mut self, raw: RawView, file: Option<FileId>) {
+        self.last_file = file;
+        let (head, result) = copy_and_validate(&raw);
+        if let Err(e) = result {
+            return self.invalid(&head, e);
+        }
+        match raw.consumer_table() {
+            Ok(mut table) => {
+                table.set_max_attempts(self.opts.max_attempts);
+                // The consumer copied and validated the head again; if the
+                // producer changed it in between, the consumer's copy wins
+                // and D6 compares against it.
+                self.start_live(table, Some(raw), file);
+            }
+            Err(vstats_consumer::Error::Invalid { error, .. }) => self.invalid(&head, error),
+            Err(e) => self.error = Some(format!("cannot check {}: {e}", self.target)),
+        }
+    }
+
+    /// The table breaks header or descriptor rules: report them; nothing
+    /// else can be checked on it.
+    fn invalid(&mut self, head: &[u8], e: AbiError) {
+        let rule = e.rule();
+        let word = |at: usize| {
+            head.get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_ne_bytes)
+        };
+        let (magic, size) = (word(0), word(8));
+        let generation = head
+            .get(48..56)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes);
+        let desc_rules = ["R11", "R12", "R13"];
+        let errors = if desc_rules.contains(&rule) {
+            // validate interleaves R11-R13 per descriptor: check each.
+            for id in VALIDATE_ORDER
+                .iter()
+                .take_while(|id| !desc_rules.contains(id))
+            {
+                self.book.pass(id);
+            }
+            for id in desc_rules {
+                self.book.pass(id);
+            }
+            let all = descriptor_errors(head, magic, size);
+            if all.is_empty() {
+                vec![(rule, e.to_string())]
+            } else {
+                all
+            }
+        } else {
+            let k = VALIDATE_ORDER.iter().position(|id| *id == rule);
+            for (j, id) in VALIDATE_ORDER.iter().enumerate() {
+                let before = k.is_some_and(|k| j < k);
+                let unchecked_by_early_r7 = rule == "R7" && matches!(*id, "R9" | "R10");
+                if before && !unchecked_by_early_r7 {
+                    self.book.pass(id);
+                } else if *id != rule {
+                    self.book
+                        .skip(id, format!("not checked: validation stopped at {rule}"));
+                }
+            }
+            vec![(rule, e.to_string())]
+        };
+        for (id, what) in errors {
+            let ev = self.evidence(generation, None, None, None, what);
+            self.book.fail(id, ev);
+        }
+        let why = format!("not checked: the table is invalid ({rule})");
+        for r in RULES.iter().filter(|r| r.when != When::NotObservable) {
+            self.book.skip(r.id, why.clone());
+        }
+        self.event(format!("table invalid, not sampled: {e}"));
+    }
+
+    /// Starts an attachment on a validated table.
+    fn start_live(&mut self, table: Table, raw: Option<RawView>, file: Option<FileId>) {
+        if let Some(e) = self.error.take() {
+            self.event(format!("{e}; the table appeared later"));
+        }
+        let info = *table.info();
+        let head = table.head().to_vec();
+        let generation = info.generation();
+        let has_ext = info.ext.is_some();
+        if !self.attachments.is_empty() {
+            let reused = has_ext
+                && self
+                    .generations
+                    .iter()
+                    .any(|&(g, ext)| ext && g == generation);
+            if reused {
+                let ev = self.evidence(
+                    generation,
+                    None,
+                    Some("ext.generation".into()),
+                    Some(48),
+                    format!(
+                        "the table was re-published with generation {generation:#x}, \
+                         the generation of an earlier table under the same name"
+                    ),
+                );
+                self.book.fail("D8", ev);
+            } else if has_ext {
+                self.book.pass("D8");
+            } else {
+                self.book.skip(
+                    "D8",
+                    "the restarted table has no extension header (no generation)",
+                );
+            }
+        }
+        self.generations.push((generation, has_ext));
+        self.attachments.push(Attachment {
+            generation,
+            kind: if info.is_vcpu() { "vcpu" } else { "domain" },
+            nr_records: info.nr_records,
+            mapped_len: info.mapped_len,
+            at_s: self.now_s(),
+            sample: self.samples,
+        });
+        for id in VALIDATE_ORDER {
+            self.book.pass(id);
+        }
+        // R18, for a validator that predates it.
+        if !info.is_vcpu() && info.nr_records != 1 {
+            let ev = self.evidence(
+                generation,
+                None,
+                Some("ext.nr_records".into()),
+                Some(24),
+                format!(
+                    "a domain table has exactly one record, this one has {}",
+                    info.nr_records
+                ),
+            );
+            self.book.fail("R18", ev);
+        }
+        // P1: reserved bytes of the head are zero.
+        match vstats_abi::validate::first_nonzero_reserved(&head, &info) {
+            Some(off) => {
+                let v = head.get(off as usize).copied().unwrap_or(0);
+                let ev = self.evidence(
+                    generation,
+                    None,
+                    Some("reserved".into()),
+                    Some(off.into()),
+                    format!("reserved byte is {v:#04x}, not 0"),
+                );
+                self.book.fail("P1", ev);
+            }
+            None => self.book.pass("P1"),
+        }
+        // R17: standard fields keep their meaning.
+        let std_errors = standard_field_errors(&head, &info);
+        if std_errors.is_empty() {
+            self.book.pass("R17");
+        }
+        for (i, what) in std_errors {
+            let ev = self.evidence(
+                generation,
+                None,
+                Some(format!("descriptor {i}")),
+                None,
+                what,
+            );
+            self.book.fail("R17", ev);
+        }
+        if !info.is_vcpu() {
+            self.book.skip("R16", "a domain table has no vCPU slots");
+        }
+        // P4, and the baseline of D7.
+        let mut outside_base = Vec::new();
+        match &raw {
+            Some(raw) => {
+                let len = raw.len() as u64;
+                let mut bad = Vec::new();
+                for_each_outside(&info, len, |off, kind| {
+                    let v = load_outside(raw, off, kind).unwrap_or(0);
+                    if v != marker(kind, off, len) {
+                        bad.push((off, kind, v));
+                    }
+                    outside_base.push(v);
+                });
+                if bad.is_empty() {
+                    self.book.pass("P4");
+                }
+                for (off, kind, v) in bad {
+                    let ev = self.evidence(
+                        generation,
+                        record_of(kind),
+                        Some(kind.describe()),
+                        Some(off),
+                        format!("holds {v:#x}, not the inactive marker (all ones)"),
+                    );
+                    self.book.fail("P4", ev);
+                }
+            }
+            None => {
+                let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
+                           outside the head and the records (attach with Target::Memory)";
+                for id in ["P4", "D7", "P9"] {
+                    self.book.skip(id, why);
+                }
+            }
+        }
+        let mono: Vec<Mono> = table
+            .counters()
+            .iter()
+            .filter(|c| !c.is_histogram())
+            .filter_map(|c| {
+                let rule = match c.kind() {
+                    Kind::CUMULATIVE => "D3",
+                    Kind::PEAK => "D4",
+                    _ => return None,
+                };
+                Some(Mono {
+                    word: ((c.offset() - RECORD_PREFIX) / 8) as usize,
+                    name: c.name().to_owned(),
+                    rule,
+                })
+            })
+            .collect();
+        let words = (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize;
+        let word_names = (0..words)
+            .map(|k| {
+                let off = RECORD_PREFIX + 8 * k as u32;
+                table
+                    .counters()
+                    .iter()
+                    .find(|c| off >= c.offset() && off < c.offset() + 8 * c.count())
+                    .map_or_else(
+                        || format!("word at {off} (no descriptor)"),
+                        |c| {
+                            if c.count() > 1 {
+                                format!("{}[{}]", c.name(), (off - c.offset()) / 8)
+                            } else {
+                                c.name().to_owned()
+                            }
+                        },
+                    )
+            })
+            .collect();
+        let n = info.nr_records as usize;
+        let snap = Snapshot::new(&table);
+        self.live = Some(Live {
+            last_mono: vec![None; n * mono.len()],
+            mono,
+            word_names,
+            table,
+            info,
+            head,
+            raw,
+            file,
+            generation,
+            snap,
+            outside_base,
+            changed: BTreeMap::new(),
+            first_seq: vec![None; n],
+            seq_moved: vec![false; n],
+            last_seq: vec![None; n],
+            last_read: vec![None; n],
+            odd: vec![None; n],
+            reported: HashSet::new(),
+            samples: 0,
+        });
+        self.file_gone = false;
+        self.magic_cleared = false;
+    }
+
+    /// Takes one sample: notices a restart (and re-attaches), then checks
+    /// every dynamic rule once.
+    pub fn sample(&mut self) {
+        self.samples += 1;
+        if !self.follow_restart() {
+            return;
+        }
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        self.check_records(&mut live);
+        self.check_raw(&mut live);
+        live.samples += 1;
+        self.live = Some(live);
+    }
+
+    /// Notices a producer restart and re-attaches. Returns whether the
+    /// current attachment (if any) should be sampled.
+    fn follow_restart(&mut self) -> bool {
+        if let Source::Path(path) = &self.source {
+            let path = path.clone();
+            match FileId::of(&path) {
+                Ok(id) if Some(id) != self.last_file => {
+                    self.settle();
+                    self.event(format!(
+                        "{} was replaced (new inode): the producer restarted; re-attaching",
+                        path.display()
+                    ));
+                    match RawView::open(&path) {
+                        Ok((raw, id)) => self.attach_raw(raw, Some(id)),
+                        // Replaced again or removed meanwhile: next sample.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => self.last_file = None,
+                        Err(e) => {
+                            self.last_file = Some(id);
+                            self.event(format!("cannot open {}: {e}", path.display()));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.file_gone => {
+                    self.file_gone = true;
+                    self.event(format!(
+                        "{} was removed; still sampling the old mapping, waiting for a new table",
+                        path.display()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let Some(live) = &self.live else {
+            return false;
+        };
+        let (raw, stale, current, file) = (
+            live.raw.clone(),
+            live.table.is_stale(),
+            live.generation,
+            live.file,
+        );
+        let Some(raw) = raw else {
+            if stale {
+                self.settle();
+                self.event(
+                    "the table's header changed in place; without a raw view the checker \
+                     cannot re-attach: stopped sampling it",
+                );
+            }
+            return self.live.is_some();
+        };
+        // A producer re-initialising in place clears the magic first (P7).
+        if raw.load_u32(0) == Some(0) {
+            if !self.magic_cleared {
+                self.magic_cleared = true;
+                self.event("magic cleared: the producer is re-initialising the table in place");
+            }
+            return false;
+        }
+        if stale || self.magic_cleared {
+            let lo = raw.load_u32(u64::from(EXT_HEADER_OFFSET) + 32).unwrap_or(0);
+            let hi = raw.load_u32(u64::from(EXT_HEADER_OFFSET) + 36).unwrap_or(0);
+            let generation = u64::from(lo) | u64::from(hi) << 32;
+            if generation != current || self.magic_cleared {
+                self.settle();
+                self.event(format!(
+                    "the table was re-initialised in place (generation {generation:#x}); re-attaching"
+                ));
+                self.attach_raw(raw, file);
+                return self.live.is_some();
+            }
+            // Same generation and published: a head change, which D6
+            // reports.
+        }
+        true
+    }
+
+    /// Reads every record through the consumer and checks D1 to D5, R16.
+    fn check_records(&mut self, live: &mut Live) {
+        live.table.snapshot(&mut live.snap);
+        let now = self.now_s();
+        let vcpu = live.info.is_vcpu();
+        let running_known = live.info.has_std_field(RECORD_PREFIX);
+        let mut fails: Vec<(&'static str, Evidence)> = Vec::new();
+        let g = live.generation;
+        for rec in live.snap.records() {
+            let i = rec.index();
+            let iu = i as usize;
+            let seq = match rec.status() {
+                RecordStatus::Consistent => Some(rec.seq()),
+                RecordStatus::Busy { seq, .. } => Some(seq),
+                RecordStatus::NotRead => None,
+            };
+            if let Some(seq) = seq {
+                // D1: seq never steps backwards (serial-number arithmetic).
+                if let Some(prev) = live.last_seq[iu] {
+                    if seq.wrapping_sub(prev) > i32::MAX as u32 {
+                        fails.push((
+                            "D1",
+                            self.evidence(
+                                g,
+                                Some(i),
+                                Some("seq".into()),
+                                None,
+                                format!("seq went backwards: {prev} -> {seq}"),
+                            ),
+                        ));
+                    }
+                }
+                live.last_seq[iu] = Some(seq);
+                match live.first_seq[iu] {
+                    None => live.first_seq[iu] = Some(seq),
+                    Some(f) if f != seq => live.seq_moved[iu] = true,
+                    _ => {}
+                }
+            }
+            match rec.status() {
+                RecordStatus::Busy { seq, attempts } if seq & 1 == 1 => {
+                    // D2: odd at one value across samples.
+                    let run = match live.odd[iu] {
+                        Some(mut r) if r.seq == seq => {
+                            r.samples += 1;
+                            r
+                        }
+                        _ => OddRun {
+                            seq,
+                            since_s: now,
+                            samples: 1,
+                            reported: false,
+                        },
+                    };
+                    let long = now - run.since_s >= self.opts.odd_bound.as_secs_f64();
+                    let mut run = run;
+                    if !run.reported && run.samples >= self.opts.odd_min_samples && long {
+                        run.reported = true;
+                        fails.push((
+                            "D2",
+                            self.evidence(
+                                g,
+                                Some(i),
+                                Some("seq".into()),
+                                None,
+                                format!(
+                                    "stayed odd at {seq} from {:.3} s to {now:.3} s over {} \
+                                     samples (bound {:?} and {} samples); the consumer reported \
+                                     the record busy after {attempts} attempts each time",
+                                    run.since_s,
+                                    run.samples,
+                                    self.opts.odd_bound,
+                                    self.opts.odd_min_samples
+                                ),
+                            ),
+                        ));
+                    }
+                    live.odd[iu] = Some(run);
+                }
+                RecordStatus::Consistent => {
+                    live.odd[iu] = None;
+                    let words = rec.words();
+                    // D1: counters change only with a new seq (a writer
+                    // whose private seq restarted reuses seq values, and a
+                    // reader straddling such an update accepts a torn copy).
+                    match &mut live.last_read[iu] {
+                        Some((s, prev)) if *s == rec.seq() && prev.as_slice() != words => {
+                            let k = prev
+                                .iter()
+                                .zip(words)
+                                .position(|(a, b)| a != b)
+                                .unwrap_or(0);
+                            fails.push((
+                                "D1",
+                                self.evidence(
+                                    g,
+                                    Some(i),
+                                    live.word_names.get(k).cloned(),
+                                    None,
+                                    format!(
+                                        "counters changed without a new seq: seq {s} read twice, \
+                                         {:#x} then {:#x}",
+                                        prev[k], words[k]
+                                    ),
+                                ),
+                            ));
+                            prev.clone_from_slice(words);
+                        }
+                        Some((s, prev)) => {
+                            *s = rec.seq();
+                            prev.clone_from_slice(words);
+                        }
+                        slot @ None => *slot = Some((rec.seq(), words.to_vec())),
+                    }
+                    // D5: a word with the top bit set is all ones.
+                    for (k, &w) in words.iter().enumerate() {
+                        if w & INACTIVE_BIT != 0
+                            && w != INACTIVE
+                            && live.reported.insert(("D5", i, k as u64))
+                        {
+                            fails.push((
+                                "D5",
+                                self.evidence(
+                                    g,
+                                    Some(i),
+                                    live.word_names.get(k).cloned(),
+                                    None,
+                                    format!(
+                                        "inactive word holds {w:#018x}, not the canonical marker \
+                                         {INACTIVE:#018x}"
+                                    ),
+                                ),
+                            ));
+                        }
+                    }
+                    // D3, D4: monotonic scalars never decrease.
+                    let nm = live.mono.len();
+                    for (m, mono) in live.mono.iter().enumerate() {
+                        let slot = iu * nm + m;
+                        match words.get(mono.word).copied().filter(|&w| is_active(w)) {
+                            Some(w) => {
+                                if let Some(prev) = live.last_mono[slot] {
+                                    if w < prev {
+                                        fails.push((
+                                            mono.rule,
+                                            self.evidence(
+                                                g,
+                                                Some(i),
+                                                Some(mono.name.clone()),
+                                                None,
+                                                format!(
+                                                    "decreased from {prev} to {w} (seq {})",
+                                                    rec.seq()
+                                                ),
+                                            ),
+                                        ));
+                                    }
+                                }
+                                live.last_mono[slot] = Some(w);
+                            }
+                            // Inactive (absent, overflowed, unplugged): a
+                            // later active value starts a new life.
+                            None => live.last_mono[slot] = None,
+                        }
+                    }
+                    // R16: a used vCPU slot has its running time active.
+                    if vcpu && running_known {
+                        let used = words.iter().any(|&w| is_active(w));
+                        let running = words.first().is_some_and(|&w| is_active(w));
+                        if used && !running && live.reported.insert(("R16", i, 0)) {
+                            fails.push((
+                                "R16",
+                                self.evidence(
+                                    g,
+                                    Some(i),
+                                    Some("runstate_running_time".into()),
+                                    None,
+                                    "the slot has active counters but its running time is \
+                                     inactive: it can be told neither used nor unused"
+                                        .into(),
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => live.odd[iu] = None,
+            }
+        }
+        for id in ["D1", "D2", "D3", "D4", "D5"] {
+            self.book.pass(id);
+        }
+        if vcpu && running_known {
+            self.book.pass("R16");
+        } else if vcpu {
+            self.book.skip(
+                "R16",
+                "the table's abi_size does not reach runstate_running_time",
+            );
+        }
+        for (id, ev) in fails {
+            self.book.fail(id, ev);
+        }
+    }
+
+    /// Compares the head (D6) and the words outside the records (D7) with
+    /// their values when attaching.
+    fn check_raw(&mut self, live: &mut Live) {
+        let Some(raw) = live.raw.clone() else {
+            // Without a raw view: the header and extension header only.
+            if live.table.is_stale() && live.reported.insert(("D6", u32::MAX, 0)) {
+                let ev = self.evidence(
+                    live.generation,
+                    None,
+                    Some("header or extension header".into()),
+                    None,
+                    "changed since validation (vstats_consumer::Table::is_stale)".into(),
+                );
+                self.book.fail("D6", ev);
+            }
+            self.book.pass("D6");
+            return;
+        };
+        let now = self.now_s();
+        for (k, chunk) in live.head.chunks_exact(4).enumerate() {
+            let off = 4 * k as u64;
+            let base = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let Some(v) = raw.load_u32(off) else { break };
+            if v != base && live.reported.insert(("D6", u32::MAX, off)) {
+                let ev = self.evidence(
+                    live.generation,
+                    None,
+                    Some(head_field(off, &live.info, &live.head)),
+                    Some(off),
+                    format!("changed after publication: {base:#010x} -> {v:#010x}"),
+                );
+                self.book.fail("D6", ev);
+            }
+        }
+        self.book.pass("D6");
+        let len = raw.len() as u64;
+        let mut k = 0;
+        let (base, changed, samples) = (&live.outside_base, &mut live.changed, self.samples);
+        for_each_outside(&live.info, len, |off, kind| {
+            let v = load_outside(&raw, off, kind).unwrap_or(0);
+            if let Some(&old) = base.get(k) {
+                if v != old {
+                    changed.entry(off).or_insert(Change {
+                        kind,
+                        old,
+                        new: v,
+                        at_s: now,
+                        sample: samples,
+                    });
+                }
+            }
+            k += 1;
+        });
+        self.book.pass("D7");
+        self.book.pass("P9");
+    }
+
+    /// Ends the current attachment: attributes the changes outside the
+    /// records to P9 (the RFC v3 addressing bug) or D7.
+    fn settle(&mut self) {
+        let Some(live) = self.live.take() else {
+            return;
+        };
+        let info = &live.info;
+        let (offset, size) = (u64::from(info.header.offset), u64::from(info.header.size));
+        // P9: vCPU i written at offset + i * size: a changing word there
+        // while record i's own seq never moved.
+        let mut phantoms: Vec<(u32, u64)> = Vec::new();
+        if live.samples >= 2 {
+            for i in 1..info.nr_records {
+                let at = offset + u64::from(i) * size;
+                if live.changed.contains_key(&at) && !live.seq_moved[i as usize] {
+                    phantoms.push((i, at));
+                }
+            }
+        }
+        for &(i, at) in &phantoms {
+            let c = live.changed[&at];
+            let ev = Evidence {
+                generation: live.generation,
+                sample: c.sample,
+                at_s: c.at_s,
+                record: Some(i),
+                field: Some("seq".into()),
+                offset: Some(at),
+                detail: format!(
+                    "record {i}'s seq never moved while the word at offset + {i} * size = {at:#x} \
+                     ({}) changed {:#x} -> {:#x}: the writer puts vCPU {i} at offset + i * size, \
+                     readers read it at offset + i * stride (the RFC v3 bug)",
+                    c.kind.describe(),
+                    c.old,
+                    c.new
+                ),
+            };
+            self.book.fail("P9", ev);
+        }
+        for (&off, c) in &live.changed {
+            let in_phantom = phantoms.iter().any(|&(_, at)| off >= at && off < at + size);
+            if in_phantom {
+                continue;
+            }
+            let ev = Evidence {
+                generation: live.generation,
+                sample: c.sample,
+                at_s: c.at_s,
+                record: record_of(c.kind),
+                field: Some(c.kind.describe()),
+                offset: Some(off),
+                detail: format!("changed after publication: {:#x} -> {:#x}", c.old, c.new),
+            };
+            self.book.fail("D7", ev);
+        }
+    }
+
+    /// Ends the check and reports every rule.
+    pub fn finish(mut self) -> TableReport {
+        self.settle();
+        if self.attachments.len() < 2 {
+            self.book
+                .skip("D8", "the producer did not restart during the check");
+        }
+        for r in RULES.iter().filter(|r| r.when == When::Dynamic) {
+            self.book.skip(r.id, "no sample was taken");
+        }
+        TableReport {
+            duration_s: self.now_s(),
+            target: self.target,
+            attachments: self.attachments,
+            samples: self.samples,
+            error: self.error,
+            events: self.events,
+            rules: self.book.results(),
+        }
+    }
+}
+
+fn record_of(kind: Outside) -> Option<u32> {
+    match kind {
+        Outside::Pad(i) | Outside::Padding(i) => Some(i),
+        Outside::Tail => None,
+    }
+}

@@ -1,0 +1,65 @@
+//! The vstats invariant checker: attaches to live stats tables and checks
+//! every rule of `docs/abi.md` that can be seen from outside the producer,
+//! once on the table as published and then at every sample, and reports
+//! each rule with PASS, FAIL (with evidence) or SKIP (with the reason).
+//!
+//! This is the "something in tools/tests/ which can attach to a running VM
+//! and assess the correctness of the invariants" of the ABI discussion.
+//!
+//! * [`checker`]: [`run_check`] (attach, sample for a duration, report) and
+//!   [`Checker`] (the same one step at a time).
+//! * [`rules`]: the rule catalogue (R1-R13, R16-R18, P1, P4, P7-P9,
+//!   D1-D8); `tests/invariants/README.md` says how each is checked.
+//! * [`report`]: [`Report`], printed as text or JSON, with the exit code.
+//! * [`fault`]: fault-injecting producers, one per rule, for the corpus of
+//!   broken tables the checker must catch.
+//! * [`raw`]: the read-only whole-mapping view (and a writable one for
+//!   the fault injectors); the only module with `unsafe`.
+//!
+//! # Examples
+//!
+//! Check a table published by the real producer, in a file, for a few
+//! milliseconds:
+//!
+//! ```
+//! use std::time::Duration;
+//! use vstats_invariants::{fault::{with_fault_table, Fault}, run_check, CheckOptions, Target};
+//!
+//! let dir = std::env::temp_dir().join(format!("vstats-inv-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("vcpu");
+//! let report = with_fault_table(&path, Fault::None, 1, 4, |producer| {
+//!     producer.step();
+//!     let opts = CheckOptions { duration: Duration::from_millis(30), ..CheckOptions::default() };
+//!     run_check(vec![Target::Path(path.clone())], &opts)
+//! })?;
+//! assert!(report.passed, "{report}");
+//! assert_eq!(report.exit_code(), 0);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # For `xen-vcpus-stats check`
+//!
+//! The Xen backend maps the resource itself and hands the mapping over as
+//! a [`Target::Memory`] (wrap the pointer with the `unsafe`
+//! [`RawView::from_raw_parts`], giving it the foreign-mapping handle as
+//! the owner): every rule is checked. A [`Target::Table`] (an opened
+//! `vstats_consumer::Table` only) also works but skips P4, D7 and P9 and
+//! narrows D6 to the header, because the consumer exposes no loads outside
+//! the head and the records. Then [`run_check`] with [`CheckOptions`], print
+//! the [`Report`] (`Display`, or [`Report::to_json`]) and exit with
+//! [`Report::exit_code`].
+#![deny(unsafe_code)]
+
+pub mod checker;
+pub mod fault;
+#[allow(unsafe_code)]
+pub mod raw;
+pub mod report;
+pub mod rules;
+mod statics;
+
+pub use checker::{run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};
+pub use raw::RawView;
+pub use report::{Report, Status, TableReport};

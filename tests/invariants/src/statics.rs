@@ -1,0 +1,364 @@
+//! The static rules: what is checked once per attachment, on the table as
+//! published.
+
+use vstats_abi::{
+    desc::Descriptor,
+    header::{ExtHeader, EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
+    record::{DOMAIN_STD_DESCRIPTORS, INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
+    Error, TableInfo, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+};
+use zerocopy::FromBytes;
+
+use crate::raw::RawView;
+
+/// A word of the record area the producer does not own after publication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outside {
+    /// The `_pad` word of record `i` (a `u32` at `start + 4`).
+    Pad(u32),
+    /// A `u64` of the padding `[start + size, start + stride)` of record `i`.
+    Padding(u32),
+    /// A `u64` (or, at the very end of an odd-sized mapping, a `u32`) after
+    /// the last record.
+    Tail,
+}
+
+impl Outside {
+    /// Width in bytes.
+    fn width(self, off: u64, len: u64) -> u64 {
+        match self {
+            Outside::Pad(_) => 4,
+            Outside::Padding(_) => 8,
+            Outside::Tail if off + 8 <= len => 8,
+            Outside::Tail => 4,
+        }
+    }
+
+    /// What to call it in evidence.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Outside::Pad(i) => format!("record {i} _pad"),
+            Outside::Padding(i) => format!("padding after record {i} (between size and stride)"),
+            Outside::Tail => "tail after the last record".to_owned(),
+        }
+    }
+}
+
+/// Calls `f(offset, kind)` for every word of `[offset, len)` outside the
+/// records' seq words and counters: each record's `_pad`, the padding
+/// between `size` and `stride`, and the tail after the last record. Bytes
+/// of a mapping whose length is not a multiple of 4 that are left over are
+/// not visited.
+pub(crate) fn for_each_outside(info: &TableInfo, len: u64, mut f: impl FnMut(u64, Outside)) {
+    let (offset, size, stride) = (
+        u64::from(info.header.offset),
+        u64::from(info.header.size),
+        u64::from(info.header.stride),
+    );
+    for i in 0..info.nr_records {
+        let start = offset + u64::from(i) * stride;
+        f(start + 4, Outside::Pad(i));
+        let mut off = start + size;
+        while off < start + stride {
+            f(off, Outside::Padding(i));
+            off += 8;
+        }
+    }
+    let mut off = offset + u64::from(info.nr_records) * stride;
+    while off + 4 <= len {
+        f(off, Outside::Tail);
+        off += Outside::Tail.width(off, len);
+    }
+}
+
+/// Loads the word at `off` of the width `kind` has there.
+pub(crate) fn load_outside(raw: &RawView, off: u64, kind: Outside) -> Option<u64> {
+    match kind.width(off, raw.len() as u64) {
+        8 => raw.load_u64(off),
+        _ => raw.load_u32(off).map(u64::from),
+    }
+}
+
+/// The inactive marker of a word of this kind and width.
+pub(crate) fn marker(kind: Outside, off: u64, len: u64) -> u64 {
+    match kind.width(off, len) {
+        8 => INACTIVE,
+        _ => u64::from(PAD_INACTIVE),
+    }
+}
+
+/// Copies the head with the consumer's copy-then-validate loop (the header
+/// first, then `[0, offset)` as the header asks) and validates it. Returns
+/// the copy and the outcome.
+pub(crate) fn copy_and_validate(raw: &RawView) -> (Vec<u8>, Result<TableInfo, Error>) {
+    let len = raw.len() as u64;
+    let mut want = HEADER_SIZE as usize;
+    let mut head = raw.copy_prefix(want);
+    for _ in 0..4 {
+        match vstats_abi::validate(&head, len) {
+            Err(Error::HeadTruncated { need, .. })
+                if need as usize > want && u64::from(need) <= len =>
+            {
+                want = need as usize;
+                head = raw.copy_prefix(want);
+            }
+            r => return (head, r),
+        }
+    }
+    let r = vstats_abi::validate(&head, len);
+    (head, r)
+}
+
+/// Every descriptor-rule violation (R11 to R13) of a table whose header
+/// rules held, each descriptor checked on its own (`validate` stops at the
+/// first), as `(rule, what)`. `head` is the copy that was validated.
+pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'static str, String)> {
+    let Some(Ok((ext, _))) = head
+        .get(EXT_HEADER_OFFSET as usize..)
+        .map(ExtHeader::read_from_prefix)
+    else {
+        return Vec::new();
+    };
+    let get = |i: u32| -> Option<Descriptor> {
+        let at = u64::from(ext.desc_offset) + u64::from(i) * u64::from(ext.desc_stride);
+        let bytes = head.get(usize::try_from(at).ok()?..)?;
+        Descriptor::read_from_prefix(bytes).ok().map(|(d, _)| d)
+    };
+    let std = standard_fields(magic);
+    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let fail = |e: Error| (e.rule(), e.to_string());
+    let mut ok = Vec::new();
+    // R9 (checked before the descriptors) bounds desc_count by 1024.
+    for i in 0..ext.desc_count.min(1024) {
+        let Some(d) = get(i) else { continue };
+        if let Err(e) = d.check_self(i, size) {
+            errors.push(fail(e));
+            continue;
+        }
+        // R13: a standard field's name only at its offset, one word.
+        match std.iter().find(|s| s.name == d.name) {
+            Some(s) if s.offset != d.offset || d.count != 1 => {
+                errors.push((
+                    "R13",
+                    format!(
+                        "R13: descriptor {i}: standard field name at offset {}, the standard \
+                         offset is {} (count 1)",
+                        d.offset, s.offset
+                    ),
+                ));
+            }
+            _ => ok.push((i, d)),
+        }
+    }
+    let mut fail = |e: Error| errors.push((e.rule(), e.to_string()));
+    for (a, (i, d)) in ok.iter().enumerate() {
+        for (j, o) in &ok[..a] {
+            if o.name == d.name {
+                fail(Error::DescNameDuplicate {
+                    index: *i,
+                    other: *j,
+                });
+            }
+            // check_self bounded both by size: no overflow.
+            if d.offset < o.offset + 8 * o.count && o.offset < d.offset + 8 * d.count {
+                fail(Error::DescOverlap {
+                    index: *i,
+                    other: *j,
+                });
+            }
+        }
+    }
+    errors
+}
+
+/// The standard fields of a table with `magic`.
+fn standard_fields(magic: u32) -> &'static [Descriptor] {
+    match magic {
+        VCPU_STATS_MAGIC => VCPU_STD_DESCRIPTORS,
+        DOMAIN_STATS_MAGIC => DOMAIN_STD_DESCRIPTORS,
+        _ => &[],
+    }
+}
+
+/// R17 as a producer keeps it: a descriptor at the offset of a standard
+/// field this revision knows, inside the producer's `abi_size`, describes
+/// that field (name, kind, unit, base, exponent, one word). (A standard
+/// name at another offset is R13, which `validate` checks.) Returns `(descriptor index, what is
+/// wrong)` for each violation.
+pub(crate) fn standard_field_errors(head: &[u8], info: &TableInfo) -> Vec<(u32, String)> {
+    let std = standard_fields(info.header.magic);
+    let mut out = Vec::new();
+    for i in 0..info.desc_count() {
+        let Some(d) = info.descriptor(head, i) else {
+            continue;
+        };
+        let name = d.name_str().unwrap_or("?");
+        if let Some(s) = std
+            .iter()
+            .find(|s| s.offset == d.offset && info.has_std_field(s.offset))
+        {
+            let same = d.name == s.name
+                && d.kind == s.kind
+                && d.unit == s.unit
+                && d.base == s.base
+                && d.exponent == s.exponent
+                && d.count == 1;
+            if !same {
+                out.push((
+                    i,
+                    format!(
+                        "descriptor {i} ({name}, kind {}, unit {}, base {}, exponent {}, count {}) \
+                         sits at offset {} inside abi_size {}, where the standard field {} \
+                         (kind {}, unit {}, base {}, exponent {}) lives",
+                        d.kind.0,
+                        d.unit.0,
+                        d.base.0,
+                        d.exponent,
+                        d.count,
+                        d.offset,
+                        info.abi_size,
+                        s.name_str().unwrap_or("?"),
+                        s.kind.0,
+                        s.unit.0,
+                        s.base.0,
+                        s.exponent
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Names a byte of the head for evidence: a header or extension header
+/// field, a descriptor's field, or reserved.
+pub(crate) fn head_field(off: u64, info: &TableInfo, head: &[u8]) -> String {
+    const HEADER: [&str; 4] = ["magic", "offset", "size", "stride"];
+    const EXT: [&str; 10] = [
+        "ext_magic",
+        "ext_size",
+        "nr_records",
+        "page_shift",
+        "abi_size",
+        "desc_offset",
+        "desc_count",
+        "desc_stride",
+        "generation (low half)",
+        "generation (high half)",
+    ];
+    if off < u64::from(HEADER_SIZE) {
+        return format!("header.{}", HEADER[(off / 4) as usize]);
+    }
+    if let Some(e) = info.ext {
+        let ext_end = u64::from(EXT_HEADER_OFFSET) + u64::from(e.ext_size);
+        if off < u64::from(EXT_HEADER_END) {
+            return format!("ext.{}", EXT[((off - 16) / 4) as usize]);
+        }
+        if off < ext_end {
+            return "ext (a field of a later revision)".to_owned();
+        }
+        let (d0, stride) = (u64::from(e.desc_offset), u64::from(e.desc_stride.max(1)));
+        let d_end = d0 + u64::from(e.desc_count) * stride;
+        if e.desc_count > 0 && (d0..d_end).contains(&off) {
+            let i = ((off - d0) / stride) as u32;
+            let within = (off - d0) % stride;
+            let name = info
+                .descriptor(head, i)
+                .and_then(|d| d.name_str().map(str::to_owned))
+                .unwrap_or_default();
+            let field = match within {
+                0..48 => "name",
+                48..52 => "offset",
+                52..56 => "count",
+                56..60 => "kind/unit/base/exponent",
+                60..64 => "bucket_size",
+                _ => "a field of a later revision",
+            };
+            return format!("descriptor {i} ({name}).{field}");
+        }
+    }
+    "reserved".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use vstats_abi::{
+        desc::{Base, Kind, Unit},
+        layout::{Layout, LayoutParams},
+    };
+
+    use super::*;
+
+    fn table(descs: &[Descriptor], size: u32) -> (Vec<u8>, Layout) {
+        let l = Layout::compute(&LayoutParams {
+            record_size: size,
+            abi_size: 40,
+            desc_count: descs.len() as u32,
+            ..LayoutParams::vcpu(2)
+        })
+        .unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 9, descs).unwrap();
+        (b, l)
+    }
+
+    #[test]
+    fn outside_words_cover_pad_padding_and_tail() {
+        let (b, l) = table(VCPU_STD_DESCRIPTORS, 40);
+        let info = vstats_abi::validate(&b, b.len() as u64).unwrap();
+        let mut seen = Vec::new();
+        for_each_outside(&info, b.len() as u64, |o, k| seen.push((o, k)));
+        let r0 = u64::from(l.offset);
+        assert_eq!(seen[0], (r0 + 4, Outside::Pad(0)));
+        assert_eq!(seen[1], (r0 + 40, Outside::Padding(0)));
+        assert_eq!(seen[3], (r0 + 56, Outside::Padding(0)));
+        assert_eq!(seen[4], (r0 + 64 + 4, Outside::Pad(1)));
+        let tail = r0 + 2 * 64;
+        assert_eq!(seen[8], (tail, Outside::Tail));
+        assert_eq!(seen.last().unwrap().0, 4096 - 8);
+    }
+
+    #[test]
+    fn every_descriptor_error_is_found() {
+        let d = |n, off| Descriptor::scalar(n, off, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0);
+        let mut bad_unit = d("u", 24);
+        bad_unit.unit = Unit(99);
+        let descs = [
+            d("runstate_running_time", 8),
+            d("a", 16),
+            bad_unit,
+            d("a", 32),
+            d("z", 32),
+        ];
+        let (b, _) = table(&descs, 48);
+        let first = vstats_abi::validate(&b, b.len() as u64).unwrap_err();
+        assert_eq!(first.rule(), "R12");
+        let all = descriptor_errors(&b, VCPU_STATS_MAGIC, 48);
+        let rules: Vec<_> = all.iter().map(|e| e.0).collect();
+        assert_eq!(rules, ["R12", "R11", "R13"], "{all:?}");
+    }
+
+    #[test]
+    fn standard_fields_must_keep_their_meaning() {
+        let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+        descs[1] = Descriptor::scalar("exits", 16, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0);
+        let (b, _) = table(&descs, 40);
+        let info = vstats_abi::validate(&b, b.len() as u64).unwrap();
+        let errs = standard_field_errors(&b, &info);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].1.contains("runstate_runnable_time"), "{errs:?}");
+        let (good, _) = table(VCPU_STD_DESCRIPTORS, 40);
+        let info = vstats_abi::validate(&good, good.len() as u64).unwrap();
+        assert!(standard_field_errors(&good, &info).is_empty());
+        assert_eq!(head_field(0, &info, &good), "header.magic");
+        assert_eq!(head_field(48, &info, &good), "ext.generation (low half)");
+        assert_eq!(
+            head_field(56 + 64 + 57, &info, &good),
+            "descriptor 1 (runstate_runnable_time).kind/unit/base/exponent"
+        );
+        assert_eq!(
+            head_field(info.header.offset as u64 - 4, &info, &good),
+            "reserved"
+        );
+    }
+}
