@@ -4,7 +4,9 @@
 //! each rule with PASS, FAIL (with evidence) or SKIP (with the reason).
 //!
 //! This is the "something in tools/tests/ which can attach to a running VM
-//! and assess the correctness of the invariants" of the ABI discussion.
+//! and assess the correctness of the invariants" of the ABI discussion,
+//! and its "compile for each change of the ABI and assess the correctness
+//! for all" is the compatibility matrix in [`compat`].
 //!
 //! * [`checker`]: [`run_check`] (attach, sample for a duration, report) and
 //!   [`Checker`] (the same one step at a time).
@@ -13,6 +15,8 @@
 //! * [`report`]: [`Report`], printed as text or JSON, with the exit code.
 //! * [`fault`]: fault-injecting producers, one per rule, for the corpus of
 //!   broken tables the checker must catch.
+//! * [`compat`]: three revisions of the vCPU record, each with its own
+//!   producer and consumer built from its own copy of the definitions.
 //! * [`raw`]: the read-only whole-mapping view (and a writable one for
 //!   the fault injectors); the only module with `unsafe`.
 //!
@@ -53,6 +57,7 @@
 #![deny(unsafe_code)]
 
 pub mod checker;
+pub mod compat;
 pub mod fault;
 #[allow(unsafe_code)]
 pub mod raw;
