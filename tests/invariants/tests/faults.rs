@@ -211,7 +211,9 @@ fn a_restarted_producer_is_followed_and_old_values_are_never_new() {
     a.kill();
     assert!(!old.file_replaced().unwrap(), "killed, not yet replaced");
 
-    let _b = Proc::producer(&path, &["--interval-ms", "1"]);
+    // The new producer does one update round, then waits a minute: its
+    // values stay those of step 1 while the test reads them.
+    let _b = Proc::producer(&path, &["--interval-ms", "60000"]);
     // The consumer notices and re-attaches.
     assert!(old.file_replaced().unwrap());
     let new = old.reopen().unwrap();
@@ -219,10 +221,12 @@ fn a_restarted_producer_is_followed_and_old_values_are_never_new() {
     let mut after = RecordSnapshot::new(&new);
     new.snapshot_record(0, &mut after).unwrap();
     let running = new.counter("runstate_running_time").unwrap();
-    assert!(
-        after.running() < before.running(),
+    assert_eq!(
+        consistent_step(&after),
+        Some(1),
         "the new producer starts over"
     );
+    assert!(after.running() < before.running());
     assert_eq!(
         delta(&before, &after, running),
         Delta::Reset,

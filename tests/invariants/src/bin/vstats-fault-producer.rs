@@ -1,7 +1,8 @@
 //! `vstats-fault-producer`: publishes a vCPU table with the real producer
 //! and updates it, injecting one fault (`--fault NAME`, see
 //! `vstats_invariants::fault::Fault`), as a real process that tests can
-//! kill and restart. Prints `published <path>` once the table exists, and
+//! kill and restart. Prints `published <path>` once the table exists and
+//! every record was written once (before that with `--hold-at 1`), and
 //! `mid-update record <i> seq <s>` when `--hold-at` makes it stop inside
 //! an update (it then sleeps until killed).
 
@@ -62,10 +63,17 @@ fn run() -> Result<ExitCode> {
     let interval = Duration::from_millis(args.interval_ms);
     with_fault_table(&args.path, fault, generation, args.vcpus, |d| {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "published {}", args.path.display())?;
-        out.flush()?;
+        let mut published = false;
+        let mut publish = |out: &mut std::io::StdoutLock<'_>| -> Result<()> {
+            if !std::mem::replace(&mut published, true) {
+                writeln!(out, "published {}", args.path.display())?;
+                out.flush()?;
+            }
+            Ok(())
+        };
         loop {
             if args.hold_at == Some(d.steps() + 1) {
+                publish(&mut out)?;
                 let seq = d.begin_and_hold(1).context("no record 1")?;
                 writeln!(out, "mid-update record 1 seq {seq}")?;
                 out.flush()?;
@@ -74,6 +82,8 @@ fn run() -> Result<ExitCode> {
                 }
             }
             d.step();
+            // Live: every record has been written once.
+            publish(&mut out)?;
             if deadline.is_some_and(|t| Instant::now() >= t) {
                 return Ok(ExitCode::SUCCESS);
             }
