@@ -12,7 +12,7 @@ use std::{io, path::Path};
 use vstats_abi::{
     desc::{Base, Descriptor, Kind, Unit, NAME_LEN},
     layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE},
-    VCPU_STATS_MAGIC,
+    INACTIVE, VCPU_STATS_MAGIC,
 };
 use vstats_producer::{shm::ShmTable, TableSpec};
 
@@ -27,7 +27,15 @@ pub fn pattern(v: u64, k: u32) -> u64 {
 }
 
 /// Whether `words` (at seq `seq`) is a snapshot the producer published.
+///
+/// Seq 0 is the record as the producer initialised it, before its first
+/// update: every counter word inactive. A consumer that attaches between
+/// the table's publication and the writer's first update sees exactly that,
+/// and it is a consistent state, not a torn one.
 pub fn is_consistent(seq: u32, words: &[u64]) -> bool {
+    if seq == 0 {
+        return words.iter().all(|&w| w == INACTIVE);
+    }
     let v = u64::from(seq / 2);
     seq % 2 == 0 && words.iter().zip(0..).all(|(&w, k)| w == pattern(v, k))
 }
@@ -91,5 +99,17 @@ mod tests {
         let mut torn = good.clone();
         torn[3] = pattern(8, 3);
         assert!(!is_consistent(14, &torn), "one word from the next update");
+    }
+
+    #[test]
+    fn the_initial_state_is_consistent_and_only_at_seq_zero() {
+        let fresh = vec![INACTIVE; WORDS as usize];
+        assert!(is_consistent(0, &fresh));
+        assert!(!is_consistent(2, &fresh), "inactive words after an update");
+        let first: Vec<u64> = (0..WORDS).map(|k| pattern(1, k)).collect();
+        assert!(!is_consistent(0, &first), "update 1's words at seq 0");
+        let mut half = fresh.clone();
+        half[0] = pattern(1, 0);
+        assert!(!is_consistent(0, &half), "first update half written");
     }
 }
