@@ -199,6 +199,21 @@ pub enum Error {
         /// Index of the other.
         other: u32,
     },
+    /// A descriptor uses the name of a standard field at another offset or
+    /// with a count other than 1.
+    DescStdMismatch {
+        /// Descriptor index.
+        index: u32,
+        /// The offset it gives.
+        offset: u32,
+        /// The standard field's offset.
+        std_offset: u32,
+    },
+    /// A domain table does not have exactly one record.
+    DomainRecordCount {
+        /// The number of records it has.
+        nr_records: u32,
+    },
     /// A layout request is out of range.
     BadLayoutParam {
         /// Which parameter.
@@ -235,7 +250,9 @@ impl Error {
             | Error::DescBadBucketSize { .. } => "R12",
             Error::DescOffsetMisaligned { .. }
             | Error::DescOutsideRecord { .. }
-            | Error::DescOverlap { .. } => "R13",
+            | Error::DescOverlap { .. }
+            | Error::DescStdMismatch { .. } => "R13",
+            Error::DomainRecordCount { .. } => "R18",
             Error::BadLayoutParam { .. } => "L1",
         }
     }
@@ -330,6 +347,14 @@ impl fmt::Display for Error {
             ),
             Error::DescOverlap { index, other } => {
                 write!(f, "descriptor {index}: overlaps descriptor {other}")
+            }
+            Error::DescStdMismatch { index, offset, std_offset } => write!(
+                f,
+                "descriptor {index}: standard field name at offset {offset}, \
+                 the standard offset is {std_offset} (count 1)"
+            ),
+            Error::DomainRecordCount { nr_records } => {
+                write!(f, "a domain table has exactly one record, this one has {nr_records}")
             }
             Error::BadLayoutParam { param, value } => {
                 write!(f, "layout parameter {param} = {value} is out of range")

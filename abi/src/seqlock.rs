@@ -8,18 +8,18 @@
 //!
 //! | writer ([`SeqWriter`])              | reader ([`read_consistent`])             |
 //! |-------------------------------------|------------------------------------------|
-//! | W1 `seq.store(s+1, Relaxed)`        | R1 `s1 = seq.load(Relaxed)`; `fence(Acquire)`; odd: retry |
-//! | W2 `fence(Release)`                 | R2 counters: `load(Relaxed)` each        |
-//! | W3 counters: `store(Relaxed)` each  | R3 `fence(Acquire)`                      |
-//! | W4 `seq.store(s+2, Release)`        | R4 `s2 = seq.load(Relaxed)`; `s1 != s2`: retry |
+//! | W1 `seq.store(s+1, Relaxed)`        | S1 `s1 = seq.load(Relaxed)`; `fence(Acquire)`; odd: retry |
+//! | W2 `fence(Release)`                 | S2 counters: `load(Relaxed)` each        |
+//! | W3 counters: `store(Relaxed)` each  | S3 `fence(Acquire)`                      |
+//! | W4 `seq.store(s+2, Release)`        | S4 `s2 = seq.load(Relaxed)`; `s1 != s2`: retry |
 //!
-//! Pairings: W4 (release store) with R1 (relaxed load then acquire fence):
-//! a reader that sees `s+2` sees every counter stored before it. R1 is a
+//! Pairings: W4 (release store) with S1 (relaxed load then acquire fence):
+//! a reader that sees `s+2` sees every counter stored before it. S1 is a
 //! relaxed load plus a fence rather than an acquire load because Rust
 //! guarantees only `Relaxed` atomic loads on read-only memory, and
-//! consumers map the table read-only; the ordering is the same. W2 (release fence) with R3
-//! (acquire fence): a reader whose R2 saw any counter stored at W3 of an
-//! update also sees W1 of that update at R4, so `s2 != s1` and it retries.
+//! consumers map the table read-only; the ordering is the same. W2 (release fence) with S3
+//! (acquire fence): a reader whose S2 saw any counter stored at W3 of an
+//! update also sees W1 of that update at S4, so `s2 != s1` and it retries.
 //! On x86-64 every one of these is a plain `mov`; the fences only stop the
 //! compiler from reordering.
 //!
@@ -52,17 +52,20 @@ impl SeqWriter {
     }
 
     /// The seq value the shared word holds after the writer's last store.
+    #[inline]
     pub const fn current(&self) -> u32 {
         self.seq
     }
 
     /// Whether an update is in progress (between `begin` and `end`).
+    #[inline]
     pub const fn in_update(&self) -> bool {
         self.seq & 1 == 1
     }
 
     /// W1 and W2: marks the record as being updated. Idempotent while an
     /// update is already in progress.
+    #[inline]
     pub fn begin(&mut self, seq: &AtomicU32) {
         if self.in_update() {
             return;
@@ -74,10 +77,12 @@ impl SeqWriter {
 
     /// W4: publishes the update. Does nothing when no update is in
     /// progress.
+    #[inline]
     pub fn end(&mut self, seq: &AtomicU32) {
         self.end_with(seq, Ordering::Release);
     }
 
+    #[inline]
     fn end_with(&mut self, seq: &AtomicU32, order: Ordering) {
         if !self.in_update() {
             return;
@@ -104,7 +109,7 @@ pub struct Busy {
     pub attempts: u32,
 }
 
-/// R1 to R4: runs `body` (which must only do relaxed atomic loads of the
+/// S1 to S4: runs `body` (which must only do relaxed atomic loads of the
 /// record) until it ran entirely inside one even seq value, at most
 /// `attempts` times (0 is taken as 1), and returns that seq and the body's
 /// result. Between attempts it calls `core::hint::spin_loop`.
@@ -130,7 +135,7 @@ fn read_with<R>(
     let attempts = attempts.max(1);
     let mut last = 0;
     for _ in 0..attempts {
-        // R1.
+        // S1.
         let s1 = seq.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
         last = s1;
@@ -153,7 +158,7 @@ fn read_with<R>(
     })
 }
 
-/// The model's deliberately broken reader: without R3. Exists only under
+/// The model's deliberately broken reader: without S3. Exists only under
 /// `--cfg loom`.
 #[cfg(loom)]
 pub fn read_consistent_weakened<R>(

@@ -202,9 +202,13 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
     }
     // R8: no record crosses a page boundary.
     check_pages(offset, size, stride, nr_records, page_size)?;
-    // R10-R13: the descriptors.
+    // R18: one domain record.
+    if magic == DOMAIN_STATS_MAGIC && nr_records != 1 {
+        return Err(Error::DomainRecordCount { nr_records });
+    }
+    // R11-R13: the descriptors.
     if let Some(e) = ext {
-        check_descriptors(head, &e, size)?;
+        check_descriptors(head, &e, magic, size)?;
     }
     Ok(TableInfo {
         header,
@@ -300,8 +304,8 @@ fn check_pages(offset: u32, size: u32, stride: u32, nr: u32, page: u32) -> Resul
     Ok(())
 }
 
-fn check_descriptors(head: &[u8], e: &ExtHeader, size: u32) -> Result<()> {
-    check_descriptor_set(e.desc_count, size, |i| {
+fn check_descriptors(head: &[u8], e: &ExtHeader, magic: u32, size: u32) -> Result<()> {
+    check_descriptor_set(e.desc_count, magic, size, |i| {
         let at = u64::from(e.desc_offset) + u64::from(i) * u64::from(e.desc_stride);
         usize::try_from(at)
             .ok()
@@ -315,19 +319,25 @@ fn check_descriptors(head: &[u8], e: &ExtHeader, size: u32) -> Result<()> {
     })
 }
 
-/// Checks `count` descriptors of a record of `size` bytes against every
-/// descriptor rule (R11 to R13), fetching descriptor `i` with `get`. Used by
-/// [`validate`] on a table and by the producer on what it is about to
-/// publish.
+/// Checks `count` descriptors of a record of `size` bytes in a table with
+/// `magic` against every descriptor rule (R11 to R13), fetching descriptor
+/// `i` with `get`. Used by [`validate`] on a table and by the producer on
+/// what it is about to publish.
 ///
 /// # Errors
 ///
 /// The first rule broken, or whatever `get` returns.
 pub fn check_descriptor_set(
     count: u32,
+    magic: u32,
     size: u32,
     get: impl Fn(u32) -> Result<Descriptor>,
 ) -> Result<()> {
+    let std: &[Descriptor] = match magic {
+        VCPU_STATS_MAGIC => crate::record::VCPU_STD_DESCRIPTORS,
+        DOMAIN_STATS_MAGIC => crate::record::DOMAIN_STD_DESCRIPTORS,
+        _ => &[],
+    };
     for i in 0..count {
         let d = get(i)?;
         d.check_self(i, size)?;
@@ -340,6 +350,15 @@ pub fn check_descriptor_set(
             }
             if lo < o.offset + 8 * o.count && o.offset < hi {
                 return Err(Error::DescOverlap { index: i, other: j });
+            }
+        }
+        if let Some(s) = std.iter().find(|s| s.name == d.name) {
+            if s.offset != d.offset || d.count != 1 {
+                return Err(Error::DescStdMismatch {
+                    index: i,
+                    offset: d.offset,
+                    std_offset: s.offset,
+                });
             }
         }
     }
@@ -666,6 +685,52 @@ mod tests {
             mk(&[d("a", 8), d("b", 16), d("c", 24), d("d", 40)]),
             Error::DescOutsideRecord { index: 3, .. }
         ));
+    }
+
+    #[test]
+    fn standard_names_keep_their_offsets() {
+        let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+        let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+        descs.swap(0, 1);
+        (descs[0].offset, descs[1].offset) = (8, 16);
+        let mut b = vec![0u8; 4096];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &descs)
+            .unwrap();
+        assert_eq!(
+            err(&b),
+            Error::DescStdMismatch {
+                index: 0,
+                offset: 8,
+                std_offset: 16
+            }
+        );
+    }
+
+    #[test]
+    fn a_domain_table_has_one_record() {
+        let p = LayoutParams {
+            nr_records: 2,
+            ..LayoutParams::domain()
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; 4096];
+        l.write_headers(
+            &mut b,
+            DOMAIN_STATS_MAGIC,
+            1,
+            crate::record::DOMAIN_STD_DESCRIPTORS,
+        )
+        .unwrap();
+        assert_eq!(err(&b), Error::DomainRecordCount { nr_records: 2 });
+        let l = Layout::compute(&LayoutParams::domain()).unwrap();
+        l.write_headers(
+            &mut b,
+            DOMAIN_STATS_MAGIC,
+            1,
+            crate::record::DOMAIN_STD_DESCRIPTORS,
+        )
+        .unwrap();
+        assert_eq!(validate(&b, 4096).unwrap().nr_records, 1);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! let mut writers = fx.writers();
 //! let mut w0 = writers.next().unwrap();
 //! assert!(hot::producer_update4(&mut w0, 7));
-//! drop(writers);
+//! drop((w0, writers));
 //! let mut out = [0u64; 4];
 //! let rec = fx.records()[0];
 //! hot::read_record_raw(&rec, &mut out).unwrap();

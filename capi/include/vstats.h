@@ -363,10 +363,9 @@ int vstats_writer_get(struct vstats_table *t, uint32_t index, struct vstats_writ
  * lasts (docs/abi.md 5.5).
  *
  * begin returns VSTATS_EAGAIN (and starts nothing) while the table is
- * disabled, VSTATS_EPROTO inside an update. If the table is disabled in
- * the middle of an update, set and end return VSTATS_EAGAIN and the update
- * is abandoned: the record reads busy until the first update after the
- * table is enabled again.
+ * disabled, VSTATS_EPROTO inside an update. An update already begun when
+ * the table is disabled can still be completed: set and end keep working
+ * until end.
  *
  * w must come from vstats_writer_get(); the functions return VSTATS_EFAULT
  * for NULL or a pointer that is not a writer.
@@ -377,8 +376,7 @@ int vstats_writer_begin(struct vstats_writer *w);
  * Stores counter word `word` (word 0 is at byte 8 of the record; see
  * VSTATS_WORD()). A value with the top bit set (an overflow) is stored as
  * VSTATS_INACTIVE, never wrapped. Errors: VSTATS_EPROTO (outside an
- * update), VSTATS_ERANGE (word beyond the record, nothing stored),
- * VSTATS_EAGAIN.
+ * update), VSTATS_ERANGE (word beyond the record, nothing stored).
  */
 int vstats_writer_set(struct vstats_writer *w, uint32_t word, uint64_t value);
 
@@ -386,11 +384,10 @@ int vstats_writer_set(struct vstats_writer *w, uint32_t word, uint64_t value);
 int vstats_writer_set_inactive(struct vstats_writer *w, uint32_t word);
 
 /* Marks every counter of the record inactive: the slot reads as unused
- * (R16; a vCPU that went away). Errors: VSTATS_EPROTO, VSTATS_EAGAIN. */
+ * (R16; a vCPU that went away). Errors: VSTATS_EPROTO. */
 int vstats_writer_set_unused(struct vstats_writer *w);
 
-/* Ends the update: seq goes even. Errors: VSTATS_EPROTO (no update),
- * VSTATS_EAGAIN (table disabled meanwhile: the update is abandoned). */
+/* Ends the update: seq goes even. Errors: VSTATS_EPROTO (no update). */
 int vstats_writer_end(struct vstats_writer *w);
 
 /*

@@ -774,11 +774,11 @@ unsafe fn in_update(
         return VSTATS_EPROTO;
     }
     // Inside an update the producer's `begin` stores nothing (its seq is
-    // already odd); it only returns the update again, or `None` when the
-    // table was disabled meanwhile.
+    // already odd) and returns the open update again, even if the table
+    // was disabled meanwhile; `None` cannot happen here.
     match h.writer.begin() {
         Some(mut u) => f(&mut u),
-        None => VSTATS_EAGAIN,
+        None => VSTATS_EPROTO,
     }
 }
 
@@ -787,7 +787,7 @@ unsafe fn in_update(
 /// # Errors
 ///
 /// `VSTATS_EFAULT`, `VSTATS_EPROTO` (outside an update), `VSTATS_ERANGE`
-/// (beyond the record), `VSTATS_EAGAIN` (disabled).
+/// (beyond the record).
 ///
 /// # Safety
 ///
@@ -855,9 +855,8 @@ pub unsafe extern "C" fn vstats_writer_set_unused(w: *mut VstatsWriter) -> c_int
 ///
 /// # Errors
 ///
-/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (no update), `VSTATS_EAGAIN` (the
-/// table was disabled meanwhile: the update is abandoned and the record
-/// reads busy until the first update after the table is enabled again).
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (no update). An update begun before
+/// the table was disabled is still finished.
 ///
 /// # Safety
 ///
@@ -873,12 +872,13 @@ pub unsafe extern "C" fn vstats_writer_end(w: *mut VstatsWriter) -> c_int {
         return VSTATS_EPROTO;
     }
     *h.in_update = false;
+    // The open update is handed back even while the table is disabled.
     match h.writer.begin() {
         Some(u) => {
             u.finish();
             VSTATS_OK
         }
-        None => VSTATS_EAGAIN,
+        None => VSTATS_EPROTO,
     }
 }
 

@@ -11,7 +11,7 @@ use vstats_abi::{
     desc::Descriptor,
     record::{INACTIVE, VCPU_STATS_SIZE},
     validate::validate,
-    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    VCPU_STATS_MAGIC,
 };
 
 use crate::{error::*, ffi::*};
@@ -252,7 +252,7 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
 }
 
 #[test]
-fn disabling_stops_updates_and_an_abandoned_update_heals() {
+fn disabling_stops_new_updates_but_an_open_one_completes() {
     let f = Fixture::new(1);
     let w = f.get(0).unwrap();
     assert_eq!(f.set_enabled(false), VSTATS_OK);
@@ -262,15 +262,17 @@ fn disabling_stops_updates_and_an_abandoned_update_heals() {
     assert_eq!(f.set_enabled(true), VSTATS_OK);
     assert_eq!(w.begin(), VSTATS_OK);
     assert_eq!(w.set(0, 9), VSTATS_OK);
-    // Disabled in the middle of the update: abandoned, seq stays odd.
+    // Disabled in the middle of the update: the open update can still be
+    // completed, and nothing new starts after it.
     assert_eq!(f.set_enabled(false), VSTATS_OK);
-    assert_eq!(w.set(1, 9), VSTATS_EAGAIN);
-    assert_eq!(w.end(), VSTATS_EAGAIN);
-    assert_eq!(f.seq(0), 1);
-    // The first update after enabling again finishes it.
+    assert_eq!(w.set(1, 9), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert_eq!(f.seq(0), 2);
+    assert_eq!(w.begin(), VSTATS_EAGAIN);
+    assert_eq!(f.seq(0), 2);
     assert_eq!(f.set_enabled(true), VSTATS_OK);
     assert_eq!(w.update(0, &[10, 11]), VSTATS_OK);
-    assert_eq!(f.seq(0), 2);
+    assert_eq!(f.seq(0), 4);
     assert_eq!((f.word(0, 0), f.word(0, 1)), (10, 11));
 }
 
@@ -393,7 +395,7 @@ fn scattered_pages_hold_the_same_table() {
                 f.table,
                 pages,
                 l.frames as usize,
-                DOMAIN_STATS_MAGIC,
+                VCPU_STATS_MAGIC,
                 &l,
                 vstats_vcpu_std_descs.as_ptr(),
                 3,

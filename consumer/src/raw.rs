@@ -27,7 +27,7 @@
 //! it lists, up to 4 bytes on 32-bit ones. Loads with any other ordering
 //! are not guaranteed. So every load here is `Relaxed` and at most 8
 //! bytes wide; the seq protocol gets its acquire ordering from fences
-//! (`vstats_abi::seqlock`, step R1). On 32-bit targets the 8-byte counter loads are outside
+//! (`vstats_abi::seqlock`, step S1). On 32-bit targets the 8-byte counter loads are outside
 //! that guarantee; the crate is meant for 64-bit hosts.
 
 use core::{

@@ -206,7 +206,14 @@ impl TablePlan {
     /// described, [`Error::InvalidTable`] when the layout or the descriptor
     /// set breaks a rule (e.g. more than 1020 KVM statistics).
     pub fn vcpu(nr_vcpus: u32, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan("vCPU", nr_vcpus, VCPU_STD_DESCRIPTORS, VCPU_STATS_SIZE, kvm)
+        plan(
+            "vCPU",
+            VCPU_STATS_MAGIC,
+            nr_vcpus,
+            VCPU_STD_DESCRIPTORS,
+            VCPU_STATS_SIZE,
+            kvm,
+        )
     }
 
     /// The domain table (one record) whose KVM statistics `kvm` describes.
@@ -215,12 +222,20 @@ impl TablePlan {
     ///
     /// As [`TablePlan::vcpu`].
     pub fn domain(kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan("domain", 1, DOMAIN_STD_DESCRIPTORS, DOMAIN_STATS_SIZE, kvm)
+        plan(
+            "domain",
+            DOMAIN_STATS_MAGIC,
+            1,
+            DOMAIN_STD_DESCRIPTORS,
+            DOMAIN_STATS_SIZE,
+            kvm,
+        )
     }
 }
 
 fn plan(
     table: &'static str,
+    magic: u32,
     nr_records: u32,
     std: &[Descriptor],
     abi_size: u32,
@@ -257,7 +272,7 @@ fn plan(
         cacheline: DEFAULT_CACHELINE,
     })
     .map_err(invalid)?;
-    check_descriptor_set(desc_count, record_size, |i| {
+    check_descriptor_set(desc_count, magic, record_size, |i| {
         descriptors
             .get(i as usize)
             .copied()
@@ -309,6 +324,12 @@ fn write_domain(w: &mut RecordWriter<'_>, online: u32, max: u32, uptime: u64, kv
 fn write_domain_report(w: &mut RecordWriter<'_>, r: &VmReport) {
     write_domain(w, r.vcpus_online, r.vcpus_max, r.uptime_ns, &r.stats);
 }
+
+/// A value alone in its 128 bytes (two cachelines: the unit the x86-64
+/// adjacent-line prefetcher pulls in), so that values used by different
+/// threads do not share a cacheline.
+#[repr(align(128))]
+struct CachePadded<T>(T);
 
 /// The sink a vCPU thread owns while the VM runs: it holds the vCPU's
 /// record writer (lent by [`Publisher::run`]) and turns each report into
@@ -546,7 +567,10 @@ impl Publisher {
             .take()
             .ok_or_else(|| Error::InvalidConfig("the publisher's VM has already run".into()))?;
         let (_, writers) = self.vcpu.split();
-        let mut vcpu_writers: Vec<RecordWriter<'_>> = writers.collect();
+        // One writer per 128 bytes: each vCPU thread updates its writer's
+        // private seq, and writers sharing a cacheline slow each other.
+        let mut vcpu_writers: Vec<CachePadded<RecordWriter<'_>>> =
+            writers.map(CachePadded).collect();
         let (_, mut writers) = self.domain.split();
         let mut domain_writer = writers.next().ok_or(Error::InvalidConfig(
             "the domain table has no record".into(),
@@ -556,7 +580,9 @@ impl Publisher {
             let sinks = vcpu_writers
                 .iter_mut()
                 .map(|writer| {
-                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink { writer });
+                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink {
+                        writer: &mut writer.0,
+                    });
                     Some(sink)
                 })
                 .collect();
@@ -580,7 +606,7 @@ impl Publisher {
 
         // The vCPU threads are joined: their writers are ours again.
         for (w, r) in vcpu_writers.iter_mut().zip(&stopped.vcpus) {
-            write_vcpu(w, &r.runstate_ns, Some(&r.stats));
+            write_vcpu(&mut w.0, &r.runstate_ns, Some(&r.stats));
         }
         write_domain_report(&mut domain_writer, &stopped.vm);
         Ok(stopped)

@@ -7,7 +7,8 @@
 //! updates its record with the seq protocol of
 //! [`vstats_abi::seqlock`]: seq goes odd, counters are stored, seq goes
 //! even. Writing a counter is one plain store; there is no atomic
-//! read-modify-write anywhere.
+//! read-modify-write on the update path (a writer does two when it is
+//! dropped, once in its life, to hand its seq on to the next split).
 //!
 //! The producer never reads shared memory back: its seq numbers and the
 //! enable switch are private, so a consumer that scribbles on a writable
@@ -163,6 +164,25 @@ pub struct Table<'f> {
     frames: Frames<'f>,
     layout: Layout,
     control: Control,
+    seqs: SeqCarry,
+}
+
+/// Carries the writers' seq numbers from one [`Table::split`] to the next,
+/// without reading the table back and without per-record storage.
+///
+/// Every writer of a split starts at the same even `base`. A writer that is
+/// dropped records how far it advanced (wrapping, rounded up to even) in
+/// `max_advance`; the next split starts every writer at `base +
+/// max_advance`, which is at or ahead of every record's last seq in
+/// serial-number arithmetic, so seq never steps back (rule P5). A writer
+/// that is leaked (`mem::forget`) never reports, so its record's seq is
+/// unknown: `handed != dropped` then, and later splits hand out no writers.
+#[derive(Debug)]
+struct SeqCarry {
+    base: u32,
+    max_advance: AtomicU32,
+    handed: AtomicU32,
+    dropped: AtomicU32,
 }
 
 impl<'f> Table<'f> {
@@ -190,7 +210,12 @@ impl<'f> Table<'f> {
                 value: spec.descriptors.len() as u64,
             }));
         }
-        check_descriptor_set(l.desc_count, l.size, |i| {
+        if spec.magic == vstats_abi::DOMAIN_STATS_MAGIC && l.nr_records != 1 {
+            return Err(Error::Abi(vstats_abi::Error::DomainRecordCount {
+                nr_records: l.nr_records,
+            }));
+        }
+        check_descriptor_set(l.desc_count, spec.magic, l.size, |i| {
             spec.descriptors
                 .get(i as usize)
                 .copied()
@@ -222,6 +247,12 @@ impl<'f> Table<'f> {
             layout: l,
             control: Control {
                 enabled: AtomicBool::new(true),
+            },
+            seqs: SeqCarry {
+                base: 0,
+                max_advance: AtomicU32::new(0),
+                handed: AtomicU32::new(0),
+                dropped: AtomicU32::new(0),
             },
         };
         table.write_all(spec)?;
@@ -314,14 +345,33 @@ impl<'f> Table<'f> {
     /// Splits the table into its control switches and one writer per
     /// record, each handed out exactly once (the table stays borrowed
     /// while they live).
+    ///
+    /// A table may be split again once the writers of the last split are
+    /// gone: each record's seq then continues from at or beyond where its
+    /// last writer left it, never restarting (rule P5). If a writer was
+    /// leaked instead of dropped, its record's last seq is unknown and the
+    /// iterator is empty: see [`Table::writers_lost`].
     pub fn split(&mut self) -> (&Control, Writers<'_>) {
-        (
-            &self.control,
-            Writers {
-                table: self,
-                next: 0,
-            },
-        )
+        let c = &mut self.seqs;
+        let lost = c.handed.load(Ordering::Relaxed) != c.dropped.load(Ordering::Relaxed);
+        if !lost {
+            // Even: every advance is rounded up to even.
+            c.base = c.base.wrapping_add(c.max_advance.load(Ordering::Relaxed));
+            c.max_advance.store(0, Ordering::Relaxed);
+            c.handed.store(0, Ordering::Relaxed);
+            c.dropped.store(0, Ordering::Relaxed);
+        }
+        let next = if lost { self.layout.nr_records } else { 0 };
+        (&self.control, Writers { table: self, next })
+    }
+
+    /// Whether a writer of an earlier split was leaked (forgotten rather
+    /// than dropped). Its record's seq is then unknown to the producer,
+    /// which never reads it back, so [`Table::split`] hands out no more
+    /// writers: re-initialise the table instead.
+    pub fn writers_lost(&self) -> bool {
+        let c = &self.seqs;
+        c.handed.load(Ordering::Relaxed) != c.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -345,11 +395,16 @@ impl<'t> Iterator for Writers<'t> {
             ((t.layout.size - RECORD_PREFIX) / 8) as usize,
         )?;
         self.next += 1;
+        // Only this iterator hands writers out, so a plain load and store
+        // count them.
+        let handed = &t.seqs.handed;
+        handed.store(handed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         Some(RecordWriter {
             index: i,
             seq,
             words,
-            sw: SeqWriter::new(0),
+            sw: SeqWriter::new(t.seqs.base),
+            carry: &t.seqs,
             control: &t.control,
             _not_sync: PhantomData,
         })
@@ -359,14 +414,35 @@ impl<'t> Iterator for Writers<'t> {
 /// The single writer of one record. `Send` (it may move to the vCPU's
 /// thread) but neither `Sync` nor `Clone`: exactly one party writes a
 /// record.
+///
+/// Its private seq changes on every update: writers used by different CPUs
+/// should not share a cacheline, or they slow each other down
+/// (docs/benchmarks.md, section 4). The type is kept small (48 bytes on
+/// 64-bit hosts, so that it fits the C API's 64-byte `struct
+/// vstats_writer`) rather than padded; a caller that keeps writers side by
+/// side in one array pads them, as the C API's slots and
+/// `vstats-kvm-vmm` do.
 #[derive(Debug)]
 pub struct RecordWriter<'t> {
     index: u32,
     seq: &'t AtomicU32,
     words: &'t [AtomicU64],
     sw: SeqWriter,
+    carry: &'t SeqCarry,
     control: &'t Control,
     _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Drop for RecordWriter<'_> {
+    /// Hands this writer's seq on to the table's next split. A writer
+    /// dropped mid-update leaves the record odd (busy) until the next
+    /// split's writer begins its first update.
+    fn drop(&mut self) {
+        let advance = self.sw.current().wrapping_sub(self.carry.base);
+        let advance = advance.wrapping_add(advance & 1);
+        self.carry.max_advance.fetch_max(advance, Ordering::Relaxed);
+        self.carry.dropped.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl<'t> RecordWriter<'t> {
@@ -386,13 +462,18 @@ impl<'t> RecordWriter<'t> {
     }
 
     /// Starts an update: seq goes odd. `None` while the table is disabled
-    /// (see [`Control::set_enabled`]). The update must be finished with
+    /// (see [`Control::set_enabled`]), unless an update is already open
+    /// (begun and not finished), which is handed back so it can be
+    /// finished. The update must be finished with
     /// [`Update::finish`]; an update that is dropped instead (a panic, or
     /// a fault-injection test) leaves seq odd, so readers report the record
     /// busy rather than accept a half-written record; the next update
     /// finishes it.
+    #[inline]
     pub fn begin(&mut self) -> Option<Update<'_, 't>> {
-        if !self.control.is_enabled() {
+        // An update already open is handed back even while disabled, so it
+        // can be finished.
+        if !self.sw.in_update() && !self.control.is_enabled() {
             return None;
         }
         self.sw.begin(self.seq);
@@ -414,6 +495,7 @@ impl<'t> RecordWriter<'t> {
     }
 
     /// The seq value this writer last stored (its private copy).
+    #[inline]
     pub fn seq(&self) -> u32 {
         self.sw.current()
     }

@@ -143,9 +143,107 @@ fn disabled_table_writes_nothing() {
             u.set(0, 9);
         }));
         assert!(w.begin().is_none());
+        // An update left open when the table is disabled can still be
+        // finished.
+        control.set_enabled(true);
+        {
+            let _open = w.begin().unwrap();
+        }
+        control.set_enabled(false);
+        w.begin().unwrap().finish();
+        assert_eq!(w.seq(), 2);
+        assert!(w.begin().is_none());
     });
-    assert_eq!(u32_at(&b, l.offset.into()), 0);
-    assert_eq!(u64_at(&b, u64::from(l.offset) + 8), INACTIVE);
+    assert_eq!(u32_at(&b, l.offset.into()), 2);
+    assert_eq!(
+        u64_at(&b, u64::from(l.offset) + 8),
+        INACTIVE,
+        "no value was stored"
+    );
+}
+
+/// The shared seq word of record `i`, read through the frames (the test's
+/// view, not the producer's).
+fn shared_seq(t: &Table<'_>, i: u32) -> u32 {
+    let off = t.layout().record_offset(i).unwrap() as usize;
+    t.frames.u32_at(off).unwrap().load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_second_split_continues_every_records_seq() {
+    let l = Layout::compute(&LayoutParams::vcpu(3)).unwrap();
+    with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        {
+            let (_, ws) = t.split();
+            let mut ws: Vec<_> = ws.collect();
+            // Record 0: three updates (seq 6); record 1: one update left
+            // open (seq 3); record 2: none (seq 0).
+            for _ in 0..3 {
+                ws[0].update(|u| {
+                    u.set(0, 1);
+                });
+            }
+            let _abandoned = ws[1].begin().unwrap();
+        }
+        assert_eq!([0, 1, 2].map(|i| shared_seq(t, i)), [6, 1, 0]);
+        assert!(!t.writers_lost());
+        let (_, ws) = t.split();
+        let mut ws: Vec<_> = ws.collect();
+        assert_eq!(ws.len(), 3);
+        for w in &mut ws {
+            assert_eq!(w.seq(), 6, "record {}: the furthest seq", w.index());
+            w.update(|u| {
+                u.set(0, 2);
+            });
+        }
+        drop(ws);
+        // Every shared seq went forwards, none restarted at 0 or 2.
+        assert_eq!([0, 1, 2].map(|i| shared_seq(t, i)), [8, 8, 8]);
+        let (_, mut ws) = t.split();
+        assert_eq!(ws.next().unwrap().seq(), 8, "the writer just dropped");
+    });
+}
+
+#[test]
+fn seq_carries_across_the_wrap() {
+    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        t.seqs.base = u32::MAX - 3;
+        {
+            let (_, mut ws) = t.split();
+            let mut w = ws.next().unwrap();
+            assert_eq!(w.seq(), u32::MAX - 3);
+            for _ in 0..3 {
+                w.update(|u| {
+                    u.set(0, 1);
+                });
+            }
+            assert_eq!(w.seq(), 2, "wrapped");
+        }
+        let (_, mut ws) = t.split();
+        assert_eq!(ws.next().unwrap().seq(), 2);
+        assert_eq!(ws.next().unwrap().seq(), 2, "the idle record too");
+    });
+}
+
+#[test]
+fn a_leaked_writer_stops_further_splits() {
+    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        {
+            let (_, mut ws) = t.split();
+            let mut w = ws.next().unwrap();
+            w.update(|u| {
+                u.set(0, 1);
+            });
+            core::mem::forget(w);
+            drop(ws.next());
+        }
+        assert!(t.writers_lost());
+        let (_, ws) = t.split();
+        assert_eq!(ws.count(), 0, "record 0's seq is unknown");
+        assert!(t.writers_lost());
+    });
 }
 
 #[test]

@@ -5,7 +5,7 @@
  *
  *   consumer PATH [SNAPSHOTS]
  *
- * Maps PATH read-only, validates rules R1-R13 in the order of section 3,
+ * Maps PATH read-only, validates rules R1-R13 and R18 in rule-number order,
  * then takes SNAPSHOTS (default 1) snapshots of every record with the seq
  * protocol of section 5.3 and prints them:
  *
@@ -228,6 +228,10 @@ static int validate(struct table *t)
         }
     }
 
+    /* R18: a domain table has exactly one record. */
+    if (t->magic == DOMAIN_MAGIC && t->nr_records != 1)
+        return invalid(18, "domain table with %" PRIu32 " records", t->nr_records);
+
     if (!t->has_ext) {
         t->desc_count = 0;
         return 0;
@@ -349,6 +353,20 @@ static int validate(struct table *t)
             if (a->offset < b_end && b->offset < a_end)
                 return invalid(13, "descriptors %" PRIu32 " and %" PRIu32 " overlap", i, j);
         }
+    /* R13: a standard field's name keeps its standard offset (section 2.4). */
+    {
+        static const char *const vcpu_std[] = {"runstate_running_time", "runstate_runnable_time",
+                                               "runstate_blocked_time", "runstate_offline_time"};
+        static const char *const dom_std[] = {"vcpus_online", "vcpus_max", "uptime"};
+        const char *const *std = t->magic == VCPU_MAGIC ? vcpu_std : dom_std;
+        uint32_t nstd = t->magic == VCPU_MAGIC ? 4 : 3;
+        for (uint32_t i = 0; i < t->desc_count; i++)
+            for (uint32_t k = 0; k < nstd; k++)
+                if (strcmp(t->descs[i].name, std[k]) == 0 &&
+                    (t->descs[i].offset != 8 + 8 * k || t->descs[i].count != 1))
+                    return invalid(13, "descriptor %" PRIu32 ": %s not at offset %" PRIu32, i,
+                                   std[k], 8 + 8 * k);
+    }
     return 0;
 }
 
@@ -365,7 +383,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Section 5.3: R1..R4 with bounded retries. words[] gets (size - 8) / 8
+/* Section 5.3: S1..S4 with bounded retries. words[] gets (size - 8) / 8
  * counters. Returns the status; *seq_out the last seq seen. */
 static enum status snapshot_record(const struct table *t, uint32_t i, uint64_t *words,
                                    uint32_t *seq_out, uint64_t *retries)
@@ -377,16 +395,16 @@ static enum status snapshot_record(const struct table *t, uint32_t i, uint64_t *
             (*retries)++;
             cpu_relax();
         }
-        uint32_t s1 = ld32(t, base); /* R1 */
+        uint32_t s1 = ld32(t, base); /* S1 */
         atomic_thread_fence(memory_order_acquire);
         *seq_out = s1;
         if (s1 & 1)
             continue;
         for (uint32_t k = 0; k < n; k++) /* R2 */
             words[k] = ld64(t, base + 8 + 8 * (uint64_t)k);
-        atomic_thread_fence(memory_order_acquire); /* R3 */
-        uint32_t s2 = ld32(t, base); /* R4 */
-#ifdef TEST_SKIP_R4 /* the test's deliberately broken reader, which must be caught */
+        atomic_thread_fence(memory_order_acquire); /* S3 */
+        uint32_t s2 = ld32(t, base); /* S4 */
+#ifdef TEST_SKIP_S4 /* the test's deliberately broken reader, which must be caught */
         s2 = s1;
 #endif
         if (s2 != s1) {

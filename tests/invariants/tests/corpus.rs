@@ -147,14 +147,14 @@ fn fault_names_round_trip() {
     assert_eq!(Fault::from_name("nonsense"), None);
 }
 
-/// `vstats_producer::Table::split` hands out writers whose private seq
-/// starts at 0 every time it is called; a producer that splits a second
-/// time (after dropping the first writers) reuses seq values: 2, then 1
-/// and 2 again with new counters. A reader whose copy straddles that second
-/// update sees seq 2 before and after and accepts a torn record. The
-/// checker reports it as D1.
+/// A producer that splits its table a second time (after dropping the
+/// first writers) continues every record's seq: 2, then 4. The producer
+/// once restarted each writer at seq 0, so the second update re-used seq 2
+/// with new counters, a reader straddling it accepted a torn record, and
+/// this test saw D1 fail ("seq 2 read twice, 0x64 then 0xc8"). The
+/// `seq-backwards` fault of the corpus shows D1 still fails when seq goes back.
 #[test]
-fn a_producer_that_splits_twice_reuses_seq_values_and_is_caught() {
+fn a_producer_that_splits_twice_keeps_seq_growing() {
     use vstats_abi::{
         layout::{Layout, LayoutParams},
         record::VCPU_STD_DESCRIPTORS,
@@ -173,21 +173,22 @@ fn a_producer_that_splits_twice_reuses_seq_values_and_is_caught() {
     let mut shm = ShmTable::create(&path, &spec).unwrap();
     let update = |shm: &mut ShmTable, v: u64| {
         let (_, writers) = shm.split();
-        for mut w in writers {
-            w.update(|u| {
-                u.set(0, v);
-            });
-        }
+        writers
+            .map(|mut w| {
+                w.update(|u| {
+                    u.set(0, v);
+                });
+                w.seq()
+            })
+            .collect::<Vec<_>>()
     };
-    update(&mut shm, 100);
+    assert_eq!(update(&mut shm, 100), [2, 2]);
     let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
     c.sample();
-    update(&mut shm, 200);
+    assert_eq!(update(&mut shm, 200), [4, 4]);
     c.sample();
     let r = c.finish();
-    assert_eq!(r.failed(), ["D1"], "{r}");
-    let e = &r.rule("D1").unwrap().evidence[0];
-    assert!(e.detail.contains("seq 2 read twice, 0x64 then 0xc8"), "{r}");
+    assert!(r.passed(), "{r}");
 }
 
 /// A producer that re-initialises its table in place (magic cleared, new

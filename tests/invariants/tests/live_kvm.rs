@@ -110,15 +110,12 @@ fn every_rule_passes_on_a_live_kvm_vm() {
     publisher.remove().unwrap();
 }
 
-/// Attached before the VM runs, the checker sees each vCPU record at seq 2
-/// twice with different counters: `Publisher::new` writes the records with
+/// Attached before the VM runs: `Publisher::new` writes the records with
 /// writers from one `split()`, `Publisher::run` with writers from a second
-/// one, whose private seq restarts at 0 (2, then 1 and 2 again). A reader
-/// straddling that update accepts a torn record. Ignored until
-/// `vstats-kvm-vmm` (or `vstats-producer::Table::split`) is fixed; it fails
-/// with D1 today.
+/// one. The second split must continue each record's seq (it once
+/// restarted at 0, so the checker saw seq 2 twice with different counters
+/// and failed D1); this test is the regression test for that.
 #[test]
-#[ignore = "vstats-kvm-vmm reuses seq values between Publisher::new and Publisher::run (D1)"]
 fn every_rule_passes_from_before_the_vm_runs() {
     let Some(vm) = create_or_skip(4) else { return };
     let scratch = Scratch::new("kvm-early");
