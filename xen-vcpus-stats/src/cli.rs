@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    check::{self, CheckConfig},
     demo::{self, DemoOptions},
     error::Error,
     filter::{NameFilter, VcpuList},
@@ -54,6 +55,11 @@ pub enum Command {
     Sample(SampleArgs),
     /// Print every counter of a target with its kind, unit and scale.
     Schema(SchemaArgs),
+    /// Check every rule of the ABI (docs/abi.md) on a target for a while
+    /// and print a PASS/FAIL report (the invariant checker). Exit code 0:
+    /// every rule passed; 3: a rule failed; 1: a table could not be
+    /// checked.
+    Check(CheckArgs),
     /// Start a live KVM VM (or, without /dev/kvm, the VM-less producer)
     /// and sample it.
     Demo(DemoArgs),
@@ -99,7 +105,7 @@ impl TargetArgs {
         self.target().ok_or_else(|| {
             Error::Usage(
                 "no target: give --path PATH, --name NAME or --domid DOMID, or a command \
-                 (list, sample, schema, demo); see --help"
+                 (list, sample, schema, check, demo); see --help"
                     .into(),
             )
         })
@@ -177,6 +183,28 @@ pub struct SchemaArgs {
     /// Only these counters (comma-separated names; `*` and `?` patterns).
     #[arg(long, value_name = "NAMES")]
     pub names: Vec<String>,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How long to sample the target, in seconds (at least one sample is
+    /// taken).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Seconds between samples.
+    #[arg(long, value_name = "SECONDS", default_value = "0.01", value_parser = parse_seconds)]
+    pub interval: Duration,
+    /// How long a record may stay mid-update at one seq value before rule
+    /// D2 fails, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
+    pub odd_bound: Duration,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `list`.
@@ -293,6 +321,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             list::write(&entries, note.as_deref(), a.format, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Check(a)) => {
+            let cfg = CheckConfig {
+                duration: a.duration,
+                interval: a.interval,
+                odd_bound: a.odd_bound,
+                json: a.json,
+            };
+            let code = check::run(&a.target.require()?, &cfg, &mut out)?;
+            Ok(ExitCode::from(code))
         }
         Some(Command::Demo(a)) => {
             let stop = stop_flag()?;

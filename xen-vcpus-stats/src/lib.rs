@@ -6,8 +6,9 @@
 //! `/dev/shm/vstats`), take a snapshot every interval ([`sample`]), and
 //! print per-vCPU runstate shares, counter rates and aggregates across
 //! vCPUs in one of three formats ([`output`]). `schema` lists the
-//! counters ([`schema`]), `list` the targets ([`list`]), and `demo` runs a
-//! live KVM VM to sample ([`demo`], [`produce`], [`synth`]).
+//! counters ([`schema`]), `list` the targets ([`list`]), `check` runs the
+//! invariant checker on a target ([`check`]), and `demo` runs a live KVM VM
+//! to sample ([`demo`], [`produce`], [`synth`]).
 //!
 //! The binary is `main` calling [`cli::run`]; tests call the library or
 //! the binary.
@@ -49,6 +50,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;

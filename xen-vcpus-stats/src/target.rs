@@ -163,7 +163,7 @@ pub struct Attached {
 
 /// An I/O error on `path` as the consumer reports them (permission denied
 /// apart).
-fn io_error(path: &Path, io: io::Error) -> Error {
+pub(crate) fn io_error(path: &Path, io: io::Error) -> Error {
     let path = path.to_owned();
     Error::Consumer(if io.kind() == io::ErrorKind::PermissionDenied {
         vstats_consumer::Error::PermissionDenied { path, io }
@@ -174,7 +174,7 @@ fn io_error(path: &Path, io: io::Error) -> Error {
 
 /// Whether `path` exists; an error when that cannot be told (a directory
 /// on the way is not searchable).
-fn exists(path: &Path) -> Result<bool> {
+pub(crate) fn exists(path: &Path) -> Result<bool> {
     path.try_exists().map_err(|e| io_error(path, e))
 }
 

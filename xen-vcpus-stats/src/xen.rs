@@ -611,6 +611,40 @@ impl Xen {
         })
     }
 
+    /// Maps domain `domid`'s table `id` read-only as raw memory for the
+    /// invariant checker, which then checks every byte of it (including
+    /// what the consumer never reads: padding, the tail of the last page).
+    ///
+    /// The mapping is sized as [`Xen::map_table`] sizes it. A table that
+    /// does not validate is mapped anyway (as many frames as
+    /// `xenforeignmemory_resource_size` reports, else one), so that the
+    /// checker reports the rule it breaks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Xen::map_table`], but for [`Error::Invalid`].
+    pub fn map_raw(&self, domid: u16, id: u32) -> Result<vstats_invariants::RawView> {
+        let frames = match self.map_table(domid, id) {
+            Ok(t) => t.info().mapped_len.div_ceil(XEN_FRAME_SIZE).max(1),
+            Err(Error::Invalid { .. }) => match self.resource_size(domid, id) {
+                Some(Ok(bytes)) => bytes.div_ceil(XEN_FRAME_SIZE).clamp(1, MAX_FRAMES),
+                _ => 1,
+            },
+            Err(e) => return Err(e),
+        };
+        let (ptr, len, owner) = self.map_frames(domid, id, frames, false)?;
+        // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner` keeps
+        // alive until it is dropped, after the view's last access; this
+        // process never writes it.
+        unsafe { vstats_invariants::RawView::from_raw_parts(ptr.as_ptr(), len, Box::new(owner)) }
+            .ok_or_else(|| Error::Map {
+                domid,
+                what: what(id),
+                nr_frames: frames,
+                io: io::Error::other("the mapping is not 8-byte aligned"),
+            })
+    }
+
     /// Maps both tables of `domid`: the vCPU table (required) and the
     /// domain table (`None` when Xen does not offer it).
     ///

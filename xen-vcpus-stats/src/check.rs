@@ -1,0 +1,129 @@
+//! `check`: the invariant checker ([`vstats_invariants`]) on a target of
+//! this tool: a table file, a VM directory or name, or a Xen domain.
+//!
+//! The tables are handed to the checker unopened (files) or raw (Xen), so
+//! that a table that breaks a static rule is reported with that rule
+//! rather than refused at attach time.
+
+use std::{io::Write, time::Duration};
+
+use vstats_invariants::{run_check, CheckOptions, Report};
+
+use crate::{
+    error::{Error, Result, EXIT_BAD_TABLE, EXIT_ERROR, EXIT_OK},
+    target::{check_name, exists, io_error, Target, DOMAIN_FILE, VCPU_FILE},
+    xen::{self, Xen},
+};
+
+/// How long and how closely to check.
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    /// How long to sample.
+    pub duration: Duration,
+    /// Time between samples.
+    pub interval: Duration,
+    /// How long a record may stay odd at one seq (rule D2).
+    pub odd_bound: Duration,
+    /// Print the report as JSON.
+    pub json: bool,
+}
+
+/// The checker's targets for `target`: the file; the `vcpu` and `domain`
+/// files of a directory (whichever exist); raw mappings of a Xen domain's
+/// vCPU table and, when Xen offers it, its domain table.
+///
+/// # Errors
+///
+/// No such VM, file or directory; a directory without tables; permission
+/// denied on the way; the Xen backend's errors (library missing, no such
+/// domain, resource not offered).
+pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>> {
+    use vstats_invariants::Target as T;
+    let in_dir = |dir: &std::path::Path| -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for f in [VCPU_FILE, DOMAIN_FILE] {
+            let p = dir.join(f);
+            if exists(&p)? {
+                out.push(T::Path(p));
+            }
+        }
+        if out.is_empty() {
+            // "Not there" or "cannot look".
+            std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+            return Err(Error::NoTable {
+                dir: dir.to_owned(),
+            });
+        }
+        Ok(out)
+    };
+    match target {
+        Target::Path(p) if p.is_dir() => in_dir(p),
+        Target::Path(p) => {
+            // Fail here, with the tool's message, when the file cannot be
+            // read at all; the checker reports what is wrong inside it.
+            std::fs::File::open(p).map_err(|e| io_error(p, e))?;
+            Ok(vec![T::Path(p.clone())])
+        }
+        Target::Name { root, name } => {
+            check_name(name)?;
+            let dir = root.join(name);
+            if !exists(&dir)? {
+                return Err(Error::NoSuchVm {
+                    name: name.clone(),
+                    dir,
+                });
+            }
+            in_dir(&dir)
+        }
+        Target::Domid(domid) => {
+            let x = Xen::load()?;
+            let mut out = Vec::new();
+            for (id, what) in [(0, "vCPU"), (1, "domain")] {
+                match x.map_raw(*domid, id) {
+                    Ok(raw) => out.push(T::Memory {
+                        label: format!("domain {domid} {what} stats table"),
+                        raw,
+                    }),
+                    Err(xen::Error::NotOffered { .. }) if id == 1 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The exit code for a report: [`EXIT_OK`] when every rule passed,
+/// [`EXIT_BAD_TABLE`] when a rule failed, [`EXIT_ERROR`] when a table could
+/// not be checked (and none failed).
+pub fn exit_code(report: &Report) -> u8 {
+    match report.exit_code() {
+        vstats_invariants::report::EXIT_PASS => EXIT_OK,
+        vstats_invariants::report::EXIT_VIOLATION => EXIT_BAD_TABLE,
+        _ => EXIT_ERROR,
+    }
+}
+
+/// Checks `target` for `cfg.duration` and writes the report to `out`;
+/// returns the exit code ([`exit_code`]).
+///
+/// # Errors
+///
+/// As [`checker_targets`]; writing the report.
+pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let targets = checker_targets(target)?;
+    let opts = CheckOptions {
+        duration: cfg.duration,
+        interval: cfg.interval,
+        odd_bound: cfg.odd_bound,
+        ..CheckOptions::default()
+    };
+    let report = run_check(targets, &opts);
+    if cfg.json {
+        writeln!(out, "{}", report.to_json())?;
+    } else {
+        write!(out, "{report}")?;
+    }
+    out.flush()?;
+    Ok(exit_code(&report))
+}
