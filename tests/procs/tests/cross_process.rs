@@ -91,13 +91,19 @@ fn get(summary: &[(String, u64)], key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}"))
 }
 
+/// A million snapshots; `VSTATS_LONG=1` takes fifty million.
 #[test]
 fn a_million_snapshots_across_processes_none_torn() {
+    let n: u64 = if std::env::var_os("VSTATS_LONG").is_some_and(|v| v == "1") {
+        50_000_000
+    } else {
+        1_000_000
+    };
     let dir = Scratch::new("million");
     let path = dir.table();
     let _producer = start_producer(&path, 4, "run", "ready");
-    let (summary, code) = run_consumer(&path, 1_000_000, &[]);
-    assert_eq!(get(&summary, "snapshots"), 1_000_000);
+    let (summary, code) = run_consumer(&path, n, &[]);
+    assert_eq!(get(&summary, "snapshots"), n);
     assert_eq!(get(&summary, "torn"), 0, "a torn snapshot was accepted");
     assert_eq!(code, 0);
     // The reader really saw the writer move: many distinct published
