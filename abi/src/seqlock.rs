@@ -118,6 +118,7 @@ pub struct Busy {
 ///
 /// [`Busy`] when no attempt was consistent: the writer is mid-update (or
 /// died mid-update) or updating faster than the reader can copy.
+#[inline]
 pub fn read_consistent<R>(
     seq: &AtomicU32,
     attempts: u32,
@@ -126,6 +127,7 @@ pub fn read_consistent<R>(
     read_with(seq, attempts, true, &mut body)
 }
 
+#[inline]
 fn read_with<R>(
     seq: &AtomicU32,
     attempts: u32,
@@ -174,6 +176,7 @@ pub fn read_consistent_weakened<R>(
 /// # Errors
 ///
 /// [`Busy`] as for [`read_consistent`].
+#[inline]
 pub fn read_words(
     seq: &AtomicU32,
     words: &[AtomicU64],

@@ -48,12 +48,14 @@ pub struct TableInfo {
 
 impl TableInfo {
     /// Byte offset of record `i`, `None` when `i` is not a slot.
+    #[inline]
     pub fn record_offset(&self, i: u32) -> Option<u64> {
         (i < self.nr_records)
             .then(|| u64::from(self.header.offset) + u64::from(i) * u64::from(self.header.stride))
     }
 
     /// Whether the table is a vCPU table (else a domain table).
+    #[inline]
     pub fn is_vcpu(&self) -> bool {
         self.header.magic == VCPU_STATS_MAGIC
     }
@@ -61,11 +63,13 @@ impl TableInfo {
     /// Whether a standard field at byte `offset` of the record, known to
     /// the consumer by its fixed position, exists in this table: it must
     /// end within the producer's ABI part of the record.
+    #[inline]
     pub fn has_std_field(&self, offset: u32) -> bool {
         offset >= RECORD_PREFIX && offset.checked_add(8).is_some_and(|e| e <= self.abi_size)
     }
 
     /// Number of descriptors (0 without an extension header).
+    #[inline]
     pub fn desc_count(&self) -> u32 {
         self.ext.map_or(0, |e| e.desc_count)
     }
@@ -83,6 +87,7 @@ impl TableInfo {
     }
 
     /// The producer's generation (0 without an extension header).
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.ext.map_or(0, |e| e.generation)
     }

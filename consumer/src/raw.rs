@@ -104,6 +104,7 @@ impl Mapping {
 
     /// The address of byte `off` if `[off, off + width)` is inside the
     /// mapping and `off` is a multiple of `width` (a power of two <= 8).
+    #[inline]
     fn at(&self, off: usize, width: usize) -> Option<*const u8> {
         let end = off.checked_add(width)?;
         if end > self.len || off % width != 0 {
@@ -116,6 +117,7 @@ impl Mapping {
     }
 
     /// `&AtomicU32` at byte `off`, `None` when out of bounds or misaligned.
+    #[inline]
     pub(crate) fn atomic_u32(&self, off: usize) -> Option<&AtomicU32> {
         let p = self.at(off, 4)?;
         // SAFETY: `p` is in bounds and 4-aligned (`at`), readable for the
@@ -129,6 +131,7 @@ impl Mapping {
 
     /// `&[AtomicU64]` of `n` words at byte `off`, `None` when out of bounds
     /// or misaligned.
+    #[inline]
     pub(crate) fn atomic_u64s(&self, off: usize, n: usize) -> Option<&[AtomicU64]> {
         let bytes = n.checked_mul(8)?;
         let end = off.checked_add(bytes)?;

@@ -27,6 +27,25 @@ pub enum RecordStatus {
     },
 }
 
+/// What every record snapshot of one table is stamped with, computed once
+/// per [`Table::snapshot`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordStamp {
+    generation: u64,
+    magic: u32,
+    abi_size: u32,
+}
+
+impl RecordStamp {
+    pub(crate) fn of(info: &vstats_abi::validate::TableInfo) -> RecordStamp {
+        RecordStamp {
+            generation: info.generation(),
+            magic: info.header.magic,
+            abi_size: info.abi_size,
+        }
+    }
+}
+
 /// A private copy of one record: its counter words `[8, size)`, the seq
 /// value they are consistent with, and when they were read.
 ///
@@ -66,13 +85,19 @@ impl RecordSnapshot {
     /// Makes `self` ready to receive record `i` of `table`.
     pub(crate) fn prepare(&mut self, table: &Table, i: u32) {
         let info = table.info();
-        let n = words_per_record(info);
+        self.stamp(i, &RecordStamp::of(info), words_per_record(info));
+    }
+
+    /// Makes `self` ready to receive record `i` (`n` counter words) of the
+    /// table `stamp` describes.
+    #[inline]
+    pub(crate) fn stamp(&mut self, i: u32, stamp: &RecordStamp, n: usize) {
         if self.words.len() != n {
             self.words = vec![0; n].into_boxed_slice();
         }
-        self.generation = info.generation();
-        self.magic = info.header.magic;
-        self.abi_size = info.abi_size;
+        self.generation = stamp.generation;
+        self.magic = stamp.magic;
+        self.abi_size = stamp.abi_size;
         self.index = i;
     }
 

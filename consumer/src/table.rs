@@ -17,6 +17,7 @@ use crate::{
     counter::{counters_of, Counter},
     mmap::{map_file, FileId},
     raw::Mapping,
+    snapshot::RecordStamp,
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
 };
@@ -210,8 +211,20 @@ impl Table {
     /// fit the mapping, which validation rules out.
     fn read_record(&self, i: u32, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
         let off = usize::try_from(self.info.record_offset(i)?).ok()?;
+        self.read_at(off, words_per_record(&self.info), words)
+    }
+
+    /// Reads the record at byte `off` (`n` counter words) into `words`;
+    /// `None` when it is not inside the mapping. The bounds are checked
+    /// here, on every read, whatever validation proved.
+    #[inline]
+    fn read_at(
+        &self,
+        off: usize,
+        n: usize,
+        words: &mut [u64],
+    ) -> Option<std::result::Result<u32, Busy>> {
         let seq = self.map.atomic_u32(off)?;
-        let n = words_per_record(&self.info);
         let shared = self
             .map
             .atomic_u64s(off.checked_add(RECORD_PREFIX as usize)?, n)?;
@@ -266,14 +279,22 @@ impl Table {
     pub fn snapshot(&self, snap: &mut Snapshot) -> u32 {
         snap.prepare(self);
         let taken = Instant::now();
+        // Per-table work once, not per record: the record geometry, which
+        // validation proved inside the mapping (R7), and what every record
+        // snapshot is stamped with.
+        let n = words_per_record(&self.info);
+        let stride = self.info.header.stride as usize;
+        let stamp = RecordStamp::of(&self.info);
+        let mut off = self.info.header.offset as usize;
         let mut busy = 0;
         for (i, rec) in (0..self.info.nr_records).zip(snap.records_mut()) {
-            rec.prepare(self, i);
-            let r = self.read_record(i, rec.words_mut());
+            rec.stamp(i, &stamp, n);
+            let r = self.read_at(off, n, rec.words_mut());
             if matches!(r, Some(Err(_))) {
                 busy += 1;
             }
             rec.finish(r, taken);
+            off = off.wrapping_add(stride);
         }
         snap.finish(taken, busy);
         busy

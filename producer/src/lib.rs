@@ -148,11 +148,13 @@ impl Control {
     /// [`RecordWriter::begin`] do nothing; a hypervisor turns it off while
     /// no consumer has the table mapped. Because writers store absolute
     /// values, the first update after turning it on is complete again.
+    #[inline]
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Relaxed);
     }
 
     /// Whether updating is on.
+    #[inline]
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
@@ -447,16 +449,19 @@ impl Drop for RecordWriter<'_> {
 
 impl<'t> RecordWriter<'t> {
     /// The record's index.
+    #[inline]
     pub fn index(&self) -> u32 {
         self.index
     }
 
     /// Number of counter words in the record (`(size - 8) / 8`).
+    #[inline]
     pub fn len(&self) -> usize {
         self.words.len()
     }
 
     /// Whether the record has no counter words.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
