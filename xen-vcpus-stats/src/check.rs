@@ -11,7 +11,7 @@ use vstats_invariants::{run_check, CheckOptions, Report};
 
 use crate::{
     error::{Error, Result, EXIT_BAD_TABLE, EXIT_ERROR, EXIT_OK},
-    target::{check_name, exists, io_error, Target, DOMAIN_FILE, VCPU_FILE},
+    target::{exists, io_error, named_dir, Target, DOMAIN_FILE, VCPU_FILE},
     xen::{self, Xen},
 };
 
@@ -64,17 +64,7 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
             std::fs::File::open(p).map_err(|e| io_error(p, e))?;
             Ok(vec![T::Path(p.clone())])
         }
-        Target::Name { root, name } => {
-            check_name(name)?;
-            let dir = root.join(name);
-            if !exists(&dir)? {
-                return Err(Error::NoSuchVm {
-                    name: name.clone(),
-                    dir,
-                });
-            }
-            in_dir(&dir)
-        }
+        Target::Name { root, name } => in_dir(&named_dir(root, name)?),
         Target::Domid(domid) => {
             let x = Xen::load()?;
             let mut out = Vec::new();

@@ -63,6 +63,24 @@ pub fn check_name(name: &str) -> Result<()> {
     })
 }
 
+/// The directory of the VM called `name` under `root`.
+///
+/// # Errors
+///
+/// [`Error::InvalidName`], [`Error::NoSuchVm`] when it does not exist, an
+/// I/O error when that cannot be told.
+pub fn named_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    let dir = root.join(name);
+    if !exists(&dir)? {
+        return Err(Error::NoSuchVm {
+            name: name.to_owned(),
+            dir,
+        });
+    }
+    Ok(dir)
+}
+
 /// Where a table comes from, and how to open it again.
 #[derive(Clone, Debug)]
 pub enum Origin {
@@ -265,17 +283,7 @@ impl Attached {
                     domain,
                 })
             }
-            Target::Name { root, name } => {
-                check_name(name)?;
-                let dir = root.join(name);
-                if !exists(&dir)? {
-                    return Err(Error::NoSuchVm {
-                        name: name.clone(),
-                        dir,
-                    });
-                }
-                open_dir(&dir, name.clone())
-            }
+            Target::Name { root, name } => open_dir(&named_dir(root, name)?, name.clone()),
             Target::Domid(domid) => {
                 let xen = Xen::load()?;
                 let (vcpu, domain) = xen.map_domain(*domid)?;
