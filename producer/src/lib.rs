@@ -176,8 +176,10 @@ pub struct Table<'f> {
 /// dropped records how far it advanced (wrapping, rounded up to even) in
 /// `max_advance`; the next split starts every writer at `base +
 /// max_advance`, which is at or ahead of every record's last seq in
-/// serial-number arithmetic, so seq never steps back (rule P5). A writer
-/// that is leaked (`mem::forget`) never reports, so its record's seq is
+/// serial-number arithmetic, so seq never steps back (rule P5), as long as
+/// no record was updated 2^31 times more than another between two splits
+/// (beyond that, serial-number arithmetic cannot tell ahead from behind). A
+/// writer that is leaked (`mem::forget`) never reports, so its record's seq is
 /// unknown: `handed != dropped` then, and later splits hand out no writers.
 #[derive(Debug)]
 struct SeqCarry {
