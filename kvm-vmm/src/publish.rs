@@ -300,12 +300,8 @@ fn page_size_for(record_size: u32) -> u32 {
 /// given.
 fn write_vcpu(w: &mut RecordWriter<'_>, times: &[u64; 4], kvm: Option<&[u64]>) {
     w.update(|u| {
-        for (i, &t) in times.iter().enumerate() {
-            u.set(i, t);
-        }
-        for (k, &v) in kvm.unwrap_or_default().iter().enumerate() {
-            u.set(VCPU_STD_WORDS + k, v);
-        }
+        u.set_words(0, times);
+        u.set_words(VCPU_STD_WORDS, kvm.unwrap_or_default());
     });
 }
 
@@ -315,9 +311,7 @@ fn write_domain(w: &mut RecordWriter<'_>, online: u32, max: u32, uptime: u64, kv
         u.set(0, online.into());
         u.set(1, max.into());
         u.set(2, uptime);
-        for (k, &v) in kvm.iter().enumerate() {
-            u.set(DOMAIN_STD_WORDS + k, v);
-        }
+        u.set_words(DOMAIN_STD_WORDS, kvm);
     });
 }
 

@@ -532,6 +532,21 @@ impl Update<'_, '_> {
         }
     }
 
+    /// Stores `values` into counter words `first, first + 1, ...`, each as
+    /// [`Update::set`] would (a value with the top bit set stores the
+    /// inactive marker), with one bounds check for the whole run. Words
+    /// that would lie beyond the record are not stored; returns how many
+    /// were.
+    #[inline]
+    pub fn set_words(&mut self, first: usize, values: &[u64]) -> usize {
+        let words = self.w.words.get(first..).unwrap_or_default();
+        for (word, &v) in words.iter().zip(values) {
+            let v = if v & INACTIVE_BIT != 0 { INACTIVE } else { v };
+            word.store(v, Ordering::Relaxed);
+        }
+        words.len().min(values.len())
+    }
+
     /// Stores counter word `i` given by its byte offset in the record (a
     /// descriptor's `offset`).
     #[inline]

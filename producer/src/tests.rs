@@ -107,6 +107,27 @@ fn writer_updates_follow_the_seq_protocol() {
 }
 
 #[test]
+fn set_words_stores_a_run_and_stops_at_the_record_end() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (_, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        w.update(|u| {
+            assert_eq!(u.set_words(1, &[5, 1 << 63, 7, 8, 9]), 3, "words 1-3 only");
+            assert_eq!(u.set_words(4, &[1]), 0, "beyond the record");
+            assert_eq!(u.set_words(usize::MAX, &[1]), 0);
+            assert_eq!(u.set_words(0, &[]), 0);
+        });
+    });
+    let r = u64::from(l.offset);
+    assert_eq!(u64_at(&b, r + 8), INACTIVE, "word 0 untouched");
+    assert_eq!(u64_at(&b, r + 16), 5);
+    assert_eq!(u64_at(&b, r + 24), INACTIVE, "overflow stores inactive");
+    assert_eq!(u64_at(&b, r + 32), 7);
+    assert_eq!(u64_at(&b, r + 40), INACTIVE, "padding untouched");
+}
+
+#[test]
 fn abandoned_update_leaves_seq_odd_until_the_next_one() {
     let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
     let mut seen = 0;
