@@ -207,10 +207,7 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
     }
     // R8: no record crosses a page boundary.
     check_pages(offset, size, stride, nr_records, page_size)?;
-    // R18: one domain record.
-    if magic == DOMAIN_STATS_MAGIC && nr_records != 1 {
-        return Err(Error::DomainRecordCount { nr_records });
-    }
+    check_record_count(magic, nr_records)?;
     // R11-R13: the descriptors.
     if let Some(e) = ext {
         check_descriptors(head, &e, magic, size)?;
@@ -322,6 +319,19 @@ fn check_descriptors(head: &[u8], e: &ExtHeader, magic: u32, size: u32) -> Resul
                 have: head.len() as u64,
             })
     })
+}
+
+/// R18: a domain table has exactly one record. Used by [`validate`] on a
+/// table and by the producer on what it is about to publish.
+///
+/// # Errors
+///
+/// [`Error::DomainRecordCount`].
+pub fn check_record_count(magic: u32, nr_records: u32) -> Result<()> {
+    if magic == DOMAIN_STATS_MAGIC && nr_records != 1 {
+        return Err(Error::DomainRecordCount { nr_records });
+    }
+    Ok(())
 }
 
 /// Checks `count` descriptors of a record of `size` bytes in a table with

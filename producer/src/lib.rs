@@ -60,7 +60,7 @@ use vstats_abi::{
     layout::Layout,
     record::{INACTIVE, INACTIVE_BIT, PAD_INACTIVE, RECORD_PREFIX},
     seqlock::{AtomicU32, AtomicU64, SeqWriter},
-    validate::check_descriptor_set,
+    validate::{check_descriptor_set, check_record_count},
 };
 use zerocopy::IntoBytes;
 
@@ -214,11 +214,7 @@ impl<'f> Table<'f> {
                 value: spec.descriptors.len() as u64,
             }));
         }
-        if spec.magic == vstats_abi::DOMAIN_STATS_MAGIC && l.nr_records != 1 {
-            return Err(Error::Abi(vstats_abi::Error::DomainRecordCount {
-                nr_records: l.nr_records,
-            }));
-        }
+        check_record_count(spec.magic, l.nr_records)?;
         check_descriptor_set(l.desc_count, spec.magic, l.size, |i| {
             spec.descriptors
                 .get(i as usize)
@@ -356,8 +352,8 @@ impl<'f> Table<'f> {
     /// leaked instead of dropped, its record's last seq is unknown and the
     /// iterator is empty: see [`Table::writers_lost`].
     pub fn split(&mut self) -> (&Control, Writers<'_>) {
+        let lost = self.writers_lost();
         let c = &mut self.seqs;
-        let lost = c.handed.load(Ordering::Relaxed) != c.dropped.load(Ordering::Relaxed);
         if !lost {
             // Even: every advance is rounded up to even.
             c.base = c.base.wrapping_add(c.max_advance.load(Ordering::Relaxed));

@@ -410,6 +410,15 @@ fn init_errors() {
         ..spec(l, VCPU_STD_DESCRIPTORS)
     };
     assert!(Table::init(ok(), &dom).is_ok());
+    let two = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let dom2 = TableSpec {
+        magic: DOMAIN_STATS_MAGIC,
+        ..spec(two, VCPU_STD_DESCRIPTORS)
+    };
+    assert_eq!(
+        Table::init(ok(), &dom2).unwrap_err(),
+        Error::Abi(vstats_abi::Error::DomainRecordCount { nr_records: 2 })
+    );
 }
 
 fn descs_for(n: u32) -> Vec<Descriptor> {
