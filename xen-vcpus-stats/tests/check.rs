@@ -6,58 +6,14 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Output},
+    time::Duration,
 };
 
-use common::{assert_error, run, standin, stdout, tool, Scratch};
+use common::{assert_error, run, run_while, run_while_mapped, standin, stdout, tool, Scratch};
 use serde_json::Value;
 use vstats_invariants::fault::{with_fault_table, Fault};
 use xen_vcpus_stats::synth::Synth;
-
-/// Runs `c` to completion, calling `step` every 5 ms meanwhile (the
-/// producer keeps publishing while the checker samples).
-fn run_while(c: Command, step: impl FnMut()) -> Output {
-    run_while_mapped(c, None, Duration::from_millis(5), step)
-}
-
-/// As [`run_while`], calling `step` every `period`; when `mapped` is
-/// given, `step` is first called only once the child has that file mapped
-/// (its `/proc/PID/maps` names it) and had 50 ms to take its first
-/// sample, so that a fault that strikes on an early step is seen
-/// happening.
-fn run_while_mapped(
-    mut c: Command,
-    mapped: Option<&Path>,
-    period: Duration,
-    mut step: impl FnMut(),
-) -> Output {
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    if let Some(path) = mapped {
-        let maps = format!("/proc/{}/maps", child.id());
-        let name = path.to_str().unwrap();
-        while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(name)) {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the check ended before mapping {name}"
-            );
-            assert!(Instant::now() < deadline, "{name} never mapped");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the check did not end");
-        step();
-        std::thread::sleep(period);
-    }
-    child.wait_with_output().unwrap()
-}
 
 fn check_cmd(target: &[&str], json: bool) -> Command {
     check_for(target, json, "0.3")

@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
-use common::{assert_error, json_lines, standin, stdout, tool, Scratch};
+use common::{assert_error, json_lines, run_while, standin, stdout, tool, Scratch};
 use vstats_abi::{
     desc::{Base, Descriptor, Kind, Unit},
     layout::{Layout, LayoutParams},
@@ -50,21 +46,6 @@ fn log(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn run_updating(synth: &mut Synth, mut c: Command) -> Output {
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline);
-        synth.update();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn maps_read_only_samples_and_unmaps() {
     let s = Scratch::new("xen-map");
@@ -80,7 +61,7 @@ fn maps_read_only_samples_and_unmaps() {
         "--format",
         "json",
     ]);
-    let o = run_updating(&mut synth, c);
+    let o = run_while(c, || synth.update());
     assert!(o.status.success(), "{}", common::stderr(&o));
     let lines = json_lines(&o);
     assert_eq!(lines.len(), 2);

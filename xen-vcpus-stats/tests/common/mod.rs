@@ -4,11 +4,12 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         OnceLock,
     },
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -141,4 +142,48 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the effective user.
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs `c` to completion, calling `step` every 5 ms meanwhile (the
+/// producer keeps publishing while the checker samples).
+pub fn run_while(c: Command, step: impl FnMut()) -> Output {
+    run_while_mapped(c, None, Duration::from_millis(5), step)
+}
+
+/// As [`run_while`], calling `step` every `period`; when `mapped` is
+/// given, `step` is first called only once the child has that file mapped
+/// (its `/proc/PID/maps` names it) and had 50 ms to take its first
+/// sample, so that a fault that strikes on an early step is seen
+/// happening.
+pub fn run_while_mapped(
+    mut c: Command,
+    mapped: Option<&Path>,
+    period: Duration,
+    mut step: impl FnMut(),
+) -> Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    if let Some(path) = mapped {
+        let maps = format!("/proc/{}/maps", child.id());
+        let name = path.to_str().unwrap();
+        while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(name)) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the check ended before mapping {name}"
+            );
+            assert!(Instant::now() < deadline, "{name} never mapped");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the check did not end");
+        step();
+        std::thread::sleep(period);
+    }
+    child.wait_with_output().unwrap()
 }
