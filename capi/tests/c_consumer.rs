@@ -8,7 +8,9 @@ mod common;
 use std::{
     collections::HashMap,
     fs,
+    io::{BufRead, BufReader, Write},
     path::Path,
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Mutex,
@@ -225,8 +227,90 @@ fn c_consumer_reads_a_live_rust_table_without_tearing() {
     assert!(seen.advanced > NR as usize, "the table changed while read");
 }
 
+/// Runs the consumer built with `TEST_PAUSE_MID_COPY` for one snapshot of
+/// a table whose records carry update 1, and forces the interleaving: the
+/// consumer stops halfway through its copy of record 0 and waits, the test
+/// then makes a whole update (update 2) of record 0, and lets it go on.
+/// Returns record 0 as the consumer printed it (`None` when not `ok`) and
+/// the consumer's retry count.
+fn forced_run(prog: &Path, path: &Path) -> (Option<Vec<Option<u64>>>, u64) {
+    let layout = Layout::compute(&LayoutParams {
+        record_size: 8 + 8 * WORDS,
+        ..LayoutParams::vcpu(NR)
+    })
+    .unwrap();
+    let spec = TableSpec {
+        magic: VCPU_STATS_MAGIC,
+        layout,
+        descriptors: VCPU_STD_DESCRIPTORS,
+        generation: 1,
+    };
+    let mut shm = ShmTable::create(path, &spec).unwrap();
+    let (_, writers) = shm.split();
+    let mut writers: Vec<_> = writers.take(NR as usize - 1).collect();
+    let update = |w: &mut vstats_producer::RecordWriter<'_>, v: u64| {
+        let i = w.index();
+        w.update(|u| {
+            for j in 0..WORDS {
+                u.set(j as usize, pattern(i, j, v));
+            }
+        });
+    };
+    for w in &mut writers {
+        update(w, 1);
+    }
+    let mut child = Command::new(prog)
+        .args([path.to_str().unwrap(), "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(
+            n > 0,
+            "the consumer ended without pausing in record 0's copy"
+        );
+        if line == "paused\n" {
+            break;
+        }
+    }
+    // The reader holds the first half of record 0 at update 1.
+    update(&mut writers[0], 2);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    let (snaps, _) = parse(&stdout);
+    assert_eq!(snaps.len(), 1, "{stdout}");
+    let retries = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split(" retries=").nth(1))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no retry count in {stdout}"));
+    (snaps[0].get(&0).map(|r| r.words.clone()), retries)
+}
+
+/// Whether record 0's words are a torn copy (not all of one update), and
+/// which update they carry if not.
+fn update_of_record0(words: &[Option<u64>]) -> Result<u64, ()> {
+    let v = words[0].ok_or(())? & ((1 << 44) - 1);
+    let whole = (0..WORDS).all(|j| words[j as usize] == Some(pattern(0, j, v)));
+    if whole {
+        Ok(v)
+    } else {
+        Err(())
+    }
+}
+
 /// The checker above is able to see tearing: the same consumer without S4
-/// (the second seq read) is caught accepting torn records.
+/// (the second seq read) accepts the torn record of a forced interleaving,
+/// every time: half of update 1 and half of update 2.
 #[test]
 fn a_c_consumer_without_r4_is_caught_tearing() {
     if !have("gcc", "a_c_consumer_without_r4_is_caught_tearing") {
@@ -238,17 +322,43 @@ fn a_c_consumer_without_r4_is_caught_tearing() {
         "consumer",
         &[c_source("consumer.c")],
         false,
-        &["-DTEST_SKIP_S4"],
+        &["-DTEST_SKIP_S4", "-DTEST_PAUSE_MID_COPY"],
     );
-    let mut torn = 0;
-    for attempt in 0..10 {
-        let (seen, _) = live_run(&prog, &dir.path().join(format!("vcpu{attempt}")));
-        torn += seen.torn;
-        if torn > 0 {
-            break;
-        }
+    let (rec0, retries) = forced_run(&prog, &dir.path().join("vcpu"));
+    let words = rec0.expect("the broken reader accepts record 0");
+    assert_eq!(update_of_record0(&words), Err(()), "a torn copy: {words:?}");
+    let half = (WORDS / 2) as usize;
+    assert!(words[..half]
+        .iter()
+        .all(|w| w.map(|w| w & 0xfff) == Some(1)));
+    assert!(words[half..]
+        .iter()
+        .all(|w| w.map(|w| w & 0xfff) == Some(2)));
+    assert_eq!(retries, 0, "nothing made it retry");
+}
+
+/// The same forced interleaving with the real reader: S4 sees the seq
+/// move, the copy is retried, and record 0 is read whole at update 2.
+#[test]
+fn a_c_consumer_with_r4_retries_a_copy_interrupted_by_an_update() {
+    if !have(
+        "gcc",
+        "a_c_consumer_with_r4_retries_a_copy_interrupted_by_an_update",
+    ) {
+        return;
     }
-    assert!(torn > 0, "tearing was never observed without S4");
+    let dir = TempDir::new("consumer-r4-forced");
+    let prog = common::compile_with(
+        dir.path(),
+        "consumer",
+        &[c_source("consumer.c")],
+        false,
+        &["-DTEST_PAUSE_MID_COPY"],
+    );
+    let (rec0, retries) = forced_run(&prog, &dir.path().join("vcpu"));
+    let words = rec0.expect("record 0 is read");
+    assert_eq!(update_of_record0(&words), Ok(2), "{words:?}");
+    assert_eq!(retries, 1, "exactly one retry, after the interrupted copy");
 }
 
 /// The bytes of a valid table of 80 vCPU records (two 4 KiB pages) with its

@@ -383,6 +383,25 @@ static inline void cpu_relax(void)
 #endif
 }
 
+#ifdef TEST_PAUSE_MID_COPY
+/* The test's hook for a forced interleaving: the first time record 0 is
+ * copied, stop halfway through the copy, say "paused" on stderr and wait
+ * for a line on stdin, so that the test can update the record while this
+ * reader holds half of an old copy. Only the test builds it. */
+static void test_pause(uint32_t i)
+{
+    static int done;
+    char line[16];
+    if (i != 0 || done)
+        return;
+    done = 1;
+    fputs("paused\n", stderr);
+    fflush(stderr);
+    if (!fgets(line, sizeof line, stdin))
+        exit(1);
+}
+#endif
+
 /* Section 5.3: S1..S4 with bounded retries. words[] gets (size - 8) / 8
  * counters. Returns the status; *seq_out the last seq seen. */
 static enum status snapshot_record(const struct table *t, uint32_t i, uint64_t *words,
@@ -400,8 +419,13 @@ static enum status snapshot_record(const struct table *t, uint32_t i, uint64_t *
         *seq_out = s1;
         if (s1 & 1)
             continue;
-        for (uint32_t k = 0; k < n; k++) /* R2 */
+        for (uint32_t k = 0; k < n; k++) { /* R2 */
+#ifdef TEST_PAUSE_MID_COPY
+            if (k == n / 2)
+                test_pause(i);
+#endif
             words[k] = ld64(t, base + 8 + 8 * (uint64_t)k);
+        }
         atomic_thread_fence(memory_order_acquire); /* S3 */
         uint32_t s2 = ld32(t, base); /* S4 */
 #ifdef TEST_SKIP_S4 /* the test's deliberately broken reader, which must be caught */
