@@ -98,6 +98,7 @@
 
 mod counter;
 mod error;
+pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
 #[allow(unsafe_code)]
