@@ -378,6 +378,14 @@ impl<'a> MemView<'a> {
         self.region.len == 0
     }
 
+    /// The address of the first byte, for code that must hand the memory
+    /// to something other than an atomic load (flushing caches, a copy
+    /// while nothing writes). Dereferencing it is the caller's business and
+    /// needs `unsafe`.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.region.ptr.as_ptr().cast_const()
+    }
+
     /// Relaxed atomic load of the `T` at byte `off`; `None` when
     /// `[off, off + size_of::<T>())` is not inside the view or the address
     /// is not aligned for `T`.
