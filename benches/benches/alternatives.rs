@@ -22,9 +22,8 @@ use vstats_benches::{
     criterion_config,
     fixture::{records_in, ScratchDir, ShmFixture},
     hot, out,
-    raw::FileView,
 };
-use vstats_consumer::{Snapshot, Table};
+use vstats_consumer::{mem::MemView, Snapshot, Table};
 use vstats_kvm_vmm::{
     publish::TablePlan, stats::KIND_CUMULATIVE, Error as VmmError, KvmStatDesc, Publisher,
     RunningVm, Vm, VmConfig,
@@ -71,7 +70,7 @@ fn bench_all(
         }),
     )?;
 
-    let view = FileView::open(table.path().context("a table opened from a file")?)?;
+    let (view, _) = MemView::map_file(table.path().context("a table opened from a file")?)?;
     let recs = records_in(&view, table.info());
     let per = recs.first().map_or(0, |r| r.words.len());
     let mut raw_out = vec![0u64; per * recs.len()];

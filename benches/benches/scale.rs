@@ -17,7 +17,7 @@ use vstats_benches::{
     criterion_config,
     fixture::ShmFixture,
     out,
-    raw::{flush_words, raise_fd_limit},
+    raw::{flush_view, flush_words, raise_fd_limit},
 };
 use vstats_consumer::{Snapshot, Table};
 
@@ -79,7 +79,7 @@ fn main() {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 for fx in &fixtures {
-                    fx.view().flush_caches();
+                    flush_view(fx.view());
                 }
                 for s in &snaps {
                     for r in s.records() {

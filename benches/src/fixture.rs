@@ -1,7 +1,7 @@
 //! Tables published exactly as a producer publishes them: a file under
 //! `/dev/shm` created with [`ShmTable`], opened by the consumer with
 //! [`Table::open`] (its own read-only mapping), plus a third read-only
-//! mapping ([`FileView`]) for the protocol-only loops and the `memcpy`
+//! mapping (a [`MemView`]) for the protocol-only loops and the `memcpy`
 //! baseline. Dropping a fixture removes its files.
 
 use std::{
@@ -17,10 +17,10 @@ use vstats_abi::{
     record::{RECORD_PREFIX, VCPU_STD_DESCRIPTORS},
     VCPU_STATS_MAGIC,
 };
-use vstats_consumer::Table;
+use vstats_consumer::{mem::MemView, Table};
 use vstats_producer::{shm::ShmTable, TableSpec, Writers};
 
-use crate::raw::FileView;
+use crate::raw::record_ref;
 
 /// A directory of its own for one benchmark's files: under `/dev/shm`
 /// (tmpfs) when it exists, else the temporary directory. Removed, with
@@ -63,8 +63,12 @@ impl Drop for ScratchDir {
     }
 }
 
-/// One record seen through a [`FileView`]: its seq word and its counter
+/// One record seen through a [`MemView`]: its seq word and its counter
 /// words `[8, size)`.
+///
+/// The mapping is read-only: only `Relaxed` loads through these (and the
+/// seq protocol's reader, which does nothing else). Any other atomic
+/// operation on read-only memory is undefined behaviour.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRef<'a> {
     /// The seq word.
@@ -79,7 +83,7 @@ pub struct RecordRef<'a> {
 pub struct ShmFixture {
     table: ShmTable,
     consumer: Table,
-    pub(crate) view: FileView,
+    pub(crate) view: MemView<'static>,
     layout: Layout,
     dir: ScratchDir,
 }
@@ -117,7 +121,7 @@ impl ShmFixture {
         };
         let table = ShmTable::create(&path, &spec)?;
         let consumer = Table::open(&path)?;
-        let view = FileView::open(&path)?;
+        let (view, _) = MemView::map_file(&path)?;
         Ok(ShmFixture {
             table,
             consumer,
@@ -146,7 +150,7 @@ impl ShmFixture {
     }
 
     /// The extra read-only mapping.
-    pub fn view(&self) -> &FileView {
+    pub fn view(&self) -> &MemView<'static> {
         &self.view
     }
 
@@ -196,30 +200,18 @@ impl ShmFixture {
     }
 }
 
-/// Every record of a table the consumer opened, through a [`FileView`] of
+/// Every record of a table the consumer opened, through a [`MemView`] of
 /// the same file.
-pub fn records_in<'a>(view: &'a FileView, info: &vstats_abi::TableInfo) -> Vec<RecordRef<'a>> {
+pub fn records_in<'a>(view: &'a MemView<'_>, info: &vstats_abi::TableInfo) -> Vec<RecordRef<'a>> {
     let words = (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize;
     (0..info.nr_records)
-        .filter_map(|i| {
-            let off = usize::try_from(info.record_offset(i)?).ok()?;
-            Some(RecordRef {
-                seq: view.atomic_u32(off)?,
-                words: view.atomic_u64s(off + RECORD_PREFIX as usize, words)?,
-            })
-        })
+        .filter_map(|i| record_ref(view, usize::try_from(info.record_offset(i)?).ok()?, words))
         .collect()
 }
 
-fn records_of<'a>(view: &'a FileView, l: &Layout, words: usize) -> Vec<RecordRef<'a>> {
+fn records_of<'a>(view: &'a MemView<'_>, l: &Layout, words: usize) -> Vec<RecordRef<'a>> {
     (0..l.nr_records)
-        .filter_map(|i| {
-            let off = usize::try_from(l.record_offset(i)?).ok()?;
-            Some(RecordRef {
-                seq: view.atomic_u32(off)?,
-                words: view.atomic_u64s(off + RECORD_PREFIX as usize, words)?,
-            })
-        })
+        .filter_map(|i| record_ref(view, usize::try_from(l.record_offset(i)?).ok()?, words))
         .collect()
 }
 

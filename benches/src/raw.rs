@@ -1,108 +1,61 @@
-//! The only unsafe code of the crate: a second, read-only mapping of a
-//! table file seen as atomics (for the protocol-only reader loops) or
-//! copied with `memcpy` (the hardware limit), and pinning a thread to a
-//! CPU.
+//! The only unsafe code of the crate: the seq word and counter words of
+//! a record as atomics for the protocol-only reader loops, a `memcpy` of
+//! a table mapping (the hardware limit), flushing it from the caches, and
+//! pinning a thread to a CPU.
 //!
-//! Invariants of [`FileView`]:
+//! The table is seen through the consumer's [`MemView`] (a read-only,
+//! shared mapping of the file, separate from the consumer's own), whose
+//! invariants (`vstats_consumer::mem::MemView`, "Invariants") every block
+//! here relies on. In addition:
 //!
-//! 1. `map` is a read-only shared mapping of `len` bytes, page aligned,
-//!    alive as long as the view;
-//! 2. the file is never truncated while it is mapped (the fixtures only
+//! 1. the file is never truncated while it is mapped (the fixtures only
 //!    remove it, after the view is dropped);
-//! 3. in this process the bytes are written only with atomic stores (the
-//!    producer's), so atomic loads through `&AtomicU32`/`&AtomicU64` are
-//!    sound at any time; a non-atomic copy is sound only while nobody
-//!    writes ([`FileView::copy_quiescent`]).
+//! 2. in this process the bytes are written only with atomic stores (the
+//!    producer's), so a non-atomic copy is sound only while nobody writes
+//!    ([`copy_quiescent`]).
 
-use std::{
-    fs::File,
-    io,
-    path::Path,
-    sync::atomic::{AtomicU32, AtomicU64},
-};
+use std::io;
 
-use memmap2::{MmapOptions, MmapRaw};
+use vstats_consumer::mem::MemView;
 
-/// A read-only mapping of a table file, separate from the consumer's.
-#[derive(Debug)]
-pub struct FileView {
-    map: MmapRaw,
+use crate::fixture::RecordRef;
+
+/// Record `off` of `view` (`words` counter words after its 8-byte prefix)
+/// as atomics; `None` out of bounds or misaligned.
+pub fn record_ref<'a>(view: &'a MemView<'_>, off: usize, words: usize) -> Option<RecordRef<'a>> {
+    let off = u64::try_from(off).ok()?;
+    let counters = off.checked_add(u64::from(vstats_abi::record::RECORD_PREFIX))?;
+    // SAFETY: the mapping is read-only; `RecordRef`'s contract (its type
+    // docs) is that its atomics are only loaded with `Relaxed`, which is
+    // what the benchmarks' reader loops and `vstats_abi::seqlock` do.
+    let seq = unsafe { view.atomic::<u32>(off) }?;
+    // SAFETY: as above.
+    let words = unsafe { view.atomics::<u64>(counters, words) }?;
+    Some(RecordRef { seq, words })
 }
 
-impl FileView {
-    /// Maps the whole file at `path` read-only and shared.
-    ///
-    /// # Errors
-    ///
-    /// Opening or mapping the file.
-    pub fn open(path: &Path) -> io::Result<FileView> {
-        let file = File::open(path)?;
-        let map = MmapOptions::new().map_raw_read_only(&file)?;
-        Ok(FileView { map })
+/// Copies bytes `[off, off + out.len())` of `view` into `out` with one
+/// `memcpy` (`ptr::copy_nonoverlapping`): the hardware limit a snapshot is
+/// compared with. Returns false, copying nothing, when the range is
+/// outside the view.
+///
+/// # Safety
+///
+/// The caller promises that nothing writes the range during the copy (a
+/// plain copy racing an atomic store is a data race); the benchmarks call
+/// it while the producer is idle.
+pub unsafe fn copy_quiescent(view: &MemView<'_>, off: usize, out: &mut [u8]) -> bool {
+    match off.checked_add(out.len()) {
+        Some(end) if end <= view.len() => {}
+        _ => return false,
     }
-
-    /// Length of the mapping in bytes.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether the mapping is empty.
-    pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
-    }
-
-    /// The `u32` at byte `off` as an atomic, `None` out of bounds or
-    /// misaligned.
-    pub fn atomic_u32(&self, off: usize) -> Option<&AtomicU32> {
-        if off % 4 != 0 || off.checked_add(4)? > self.len() {
-            return None;
-        }
-        let p = self.map.as_ptr().wrapping_add(off);
-        // SAFETY: `[p, p + 4)` is inside the mapping (checked), which lives
-        // as long as `self` (invariant 1); `p` is 4-aligned (page-aligned
-        // base, `off % 4 == 0`); `AtomicU32` is an `UnsafeCell`, and the
-        // memory is only written atomically (invariant 3). We only load
-        // through it with `Relaxed`, which std allows on read-only memory.
-        Some(unsafe { &*p.cast::<AtomicU32>() })
-    }
-
-    /// `n` `u64`s from byte `off` as atomics, `None` out of bounds or
-    /// misaligned.
-    pub fn atomic_u64s(&self, off: usize, n: usize) -> Option<&[AtomicU64]> {
-        let end = off.checked_add(n.checked_mul(8)?)?;
-        if off % 8 != 0 || end > self.len() {
-            return None;
-        }
-        let p = self.map.as_ptr().wrapping_add(off);
-        // SAFETY: `[p, p + 8n)` is inside the mapping (checked; its length
-        // fits `isize` because it is one mapping), alive as long as `self`
-        // (invariant 1), 8-aligned; atomics are `UnsafeCell`s and the memory
-        // is only written atomically (invariant 3).
-        Some(unsafe { std::slice::from_raw_parts(p.cast::<AtomicU64>(), n) })
-    }
-
-    /// Copies bytes `[off, off + out.len())` into `out` with one
-    /// `memcpy` (`ptr::copy_nonoverlapping`): the hardware limit a
-    /// snapshot is compared with. Returns false, copying nothing, when the
-    /// range is outside the mapping.
-    ///
-    /// # Safety
-    ///
-    /// The caller promises that nothing writes the range during the copy
-    /// (a plain copy racing an atomic store is a data race); the
-    /// benchmarks call it while the producer is idle.
-    pub unsafe fn copy_quiescent(&self, off: usize, out: &mut [u8]) -> bool {
-        match off.checked_add(out.len()) {
-            Some(end) if end <= self.len() => {}
-            _ => return false,
-        }
-        let p = self.map.as_ptr().wrapping_add(off);
-        // SAFETY: the source range is inside the mapping (checked above) and
-        // alive (invariant 1); `out` is a distinct private buffer; nothing
-        // writes the source meanwhile (the caller's promise).
-        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
-        true
-    }
+    let p = view.as_ptr().wrapping_add(off);
+    // SAFETY: the source range is inside the view (checked above) and
+    // mapped as long as it lives (its invariant 2); `out` is a distinct
+    // private buffer; nothing writes the source meanwhile (the caller's
+    // promise).
+    unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+    true
 }
 
 /// Evicts the cachelines of `[p, p + len)` from every cache level
@@ -127,12 +80,10 @@ fn flush_range(p: *const u8, len: usize) {
     let _ = (p, len);
 }
 
-impl FileView {
-    /// Evicts the whole mapping from the caches (and so the table, from
-    /// every mapping of the file).
-    pub fn flush_caches(&self) {
-        flush_range(self.map.as_ptr(), self.len());
-    }
+/// Evicts the whole of `view` from the caches (and so the table, from
+/// every mapping of the file).
+pub fn flush_view(view: &MemView<'_>) {
+    flush_range(view.as_ptr(), view.len());
 }
 
 /// Evicts `words` from the caches.
@@ -142,14 +93,13 @@ pub fn flush_words(words: &[u64]) {
 
 impl crate::fixture::ShmFixture {
     /// `memcpy` of table bytes `[off, off + out.len())` into `out` (see
-    /// [`FileView::copy_quiescent`]); false when the range is outside the
-    /// table.
+    /// [`copy_quiescent`]); false when the range is outside the table.
     pub fn memcpy(&self, off: usize, out: &mut [u8]) -> bool {
         // SAFETY: the fixture's table file lives in a directory private to
         // this process, written only through the fixture's record writers,
         // which borrow the fixture mutably: while `&self` is held none
         // exists, so nothing writes during the copy.
-        unsafe { self.view.copy_quiescent(off, out) }
+        unsafe { copy_quiescent(&self.view, off, out) }
     }
 }
 

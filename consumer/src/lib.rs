@@ -49,7 +49,10 @@
 //!   the copy. Records are read from the mapping.
 //! - **Atomic loads only.** The mapping is never seen as `&[u8]`: every
 //!   read is a `Relaxed` atomic load of at most 8 bytes, which the standard
-//!   library allows on read-only memory, plus fences (module `raw`).
+//!   library allows on read-only memory, plus fences. Every access goes
+//!   through one view of the memory, [`mem::MemView`], with one bounds-
+//!   and-alignment check and one safety argument; it is public, for
+//!   readers that need every byte of a mapping (the invariant checker).
 //! - **Seq protocol**, bounded. Each record is copied inside one even seq
 //!   value, as `vstats_abi::seqlock` specifies, making at most
 //!   [`Table::max_attempts`] attempts ([`DEFAULT_MAX_ATTEMPTS`] = 1024;
@@ -89,15 +92,20 @@
 //!
 //! # Safety
 //!
-//! [`Table::from_raw`] and [`Table::from_owned`] are `unsafe`: the caller
-//! promises the memory stays mapped for the table's life (or the owner's)
-//! and is not written with non-atomic writes from this process. All other
-//! entry points are safe. Unsafe code lives only in the private modules
+//! [`Table::from_raw`], [`Table::from_owned`] and the `from_raw_parts` of
+//! [`mem::MemView`] and [`mem::MemViewMut`] are `unsafe`: the caller
+//! promises the memory stays mapped for the table's (or view's) life, or
+//! the owner's, and is not written with non-atomic writes from this
+//! process. [`mem::MemView::atomic`] and [`mem::MemView::atomics`] are
+//! `unsafe` because the memory may be read-only: the caller promises only
+//! relaxed loads through the references. All other entry points are safe
+//! ([`Table::from_view`] takes a view that already holds those promises). Unsafe code lives only in the private modules
 //! `raw` and `mmap`; every other module denies it.
 #![deny(unsafe_code)]
 
 mod counter;
 mod error;
+pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
 #[allow(unsafe_code)]

@@ -9,14 +9,13 @@ use std::{
 use vstats_abi::{
     header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
     record::RECORD_PREFIX,
-    seqlock::{read_words, Busy},
+    seqlock::Busy,
     validate, TableInfo,
 };
 
 use crate::{
     counter::{counters_of, Counter},
-    mmap::{map_file, FileId},
-    raw::Mapping,
+    mem::{FileId, MemView},
     snapshot::RecordStamp,
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
@@ -61,11 +60,12 @@ const MAX_COPY_ROUNDS: u32 = 4;
 ///
 /// `Table` is `Send + Sync`; reading takes `&self`.
 pub struct Table {
-    map: Mapping,
+    map: MemView<'static>,
     head: Vec<u8>,
     info: TableInfo,
     counters: Vec<Counter>,
-    file: Option<FileId>,
+    /// The file and its identity when it was opened.
+    file: Option<(PathBuf, FileId)>,
     max_attempts: u32,
 }
 
@@ -86,33 +86,43 @@ impl Table {
     /// rule) when it is not a valid table; [`Error::HeadTooLarge`] and
     /// [`Error::TooManyRecords`] beyond this crate's limits.
     pub fn open(path: impl AsRef<Path>) -> Result<Table> {
-        let (map, id) = map_file(path.as_ref())?;
-        Table::init(map, Some(id))
+        let path = path.as_ref();
+        let (map, id) = MemView::map_file(path).map_err(|e| Error::io(path, e))?;
+        Table::init(map, Some((path.to_path_buf(), id)))
+    }
+
+    /// Reads a table from a view of its memory (the view is kept, and with
+    /// it whatever keeps the memory mapped).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Table::open`] (without a path).
+    pub fn from_view(view: MemView<'static>) -> Result<Table> {
+        Table::init(view, None)
     }
 
     /// Copy, then validate: copies the head with atomic loads (first the
     /// 16-byte header, then `[0, offset)`), validates the copy, keeps it.
-    pub(crate) fn init(map: Mapping, file: Option<FileId>) -> Result<Table> {
-        let path = file.as_ref().map(|f| f.path.clone());
+    fn init(map: MemView<'static>, file: Option<(PathBuf, FileId)>) -> Result<Table> {
+        let path = file.as_ref().map(|f| f.0.clone());
         let len = map.len() as u64;
         let invalid = |error| Error::Invalid {
             path: path.clone(),
             error,
         };
-        let mut head = Vec::new();
         let mut want = len.min(u64::from(HEADER_SIZE));
         let mut rounds = 0;
-        let info = loop {
+        let (info, head) = loop {
             rounds += 1;
             let n = usize::try_from(want).unwrap_or(usize::MAX);
-            if map.copy_prefix(n, &mut head).is_none() {
+            let Some(head) = map.copy_prefix(n) else {
                 return Err(invalid(vstats_abi::Error::MappingTooSmall {
                     need: want,
                     len,
                 }));
-            }
+            };
             match validate(&head, len) {
-                Ok(info) => break info,
+                Ok(info) => break (info, head),
                 Err(e @ vstats_abi::Error::HeadTruncated { need, .. }) => {
                     let need = u64::from(need);
                     if need > MAX_HEAD_LEN {
@@ -164,7 +174,15 @@ impl Table {
 
     /// The file the table was opened from, `None` for raw memory.
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|f| f.path.as_path())
+        self.file.as_ref().map(|f| f.0.as_path())
+    }
+
+    /// The whole mapping as a read-only view, borrowed from the table:
+    /// every byte, not only the head and the records.
+    pub fn view(&self) -> MemView<'_> {
+        self.map
+            .subview(0, self.map.len())
+            .unwrap_or_else(MemView::empty)
     }
 
     /// Number of record slots.
@@ -210,25 +228,17 @@ impl Table {
     /// words `[8, size)`). `None` only if the validated geometry does not
     /// fit the mapping, which validation rules out.
     fn read_record(&self, i: u32, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
-        let off = usize::try_from(self.info.record_offset(i)?).ok()?;
-        self.read_at(off, words_per_record(&self.info), words)
+        self.read_at(self.info.record_offset(i)?, words)
     }
 
-    /// Reads the record at byte `off` (`n` counter words) into `words`;
-    /// `None` when it is not inside the mapping. The bounds are checked
-    /// here, on every read, whatever validation proved.
+    /// Reads the record at byte `off` (`words.len()` counter words) into
+    /// `words`; `None` when it is not inside the mapping. The bounds are
+    /// checked by the view, on every read, whatever validation proved.
     #[inline]
-    fn read_at(
-        &self,
-        off: usize,
-        n: usize,
-        words: &mut [u64],
-    ) -> Option<std::result::Result<u32, Busy>> {
-        let seq = self.map.atomic_u32(off)?;
-        let shared = self
-            .map
-            .atomic_u64s(off.checked_add(RECORD_PREFIX as usize)?, n)?;
-        Some(read_words(seq, shared, words, self.max_attempts))
+    fn read_at(&self, off: u64, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
+        let counters = off.checked_add(u64::from(RECORD_PREFIX))?;
+        self.map
+            .read_seq_words(off, counters, words, self.max_attempts)
     }
 
     /// Reads record `i` consistently into `out`, lock-free and without a
@@ -283,13 +293,13 @@ impl Table {
         // validation proved inside the mapping (R7), and what every record
         // snapshot is stamped with.
         let n = words_per_record(&self.info);
-        let stride = self.info.header.stride as usize;
+        let stride = u64::from(self.info.header.stride);
         let stamp = RecordStamp::of(&self.info);
-        let mut off = self.info.header.offset as usize;
+        let mut off = u64::from(self.info.header.offset);
         let mut busy = 0;
         for (i, rec) in (0..self.info.nr_records).zip(snap.records_mut()) {
             rec.stamp(i, &stamp, n);
-            let r = self.read_at(off, n, rec.words_mut());
+            let r = self.read_at(off, rec.words_mut());
             if matches!(r, Some(Err(_))) {
                 busy += 1;
             }
@@ -313,7 +323,7 @@ impl Table {
     /// [`Table::file_replaced`] for that.
     pub fn is_stale(&self) -> bool {
         let h = &self.info.header;
-        let now = [0, 4, 8, 12].map(|o| self.map.load_u32(o));
+        let now = [0, 4, 8, 12].map(|o| self.map.load::<u32>(o));
         if now != [h.magic, h.offset, h.size, h.stride].map(Some) {
             return true;
         }
@@ -329,16 +339,16 @@ impl Table {
                     e.desc_count,
                     e.desc_stride,
                 ];
-                let base = EXT_HEADER_OFFSET as usize;
-                let same = words
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &w)| self.map.load_u32(base + 4 * k) == Some(w));
-                !same || self.map.load_u64_halves(base + 32) != Some(e.generation)
+                let base = u64::from(EXT_HEADER_OFFSET);
+                let same = (base..)
+                    .step_by(4)
+                    .zip(words)
+                    .all(|(off, w)| self.map.load::<u32>(off) == Some(w));
+                !same || self.load_u64_halves(base + 32) != Some(e.generation)
             }
             // No extension header was there: stale if one appeared.
             None if h.offset >= EXT_HEADER_END => {
-                self.map.load_u32(EXT_HEADER_OFFSET as usize) != Some(0)
+                self.map.load::<u32>(u64::from(EXT_HEADER_OFFSET)) != Some(0)
             }
             None => false,
         }
@@ -352,11 +362,11 @@ impl Table {
     /// [`Error::NotFileBacked`] for a table from raw memory. A path that no
     /// longer exists is reported as replaced, not as an error.
     pub fn file_replaced(&self) -> Result<bool> {
-        let file = self.file.as_ref().ok_or(Error::NotFileBacked)?;
-        match FileId::current(&file.path) {
-            Ok(now) => Ok(now != *file),
-            Err(Error::Io { io, .. }) if io.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(e),
+        let (path, id) = self.file.as_ref().ok_or(Error::NotFileBacked)?;
+        match FileId::of(path) {
+            Ok(now) => Ok(now != *id),
+            Err(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(io) => Err(Error::io(path, io)),
         }
     }
 
@@ -368,10 +378,27 @@ impl Table {
     /// [`Error::NotFileBacked`] for a table from raw memory, else as for
     /// [`Table::open`].
     pub fn reopen(&self) -> Result<Table> {
-        let path: &PathBuf = &self.file.as_ref().ok_or(Error::NotFileBacked)?.path;
+        let path: &PathBuf = &self.file.as_ref().ok_or(Error::NotFileBacked)?.0;
         let mut t = Table::open(path)?;
         t.max_attempts = self.max_attempts;
         Ok(t)
+    }
+}
+
+impl Table {
+    /// The `u64` at `off` (8-aligned) from two relaxed `u32` loads, the
+    /// width the producer writes head fields with (not atomic as a whole:
+    /// callers only compare it).
+    fn load_u64_halves(&self, off: u64) -> Option<u64> {
+        if off % 8 != 0 {
+            return None;
+        }
+        let lo = self.map.load::<u32>(off)?.to_ne_bytes();
+        let hi = self.map.load::<u32>(off.checked_add(4)?)?.to_ne_bytes();
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&lo);
+        b[4..].copy_from_slice(&hi);
+        Some(u64::from_ne_bytes(b))
     }
 }
 

@@ -253,6 +253,25 @@ fn from_raw_reads_and_checks_the_pointer() {
 }
 
 #[test]
+fn from_view_reads_and_lends_the_whole_mapping() {
+    let (l, b) = vcpu_image(2, 9);
+    let t = Table::from_view(crate::mem::MemView::from_bytes(&b)).unwrap();
+    assert_eq!(t.path(), None);
+    assert_eq!(t.generation(), 9);
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert_eq!(s.record(1).unwrap().running(), Some(100));
+    // The view lent by the table sees every byte, records included.
+    let v = t.view();
+    assert_eq!(v.len(), b.len());
+    assert_eq!(v.copy_prefix(b.len()).as_deref(), Some(&b[..]));
+    assert_eq!(v.load::<u64>(word(&l, 1, 0) as u64), Some(100));
+    // A view that is not a table is refused like any raw memory.
+    let e = Table::from_view(crate::mem::MemView::from_bytes(&[0u8; 64])).unwrap_err();
+    assert!(matches!(e, Error::Invalid { path: None, .. }), "{e:?}");
+}
+
+#[test]
 fn from_owned_drops_the_owner_with_the_table() {
     let (_, b) = vcpu_image(1, 1);
     let mem = SharedMem::from_bytes(&b);

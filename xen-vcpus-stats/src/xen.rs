@@ -623,7 +623,7 @@ impl Xen {
     /// # Errors
     ///
     /// As [`Xen::map_table`], but for [`Error::Invalid`].
-    pub fn map_raw(&self, domid: u16, id: u32) -> Result<vstats_invariants::RawView> {
+    pub fn map_raw(&self, domid: u16, id: u32) -> Result<vstats_consumer::mem::MemView<'static>> {
         let frames = match self.map_table(domid, id) {
             Ok(t) => t.info().mapped_len.div_ceil(XEN_FRAME_SIZE).max(1),
             Err(Error::Invalid { .. }) => match self.resource_size(domid, id) {
@@ -636,13 +636,15 @@ impl Xen {
         // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner` keeps
         // alive until it is dropped, after the view's last access; this
         // process never writes it.
-        unsafe { vstats_invariants::RawView::from_raw_parts(ptr.as_ptr(), len, Box::new(owner)) }
-            .ok_or_else(|| Error::Map {
-                domid,
-                what: what(id),
-                nr_frames: frames,
-                io: io::Error::other("the mapping is not 8-byte aligned"),
-            })
+        unsafe {
+            vstats_consumer::mem::MemView::from_raw_parts(ptr.as_ptr(), len, Some(Box::new(owner)))
+        }
+        .map_err(|_| Error::Map {
+            domid,
+            what: what(id),
+            nr_frames: frames,
+            io: io::Error::other("the mapping is not 8-byte aligned"),
+        })
     }
 
     /// Maps both tables of `domid`: the vCPU table (required) and the

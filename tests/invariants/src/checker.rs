@@ -18,10 +18,12 @@ use vstats_abi::{
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
     Error as AbiError, Kind, TableInfo,
 };
-use vstats_consumer::{RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
+use vstats_consumer::{
+    mem::{FileId, MemView},
+    RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
+};
 
 use crate::{
-    raw::{FileId, RawView},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
     rules::{When, RULES, VALIDATE_ORDER},
     statics::{
@@ -75,13 +77,13 @@ pub enum Target {
     /// producer replaces it.
     Path(PathBuf),
     /// Memory someone else mapped, with a raw view of all of it (e.g. a
-    /// Xen foreign mapping wrapped with [`RawView::from_raw_parts`]): every
+    /// Xen foreign mapping wrapped with [`MemView::from_raw_parts`]): every
     /// rule is checked; a table re-initialised in place is re-attached.
     Memory {
         /// Name for the report.
         label: String,
         /// The whole mapping.
-        raw: RawView,
+        raw: MemView<'static>,
     },
     /// An already opened consumer table without a raw view (e.g. one the
     /// Xen backend mapped). Rules that need every byte of the mapping (P4,
@@ -210,7 +212,7 @@ struct Live {
     table: Table,
     info: TableInfo,
     head: Vec<u8>,
-    raw: Option<RawView>,
+    raw: Option<MemView<'static>>,
     file: Option<FileId>,
     generation: u64,
     snap: Snapshot,
@@ -259,7 +261,7 @@ impl Checker {
         match target {
             Target::Path(path) => {
                 c.source = Source::Path(path.clone());
-                match RawView::open(&path) {
+                match MemView::map_file(&path) {
                     Ok((raw, id)) => c.attach_raw(raw, Some(id)),
                     Err(e) => c.error = Some(format!("cannot open {}: {e}", path.display())),
                 }
@@ -309,13 +311,13 @@ impl Checker {
 
     /// Validates the table in `raw` and starts an attachment, or records
     /// the rule it breaks.
-    fn attach_raw(&mut self, raw: RawView, file: Option<FileId>) {
+    fn attach_raw(&mut self, raw: MemView<'static>, file: Option<FileId>) {
         self.last_file = file;
         let (head, result) = copy_and_validate(&raw);
         if let Err(e) = result {
             return self.invalid(&head, e);
         }
-        match raw.consumer_table() {
+        match Table::from_view(raw.clone()) {
             Ok(mut table) => {
                 table.set_max_attempts(self.opts.max_attempts);
                 // The consumer copied and validated the head again; if the
@@ -386,7 +388,7 @@ impl Checker {
     }
 
     /// Starts an attachment on a validated table.
-    fn start_live(&mut self, table: Table, raw: Option<RawView>, file: Option<FileId>) {
+    fn start_live(&mut self, table: Table, raw: Option<MemView<'static>>, file: Option<FileId>) {
         if let Some(e) = self.error.take() {
             self.event(format!("{e}; the table appeared later"));
         }
@@ -607,7 +609,7 @@ impl Checker {
                         "{} was replaced (new inode): the producer restarted; re-attaching",
                         path.display()
                     ));
-                    match RawView::open(&path) {
+                    match MemView::map_file(&path) {
                         Ok((raw, id)) => self.attach_raw(raw, Some(id)),
                         // Replaced again or removed meanwhile: next sample.
                         Err(e) if e.kind() == io::ErrorKind::NotFound => self.last_file = None,
@@ -647,7 +649,7 @@ impl Checker {
             return self.live.is_some();
         };
         // A producer re-initialising in place clears the magic first (P7).
-        if raw.load_u32(0) == Some(0) {
+        if raw.load::<u32>(0) == Some(0) {
             if !self.magic_cleared {
                 self.magic_cleared = true;
                 self.event("magic cleared: the producer is re-initialising the table in place");
@@ -655,8 +657,12 @@ impl Checker {
             return false;
         }
         if stale || self.magic_cleared {
-            let lo = raw.load_u32(u64::from(EXT_HEADER_OFFSET) + 32).unwrap_or(0);
-            let hi = raw.load_u32(u64::from(EXT_HEADER_OFFSET) + 36).unwrap_or(0);
+            let lo = raw
+                .load::<u32>(u64::from(EXT_HEADER_OFFSET) + 32)
+                .unwrap_or(0);
+            let hi = raw
+                .load::<u32>(u64::from(EXT_HEADER_OFFSET) + 36)
+                .unwrap_or(0);
             let generation = u64::from(lo) | u64::from(hi) << 32;
             if generation != current || self.magic_cleared {
                 self.settle();
@@ -898,7 +904,7 @@ impl Checker {
         for (k, chunk) in live.head.chunks_exact(4).enumerate() {
             let off = 4 * k as u64;
             let base = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            let Some(v) = raw.load_u32(off) else { break };
+            let Some(v) = raw.load::<u32>(off) else { break };
             if v != base && live.reported.insert(("D6", u32::MAX, off)) {
                 let ev = self.evidence(
                     live.generation,

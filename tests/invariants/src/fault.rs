@@ -1,6 +1,6 @@
 //! Fault-injecting producers: real `vstats-producer` tables (file-backed,
 //! [`vstats_producer::shm::ShmTable`]) plus the one fault each breaks a rule
-//! with, written through a second, writable mapping ([`RawMut`]) where the
+//! with, written through a second, writable mapping ([`MemViewMut`]) where the
 //! producer crate makes the fault impossible (writing past a record,
 //! changing a descriptor after publication, a non-canonical inactive
 //! marker, the RFC v3 record addressing).
@@ -27,7 +27,7 @@ use vstats_abi::{
 };
 use vstats_producer::{shm::ShmTable, RecordWriter, TableSpec};
 
-use crate::raw::RawMut;
+use vstats_consumer::mem::MemViewMut;
 
 /// The step at which dynamic faults strike (steps count from 1).
 pub const FAULT_STEP: u64 = 3;
@@ -199,7 +199,7 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 pub struct Driver<'t> {
     fault: Fault,
     layout: Layout,
-    raw: RawMut,
+    raw: MemViewMut<'static>,
     writers: Vec<RecordWriter<'t>>,
     /// The producer's private counters of each record: the four runstate
     /// times, then exits and the peak (for tables that have them).
@@ -233,7 +233,7 @@ pub fn with_fault_table<R>(
         generation,
     };
     let mut shm = ShmTable::create(path, &spec)?;
-    let raw = RawMut::open(path)?;
+    let raw = MemViewMut::map_file(path)?;
     apply_static(fault, path, &raw, &layout)?;
     let (_control, writers) = shm.split();
     let mut driver = Driver {
@@ -250,7 +250,12 @@ pub fn with_fault_table<R>(
 }
 
 /// Applies a static fault to a freshly published table.
-fn apply_static(fault: Fault, path: &Path, raw: &RawMut, l: &Layout) -> io::Result<()> {
+fn apply_static(
+    fault: Fault,
+    path: &Path,
+    raw: &MemViewMut<'static>,
+    l: &Layout,
+) -> io::Result<()> {
     let ext = u64::from(EXT_HEADER_OFFSET);
     let desc = |i: u64| u64::from(l.desc_offset) + i * u64::from(DESCRIPTOR_SIZE);
     let ok = match fault {
@@ -258,32 +263,32 @@ fn apply_static(fault: Fault, path: &Path, raw: &RawMut, l: &Layout) -> io::Resu
             OpenOptions::new().write(true).open(path)?.set_len(8)?;
             true
         }
-        Fault::BadMagic => raw.store_u32(0, INCOMPATIBLE_MAGIC),
-        Fault::OffsetBelowHeader => raw.store_u32(4, 8),
-        Fault::SizeNotMultipleOf8 => raw.store_u32(8, 36),
-        Fault::StrideBelowSize => raw.store_u32(12, 32),
-        Fault::MisalignedStride => raw.store_u32(12, 68),
-        Fault::RecordsPastMapping => raw.store_u32(ext + 8, 1000),
-        Fault::RecordStraddlesPage => raw.store_u32(12, 3760) && raw.store_u32(ext + 8, 2),
-        Fault::BadPageShift => raw.store_u32(ext + 12, 11),
-        Fault::DescriptorsOutOfBounds => raw.store_u32(ext + 28, 32),
+        Fault::BadMagic => raw.store::<u32>(0, INCOMPATIBLE_MAGIC),
+        Fault::OffsetBelowHeader => raw.store::<u32>(4, 8),
+        Fault::SizeNotMultipleOf8 => raw.store::<u32>(8, 36),
+        Fault::StrideBelowSize => raw.store::<u32>(12, 32),
+        Fault::MisalignedStride => raw.store::<u32>(12, 68),
+        Fault::RecordsPastMapping => raw.store::<u32>(ext + 8, 1000),
+        Fault::RecordStraddlesPage => raw.store::<u32>(12, 3760) && raw.store::<u32>(ext + 8, 2),
+        Fault::BadPageShift => raw.store::<u32>(ext + 12, 11),
+        Fault::DescriptorsOutOfBounds => raw.store::<u32>(ext + 28, 32),
         Fault::DuplicateName => {
             let name: Vec<u8> = (0..12)
-                .filter_map(|k| raw.load_u32(desc(4) + 4 * k))
+                .filter_map(|k| raw.load::<u32>(desc(4) + 4 * k))
                 .flat_map(u32::to_ne_bytes)
                 .collect();
             raw.store_bytes(desc(5), &name)
         }
-        Fault::DomainTwoRecords => raw.store_u32(0, DOMAIN_STATS_MAGIC),
+        Fault::DomainTwoRecords => raw.store::<u32>(0, DOMAIN_STATS_MAGIC),
         // kind, unit, base, exponent: cumulative, seconds, 10, +3.
-        Fault::BadExponent => raw.store_u32(desc(0) + 56, u32::from_ne_bytes([0, 2, 10, 3])),
-        Fault::CounterOutsideRecord => raw.store_u32(desc(3) + 48, VCPU_STATS_SIZE),
-        Fault::ReservedNonzero => raw.store_u32(u64::from(l.offset) - 8, 1),
+        Fault::BadExponent => raw.store::<u32>(desc(0) + 56, u32::from_ne_bytes([0, 2, 10, 3])),
+        Fault::CounterOutsideRecord => raw.store::<u32>(desc(3) + 48, VCPU_STATS_SIZE),
+        Fault::ReservedNonzero => raw.store::<u32>(u64::from(l.offset) - 8, 1),
         Fault::PaddingNotInactive => {
             let start = u64::from(l.offset);
             (u64::from(l.size)..u64::from(l.stride))
                 .step_by(8)
-                .all(|o| raw.store_u64(start + o, 0))
+                .all(|o| raw.store::<u64>(start + o, 0))
         }
         _ => true,
     };
@@ -307,7 +312,7 @@ impl Driver<'_> {
 
     /// A writable mapping of the table, for tests that play a hostile
     /// consumer.
-    pub fn raw(&self) -> &RawMut {
+    pub fn raw(&self) -> &MemViewMut<'static> {
         &self.raw
     }
 
@@ -381,7 +386,7 @@ impl Driver<'_> {
             }
             if n >= FAULT_STEP && i == 0 && self.fault == Fault::NonCanonicalInactive {
                 self.raw
-                    .store_u64(start(i, &self.layout) + 24, (1 << 63) + 5);
+                    .store::<u64>(start(i, &self.layout) + 24, (1 << 63) + 5);
             } else {
                 u.set(2, v[2]);
             }
@@ -394,19 +399,19 @@ impl Driver<'_> {
         match self.fault {
             Fault::SeqBackwards if strike => {
                 let at = start(1, &l);
-                if let Some(s) = self.raw.load_u32(at) {
-                    self.raw.store_u32(at, s.wrapping_sub(4));
+                if let Some(s) = self.raw.load::<u32>(at) {
+                    self.raw.store::<u32>(at, s.wrapping_sub(4));
                 }
             }
             // Exponent -9 becomes -6 (still valid: only the change is wrong).
             Fault::DescriptorChanged if strike => {
                 let at = u64::from(l.desc_offset) + u64::from(DESCRIPTOR_SIZE) + 56;
                 self.raw
-                    .store_u32(at, u32::from_ne_bytes([0, 2, 10, (-6i8) as u8]));
+                    .store::<u32>(at, u32::from_ne_bytes([0, 2, 10, (-6i8) as u8]));
             }
             Fault::WritesPastRecord if n >= FAULT_STEP => {
                 self.raw
-                    .store_u64(start(0, &l) + u64::from(l.size), self.values[0][0]);
+                    .store::<u64>(start(0, &l) + u64::from(l.size), self.values[0][0]);
             }
             _ => {}
         }
@@ -419,7 +424,9 @@ impl Driver<'_> {
         for i in 0..self.values.len() {
             let at = u64::from(l.offset) + i as u64 * u64::from(l.size);
             let s = self.v3_seq[i];
-            let (Some(seq), Some(word)) = (self.raw.u32_at(at), self.raw.u64_at(at + 8)) else {
+            let (Some(seq), Some(word)) =
+                (self.raw.atomic::<u32>(at), self.raw.atomic::<u64>(at + 8))
+            else {
                 continue;
             };
             use std::sync::atomic::{fence, Ordering};

@@ -17,8 +17,6 @@
 //!   broken tables the checker must catch.
 //! * [`compat`]: three revisions of the vCPU record, each with its own
 //!   producer and consumer built from its own copy of the definitions.
-//! * [`raw`]: the read-only whole-mapping view (and a writable one for
-//!   the fault injectors); the only module with `unsafe`.
 //!
 //! # Examples
 //!
@@ -47,7 +45,7 @@
 //!
 //! The Xen backend maps the resource itself and hands the mapping over as
 //! a [`Target::Memory`] (wrap the pointer with the `unsafe`
-//! [`RawView::from_raw_parts`], giving it the foreign-mapping handle as
+//! [`MemView::from_raw_parts`], giving it the foreign-mapping handle as
 //! the owner): every rule is checked. A [`Target::Table`] (an opened
 //! `vstats_consumer::Table` only) also works but skips P4, D7 and P9 and
 //! narrows D6 to the header, because the consumer exposes no loads outside
@@ -59,12 +57,10 @@
 pub mod checker;
 pub mod compat;
 pub mod fault;
-#[allow(unsafe_code)]
-pub mod raw;
 pub mod report;
 pub mod rules;
 mod statics;
 
 pub use checker::{run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};
-pub use raw::RawView;
 pub use report::{Report, Status, TableReport};
+pub use vstats_consumer::mem::MemView;

@@ -9,7 +9,7 @@ use vstats_abi::{
 };
 use zerocopy::FromBytes;
 
-use crate::raw::RawView;
+use vstats_consumer::mem::MemView;
 
 /// A word of the record area the producer does not own after publication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,10 +72,10 @@ pub(crate) fn for_each_outside(info: &TableInfo, len: u64, mut f: impl FnMut(u64
 }
 
 /// Loads the word at `off` of the width `kind` has there.
-pub(crate) fn load_outside(raw: &RawView, off: u64, kind: Outside) -> Option<u64> {
+pub(crate) fn load_outside(raw: &MemView<'_>, off: u64, kind: Outside) -> Option<u64> {
     match kind.width(off, raw.len() as u64) {
-        8 => raw.load_u64(off),
-        _ => raw.load_u32(off).map(u64::from),
+        8 => raw.load::<u64>(off),
+        _ => raw.load::<u32>(off).map(u64::from),
     }
 }
 
@@ -90,17 +90,17 @@ pub(crate) fn marker(kind: Outside, off: u64, len: u64) -> u64 {
 /// Copies the head with the consumer's copy-then-validate loop (the header
 /// first, then `[0, offset)` as the header asks) and validates it. Returns
 /// the copy and the outcome.
-pub(crate) fn copy_and_validate(raw: &RawView) -> (Vec<u8>, Result<TableInfo, Error>) {
+pub(crate) fn copy_and_validate(raw: &MemView<'_>) -> (Vec<u8>, Result<TableInfo, Error>) {
     let len = raw.len() as u64;
     let mut want = HEADER_SIZE as usize;
-    let mut head = raw.copy_prefix(want);
+    let mut head = raw.copy_prefix(want.min(raw.len())).unwrap_or_default();
     for _ in 0..4 {
         match vstats_abi::validate(&head, len) {
             Err(Error::HeadTruncated { need, .. })
                 if need as usize > want && u64::from(need) <= len =>
             {
                 want = need as usize;
-                head = raw.copy_prefix(want);
+                head = raw.copy_prefix(want).unwrap_or_default();
             }
             r => return (head, r),
         }

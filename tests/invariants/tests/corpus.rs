@@ -196,25 +196,25 @@ fn a_producer_that_splits_twice_keeps_seq_growing() {
 /// that keeps its generation fails D8.
 #[test]
 fn a_table_re_initialised_in_place_is_re_attached() {
-    use vstats_invariants::{raw::RawMut, RawView};
+    use vstats_consumer::mem::{MemView, MemViewMut};
 
     for (new_generation, failed) in [(8u64, vec![]), (7, vec!["D8"])] {
         let scratch = Scratch::new("in-place");
         let path = scratch.path("vcpu");
         let r = with_fault_table(&path, Fault::None, 7, VCPUS, |d| {
             d.step();
-            let (raw, _) = RawView::open(&path).unwrap();
+            let (raw, _) = MemView::map_file(&path).unwrap();
             let target = Target::Memory {
                 label: "in place".into(),
                 raw,
             };
             let mut c = Checker::attach(target, &step_opts());
             c.sample();
-            let w = RawMut::open(&path).unwrap();
-            w.store_u32(0, 0);
+            let w = MemViewMut::map_file(&path).unwrap();
+            w.store::<u32>(0, 0);
             c.sample();
             w.store_bytes(48, &new_generation.to_ne_bytes());
-            w.store_u32(0, vstats_abi::VCPU_STATS_MAGIC);
+            w.store::<u32>(0, vstats_abi::VCPU_STATS_MAGIC);
             c.sample();
             d.step();
             c.sample();

@@ -18,11 +18,11 @@ use std::{
 
 use common::{step_opts, Scratch};
 use vstats_consumer::{
-    delta, Delta, Error, RecordSnapshot, RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
+    delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, Snapshot, Table,
+    DEFAULT_MAX_ATTEMPTS,
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
-    raw::RawMut,
     report::EXIT_VIOLATION,
     Checker, Status, Target,
 };
@@ -255,13 +255,13 @@ fn a_scribbling_consumer_cannot_mislead_the_producer() {
     with_fault_table(&path, Fault::None, 1, 4, |d| {
         d.step();
         d.step();
-        let hostile = RawMut::open(&path).unwrap();
+        let hostile = MemViewMut::map_file(&path).unwrap();
         let r1 = d.layout().record_offset(1).unwrap();
         let r0 = d.layout().record_offset(0).unwrap();
-        assert!(hostile.store_u32(r1, 0x7fff_ffff), "seq odd");
-        assert!(hostile.store_u64(r1 + 8, 5), "running time");
-        assert!(hostile.store_u64(r1 + 16, u64::MAX), "runnable time");
-        assert!(hostile.store_u32(r0, 1000), "seq far ahead");
+        assert!(hostile.store::<u32>(r1, 0x7fff_ffff), "seq odd");
+        assert!(hostile.store::<u64>(r1 + 8, 5), "running time");
+        assert!(hostile.store::<u64>(r1 + 16, u64::MAX), "runnable time");
+        assert!(hostile.store::<u32>(r0, 1000), "seq far ahead");
         d.step();
         let t = Table::open(&path).unwrap();
         let mut snap = Snapshot::new(&t);
@@ -288,11 +288,11 @@ fn a_scribbling_process_cannot_mislead_a_producer_process() {
     let _p = Proc::producer(&path, &["--interval-ms", "1"]);
     let t = Table::open(&path).unwrap();
     let r1 = t.info().record_offset(1).unwrap();
-    let hostile = RawMut::open(&path).unwrap();
+    let hostile = MemViewMut::map_file(&path).unwrap();
     for _ in 0..100 {
-        hostile.store_u32(r1, 0x7fff_ffff);
-        hostile.store_u64(r1 + 8, 5);
-        hostile.store_u64(r1 + 16, 1 << 40);
+        hostile.store::<u32>(r1, 0x7fff_ffff);
+        hostile.store::<u64>(r1 + 8, 5);
+        hostile.store::<u64>(r1 + 16, 1 << 40);
     }
     // Within a few of the producer's updates every record reads
     // consistently again with the producer's own values.

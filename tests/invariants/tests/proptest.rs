@@ -11,11 +11,11 @@ use vstats_abi::{
     record::VCPU_STD_DESCRIPTORS,
     VCPU_STATS_MAGIC,
 };
-use vstats_invariants::{CheckOptions, Checker, RawView, Status, Target};
+use vstats_invariants::{CheckOptions, Checker, MemView, Status, Target};
 
 /// Runs the checker over `bytes` (a private copy) for two samples.
 fn check(bytes: &[u8]) -> vstats_invariants::TableReport {
-    let raw = RawView::from_bytes(bytes);
+    let raw = MemView::from_bytes(bytes);
     let opts = CheckOptions {
         max_attempts: 4,
         ..CheckOptions::default()

@@ -15,8 +15,8 @@ use vstats_abi::{
     record::VCPU_STD_DESCRIPTORS,
     VCPU_STATS_MAGIC,
 };
-use vstats_consumer::Snapshot;
-use vstats_invariants::{CheckOptions, Checker, RawView, Target};
+use vstats_consumer::{Snapshot, Table};
+use vstats_invariants::{CheckOptions, Checker, MemView, Target};
 
 /// A valid vCPU table of `nr` records, as a producer publishes it, with
 /// `edits` applied.
@@ -54,8 +54,8 @@ fuzz_target!(|input: &[u8]| {
     let _ = vstats_abi::validate(data, data.len() as u64);
 
     // A private, 8-aligned copy, as a mapping of `data.len()` bytes.
-    let raw = RawView::from_bytes(data);
-    if let Ok(mut table) = raw.consumer_table() {
+    let raw = MemView::from_bytes(data);
+    if let Ok(mut table) = Table::from_view(raw.clone()) {
         table.set_max_attempts(2);
         let mut snap = Snapshot::new(&table);
         table.snapshot(&mut snap);

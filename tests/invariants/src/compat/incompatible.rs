@@ -10,7 +10,7 @@ use std::{
     sync::atomic::{fence, Ordering},
 };
 
-use crate::raw::RawMut;
+use vstats_consumer::mem::MemViewMut;
 
 /// The new magic.
 pub const VCPU_STATS_MAGIC_V2: u32 = 0xaabb_cce0;
@@ -42,17 +42,17 @@ pub fn publish(path: &Path, nr: u32, running: impl Fn(u32) -> u64) -> std::io::R
     let (offset, stride) = (64u64, 64u64);
     let len = (offset + u64::from(nr) * stride).div_ceil(4096) * 4096;
     let tmp = path.with_extension("incompatible-tmp");
-    let map = RawMut::create(&tmp, len)?;
-    map.store_u32(4, offset as u32);
-    map.store_u32(8, core::mem::size_of::<VcpuStats>() as u32);
-    map.store_u32(12, stride as u32);
+    let map = MemViewMut::create_file(&tmp, len)?;
+    map.store::<u32>(4, offset as u32);
+    map.store::<u32>(8, core::mem::size_of::<VcpuStats>() as u32);
+    map.store::<u32>(12, stride as u32);
     for v in 0..nr {
         let base = offset + u64::from(v) * stride;
-        map.store_u64(base, 2);
-        map.store_u64(base + 24, running(v));
+        map.store::<u64>(base, 2);
+        map.store::<u64>(base + 24, running(v));
     }
     fence(Ordering::Release);
-    if let Some(m) = map.u32_at(0) {
+    if let Some(m) = map.atomic::<u32>(0) {
         m.store(VCPU_STATS_MAGIC_V2, Ordering::Release);
     }
     std::fs::rename(&tmp, path)

@@ -12,7 +12,7 @@
 //!
 //! The modules share no ABI code on purpose: each declares its own
 //! structs, constants, layout arithmetic, seq protocol and validation (they
-//! share only the memory mapping shim of [`crate::raw`] and the harness
+//! share only the memory views of [`vstats_consumer::mem`] and the harness
 //! types below). `tests/matrix.rs` runs every producer against every
 //! consumer, plus the real `vstats-producer` and `vstats-consumer`, and
 //! the checker on every producer's table.

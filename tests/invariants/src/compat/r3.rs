@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::{CompatError, Reading};
-use crate::raw::{RawMut, RawView};
+use vstats_consumer::mem::{MemView, MemViewMut};
 
 /// Magic of a vCPU table.
 pub const VCPU_STATS_MAGIC: u32 = 0xaabb_ccdd;
@@ -135,7 +135,7 @@ fn descriptor(f: &Field) -> [u8; 64] {
 /// A producer built from this revision.
 #[derive(Debug)]
 pub struct Producer {
-    map: RawMut,
+    map: MemViewMut<'static>,
     offset: u64,
     stride: u64,
     seqs: Vec<u32>,
@@ -160,11 +160,11 @@ impl Producer {
         );
         let len = roundup(offset + u64::from(nr) * stride, PAGE);
         let tmp = path.with_extension("r3-tmp");
-        let map = RawMut::create(&tmp, len)?;
-        map.store_u32(0, 0);
-        map.store_u32(4, offset as u32);
-        map.store_u32(8, size as u32);
-        map.store_u32(12, stride as u32);
+        let map = MemViewMut::create_file(&tmp, len)?;
+        map.store::<u32>(0, 0);
+        map.store::<u32>(4, offset as u32);
+        map.store::<u32>(8, size as u32);
+        map.store::<u32>(12, stride as u32);
         let mut ext = Vec::with_capacity(40);
         for w in [
             EXT_MAGIC,
@@ -190,15 +190,15 @@ impl Producer {
         while off < len {
             let rel = off - offset;
             if rel % stride == 0 && rel / stride < u64::from(nr) {
-                map.store_u32(off, 0);
-                map.store_u32(off + 4, u32::MAX);
+                map.store::<u32>(off, 0);
+                map.store::<u32>(off + 4, u32::MAX);
             } else {
-                map.store_u64(off, INACTIVE);
+                map.store::<u64>(off, INACTIVE);
             }
             off += 8;
         }
         fence(Ordering::Release);
-        if let Some(m) = map.u32_at(0) {
+        if let Some(m) = map.atomic::<u32>(0) {
             m.store(VCPU_STATS_MAGIC, Ordering::Release);
         }
         std::fs::rename(&tmp, path)?;
@@ -216,14 +216,14 @@ impl Producer {
             return;
         };
         let base = self.offset + u64::from(vcpu) * self.stride;
-        let Some(seq) = self.map.u32_at(base) else {
+        let Some(seq) = self.map.atomic::<u32>(base) else {
             return;
         };
         seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         for (name, off, ..) in FIELDS {
             self.map
-                .store_u64(base + u64::from(*off), value(name) & !(1 << 63));
+                .store::<u64>(base + u64::from(*off), value(name) & !(1 << 63));
         }
         *s = s.wrapping_add(2);
         seq.store(*s, Ordering::Release);
@@ -233,7 +233,7 @@ impl Producer {
 /// A consumer built from this revision.
 #[derive(Debug)]
 pub struct Consumer {
-    view: RawView,
+    view: MemView<'static>,
     header: Header,
     abi_size: u32,
     nr: u32,
@@ -249,9 +249,9 @@ impl Consumer {
     /// [`CompatError::Incompatible`] for another magic,
     /// [`CompatError::Invalid`] for a header that breaks a layout rule.
     pub fn open(path: &Path, nr_vcpus: u32) -> Result<Consumer, CompatError> {
-        let (view, _) = RawView::open(path)?;
+        let (view, _) = MemView::map_file(path)?;
         let word = |o| {
-            view.load_u32(o)
+            view.load::<u32>(o)
                 .ok_or_else(|| CompatError::Invalid(format!("no word at {o}")))
         };
         let magic = word(0)?;
@@ -317,7 +317,7 @@ impl Consumer {
         }
         let base = u64::from(self.header.offset) + u64::from(vcpu) * u64::from(self.header.stride);
         for _ in 0..ATTEMPTS {
-            let s1 = self.view.load_u32(base).unwrap_or(1);
+            let s1 = self.view.load::<u32>(base).unwrap_or(1);
             fence(Ordering::Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
@@ -329,14 +329,14 @@ impl Consumer {
                     // R17: a standard field exists only inside abi_size.
                     let present = off + 8 <= self.abi_size;
                     let v = present
-                        .then(|| self.view.load_u64(base + u64::from(off)))
+                        .then(|| self.view.load::<u64>(base + u64::from(off)))
                         .flatten()
                         .filter(|v| v >> 63 == 0);
                     (name, v)
                 })
                 .collect();
             fence(Ordering::Acquire);
-            if self.view.load_u32(base) == Some(s1) {
+            if self.view.load::<u32>(base) == Some(s1) {
                 return Ok(Reading { seq: s1, fields });
             }
         }
