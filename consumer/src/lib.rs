@@ -96,6 +96,9 @@
 //! `raw` and `mmap`; every other module denies it.
 #![deny(unsafe_code)]
 
+// Lets `vstats_consumer::` paths written for users work inside the crate.
+extern crate self as vstats_consumer;
+
 mod counter;
 mod error;
 #[allow(unsafe_code)]
@@ -105,6 +108,8 @@ mod raw;
 mod snapshot;
 mod stats;
 mod table;
+#[cfg(feature = "xen")]
+pub mod xen; // allows `unsafe` itself, as `raw` and `mmap` do
 
 #[cfg(test)]
 mod tests;

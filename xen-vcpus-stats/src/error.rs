@@ -55,9 +55,13 @@ pub enum Error {
     /// Any other error of the consumer (I/O, permission denied, limits).
     #[error(transparent)]
     Consumer(vstats_consumer::Error),
-    /// The Xen backend failed.
-    #[error(transparent)]
-    Xen(#[from] xen::Error),
+    /// The Xen backend failed (an invalid table with the rule's summary).
+    #[error("{error}{}", xen_rule(.error))]
+    Xen {
+        /// The backend's error.
+        #[from]
+        error: xen::Error,
+    },
     /// The command line is incomplete in a way clap cannot tell.
     #[error("{0}")]
     Usage(String),
@@ -123,7 +127,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::InvalidTable { .. } | Error::TableBusy { .. } => EXIT_BAD_TABLE,
-            Error::Xen(e) if e.is_invalid_table() => EXIT_BAD_TABLE,
+            Error::Xen { error } if error.is_invalid_table() => EXIT_BAD_TABLE,
             Error::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
@@ -153,6 +157,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     EXIT_ERROR
+}
+
+/// ` [rule Rn: ...]` after a Xen backend error about an invalid table.
+fn xen_rule(e: &xen::Error) -> String {
+    match e {
+        xen::Error::Invalid { error, .. } => format!(" [{}]", rules::describe(error.rule())),
+        _ => String::new(),
+    }
 }
 
 /// Result type of this crate.

@@ -46,8 +46,6 @@ use vstats_abi::header::{
 };
 use vstats_consumer::Table;
 
-use crate::rules;
-
 /// The foreign-memory library's file name.
 pub const FOREIGNMEMORY_LIB: &str = "libxenforeignmemory.so.1";
 /// Environment variable naming another foreign-memory library (tests).
@@ -139,7 +137,7 @@ pub enum Error {
         io: io::Error,
     },
     /// The mapped table breaks a rule of the ABI.
-    #[error("domain {domid}: {what} stats table: not a valid stats table: {error} [{}]", rules::describe(.error.rule()))]
+    #[error("domain {domid}: {what} stats table: not a valid stats table: {error}")]
     Invalid {
         /// The domain id.
         domid: u16,
@@ -814,5 +812,67 @@ impl XenStore {
     /// The name of `domid`, when xenstore has it.
     pub fn name(&self, domid: u16) -> Option<String> {
         self.read(&format!("/local/domain/{domid}/name")).ok()
+    }
+}
+
+/// Until the consumer has one public view of mapped memory, [`Xen::map_raw`]
+/// returns a [`RawMapping`]; the name keeps `map_raw`'s body as it was.
+mod vstats_invariants {
+    pub use super::RawMapping as RawView;
+}
+
+/// A read-only mapping of a resource, unvalidated, and the owner that
+/// keeps it mapped (the invariant checker reads every byte of it).
+///
+/// Invariants: `[ptr, ptr + len)` stays mapped and readable until `owner`
+/// is dropped; `ptr` is 8-aligned.
+pub struct RawMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    owner: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for RawMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMapping")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawMapping {
+    /// `None` (dropping `owner`) when `ptr` is null or not 8-aligned.
+    ///
+    /// # Safety
+    ///
+    /// The caller promises that `[ptr, ptr + len)` stays mapped and
+    /// readable until `owner` is dropped.
+    unsafe fn from_raw_parts(
+        ptr: *const u8,
+        len: usize,
+        owner: Box<dyn Send + Sync>,
+    ) -> Option<RawMapping> {
+        let ptr = NonNull::new(ptr.cast_mut())?;
+        ptr.cast::<u64>()
+            .is_aligned()
+            .then_some(RawMapping { ptr, len, owner })
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address (8-aligned), the length, and the owner: the memory
+    /// stays mapped and readable until the owner is dropped. Read it only
+    /// with atomic loads: the producer writes it at any time.
+    pub fn into_parts(self) -> (NonNull<u8>, usize, Box<dyn Send + Sync>) {
+        (self.ptr, self.len, self.owner)
     }
 }
