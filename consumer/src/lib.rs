@@ -101,6 +101,7 @@ extern crate self as vstats_consumer;
 
 mod counter;
 mod error;
+pub mod filter;
 #[allow(unsafe_code)]
 mod mmap;
 #[allow(unsafe_code)]
@@ -108,6 +109,7 @@ mod raw;
 mod snapshot;
 mod stats;
 mod table;
+pub mod watch;
 #[cfg(feature = "xen")]
 pub mod xen; // allows `unsafe` itself, as `raw` and `mmap` do
 
@@ -117,6 +119,6 @@ mod tests;
 pub use counter::{Counter, Source};
 pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
-pub use stats::{delta, rate, Aggregate, Delta};
+pub use stats::{delta, rate, Aggregate, Delta, Summable};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, Unit};

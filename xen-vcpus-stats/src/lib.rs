@@ -54,7 +54,6 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;
-pub mod filter;
 pub mod list;
 pub mod output;
 pub mod produce;
@@ -64,6 +63,8 @@ pub mod schema;
 pub mod synth;
 mod sys;
 pub mod target;
-pub mod xen; // with `sys`, the only modules allowed `unsafe`
+pub mod xen;
+
+pub use vstats_consumer::filter; // with `sys`, the only modules allowed `unsafe`
 
 pub use error::{exit_code, Error, Result};

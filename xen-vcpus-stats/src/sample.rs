@@ -10,7 +10,9 @@ use std::{
 };
 
 use vstats_consumer::{
-    delta, rate, Aggregate, Counter, Delta, Kind, RecordSnapshot, RecordStatus, Snapshot, Table,
+    delta, rate,
+    watch::{Stuck, StuckWatch},
+    Aggregate, Counter, Delta, Kind, RecordSnapshot, RecordStatus, Snapshot, Table,
 };
 
 use crate::{
@@ -105,47 +107,13 @@ pub struct VcpuSample {
     pub rates: Vec<Option<f64>>,
 }
 
-/// Sum, min, max, average and zeros of rates across vCPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RateAggregate {
-    /// Rates present.
-    pub present: u32,
-    /// Rates that are 0.
-    pub zero: u32,
-    /// Sum.
-    pub sum: f64,
-    /// Minimum.
-    pub min: Option<f64>,
-    /// Maximum.
-    pub max: Option<f64>,
-}
-
-impl RateAggregate {
-    /// Adds a rate (`None`: absent).
-    pub fn add(&mut self, r: Option<f64>) {
-        let Some(r) = r else { return };
-        self.present += 1;
-        if r == 0.0 {
-            self.zero += 1;
-        }
-        self.sum += r;
-        self.min = Some(self.min.map_or(r, |m| m.min(r)));
-        self.max = Some(self.max.map_or(r, |m| m.max(r)));
-    }
-
-    /// The mean, `None` without rates.
-    pub fn average(&self) -> Option<f64> {
-        (self.present > 0).then(|| self.sum / f64::from(self.present))
-    }
-}
-
 /// A scalar counter aggregated across the selected vCPUs (statsfs-style).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CounterAggregate {
     /// Of the values.
     pub values: Aggregate,
     /// Of the rates, for cumulative counters.
-    pub rates: Option<RateAggregate>,
+    pub rates: Option<Aggregate<f64>>,
 }
 
 /// The domain table's part of a sample.
@@ -369,43 +337,12 @@ fn vcpu_sample(
     }
 }
 
-/// Tracks records that stay busy.
-#[derive(Clone, Debug, Default)]
-struct BusyWatch {
-    /// Per record: when it was first seen busy in a row, and how often.
-    since: Vec<Option<(Instant, u32)>>,
-}
-
-impl BusyWatch {
-    /// Updates with a snapshot; returns a stuck record: (index, seq, how
-    /// long, snapshots).
-    fn update(&mut self, snap: &Snapshot, timeout: Duration) -> Option<(u32, u32, Duration, u32)> {
-        let now = snap.taken()?;
-        self.since.resize(snap.records().len(), None);
-        let mut stuck = None;
-        for (slot, r) in self.since.iter_mut().zip(snap.records()) {
-            match r.status() {
-                RecordStatus::Busy { seq, .. } => {
-                    let (t0, n) = slot.map_or((now, 1), |(t0, n)| (t0, n + 1));
-                    *slot = Some((t0, n));
-                    let busy_for = now.saturating_duration_since(t0);
-                    if stuck.is_none() && n >= BUSY_MIN_SNAPSHOTS && busy_for >= timeout {
-                        stuck = Some((r.index(), seq, busy_for, n));
-                    }
-                }
-                _ => *slot = None,
-            }
-        }
-        stuck
-    }
-}
-
 /// One table's snapshots and busy tracking.
 #[derive(Debug)]
 struct Track {
     prev: Snapshot,
     cur: Snapshot,
-    busy: BusyWatch,
+    busy: StuckWatch,
 }
 
 impl Track {
@@ -413,16 +350,16 @@ impl Track {
         let mut t = Track {
             prev: Snapshot::new(&src.table),
             cur: Snapshot::new(&src.table),
-            busy: BusyWatch::default(),
+            busy: StuckWatch::new(timeout, BUSY_MIN_SNAPSHOTS),
         };
         src.table.snapshot(&mut t.prev);
-        stuck(src, t.busy.update(&t.prev, timeout))?;
+        stuck(src, t.busy.update(&t.prev))?;
         Ok(t)
     }
 
-    fn take(&mut self, src: &Source, timeout: Duration) -> Result<()> {
+    fn take(&mut self, src: &Source) -> Result<()> {
         src.table.snapshot(&mut self.cur);
-        stuck(src, self.busy.update(&self.cur, timeout))
+        stuck(src, self.busy.update(&self.cur))
     }
 
     fn advance(&mut self) {
@@ -430,15 +367,15 @@ impl Track {
     }
 }
 
-/// [`Error::TableBusy`] for a stuck record found by [`BusyWatch::update`].
-fn stuck(src: &Source, found: Option<(u32, u32, Duration, u32)>) -> Result<()> {
+/// [`Error::TableBusy`] for a stuck record found by [`StuckWatch::update`].
+fn stuck(src: &Source, found: Option<Stuck>) -> Result<()> {
     match found {
-        Some((record, seq, d, snapshots)) => Err(Error::TableBusy {
+        Some(s) => Err(Error::TableBusy {
             origin: src.describe(),
-            record,
-            seq,
-            secs: d.as_secs_f64(),
-            snapshots,
+            record: s.record,
+            seq: s.seq,
+            secs: s.busy_for.as_secs_f64(),
+            snapshots: s.snapshots,
         }),
         None => Ok(()),
     }
@@ -533,12 +470,11 @@ impl Sampler {
     /// A record stuck busy ([`Error::TableBusy`]); re-attaching failed
     /// (e.g. [`Error::TableRemoved`]).
     pub fn step(&mut self) -> Result<Step> {
-        let t = self.busy_timeout;
         if let (Some(tr), Some(src)) = (self.vtrack.as_mut(), self.att.vcpu.as_ref()) {
-            tr.take(src, t)?;
+            tr.take(src)?;
         }
         if let (Some(tr), Some(src)) = (self.dtrack.as_mut(), self.att.domain.as_ref()) {
-            tr.take(src, t)?;
+            tr.take(src)?;
         }
         if let Some(src) = self.att.restarted()? {
             let what = src.describe();
@@ -606,7 +542,7 @@ impl Sampler {
                 let in_use = || vcpus.iter().filter(|v| v.state != RecordState::Unused);
                 let values = in_use().map(|v| v.values[k].scalar()).collect();
                 let rates = (c.kind() == Kind::CUMULATIVE).then(|| {
-                    let mut a = RateAggregate::default();
+                    let mut a = Aggregate::default();
                     in_use().for_each(|v| a.add(v.rates[k]));
                     a
                 });
