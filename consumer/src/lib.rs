@@ -102,6 +102,7 @@ extern crate self as vstats_consumer;
 mod counter;
 mod error;
 pub mod filter;
+pub mod follow;
 #[allow(unsafe_code)]
 mod mmap;
 #[allow(unsafe_code)]

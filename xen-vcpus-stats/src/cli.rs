@@ -21,7 +21,7 @@ use crate::{
     produce::{self, ProduceOptions},
     sample::{self, SampleOptions, Sampler},
     schema,
-    target::{Attached, Target, DEFAULT_ROOT, ROOT_ENV},
+    target::{self, Target, DEFAULT_ROOT, ROOT_ENV},
 };
 
 /// Sample per-vCPU statistics from vstats shared-memory tables: a Xen
@@ -304,7 +304,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => sample(&cli.sample),
         Some(Command::Sample(a)) => sample(&a),
         Some(Command::Schema(a)) => {
-            let att = Attached::open(&a.target.require()?)?;
+            let att = target::open(&a.target.require()?)?;
             schema::write(&att, a.format, &NameFilter::new(&a.names), &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)

@@ -117,9 +117,13 @@ pub enum Error {
 impl Error {
     /// Wraps a consumer error, singling out invalid tables.
     pub fn from_consumer(e: vstats_consumer::Error) -> Error {
-        match e.rule() {
-            Some(rule) => Error::InvalidTable { error: e, rule },
-            None => Error::Consumer(e),
+        match e {
+            vstats_consumer::Error::Xen(error) => Error::Xen { error: *error },
+            vstats_consumer::Error::NoTable { dir } => Error::NoTable { dir },
+            e => match e.rule() {
+                Some(rule) => Error::InvalidTable { error: e, rule },
+                None => Error::Consumer(e),
+            },
         }
     }
 

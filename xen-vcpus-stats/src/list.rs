@@ -7,11 +7,11 @@ use std::{
 };
 
 use serde_json::{json, Value as Json};
-use vstats_consumer::Snapshot;
+use vstats_consumer::{follow::Source, Snapshot};
 
 use crate::{
     output::Format,
-    target::{Attached, Source, Target},
+    target::{self, Target, Vm},
     xen::{Xen, XenStore},
 };
 
@@ -45,7 +45,7 @@ pub struct Info {
     pub generation: u64,
 }
 
-fn info(att: &Attached) -> Info {
+fn info(att: &Vm) -> Info {
     let (vcpus, slots, counters) = att.vcpu.as_ref().map_or((0, 0, 0), |s: &Source| {
         let mut snap = Snapshot::new(&s.table);
         s.table.snapshot(&mut snap);
@@ -93,7 +93,7 @@ pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
                 .unwrap_or_default(),
             source: dir.display().to_string(),
             domid: None,
-            info: Attached::open(&Target::Path(dir.clone()))
+            info: target::open(&Target::Path(dir.clone()))
                 .map(|a| info(&a))
                 .map_err(|e| e.to_string()),
         })
@@ -118,26 +118,9 @@ pub fn xen() -> Result<Vec<Entry>, String> {
                 .unwrap_or_else(|| format!("domain-{}", d.domid)),
             source: format!("domain {}", d.domid),
             domid: Some(d.domid),
-            info: xen
-                .map_domain(d.domid)
-                .map_err(|e| e.to_string())
-                .map(|(vcpu, domain)| {
-                    let src = |table, id| Source {
-                        table,
-                        origin: crate::target::Origin::Xen {
-                            xen: xen.clone(),
-                            domid: d.domid,
-                            id,
-                        },
-                    };
-                    info(&Attached {
-                        vm: String::new(),
-                        origin: String::new(),
-                        domid: Some(d.domid),
-                        vcpu: Some(src(vcpu, 0)),
-                        domain: domain.map(|t| src(t, 1)),
-                    })
-                }),
+            info: Vm::open_domain(&xen, d.domid, String::new())
+                .map(|vm| info(&vm))
+                .map_err(|e| crate::Error::from_consumer(e).to_string()),
         })
         .collect())
 }

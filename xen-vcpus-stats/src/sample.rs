@@ -10,7 +10,9 @@ use std::{
 };
 
 use vstats_consumer::{
-    delta, rate,
+    delta,
+    follow::{Event, Source},
+    rate,
     watch::{Stuck, StuckWatch},
     Aggregate, Counter, Delta, Kind, RecordSnapshot, RecordStatus, Snapshot, Table,
 };
@@ -20,7 +22,7 @@ use crate::{
     filter::{NameFilter, VcpuList},
     output::{self, Format},
     sys,
-    target::{Attached, Source, Target},
+    target::{self, Target, Vm},
 };
 
 /// Names of the four standard runstate counters, in Xen's order.
@@ -218,7 +220,7 @@ struct Selection {
     runstate: [Option<Counter>; 4],
 }
 
-fn select(att: &Attached, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Selection> {
+fn select(att: &Vm, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Selection> {
     let vt = att.vcpu.as_ref().map(|s| &s.table);
     let dt = att.domain.as_ref().map(|s| &s.table);
     let pick = |t: Option<&Table>| -> Vec<Counter> {
@@ -384,7 +386,7 @@ fn stuck(src: &Source, found: Option<Stuck>) -> Result<()> {
 /// An attached target being sampled.
 #[derive(Debug)]
 pub struct Sampler {
-    att: Attached,
+    att: Vm,
     names: NameFilter,
     vcpus: Option<VcpuList>,
     busy_timeout: Duration,
@@ -411,9 +413,9 @@ impl Sampler {
     ///
     /// # Errors
     ///
-    /// As [`Attached::open`]; unknown `--names` or `--vcpus`.
+    /// As [`target::open`]; unknown `--names` or `--vcpus`.
     pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
-        let att = Attached::open(target)?;
+        let att = target::open(target)?;
         Sampler::with(att, opts)
     }
 
@@ -422,7 +424,7 @@ impl Sampler {
     /// # Errors
     ///
     /// Unknown `--names` or `--vcpus`; a record stuck busy.
-    pub fn with(att: Attached, opts: &SampleOptions) -> Result<Sampler> {
+    pub fn with(att: Vm, opts: &SampleOptions) -> Result<Sampler> {
         let sel = select(&att, &opts.names, opts.vcpus.as_ref())?;
         let mut s = Sampler {
             att,
@@ -457,7 +459,7 @@ impl Sampler {
     }
 
     /// The attached target.
-    pub fn attached(&self) -> &Attached {
+    pub fn attached(&self) -> &Vm {
         &self.att
     }
 
@@ -476,19 +478,23 @@ impl Sampler {
         if let (Some(tr), Some(src)) = (self.dtrack.as_mut(), self.att.domain.as_ref()) {
             tr.take(src)?;
         }
-        if let Some(src) = self.att.restarted()? {
-            let what = src.describe();
-            let old = src.table.generation();
-            let att = self.att.reopen()?;
-            let new = att.sources().next().map_or(0, |s| s.table.generation());
-            let sel = select(&att, &self.names, self.vcpus.as_ref())?;
-            self.att = att;
-            self.sel = sel;
-            self.baseline()?;
-            return Ok(Step::Restarted(format!(
-                "{what}: producer restarted (generation {old:#x} -> {new:#x}): re-attached, \
-                 rates resume at the next sample"
-            )));
+        match self.att.follow()? {
+            None => {}
+            Some(Event::Removed { path }) => return Err(Error::TableRemoved { path }),
+            Some(Event::Restarted {
+                table,
+                old_generation: old,
+                new_generation: new,
+                ..
+            }) => {
+                self.sel = select(&self.att, &self.names, self.vcpus.as_ref())?;
+                self.baseline()?;
+                return Ok(Step::Restarted(format!(
+                    "{table}: producer restarted (generation {old:#x} -> {new:#x}): \
+                     re-attached, rates resume at the next sample"
+                )));
+            }
+            Some(e) => return Ok(Step::Restarted(format!("{e:?}"))),
         }
         let sample = self.sample();
         if let Some(tr) = self.vtrack.as_mut() {
@@ -573,7 +579,7 @@ impl Sampler {
             wall,
             monotonic_ns: mono,
             interval,
-            vm: self.att.vm.clone(),
+            vm: self.att.name.clone(),
             source: self.att.origin.clone(),
             domid: self.att.domid,
             generation: self
