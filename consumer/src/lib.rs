@@ -99,6 +99,8 @@
 // Lets `vstats_consumer::` paths written for users work inside the crate.
 extern crate self as vstats_consumer;
 
+#[allow(unsafe_code)]
+pub mod clock;
 mod counter;
 mod error;
 pub mod filter;
@@ -107,6 +109,7 @@ pub mod follow;
 mod mmap;
 #[allow(unsafe_code)]
 mod raw;
+pub mod sample;
 mod snapshot;
 mod stats;
 mod table;

@@ -19,7 +19,7 @@ use crate::{
     list,
     output::Format,
     produce::{self, ProduceOptions},
-    sample::{self, SampleOptions, Sampler},
+    sample::{self, SampleOptions},
     schema,
     target::{self, Target, DEFAULT_ROOT, ROOT_ENV},
 };
@@ -285,7 +285,7 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     let target = args.target.require()?;
     let opts = args.sampling.options(args.vcpus.clone());
     let stop = stop_flag()?;
-    let mut sampler = Sampler::attach(&target, &opts)?;
+    let mut sampler = sample::attach(&target, &opts)?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;

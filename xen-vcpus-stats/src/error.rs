@@ -120,6 +120,33 @@ impl Error {
         match e {
             vstats_consumer::Error::Xen(error) => Error::Xen { error: *error },
             vstats_consumer::Error::NoTable { dir } => Error::NoTable { dir },
+            vstats_consumer::Error::Stuck {
+                table,
+                record,
+                seq,
+                busy_for,
+                snapshots,
+            } => Error::TableBusy {
+                origin: table,
+                record,
+                seq,
+                secs: busy_for.as_secs_f64(),
+                snapshots,
+            },
+            vstats_consumer::Error::NoSuchVcpu {
+                vcpu,
+                target,
+                nr_records,
+            } => Error::NoSuchVcpu {
+                vcpu,
+                origin: target,
+                nr_records,
+            },
+            vstats_consumer::Error::NoVcpuTable { target } => Error::NoVcpuTable { origin: target },
+            vstats_consumer::Error::NoSuchCounter { pattern, target } => Error::NoSuchCounter {
+                pattern,
+                origin: target,
+            },
             e => match e.rule() {
                 Some(rule) => Error::InvalidTable { error: e, rule },
                 None => Error::Consumer(e),
