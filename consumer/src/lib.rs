@@ -102,6 +102,7 @@ extern crate self as vstats_consumer;
 #[allow(unsafe_code)]
 pub mod clock;
 mod counter;
+pub mod discover;
 mod error;
 pub mod filter;
 pub mod follow;

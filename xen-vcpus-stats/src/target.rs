@@ -12,10 +12,7 @@ use crate::{
     xen::{self, Xen},
 };
 
-/// Default base directory of VM names: `/dev/shm/vstats`.
-pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// Environment variable that changes the base directory (`--root` wins).
-pub const ROOT_ENV: &str = "VSTATS_ROOT";
+pub use vstats_consumer::discover::{DEFAULT_ROOT, ROOT_ENV};
 pub use vstats_consumer::follow::{Vm, DOMAIN_FILE, VCPU_FILE};
 
 /// What to attach to.
