@@ -103,6 +103,7 @@ extern crate self as vstats_consumer;
 pub mod clock;
 mod counter;
 pub mod discover;
+pub mod encode;
 mod error;
 pub mod filter;
 pub mod follow;

@@ -298,13 +298,15 @@ fn select(att: &Vm, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Sele
     })
 }
 
-/// A counter's value in a record.
-fn value(r: &RecordSnapshot, c: &Counter) -> Value {
-    if c.is_histogram() {
-        r.histogram(c)
-            .map_or(Value::Absent, |h| Value::Histogram(h.to_vec()))
-    } else {
-        r.get(c).map_or(Value::Absent, Value::Scalar)
+impl Value {
+    /// Counter `c`'s value in record `r`.
+    pub fn of(r: &RecordSnapshot, c: &Counter) -> Value {
+        if c.is_histogram() {
+            r.histogram(c)
+                .map_or(Value::Absent, |h| Value::Histogram(h.to_vec()))
+        } else {
+            r.get(c).map_or(Value::Absent, Value::Scalar)
+        }
     }
 }
 
@@ -353,7 +355,11 @@ fn vcpu_sample(
         state,
         runstate_ns,
         shares,
-        values: sel.vcpu_counters.iter().map(|c| value(cur, c)).collect(),
+        values: sel
+            .vcpu_counters
+            .iter()
+            .map(|c| Value::of(cur, c))
+            .collect(),
         rates: sel
             .vcpu_counters
             .iter()
@@ -573,7 +579,11 @@ impl Sampler {
                     .map(|(p, c)| DomainSample {
                         state: state(p, c, any),
                         counters: sel.domain_counters.clone(),
-                        values: sel.domain_counters.iter().map(|k| value(c, k)).collect(),
+                        values: sel
+                            .domain_counters
+                            .iter()
+                            .map(|k| Value::of(c, k))
+                            .collect(),
                         rates: sel
                             .domain_counters
                             .iter()
