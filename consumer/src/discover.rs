@@ -1,7 +1,7 @@
 //! Discovery: the VMs published under a root directory
 //! (`/dev/shm/vstats` unless `VSTATS_ROOT` says otherwise), one
 //! subdirectory per VM holding its `vcpu` and `domain` table files. Xen
-//! domains are listed by [`crate::xen::XenStore::domains`] (feature `xen`).
+//! domains are listed by `xen::XenStore::domains` (feature `xen`).
 
 use std::{
     io,

@@ -1,6 +1,6 @@
 //! Encoders of samples and snapshots, with no command line in them:
 //! [`openmetrics`] (OpenMetrics text, from one snapshot or a sample) and
-//! [`json`] (one JSON object per sample; feature `json`).
+//! `json` (one JSON object per sample; feature `json`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
