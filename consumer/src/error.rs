@@ -88,6 +88,67 @@ pub enum Error {
     /// table that was not opened from a file.
     #[error("the table was not opened from a file")]
     NotFileBacked,
+    /// A VM directory without a `vcpu` or `domain` table file.
+    #[error("{}: no stats table in this directory (no `vcpu` or `domain` file)", .dir.display())]
+    NoTable {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A record stayed mid-update over too many snapshots for too long
+    /// ([`crate::watch::StuckWatch`]).
+    #[error(
+        "{table}: table busy: record {record} stayed mid-update (seq {seq}) for {:.1} s \
+         over {snapshots} snapshots; its writer is stuck or died during an update",
+        .busy_for.as_secs_f64()
+    )]
+    Stuck {
+        /// The table ([`crate::follow::Source::describe`]).
+        table: String,
+        /// Record index.
+        record: u32,
+        /// The (odd or changing) seq last seen.
+        seq: u32,
+        /// How long it has been busy.
+        busy_for: std::time::Duration,
+        /// Consecutive snapshots that found it busy.
+        snapshots: u32,
+    },
+    /// A vCPU selection names a slot the table does not have.
+    #[error("no vCPU {vcpu}: {target} has {nr_records} vCPU slots (0..={})", .nr_records.saturating_sub(1))]
+    NoSuchVcpu {
+        /// The vCPU asked for.
+        vcpu: u32,
+        /// The VM ([`crate::follow::Vm::origin`]).
+        target: String,
+        /// Its number of slots.
+        nr_records: u32,
+    },
+    /// A vCPU selection for a VM without a vCPU table.
+    #[error("{target}: no vCPU table, so no vCPU can be selected")]
+    NoVcpuTable {
+        /// The VM.
+        target: String,
+    },
+    /// A name pattern matches no counter of the VM.
+    #[error("no counter matches {pattern:?} in {target}")]
+    NoSuchCounter {
+        /// The pattern.
+        pattern: String,
+        /// The VM.
+        target: String,
+    },
+    /// The Xen backend failed (boxed: a Xen error can hold a consumer
+    /// error).
+    #[cfg(feature = "xen")]
+    #[error(transparent)]
+    Xen(Box<crate::xen::Error>),
+}
+
+#[cfg(feature = "xen")]
+impl From<crate::xen::Error> for Error {
+    fn from(e: crate::xen::Error) -> Error {
+        Error::Xen(Box::new(e))
+    }
 }
 
 impl Error {

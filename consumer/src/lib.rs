@@ -1,7 +1,34 @@
 //! The reader side of vstats: map a stats table (a file, or memory someone
 //! else mapped), validate it, and take consistent snapshots of its records
-//! with no lock and no system call; then compute deltas, rates and
-//! aggregates across records.
+//! with no lock and no system call; then follow a VM's producer across
+//! restarts, sample it (deltas, rates, runstate shares, aggregates) and
+//! encode what was read.
+//!
+//! # Architecture
+//!
+//! Bottom to top; each layer uses only the ones above it in this list.
+//!
+//! | module | what it does |
+//! | --- | --- |
+//! | `raw`, `mmap` (private) | the only `unsafe` besides the backends: atomic loads from a read-only mapping, and mapping a file |
+//! | [`Table`] (`table`) | copy the head, validate it ([`vstats_abi::validate()`]), read records under the seq protocol; notice a stale header or a replaced file |
+//! | [`Snapshot`], [`Counter`] | one consistent copy of every record; counters by name, scaled, histograms |
+//! | [`delta`], [`rate`], [`Aggregate`] (`stats`) | what two snapshots or many records say together; `Aggregate<u64>` for values, `Aggregate<f64>` for rates |
+//! | [`watch`] | the one rule for records stuck mid-update ([`watch::StuckWatch`]) |
+//! | [`filter`] | which counters ([`filter::NameFilter`], `*`/`?` patterns) and which vCPUs ([`filter::VcpuList`]) |
+//! | [`discover`] | the VMs published under a root directory: [`discover::list`] |
+//! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
+//! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
+//! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample (feature `json`) |
+//! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
+//! | [`clock`] | `CLOCK_MONOTONIC` in nanoseconds, the producers' clock |
+//!
+//! A front end is a few calls on top: a top-like view or the example
+//! `examples/running_share.rs` is [`discover::list`] + [`sample::Sampler`]
+//! per VM; a Prometheus exporter is [`discover::list`] + [`follow::Vm`]
+//! per VM + a [`Snapshot`] of each table at scrape time +
+//! [`encode::openmetrics::Exposition`]; an xcp-rrdd plugin is
+//! [`sample::Sampler::step`] + its own file writer.
 //!
 //! # Examples
 //!
@@ -71,7 +98,8 @@
 //!   table without them (RFC v3), from this revision's standard fields.
 //! - **Restarts.** [`Table::is_stale`] re-reads the header words and the
 //!   generation (a few loads); [`Table::file_replaced`] notices a new file
-//!   under the same name; [`Table::reopen`] opens it. [`delta`] reports
+//!   under the same name; [`Table::reopen`] opens it;
+//!   [`follow::Vm::follow`] does all three for a VM's tables. [`delta`] reports
 //!   [`Delta::Reset`] across a generation change or a seq that went
 //!   backwards.
 //! - **Time.** Snapshots are stamped with [`std::time::Instant::now`],
@@ -99,20 +127,35 @@
 //! process. [`mem::MemView::atomic`] and [`mem::MemView::atomics`] are
 //! `unsafe` because the memory may be read-only: the caller promises only
 //! relaxed loads through the references. All other entry points are safe
-//! ([`Table::from_view`] takes a view that already holds those promises). Unsafe code lives only in the private modules
-//! `raw` and `mmap`; every other module denies it.
+//! ([`Table::from_view`] takes a view that already holds those promises).
+//! Unsafe code lives only in the private modules `raw` and `mmap`, in
+//! [`clock`] (one `clock_gettime`) and in the Xen backend `xen`; every
+//! other module denies it.
 #![deny(unsafe_code)]
 
+// Lets `vstats_consumer::` paths written for users work inside the crate.
+extern crate self as vstats_consumer;
+
+#[allow(unsafe_code)]
+pub mod clock;
 mod counter;
+pub mod discover;
+pub mod encode;
 mod error;
+pub mod filter;
+pub mod follow;
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
 #[allow(unsafe_code)]
 mod raw;
+pub mod sample;
 mod snapshot;
 mod stats;
 mod table;
+pub mod watch;
+#[cfg(feature = "xen")]
+pub mod xen; // allows `unsafe` itself, as `raw` and `mmap` do
 
 #[cfg(test)]
 mod tests;
@@ -120,6 +163,6 @@ mod tests;
 pub use counter::{Counter, Source};
 pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
-pub use stats::{delta, rate, Aggregate, Delta};
+pub use stats::{delta, rate, Aggregate, Delta, Summable};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, Unit};

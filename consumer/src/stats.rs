@@ -93,52 +93,124 @@ pub fn rate(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Option<
     }
 }
 
-/// A scalar counter across records, as statsfs shows in its parent
-/// directories. Collect it from any `Option<u64>` values
+/// A value an [`Aggregate`] can collect: `u64` counter values (summed
+/// into a `u128`) or `f64` rates.
+pub trait Summable: Copy + PartialEq {
+    /// The type of the sum.
+    type Sum: Copy + Default + PartialEq + std::fmt::Debug;
+    /// Whether the value is zero.
+    fn is_zero(self) -> bool;
+    /// `sum + v`, saturating where the sum is an integer.
+    fn add_to(self, sum: Self::Sum) -> Self::Sum;
+    /// The smaller of two values.
+    fn min_of(self, other: Self) -> Self;
+    /// The larger of two values.
+    fn max_of(self, other: Self) -> Self;
+    /// `sum / n` as a float.
+    fn mean(sum: Self::Sum, n: u32) -> f64;
+}
+
+impl Summable for u64 {
+    /// Cannot overflow: at most 2^32 values of less than 2^64 each.
+    type Sum = u128;
+    fn is_zero(self) -> bool {
+        self == 0
+    }
+    fn add_to(self, sum: u128) -> u128 {
+        sum.saturating_add(u128::from(self))
+    }
+    fn min_of(self, other: u64) -> u64 {
+        self.min(other)
+    }
+    fn max_of(self, other: u64) -> u64 {
+        self.max(other)
+    }
+    fn mean(sum: u128, n: u32) -> f64 {
+        // u128 -> f64 rounds; fine for an average.
+        sum as f64 / f64::from(n)
+    }
+}
+
+impl Summable for f64 {
+    type Sum = f64;
+    fn is_zero(self) -> bool {
+        self == 0.0
+    }
+    fn add_to(self, sum: f64) -> f64 {
+        sum + self
+    }
+    fn min_of(self, other: f64) -> f64 {
+        self.min(other)
+    }
+    fn max_of(self, other: f64) -> f64 {
+        self.max(other)
+    }
+    fn mean(sum: f64, n: u32) -> f64 {
+        sum / f64::from(n)
+    }
+}
+
+/// Values across records, as statsfs shows in its parent directories:
+/// scalar counter values (`Aggregate<u64>`, the default) or their rates
+/// (`Aggregate<f64>`). Collect it from any `Option<T>` values
 /// (`None` = absent), e.g. with [`crate::Snapshot::aggregate`] or from
 /// [`Delta::value`]s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Aggregate {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Aggregate<T: Summable = u64> {
     /// Values present.
     pub present: u32,
     /// Values absent.
     pub absent: u32,
     /// Present values that are zero.
     pub zero: u32,
-    /// Sum of the present values (cannot overflow: at most 2^32 values of
-    /// less than 2^64 each).
-    pub sum: u128,
+    /// Sum of the present values (for `u64`, a `u128` that cannot
+    /// overflow: at most 2^32 values of less than 2^64 each).
+    pub sum: T::Sum,
     /// Smallest present value.
-    pub min: Option<u64>,
+    pub min: Option<T>,
     /// Largest present value.
-    pub max: Option<u64>,
+    pub max: Option<T>,
 }
 
-impl Aggregate {
+impl<T: Summable + Eq> Eq for Aggregate<T> {}
+
+impl<T: Summable> Default for Aggregate<T> {
+    fn default() -> Aggregate<T> {
+        Aggregate {
+            present: 0,
+            absent: 0,
+            zero: 0,
+            sum: T::Sum::default(),
+            min: None,
+            max: None,
+        }
+    }
+}
+
+impl<T: Summable> Aggregate<T> {
     /// Adds one value (`None`: absent).
-    pub fn add(&mut self, v: Option<u64>) {
+    pub fn add(&mut self, v: Option<T>) {
         let Some(v) = v else {
             self.absent = self.absent.saturating_add(1);
             return;
         };
         self.present = self.present.saturating_add(1);
-        if v == 0 {
+        if v.is_zero() {
             self.zero = self.zero.saturating_add(1);
         }
-        self.sum = self.sum.saturating_add(u128::from(v));
-        self.min = Some(self.min.map_or(v, |m| m.min(v)));
-        self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        self.sum = v.add_to(self.sum);
+        self.min = Some(self.min.map_or(v, |m| m.min_of(v)));
+        self.max = Some(self.max.map_or(v, |m| m.max_of(v)));
     }
 
     /// Mean of the present values, `None` when there are none.
     pub fn average(&self) -> Option<f64> {
-        // u128 -> f64 rounds; fine for an average.
-        (self.present > 0).then(|| self.sum as f64 / f64::from(self.present))
+        (self.present > 0).then(|| T::mean(self.sum, self.present))
     }
 }
 
-impl FromIterator<Option<u64>> for Aggregate {
-    fn from_iter<I: IntoIterator<Item = Option<u64>>>(iter: I) -> Aggregate {
+impl<T: Summable> FromIterator<Option<T>> for Aggregate<T> {
+    fn from_iter<I: IntoIterator<Item = Option<T>>>(iter: I) -> Aggregate<T> {
         let mut a = Aggregate::default();
         for v in iter {
             a.add(v);

@@ -19,9 +19,9 @@ use crate::{
     list,
     output::Format,
     produce::{self, ProduceOptions},
-    sample::{self, SampleOptions, Sampler},
+    sample::{self, SampleOptions},
     schema,
-    target::{Attached, Target, DEFAULT_ROOT, ROOT_ENV},
+    target::{self, Target, DEFAULT_ROOT, ROOT_ENV},
 };
 
 /// Sample per-vCPU statistics from vstats shared-memory tables: a Xen
@@ -285,7 +285,7 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     let target = args.target.require()?;
     let opts = args.sampling.options(args.vcpus.clone());
     let stop = stop_flag()?;
-    let mut sampler = Sampler::attach(&target, &opts)?;
+    let mut sampler = sample::attach(&target, &opts)?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
@@ -304,7 +304,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => sample(&cli.sample),
         Some(Command::Sample(a)) => sample(&a),
         Some(Command::Schema(a)) => {
-            let att = Attached::open(&a.target.require()?)?;
+            let att = target::open(&a.target.require()?)?;
             schema::write(&att, a.format, &NameFilter::new(&a.names), &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)

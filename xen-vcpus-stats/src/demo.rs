@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 
 use crate::{
     produce::READY_PREFIX,
-    sample::{self, SampleOptions, Sampler},
+    sample::{self, SampleOptions},
     sys,
     target::{check_name, Target},
 };
@@ -171,7 +171,7 @@ pub fn run(
             }
         }
     }
-    let sampled = Sampler::attach(&Target::Path(dir), &opts.sample)
+    let sampled = sample::attach(&Target::Path(dir), &opts.sample)
         .map_err(anyhow::Error::new)
         .and_then(|mut s| sample::run(&mut s, &opts.sample, out, notices, stop));
     let status = producer.stop()?;

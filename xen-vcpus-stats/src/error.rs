@@ -55,9 +55,13 @@ pub enum Error {
     /// Any other error of the consumer (I/O, permission denied, limits).
     #[error(transparent)]
     Consumer(vstats_consumer::Error),
-    /// The Xen backend failed.
-    #[error(transparent)]
-    Xen(#[from] xen::Error),
+    /// The Xen backend failed (an invalid table with the rule's summary).
+    #[error("{error}{}", xen_rule(.error))]
+    Xen {
+        /// The backend's error.
+        #[from]
+        error: xen::Error,
+    },
     /// The command line is incomplete in a way clap cannot tell.
     #[error("{0}")]
     Usage(String),
@@ -113,9 +117,40 @@ pub enum Error {
 impl Error {
     /// Wraps a consumer error, singling out invalid tables.
     pub fn from_consumer(e: vstats_consumer::Error) -> Error {
-        match e.rule() {
-            Some(rule) => Error::InvalidTable { error: e, rule },
-            None => Error::Consumer(e),
+        match e {
+            vstats_consumer::Error::Xen(error) => Error::Xen { error: *error },
+            vstats_consumer::Error::NoTable { dir } => Error::NoTable { dir },
+            vstats_consumer::Error::Stuck {
+                table,
+                record,
+                seq,
+                busy_for,
+                snapshots,
+            } => Error::TableBusy {
+                origin: table,
+                record,
+                seq,
+                secs: busy_for.as_secs_f64(),
+                snapshots,
+            },
+            vstats_consumer::Error::NoSuchVcpu {
+                vcpu,
+                target,
+                nr_records,
+            } => Error::NoSuchVcpu {
+                vcpu,
+                origin: target,
+                nr_records,
+            },
+            vstats_consumer::Error::NoVcpuTable { target } => Error::NoVcpuTable { origin: target },
+            vstats_consumer::Error::NoSuchCounter { pattern, target } => Error::NoSuchCounter {
+                pattern,
+                origin: target,
+            },
+            e => match e.rule() {
+                Some(rule) => Error::InvalidTable { error: e, rule },
+                None => Error::Consumer(e),
+            },
         }
     }
 
@@ -123,7 +158,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::InvalidTable { .. } | Error::TableBusy { .. } => EXIT_BAD_TABLE,
-            Error::Xen(e) if e.is_invalid_table() => EXIT_BAD_TABLE,
+            Error::Xen { error } if error.is_invalid_table() => EXIT_BAD_TABLE,
             Error::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
@@ -153,6 +188,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     EXIT_ERROR
+}
+
+/// ` [rule Rn: ...]` after a Xen backend error about an invalid table.
+fn xen_rule(e: &xen::Error) -> String {
+    match e {
+        xen::Error::Invalid { error, .. } => format!(" [{}]", rules::describe(error.rule())),
+        _ => String::new(),
+    }
 }
 
 /// Result type of this crate.

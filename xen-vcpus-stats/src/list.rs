@@ -7,11 +7,11 @@ use std::{
 };
 
 use serde_json::{json, Value as Json};
-use vstats_consumer::Snapshot;
+use vstats_consumer::{discover, follow::Source, Snapshot};
 
 use crate::{
     output::Format,
-    target::{Attached, Source, Target},
+    target::Vm,
     xen::{Xen, XenStore},
 };
 
@@ -45,7 +45,7 @@ pub struct Info {
     pub generation: u64,
 }
 
-fn info(att: &Attached) -> Info {
+fn info(att: &Vm) -> Info {
     let (vcpus, slots, counters) = att.vcpu.as_ref().map_or((0, 0, 0), |s: &Source| {
         let mut snap = Snapshot::new(&s.table);
         s.table.snapshot(&mut snap);
@@ -72,30 +72,24 @@ fn info(att: &Attached) -> Info {
 ///
 /// I/O errors reading `root` other than "not found".
 pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
-    let rd = match std::fs::read_dir(root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", root.display()))),
-    };
-    let mut dirs: Vec<_> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    Ok(dirs
+    let vms = discover::list(root).map_err(|e| match e {
+        vstats_consumer::Error::Io { io, .. }
+        | vstats_consumer::Error::PermissionDenied { io, .. } => {
+            io::Error::new(io.kind(), format!("{}: {io}", root.display()))
+        }
+        e => io::Error::other(e),
+    })?;
+    Ok(vms
         .into_iter()
-        .map(|dir| Entry {
+        .map(|vm| Entry {
             backend: "file",
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            source: dir.display().to_string(),
+            source: vm.dir.display().to_string(),
             domid: None,
-            info: Attached::open(&Target::Path(dir.clone()))
+            info: vm
+                .open()
                 .map(|a| info(&a))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| crate::Error::from_consumer(e).to_string()),
+            name: vm.name,
         })
         .collect())
 }
@@ -118,26 +112,9 @@ pub fn xen() -> Result<Vec<Entry>, String> {
                 .unwrap_or_else(|| format!("domain-{}", d.domid)),
             source: format!("domain {}", d.domid),
             domid: Some(d.domid),
-            info: xen
-                .map_domain(d.domid)
-                .map_err(|e| e.to_string())
-                .map(|(vcpu, domain)| {
-                    let src = |table, id| Source {
-                        table,
-                        origin: crate::target::Origin::Xen {
-                            xen: xen.clone(),
-                            domid: d.domid,
-                            id,
-                        },
-                    };
-                    info(&Attached {
-                        vm: String::new(),
-                        origin: String::new(),
-                        domid: Some(d.domid),
-                        vcpu: Some(src(vcpu, 0)),
-                        domain: domain.map(|t| src(t, 1)),
-                    })
-                }),
+            info: Vm::open_domain(&xen, d.domid, String::new())
+                .map(|vm| info(&vm))
+                .map_err(|e| crate::Error::from_consumer(e).to_string()),
         })
         .collect())
 }

@@ -1,199 +1,25 @@
-//! Sampling: two snapshots an interval apart become one [`Sample`]:
-//! per-vCPU runstate shares, raw runstate times, every counter's value and
-//! every cumulative counter's rate, aggregates across vCPUs, and the
-//! domain table's values and rates.
+//! Sampling from the command line: the engine is
+//! [`vstats_consumer::sample`]; this adds the interval, the count, the
+//! output format and the loop that prints each sample.
 
 use std::{
     io::{self, Write},
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use vstats_consumer::{
-    delta, rate, Aggregate, Counter, Delta, Kind, RecordSnapshot, RecordStatus, Snapshot, Table,
+use vstats_consumer::follow::Event;
+pub use vstats_consumer::sample::{
+    CounterAggregate, DomainSample, RecordState, Sample, Sampler, Step, Value, VcpuSample,
+    BUSY_MIN_SNAPSHOTS, RUNSTATES, RUNSTATE_COUNTERS,
 };
 
 use crate::{
     error::{Error, Result},
     filter::{NameFilter, VcpuList},
     output::{self, Format},
-    sys,
-    target::{Attached, Source, Target},
+    target::{self, Target},
 };
-
-/// Names of the four standard runstate counters, in Xen's order.
-pub const RUNSTATE_COUNTERS: [&str; 4] = [
-    "runstate_running_time",
-    "runstate_runnable_time",
-    "runstate_blocked_time",
-    "runstate_offline_time",
-];
-
-/// Short names of the four runstates, in Xen's order.
-pub const RUNSTATES: [&str; 4] = ["running", "runnable", "blocked", "offline"];
-
-/// A counter's reading in one record.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    /// Absent: busy or unused record, counter inactive or outside the
-    /// record.
-    Absent,
-    /// A scalar.
-    Scalar(u64),
-    /// A histogram's buckets.
-    Histogram(Vec<u64>),
-}
-
-impl Value {
-    /// The scalar, if this is one.
-    pub fn scalar(&self) -> Option<u64> {
-        match self {
-            Value::Scalar(v) => Some(*v),
-            _ => None,
-        }
-    }
-}
-
-/// How a record read in this sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordState {
-    /// Read consistently, rates computed where possible.
-    Ok,
-    /// Mid-update for every read attempt: no values.
-    Busy {
-        /// The last seq seen.
-        seq: u32,
-    },
-    /// Every counter inactive: no vCPU in this slot.
-    Unused,
-    /// The record's seq went backwards: no rates this time.
-    Reset,
-}
-
-impl RecordState {
-    /// `"ok"`, `"busy"`, `"unused"` or `"reset"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RecordState::Ok => "ok",
-            RecordState::Busy { .. } => "busy",
-            RecordState::Unused => "unused",
-            RecordState::Reset => "reset",
-        }
-    }
-}
-
-/// One vCPU in a sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VcpuSample {
-    /// The vCPU (record index).
-    pub vcpu: u32,
-    /// How its record read.
-    pub state: RecordState,
-    /// Raw runstate times (ns) now, Xen order.
-    pub runstate_ns: [Option<u64>; 4],
-    /// Share of the interval in each runstate: the runstate's delta over
-    /// the sum of the four deltas. `None` when a delta is missing (busy,
-    /// reset, absent counter) or the four deltas sum to 0 (the producer
-    /// did not update the record during the interval).
-    pub shares: Option<[f64; 4]>,
-    /// Every selected counter's value, parallel to
-    /// [`Sample::vcpu_counters`].
-    pub values: Vec<Value>,
-    /// Per-second rate (raw units) of every selected cumulative scalar
-    /// counter, `None` for others and when absent; parallel to
-    /// [`Sample::vcpu_counters`].
-    pub rates: Vec<Option<f64>>,
-}
-
-/// Sum, min, max, average and zeros of rates across vCPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RateAggregate {
-    /// Rates present.
-    pub present: u32,
-    /// Rates that are 0.
-    pub zero: u32,
-    /// Sum.
-    pub sum: f64,
-    /// Minimum.
-    pub min: Option<f64>,
-    /// Maximum.
-    pub max: Option<f64>,
-}
-
-impl RateAggregate {
-    /// Adds a rate (`None`: absent).
-    pub fn add(&mut self, r: Option<f64>) {
-        let Some(r) = r else { return };
-        self.present += 1;
-        if r == 0.0 {
-            self.zero += 1;
-        }
-        self.sum += r;
-        self.min = Some(self.min.map_or(r, |m| m.min(r)));
-        self.max = Some(self.max.map_or(r, |m| m.max(r)));
-    }
-
-    /// The mean, `None` without rates.
-    pub fn average(&self) -> Option<f64> {
-        (self.present > 0).then(|| self.sum / f64::from(self.present))
-    }
-}
-
-/// A scalar counter aggregated across the selected vCPUs (statsfs-style).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CounterAggregate {
-    /// Of the values.
-    pub values: Aggregate,
-    /// Of the rates, for cumulative counters.
-    pub rates: Option<RateAggregate>,
-}
-
-/// The domain table's part of a sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DomainSample {
-    /// How the record read.
-    pub state: RecordState,
-    /// The selected counters.
-    pub counters: Vec<Counter>,
-    /// Their values.
-    pub values: Vec<Value>,
-    /// Rates of the cumulative ones.
-    pub rates: Vec<Option<f64>>,
-}
-
-/// One sample: everything the output formats print.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// 1, 2, ...
-    pub number: u64,
-    /// Wall-clock time of the snapshot.
-    pub wall: SystemTime,
-    /// `CLOCK_MONOTONIC` nanoseconds of the snapshot (the KVM monitor's
-    /// clock).
-    pub monotonic_ns: u64,
-    /// Seconds between this snapshot and the previous one.
-    pub interval: f64,
-    /// The VM's name.
-    pub vm: String,
-    /// The target as given (path or `domain N`).
-    pub source: String,
-    /// The Xen domain id.
-    pub domid: Option<u16>,
-    /// The producer's generation: the vCPU table's, else the domain
-    /// table's.
-    pub generation: u64,
-    /// vCPU slots of the table.
-    pub nr_slots: u32,
-    /// The selected vCPU counters.
-    pub vcpu_counters: Vec<Counter>,
-    /// The selected vCPUs.
-    pub vcpus: Vec<VcpuSample>,
-    /// Per selected vCPU counter, across the selected vCPUs in use; `None`
-    /// for histograms.
-    pub aggregates: Vec<Option<CounterAggregate>>,
-    /// The domain table, when there is one.
-    pub domain: Option<DomainSample>,
-}
 
 /// What to sample and how.
 #[derive(Clone, Debug)]
@@ -213,445 +39,25 @@ pub struct SampleOptions {
     pub busy_timeout: Duration,
 }
 
-/// Consecutive busy snapshots needed, besides `busy_timeout`, before a
-/// record is declared stuck.
-pub const BUSY_MIN_SNAPSHOTS: u32 = 3;
-
-/// Converts snapshot instants to wall and monotonic time.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    instant: Instant,
-    mono: u64,
-    wall: SystemTime,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        Clock {
-            instant: Instant::now(),
-            mono: sys::monotonic_ns(),
-            wall: SystemTime::now(),
+impl SampleOptions {
+    /// The engine's part of the options.
+    pub fn engine(&self) -> vstats_consumer::sample::SampleOptions {
+        vstats_consumer::sample::SampleOptions {
+            names: self.names.clone(),
+            vcpus: self.vcpus.clone(),
+            busy_timeout: self.busy_timeout,
         }
     }
-
-    fn at(&self, t: Instant) -> (u64, SystemTime) {
-        let d = t.saturating_duration_since(self.instant);
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        (self.mono.saturating_add(ns), self.wall + d)
-    }
 }
 
-/// Which vCPUs and counters to show.
-#[derive(Clone, Debug, Default)]
-struct Selection {
-    vcpus: Vec<u32>,
-    vcpu_counters: Vec<Counter>,
-    domain_counters: Vec<Counter>,
-    runstate: [Option<Counter>; 4],
-}
-
-fn select(att: &Attached, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Selection> {
-    let vt = att.vcpu.as_ref().map(|s| &s.table);
-    let dt = att.domain.as_ref().map(|s| &s.table);
-    let pick = |t: Option<&Table>| -> Vec<Counter> {
-        t.map(|t| {
-            t.counters()
-                .iter()
-                .filter(|c| names.matches(c.name()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    let (vcpu_counters, domain_counters) = (pick(vt), pick(dt));
-    for p in names.patterns() {
-        let one = NameFilter::new(&[p]);
-        let any = vt
-            .iter()
-            .chain(dt.iter())
-            .any(|t| t.counters().iter().any(|c| one.matches(c.name())));
-        if !any {
-            return Err(Error::NoSuchCounter {
-                pattern: p.clone(),
-                origin: att.origin.clone(),
-            });
-        }
-    }
-    let vcpus = match (vt, vcpus) {
-        (Some(t), Some(list)) => {
-            if let Some(&v) = list.0.iter().find(|&&v| v >= t.nr_records()) {
-                return Err(Error::NoSuchVcpu {
-                    vcpu: v,
-                    origin: att.origin.clone(),
-                    nr_records: t.nr_records(),
-                });
-            }
-            list.0.clone()
-        }
-        (Some(t), None) => (0..t.nr_records()).collect(),
-        (None, Some(_)) => {
-            return Err(Error::NoVcpuTable {
-                origin: att.origin.clone(),
-            })
-        }
-        (None, None) => Vec::new(),
-    };
-    let runstate = RUNSTATE_COUNTERS.map(|n| vt.and_then(|t| t.counter(n)).cloned());
-    Ok(Selection {
-        vcpus,
-        vcpu_counters,
-        domain_counters,
-        runstate,
-    })
-}
-
-/// A counter's value in a record.
-fn value(r: &RecordSnapshot, c: &Counter) -> Value {
-    if c.is_histogram() {
-        r.histogram(c)
-            .map_or(Value::Absent, |h| Value::Histogram(h.to_vec()))
-    } else {
-        r.get(c).map_or(Value::Absent, Value::Scalar)
-    }
-}
-
-/// The rate of a cumulative scalar counter, `None` for other kinds.
-fn cumulative_rate(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Option<f64> {
-    (c.kind() == Kind::CUMULATIVE && !c.is_histogram())
-        .then(|| rate(prev, cur, c))
-        .flatten()
-}
-
-fn state(prev: &RecordSnapshot, cur: &RecordSnapshot, any: Option<&Counter>) -> RecordState {
-    match cur.status() {
-        RecordStatus::Busy { seq, .. } => RecordState::Busy { seq },
-        _ if cur.is_unused() => RecordState::Unused,
-        _ => match any {
-            Some(c) if delta(prev, cur, c) == Delta::Reset => RecordState::Reset,
-            _ => RecordState::Ok,
-        },
-    }
-}
-
-fn vcpu_sample(
-    prev: &RecordSnapshot,
-    cur: &RecordSnapshot,
-    sel: &Selection,
-    any: Option<&Counter>,
-) -> VcpuSample {
-    let state = state(prev, cur, any);
-    let runstate_ns = sel
-        .runstate
-        .each_ref()
-        .map(|c| c.as_ref().and_then(|c| cur.get(c)));
-    let deltas = sel
-        .runstate
-        .each_ref()
-        .map(|c| c.as_ref().and_then(|c| delta(prev, cur, c).value()));
-    let shares = match deltas {
-        [Some(a), Some(b), Some(c), Some(d)] => {
-            let total = u128::from(a) + u128::from(b) + u128::from(c) + u128::from(d);
-            (total > 0).then(|| [a, b, c, d].map(|x| x as f64 / total as f64))
-        }
-        _ => None,
-    };
-    VcpuSample {
-        vcpu: cur.index(),
-        state,
-        runstate_ns,
-        shares,
-        values: sel.vcpu_counters.iter().map(|c| value(cur, c)).collect(),
-        rates: sel
-            .vcpu_counters
-            .iter()
-            .map(|c| cumulative_rate(prev, cur, c))
-            .collect(),
-    }
-}
-
-/// Tracks records that stay busy.
-#[derive(Clone, Debug, Default)]
-struct BusyWatch {
-    /// Per record: when it was first seen busy in a row, and how often.
-    since: Vec<Option<(Instant, u32)>>,
-}
-
-impl BusyWatch {
-    /// Updates with a snapshot; returns a stuck record: (index, seq, how
-    /// long, snapshots).
-    fn update(&mut self, snap: &Snapshot, timeout: Duration) -> Option<(u32, u32, Duration, u32)> {
-        let now = snap.taken()?;
-        self.since.resize(snap.records().len(), None);
-        let mut stuck = None;
-        for (slot, r) in self.since.iter_mut().zip(snap.records()) {
-            match r.status() {
-                RecordStatus::Busy { seq, .. } => {
-                    let (t0, n) = slot.map_or((now, 1), |(t0, n)| (t0, n + 1));
-                    *slot = Some((t0, n));
-                    let busy_for = now.saturating_duration_since(t0);
-                    if stuck.is_none() && n >= BUSY_MIN_SNAPSHOTS && busy_for >= timeout {
-                        stuck = Some((r.index(), seq, busy_for, n));
-                    }
-                }
-                _ => *slot = None,
-            }
-        }
-        stuck
-    }
-}
-
-/// One table's snapshots and busy tracking.
-#[derive(Debug)]
-struct Track {
-    prev: Snapshot,
-    cur: Snapshot,
-    busy: BusyWatch,
-}
-
-impl Track {
-    fn new(src: &Source, timeout: Duration) -> Result<Track> {
-        let mut t = Track {
-            prev: Snapshot::new(&src.table),
-            cur: Snapshot::new(&src.table),
-            busy: BusyWatch::default(),
-        };
-        src.table.snapshot(&mut t.prev);
-        stuck(src, t.busy.update(&t.prev, timeout))?;
-        Ok(t)
-    }
-
-    fn take(&mut self, src: &Source, timeout: Duration) -> Result<()> {
-        src.table.snapshot(&mut self.cur);
-        stuck(src, self.busy.update(&self.cur, timeout))
-    }
-
-    fn advance(&mut self) {
-        std::mem::swap(&mut self.prev, &mut self.cur);
-    }
-}
-
-/// [`Error::TableBusy`] for a stuck record found by [`BusyWatch::update`].
-fn stuck(src: &Source, found: Option<(u32, u32, Duration, u32)>) -> Result<()> {
-    match found {
-        Some((record, seq, d, snapshots)) => Err(Error::TableBusy {
-            origin: src.describe(),
-            record,
-            seq,
-            secs: d.as_secs_f64(),
-            snapshots,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// An attached target being sampled.
-#[derive(Debug)]
-pub struct Sampler {
-    att: Attached,
-    names: NameFilter,
-    vcpus: Option<VcpuList>,
-    busy_timeout: Duration,
-    sel: Selection,
-    vtrack: Option<Track>,
-    dtrack: Option<Track>,
-    clock: Clock,
-    number: u64,
-}
-
-/// What [`Sampler::step`] produced.
-#[derive(Debug)]
-pub enum Step {
-    /// A sample.
-    Sample(Box<Sample>),
-    /// The producer restarted: re-attached, new baseline taken; the
-    /// notice says what happened.
-    Restarted(String),
-}
-
-impl Sampler {
-    /// Opens `target`, checks the filters against it and takes the
-    /// baseline snapshot.
-    ///
-    /// # Errors
-    ///
-    /// As [`Attached::open`]; unknown `--names` or `--vcpus`.
-    pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
-        let att = Attached::open(target)?;
-        Sampler::with(att, opts)
-    }
-
-    /// As [`Sampler::attach`] with an already attached target.
-    ///
-    /// # Errors
-    ///
-    /// Unknown `--names` or `--vcpus`; a record stuck busy.
-    pub fn with(att: Attached, opts: &SampleOptions) -> Result<Sampler> {
-        let sel = select(&att, &opts.names, opts.vcpus.as_ref())?;
-        let mut s = Sampler {
-            att,
-            names: opts.names.clone(),
-            vcpus: opts.vcpus.clone(),
-            busy_timeout: opts.busy_timeout,
-            sel,
-            vtrack: None,
-            dtrack: None,
-            clock: Clock::new(),
-            number: 0,
-        };
-        s.baseline()?;
-        Ok(s)
-    }
-
-    fn baseline(&mut self) -> Result<()> {
-        let t = self.busy_timeout;
-        self.vtrack = self
-            .att
-            .vcpu
-            .as_ref()
-            .map(|s| Track::new(s, t))
-            .transpose()?;
-        self.dtrack = self
-            .att
-            .domain
-            .as_ref()
-            .map(|s| Track::new(s, t))
-            .transpose()?;
-        Ok(())
-    }
-
-    /// The attached target.
-    pub fn attached(&self) -> &Attached {
-        &self.att
-    }
-
-    /// Takes a snapshot of every table and returns the sample since the
-    /// previous one, or re-attaches when the producer restarted (checked
-    /// after the snapshot, so that no sample mixes two producers).
-    ///
-    /// # Errors
-    ///
-    /// A record stuck busy ([`Error::TableBusy`]); re-attaching failed
-    /// (e.g. [`Error::TableRemoved`]).
-    pub fn step(&mut self) -> Result<Step> {
-        let t = self.busy_timeout;
-        if let (Some(tr), Some(src)) = (self.vtrack.as_mut(), self.att.vcpu.as_ref()) {
-            tr.take(src, t)?;
-        }
-        if let (Some(tr), Some(src)) = (self.dtrack.as_mut(), self.att.domain.as_ref()) {
-            tr.take(src, t)?;
-        }
-        if let Some(src) = self.att.restarted()? {
-            let what = src.describe();
-            let old = src.table.generation();
-            let att = self.att.reopen()?;
-            let new = att.sources().next().map_or(0, |s| s.table.generation());
-            let sel = select(&att, &self.names, self.vcpus.as_ref())?;
-            self.att = att;
-            self.sel = sel;
-            self.baseline()?;
-            return Ok(Step::Restarted(format!(
-                "{what}: producer restarted (generation {old:#x} -> {new:#x}): re-attached, \
-                 rates resume at the next sample"
-            )));
-        }
-        let sample = self.sample();
-        if let Some(tr) = self.vtrack.as_mut() {
-            tr.advance();
-        }
-        if let Some(tr) = self.dtrack.as_mut() {
-            tr.advance();
-        }
-        Ok(Step::Sample(Box::new(sample)))
-    }
-
-    fn sample(&mut self) -> Sample {
-        self.number += 1;
-        let sel = &self.sel;
-        let taken = [self.vtrack.as_ref(), self.dtrack.as_ref()]
-            .into_iter()
-            .flatten()
-            .find_map(|t| Some((t.prev.taken()?, t.cur.taken()?)));
-        let (interval, (mono, wall)) = match taken {
-            Some((p, c)) => (
-                c.saturating_duration_since(p).as_secs_f64(),
-                self.clock.at(c),
-            ),
-            None => (0.0, self.clock.at(Instant::now())),
-        };
-        let vtable = self.att.vcpu.as_ref().map(|s| &s.table);
-        let any_v = vtable.and_then(|t| t.counters().first());
-        let vcpus: Vec<VcpuSample> = match &self.vtrack {
-            Some(tr) => sel
-                .vcpus
-                .iter()
-                .filter_map(|&i| {
-                    Some(vcpu_sample(
-                        tr.prev.record(i)?,
-                        tr.cur.record(i)?,
-                        sel,
-                        any_v,
-                    ))
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let aggregates = sel
-            .vcpu_counters
-            .iter()
-            .enumerate()
-            .map(|(k, c)| {
-                if c.is_histogram() {
-                    return None;
-                }
-                let in_use = || vcpus.iter().filter(|v| v.state != RecordState::Unused);
-                let values = in_use().map(|v| v.values[k].scalar()).collect();
-                let rates = (c.kind() == Kind::CUMULATIVE).then(|| {
-                    let mut a = RateAggregate::default();
-                    in_use().for_each(|v| a.add(v.rates[k]));
-                    a
-                });
-                Some(CounterAggregate { values, rates })
-            })
-            .collect();
-        let domain = match (&self.dtrack, self.att.domain.as_ref()) {
-            (Some(tr), Some(src)) => {
-                let any = src.table.counters().first();
-                tr.prev
-                    .record(0)
-                    .zip(tr.cur.record(0))
-                    .map(|(p, c)| DomainSample {
-                        state: state(p, c, any),
-                        counters: sel.domain_counters.clone(),
-                        values: sel.domain_counters.iter().map(|k| value(c, k)).collect(),
-                        rates: sel
-                            .domain_counters
-                            .iter()
-                            .map(|k| cumulative_rate(p, c, k))
-                            .collect(),
-                    })
-            }
-            _ => None,
-        };
-        Sample {
-            number: self.number,
-            wall,
-            monotonic_ns: mono,
-            interval,
-            vm: self.att.vm.clone(),
-            source: self.att.origin.clone(),
-            domid: self.att.domid,
-            generation: self
-                .att
-                .sources()
-                .next()
-                .map_or(0, |s| s.table.generation()),
-            nr_slots: vtable.map_or(0, Table::nr_records),
-            vcpu_counters: sel.vcpu_counters.clone(),
-            vcpus,
-            aggregates,
-            domain,
-        }
-    }
+/// Opens `target`, checks the filters against it and takes the baseline
+/// snapshot.
+///
+/// # Errors
+///
+/// As [`target::open`]; unknown `--names` or `--vcpus`.
+pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
+    Ok(Sampler::new(target::open(target)?, &opts.engine())?)
 }
 
 /// How a sampling run ended.
@@ -692,7 +98,8 @@ pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 ///
 /// # Errors
 ///
-/// As [`Sampler::step`], and write errors other than a broken pipe.
+/// As [`Sampler::step`] ([`Error::TableRemoved`] when the tables went
+/// away), and write errors other than a broken pipe.
 pub fn run(
     sampler: &mut Sampler,
     opts: &SampleOptions,
@@ -713,9 +120,22 @@ pub fn run(
             outcome.interrupted = true;
             break;
         }
-        match sampler.step()? {
-            Step::Restarted(notice) => {
-                let _ = writeln!(notices, "xen-vcpus-stats: {notice}");
+        match sampler.step().map_err(Error::from)? {
+            Step::Event(Event::Removed { path }) => return Err(Error::TableRemoved { path }.into()),
+            Step::Event(Event::Restarted {
+                table,
+                old_generation: old,
+                new_generation: new,
+                ..
+            }) => {
+                let _ = writeln!(
+                    notices,
+                    "xen-vcpus-stats: {table}: producer restarted (generation {old:#x} -> \
+                     {new:#x}): re-attached, rates resume at the next sample"
+                );
+            }
+            Step::Event(e) => {
+                let _ = writeln!(notices, "xen-vcpus-stats: {e:?}");
             }
             Step::Sample(sample) => {
                 let written =

@@ -4,12 +4,12 @@
 use std::io::{self, Write};
 
 use serde_json::{json, Value as Json};
-use vstats_consumer::Counter;
+use vstats_consumer::{follow::Source, Counter};
 
 use crate::{
     filter::NameFilter,
     output::{kind_name, openmetrics, unit_name, Format},
-    target::{Attached, Source},
+    target::Vm,
 };
 
 fn counters<'a>(s: Option<&'a Source>, names: &NameFilter) -> Vec<&'a Counter> {
@@ -109,21 +109,16 @@ fn write_table(
 /// # Errors
 ///
 /// I/O errors of `out`.
-pub fn write(
-    att: &Attached,
-    format: Format,
-    names: &NameFilter,
-    out: &mut dyn Write,
-) -> io::Result<()> {
+pub fn write(att: &Vm, format: Format, names: &NameFilter, out: &mut dyn Write) -> io::Result<()> {
     match format {
         Format::Table => {
-            writeln!(out, "vm {}  ({})\n", att.vm, att.origin)?;
+            writeln!(out, "vm {}  ({})\n", att.name, att.origin)?;
             write_table(out, "vCPU", att.vcpu.as_ref(), names)?;
             write_table(out, "domain", att.domain.as_ref(), names)
         }
         Format::Json => {
             let j = json!({
-                "vm": att.vm,
+                "vm": att.name,
                 "source": att.origin,
                 "domid": att.domid,
                 "vcpu": table_json(att.vcpu.as_ref(), names),

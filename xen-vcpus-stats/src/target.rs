@@ -1,27 +1,19 @@
 //! What to sample: a table file, a VM's directory (by path or by name
-//! under the root), or a Xen domain; opening it, noticing a restart, and
-//! opening it again.
+//! under the root), or a Xen domain, opened as a [`Vm`] that follows its
+//! producer ([`vstats_consumer::follow`]).
 
 use std::{
     io,
     path::{Path, PathBuf},
 };
 
-use vstats_consumer::Table;
-
 use crate::{
     error::{Error, Result},
     xen::{self, Xen},
 };
 
-/// Default base directory of VM names: `/dev/shm/vstats`.
-pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// Environment variable that changes the base directory (`--root` wins).
-pub const ROOT_ENV: &str = "VSTATS_ROOT";
-/// File name of a VM's vCPU table in its directory.
-pub const VCPU_FILE: &str = "vcpu";
-/// File name of a VM's domain table in its directory.
-pub const DOMAIN_FILE: &str = "domain";
+pub use vstats_consumer::discover::{DEFAULT_ROOT, ROOT_ENV};
+pub use vstats_consumer::follow::{Vm, DOMAIN_FILE, VCPU_FILE};
 
 /// What to attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,104 +73,6 @@ pub fn named_dir(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Where a table comes from, and how to open it again.
-#[derive(Clone, Debug)]
-pub enum Origin {
-    /// A file.
-    File(PathBuf),
-    /// A Xen resource.
-    Xen {
-        /// The loaded library.
-        xen: Xen,
-        /// The domain.
-        domid: u16,
-        /// The resource id (0 vCPU, 1 domain).
-        id: u32,
-    },
-}
-
-/// One open table and where it came from.
-#[derive(Debug)]
-pub struct Source {
-    /// The table.
-    pub table: Table,
-    /// Where it came from.
-    pub origin: Origin,
-}
-
-impl Source {
-    /// A description for messages: the path, or `domain N vCPU table`.
-    pub fn describe(&self) -> String {
-        match &self.origin {
-            Origin::File(p) => p.display().to_string(),
-            Origin::Xen { domid, id, .. } => {
-                let what = if *id == 0 { "vCPU" } else { "domain" };
-                format!("domain {domid} {what} stats table")
-            }
-        }
-    }
-
-    /// Whether the producer restarted since the table was opened: the
-    /// header or generation changed in place ([`Table::is_stale`]), or, for
-    /// a file, a new file took its name or it was removed
-    /// ([`Table::file_replaced`]).
-    ///
-    /// # Errors
-    ///
-    /// An I/O error checking the file.
-    pub fn restarted(&self) -> Result<bool> {
-        if self.table.is_stale() {
-            return Ok(true);
-        }
-        match self.origin {
-            Origin::File(_) => Ok(self.table.file_replaced()?),
-            Origin::Xen { .. } => Ok(false),
-        }
-    }
-
-    /// Opens the table again (after a restart).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::TableRemoved`] when the file no longer exists; otherwise
-    /// as when it was first opened.
-    pub fn reopen(&self) -> Result<Source> {
-        let table = match &self.origin {
-            Origin::File(path) => match Table::open(path) {
-                Ok(t) => t,
-                Err(vstats_consumer::Error::Io { io, .. })
-                    if io.kind() == io::ErrorKind::NotFound =>
-                {
-                    return Err(Error::TableRemoved { path: path.clone() })
-                }
-                Err(e) => return Err(e.into()),
-            },
-            Origin::Xen { xen, domid, id } => xen.map_table(*domid, *id)?,
-        };
-        Ok(Source {
-            table,
-            origin: self.origin.clone(),
-        })
-    }
-}
-
-/// An attached target: its vCPU table and its domain table, either of
-/// which may be missing (not both).
-#[derive(Debug)]
-pub struct Attached {
-    /// The VM's name (the `vm` label): directory name, or the Xen domain's
-    /// name (`domain-N` when xenstore cannot tell).
-    pub vm: String,
-    /// What was asked for, for messages: a path or `domain N`.
-    pub origin: String,
-    /// The Xen domain id, for `--domid`.
-    pub domid: Option<u16>,
-    /// The vCPU table.
-    pub vcpu: Option<Source>,
-    /// The domain table.
-    pub domain: Option<Source>,
-}
-
 /// An I/O error on `path` as the consumer reports them (permission denied
 /// apart).
 pub(crate) fn io_error(path: &Path, io: io::Error) -> Error {
@@ -196,152 +90,27 @@ pub(crate) fn exists(path: &Path) -> Result<bool> {
     path.try_exists().map_err(|e| io_error(path, e))
 }
 
-fn open_file(path: &Path) -> Result<Source> {
-    Ok(Source {
-        table: Table::open(path)?,
-        origin: Origin::File(path.to_owned()),
-    })
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
-}
-
-/// Opens a VM directory: `vcpu` and `domain`, whichever exist.
-fn open_dir(dir: &Path, vm: String) -> Result<Attached> {
-    let vcpu_path = dir.join(VCPU_FILE);
-    let domain_path = dir.join(DOMAIN_FILE);
-    let vcpu = exists(&vcpu_path)?
-        .then(|| open_file(&vcpu_path))
-        .transpose()?;
-    let domain = exists(&domain_path)?
-        .then(|| open_file(&domain_path))
-        .transpose()?;
-    if vcpu.is_none() && domain.is_none() {
-        // Distinguish "not there" from "cannot look" (permission).
-        if let Err(e) = std::fs::read_dir(dir) {
-            return Err(io_error(dir, e));
+/// Opens `target`: a path as [`Vm::open_path`] opens it, a name under
+/// its root, a Xen domain named after xenstore (`domain-N` when xenstore
+/// cannot tell).
+///
+/// # Errors
+///
+/// No such file or VM ([`Error::NoSuchVm`], an I/O error naming the
+/// path), permission denied, an invalid table (naming the rule), and
+/// the Xen backend's errors (no such domain, library missing).
+pub fn open(target: &Target) -> Result<Vm> {
+    match target {
+        Target::Path(p) => Ok(Vm::open_path(p)?),
+        Target::Name { root, name } => Ok(Vm::open_dir(&named_dir(root, name)?, name.clone())?),
+        Target::Domid(domid) => {
+            let xen = Xen::load()?;
+            let name = xen::XenStore::open()
+                .ok()
+                .and_then(|xs| xs.name(*domid))
+                .unwrap_or_else(|| format!("domain-{domid}"));
+            Ok(Vm::open_domain(&xen, *domid, name)?)
         }
-        return Err(Error::NoTable {
-            dir: dir.to_owned(),
-        });
-    }
-    Ok(Attached {
-        vm,
-        origin: dir.display().to_string(),
-        domid: None,
-        vcpu,
-        domain,
-    })
-}
-
-impl Attached {
-    /// Opens `target`.
-    ///
-    /// A path that is a directory is a VM directory. A path that is a file
-    /// is a vCPU or domain table, as its magic says; a vCPU table file
-    /// named `vcpu` brings its sibling `domain` along when there is one.
-    ///
-    /// # Errors
-    ///
-    /// No such file or VM ([`Error::NoSuchVm`], an I/O error naming the
-    /// path), permission denied, an invalid table (naming the rule), and
-    /// the Xen backend's errors (no such domain, library missing).
-    pub fn open(target: &Target) -> Result<Attached> {
-        match target {
-            Target::Path(p) if p.is_dir() => {
-                let vm = file_name(&std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
-                open_dir(p, vm)
-            }
-            Target::Path(p) => {
-                let src = open_file(p)?;
-                let dir = p.parent().unwrap_or(Path::new("."));
-                let vm = file_name(&std::fs::canonicalize(dir).unwrap_or_else(|_| dir.into()));
-                let origin = p.display().to_string();
-                if !src.table.is_vcpu() {
-                    return Ok(Attached {
-                        vm,
-                        origin,
-                        domid: None,
-                        vcpu: None,
-                        domain: Some(src),
-                    });
-                }
-                let sibling = dir.join(DOMAIN_FILE);
-                let domain = if p.file_name() == Some(VCPU_FILE.as_ref()) && exists(&sibling)? {
-                    Some(open_file(&sibling)?)
-                } else {
-                    None
-                };
-                Ok(Attached {
-                    vm,
-                    origin,
-                    domid: None,
-                    vcpu: Some(src),
-                    domain,
-                })
-            }
-            Target::Name { root, name } => open_dir(&named_dir(root, name)?, name.clone()),
-            Target::Domid(domid) => {
-                let xen = Xen::load()?;
-                let (vcpu, domain) = xen.map_domain(*domid)?;
-                let vm = xen::XenStore::open()
-                    .ok()
-                    .and_then(|xs| xs.name(*domid))
-                    .unwrap_or_else(|| format!("domain-{domid}"));
-                let src = |table, id| Source {
-                    table,
-                    origin: Origin::Xen {
-                        xen: xen.clone(),
-                        domid: *domid,
-                        id,
-                    },
-                };
-                Ok(Attached {
-                    vm,
-                    origin: format!("domain {domid}"),
-                    domid: Some(*domid),
-                    vcpu: Some(src(vcpu, 0)),
-                    domain: domain.map(|t| src(t, 1)),
-                })
-            }
-        }
-    }
-
-    /// The sources, vCPU table first.
-    pub fn sources(&self) -> impl Iterator<Item = &Source> {
-        self.vcpu.iter().chain(self.domain.iter())
-    }
-
-    /// Which table restarted, if any (see [`Source::restarted`]).
-    ///
-    /// # Errors
-    ///
-    /// An I/O error checking a file.
-    pub fn restarted(&self) -> Result<Option<&Source>> {
-        for s in self.sources() {
-            if s.restarted()? {
-                return Ok(Some(s));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Opens every table again (after a restart).
-    ///
-    /// # Errors
-    ///
-    /// As [`Source::reopen`].
-    pub fn reopen(&self) -> Result<Attached> {
-        Ok(Attached {
-            vm: self.vm.clone(),
-            origin: self.origin.clone(),
-            domid: self.domid,
-            vcpu: self.vcpu.as_ref().map(Source::reopen).transpose()?,
-            domain: self.domain.as_ref().map(Source::reopen).transpose()?,
-        })
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value as Json};
 use vstats_consumer::{Aggregate, Counter};
 
 use super::{rfc3339, shows_rate};
-use crate::sample::{RateAggregate, Sample, Value, VcpuSample, RUNSTATES};
+use crate::sample::{Sample, Value, VcpuSample, RUNSTATES};
 
 fn value(v: &Value) -> Json {
     match v {
@@ -64,7 +64,7 @@ fn big(v: u128) -> Json {
     u64::try_from(v).map_or_else(|_| json!(v as f64), |x| json!(x))
 }
 
-fn aggregate(a: &Aggregate, r: Option<&RateAggregate>) -> Json {
+fn aggregate(a: &Aggregate, r: Option<&Aggregate<f64>>) -> Json {
     json!({
         "sum": big(a.sum),
         "min": a.min,

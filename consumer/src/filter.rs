@@ -1,4 +1,5 @@
-//! The `--vcpus` and `--names` filters, as QEMU's `query-stats` has them.
+//! Which counters and which vCPUs: `--names` and `--vcpus` filters as
+//! QEMU's `query-stats` has them.
 
 use std::fmt;
 

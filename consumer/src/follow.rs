@@ -1,0 +1,427 @@
+//! Following a VM's tables: its vCPU table and its domain table, where
+//! they came from, and, in one call ([`Vm::follow`]), what happened to
+//! them since: a producer that restarted (a new generation or header in
+//! place, a new file under the same name) is re-attached and reported as
+//! [`Event::Restarted`]; tables that went away as [`Event::Removed`].
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use crate::{Error, Result, Table};
+
+/// File name of a VM's vCPU table in its directory.
+pub const VCPU_FILE: &str = "vcpu";
+/// File name of a VM's domain table in its directory.
+pub const DOMAIN_FILE: &str = "domain";
+
+/// Which of a VM's two tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// One record per vCPU.
+    Vcpu,
+    /// One record for the whole domain.
+    Domain,
+}
+
+impl TableKind {
+    /// The kind of an open table, as its magic says.
+    pub fn of(table: &Table) -> TableKind {
+        if table.is_vcpu() {
+            TableKind::Vcpu
+        } else {
+            TableKind::Domain
+        }
+    }
+
+    /// `"vCPU"` or `"domain"`, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            TableKind::Vcpu => "vCPU",
+            TableKind::Domain => "domain",
+        }
+    }
+}
+
+/// Where a table comes from, and how to open it again.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Origin {
+    /// A file.
+    File(PathBuf),
+    /// A Xen resource.
+    #[cfg(feature = "xen")]
+    Xen {
+        /// The loaded library.
+        xen: crate::xen::Xen,
+        /// The domain.
+        domid: u16,
+        /// The resource id (0 vCPU, 1 domain).
+        id: u32,
+    },
+}
+
+/// One open table and where it came from.
+#[derive(Debug)]
+pub struct Source {
+    /// The table.
+    pub table: Table,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Source {
+    /// Opens the table file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Table::open`].
+    pub fn open_file(path: &Path) -> Result<Source> {
+        Ok(Source {
+            table: Table::open(path)?,
+            origin: Origin::File(path.to_owned()),
+        })
+    }
+
+    /// Which table this is.
+    pub fn kind(&self) -> TableKind {
+        TableKind::of(&self.table)
+    }
+
+    /// A description for messages: the path, or `domain N vCPU stats
+    /// table`.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Origin::File(p) => p.display().to_string(),
+            #[cfg(feature = "xen")]
+            Origin::Xen { domid, id, .. } => {
+                let what = if *id == 0 { "vCPU" } else { "domain" };
+                format!("domain {domid} {what} stats table")
+            }
+        }
+    }
+
+    /// Whether the producer restarted since the table was opened: the
+    /// header or generation changed in place ([`Table::is_stale`]), or, for
+    /// a file, a new file took its name or it was removed
+    /// ([`Table::file_replaced`]).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error checking the file.
+    pub fn restarted(&self) -> Result<bool> {
+        if self.table.is_stale() {
+            return Ok(true);
+        }
+        match self.origin {
+            Origin::File(_) => self.table.file_replaced(),
+            #[cfg(feature = "xen")]
+            Origin::Xen { .. } => Ok(false),
+        }
+    }
+
+    /// Opens the table again (after a restart); `Ok(None)` when its file
+    /// no longer exists.
+    ///
+    /// # Errors
+    ///
+    /// As when it was first opened.
+    pub fn reopen(&self) -> Result<Option<Source>> {
+        let table = match &self.origin {
+            Origin::File(path) => match Table::open(path) {
+                Ok(t) => t,
+                Err(Error::Io { io, .. }) if io.kind() == io::ErrorKind::NotFound => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            },
+            #[cfg(feature = "xen")]
+            Origin::Xen { xen, domid, id } => xen.map_table(*domid, *id)?,
+        };
+        Ok(Some(Source {
+            table,
+            origin: self.origin.clone(),
+        }))
+    }
+}
+
+/// What [`Vm::follow`] noticed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A table's producer restarted: every table of the VM was opened
+    /// again.
+    Restarted {
+        /// The table that changed ([`Source::describe`]).
+        table: String,
+        /// Which table it is.
+        kind: TableKind,
+        /// Its generation before.
+        old_generation: u64,
+        /// The generation now (of the vCPU table, else the domain table).
+        new_generation: u64,
+    },
+    /// A table file went away and nothing replaced it: the VM's producer
+    /// stopped. The [`Vm`] keeps its old tables, which no longer change.
+    Removed {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A VM's tables: its vCPU table and its domain table, either of which
+/// may be missing (not both).
+#[derive(Debug)]
+pub struct Vm {
+    /// The VM's name (the `vm` label): directory name, or the Xen domain's
+    /// name.
+    pub name: String,
+    /// What was opened, for messages: a path or `domain N`.
+    pub origin: String,
+    /// The Xen domain id, for Xen domains.
+    pub domid: Option<u16>,
+    /// The vCPU table.
+    pub vcpu: Option<Source>,
+    /// The domain table.
+    pub domain: Option<Source>,
+}
+
+/// Whether `path` exists; an error when that cannot be told (a directory
+/// on the way is not searchable).
+fn exists(path: &Path) -> Result<bool> {
+    path.try_exists().map_err(|e| Error::io(path, e))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+impl Vm {
+    /// Opens a VM directory: its `vcpu` and `domain` files, whichever
+    /// exist; `name` is the VM's name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoTable`] when neither exists, I/O errors (permission
+    /// denied apart), an invalid table.
+    pub fn open_dir(dir: &Path, name: String) -> Result<Vm> {
+        let vcpu_path = dir.join(VCPU_FILE);
+        let domain_path = dir.join(DOMAIN_FILE);
+        let vcpu = exists(&vcpu_path)?
+            .then(|| Source::open_file(&vcpu_path))
+            .transpose()?;
+        let domain = exists(&domain_path)?
+            .then(|| Source::open_file(&domain_path))
+            .transpose()?;
+        if vcpu.is_none() && domain.is_none() {
+            // Distinguish "not there" from "cannot look" (permission).
+            if let Err(e) = std::fs::read_dir(dir) {
+                return Err(Error::io(dir, e));
+            }
+            return Err(Error::NoTable {
+                dir: dir.to_owned(),
+            });
+        }
+        Ok(Vm {
+            name,
+            origin: dir.display().to_string(),
+            domid: None,
+            vcpu,
+            domain,
+        })
+    }
+
+    /// Opens a path: a directory is a VM directory named after itself; a
+    /// file is a vCPU or domain table, as its magic says, and a vCPU table
+    /// file named `vcpu` brings its sibling `domain` along when there is
+    /// one. The VM is named after the file's directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Vm::open_dir`] and [`Table::open`].
+    pub fn open_path(p: &Path) -> Result<Vm> {
+        if p.is_dir() {
+            let name = file_name(&std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()));
+            return Vm::open_dir(p, name);
+        }
+        let src = Source::open_file(p)?;
+        let dir = p.parent().unwrap_or(Path::new("."));
+        let name = file_name(&std::fs::canonicalize(dir).unwrap_or_else(|_| dir.into()));
+        let origin = p.display().to_string();
+        if !src.table.is_vcpu() {
+            return Ok(Vm {
+                name,
+                origin,
+                domid: None,
+                vcpu: None,
+                domain: Some(src),
+            });
+        }
+        let sibling = dir.join(DOMAIN_FILE);
+        let domain = if p.file_name() == Some(VCPU_FILE.as_ref()) && exists(&sibling)? {
+            Some(Source::open_file(&sibling)?)
+        } else {
+            None
+        };
+        Ok(Vm {
+            name,
+            origin,
+            domid: None,
+            vcpu: Some(src),
+            domain,
+        })
+    }
+
+    /// Maps Xen domain `domid`'s tables; `name` is its name.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::xen::Xen::map_domain`].
+    #[cfg(feature = "xen")]
+    pub fn open_domain(xen: &crate::xen::Xen, domid: u16, name: String) -> Result<Vm> {
+        let (vcpu, domain) = xen.map_domain(domid)?;
+        let src = |table, id| Source {
+            table,
+            origin: Origin::Xen {
+                xen: xen.clone(),
+                domid,
+                id,
+            },
+        };
+        Ok(Vm {
+            name,
+            origin: format!("domain {domid}"),
+            domid: Some(domid),
+            vcpu: Some(src(vcpu, 0)),
+            domain: domain.map(|t| src(t, 1)),
+        })
+    }
+
+    /// The tables, vCPU table first.
+    pub fn sources(&self) -> impl Iterator<Item = &Source> {
+        self.vcpu.iter().chain(self.domain.iter())
+    }
+
+    /// The producer's generation: the vCPU table's, else the domain
+    /// table's.
+    pub fn generation(&self) -> u64 {
+        self.sources().next().map_or(0, |s| s.table.generation())
+    }
+
+    /// Checks whether a producer restarted (see [`Source::restarted`]) and
+    /// if so opens every table again. `Ok(None)`: nothing changed.
+    ///
+    /// Call it after taking snapshots and before using them, so that no
+    /// result mixes two producers: on `Some`, the snapshots are of the old
+    /// tables.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error checking a file; re-opening failed (as when first
+    /// opened). On error the VM keeps its old tables.
+    pub fn follow(&mut self) -> Result<Option<Event>> {
+        let mut changed = None;
+        for s in self.sources() {
+            if s.restarted()? {
+                changed = Some((s.describe(), s.kind(), s.table.generation()));
+                break;
+            }
+        }
+        let Some((table, kind, old_generation)) = changed else {
+            return Ok(None);
+        };
+        let reopen = |s: &Option<Source>| -> Result<std::result::Result<Option<Source>, PathBuf>> {
+            let Some(s) = s else { return Ok(Ok(None)) };
+            Ok(match s.reopen()? {
+                Some(new) => Ok(Some(new)),
+                None => Err(match &s.origin {
+                    Origin::File(p) => p.clone(),
+                    #[cfg(feature = "xen")]
+                    Origin::Xen { .. } => PathBuf::new(),
+                }),
+            })
+        };
+        let vcpu = match reopen(&self.vcpu)? {
+            Ok(v) => v,
+            Err(path) => return Ok(Some(Event::Removed { path })),
+        };
+        let domain = match reopen(&self.domain)? {
+            Ok(d) => d,
+            Err(path) => return Ok(Some(Event::Removed { path })),
+        };
+        self.vcpu = vcpu;
+        self.domain = domain;
+        Ok(Some(Event::Restarted {
+            table,
+            kind,
+            old_generation,
+            new_generation: self.generation(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vstats_abi::{
+        layout::{Layout, LayoutParams},
+        record::VCPU_STD_DESCRIPTORS,
+        VCPU_STATS_MAGIC,
+    };
+
+    use super::*;
+
+    /// Publishes a 2-vCPU table of `generation` at `dir/vcpu` (temp file,
+    /// then rename, as producers do).
+    fn publish(dir: &Path, generation: u64) {
+        let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+        let mut bytes = vec![0u8; layout.mapping_len() as usize];
+        layout
+            .write_headers(
+                &mut bytes,
+                VCPU_STATS_MAGIC,
+                generation,
+                VCPU_STD_DESCRIPTORS,
+            )
+            .unwrap();
+        let tmp = dir.join(".vcpu.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(tmp, dir.join(VCPU_FILE)).unwrap();
+    }
+
+    #[test]
+    fn follows_a_restart_then_a_removal() {
+        let dir = std::env::temp_dir().join(format!("vstats-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            Vm::open_dir(&dir, "vm".into()),
+            Err(Error::NoTable { .. })
+        ));
+        publish(&dir, 1);
+        let mut vm = Vm::open_dir(&dir, "vm".into()).unwrap();
+        assert_eq!((vm.generation(), vm.domain.is_none()), (1, true));
+        assert_eq!(vm.follow().unwrap(), None, "nothing changed");
+        publish(&dir, 2);
+        assert_eq!(
+            vm.follow().unwrap(),
+            Some(Event::Restarted {
+                table: dir.join(VCPU_FILE).display().to_string(),
+                kind: TableKind::Vcpu,
+                old_generation: 1,
+                new_generation: 2,
+            })
+        );
+        assert_eq!(vm.generation(), 2, "re-attached");
+        assert_eq!(vm.follow().unwrap(), None);
+        std::fs::remove_file(dir.join(VCPU_FILE)).unwrap();
+        assert_eq!(
+            vm.follow().unwrap(),
+            Some(Event::Removed {
+                path: dir.join(VCPU_FILE)
+            })
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
+}
