@@ -44,6 +44,7 @@ pub mod error;
 pub mod header;
 pub mod layout;
 mod primitive;
+pub mod publish;
 pub mod record;
 pub mod seqlock;
 pub mod validate;
