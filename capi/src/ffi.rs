@@ -6,17 +6,20 @@
 //! The library allocates nothing. `vstats_table_init_*` builds a producer
 //! [`Table`] and moves it into the caller's `struct vstats_table`
 //! ([`TableState`]), then splits it, once, into its [`Control`] and one
-//! [`RecordWriter`] per record, which it moves into the caller's array of
-//! `struct vstats_writer` ([`Slot`]s). Splitting once at init is what lets
+//! [`RawRecordWriter`] per record, which it moves into the caller's array
+//! of `struct vstats_writer` ([`Slot`]s). Splitting once at init is what lets
 //! `vstats_writer_get` hand out any record in any order without ever
 //! creating a second `&mut Table`: it only flips the slot's `taken` flag,
 //! atomically, so a record's writer is handed out at most once even under
 //! concurrent calls.
 //!
-//! The Rust values borrow each other and the caller's memory for
-//! `'static`, which is a promise the C caller makes (see the `# Safety`
-//! sections): the frames, the page list, `*t` and the writer array stay
-//! valid and in place while the table is used.
+//! The table's frames are the caller's memory, so the table is stored as
+//! `Table<'static>`: the frames, the page list, `*t` and the writer array
+//! stay valid and in place while the table is used, which is a promise
+//! the C caller makes (see the `# Safety` sections). The writers do not
+//! borrow the table: they are the producer's [`RawRecordWriter`]s, whose
+//! `unsafe` methods take that same promise, so no `'static` borrow of the
+//! table is made up.
 //!
 //! Invariants, established by a successful init and relied on by every
 //! other function (the caller promises not to break them):
@@ -45,7 +48,7 @@ use vstats_abi::{
     layout::{Layout, LayoutParams},
     record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
 };
-use vstats_producer::{Control, Frames, RecordWriter, Table, TableSpec};
+use vstats_producer::{Control, Frames, RawRecordWriter, Table, TableSpec, Update};
 
 use crate::error::{
     from_abi, from_producer, message, VSTATS_EAGAIN, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
@@ -197,7 +200,7 @@ struct Slot {
     marker: u64,
     taken: AtomicBool,
     in_update: bool,
-    writer: RecordWriter<'static>,
+    writer: RawRecordWriter,
 }
 
 const _: () = {
@@ -380,13 +383,13 @@ unsafe fn init(
         })
     };
     let table: *mut Table<'static> = field!(st, TableState, table);
-    // SAFETY: `table` is the field of `st`, just initialised, which stays in
-    // place and unused by anything else for as long as the table is used
-    // (the caller's promise), so this exclusive borrow may last for
-    // 'static. It is the only reference to `table` ever created
-    // (invariant 2).
-    let table: &'static mut Table<'static> = unsafe { &mut *table };
+    // SAFETY: `table` is the field of `st`, just initialised and ours; this
+    // borrow ends with this function, and is the only reference to `table`
+    // ever created (invariant 2). The raw writers made from it below keep
+    // pointers, not the borrow.
+    let table: &mut Table<'static> = unsafe { &mut *table };
     let (control, writers) = table.split();
+    let control: *const Control = control;
     let mut n: u32 = 0;
     for writer in writers {
         if n >= layout.nr_records {
@@ -403,7 +406,7 @@ unsafe fn init(
                 marker: SLOT_MARKER,
                 taken: AtomicBool::new(false),
                 in_update: false,
-                writer,
+                writer: writer.into_raw(),
             })
         };
         n += 1;
@@ -566,8 +569,8 @@ pub unsafe extern "C" fn vstats_table_init_pages(
 }
 
 /// What the functions after init read from a [`TableState`].
-struct StateView {
-    control: &'static Control,
+struct StateView<'a> {
+    control: &'a Control,
     writers: *mut VstatsWriter,
     nr_records: u32,
 }
@@ -580,7 +583,7 @@ struct StateView {
 /// The caller promises that `t` is NULL or points to a `struct
 /// vstats_table` that is zero-filled or was initialised by
 /// `vstats_table_init_*` and is still valid (its promises kept).
-unsafe fn state(t: *mut VstatsTable) -> Result<StateView, c_int> {
+unsafe fn state<'a>(t: *mut VstatsTable) -> Result<StateView<'a>, c_int> {
     if !aligned(t, align_of::<TableState>()) {
         return Err(VSTATS_EFAULT);
     }
@@ -597,8 +600,8 @@ unsafe fn state(t: *mut VstatsTable) -> Result<StateView, c_int> {
     // field pointer is in bounds and aligned.
     let control = unsafe { control.read() };
     // SAFETY: initialised, as above: `control` points into the table,
-    // valid while it is used.
-    let control: &'static Control = unsafe { &*control };
+    // valid while it is used ('a, the caller's promise).
+    let control: &'a Control = unsafe { &*control };
     let writers: *const *mut VstatsWriter = field!(st, TableState, writers);
     // SAFETY: initialised, as above.
     let writers = unsafe { writers.read() };
@@ -684,7 +687,7 @@ pub unsafe extern "C" fn vstats_writer_get(
 /// The holder's view of a writer: its update flag and its record writer.
 struct Held<'a> {
     in_update: &'a mut bool,
-    writer: &'a mut RecordWriter<'static>,
+    writer: &'a mut RawRecordWriter,
 }
 
 /// Checks that `w` is a writer handed out by `vstats_writer_get` and
@@ -718,7 +721,7 @@ unsafe fn held<'a>(w: *mut VstatsWriter) -> Result<Held<'a>, c_int> {
     let in_update: &mut bool = unsafe { &mut *field!(slot, Slot, in_update) };
     // SAFETY: as above, for the disjoint field `writer`, whose references
     // into the table stay valid while the table is used.
-    let writer: &mut RecordWriter<'static> = unsafe { &mut *field!(slot, Slot, writer) };
+    let writer: &mut RawRecordWriter = unsafe { &mut *field!(slot, Slot, writer) };
     Ok(Held { in_update, writer })
 }
 
@@ -747,7 +750,10 @@ pub unsafe extern "C" fn vstats_writer_begin(w: *mut VstatsWriter) -> c_int {
     }
     // The update is left open (not finished) on purpose: the producer's
     // writer keeps it open in its private seq until `vstats_writer_end`.
-    match h.writer.begin() {
+    // SAFETY: the writer's table is initialised, in place and its frames
+    // valid (the caller's promise: invariants 1 to 3 of the raw writer),
+    // and this thread alone uses the writer (`held`).
+    match unsafe { h.writer.begin() } {
         Some(_open) => {
             *h.in_update = true;
             VSTATS_OK
@@ -761,10 +767,7 @@ pub unsafe extern "C" fn vstats_writer_begin(w: *mut VstatsWriter) -> c_int {
 /// # Safety
 ///
 /// As [`vstats_writer_begin`].
-unsafe fn in_update(
-    w: *mut VstatsWriter,
-    f: impl FnOnce(&mut vstats_producer::Update<'_, 'static>) -> c_int,
-) -> c_int {
+unsafe fn in_update(w: *mut VstatsWriter, f: impl FnOnce(&mut Update<'_>) -> c_int) -> c_int {
     // SAFETY: the caller's promise.
     let h = match unsafe { held(w) } {
         Ok(h) => h,
@@ -776,7 +779,8 @@ unsafe fn in_update(
     // Inside an update the producer's `begin` stores nothing (its seq is
     // already odd) and returns the open update again, even if the table
     // was disabled meanwhile; `None` cannot happen here.
-    match h.writer.begin() {
+    // SAFETY: as in `vstats_writer_begin`.
+    match unsafe { h.writer.begin() } {
         Some(mut u) => f(&mut u),
         None => VSTATS_EPROTO,
     }
@@ -873,7 +877,8 @@ pub unsafe extern "C" fn vstats_writer_end(w: *mut VstatsWriter) -> c_int {
     }
     *h.in_update = false;
     // The open update is handed back even while the table is disabled.
-    match h.writer.begin() {
+    // SAFETY: as in `vstats_writer_begin`.
+    match unsafe { h.writer.begin() } {
         Some(u) => {
             u.finish();
             VSTATS_OK
@@ -925,11 +930,14 @@ pub unsafe extern "C" fn vstats_writer_update(
         // one record, so the size fits isize.
         unsafe { core::slice::from_raw_parts(values, n as usize) }
     };
-    let ran = h.writer.update(|u| {
-        for (k, v) in values.iter().enumerate() {
-            u.set(first + k, *v);
-        }
-    });
+    // SAFETY: as in `vstats_writer_begin`.
+    let ran = unsafe {
+        h.writer.update(|u| {
+            for (k, v) in values.iter().enumerate() {
+                u.set(first + k, *v);
+            }
+        })
+    };
     if ran {
         VSTATS_OK
     } else {
