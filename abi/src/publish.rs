@@ -140,12 +140,18 @@ mod tests {
             check_name("a/b"),
             Err(NameError::BadChar { at: 1, byte: b'/' })
         );
-        assert_eq!(check_name("/"), Err(NameError::BadChar { at: 0, byte: b'/' }));
+        assert_eq!(
+            check_name("/"),
+            Err(NameError::BadChar { at: 0, byte: b'/' })
+        );
         assert_eq!(
             check_name("a b"),
             Err(NameError::BadChar { at: 1, byte: b' ' })
         );
-        assert_eq!(check_name("a\0"), Err(NameError::BadChar { at: 1, byte: 0 }));
+        assert_eq!(
+            check_name("a\0"),
+            Err(NameError::BadChar { at: 1, byte: 0 })
+        );
         assert_eq!(
             check_name("é"),
             Err(NameError::BadChar { at: 0, byte: 0xc3 })
