@@ -153,6 +153,21 @@ impl TablePlan {
     }
 }
 
+/// The builder's default page size for records of `record_size` bytes:
+/// 4 KiB, or the smallest power of two that holds one record (a record
+/// never straddles a page; `Layout::compute` refuses sizes above 1 GiB).
+pub const fn page_size_for(record_size: u32) -> u32 {
+    let fit = match record_size.checked_next_power_of_two() {
+        Some(p) => p,
+        None => u32::MAX,
+    };
+    if fit > DEFAULT_PAGE_SIZE {
+        fit
+    } else {
+        DEFAULT_PAGE_SIZE
+    }
+}
+
 /// Builds a table: the standard fields, then appended counters. See the
 /// [module](self) docs.
 #[derive(Clone, Debug)]
@@ -277,12 +292,7 @@ impl TableBuilder {
                 what: "descriptor count",
             })
         })?;
-        let page_size = self.page_size.unwrap_or_else(|| {
-            self.size
-                .checked_next_power_of_two()
-                .unwrap_or(u32::MAX)
-                .max(DEFAULT_PAGE_SIZE)
-        });
+        let page_size = self.page_size.unwrap_or(page_size_for(self.size));
         let layout = Layout::compute(&LayoutParams {
             nr_records: self.nr_records,
             record_size: self.size,

@@ -322,17 +322,25 @@ impl Publication {
                 })
             }
         };
-        fs::create_dir_all(parent_path).map_err(|source| PublishError::Io {
-            op: Op::CreateDir,
-            path: parent_path.to_path_buf(),
-            source,
-        })?;
-        let parent = rustix::fs::open(
-            parent_path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err(Op::OpenDir, parent_path))?;
+        let open_parent = || {
+            rustix::fs::open(
+                parent_path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let parent = match open_parent() {
+            Err(Errno::NOENT) => {
+                fs::create_dir_all(parent_path).map_err(|source| PublishError::Io {
+                    op: Op::CreateDir,
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                open_parent()
+            }
+            other => other,
+        }
+        .map_err(io_err(Op::CreateDir, dir))?;
         for _ in 0..3 {
             if let Some(p) = Publication::try_lock(&parent, name, dir, opts)? {
                 return Ok(p);
