@@ -56,6 +56,20 @@ pub enum NameError {
     },
 }
 
+impl NameError {
+    /// The rule broken, in a few words (without the position).
+    pub const fn summary(&self) -> &'static str {
+        match *self {
+            NameError::Empty => "it is empty",
+            NameError::TooLong { .. } => "it is longer than 64 bytes",
+            NameError::DotName => "it is not a directory name",
+            NameError::BadChar { byte: b'/', .. } => "it contains '/'",
+            NameError::BadChar { byte: 0, .. } => "it contains a NUL byte",
+            NameError::BadChar { .. } => "only ASCII letters, digits and . _ - + : are allowed",
+        }
+    }
+}
+
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -161,6 +175,12 @@ mod tests {
             Err(NameError::BadChar { at: 1, byte: b'\n' })
         );
         assert!(check_name("a/b").unwrap_err().to_string().contains("'/'"));
+        assert_eq!(check_name("a/b").unwrap_err().summary(), "it contains '/'");
+        assert_eq!(
+            check_name("a\0").unwrap_err().summary(),
+            "it contains a NUL byte"
+        );
+        assert_eq!(check_name("").unwrap_err().summary(), "it is empty");
         assert!(check_name("a\0").unwrap_err().to_string().contains("0x00"));
     }
 }

@@ -541,6 +541,13 @@ impl Publication {
         self.remove_files()
     }
 
+    /// Leaves as a killed producer would: the files stay where they are
+    /// and the lock is released, so another producer may take the name
+    /// over (a restart, for tests of how consumers follow one).
+    pub fn abandon(mut self) {
+        self.removed = true;
+    }
+
     fn remove_files(&mut self) -> Result<()> {
         if std::mem::replace(&mut self.removed, true) {
             return Ok(());
