@@ -50,6 +50,8 @@ use vstats_abi::{
 };
 use vstats_producer::{Control, Frames, RawRecordWriter, Table, TableSpec, Update};
 
+#[cfg(feature = "std")]
+use crate::error::from_publish;
 use crate::error::{
     from_abi, from_producer, message, VSTATS_EAGAIN, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
     VSTATS_ENOSPC, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
@@ -363,10 +365,20 @@ unsafe fn init(
         descriptors: descs,
         generation: a.generation,
     };
-    let table = match Table::init(frames, &spec) {
-        Ok(t) => t,
-        Err(e) => return from_producer(e),
-    };
+    match Table::init(frames, &spec) {
+        // SAFETY: the caller's promises, forwarded.
+        Ok(table) => unsafe { install(a, layout, table) },
+        Err(e) => from_producer(e),
+    }
+}
+
+/// Moves an initialised table into `*a.t` and its writers into
+/// `a.writers`.
+///
+/// # Safety
+///
+/// As [`init`], for the table's frames.
+unsafe fn install(a: &InitArgs, layout: Layout, table: Table<'static>) -> c_int {
     let st = a.t.cast::<TableState>();
     // SAFETY: `st` is non-null and aligned (checked by `check_args`) and
     // the caller's `struct vstats_table` is large enough (const
@@ -942,5 +954,230 @@ pub unsafe extern "C" fn vstats_writer_update(
         VSTATS_OK
     } else {
         VSTATS_EAGAIN
+    }
+}
+
+/// `struct vstats_publication`: a VM's publication directory, locked, and
+/// the files published in it (the producer's `Publication`). Allocated by
+/// [`vstats_publication_open`], freed by [`vstats_publication_close`].
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct VstatsPublication {
+    inner: vstats_producer::publish::Publication,
+}
+
+/// The `&str` behind a C string, `None` for NULL or non-UTF-8.
+///
+/// # Safety
+///
+/// The caller promises that `s` is NULL or a NUL-terminated string that
+/// stays valid and unchanged during `'a`.
+#[cfg(feature = "std")]
+unsafe fn c_str<'a>(s: *const c_char) -> Option<&'a str> {
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and NUL-terminated (the caller's promise).
+    unsafe { core::ffi::CStr::from_ptr(s) }.to_str().ok()
+}
+
+/// `int vstats_publication_open(dir, dir_mode, file_mode, out)`: creates
+/// (if missing) and locks the publication directory `dir`, one producer
+/// per directory. The modes are applied exactly (not narrowed by the
+/// umask); 0 selects the defaults, 0755 and 0644.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` (NULL `dir` or `out`), `VSTATS_EINVAL` (`dir` not
+/// UTF-8, or a mode above 07777), `VSTATS_EBUSY` (another producer holds
+/// it), or a negated `errno` (`-ENOTDIR` for a symlink or a
+/// non-directory, `-EPERM` for a directory of another user, or the error
+/// of the failed system call).
+///
+/// # Safety
+///
+/// The caller promises that `dir` is NULL or a NUL-terminated string and
+/// `out` NULL or valid for writing a pointer.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_open(
+    dir: *const c_char,
+    dir_mode: u32,
+    file_mode: u32,
+    out: *mut *mut VstatsPublication,
+) -> c_int {
+    use vstats_producer::publish::{Publication, PublishOptions};
+    if out.is_null() {
+        return VSTATS_EFAULT;
+    }
+    if dir.is_null() {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: the caller's promise, for this call.
+    let Some(dir) = (unsafe { c_str(dir) }) else {
+        return VSTATS_EINVAL;
+    };
+    if dir_mode > 0o7777 || file_mode > 0o7777 {
+        return VSTATS_EINVAL;
+    }
+    let default = PublishOptions::default();
+    let opts = PublishOptions {
+        dir_mode: if dir_mode == 0 {
+            default.dir_mode
+        } else {
+            dir_mode
+        },
+        file_mode: if file_mode == 0 {
+            default.file_mode
+        } else {
+            file_mode
+        },
+    };
+    match Publication::create_dir(std::path::Path::new(dir), opts) {
+        Ok(inner) => {
+            let p = std::boxed::Box::into_raw(std::boxed::Box::new(VstatsPublication { inner }));
+            // SAFETY: `out` is non-null and writable (the caller's
+            // promise); unaligned writes are allowed.
+            unsafe { out.write_unaligned(p) };
+            VSTATS_OK
+        }
+        Err(e) => from_publish(&e),
+    }
+}
+
+/// `uint64_t vstats_publication_generation(p)`: the generation every
+/// table of the publication carries (0 for NULL).
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or returned by
+/// [`vstats_publication_open`] and not closed.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_generation(p: *const VstatsPublication) -> u64 {
+    if !aligned(p, align_of::<VstatsPublication>()) {
+        return 0;
+    }
+    // SAFETY: a live publication (the caller's promise), only read here.
+    unsafe { &*p }.inner.generation()
+}
+
+/// `int vstats_publication_table(p, file, t, magic, l, descs, writers,
+/// nr_writers)`: publishes a table as the file `file` of the publication
+/// directory, under the publication's generation, as
+/// [`vstats_table_init_contiguous`] would in memory: the file is created
+/// under a temporary name, allocated (`fallocate`: a full file system is
+/// `VSTATS_ENOSPC`, not a crash), mapped, initialised, and renamed into
+/// place. The mapping belongs to the publication.
+///
+/// # Errors
+///
+/// The codes of [`vstats_table_init_contiguous`] (nothing is published
+/// then, and no temporary file stays), `VSTATS_EINVAL` for a file name
+/// that breaks the name rule, `VSTATS_ENOSPC` for a full file system, or
+/// a negated `errno`.
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or a live publication used by no
+/// other thread during the call, `file` NULL or a NUL-terminated string,
+/// and what [`vstats_table_init_contiguous`] requires of `t`, `l`,
+/// `descs` and `writers`, with "until the publication is closed" for the
+/// memory (which the publication owns): `*t` and its writers are not used
+/// after [`vstats_publication_close`].
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_table(
+    p: *mut VstatsPublication,
+    file: *const c_char,
+    t: *mut VstatsTable,
+    magic: u32,
+    l: *const VstatsLayout,
+    descs: *const Descriptor,
+    writers: *mut VstatsWriter,
+    nr_writers: usize,
+) -> c_int {
+    if !aligned(p, align_of::<VstatsPublication>()) || file.is_null() {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: a live publication that this thread alone uses during the
+    // call (the caller's promise).
+    let publication = unsafe { &mut *p };
+    // SAFETY: the caller's promise, for this call.
+    let Some(file) = (unsafe { c_str(file) }) else {
+        return VSTATS_EINVAL;
+    };
+    let a = InitArgs {
+        t,
+        magic,
+        l,
+        descs,
+        generation: publication.inner.generation(),
+        writers,
+        nr_writers,
+    };
+    // SAFETY: `l` and `descs` as the caller promises; the descriptors are
+    // only used during this call.
+    let (layout, descs) = match unsafe { check_args(&a) } {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let spec = TableSpec {
+        magic: a.magic,
+        layout,
+        descriptors: descs,
+        generation: a.generation,
+    };
+    let mut table = None;
+    let published = publication
+        .inner
+        .publish_with(file, layout.mapping_len(), |base, len| {
+            // SAFETY: the publication keeps the mapping `[base, base +
+            // len)`, readable, writable and page-aligned, at its address
+            // until it is closed, and the caller promises not to use the
+            // table after that, which is what 'static stands for here;
+            // this process reaches it only through the table's atomics
+            // (invariants 1-4 of `Frames`).
+            let frames = unsafe { Frames::contiguous(base, len) };
+            table = Some(Table::init(frames, &spec)?);
+            Ok(())
+        });
+    if let Err(e) = published {
+        return from_publish(&e);
+    }
+    match table {
+        // SAFETY: the caller's promises, forwarded; the frames live in
+        // the publication (see above).
+        Some(table) => unsafe { install(&a, layout, table) },
+        None => VSTATS_EINVAL,
+    }
+}
+
+/// `int vstats_publication_close(p)`: removes the files the publication
+/// created (only those: a file that replaced one of them is left), the
+/// directory if it created it and it is empty, unmaps the tables and
+/// releases the lock; `p` is freed even on error.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` for NULL, or a negated `errno` from removing a file.
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or returned by
+/// [`vstats_publication_open`] and not closed yet, and that no table
+/// published through it, nor any of their writers, is used any more.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_close(p: *mut VstatsPublication) -> c_int {
+    if !aligned(p, align_of::<VstatsPublication>()) {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: `p` came from `Box::into_raw` in `vstats_publication_open`
+    // and is closed once (the caller's promise).
+    let p = unsafe { std::boxed::Box::from_raw(p) };
+    match p.inner.remove() {
+        Ok(()) => VSTATS_OK,
+        Err(e) => from_publish(&e),
     }
 }
