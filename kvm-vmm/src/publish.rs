@@ -444,9 +444,7 @@ impl Publisher {
             let sinks = vcpu_writers
                 .iter_mut()
                 .map(|writer| {
-                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink {
-                        writer: &mut **writer,
-                    });
+                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink { writer });
                     Some(sink)
                 })
                 .collect();

@@ -433,17 +433,16 @@ mod tests {
         // SAFETY: `mem` outlives the table, is 8-aligned, and is only
         // accessed through the table until it is dropped.
         let frames = unsafe { crate::Frames::contiguous(base, mem.len() * 8) };
-        let mut t = crate::Table::init(frames, &plan.spec(1)).unwrap();
-        let (_, mut ws) = t.split();
-        let mut w = ws.next().unwrap();
-        w.update(|u| {
-            assert_eq!(u.put_words(vcpu::RUNSTATE, &[1, 2, 3, 4, 5]), 4);
-            assert!(u.put(vcpu::BLOCKED, 30));
-            assert_eq!(u.put_words(h, &[7, 8, 9]), 2);
-        });
-        drop(w);
-        drop(ws);
-        drop(t);
+        {
+            let mut t = crate::Table::init(frames, &plan.spec(1)).unwrap();
+            let (_, mut ws) = t.split();
+            let mut w = ws.next().unwrap();
+            w.update(|u| {
+                assert_eq!(u.put_words(vcpu::RUNSTATE, &[1, 2, 3, 4, 5]), 4);
+                assert!(u.put(vcpu::BLOCKED, 30));
+                assert_eq!(u.put_words(h, &[7, 8, 9]), 2);
+            });
+        }
         let off = (plan.layout.offset / 8) as usize;
         assert_eq!(&mem[off + 1..off + 7], &[1, 2, 30, 4, 7, 8]);
     }

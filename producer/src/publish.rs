@@ -756,6 +756,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn publishes_with_explicit_modes_and_removes_what_it_made() {
         let root = temp_root("modes");
         let opts = PublishOptions {
@@ -785,6 +786,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn one_producer_per_name() {
         let root = temp_root("lock");
         let first = Publication::create(&root, "vm1").unwrap();
@@ -804,6 +806,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn names_are_checked() {
         let root = temp_root("names");
         for bad in ["", "..", "a/b", "a b"] {
@@ -825,6 +828,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn a_symlinked_vm_directory_is_refused() {
         let root = temp_root("symlink");
         let victim = temp_root("symlink-victim");
@@ -842,6 +846,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn removal_spares_a_file_that_replaced_ours() {
         let root = temp_root("spare");
         let mut p = Publication::create(&root, "vm").unwrap();
@@ -856,6 +861,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn a_refused_spec_leaves_no_file() {
         let root = temp_root("refused");
         let mut p = Publication::create(&root, "vm").unwrap();
@@ -878,6 +884,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn one_generation_for_every_table() {
         let root = temp_root("generation");
         let mut p = Publication::create(&root, "vm").unwrap();

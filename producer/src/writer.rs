@@ -8,16 +8,8 @@
 //! lives there. Every method that reaches through those pointers is
 //! `unsafe` and states what its caller promises.
 //!
-//! Invariants a [`RawRecordWriter`] is created with (by [`Writers`], from a
-//! live table) and that the caller of its `unsafe` methods promises still
-//! hold:
-//!
-//! 1. the [`Table`] it was split from is alive and has not moved since
-//!    (its `Control` and seq carry are where the pointers say);
-//! 2. that table's frames are still valid (invariants 1 to 4 of
-//!    [`crate::Frames`]), so `seq` and the `len` counter words are;
-//! 3. the pointers are only used through `&mut self` (one thread at a
-//!    time), and no other writer of the same record exists.
+//! The invariants a raw writer relies on are listed, numbered, on
+//! [`RawRecordWriter`]; the SAFETY comments here cite them.
 #![allow(unsafe_code)]
 
 use core::{marker::PhantomData, ptr::NonNull, sync::atomic::Ordering};
@@ -74,9 +66,21 @@ impl<'t> Iterator for Writers<'t> {
     }
 }
 
-/// The single writer of one record, without a lifetime: see the
-/// [module](self) invariants. Obtained with [`RecordWriter::into_raw`].
+/// The single writer of one record, without a lifetime. Obtained with
+/// [`RecordWriter::into_raw`].
 ///
+/// Invariants a raw writer is created with (by [`Writers`], from a live
+/// table) and that the caller of its `unsafe` methods promises still
+/// hold:
+///
+/// 1. the [`Table`] it was split from is alive and has not moved since
+///    (its `Control` and seq carry are where the pointers say);
+/// 2. that table's frames are still valid (invariants 1 to 4 of
+///    [`crate::Frames`]), so `seq` and the `len` counter words are;
+/// 3. the pointers are only used through `&mut self` (one thread at a
+///    time), and no other writer of the same record exists.
+///
+
 /// Like [`RecordWriter`] it is `Send` but not `Sync`. Dropping it does
 /// not hand its seq on to the table's next split (it cannot reach the
 /// table safely): call [`RawRecordWriter::release`] for that; a raw writer
@@ -130,7 +134,7 @@ impl RawRecordWriter {
     ///
     /// # Safety
     ///
-    /// The caller promises invariants 1 to 3 of the [module](self) for as
+    /// The caller promises invariants 1 to 3 of [`RawRecordWriter`] for as
     /// long as the returned update lives.
     #[inline]
     pub unsafe fn begin(&mut self) -> Option<Update<'_>> {
@@ -180,7 +184,7 @@ impl RawRecordWriter {
     ///
     /// # Safety
     ///
-    /// The caller promises invariant 1 of the [module](self).
+    /// The caller promises invariant 1 of [`RawRecordWriter`].
     pub unsafe fn release(self) {
         // SAFETY: the caller's promise.
         unsafe { self.hand_back() }
