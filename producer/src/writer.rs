@@ -80,7 +80,6 @@ impl<'t> Iterator for Writers<'t> {
 /// 3. the pointers are only used through `&mut self` (one thread at a
 ///    time), and no other writer of the same record exists.
 ///
-
 /// Like [`RecordWriter`] it is `Send` but not `Sync`. Dropping it does
 /// not hand its seq on to the table's next split (it cannot reach the
 /// table safely): call [`RawRecordWriter::release`] for that; a raw writer
