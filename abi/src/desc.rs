@@ -339,6 +339,125 @@ impl Descriptor {
     }
 }
 
+impl Descriptor {
+    /// Starts describing a counter called `name`: by default one word, a
+    /// cumulative count (unit none, base 10, exponent 0). The offset is
+    /// given last, by [`DescriptorBuilder::at`] or by a table builder that
+    /// places counters one after another.
+    pub const fn builder(name: &str) -> DescriptorBuilder<'_> {
+        DescriptorBuilder {
+            name,
+            count: 1,
+            kind: Kind::CUMULATIVE,
+            unit: Unit::NONE,
+            base: Base::POW10,
+            exponent: 0,
+            bucket_size: 0,
+        }
+    }
+}
+
+/// A counter's description without its place in the record: named
+/// setters instead of [`Descriptor::new`]'s positional arguments.
+///
+/// ```
+/// use vstats_abi::desc::{Descriptor, Kind};
+///
+/// let d = Descriptor::builder("halt_wait_hist")
+///     .histogram(Kind::LOG2_HIST, 32, 0)
+///     .nanoseconds()
+///     .at(48)
+///     .unwrap();
+/// assert_eq!((d.offset, d.count, d.exponent), (48, 32, -9));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct DescriptorBuilder<'n> {
+    /// The counter's name.
+    pub name: &'n str,
+    /// Words (1 for a scalar, the bucket count of a histogram).
+    pub count: u32,
+    /// See [`Kind`].
+    pub kind: Kind,
+    /// See [`Unit`].
+    pub unit: Unit,
+    /// See [`Base`].
+    pub base: Base,
+    /// The value means `raw * base^exponent`.
+    pub exponent: i8,
+    /// Bucket width of a linear histogram.
+    pub bucket_size: u32,
+}
+
+impl<'n> DescriptorBuilder<'n> {
+    /// Sets the kind of a one-word counter (see [`Kind`]).
+    pub const fn kind(self, kind: Kind) -> Self {
+        DescriptorBuilder { kind, ..self }
+    }
+
+    /// Sets the unit (see [`Unit`]).
+    pub const fn unit(self, unit: Unit) -> Self {
+        DescriptorBuilder { unit, ..self }
+    }
+
+    /// Sets the scale: the value means `raw * base^exponent`.
+    pub const fn scale(self, base: Base, exponent: i8) -> Self {
+        DescriptorBuilder {
+            base,
+            exponent,
+            ..self
+        }
+    }
+
+    /// Nanoseconds: unit seconds, base 10, exponent -9.
+    pub const fn nanoseconds(self) -> Self {
+        self.unit(Unit::SECONDS).scale(Base::POW10, -9)
+    }
+
+    /// A histogram of `buckets` words (`bucket_size` is the width of a
+    /// [`Kind::LINEAR_HIST`] bucket, 0 otherwise).
+    pub const fn histogram(self, kind: Kind, buckets: u32, bucket_size: u32) -> Self {
+        DescriptorBuilder {
+            kind,
+            count: buckets,
+            bucket_size,
+            ..self
+        }
+    }
+
+    /// Sets the word count directly (as KVM's `size`).
+    pub const fn count(self, count: u32) -> Self {
+        DescriptorBuilder { count, ..self }
+    }
+
+    /// Sets the bucket width directly (as KVM's `bucket_size`).
+    pub const fn bucket_size(self, bucket_size: u32) -> Self {
+        DescriptorBuilder {
+            bucket_size,
+            ..self
+        }
+    }
+
+    /// The descriptor with its first word at byte `offset` of the record,
+    /// checked as [`Descriptor::new`] checks.
+    ///
+    /// # Errors
+    ///
+    /// As [`Descriptor::new`].
+    pub fn at(&self, offset: u32) -> crate::Result<Descriptor> {
+        Descriptor::new(
+            self.name,
+            offset,
+            self.count,
+            self.kind,
+            self.unit,
+            self.base,
+            self.exponent,
+            self.bucket_size,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use zerocopy::IntoBytes;

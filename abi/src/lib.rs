@@ -39,11 +39,14 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "clock")]
+pub mod clock;
 pub mod desc;
 pub mod error;
 pub mod header;
 pub mod layout;
 mod primitive;
+pub mod publish;
 pub mod record;
 pub mod seqlock;
 pub mod validate;

@@ -400,6 +400,63 @@ int vstats_writer_end(struct vstats_writer *w);
 int vstats_writer_update(struct vstats_writer *w, uint32_t first_word, const uint64_t *values,
                          uint32_t n);
 
+/*
+ * Publishing tables as files (user-space producers; not in freestanding
+ * builds without std).
+ *
+ * A publication is one VM's directory, e.g. /dev/shm/vstats/<name>: the
+ * library creates it if missing (its parents too), opens it without
+ * following a symbolic link, refuses one owned by another user, and
+ * takes an exclusive flock on it (one producer per directory). Every
+ * file operation is relative to that directory. Each table is written
+ * into a temporary file created with O_EXCL, allocated with fallocate
+ * before it is mapped (a full file system is an error, not a SIGBUS),
+ * initialised and renamed into place, so consumers never see a
+ * half-made table. Closing removes only the files the publication
+ * created (by device and inode), then the directory if it created it.
+ *
+ * Errors: the VSTATS_E* codes, or a negated errno of the failed system
+ * call (e.g. -EACCES); vstats_strerror() names the VSTATS_E* codes only.
+ */
+struct vstats_publication;
+
+/*
+ * Opens (creating it if missing) and locks the publication directory
+ * `dir`. The modes are applied exactly, whatever the umask; 0 selects the
+ * defaults (0755 for the directory, 0644 for the files). Errors:
+ * VSTATS_EFAULT (dir or out NULL), VSTATS_EINVAL (a mode above 07777),
+ * VSTATS_EBUSY (another producer holds it), -ENOTDIR (a symbolic link or
+ * not a directory), -EPERM (owned by another user), -errno.
+ */
+int vstats_publication_open(const char *dir, uint32_t dir_mode, uint32_t file_mode,
+                            struct vstats_publication **out);
+
+/* The generation every table of the publication carries (0 for NULL). */
+uint64_t vstats_publication_generation(const struct vstats_publication *p);
+
+/*
+ * Publishes a table as the file `file` (a plain name such as "vcpu") of
+ * the publication, under the publication's generation: as
+ * vstats_table_init_contiguous() over memory the publication maps and
+ * owns. *t and the writers are then used as for any table, until
+ * vstats_publication_close(). Errors: those of
+ * vstats_table_init_contiguous() (nothing is left behind),
+ * VSTATS_EINVAL (a file name with '/' or other characters outside
+ * [A-Za-z0-9._+:-], or "." or ".."), VSTATS_ENOSPC (no room), -errno.
+ */
+int vstats_publication_table(struct vstats_publication *p, const char *file,
+                             struct vstats_table *t, uint32_t magic,
+                             const struct vstats_layout *l, const struct vstats_desc *descs,
+                             struct vstats_writer *writers, size_t nr_writers);
+
+/*
+ * Removes the files the publication created and its directory (if it
+ * created it and it is empty), unmaps its tables, releases the lock and
+ * frees p, even on error. No table of p, nor a writer of one, may be used
+ * afterwards. Errors: VSTATS_EFAULT (NULL), -errno from removing a file.
+ */
+int vstats_publication_close(struct vstats_publication *p);
+
 #ifdef __cplusplus
 }
 #endif

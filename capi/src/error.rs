@@ -46,6 +46,27 @@ pub fn message(err: c_int) -> &'static CStr {
     }
 }
 
+/// The code of a publication error: a `VSTATS_E*` code where one fits,
+/// else the negated `errno` of the failed system call.
+#[cfg(feature = "std")]
+pub(crate) fn from_publish(e: &vstats_producer::publish::PublishError) -> c_int {
+    use vstats_producer::publish::PublishError as P;
+    const EPERM: c_int = -1;
+    const ENOTDIR: c_int = -20;
+    const EIO: c_int = -5;
+    match e {
+        P::InUse { .. } => VSTATS_EBUSY,
+        P::NoSpace { .. } => VSTATS_ENOSPC,
+        P::Table { source, .. } => from_producer(*source),
+        P::Name { .. } | P::FileName { .. } | P::Removed { .. } => VSTATS_EINVAL,
+        P::NotADirectory { .. } => ENOTDIR,
+        P::NotOwned { .. } => EPERM,
+        P::Unstable { .. } => VSTATS_EAGAIN,
+        P::Io { source, .. } => source.raw_os_error().map_or(EIO, |n| -n),
+        _ => EIO,
+    }
+}
+
 /// The code of an ABI error (layout arithmetic or descriptor checks).
 pub(crate) fn from_abi(e: vstats_abi::Error) -> c_int {
     match e {

@@ -6,17 +6,20 @@
 //! The library allocates nothing. `vstats_table_init_*` builds a producer
 //! [`Table`] and moves it into the caller's `struct vstats_table`
 //! ([`TableState`]), then splits it, once, into its [`Control`] and one
-//! [`RecordWriter`] per record, which it moves into the caller's array of
-//! `struct vstats_writer` ([`Slot`]s). Splitting once at init is what lets
+//! [`RawRecordWriter`] per record, which it moves into the caller's array
+//! of `struct vstats_writer` ([`Slot`]s). Splitting once at init is what lets
 //! `vstats_writer_get` hand out any record in any order without ever
 //! creating a second `&mut Table`: it only flips the slot's `taken` flag,
 //! atomically, so a record's writer is handed out at most once even under
 //! concurrent calls.
 //!
-//! The Rust values borrow each other and the caller's memory for
-//! `'static`, which is a promise the C caller makes (see the `# Safety`
-//! sections): the frames, the page list, `*t` and the writer array stay
-//! valid and in place while the table is used.
+//! The table's frames are the caller's memory, so the table is stored as
+//! `Table<'static>`: the frames, the page list, `*t` and the writer array
+//! stay valid and in place while the table is used, which is a promise
+//! the C caller makes (see the `# Safety` sections). The writers do not
+//! borrow the table: they are the producer's [`RawRecordWriter`]s, whose
+//! `unsafe` methods take that same promise, so no `'static` borrow of the
+//! table is made up.
 //!
 //! Invariants, established by a successful init and relied on by every
 //! other function (the caller promises not to break them):
@@ -45,8 +48,10 @@ use vstats_abi::{
     layout::{Layout, LayoutParams},
     record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
 };
-use vstats_producer::{Control, Frames, RecordWriter, Table, TableSpec};
+use vstats_producer::{Control, Frames, RawRecordWriter, Table, TableSpec, Update};
 
+#[cfg(feature = "std")]
+use crate::error::from_publish;
 use crate::error::{
     from_abi, from_producer, message, VSTATS_EAGAIN, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
     VSTATS_ENOSPC, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
@@ -197,7 +202,7 @@ struct Slot {
     marker: u64,
     taken: AtomicBool,
     in_update: bool,
-    writer: RecordWriter<'static>,
+    writer: RawRecordWriter,
 }
 
 const _: () = {
@@ -360,10 +365,20 @@ unsafe fn init(
         descriptors: descs,
         generation: a.generation,
     };
-    let table = match Table::init(frames, &spec) {
-        Ok(t) => t,
-        Err(e) => return from_producer(e),
-    };
+    match Table::init(frames, &spec) {
+        // SAFETY: the caller's promises, forwarded.
+        Ok(table) => unsafe { install(a, layout, table) },
+        Err(e) => from_producer(e),
+    }
+}
+
+/// Moves an initialised table into `*a.t` and its writers into
+/// `a.writers`.
+///
+/// # Safety
+///
+/// As [`init`], for the table's frames.
+unsafe fn install(a: &InitArgs, layout: Layout, table: Table<'static>) -> c_int {
     let st = a.t.cast::<TableState>();
     // SAFETY: `st` is non-null and aligned (checked by `check_args`) and
     // the caller's `struct vstats_table` is large enough (const
@@ -380,13 +395,13 @@ unsafe fn init(
         })
     };
     let table: *mut Table<'static> = field!(st, TableState, table);
-    // SAFETY: `table` is the field of `st`, just initialised, which stays in
-    // place and unused by anything else for as long as the table is used
-    // (the caller's promise), so this exclusive borrow may last for
-    // 'static. It is the only reference to `table` ever created
-    // (invariant 2).
-    let table: &'static mut Table<'static> = unsafe { &mut *table };
+    // SAFETY: `table` is the field of `st`, just initialised and ours; this
+    // borrow ends with this function, and is the only reference to `table`
+    // ever created (invariant 2). The raw writers made from it below keep
+    // pointers, not the borrow.
+    let table: &mut Table<'static> = unsafe { &mut *table };
     let (control, writers) = table.split();
+    let control: *const Control = control;
     let mut n: u32 = 0;
     for writer in writers {
         if n >= layout.nr_records {
@@ -403,7 +418,7 @@ unsafe fn init(
                 marker: SLOT_MARKER,
                 taken: AtomicBool::new(false),
                 in_update: false,
-                writer,
+                writer: writer.into_raw(),
             })
         };
         n += 1;
@@ -566,8 +581,8 @@ pub unsafe extern "C" fn vstats_table_init_pages(
 }
 
 /// What the functions after init read from a [`TableState`].
-struct StateView {
-    control: &'static Control,
+struct StateView<'a> {
+    control: &'a Control,
     writers: *mut VstatsWriter,
     nr_records: u32,
 }
@@ -580,7 +595,7 @@ struct StateView {
 /// The caller promises that `t` is NULL or points to a `struct
 /// vstats_table` that is zero-filled or was initialised by
 /// `vstats_table_init_*` and is still valid (its promises kept).
-unsafe fn state(t: *mut VstatsTable) -> Result<StateView, c_int> {
+unsafe fn state<'a>(t: *mut VstatsTable) -> Result<StateView<'a>, c_int> {
     if !aligned(t, align_of::<TableState>()) {
         return Err(VSTATS_EFAULT);
     }
@@ -597,8 +612,8 @@ unsafe fn state(t: *mut VstatsTable) -> Result<StateView, c_int> {
     // field pointer is in bounds and aligned.
     let control = unsafe { control.read() };
     // SAFETY: initialised, as above: `control` points into the table,
-    // valid while it is used.
-    let control: &'static Control = unsafe { &*control };
+    // valid while it is used ('a, the caller's promise).
+    let control: &'a Control = unsafe { &*control };
     let writers: *const *mut VstatsWriter = field!(st, TableState, writers);
     // SAFETY: initialised, as above.
     let writers = unsafe { writers.read() };
@@ -684,7 +699,7 @@ pub unsafe extern "C" fn vstats_writer_get(
 /// The holder's view of a writer: its update flag and its record writer.
 struct Held<'a> {
     in_update: &'a mut bool,
-    writer: &'a mut RecordWriter<'static>,
+    writer: &'a mut RawRecordWriter,
 }
 
 /// Checks that `w` is a writer handed out by `vstats_writer_get` and
@@ -718,7 +733,7 @@ unsafe fn held<'a>(w: *mut VstatsWriter) -> Result<Held<'a>, c_int> {
     let in_update: &mut bool = unsafe { &mut *field!(slot, Slot, in_update) };
     // SAFETY: as above, for the disjoint field `writer`, whose references
     // into the table stay valid while the table is used.
-    let writer: &mut RecordWriter<'static> = unsafe { &mut *field!(slot, Slot, writer) };
+    let writer: &mut RawRecordWriter = unsafe { &mut *field!(slot, Slot, writer) };
     Ok(Held { in_update, writer })
 }
 
@@ -747,7 +762,10 @@ pub unsafe extern "C" fn vstats_writer_begin(w: *mut VstatsWriter) -> c_int {
     }
     // The update is left open (not finished) on purpose: the producer's
     // writer keeps it open in its private seq until `vstats_writer_end`.
-    match h.writer.begin() {
+    // SAFETY: the writer's table is initialised, in place and its frames
+    // valid (the caller's promise: invariants 1 to 3 of the raw writer),
+    // and this thread alone uses the writer (`held`).
+    match unsafe { h.writer.begin() } {
         Some(_open) => {
             *h.in_update = true;
             VSTATS_OK
@@ -761,10 +779,7 @@ pub unsafe extern "C" fn vstats_writer_begin(w: *mut VstatsWriter) -> c_int {
 /// # Safety
 ///
 /// As [`vstats_writer_begin`].
-unsafe fn in_update(
-    w: *mut VstatsWriter,
-    f: impl FnOnce(&mut vstats_producer::Update<'_, 'static>) -> c_int,
-) -> c_int {
+unsafe fn in_update(w: *mut VstatsWriter, f: impl FnOnce(&mut Update<'_>) -> c_int) -> c_int {
     // SAFETY: the caller's promise.
     let h = match unsafe { held(w) } {
         Ok(h) => h,
@@ -776,7 +791,8 @@ unsafe fn in_update(
     // Inside an update the producer's `begin` stores nothing (its seq is
     // already odd) and returns the open update again, even if the table
     // was disabled meanwhile; `None` cannot happen here.
-    match h.writer.begin() {
+    // SAFETY: as in `vstats_writer_begin`.
+    match unsafe { h.writer.begin() } {
         Some(mut u) => f(&mut u),
         None => VSTATS_EPROTO,
     }
@@ -873,7 +889,8 @@ pub unsafe extern "C" fn vstats_writer_end(w: *mut VstatsWriter) -> c_int {
     }
     *h.in_update = false;
     // The open update is handed back even while the table is disabled.
-    match h.writer.begin() {
+    // SAFETY: as in `vstats_writer_begin`.
+    match unsafe { h.writer.begin() } {
         Some(u) => {
             u.finish();
             VSTATS_OK
@@ -925,14 +942,242 @@ pub unsafe extern "C" fn vstats_writer_update(
         // one record, so the size fits isize.
         unsafe { core::slice::from_raw_parts(values, n as usize) }
     };
-    let ran = h.writer.update(|u| {
-        for (k, v) in values.iter().enumerate() {
-            u.set(first + k, *v);
-        }
-    });
+    // SAFETY: as in `vstats_writer_begin`.
+    let ran = unsafe {
+        h.writer.update(|u| {
+            for (k, v) in values.iter().enumerate() {
+                u.set(first + k, *v);
+            }
+        })
+    };
     if ran {
         VSTATS_OK
     } else {
         VSTATS_EAGAIN
+    }
+}
+
+/// `struct vstats_publication`: a VM's publication directory, locked, and
+/// the files published in it (the producer's `Publication`). Allocated by
+/// [`vstats_publication_open`], freed by [`vstats_publication_close`].
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct VstatsPublication {
+    inner: vstats_producer::publish::Publication,
+}
+
+/// The `&str` behind a C string, `None` for NULL or non-UTF-8.
+///
+/// # Safety
+///
+/// The caller promises that `s` is NULL or a NUL-terminated string that
+/// stays valid and unchanged during `'a`.
+#[cfg(feature = "std")]
+unsafe fn c_str<'a>(s: *const c_char) -> Option<&'a str> {
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: non-null and NUL-terminated (the caller's promise).
+    unsafe { core::ffi::CStr::from_ptr(s) }.to_str().ok()
+}
+
+/// `int vstats_publication_open(dir, dir_mode, file_mode, out)`: creates
+/// (if missing) and locks the publication directory `dir`, one producer
+/// per directory. The modes are applied exactly (not narrowed by the
+/// umask); 0 selects the defaults, 0755 and 0644.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` (NULL `dir` or `out`), `VSTATS_EINVAL` (`dir` not
+/// UTF-8, or a mode above 07777), `VSTATS_EBUSY` (another producer holds
+/// it), or a negated `errno` (`-ENOTDIR` for a symlink or a
+/// non-directory, `-EPERM` for a directory of another user, or the error
+/// of the failed system call).
+///
+/// # Safety
+///
+/// The caller promises that `dir` is NULL or a NUL-terminated string and
+/// `out` NULL or valid for writing a pointer.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_open(
+    dir: *const c_char,
+    dir_mode: u32,
+    file_mode: u32,
+    out: *mut *mut VstatsPublication,
+) -> c_int {
+    use vstats_producer::publish::{Publication, PublishOptions};
+    if out.is_null() {
+        return VSTATS_EFAULT;
+    }
+    if dir.is_null() {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: the caller's promise, for this call.
+    let Some(dir) = (unsafe { c_str(dir) }) else {
+        return VSTATS_EINVAL;
+    };
+    if dir_mode > 0o7777 || file_mode > 0o7777 {
+        return VSTATS_EINVAL;
+    }
+    let default = PublishOptions::default();
+    let opts = PublishOptions {
+        dir_mode: if dir_mode == 0 {
+            default.dir_mode
+        } else {
+            dir_mode
+        },
+        file_mode: if file_mode == 0 {
+            default.file_mode
+        } else {
+            file_mode
+        },
+    };
+    match Publication::create_dir(std::path::Path::new(dir), opts) {
+        Ok(inner) => {
+            let p = std::boxed::Box::into_raw(std::boxed::Box::new(VstatsPublication { inner }));
+            // SAFETY: `out` is non-null and writable (the caller's
+            // promise); unaligned writes are allowed.
+            unsafe { out.write_unaligned(p) };
+            VSTATS_OK
+        }
+        Err(e) => from_publish(&e),
+    }
+}
+
+/// `uint64_t vstats_publication_generation(p)`: the generation every
+/// table of the publication carries (0 for NULL).
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or returned by
+/// [`vstats_publication_open`] and not closed.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_generation(p: *const VstatsPublication) -> u64 {
+    if !aligned(p, align_of::<VstatsPublication>()) {
+        return 0;
+    }
+    // SAFETY: a live publication (the caller's promise), only read here.
+    unsafe { &*p }.inner.generation()
+}
+
+/// `int vstats_publication_table(p, file, t, magic, l, descs, writers,
+/// nr_writers)`: publishes a table as the file `file` of the publication
+/// directory, under the publication's generation, as
+/// [`vstats_table_init_contiguous`] would in memory: the file is created
+/// under a temporary name, allocated (`fallocate`: a full file system is
+/// `VSTATS_ENOSPC`, not a crash), mapped, initialised, and renamed into
+/// place. The mapping belongs to the publication.
+///
+/// # Errors
+///
+/// The codes of [`vstats_table_init_contiguous`] (nothing is published
+/// then, and no temporary file stays), `VSTATS_EINVAL` for a file name
+/// that breaks the name rule, `VSTATS_ENOSPC` for a full file system, or
+/// a negated `errno`.
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or a live publication used by no
+/// other thread during the call, `file` NULL or a NUL-terminated string,
+/// and what [`vstats_table_init_contiguous`] requires of `t`, `l`,
+/// `descs` and `writers`, with "until the publication is closed" for the
+/// memory (which the publication owns): `*t` and its writers are not used
+/// after [`vstats_publication_close`].
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_table(
+    p: *mut VstatsPublication,
+    file: *const c_char,
+    t: *mut VstatsTable,
+    magic: u32,
+    l: *const VstatsLayout,
+    descs: *const Descriptor,
+    writers: *mut VstatsWriter,
+    nr_writers: usize,
+) -> c_int {
+    if !aligned(p, align_of::<VstatsPublication>()) || file.is_null() {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: a live publication that this thread alone uses during the
+    // call (the caller's promise).
+    let publication = unsafe { &mut *p };
+    // SAFETY: the caller's promise, for this call.
+    let Some(file) = (unsafe { c_str(file) }) else {
+        return VSTATS_EINVAL;
+    };
+    let a = InitArgs {
+        t,
+        magic,
+        l,
+        descs,
+        generation: publication.inner.generation(),
+        writers,
+        nr_writers,
+    };
+    // SAFETY: `l` and `descs` as the caller promises; the descriptors are
+    // only used during this call.
+    let (layout, descs) = match unsafe { check_args(&a) } {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let spec = TableSpec {
+        magic: a.magic,
+        layout,
+        descriptors: descs,
+        generation: a.generation,
+    };
+    let mut table = None;
+    let published = publication
+        .inner
+        .publish_with(file, layout.mapping_len(), |base, len| {
+            // SAFETY: the publication keeps the mapping `[base, base +
+            // len)`, readable, writable and page-aligned, at its address
+            // until it is closed, and the caller promises not to use the
+            // table after that, which is what 'static stands for here;
+            // this process reaches it only through the table's atomics
+            // (invariants 1-4 of `Frames`).
+            let frames = unsafe { Frames::contiguous(base, len) };
+            table = Some(Table::init(frames, &spec)?);
+            Ok(())
+        });
+    if let Err(e) = published {
+        return from_publish(&e);
+    }
+    match table {
+        // SAFETY: the caller's promises, forwarded; the frames live in
+        // the publication (see above).
+        Some(table) => unsafe { install(&a, layout, table) },
+        None => VSTATS_EINVAL,
+    }
+}
+
+/// `int vstats_publication_close(p)`: removes the files the publication
+/// created (only those: a file that replaced one of them is left), the
+/// directory if it created it and it is empty, unmaps the tables and
+/// releases the lock; `p` is freed even on error.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` for NULL, or a negated `errno` from removing a file.
+///
+/// # Safety
+///
+/// The caller promises that `p` is NULL or returned by
+/// [`vstats_publication_open`] and not closed yet, and that no table
+/// published through it, nor any of their writers, is used any more.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn vstats_publication_close(p: *mut VstatsPublication) -> c_int {
+    if !aligned(p, align_of::<VstatsPublication>()) {
+        return VSTATS_EFAULT;
+    }
+    // SAFETY: `p` came from `Box::into_raw` in `vstats_publication_open`
+    // and is closed once (the caller's promise).
+    let p = unsafe { std::boxed::Box::from_raw(p) };
+    match p.inner.remove() {
+        Ok(()) => VSTATS_OK,
+        Err(e) => from_publish(&e),
     }
 }

@@ -103,6 +103,11 @@ pub use ffi::{
     vstats_writer_end, vstats_writer_get, vstats_writer_set, vstats_writer_set_inactive,
     vstats_writer_set_unused, vstats_writer_update, VstatsLayout, VstatsTable, VstatsWriter,
 };
+#[cfg(feature = "std")]
+pub use ffi::{
+    vstats_publication_close, vstats_publication_generation, vstats_publication_open,
+    vstats_publication_table, VstatsPublication,
+};
 
 /// The library never panics; this handler only satisfies the linker of a
 /// freestanding build (feature `panic-handler` without `std`).

@@ -111,27 +111,36 @@ fn live_run(prog: &Path, path: &Path) -> (Seen, String) {
     let (_, writers) = shm.split();
     let mut writers: Vec<_> = writers.take(NR as usize - 1).collect();
     let stop = AtomicBool::new(false);
+    let write = |w: &mut vstats_producer::RecordWriter<'_>, v: u64| {
+        let i = w.index();
+        w.update(|u| {
+            // Last word first: the reader copies first word first, so a
+            // reader that skips a check meets the writer in the middle of
+            // the record sooner.
+            for j in (0..WORDS).rev() {
+                if i == 6 && j == 5 {
+                    u.set_inactive(5);
+                } else {
+                    u.set(j as usize, pattern(i, j, v));
+                }
+            }
+        });
+    };
+    // Every written record holds update 1 before the consumer starts, so
+    // that no snapshot sees them unused, whenever the producer thread
+    // first gets a CPU.
+    for w in &mut writers {
+        write(w, 1);
+    }
     let (out, last_v) = thread::scope(|s| {
         let producer = s.spawn(|| {
-            let mut v = 0u64;
+            let mut v = 1u64;
             while !stop.load(Ordering::Relaxed) || v < 16 {
                 v += 1;
                 // Record 0 at every round, so that it is nearly always
                 // being written; the others at every eighth.
                 for w in writers.iter_mut().filter(|w| w.index() == 0 || v % 8 == 0) {
-                    let i = w.index();
-                    w.update(|u| {
-                        // Last word first: the reader copies first word
-                        // first, so a reader that skips a check meets the
-                        // writer in the middle of the record sooner.
-                        for j in (0..WORDS).rev() {
-                            if i == 6 && j == 5 {
-                                u.set_inactive(5);
-                            } else {
-                                u.set(j as usize, pattern(i, j, v));
-                            }
-                        }
-                    });
+                    write(w, v);
                 }
             }
             v

@@ -242,3 +242,76 @@ fn header_constants_and_layouts_match_the_rust_crates() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// A C producer publishes its table as a file through
+/// `vstats_publication_*`: the Rust consumer reads it while it runs, with
+/// the modes asked for, and closing removes the file and the directory.
+#[test]
+fn c_producer_publishes_a_file_safely() {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        os::unix::fs::PermissionsExt,
+        process::{Command, Stdio},
+    };
+
+    if !have("gcc", "c_producer_publishes_a_file_safely") {
+        return;
+    }
+    let dir = TempDir::new("publisher");
+    let prog = compile(dir.path(), "publisher", &[c_source("publisher.c")], true);
+    let vm = dir.path().join("root/vm1");
+    let mut child = Command::new(&prog)
+        .arg(&vm)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let Some(generation) = line.trim_end().strip_prefix("ok generation=") else {
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        panic!("{line}{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let generation: u64 = generation.parse().unwrap();
+    let path = vm.join("vcpu");
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&vm), 0o750);
+    assert_eq!(mode(&path), 0o640);
+    assert_eq!(
+        fs::read_dir(&vm).unwrap().count(),
+        1,
+        "no temporary file is left"
+    );
+
+    let bytes = fs::read(&path).unwrap();
+    let info = validate(&bytes, bytes.len() as u64).unwrap();
+    assert_eq!(first_nonzero_reserved(&bytes, &info), None);
+    assert_eq!(info.generation(), generation);
+    let table = Table::open(&path).unwrap();
+    assert_eq!(table.nr_records(), 8);
+    let custom = table.counter("c_custom_events").unwrap();
+    let mut snap = Snapshot::new(&table);
+    assert_eq!(table.snapshot(&mut snap), 0);
+    for i in 0..8u32 {
+        let r = snap.record(i).unwrap();
+        let b = 1000 * u64::from(i);
+        assert_eq!(r.running(), Some(b + 1), "record {i}");
+        assert_eq!(r.runnable(), Some(b + 2), "record {i}");
+        assert_eq!(r.blocked(), Some(b + 3), "record {i}");
+        assert_eq!(r.offline(), Some(b + 4), "record {i}");
+        assert_eq!(r.get(custom), Some(u64::from(i)), "record {i}");
+    }
+    drop(table);
+
+    child.stdin.take().unwrap().write_all(b"close\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success() && line == "closed\n", "{line}");
+    assert!(!path.exists(), "the table is removed");
+    assert!(!vm.exists(), "the directory it created is removed");
+    assert!(dir.path().join("root").exists(), "its parent stays");
+}

@@ -10,17 +10,16 @@ use std::{
 
 use crate::{follow::Vm, Error, Result};
 
-/// Default root directory: `/dev/shm/vstats`.
-pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// Environment variable that names another root directory.
-pub const ROOT_ENV: &str = "VSTATS_ROOT";
+pub use vstats_abi::publish::{DEFAULT_ROOT, ROOT_ENV};
 
 /// The root directory: `$VSTATS_ROOT` when set and not empty, else
 /// [`DEFAULT_ROOT`].
 pub fn root() -> PathBuf {
-    std::env::var_os(ROOT_ENV)
-        .filter(|r| !r.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from)
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let env = std::env::var_os(ROOT_ENV).map(OsStringExt::into_vec);
+    PathBuf::from(std::ffi::OsStr::from_bytes(vstats_abi::publish::root_from(
+        env.as_deref(),
+    )))
 }
 
 /// A VM found under the root.

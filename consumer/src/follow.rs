@@ -11,10 +11,7 @@ use std::{
 
 use crate::{Error, Result, Table};
 
-/// File name of a VM's vCPU table in its directory.
-pub const VCPU_FILE: &str = "vcpu";
-/// File name of a VM's domain table in its directory.
-pub const DOMAIN_FILE: &str = "domain";
+pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 
 /// Which of a VM's two tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,7 +21,6 @@
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
 //! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample (feature `json`) |
 //! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
-//! | [`clock`] | `CLOCK_MONOTONIC` in nanoseconds, the producers' clock |
 //!
 //! A front end is a few calls on top: a top-like view or the example
 //! `examples/running_share.rs` is [`discover::list`] + [`sample::Sampler`]
@@ -128,16 +127,13 @@
 //! `unsafe` because the memory may be read-only: the caller promises only
 //! relaxed loads through the references. All other entry points are safe
 //! ([`Table::from_view`] takes a view that already holds those promises).
-//! Unsafe code lives only in the private modules `raw` and `mmap`, in
-//! [`clock`] (one `clock_gettime`) and in the Xen backend `xen`; every
-//! other module denies it.
+//! Unsafe code lives only in the private modules `raw` and `mmap` and in
+//! the Xen backend `xen`; every other module denies it.
 #![deny(unsafe_code)]
 
 // Lets `vstats_consumer::` paths written for users work inside the crate.
 extern crate self as vstats_consumer;
 
-#[allow(unsafe_code)]
-pub mod clock;
 mod counter;
 pub mod discover;
 pub mod encode;

@@ -34,7 +34,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::{
-    clock, delta,
+    delta,
     filter::{NameFilter, VcpuList},
     follow::{Event, Source, Vm},
     rate,
@@ -222,7 +222,7 @@ impl Clock {
     fn new() -> Clock {
         Clock {
             instant: Instant::now(),
-            mono: clock::monotonic_ns(),
+            mono: vstats_abi::clock::monotonic_ns(),
             wall: SystemTime::now(),
         }
     }

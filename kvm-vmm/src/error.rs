@@ -71,7 +71,7 @@ pub enum Error {
         /// The name as given.
         name: String,
         /// Which rule it breaks.
-        reason: &'static str,
+        reason: vstats_abi::publish::NameError,
     },
     /// A KVM statistic that a vstats descriptor cannot describe; nothing
     /// is published.
@@ -90,25 +90,32 @@ pub enum Error {
         table: &'static str,
         /// The rule broken.
         #[source]
-        source: vstats_abi::Error,
+        source: vstats_producer::Error,
     },
-    /// A file-system operation on the publication directory failed.
-    #[error("{op} {}: {source}", path.display())]
-    Publish {
-        /// What was being done, e.g. `"cannot create directory"`.
-        op: &'static str,
-        /// The directory or file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// Creating, locking, publishing in or removing the publication
+    /// directory failed (the error names the path and the step).
+    #[error(transparent)]
+    Publish(vstats_producer::publish::PublishError),
     /// Another producer holds the publication directory.
     #[error("{} is in use: another producer publishes there", path.display())]
     DirectoryInUse {
         /// The directory.
         path: PathBuf,
     },
+}
+
+impl From<vstats_producer::publish::PublishError> for Error {
+    fn from(e: vstats_producer::publish::PublishError) -> Error {
+        use vstats_producer::publish::PublishError as P;
+        match e {
+            P::InUse { path } => Error::DirectoryInUse { path },
+            P::Name { name, source } => Error::InvalidName {
+                name,
+                reason: source,
+            },
+            other => Error::Publish(other),
+        }
+    }
 }
 
 impl Error {

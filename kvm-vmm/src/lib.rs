@@ -25,7 +25,8 @@
 //!
 //! [`publish`] is the real producer built on that interface: a
 //! [`Publisher`] publishes a VM live through `vstats-producer` as two
-//! tables in one directory (default `/dev/shm/vstats/<name>/`): `vcpu`, one
+//! tables in one directory (default `$VSTATS_ROOT/<name>/`, else
+//! `/dev/shm/vstats/<name>/`): `vcpu`, one
 //! record per vCPU with the four runstate times then every KVM vCPU
 //! statistic, and `domain`, with vCPUs online and max, uptime, then every
 //! KVM VM statistic, each KVM statistic under KVM's name, kind and unit in
@@ -92,7 +93,5 @@ pub use stats::{KvmStatDesc, KvmStats};
 pub use vm::{RunningVm, StoppedVm, Vm, VmConfig};
 
 /// The clock every timestamp of this crate uses: `CLOCK_MONOTONIC` in
-/// nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    sys::monotonic_ns()
-}
+/// nanoseconds, the producer's clock.
+pub use vstats_producer::monotonic_ns;

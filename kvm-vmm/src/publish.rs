@@ -70,22 +70,17 @@
 //! assert!(!dir.exists());
 //! ```
 
-use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vstats_abi::desc::{Base, Descriptor, Kind, Unit};
-use vstats_abi::layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE};
-use vstats_abi::record::{
-    DOMAIN_STATS_SIZE, DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS,
-};
-use vstats_abi::validate::check_descriptor_set;
-use vstats_abi::{DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC};
-use vstats_producer::shm::{fresh_generation, ShmTable};
+use crossbeam_utils::CachePadded;
+use vstats_abi::desc::{Base, Descriptor, DescriptorBuilder, Kind, Unit};
+use vstats_abi::layout::Layout;
+pub use vstats_abi::publish::{DEFAULT_ROOT, DOMAIN_FILE, MAX_NAME_LEN, VCPU_FILE};
+use vstats_producer::builder::{domain, vcpu, CounterId, TableBuilder};
+use vstats_producer::publish::{root_from_env, Publication, PublishOptions};
+use vstats_producer::shm::ShmTable;
 use vstats_producer::{RecordWriter, TableSpec};
 
 use crate::error::{Error, Result};
@@ -93,62 +88,59 @@ use crate::report::{VcpuReport, VcpuSink, VmReport};
 use crate::stats::{KvmStatDesc, KvmStats};
 use crate::vm::{RunningVm, StoppedVm, Vm};
 
-/// Where tables are published by default: `<DEFAULT_ROOT>/<name>/`.
-pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// File name of the vCPU table in the publication directory.
-pub const VCPU_FILE: &str = "vcpu";
-/// File name of the domain table in the publication directory.
-pub const DOMAIN_FILE: &str = "domain";
 /// Counter words of the standard vCPU fields; KVM's words follow.
-pub const VCPU_STD_WORDS: usize = 4;
+pub const VCPU_STD_WORDS: usize = vcpu::RUNSTATE.count() as usize;
 /// Counter words of the standard domain fields; KVM's words follow.
-pub const DOMAIN_STD_WORDS: usize = 3;
-/// Longest VM name accepted.
-pub const MAX_NAME_LEN: usize = 64;
+pub const DOMAIN_STD_WORDS: usize = domain::UPTIME.word() + 1;
 /// The domain record's default update period.
 pub const DEFAULT_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
 
-/// Checks that `name` can name a publication directory: 1 to
-/// [`MAX_NAME_LEN`] ASCII letters, digits, `.`, `_`, `-`, `+` or `:`, and
-/// not `.` or `..`.
+/// Checks that `name` can name a publication directory, by the one rule
+/// of [`vstats_abi::publish::check_name`]: 1 to [`MAX_NAME_LEN`] ASCII
+/// letters, digits, `.`, `_`, `-`, `+` or `:`, and not `.` or `..`.
 ///
 /// # Errors
 ///
 /// [`Error::InvalidName`] with the rule broken.
 pub fn check_name(name: &str) -> Result<()> {
-    let bad = |reason| {
-        Err(Error::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("it is empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return bad("it is longer than 64 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("it is not a directory name");
-    }
-    if name.contains('/') {
-        return bad("it contains '/'");
-    }
-    let ok = |c: char| c.is_ascii_alphanumeric() || "._-+:".contains(c);
-    if !name.chars().all(ok) {
-        return bad("only ASCII letters, digits and . _ - + : are allowed");
-    }
-    Ok(())
+    vstats_abi::publish::check_name(name).map_err(|reason| Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
-/// `/dev/shm/vstats/<name>`, after [`check_name`].
+/// `<root>/<name>`, after [`check_name`], where the root is
+/// `$VSTATS_ROOT` when set, else [`DEFAULT_ROOT`].
 ///
 /// # Errors
 ///
 /// [`Error::InvalidName`].
 pub fn default_dir(name: &str) -> Result<PathBuf> {
     check_name(name)?;
-    Ok(Path::new(DEFAULT_ROOT).join(name))
+    Ok(root_from_env().join(name))
+}
+
+/// The vstats description of a KVM statistic, without its offset: KVM's
+/// name, kind, unit, base and size, its exponent narrowed to `i8`, its
+/// bucket size.
+fn kvm_counter(d: &KvmStatDesc) -> Result<DescriptorBuilder<'_>> {
+    let bad = |reason: String| Error::UnpublishableStat {
+        name: d.name.clone(),
+        reason,
+    };
+    let base = match d.base {
+        10 => Base::POW10,
+        2 => Base::POW2,
+        _ => return Err(bad("its base is neither 10 nor 2".into())),
+    };
+    let exponent = i8::try_from(d.exponent)
+        .map_err(|_| bad(format!("exponent {} does not fit an i8", d.exponent)))?;
+    Ok(Descriptor::builder(&d.name)
+        .count(d.size)
+        .kind(Kind(d.kind))
+        .unit(Unit(d.unit))
+        .scale(base, exponent)
+        .bucket_size(d.bucket_size))
 }
 
 /// The vstats descriptor of a KVM statistic whose first word lies at byte
@@ -162,28 +154,12 @@ pub fn default_dir(name: &str) -> Result<PathBuf> {
 /// R12: the name, an unknown kind or unit, an exponent of the wrong sign
 /// for the unit, a bad size or bucket size).
 pub fn kvm_descriptor(d: &KvmStatDesc, offset: u32) -> Result<Descriptor> {
-    let bad = |reason: String| Error::UnpublishableStat {
-        name: d.name.clone(),
-        reason,
-    };
-    let base = match d.base {
-        10 => Base::POW10,
-        2 => Base::POW2,
-        _ => return Err(bad("its base is neither 10 nor 2".into())),
-    };
-    let exponent = i8::try_from(d.exponent)
-        .map_err(|_| bad(format!("exponent {} does not fit an i8", d.exponent)))?;
-    Descriptor::new(
-        &d.name,
-        offset,
-        d.size,
-        Kind(d.kind),
-        Unit(d.unit),
-        base,
-        exponent,
-        d.bucket_size,
-    )
-    .map_err(|e| bad(e.to_string()))
+    kvm_counter(d)?
+        .at(offset)
+        .map_err(|e| Error::UnpublishableStat {
+            name: d.name.clone(),
+            reason: e.to_string(),
+        })
 }
 
 /// What a table will hold: its descriptors (standard ones first) and its
@@ -194,6 +170,8 @@ pub struct TablePlan {
     pub descriptors: Vec<Descriptor>,
     /// The layout (record size, page size, ...).
     pub layout: Layout,
+    /// The table's magic.
+    pub magic: u32,
 }
 
 impl TablePlan {
@@ -206,14 +184,7 @@ impl TablePlan {
     /// described, [`Error::InvalidTable`] when the layout or the descriptor
     /// set breaks a rule (e.g. more than 1020 KVM statistics).
     pub fn vcpu(nr_vcpus: u32, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan(
-            "vCPU",
-            VCPU_STATS_MAGIC,
-            nr_vcpus,
-            VCPU_STD_DESCRIPTORS,
-            VCPU_STATS_SIZE,
-            kvm,
-        )
+        plan("vCPU", TableBuilder::vcpu(nr_vcpus), kvm)
     }
 
     /// The domain table (one record) whose KVM statistics `kvm` describes.
@@ -222,85 +193,51 @@ impl TablePlan {
     ///
     /// As [`TablePlan::vcpu`].
     pub fn domain(kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan(
-            "domain",
-            DOMAIN_STATS_MAGIC,
-            1,
-            DOMAIN_STD_DESCRIPTORS,
-            DOMAIN_STATS_SIZE,
-            kvm,
-        )
+        plan("domain", TableBuilder::domain(), kvm)
+    }
+
+    fn spec(&self, generation: u64) -> TableSpec<'_> {
+        TableSpec {
+            magic: self.magic,
+            layout: self.layout,
+            descriptors: &self.descriptors,
+            generation,
+        }
     }
 }
 
-fn plan(
-    table: &'static str,
-    magic: u32,
-    nr_records: u32,
-    std: &[Descriptor],
-    abi_size: u32,
-    kvm: &[KvmStatDesc],
-) -> Result<TablePlan> {
+/// The standard fields of `b`, then KVM's statistics in KVM's order; a
+/// record larger than 4 KiB gets the smallest power-of-two page that
+/// holds it (the builder's default).
+fn plan(table: &'static str, mut b: TableBuilder, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
     let invalid = |source| Error::InvalidTable { table, source };
-    let overflow = || {
-        invalid(vstats_abi::Error::Overflow {
-            what: "record size",
-        })
-    };
-    let mut descriptors = std.to_vec();
-    let mut names: HashSet<&str> = std.iter().filter_map(Descriptor::name_str).collect();
-    let mut offset = abi_size;
     for d in kvm {
-        if !names.insert(&d.name) {
-            return Err(Error::UnpublishableStat {
+        let counter = kvm_counter(d)?;
+        let _: CounterId = b.counter(counter).map_err(|e| match e {
+            vstats_producer::Error::NameTaken { .. } => Error::UnpublishableStat {
                 name: d.name.clone(),
                 reason: format!("its name is already used in the {table} table"),
-            });
-        }
-        descriptors.push(kvm_descriptor(d, offset)?);
-        let len = d.size.checked_mul(8).ok_or_else(overflow)?;
-        offset = offset.checked_add(len).ok_or_else(overflow)?;
+            },
+            vstats_producer::Error::BadCounter { source, .. } => Error::UnpublishableStat {
+                name: d.name.clone(),
+                reason: source.to_string(),
+            },
+            other => invalid(other),
+        })?;
     }
-    let record_size = offset;
-    let desc_count = u32::try_from(descriptors.len()).map_err(|_| overflow())?;
-    let layout = Layout::compute(&LayoutParams {
-        nr_records,
-        record_size,
-        abi_size,
-        desc_count,
-        page_size: page_size_for(record_size),
-        cacheline: DEFAULT_CACHELINE,
-    })
-    .map_err(invalid)?;
-    check_descriptor_set(desc_count, magic, record_size, |i| {
-        descriptors
-            .get(i as usize)
-            .copied()
-            .ok_or(vstats_abi::Error::Overflow {
-                what: "descriptor index",
-            })
-    })
-    .map_err(invalid)?;
+    let p = b.build().map_err(invalid)?;
     Ok(TablePlan {
-        descriptors,
-        layout,
+        descriptors: p.descriptors,
+        layout: p.layout,
+        magic: p.magic,
     })
-}
-
-/// 4 KiB, or the smallest power of two that holds a record of
-/// `record_size` bytes (`Layout::compute` refuses sizes above 1 GiB).
-fn page_size_for(record_size: u32) -> u32 {
-    record_size
-        .checked_next_power_of_two()
-        .unwrap_or(u32::MAX)
-        .max(DEFAULT_PAGE_SIZE)
 }
 
 /// One seq update of a vCPU record: the four times, and the KVM words when
 /// given.
 fn write_vcpu(w: &mut RecordWriter<'_>, times: &[u64; 4], kvm: Option<&[u64]>) {
     w.update(|u| {
-        u.set_words(0, times);
+        u.put_words(vcpu::RUNSTATE, times);
         u.set_words(VCPU_STD_WORDS, kvm.unwrap_or_default());
     });
 }
@@ -308,9 +245,9 @@ fn write_vcpu(w: &mut RecordWriter<'_>, times: &[u64; 4], kvm: Option<&[u64]>) {
 /// One seq update of the domain record.
 fn write_domain(w: &mut RecordWriter<'_>, online: u32, max: u32, uptime: u64, kvm: &[u64]) {
     w.update(|u| {
-        u.set(0, online.into());
-        u.set(1, max.into());
-        u.set(2, uptime);
+        u.put(domain::VCPUS_ONLINE, online.into());
+        u.put(domain::VCPUS_MAX, max.into());
+        u.put(domain::UPTIME, uptime);
         u.set_words(DOMAIN_STD_WORDS, kvm);
     });
 }
@@ -318,12 +255,6 @@ fn write_domain(w: &mut RecordWriter<'_>, online: u32, max: u32, uptime: u64, kv
 fn write_domain_report(w: &mut RecordWriter<'_>, r: &VmReport) {
     write_domain(w, r.vcpus_online, r.vcpus_max, r.uptime_ns, &r.stats);
 }
-
-/// A value alone in its 128 bytes (two cachelines: the unit the x86-64
-/// adjacent-line prefetcher pulls in), so that values used by different
-/// threads do not share a cacheline.
-#[repr(align(128))]
-struct CachePadded<T>(T);
 
 /// The sink a vCPU thread owns while the VM runs: it holds the vCPU's
 /// record writer (lent by [`Publisher::run`]) and turns each report into
@@ -339,49 +270,6 @@ impl VcpuSink for RecordSink<'_, '_> {
     }
 }
 
-/// Creates `dir` and takes an exclusive `flock` on it, so that two
-/// producers never publish under one name; retries if the previous owner
-/// removed the directory between our creating and locking it.
-fn lock_dir(dir: &Path) -> Result<File> {
-    let fail = |op, source| Error::Publish {
-        op,
-        path: dir.to_owned(),
-        source,
-    };
-    for _ in 0..3 {
-        fs::create_dir_all(dir).map_err(|e| fail("cannot create directory", e))?;
-        let lock = File::open(dir).map_err(|e| fail("cannot open directory", e))?;
-        if !crate::sys::try_lock_exclusive(&lock).map_err(|e| fail("cannot lock directory", e))? {
-            return Err(Error::DirectoryInUse {
-                path: dir.to_owned(),
-            });
-        }
-        let held = lock
-            .metadata()
-            .map_err(|e| fail("cannot stat directory", e))?;
-        match fs::metadata(dir) {
-            Ok(m) if m.dev() == held.dev() && m.ino() == held.ino() => return Ok(lock),
-            _ => continue,
-        }
-    }
-    Err(fail(
-        "directory keeps being removed",
-        io::Error::from(io::ErrorKind::NotFound),
-    ))
-}
-
-/// Removes `path`, a missing file being no error.
-fn remove_file(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Publish {
-            op: "cannot remove",
-            path: path.to_owned(),
-            source: e,
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// A VM and the two tables that publish it. See the [module](self) docs.
 ///
 /// Dropping a `Publisher` removes the tables and the directory (if empty),
@@ -390,13 +278,12 @@ pub struct Publisher {
     vm: Option<Vm>,
     vcpu_plan: TablePlan,
     domain_plan: TablePlan,
-    // Dropped (unmapped) before the lock is released.
+    // Dropped (unmapped) before the publication removes them.
     vcpu: ShmTable,
     domain: ShmTable,
+    /// The locked directory; `None` once removed.
+    publication: Option<Publication>,
     dir: PathBuf,
-    removed: bool,
-    /// The directory, `flock`ed while we publish there.
-    _lock: File,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -437,38 +324,19 @@ impl Publisher {
         let vcpu_plan = TablePlan::vcpu(nr_vcpus, first.descs())?;
         let domain_plan = TablePlan::domain(vm.vm_stats().descs())?;
 
-        let lock = lock_dir(&dir)?;
-        let generation = fresh_generation();
-        let create = |file: &str, magic, plan: &TablePlan| {
-            let path = dir.join(file);
-            let spec = TableSpec {
-                magic,
-                layout: plan.layout,
-                descriptors: &plan.descriptors,
-                generation,
-            };
-            ShmTable::create(&path, &spec).map_err(|source| Error::Publish {
-                op: "cannot publish",
-                path,
-                source,
-            })
-        };
-        let cleanup = |e: Error| {
-            let _ = remove_file(&dir.join(VCPU_FILE));
-            let _ = fs::remove_dir(&dir);
-            e
-        };
-        let vcpu = create(VCPU_FILE, VCPU_STATS_MAGIC, &vcpu_plan).map_err(cleanup)?;
-        let domain = create(DOMAIN_FILE, DOMAIN_STATS_MAGIC, &domain_plan).map_err(cleanup)?;
+        // On error, dropping the publication removes what it created.
+        let mut publication = Publication::create_dir(&dir, PublishOptions::default())?;
+        let generation = publication.generation();
+        let vcpu = publication.publish_spec(VCPU_FILE, &vcpu_plan.spec(generation))?;
+        let domain = publication.publish_spec(DOMAIN_FILE, &domain_plan.spec(generation))?;
         let mut publisher = Publisher {
             vm: Some(vm),
             vcpu_plan,
             domain_plan,
             vcpu,
             domain,
+            publication: Some(publication),
             dir,
-            removed: false,
-            _lock: lock,
         };
         // On error, dropping `publisher` removes what was created.
         publisher.write_initial()?;
@@ -561,10 +429,12 @@ impl Publisher {
             .take()
             .ok_or_else(|| Error::InvalidConfig("the publisher's VM has already run".into()))?;
         let (_, writers) = self.vcpu.split();
-        // One writer per 128 bytes: each vCPU thread updates its writer's
-        // private seq, and writers sharing a cacheline slow each other.
+        // One writer per padded cacheline (128 bytes on x86-64, where the
+        // adjacent-line prefetcher pulls lines in pairs): each vCPU thread
+        // updates its writer's private seq, and writers sharing a
+        // cacheline slow each other.
         let mut vcpu_writers: Vec<CachePadded<RecordWriter<'_>>> =
-            writers.map(CachePadded).collect();
+            writers.map(CachePadded::new).collect();
         let (_, mut writers) = self.domain.split();
         let mut domain_writer = writers.next().ok_or(Error::InvalidConfig(
             "the domain table has no record".into(),
@@ -574,9 +444,7 @@ impl Publisher {
             let sinks = vcpu_writers
                 .iter_mut()
                 .map(|writer| {
-                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink {
-                        writer: &mut writer.0,
-                    });
+                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink { writer });
                     Some(sink)
                 })
                 .collect();
@@ -600,7 +468,7 @@ impl Publisher {
 
         // The vCPU threads are joined: their writers are ours again.
         for (w, r) in vcpu_writers.iter_mut().zip(&stopped.vcpus) {
-            write_vcpu(&mut w.0, &r.runstate_ns, Some(&r.stats));
+            write_vcpu(w, &r.runstate_ns, Some(&r.stats));
         }
         write_domain_report(&mut domain_writer, &stopped.vm);
         Ok(stopped)
@@ -618,29 +486,10 @@ impl Publisher {
     }
 
     fn remove_files(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.removed, true) {
-            return Ok(());
+        match self.publication.take() {
+            Some(p) => Ok(p.remove()?),
+            None => Ok(()),
         }
-        let vcpu = remove_file(self.vcpu.path());
-        let domain = remove_file(self.domain.path());
-        let dir = match fs::remove_dir(&self.dir) {
-            Err(e)
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound
-                        | io::ErrorKind::DirectoryNotEmpty
-                        | io::ErrorKind::ResourceBusy
-                ) =>
-            {
-                Err(Error::Publish {
-                    op: "cannot remove directory",
-                    path: self.dir.clone(),
-                    source: e,
-                })
-            }
-            _ => Ok(()),
-        };
-        vcpu.and(domain).and(dir)
     }
 }
 
@@ -652,6 +501,8 @@ impl Drop for Publisher {
 
 #[cfg(test)]
 mod tests {
+    use vstats_producer::builder::page_size_for;
+
     use super::*;
     use crate::stats::{KIND_CUMULATIVE, KIND_LOG_HIST, UNIT_NONE, UNIT_SECONDS};
 

@@ -21,23 +21,6 @@ use kvm_ioctls::VmFd;
 /// 5.14+). kvm-ioctls 0.25 does not wrap it.
 const KVM_GET_STATS_FD: u64 = (0xAE << 8) | 0xCE;
 
-/// `CLOCK_MONOTONIC` in nanoseconds.
-pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call and CLOCK_MONOTONIC is always supported on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
 /// The kernel thread id of the calling thread.
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid(2) has no preconditions and cannot fail.
@@ -227,24 +210,6 @@ pub(crate) fn kick_thread<T>(handle: &JoinHandle<T>, signal: i32) -> io::Result<
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
-}
-
-/// Takes an exclusive `flock` on `file` without waiting. Returns false if
-/// another open file description holds a lock on it; the lock is released
-/// when `file` (every duplicate of its descriptor) is closed.
-pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
-    // SAFETY: `file` is an open descriptor for the duration of the call;
-    // flock(2) only acts on the lock of that open file description.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
 }
 
 /// A joinable thread that can be kicked with a signal: a plain thread, or a

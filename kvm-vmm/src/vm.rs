@@ -196,7 +196,9 @@ impl VcpuShared {
         } else {
             None
         };
-        let now = now.unwrap_or_else(sys::monotonic_ns).max(acct.last_ns);
+        let now = now
+            .unwrap_or_else(vstats_producer::monotonic_ns)
+            .max(acct.last_ns);
         fill_times(&mut report, &acct.project(now, run_delay));
         report.stats_fresh = false;
         report
@@ -294,7 +296,7 @@ impl Vm {
         let vm_fd = kvm
             .create_vm()
             .map_err(|e| unavailable("KVM_CREATE_VM", e))?;
-        let created_ns = sys::monotonic_ns();
+        let created_ns = vstats_producer::monotonic_ns();
         vm_fd
             .set_tss_address(TSS_ADDR)
             .map_err(|e| Error::kvm("KVM_SET_TSS_ADDR", e))?;
@@ -591,12 +593,12 @@ impl VcpuThread<'_> {
     /// Run delay first, then the clock (see `runstate` for why).
     fn sample(&self) -> (u64, Option<SchedSample>) {
         let sample = self.sched.as_ref().and_then(SchedStat::read);
-        (sys::monotonic_ns(), sample)
+        (vstats_producer::monotonic_ns(), sample)
     }
 
     fn run_loop(&mut self) -> Result<()> {
         while !self.stopping() {
-            let entered = sys::monotonic_ns();
+            let entered = vstats_producer::monotonic_ns();
             let action = match self.fd.run() {
                 Ok(VcpuExit::IoOut(port, data)) => {
                     let mut word = [0u8; 4];
@@ -616,7 +618,7 @@ impl VcpuThread<'_> {
                 }
                 Err(e) => return Err(Error::kvm("KVM_RUN", e)),
             };
-            let left = sys::monotonic_ns();
+            let left = vstats_producer::monotonic_ns();
             self.report.kvm_run_ns += left.saturating_sub(entered);
             self.report.exits += 1;
             match action {
@@ -677,7 +679,7 @@ impl VcpuThread<'_> {
             if self.stopping() {
                 return Ok(false);
             }
-            let t = sys::monotonic_ns();
+            let t = vstats_producer::monotonic_ns();
             if t >= deadline {
                 break;
             }
@@ -877,7 +879,7 @@ impl RunningVm<'_> {
         self.vm_stats
             .read(&mut stats)
             .map_err(|e| Error::io("reading VM KVM stats", e))?;
-        let now_ns = sys::monotonic_ns();
+        let now_ns = vstats_producer::monotonic_ns();
         Ok(self.make_vm_report(now_ns, stats))
     }
 
@@ -906,7 +908,7 @@ impl RunningVm<'_> {
     /// report; `Err` is returned only if the final VM stats cannot be read.
     pub fn stop(mut self) -> Result<StoppedVm> {
         self.shutdown();
-        let stopped_ns = sys::monotonic_ns();
+        let stopped_ns = vstats_producer::monotonic_ns();
         let vcpus = self
             .vcpus
             .iter()
@@ -951,7 +953,7 @@ impl RunningVm<'_> {
                 Ok(Err(e)) => Some(e),
                 Err(_) => {
                     // The thread died without going offline: do it for it.
-                    let now = sys::monotonic_ns();
+                    let now = vstats_producer::monotonic_ns();
                     let mut snap = lock(&vcpu.shared.snapshot);
                     if snap.acct.state != RunState::Offline {
                         snap.acct.transition(now, None, RunState::Offline);

@@ -42,86 +42,36 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+#[cfg(feature = "alloc")]
+pub mod builder;
+mod error;
+#[cfg(feature = "std")]
+pub mod publish;
 mod raw;
 #[cfg(feature = "std")]
 pub mod shm;
+mod writer;
 
-use core::{
-    cell::Cell,
-    fmt,
-    marker::PhantomData,
-    sync::atomic::{fence, AtomicBool, Ordering},
-};
+use core::sync::atomic::{fence, AtomicBool, Ordering};
 
+pub use error::{Error, Result};
 pub use raw::Frames;
+/// The time base producers on a host stamp with (`CLOCK_MONOTONIC`).
+#[cfg(feature = "std")]
+pub use vstats_abi::clock::monotonic_ns;
 use vstats_abi::{
     desc::Descriptor,
     header::{EXT_HEADER_OFFSET, HEADER_SIZE},
     layout::Layout,
-    record::{INACTIVE, INACTIVE_BIT, PAD_INACTIVE, RECORD_PREFIX},
-    seqlock::{AtomicU32, AtomicU64, SeqWriter},
+    record::{INACTIVE, PAD_INACTIVE},
+    seqlock::AtomicU32,
     validate::{check_descriptor_set, check_record_count},
 };
+pub use writer::{RawRecordWriter, RecordWriter, Update, Writers};
 use zerocopy::IntoBytes;
-
-/// Why a table could not be initialised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// The frames hold fewer bytes than the layout needs.
-    FramesTooSmall {
-        /// Bytes needed.
-        need: u64,
-        /// Bytes given.
-        have: u64,
-    },
-    /// A frame is not 8-byte aligned.
-    FramesMisaligned,
-    /// The frame list's page size differs from the layout's.
-    PageSizeMismatch {
-        /// The layout's page size.
-        layout: u32,
-        /// The frames' page size.
-        frames: u64,
-    },
-    /// The magic is not a table magic of this revision.
-    BadMagic {
-        /// The magic asked for.
-        magic: u32,
-    },
-    /// The layout or the descriptors break a rule of the ABI.
-    Abi(vstats_abi::Error),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::FramesTooSmall { need, have } => {
-                write!(f, "frames hold {have} bytes, the table needs {need}")
-            }
-            Error::FramesMisaligned => f.write_str("a frame is not 8-byte aligned"),
-            Error::PageSizeMismatch { layout, frames } => {
-                write!(
-                    f,
-                    "frames are {frames}-byte pages, the layout uses {layout}-byte pages"
-                )
-            }
-            Error::BadMagic { magic } => write!(f, "{magic:#010x} is not a stats table magic"),
-            Error::Abi(e) => write!(f, "invalid table: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for Error {}
-
-impl From<vstats_abi::Error> for Error {
-    fn from(e: vstats_abi::Error) -> Error {
-        Error::Abi(e)
-    }
-}
-
-/// Result type of this crate.
-pub type Result<T> = core::result::Result<T, Error>;
 
 /// What to publish.
 #[derive(Clone, Copy, Debug)]
@@ -209,10 +159,10 @@ impl<'f> Table<'f> {
             return Err(Error::BadMagic { magic: spec.magic });
         }
         if spec.descriptors.len() != l.desc_count as usize {
-            return Err(Error::Abi(vstats_abi::Error::BadLayoutParam {
-                param: "descriptor count",
-                value: spec.descriptors.len() as u64,
-            }));
+            return Err(Error::DescriptorCount {
+                given: spec.descriptors.len(),
+                layout: l.desc_count,
+            });
         }
         check_record_count(spec.magic, l.nr_records)?;
         check_descriptor_set(l.desc_count, spec.magic, l.size, |i| {
@@ -362,7 +312,7 @@ impl<'f> Table<'f> {
             c.dropped.store(0, Ordering::Relaxed);
         }
         let next = if lost { self.layout.nr_records } else { 0 };
-        (&self.control, Writers { table: self, next })
+        (&self.control, Writers::new(self, next))
     }
 
     /// Whether a writer of an earlier split was leaked (forgotten rather
@@ -372,212 +322,6 @@ impl<'f> Table<'f> {
     pub fn writers_lost(&self) -> bool {
         let c = &self.seqs;
         c.handed.load(Ordering::Relaxed) != c.dropped.load(Ordering::Relaxed)
-    }
-}
-
-/// Iterator over the writers of a table's records, in record order.
-#[derive(Debug)]
-pub struct Writers<'t> {
-    table: &'t Table<'t>,
-    next: u32,
-}
-
-impl<'t> Iterator for Writers<'t> {
-    type Item = RecordWriter<'t>;
-
-    fn next(&mut self) -> Option<RecordWriter<'t>> {
-        let t = self.table;
-        let i = self.next;
-        let off = usize::try_from(t.layout.record_offset(i)?).ok()?;
-        let seq = t.frames.u32_at(off)?;
-        let words = t.frames.u64s_at(
-            off + RECORD_PREFIX as usize,
-            ((t.layout.size - RECORD_PREFIX) / 8) as usize,
-        )?;
-        self.next += 1;
-        // Only this iterator hands writers out, so a plain load and store
-        // count them.
-        let handed = &t.seqs.handed;
-        handed.store(handed.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        Some(RecordWriter {
-            index: i,
-            seq,
-            words,
-            sw: SeqWriter::new(t.seqs.base),
-            carry: &t.seqs,
-            control: &t.control,
-            _not_sync: PhantomData,
-        })
-    }
-}
-
-/// The single writer of one record. `Send` (it may move to the vCPU's
-/// thread) but neither `Sync` nor `Clone`: exactly one party writes a
-/// record.
-///
-/// Its private seq changes on every update: writers used by different CPUs
-/// should not share a cacheline, or they slow each other down
-/// (docs/benchmarks.md, section 4). The type is kept small (48 bytes on
-/// 64-bit hosts, so that it fits the C API's 64-byte `struct
-/// vstats_writer`) rather than padded; a caller that keeps writers side by
-/// side in one array pads them, as the C API's slots and
-/// `vstats-kvm-vmm` do.
-#[derive(Debug)]
-pub struct RecordWriter<'t> {
-    index: u32,
-    seq: &'t AtomicU32,
-    words: &'t [AtomicU64],
-    sw: SeqWriter,
-    carry: &'t SeqCarry,
-    control: &'t Control,
-    _not_sync: PhantomData<Cell<()>>,
-}
-
-impl Drop for RecordWriter<'_> {
-    /// Hands this writer's seq on to the table's next split. A writer
-    /// dropped mid-update leaves the record odd (busy) until the next
-    /// split's writer begins its first update.
-    fn drop(&mut self) {
-        let advance = self.sw.current().wrapping_sub(self.carry.base);
-        let advance = advance.wrapping_add(advance & 1);
-        self.carry.max_advance.fetch_max(advance, Ordering::Relaxed);
-        self.carry.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl<'t> RecordWriter<'t> {
-    /// The record's index.
-    #[inline]
-    pub fn index(&self) -> u32 {
-        self.index
-    }
-
-    /// Number of counter words in the record (`(size - 8) / 8`).
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    /// Whether the record has no counter words.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
-
-    /// Starts an update: seq goes odd. `None` while the table is disabled
-    /// (see [`Control::set_enabled`]), unless an update is already open
-    /// (begun and not finished), which is handed back so it can be
-    /// finished. The update must be finished with
-    /// [`Update::finish`]; an update that is dropped instead (a panic, or
-    /// a fault-injection test) leaves seq odd, so readers report the record
-    /// busy rather than accept a half-written record; the next update
-    /// finishes it.
-    #[inline]
-    pub fn begin(&mut self) -> Option<Update<'_, 't>> {
-        // An update already open is handed back even while disabled, so it
-        // can be finished.
-        if !self.sw.in_update() && !self.control.is_enabled() {
-            return None;
-        }
-        self.sw.begin(self.seq);
-        Some(Update { w: self })
-    }
-
-    /// Runs `f` inside an update; returns whether it ran (false while the
-    /// table is disabled).
-    #[inline]
-    pub fn update(&mut self, f: impl FnOnce(&mut Update<'_, 't>)) -> bool {
-        match self.begin() {
-            Some(mut u) => {
-                f(&mut u);
-                u.finish();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The seq value this writer last stored (its private copy).
-    #[inline]
-    pub fn seq(&self) -> u32 {
-        self.sw.current()
-    }
-}
-
-/// An update in progress on one record.
-#[derive(Debug)]
-#[must_use = "an update that is not finished leaves the record busy"]
-pub struct Update<'w, 't> {
-    w: &'w mut RecordWriter<'t>,
-}
-
-impl Update<'_, '_> {
-    /// Stores counter word `i` (word 0 is at byte 8 of the record). A value
-    /// with the top bit set (an overflow) stores the inactive marker
-    /// instead, never a wrapped value. Returns false, storing nothing, when
-    /// `i` is beyond the record.
-    #[inline]
-    pub fn set(&mut self, i: usize, v: u64) -> bool {
-        match self.w.words.get(i) {
-            Some(word) => {
-                let v = if v & INACTIVE_BIT != 0 { INACTIVE } else { v };
-                word.store(v, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Stores `values` into counter words `first, first + 1, ...`, each as
-    /// [`Update::set`] would (a value with the top bit set stores the
-    /// inactive marker), with one bounds check for the whole run. Words
-    /// that would lie beyond the record are not stored; returns how many
-    /// were.
-    #[inline]
-    pub fn set_words(&mut self, first: usize, values: &[u64]) -> usize {
-        let words = self.w.words.get(first..).unwrap_or_default();
-        for (word, &v) in words.iter().zip(values) {
-            let v = if v & INACTIVE_BIT != 0 { INACTIVE } else { v };
-            word.store(v, Ordering::Relaxed);
-        }
-        words.len().min(values.len())
-    }
-
-    /// Stores counter word `i` given by its byte offset in the record (a
-    /// descriptor's `offset`).
-    #[inline]
-    pub fn set_at(&mut self, offset: u32, v: u64) -> bool {
-        match offset.checked_sub(RECORD_PREFIX) {
-            Some(rel) if rel % 8 == 0 => self.set((rel / 8) as usize, v),
-            _ => false,
-        }
-    }
-
-    /// Marks counter word `i` inactive. Returns false when `i` is beyond the
-    /// record.
-    #[inline]
-    pub fn set_inactive(&mut self, i: usize) -> bool {
-        match self.w.words.get(i) {
-            Some(word) => {
-                word.store(INACTIVE, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Marks every counter of the record inactive: the slot reads as
-    /// unused (a vCPU that went away).
-    pub fn set_unused(&mut self) {
-        for w in self.w.words {
-            w.store(INACTIVE, Ordering::Relaxed);
-        }
-    }
-
-    /// Ends the update: seq goes even and the new values are visible.
-    #[inline]
-    pub fn finish(self) {
-        self.w.sw.end(self.w.seq);
     }
 }
 

@@ -1,104 +1,140 @@
 //! File-backed tables (feature `std`): the embedded default, for producers
 //! that run in user space and publish under `/dev/shm` or any path.
 //!
-//! A table is built in a temporary file beside its final path and renamed
-//! into place once published, so a consumer opening the path never sees a
-//! half-initialised table, and a producer that restarts replaces the file
-//! (a new inode, a new generation) instead of rewriting one a consumer
-//! still has mapped.
-#![allow(unsafe_code)]
+//! A table is built in a temporary file beside its final path, allocated
+//! before it is mapped, and renamed into place once published, so a
+//! consumer opening the path never sees a half-initialised table, and a
+//! producer that restarts replaces the file (a new inode, a new
+//! generation) instead of rewriting one a consumer still has mapped. A
+//! VM's tables are published through [`crate::publish::Publication`],
+//! which adds the directory, its lock and safe removal;
+//! [`ShmTable::create`] publishes one file at a path, for tests and tools.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io,
-    os::unix::fs::OpenOptionsExt,
+    os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
-    ptr::NonNull,
-    time::{SystemTime, UNIX_EPOCH},
+    string::ToString,
 };
 
-use std::{borrow::ToOwned, format, string::ToString};
+use memmap2::MmapRaw;
+use rustix::fs::{Mode, OFlags};
 
-use memmap2::{MmapOptions, MmapRaw};
+pub use crate::publish::fresh_generation;
+use crate::{
+    publish::{FileId, Pending, PublishError},
+    Control, Frames, Table, TableSpec, Writers,
+};
 
-use crate::{Control, Frames, Table, TableSpec, Writers};
-
-/// A table published in a file. Field order matters: the table (which
-/// points into the mapping) is dropped before the mapping.
+/// A table published in a file, and its mapping.
+///
+/// The table's frames are the mapping, which this value owns: the table
+/// is stored with its frames' lifetime erased (`Table<'static>`), which
+/// is sound because (1) the mapping is only unmapped when this value is
+/// dropped, after the table (field order), and (2) the table is never
+/// handed out for longer than a borrow of this value ([`ShmTable::table`]
+/// and [`ShmTable::split`] shorten it).
 #[derive(Debug)]
 pub struct ShmTable {
     table: Table<'static>,
     _map: MmapRaw,
     _file: File,
     path: PathBuf,
-}
-
-/// A generation number unlikely to repeat: wall-clock nanoseconds mixed
-/// with the process id, never 0.
-pub fn fresh_generation() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (nanos ^ (u64::from(std::process::id()) << 40)) | 1
-}
-
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+    id: FileId,
 }
 
 impl ShmTable {
     /// Creates (or replaces) the table at `path`, creating its parent
-    /// directories. The file is readable by everyone and writable by its
-    /// owner only.
+    /// directories. The file's mode is `0o644` (readable by everyone,
+    /// writable by its owner), whatever the umask.
     ///
     /// # Errors
     ///
-    /// I/O errors creating, sizing, mapping or renaming the file (with the
-    /// path in the message), or `InvalidInput` when the spec is invalid.
+    /// I/O errors creating, allocating, mapping or renaming the file (with
+    /// the path in the message; `StorageFull` when there is no room), or
+    /// `InvalidInput` when the spec is invalid.
     pub fn create(path: &Path, spec: &TableSpec<'_>) -> io::Result<ShmTable> {
-        let ctx = |e: io::Error, what: &str| {
-            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+        let to_io = |e: PublishError| {
+            let kind = match &e {
+                PublishError::Io { source, .. } => source.kind(),
+                PublishError::NoSpace { .. } => io::ErrorKind::StorageFull,
+                _ => io::ErrorKind::InvalidInput,
+            };
+            io::Error::new(kind, e.to_string())
         };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| ctx(e, "creating the directory of"))?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let _ = fs::remove_file(&tmp);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| ctx(e, "creating"))?;
-        let result = Self::publish(file, &tmp, path, spec);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(|e| ctx(e, "publishing"))
+        let (dir, file) = match (path.parent(), path.file_name().and_then(|f| f.to_str())) {
+            (Some(d), Some(f)) => (
+                if d.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    d
+                },
+                f,
+            ),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    std::format!("{}: not a file path", path.display()),
+                ))
+            }
+        };
+        fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                std::format!("creating the directory of {}: {e}", path.display()),
+            )
+        })?;
+        let dir_fd = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                std::format!("opening the directory of {}: {e}", path.display()),
+            )
+        })?;
+        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, 0o644).map_err(to_io)
     }
 
-    fn publish(file: File, tmp: &Path, path: &Path, spec: &TableSpec<'_>) -> io::Result<ShmTable> {
-        let len = spec.layout.mapping_len();
-        file.set_len(len)?;
-        let len = usize::try_from(len).map_err(other)?;
-        let map = MmapOptions::new().len(len).map_raw(&file)?;
-        let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| other("mmap returned null"))?;
-        // SAFETY: the mapping is `len` bytes, readable and writable, page
-        // aligned (so 8-aligned), and lives in `ShmTable` next to the table,
-        // which is dropped first (field order); this process reaches it only
-        // through the table's atomics (invariants 1-4 of `raw`). The
-        // `'static` lifetime never escapes: writers borrow the `ShmTable`.
-        let frames = unsafe { Frames::contiguous(base, len) };
-        let table = Table::init(frames, spec).map_err(other)?;
-        fs::rename(tmp, path)?;
+    /// Creates table `file` in the directory `dir` (whose path is
+    /// `path`'s parent) with file mode `mode`.
+    pub(crate) fn create_at(
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        file: &str,
+        spec: &TableSpec<'_>,
+        mode: u32,
+    ) -> Result<ShmTable, PublishError> {
+        let invalid = |source| PublishError::Table {
+            path: path.to_path_buf(),
+            source,
+        };
+        let pending = Pending::create(dir, path, file, spec.layout.mapping_len(), mode)?;
+        let mut table = None;
+        let (map, file, id) = pending.commit(|base, len| {
+            // SAFETY: the mapping is `len` bytes, readable and writable,
+            // page aligned (so 8-aligned), and is moved into the
+            // `ShmTable` with the table, which is dropped first (field
+            // order); this process reaches it only through the table's
+            // atomics (invariants 1-4 of `Frames`). The `'static` never
+            // escapes (see `ShmTable`).
+            #[allow(unsafe_code)]
+            let frames = unsafe { Frames::contiguous(base, len) };
+            table = Some(Table::init(frames, spec).map_err(invalid)?);
+            Ok(())
+        })?;
+        let table = table.ok_or_else(|| PublishError::Removed {
+            path: path.to_path_buf(),
+        })?;
         Ok(ShmTable {
             table,
             _map: map,
             _file: file,
-            path: path.to_owned(),
+            path: path.to_path_buf(),
+            id,
         })
     }
 
@@ -107,8 +143,13 @@ impl ShmTable {
         &self.path
     }
 
+    /// Device and inode of the table's file.
+    pub fn file_id(&self) -> FileId {
+        self.id
+    }
+
     /// The table.
-    pub fn table(&self) -> &Table<'static> {
+    pub fn table(&self) -> &Table<'_> {
         &self.table
     }
 
@@ -117,7 +158,9 @@ impl ShmTable {
         self.table.split()
     }
 
-    /// Removes the file (consumers that have it mapped keep their mapping).
+    /// Removes the file (consumers that have it mapped keep their
+    /// mapping). Prefer [`crate::publish::Publication::remove`], which
+    /// removes only the files it created.
     ///
     /// # Errors
     ///

@@ -9,7 +9,7 @@ use std::{vec, vec::Vec};
 
 use proptest::prelude::*;
 use vstats_abi::{
-    desc::{Base, Descriptor, Kind, Unit},
+    desc::Descriptor,
     layout::{Layout, LayoutParams},
     record::{INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
     validate::{first_nonzero_reserved, validate},
@@ -401,10 +401,13 @@ fn init_errors() {
         Table::init(ok(), &spec(l, &dup)),
         Err(Error::Abi(vstats_abi::Error::DescNameDuplicate { .. }))
     ));
-    assert!(matches!(
-        Table::init(ok(), &spec(l, &VCPU_STD_DESCRIPTORS[..2])),
-        Err(Error::Abi(_))
-    ));
+    assert_eq!(
+        Table::init(ok(), &spec(l, &VCPU_STD_DESCRIPTORS[..2])).unwrap_err(),
+        Error::DescriptorCount {
+            given: 2,
+            layout: 4
+        }
+    );
     let dom = TableSpec {
         magic: DOMAIN_STATS_MAGIC,
         ..spec(l, VCPU_STD_DESCRIPTORS)
@@ -424,19 +427,9 @@ fn init_errors() {
 fn descs_for(n: u32) -> Vec<Descriptor> {
     (0..n)
         .map(|i| {
-            let mut name = [0u8; 48];
-            let s = std::format!("c{i}");
-            name[..s.len()].copy_from_slice(s.as_bytes());
-            Descriptor {
-                name,
-                offset: 8 + 8 * i,
-                count: 1,
-                kind: Kind::CUMULATIVE,
-                unit: Unit::NONE,
-                base: Base::POW10,
-                exponent: 0,
-                bucket_size: 0,
-            }
+            Descriptor::builder(&std::format!("c{i}"))
+                .at(8 + 8 * i)
+                .unwrap()
         })
         .collect()
 }

@@ -4,166 +4,61 @@
 //! so that runstate times add up to the wall time exactly and every
 //! cumulative counter grows at a known rate.
 
-use std::{
-    fs, io,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{path::Path, time::Instant};
 
 use vstats_abi::{
-    desc::{Base, Descriptor, Kind, Unit},
-    layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE},
-    record::{DOMAIN_STATS_SIZE, DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
-    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    desc::{Descriptor, Kind},
+    publish::{DOMAIN_FILE, VCPU_FILE},
 };
 use vstats_producer::{
-    shm::{fresh_generation, ShmTable},
-    RecordWriter, TableSpec,
+    builder::{TableBuilder, TablePlan},
+    publish::{Publication, PublishError, PublishOptions},
+    shm::ShmTable,
+    RecordWriter,
 };
-
-use crate::target::{DOMAIN_FILE, VCPU_FILE};
 
 /// Buckets of the synthetic `halt_wait_hist` (as KVM's).
 pub const HIST_BUCKETS: u32 = 32;
 
-fn push(
-    descs: &mut Vec<Descriptor>,
-    next: &mut u32,
-    name: &str,
-    count: u32,
-    kind: Kind,
-    unit: Unit,
-    exp: i8,
-) -> io::Result<()> {
-    let d = Descriptor::new(name, *next, count, kind, unit, Base::POW10, exp, 0)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    descs.push(d);
-    *next += 8 * count;
-    Ok(())
-}
-
-/// The vCPU table's descriptors: the four standard runstate times, then
-/// `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns` (ns),
-/// `halt_wait_hist` (log2 histogram, ns), `max_halt_wait_ns` (peak, ns),
-/// `pending_irqs` (instant). Returns them and the record size.
+/// The vCPU table of `nr_vcpus` records: the four standard runstate
+/// times, then `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns`
+/// (ns), `halt_wait_hist` (log2 histogram, ns), `max_halt_wait_ns` (peak,
+/// ns), `pending_irqs` (instant).
 ///
 /// # Errors
 ///
-/// Never in practice (the descriptors are valid); an `InvalidInput` error
+/// Never in practice (the descriptors are valid); the producer's error
 /// otherwise.
-pub fn vcpu_descriptors() -> io::Result<(Vec<Descriptor>, u32)> {
-    let mut d = VCPU_STD_DESCRIPTORS.to_vec();
-    let mut next = VCPU_STATS_SIZE;
+pub fn vcpu_plan(nr_vcpus: u32) -> vstats_producer::Result<TablePlan> {
+    let mut b = TableBuilder::vcpu(nr_vcpus);
     for n in ["exits", "io_exits", "halt_exits"] {
-        push(&mut d, &mut next, n, 1, Kind::CUMULATIVE, Unit::NONE, 0)?;
+        b.counter(Descriptor::builder(n))?;
     }
-    push(
-        &mut d,
-        &mut next,
-        "halt_wait_ns",
-        1,
-        Kind::CUMULATIVE,
-        Unit::SECONDS,
-        -9,
+    b.counter(Descriptor::builder("halt_wait_ns").nanoseconds())?;
+    b.counter(
+        Descriptor::builder("halt_wait_hist")
+            .histogram(Kind::LOG2_HIST, HIST_BUCKETS, 0)
+            .nanoseconds(),
     )?;
-    push(
-        &mut d,
-        &mut next,
-        "halt_wait_hist",
-        HIST_BUCKETS,
-        Kind::LOG2_HIST,
-        Unit::SECONDS,
-        -9,
+    b.counter(
+        Descriptor::builder("max_halt_wait_ns")
+            .kind(Kind::PEAK)
+            .nanoseconds(),
     )?;
-    push(
-        &mut d,
-        &mut next,
-        "max_halt_wait_ns",
-        1,
-        Kind::PEAK,
-        Unit::SECONDS,
-        -9,
-    )?;
-    push(
-        &mut d,
-        &mut next,
-        "pending_irqs",
-        1,
-        Kind::INSTANT,
-        Unit::NONE,
-        0,
-    )?;
-    Ok((d, next))
+    b.counter(Descriptor::builder("pending_irqs").kind(Kind::INSTANT))?;
+    b.build()
 }
 
-/// The domain table's descriptors: the standard `vcpus_online`,
-/// `vcpus_max`, `uptime`, then `remote_tlb_flush` (count). Returns them
-/// and the record size.
+/// The domain table: the standard `vcpus_online`, `vcpus_max`, `uptime`,
+/// then `remote_tlb_flush` (count).
 ///
 /// # Errors
 ///
-/// As [`vcpu_descriptors`].
-pub fn domain_descriptors() -> io::Result<(Vec<Descriptor>, u32)> {
-    let mut d = DOMAIN_STD_DESCRIPTORS.to_vec();
-    let mut next = DOMAIN_STATS_SIZE;
-    push(
-        &mut d,
-        &mut next,
-        "remote_tlb_flush",
-        1,
-        Kind::CUMULATIVE,
-        Unit::NONE,
-        0,
-    )?;
-    Ok((d, next))
-}
-
-fn layout(nr: u32, size: u32, abi: u32, descs: usize) -> io::Result<Layout> {
-    Layout::compute(&LayoutParams {
-        nr_records: nr,
-        record_size: size,
-        abi_size: abi,
-        desc_count: descs as u32,
-        page_size: DEFAULT_PAGE_SIZE,
-        cacheline: DEFAULT_CACHELINE,
-    })
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-}
-
-/// Publishes a synthetic vCPU table of `nr_vcpus` slots at `vcpu` and a
-/// domain table at `domain` (either path may be anywhere), one
-/// generation for both. Records are not written yet (every slot unused).
-///
-/// # Errors
-///
-/// I/O errors creating the files.
-pub fn create_tables(
-    vcpu: &Path,
-    domain: &Path,
-    nr_vcpus: u32,
-) -> io::Result<(ShmTable, ShmTable)> {
-    let generation = fresh_generation();
-    let (vd, vsize) = vcpu_descriptors()?;
-    let (dd, dsize) = domain_descriptors()?;
-    let v = ShmTable::create(
-        vcpu,
-        &TableSpec {
-            magic: VCPU_STATS_MAGIC,
-            layout: layout(nr_vcpus, vsize, VCPU_STATS_SIZE, vd.len())?,
-            descriptors: &vd,
-            generation,
-        },
-    )?;
-    let d = ShmTable::create(
-        domain,
-        &TableSpec {
-            magic: DOMAIN_STATS_MAGIC,
-            layout: layout(1, dsize, DOMAIN_STATS_SIZE, dd.len())?,
-            descriptors: &dd,
-            generation,
-        },
-    )?;
-    Ok((v, d))
+/// As [`vcpu_plan`].
+pub fn domain_plan() -> vstats_producer::Result<TablePlan> {
+    let mut b = TableBuilder::domain();
+    b.counter(Descriptor::builder("remote_tlb_flush"))?;
+    b.build()
 }
 
 /// The model: what every counter of vCPU `i` of `n` holds `t` ns after
@@ -200,36 +95,43 @@ pub fn domain_words(n: u32, t: u64) -> Vec<u64> {
 
 fn write(w: &mut RecordWriter<'_>, words: &[u64]) {
     w.update(|u| {
-        for (k, &v) in words.iter().enumerate() {
-            u.set(k, v);
-        }
+        u.set_words(0, words);
     });
 }
 
-/// A running synthetic producer: two tables in a directory and the time
-/// they were created.
+/// A running synthetic producer: two tables in a locked publication
+/// directory and the time they were created.
 #[derive(Debug)]
 pub struct Synth {
-    dir: PathBuf,
+    // Dropped (unmapped) before the publication removes them.
     vcpu: ShmTable,
     domain: ShmTable,
+    publication: Publication,
     nr_vcpus: u32,
     created: Instant,
 }
 
 impl Synth {
-    /// Publishes `<dir>/vcpu` and `<dir>/domain` and writes every record
-    /// once (time 0).
+    /// Publishes `<dir>/vcpu` and `<dir>/domain` (one generation for
+    /// both, the directory locked against other producers) and writes
+    /// every record once (time 0).
     ///
     /// # Errors
     ///
-    /// I/O errors creating the directory or the files.
-    pub fn new(dir: &Path, nr_vcpus: u32) -> io::Result<Synth> {
-        let (vcpu, domain) = create_tables(&dir.join(VCPU_FILE), &dir.join(DOMAIN_FILE), nr_vcpus)?;
+    /// The publication's errors: creating or locking the directory (one
+    /// producer per directory), creating the files.
+    pub fn new(dir: &Path, nr_vcpus: u32) -> Result<Synth, PublishError> {
+        let mut publication = Publication::create_dir(dir, PublishOptions::default())?;
+        let table = |e| PublishError::Table {
+            path: dir.to_path_buf(),
+            source: e,
+        };
+        let vcpu = publication.publish(VCPU_FILE, &vcpu_plan(nr_vcpus).map_err(table)?)?;
+        let domain = publication.publish(DOMAIN_FILE, &domain_plan().map_err(table)?)?;
         let mut s = Synth {
-            dir: dir.to_owned(),
             vcpu,
             domain,
+            publication,
             nr_vcpus,
             created: Instant::now(),
         };
@@ -252,26 +154,30 @@ impl Synth {
 
     /// The directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.publication.dir()
     }
 
-    /// Removes both tables and the directory (if then empty).
+    /// Removes both tables (those this producer created) and the
+    /// directory (if it created it and it is then empty).
     ///
     /// # Errors
     ///
-    /// I/O errors removing the files.
-    pub fn remove(self) -> io::Result<()> {
-        self.vcpu.unlink()?;
-        self.domain.unlink()?;
-        match fs::remove_dir(&self.dir) {
-            Err(e)
-                if e.kind() != io::ErrorKind::DirectoryNotEmpty
-                    && e.kind() != io::ErrorKind::NotFound =>
-            {
-                Err(e)
-            }
-            _ => Ok(()),
-        }
+    /// The publication's error removing a file or the directory.
+    pub fn remove(self) -> Result<(), PublishError> {
+        let Synth {
+            vcpu,
+            domain,
+            publication,
+            ..
+        } = self;
+        drop((vcpu, domain));
+        publication.remove()
+    }
+
+    /// Stops as a killed producer would: the tables stay and the lock is
+    /// released, so a new producer can take the name over (a restart).
+    pub fn crash(self) {
+        self.publication.abandon();
     }
 }
 
@@ -281,15 +187,15 @@ mod tests {
 
     #[test]
     fn model_adds_up() {
-        let (vd, vsize) = vcpu_descriptors().unwrap();
-        assert_eq!(vcpu_words(0, 0).len() as u32, (vsize - 8) / 8);
-        assert_eq!(vd.len(), 4 + 7);
+        let v = vcpu_plan(3).unwrap();
+        assert_eq!(vcpu_words(0, 0).len() as u32, (v.layout.size - 8) / 8);
+        assert_eq!(v.descriptors.len(), 4 + 7);
         for i in 0..8 {
             let w = vcpu_words(i, 1_234_567_891);
             assert_eq!(w[..4].iter().sum::<u64>(), 1_234_567_891);
         }
-        let (dd, dsize) = domain_descriptors().unwrap();
-        assert_eq!(domain_words(2, 5).len() as u32, (dsize - 8) / 8);
-        assert_eq!(dd.len(), 4);
+        let d = domain_plan().unwrap();
+        assert_eq!(domain_words(2, 5).len() as u32, (d.layout.size - 8) / 8);
+        assert_eq!(d.descriptors.len(), 4);
     }
 }

@@ -12,8 +12,11 @@ use crate::{
     xen::{self, Xen},
 };
 
-pub use vstats_consumer::discover::{DEFAULT_ROOT, ROOT_ENV};
-pub use vstats_consumer::follow::{Vm, DOMAIN_FILE, VCPU_FILE};
+/// The publication directory's names, defined once in `vstats-abi`: the
+/// default root (`/dev/shm/vstats`), the environment variable that
+/// changes it (`--root` wins), and the table file names.
+pub use vstats_abi::publish::{DEFAULT_ROOT, DOMAIN_FILE, ROOT_ENV, VCPU_FILE};
+pub use vstats_consumer::follow::Vm;
 
 /// What to attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,27 +34,16 @@ pub enum Target {
     Domid(u16),
 }
 
-/// Checks that `name` names a directory under the root: not empty, no
-/// `/`, not `.` or `..`, no NUL.
+/// Checks that `name` names a directory under the root, by the one name
+/// rule of [`vstats_abi::publish::check_name`].
 ///
 /// # Errors
 ///
 /// [`Error::InvalidName`].
 pub fn check_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "it is empty"
-    } else if name.contains('/') {
-        "it contains '/'"
-    } else if name == "." || name == ".." {
-        "it is not a directory name"
-    } else if name.contains('\0') {
-        "it contains a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName {
+    vstats_abi::publish::check_name(name).map_err(|e| Error::InvalidName {
         name: name.to_owned(),
-        reason,
+        reason: e.summary(),
     })
 }
 

@@ -554,12 +554,13 @@ fn restart_reattaches_without_crossing_deltas() {
         first.update();
         std::thread::sleep(Duration::from_millis(5));
     }
-    // The new producer's files replace the old ones atomically (rename).
+    // The old producer dies (its tables stay, its lock goes); the new
+    // producer's files replace the old ones atomically (rename).
+    first.crash();
     let mut second = Synth::new(&dir, 2).unwrap();
     let gen2 = vstats_consumer::Table::open(dir.join("vcpu"))
         .unwrap()
         .generation();
-    drop(first);
     let o = keep_updating(&mut second, child);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let err = common::stderr(&o);

@@ -9,12 +9,12 @@
 
 use std::{io, path::Path};
 
-use vstats_abi::{
-    desc::{Base, Descriptor, Kind, Unit, NAME_LEN},
-    layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE},
-    INACTIVE, VCPU_STATS_MAGIC,
+use vstats_abi::{desc::Descriptor, INACTIVE, VCPU_STATS_MAGIC};
+use vstats_producer::{
+    builder::{TableBuilder, TablePlan},
+    publish::{Publication, PublishOptions},
+    shm::ShmTable,
 };
-use vstats_producer::{shm::ShmTable, TableSpec};
 
 /// Counter words per record (a record spans 56 bytes: more than one
 /// `u64`, so tearing is possible, and less than a cacheline).
@@ -40,55 +40,57 @@ pub fn is_consistent(seq: u32, words: &[u64]) -> bool {
     seq % 2 == 0 && words.iter().zip(0..).all(|(&w, k)| w == pattern(v, k))
 }
 
-fn descriptors() -> Vec<Descriptor> {
-    (0..WORDS)
-        .map(|k| {
-            let mut name = [0u8; NAME_LEN];
-            let s = format!("word{k}");
-            name[..s.len()].copy_from_slice(s.as_bytes());
-            Descriptor {
-                name,
-                offset: 8 + 8 * k,
-                count: 1,
-                kind: Kind::CUMULATIVE,
-                unit: Unit::NONE,
-                base: Base::POW10,
-                exponent: 0,
-                bucket_size: 0,
-            }
-        })
-        .collect()
-}
-
-/// Creates the pattern table with `records` records at `path`.
+/// The pattern table of `records` records: `WORDS` counters `word0`,
+/// `word1`, ..., nothing standard described.
 ///
 /// # Errors
 ///
-/// I/O errors from creating the file, or an invalid layout.
-pub fn create_table(path: &Path, records: u32) -> io::Result<ShmTable> {
-    let params = LayoutParams {
-        nr_records: records,
-        record_size: 8 + 8 * WORDS,
-        abi_size: 8,
-        desc_count: WORDS,
-        page_size: DEFAULT_PAGE_SIZE,
-        cacheline: DEFAULT_CACHELINE,
+/// Never in practice; the producer's error otherwise.
+pub fn plan(records: u32) -> vstats_producer::Result<TablePlan> {
+    let mut b = TableBuilder::bare(VCPU_STATS_MAGIC, records);
+    for k in 0..WORDS {
+        b.counter(Descriptor::builder(&format!("word{k}")))?;
+    }
+    b.build()
+}
+
+/// Publishes the pattern table with `records` records at `path` (its
+/// directory locked by the returned publication, which removes the file
+/// when dropped, after the table).
+///
+/// # Errors
+///
+/// The publication's errors (creating, locking, allocating), or an
+/// invalid layout, as `io::Error`s.
+pub fn create_table(path: &Path, records: u32) -> io::Result<(ShmTable, Publication)> {
+    let invalid =
+        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let (dir, file) = match (path.parent(), path.file_name().and_then(|f| f.to_str())) {
+        (Some(d), Some(f)) => (d, f),
+        _ => return Err(invalid(&format!("{}: not a file path", path.display()))),
     };
-    let layout = Layout::compute(&params)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let descs = descriptors();
-    let spec = TableSpec {
-        magic: VCPU_STATS_MAGIC,
-        layout,
-        descriptors: &descs,
-        generation: vstats_producer::shm::fresh_generation(),
-    };
-    ShmTable::create(path, &spec)
+    let plan = plan(records).map_err(|e| invalid(&e))?;
+    let mut publication =
+        Publication::create_dir(dir, PublishOptions::default()).map_err(|e| invalid(&e))?;
+    let table = publication.publish(file, &plan).map_err(|e| invalid(&e))?;
+    Ok((table, publication))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_describes_every_word_after_the_prefix() {
+        let p = plan(3).unwrap();
+        assert_eq!(p.layout.size, 8 + 8 * WORDS);
+        assert_eq!(p.layout.abi_size, 8);
+        assert_eq!(p.layout.nr_records, 3);
+        for (k, d) in (0..WORDS).zip(&p.descriptors) {
+            assert_eq!(d.offset, 8 + 8 * k);
+            assert_eq!(d.name_str(), Some(format!("word{k}").as_str()));
+        }
+    }
 
     #[test]
     fn the_consistency_check_can_fail() {

@@ -31,7 +31,8 @@ fn run() -> Result<(), String> {
         return Err("usage: vstats-pattern-producer PATH RECORDS run|hang|no-seq".into());
     };
     let records: u32 = records.parse().map_err(|e| format!("RECORDS: {e}"))?;
-    let mut shm = create_table(&PathBuf::from(path), records).map_err(|e| e.to_string())?;
+    let (mut shm, _publication) =
+        create_table(&PathBuf::from(path), records).map_err(|e| e.to_string())?;
     let (_, writers) = shm.split();
     let mut writers: Vec<_> = writers.collect();
     let mut updates = vec![0u64; writers.len()];
