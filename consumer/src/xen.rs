@@ -16,7 +16,8 @@
 //! A table is resource type 3 (`XENMEM_resource_stats_table`), id 0 for
 //! the vCPU table and id 1 for the domain table, mapped read-only
 //! (`PROT_READ`). How many 4 KiB frames: `xenforeignmemory_resource_size`
-//! when available; otherwise one frame, and if the table's header asks for
+//! when available (its answer checked for an errno in disguise and bounded
+//! by [`MAX_FRAMES`]); otherwise one frame, and if the table's header asks for
 //! more (its head or its records lie beyond the mapping) the mapping is
 //! replaced by one of the right size, at most three times. The mapping is
 //! handed to [`vstats_consumer::Table::from_owned`] with an owner that
@@ -27,9 +28,17 @@
 //! logger that discards messages: every failure is reported once, through
 //! `errno`, as one line.
 //!
-//! No Xen host was available when this was written: this module is tested
-//! against a stand-in library (`tests/standin/xenstandin.c`) that exports
-//! the same C symbols over files in a directory.
+//! Failures are classified by what the hypervisor and the privcmd driver
+//! mean by each `errno` (see [`Error`]), into variants a program can match
+//! on: [`Error::NotOffered`] is what a hypervisor without stats tables
+//! (stock Xen 4.17) answers.
+//!
+//! Tests: a stand-in library (`tests/standin/xenstandin.c`) exports the
+//! same C symbols over files in a directory and reproduces the real
+//! library's answers, tables included; and `tests/xen/` at the top of the
+//! workspace boots Debian's real Xen 4.17 under QEMU and runs the tool in
+//! its dom0, where the error paths meet the real hypervisor (a table
+//! itself needs a hypervisor that offers one).
 #![allow(unsafe_code)]
 
 use std::{
@@ -59,14 +68,63 @@ pub const XEN_FRAME_SIZE: u64 = 4096;
 /// Most frames mapped for one table: 1 GiB.
 pub const MAX_FRAMES: u64 = 1 << 18;
 
+/// Which of a domain's two stats tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// The vCPU table (resource id 0).
+    Vcpu,
+    /// The domain table (resource id 1).
+    Domain,
+}
+
+impl TableKind {
+    /// The table's resource id under `XENMEM_resource_stats_table`.
+    pub fn id(self) -> u32 {
+        match self {
+            TableKind::Vcpu => XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+            TableKind::Domain => XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+        }
+    }
+}
+
+impl std::fmt::Display for TableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TableKind::Vcpu => "vCPU",
+            TableKind::Domain => "domain",
+        })
+    }
+}
+
 /// Errors of the Xen backend.
+///
+/// Each failure of the hypervisor or the privcmd driver is classified by
+/// what its `errno` means there (Xen's `acquire_resource` in
+/// `xen/common/memory.c`, Linux's `IOCTL_PRIVCMD_MMAP_RESOURCE` in
+/// `drivers/xen/privcmd.c`):
+///
+/// | errno | where | variant |
+/// |---|---|---|
+/// | `ESRCH` | Xen: no domain with this id | [`Error::NoSuchDomain`] |
+/// | `EPERM` | Xen: the target is the caller's own domain, or the caller is neither the control domain nor the target's device model (privcmd: a descriptor restricted to another domain, never the case here) | [`Error::OwnDomain`] when this is the control domain, else [`Error::PermissionDenied`] |
+/// | `EACCES` | Xen: the caller is a translated (HVM/PVH) domain other than the hardware domain | [`Error::PermissionDenied`] |
+/// | `EOPNOTSUPP` | Xen: unknown resource type; libxenforeignmemory: privcmd lacks the ioctl | [`Error::NotOffered`] |
+/// | `ENOSYS` | Xen without `XENMEM_acquire_resource` | [`Error::NotOffered`] |
+/// | `ENOENT` | Xen: the type exists but not this id | [`Error::NotOffered`] |
+/// | `EINVAL` | Xen: from the size query, the resource has no frames for this domain (Xen 4.18 and later answer so for an unknown type); from a mapping, frames beyond the resource or a malformed request | [`Error::NotOffered`] for the size query (or a first one-frame probe when there is no size query), else [`Error::Map`] |
+/// | others | | [`Error::SizeQuery`], [`Error::Map`] |
+///
+/// Xen 4.17 answers the size query of an unknown resource type with success
+/// and `-EOPNOTSUPP` as the 32-bit frame count; the backend reads such a
+/// size as that errno.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The library could not be loaded.
+    /// The library does not exist (neither at the path given nor on the
+    /// loader's search path).
     #[error(
-        "Xen backend unavailable: cannot load {lib}: {reason} (not a Xen host, or the Xen \
-         tools are not installed)"
+        "Xen backend unavailable: {lib} not found (not a Xen host, or the Xen tools are not \
+         installed): {reason}"
     )]
     LibraryMissing {
         /// The library name or path.
@@ -74,8 +132,17 @@ pub enum Error {
         /// The loader's message.
         reason: String,
     },
+    /// The library exists but the loader refused it (not a shared library,
+    /// wrong architecture, missing dependencies).
+    #[error("Xen backend unavailable: {lib} exists but cannot be loaded: {reason}")]
+    LibraryUnloadable {
+        /// The library name or path.
+        lib: String,
+        /// The loader's message.
+        reason: String,
+    },
     /// The library lacks a symbol the backend needs.
-    #[error("{lib}: no symbol {symbol}: {reason}")]
+    #[error("{lib}: no symbol {symbol} (not the library the Xen backend needs): {reason}")]
     MissingSymbol {
         /// The library.
         lib: String,
@@ -85,7 +152,7 @@ pub enum Error {
         reason: String,
     },
     /// `xenforeignmemory_open` or `xs_open` failed.
-    #[error("cannot open the Xen {what} interface: {}", io_text(.io))]
+    #[error("cannot open the Xen {what} interface: {}", open_text(.what, .io))]
     Open {
         /// `"foreign-memory"` or `"xenstore"`.
         what: &'static str,
@@ -98,29 +165,56 @@ pub enum Error {
         /// The domain id.
         domid: u16,
     },
-    /// Mapping was refused (`EPERM`, `EACCES`).
-    #[error("domain {domid}: permission denied mapping its {what} stats table: {io} (run as root in dom0)")]
+    /// `EPERM` while this domain is the control domain: Xen lets the
+    /// control domain map any domain's resources except its own, so
+    /// `domid` is this domain (dom0 cannot map dom0's tables).
+    #[error(
+        "domain {domid}: this is the caller's own domain, and Xen does not map a domain's \
+         resources into the domain itself (EPERM): its {what} stats table cannot be read \
+         from here"
+    )]
+    OwnDomain {
+        /// The domain id.
+        domid: u16,
+        /// Which table.
+        what: TableKind,
+    },
+    /// Xen refused the mapping (`EPERM` outside the control domain,
+    /// `EACCES`).
+    #[error("domain {domid}: Xen refused to map its {what} stats table: {}", refusal_text(.io))]
     PermissionDenied {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// `errno`.
         io: io::Error,
     },
-    /// Xen does not offer this resource (`EOPNOTSUPP`, `EINVAL`, `ENOENT`):
-    /// a hypervisor without stats tables, or no domain table.
+    /// The hypervisor does not offer this resource (`EOPNOTSUPP`,
+    /// `ENOSYS`, `ENOENT`, `EINVAL` from the size query): a hypervisor
+    /// without stats tables, or a table this domain does not have.
     #[error(
-        "domain {domid}: Xen offers no {what} stats table \
-         (XENMEM_resource_stats_table id {id}): {io}"
+        "domain {domid}: the hypervisor does not offer the {what} stats table resource \
+         (XENMEM_resource_stats_table id {id}, {})",
+        errno_name(.io)
     )]
     NotOffered {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// The resource id.
         id: u32,
+        /// `errno`.
+        io: io::Error,
+    },
+    /// Any other failure of the size query.
+    #[error("domain {domid}: asking Xen the size of its {what} stats table failed: {io}")]
+    SizeQuery {
+        /// The domain id.
+        domid: u16,
+        /// Which table.
+        what: TableKind,
         /// `errno`.
         io: io::Error,
     },
@@ -129,8 +223,8 @@ pub enum Error {
     Map {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// Frames asked for.
         nr_frames: u64,
         /// `errno`.
@@ -141,8 +235,8 @@ pub enum Error {
     Invalid {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// The rule broken.
         error: vstats_abi::Error,
     },
@@ -151,20 +245,21 @@ pub enum Error {
     Table {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// The consumer's error.
         error: vstats_consumer::Error,
     },
-    /// The table claims more memory than the backend maps.
+    /// The table (its header, or the hypervisor's size query) claims more
+    /// memory than the backend maps.
     #[error(
         "domain {domid}: {what} stats table claims {need} bytes, more than {MAX_FRAMES} frames"
     )]
     TooLarge {
         /// The domain id.
         domid: u16,
-        /// `"vCPU"` or `"domain"`.
-        what: &'static str,
+        /// Which table.
+        what: TableKind,
         /// Bytes it asks for.
         need: u64,
     },
@@ -185,22 +280,65 @@ impl Error {
     }
 }
 
-fn io_text(io: &io::Error) -> String {
-    match io.kind() {
-        io::ErrorKind::PermissionDenied => format!("permission denied: {io} (run as root in dom0)"),
+/// The symbolic name of an errno the backend classifies, else its text.
+fn errno_name(io: &io::Error) -> String {
+    let name = match io.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
+        Some(libc::ENOSYS) => "ENOSYS",
+        Some(libc::ENOTTY) => "ENOTTY",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::ESRCH) => "ESRCH",
+        _ => return io.to_string(),
+    };
+    name.to_owned()
+}
+
+/// Why Xen refused a mapping, by errno.
+fn refusal_text(io: &io::Error) -> String {
+    match io.raw_os_error() {
+        Some(libc::EPERM) => "only the control domain or the domain's device model may map it \
+                              (EPERM)"
+            .to_owned(),
+        Some(libc::EACCES) => "Xen maps resources only into PV domains and the hardware domain \
+                               (EACCES)"
+            .to_owned(),
         _ => io.to_string(),
     }
+}
+
+/// Why an interface did not open, by errno; root is never told to run as
+/// root.
+fn open_text(what: &str, io: &io::Error) -> String {
+    match io.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) if what == "foreign-memory" => format!(
+            "{io}: no /dev/xen/privcmd (not running in a Xen domain, or the xen-privcmd module \
+             is not loaded)"
+        ),
+        Some(libc::ENOENT | libc::ECONNREFUSED) if what == "xenstore" => {
+            format!("{io}: xenstored is not running, or this is not a Xen domain")
+        }
+        Some(libc::EACCES | libc::EPERM) if !is_root() => format!("{io} (run as root in dom0)"),
+        _ => io.to_string(),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// `"vCPU"` or `"domain"` for a resource id.
-fn what(id: u32) -> &'static str {
+/// Which table a resource id names.
+fn what(id: u32) -> TableKind {
     if id == XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS {
-        "vCPU"
+        TableKind::Vcpu
     } else {
-        "domain"
+        TableKind::Domain
     }
 }
 
@@ -293,10 +431,24 @@ fn load(env: &str, default: &str) -> Result<(Library, String)> {
     // preconditions on the caller.
     match unsafe { Library::new(&name) } {
         Ok(lib) => Ok((lib, name)),
-        Err(e) => Err(Error::LibraryMissing {
-            lib: name,
-            reason: e.to_string(),
-        }),
+        Err(e) => {
+            let reason = e.to_string();
+            if library_exists(&name, &reason) {
+                Err(Error::LibraryUnloadable { lib: name, reason })
+            } else {
+                Err(Error::LibraryMissing { lib: name, reason })
+            }
+        }
+    }
+}
+
+/// Whether a library the loader refused exists: a path is looked up; for a
+/// bare name (searched on the loader's path) the loader's message tells.
+fn library_exists(name: &str, reason: &str) -> bool {
+    if name.contains('/') {
+        std::path::Path::new(name).exists()
+    } else {
+        !reason.contains("No such file or directory")
     }
 }
 
@@ -338,6 +490,9 @@ struct Handle {
     fmem: NonNull<c_void>,
     fns: Fns,
     lib: String,
+    /// Whether this domain is Xen's control domain (dom0), which decides
+    /// what `EPERM` means.
+    control_domain: bool,
     _lib: Library,
 }
 
@@ -405,7 +560,8 @@ impl Xen {
     ///
     /// # Errors
     ///
-    /// [`Error::LibraryMissing`], [`Error::MissingSymbol`], [`Error::Open`].
+    /// [`Error::LibraryMissing`], [`Error::LibraryUnloadable`],
+    /// [`Error::MissingSymbol`], [`Error::Open`].
     pub fn load() -> Result<Xen> {
         let (lib, name) = load(FOREIGNMEMORY_LIB_ENV, FOREIGNMEMORY_LIB)?;
         // SAFETY: the types are those of xenforeignmemory.h, and `lib`
@@ -440,6 +596,7 @@ impl Xen {
                     resource_size,
                 },
                 lib: name,
+                control_domain: is_control_domain(),
                 _lib: lib,
             }),
         })
@@ -455,28 +612,10 @@ impl Xen {
         self.handle.fns.resource_size.is_some()
     }
 
-    fn classify(domid: u16, id: u32, nr_frames: u64, io: io::Error, first: bool) -> Error {
-        let what = what(id);
-        match io.raw_os_error() {
-            Some(libc::ESRCH) => Error::NoSuchDomain { domid },
-            Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied { domid, what, io },
-            Some(libc::EOPNOTSUPP | libc::ENOENT | libc::EINVAL) if first => Error::NotOffered {
-                domid,
-                what,
-                id,
-                io,
-            },
-            _ => Error::Map {
-                domid,
-                what,
-                nr_frames,
-                io,
-            },
-        }
-    }
-
-    /// The resource's size in bytes, when the library can tell.
-    fn resource_size(&self, domid: u16, id: u32) -> Option<Result<u64>> {
+    /// The resource's size in frames, when the library can tell: the size
+    /// query, read as an errno when Xen 4.17 leaked one through it, and
+    /// bounded by [`MAX_FRAMES`].
+    fn resource_frames(&self, domid: u16, id: u32) -> Option<Result<u64>> {
         let f = self.handle.fns.resource_size?;
         let mut size = 0usize;
         // SAFETY: `f` is xenforeignmemory_resource_size of this handle's
@@ -491,16 +630,28 @@ impl Xen {
                 &mut size,
             )
         };
-        Some(if rc == 0 {
-            Ok(size as u64)
-        } else {
-            Err(Self::classify(
+        let fail = |io| {
+            classify(
                 domid,
                 id,
                 0,
-                io::Error::last_os_error(),
-                true,
-            ))
+                io,
+                Call::SizeQuery,
+                self.handle.control_domain,
+            )
+        };
+        if rc != 0 {
+            return Some(Err(fail(io::Error::last_os_error())));
+        }
+        let size = size as u64;
+        Some(match frames_of_size(size) {
+            Err(errno) => Err(fail(io::Error::from_raw_os_error(errno))),
+            Ok(frames) if frames > MAX_FRAMES => Err(Error::TooLarge {
+                domid,
+                what: what(id),
+                need: size,
+            }),
+            Ok(frames) => Ok(frames),
         })
     }
 
@@ -510,9 +661,17 @@ impl Xen {
         domid: u16,
         id: u32,
         nr_frames: u64,
-        first: bool,
+        call: Call,
     ) -> Result<(NonNull<u8>, usize, ResourceMapping)> {
-        let bad = |io| Self::classify(domid, id, nr_frames, io, first);
+        let control = self.handle.control_domain;
+        let bad = |io| classify(domid, id, nr_frames, io, call, control);
+        if nr_frames == 0 || nr_frames > MAX_FRAMES {
+            return Err(Error::TooLarge {
+                domid,
+                what: what(id),
+                need: nr_frames.saturating_mul(XEN_FRAME_SIZE),
+            });
+        }
         let n = c_ulong::try_from(nr_frames)
             .map_err(|_| bad(io::Error::from_raw_os_error(libc::EINVAL)))?;
         let len = usize::try_from(nr_frames * XEN_FRAME_SIZE)
@@ -554,9 +713,10 @@ impl Xen {
     ///
     /// # Errors
     ///
-    /// [`Error::NoSuchDomain`], [`Error::PermissionDenied`],
-    /// [`Error::NotOffered`], [`Error::Map`], [`Error::Invalid`] (the rule
-    /// broken), [`Error::TooLarge`], [`Error::Table`].
+    /// [`Error::NoSuchDomain`], [`Error::OwnDomain`],
+    /// [`Error::PermissionDenied`], [`Error::NotOffered`], [`Error::Map`],
+    /// [`Error::Invalid`] (the rule broken), [`Error::TooLarge`],
+    /// [`Error::Table`].
     pub fn map_table(&self, domid: u16, id: u32) -> Result<Table> {
         let what = what(id);
         let frames_for = |bytes: u64| {
@@ -571,15 +731,14 @@ impl Xen {
                 Ok(frames)
             }
         };
-        let mut frames = match self.resource_size(domid, id) {
-            Some(Ok(bytes)) => frames_for(bytes)?,
+        let (mut frames, mut call) = match self.resource_frames(domid, id) {
+            Some(Ok(frames)) => (frames, Call::Map),
             Some(Err(e)) => return Err(e),
-            None => 1,
+            None => (1, Call::Probe),
         };
-        let mut first = true;
         for _ in 0..4 {
-            let (ptr, len, owner) = self.map_frames(domid, id, frames, first)?;
-            first = false;
+            let (ptr, len, owner) = self.map_frames(domid, id, frames, call)?;
+            call = Call::Map;
             // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner`
             // keeps alive (it unmaps only when dropped: the promise of
             // `from_owned`), and this process never writes it.
@@ -624,13 +783,13 @@ impl Xen {
     pub fn map_raw(&self, domid: u16, id: u32) -> Result<vstats_consumer::mem::MemView<'static>> {
         let frames = match self.map_table(domid, id) {
             Ok(t) => t.info().mapped_len.div_ceil(XEN_FRAME_SIZE).max(1),
-            Err(Error::Invalid { .. }) => match self.resource_size(domid, id) {
-                Some(Ok(bytes)) => bytes.div_ceil(XEN_FRAME_SIZE).clamp(1, MAX_FRAMES),
+            Err(Error::Invalid { .. }) => match self.resource_frames(domid, id) {
+                Some(Ok(frames)) => frames,
                 _ => 1,
             },
             Err(e) => return Err(e),
         };
-        let (ptr, len, owner) = self.map_frames(domid, id, frames, false)?;
+        let (ptr, len, owner) = self.map_frames(domid, id, frames, Call::Map)?;
         // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner` keeps
         // alive until it is dropped, after the view's last access; this
         // process never writes it.
@@ -661,6 +820,83 @@ impl Xen {
         };
         Ok((vcpu, domain))
     }
+}
+
+/// Which call failed, for [`classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    /// `xenforeignmemory_resource_size`.
+    SizeQuery,
+    /// The first mapping, of one frame, when the library has no size
+    /// query: it stands in for one.
+    Probe,
+    /// A mapping of a size the resource reported.
+    Map,
+}
+
+/// The error for `io` from `call` on domain `domid`'s resource `id`, by
+/// what Xen and privcmd mean by its errno (the table on [`Error`]).
+/// `control_domain`: whether this domain is the control domain.
+fn classify(
+    domid: u16,
+    id: u32,
+    nr_frames: u64,
+    io: io::Error,
+    call: Call,
+    control_domain: bool,
+) -> Error {
+    let what = what(id);
+    match io.raw_os_error() {
+        Some(libc::ESRCH) => Error::NoSuchDomain { domid },
+        Some(libc::EPERM) if control_domain => Error::OwnDomain { domid, what },
+        Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied { domid, what, io },
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::ENOTTY | libc::ENOENT) => Error::NotOffered {
+            domid,
+            what,
+            id,
+            io,
+        },
+        Some(libc::EINVAL) if call != Call::Map => Error::NotOffered {
+            domid,
+            what,
+            id,
+            io,
+        },
+        _ if call == Call::SizeQuery => Error::SizeQuery { domid, what, io },
+        _ => Error::Map {
+            domid,
+            what,
+            nr_frames,
+            io,
+        },
+    }
+}
+
+/// The frames a size query's `size_t` reports, or the errno it carries.
+///
+/// libxenforeignmemory computes the size as the 32-bit frame count Xen
+/// returned shifted by 12. Xen 4.17 returns `-EOPNOTSUPP` as that count
+/// for a resource type it does not know, and the size query "succeeds"
+/// with 0xFFFFFFA1 frames; a count in -4095..=-1 as a signed 32-bit value
+/// (or sign-extended to 64 bits) is such an errno. Zero frames is what
+/// Xen itself refuses with `EINVAL`: no such resource.
+fn frames_of_size(size: u64) -> std::result::Result<u64, c_int> {
+    let count = size >> 12;
+    let low = count as u32 as i32;
+    let high = count >> 32;
+    if (-4095..=-1).contains(&low) && (high == 0 || high == (u64::MAX >> 12) >> 32) {
+        return Err(-low);
+    }
+    match size.div_ceil(XEN_FRAME_SIZE) {
+        0 => Err(libc::EINVAL),
+        frames => Ok(frames),
+    }
+}
+
+/// Whether this domain is Xen's control domain: its privcmd capabilities
+/// say `control_d`.
+fn is_control_domain() -> bool {
+    std::fs::read_to_string("/proc/xen/capabilities").is_ok_and(|s| s.contains("control_d"))
 }
 
 /// A domain as xenstore lists it.
@@ -814,5 +1050,117 @@ impl XenStore {
     /// The name of `domid`, when xenstore has it.
     pub fn name(&self, domid: u16) -> Option<String> {
         self.read(&format!("/local/domain/{domid}/name")).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_are_errnos() {
+        // What Xen 4.17 returns for an unknown type, through the library:
+        // (u32)-EOPNOTSUPP frames shifted by 12.
+        assert_eq!(frames_of_size(17_592_185_655_296), Err(libc::EOPNOTSUPP));
+        assert_eq!(
+            frames_of_size(u64::from(-libc::EINVAL as u32) << 12),
+            Err(libc::EINVAL)
+        );
+        // Sign-extended to 64 bits before the shift.
+        assert_eq!(
+            frames_of_size((-i64::from(libc::ESRCH) as u64) << 12),
+            Err(libc::ESRCH)
+        );
+        // -4096 frames is not an errno: a size, and an absurd one.
+        assert_eq!(frames_of_size(0xFFFF_F000_u64 << 12), Ok(0xFFFF_F000));
+        assert_eq!(frames_of_size(0), Err(libc::EINVAL));
+        assert_eq!(frames_of_size(1), Ok(1));
+        assert_eq!(frames_of_size(4096), Ok(1));
+        assert_eq!(frames_of_size(4097), Ok(2));
+        assert_eq!(frames_of_size(MAX_FRAMES << 12), Ok(MAX_FRAMES));
+    }
+
+    fn class(errno: c_int, call: Call, control: bool) -> Error {
+        classify(7, 0, 3, io::Error::from_raw_os_error(errno), call, control)
+    }
+
+    #[test]
+    fn errnos_are_classified_by_their_meaning_in_xen() {
+        for call in [Call::SizeQuery, Call::Probe, Call::Map] {
+            for control in [false, true] {
+                assert!(matches!(
+                    class(libc::ESRCH, call, control),
+                    Error::NoSuchDomain { domid: 7 }
+                ));
+                for errno in [libc::EOPNOTSUPP, libc::ENOSYS, libc::ENOTTY, libc::ENOENT] {
+                    assert!(matches!(
+                        class(errno, call, control),
+                        Error::NotOffered {
+                            domid: 7,
+                            what: TableKind::Vcpu,
+                            id: 0,
+                            ..
+                        }
+                    ));
+                }
+                assert!(matches!(
+                    class(libc::EACCES, call, control),
+                    Error::PermissionDenied { .. }
+                ));
+                let e = class(libc::ENOMEM, call, control);
+                if call == Call::SizeQuery {
+                    assert!(matches!(e, Error::SizeQuery { .. }), "{e}");
+                } else {
+                    assert!(matches!(e, Error::Map { nr_frames: 3, .. }), "{e}");
+                }
+            }
+            assert!(matches!(
+                class(libc::EPERM, call, true),
+                Error::OwnDomain { domid: 7, .. }
+            ));
+            assert!(matches!(
+                class(libc::EPERM, call, false),
+                Error::PermissionDenied { .. }
+            ));
+        }
+        // EINVAL: no frames from the size query (or the one-frame probe
+        // that stands in for it); a bad request from a sized mapping.
+        assert!(matches!(
+            class(libc::EINVAL, Call::SizeQuery, true),
+            Error::NotOffered { .. }
+        ));
+        assert!(matches!(
+            class(libc::EINVAL, Call::Probe, true),
+            Error::NotOffered { .. }
+        ));
+        assert!(matches!(
+            class(libc::EINVAL, Call::Map, true),
+            Error::Map { .. }
+        ));
+    }
+
+    #[test]
+    fn messages_are_one_clear_line() {
+        let m = class(libc::EOPNOTSUPP, Call::Map, true).to_string();
+        assert_eq!(
+            m,
+            "domain 7: the hypervisor does not offer the vCPU stats table resource \
+             (XENMEM_resource_stats_table id 0, EOPNOTSUPP)"
+        );
+        let m = class(libc::EPERM, Call::SizeQuery, true).to_string();
+        assert!(
+            m.starts_with("domain 7: this is the caller's own domain"),
+            "{m}"
+        );
+        for m in [
+            m,
+            class(libc::EPERM, Call::Map, false).to_string(),
+            class(libc::EACCES, Call::Map, false).to_string(),
+        ] {
+            assert!(!m.contains('\n') && !m.contains("run as root"), "{m}");
+        }
+        assert_eq!(TableKind::Domain.to_string(), "domain");
+        assert_eq!(TableKind::Domain.id(), 1);
+        assert_eq!(what(0), TableKind::Vcpu);
     }
 }

@@ -171,7 +171,7 @@ fn xen_library_missing() {
         &o,
         1,
         &[
-            "Xen backend unavailable: cannot load /nonexistent/libxenforeignmemory.so.1",
+            "Xen backend unavailable: /nonexistent/libxenforeignmemory.so.1 not found",
             "not a Xen host",
         ],
     );
@@ -214,12 +214,14 @@ fn permission_denied() {
         assert_error(&c.output().unwrap(), 1, &["permission denied"]);
     }
 
-    // The Xen path: the stand-in's open(2) of the resource fails (EACCES),
-    // as privcmd refuses an unprivileged caller.
+    // The Xen path: the stand-in's open(2) of its privcmd file fails
+    // (EACCES), as /dev/xen/privcmd (root only) refuses an unprivileged
+    // caller.
     let xen = s.join("xen");
     std::fs::create_dir_all(xen.join("3")).unwrap();
     std::fs::copy(&vcpu, xen.join("3/3-0")).unwrap();
-    std::fs::set_permissions(xen.join("3/3-0"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(xen.join("privcmd"), "").unwrap();
+    std::fs::set_permissions(xen.join("privcmd"), std::fs::Permissions::from_mode(0o000)).unwrap();
     let mut c = tool();
     c.args(["--domid", "3", "--count", "1"])
         .env("VSTATS_XENFOREIGNMEMORY_LIB", standin(true))
@@ -228,7 +230,10 @@ fn permission_denied() {
     assert_error(
         &c.output().unwrap(),
         1,
-        &["domain 3: permission denied mapping its vCPU stats table"],
+        &[
+            "cannot open the Xen foreign-memory interface: Permission denied",
+            "(run as root in dom0)",
+        ],
     );
     synth.remove().unwrap();
 }

@@ -695,7 +695,7 @@ fn list_tables_under_the_root() {
     let t = stdout(&o);
     assert!(t.lines().next().unwrap().starts_with("BACKEND"), "{t}");
     assert!(
-        t.contains("(Xen: Xen backend unavailable: cannot load /nonexistent.so"),
+        t.contains("(Xen: Xen backend unavailable: /nonexistent.so not found"),
         "{t}"
     );
     drop((a, b));

@@ -216,7 +216,10 @@ fn errors_of_the_xen_path() {
     assert_error(
         &o,
         1,
-        &["domain 4: Xen offers no vCPU stats table (XENMEM_resource_stats_table id 0)"],
+        &[
+            "domain 4: the hypervisor does not offer the vCPU stats table resource \
+             (XENMEM_resource_stats_table id 0, EOPNOTSUPP)",
+        ],
     );
     std::fs::create_dir(s.join("6")).unwrap();
     std::fs::write(s.join("6/3-0"), vec![0u8; 4096]).unwrap();
@@ -277,7 +280,7 @@ fn list_and_schema_through_xen() {
     assert!(l[1]["error"]
         .as_str()
         .unwrap()
-        .contains("Xen offers no vCPU stats table"));
+        .contains("the hypervisor does not offer the vCPU stats table resource"));
     let o = xen_tool(s.path(), true)
         .args(["schema", "--domid", "12"])
         .output()
@@ -290,4 +293,204 @@ fn list_and_schema_through_xen() {
         "{t}"
     );
     drop((a, b));
+}
+
+/// What the real libxenforeignmemory answers on a hypervisor without stats
+/// tables (Xen 4.17: the size query "succeeds" with -EOPNOTSUPP as its
+/// frame count; Xen 4.18 and later: EINVAL; mapping: EOPNOTSUPP), and on
+/// a library without the size query: every command says, in one line, that
+/// the hypervisor does not offer the table. No size, no advice.
+#[test]
+fn a_hypervisor_without_stats_tables() {
+    let s = Scratch::new("xen-none");
+    std::fs::create_dir(s.join("1")).unwrap();
+    std::fs::write(s.join("1/name"), "plain\n").unwrap();
+    for (with_size, xen, errno) in [
+        (true, "4.17", "EOPNOTSUPP"),
+        (true, "4.18", "EINVAL"),
+        (false, "4.17", "EOPNOTSUPP"),
+    ] {
+        for args in [
+            &["sample", "--domid", "1", "--count", "1"][..],
+            &["check", "--domid", "1"],
+            &["schema", "--domid", "1"],
+        ] {
+            let o = xen_tool(s.path(), with_size)
+                .args(args)
+                .env("VSTATS_XEN_STANDIN_XEN", xen)
+                .output()
+                .unwrap();
+            let line = assert_error(
+                &o,
+                1,
+                &[
+                    "domain 1: the hypervisor does not offer the vCPU stats table resource",
+                    errno,
+                ],
+            );
+            for bad in ["bytes", "frames", "run as root"] {
+                assert!(!line.contains(bad), "{args:?} {xen}: {line}");
+            }
+        }
+        let o = xen_tool(s.path(), with_size)
+            .args(["list", "--format", "json"])
+            .env("VSTATS_XEN_STANDIN_XEN", xen)
+            .env("VSTATS_ROOT", s.join("no-root"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let l = json_lines(&o);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0]["name"], "plain");
+        assert!(
+            l[0]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("domain 1: the hypervisor does not offer the vCPU stats table"),
+            "{}",
+            l[0]
+        );
+    }
+}
+
+/// Refusals, by errno, as Xen and privcmd mean them.
+#[test]
+fn refusals_are_told_apart() {
+    let s = Scratch::new("xen-refuse");
+    let one = |domid: &str, with_size: bool| {
+        xen_tool(s.path(), with_size)
+            .args(["--domid", domid, "--count", "1"])
+            .output()
+            .unwrap()
+    };
+    // The caller's own domain (Xen refuses it with EPERM): this host is
+    // not Xen's control domain, so EPERM means it is not privileged.
+    std::fs::create_dir(s.join("0")).unwrap();
+    std::fs::write(s.join("0/self"), "").unwrap();
+    let line = assert_error(
+        &one("0", true),
+        1,
+        &[
+            "domain 0: Xen refused to map its vCPU stats table: only the control domain or \
+             the domain's device model may map it (EPERM)",
+        ],
+    );
+    assert!(!line.contains("run as root"), "{line}");
+    let cases = [
+        (
+            "13",
+            "Xen refused to map its vCPU stats table: Xen maps resources only into PV \
+             domains and the hardware domain (EACCES)",
+        ),
+        (
+            "2",
+            "the hypervisor does not offer the vCPU stats table resource \
+             (XENMEM_resource_stats_table id 0, ENOENT)",
+        ),
+        (
+            "38",
+            "the hypervisor does not offer the vCPU stats table resource \
+             (XENMEM_resource_stats_table id 0, ENOSYS)",
+        ),
+        (
+            "22",
+            "the hypervisor does not offer the vCPU stats table resource \
+             (XENMEM_resource_stats_table id 0, EINVAL)",
+        ),
+        ("3", "no such domain"),
+        (
+            "12",
+            "asking Xen the size of its vCPU stats table failed: Cannot allocate memory",
+        ),
+    ];
+    for (i, (errno, want)) in cases.iter().enumerate() {
+        let d = format!("{}", 10 + i);
+        std::fs::create_dir(s.join(&d)).unwrap();
+        std::fs::write(s.join(&d).join("errno"), errno).unwrap();
+        assert_error(&one(&d, true), 1, &[&format!("domain {d}: {want}")]);
+    }
+    // Without the size query, the one-frame probe stands in for it: EINVAL
+    // there is no table either; other errnos fail the mapping.
+    assert_error(
+        &one("13", false),
+        1,
+        &["domain 13: the hypervisor does not offer the vCPU stats table resource"],
+    );
+    assert_error(
+        &one("15", false),
+        1,
+        &["domain 15: mapping 1 frames of its vCPU stats table failed: Cannot allocate memory"],
+    );
+}
+
+/// Sizes are bounded before they are trusted: an empty resource is none;
+/// a huge one is refused before anything is mapped.
+#[test]
+fn sizes_are_bounded() {
+    let s = Scratch::new("xen-size");
+    std::fs::create_dir(s.join("2")).unwrap();
+    std::fs::write(s.join("2/3-0"), "").unwrap();
+    assert_error(
+        &xen_tool(s.path(), true)
+            .args(["--domid", "2", "--count", "1"])
+            .output()
+            .unwrap(),
+        1,
+        &[
+            "domain 2: the hypervisor does not offer the vCPU stats table resource",
+            "EINVAL",
+        ],
+    );
+    std::fs::create_dir(s.join("5")).unwrap();
+    let f = std::fs::File::create(s.join("5/3-0")).unwrap();
+    f.set_len(2 << 30).unwrap();
+    assert_error(
+        &xen_tool(s.path(), true)
+            .args(["--domid", "5", "--count", "1"])
+            .output()
+            .unwrap(),
+        1,
+        &["domain 5: vCPU stats table claims 2147483648 bytes, more than 262144 frames"],
+    );
+    assert!(
+        !log(s.path()).iter().any(|l| l.starts_with("map domid=5")),
+        "nothing mapped: {:?}",
+        log(s.path())
+    );
+}
+
+/// A library that is missing, one that exists but does not load, and one
+/// without the symbols, each with its own message.
+#[test]
+fn libraries_that_do_not_serve() {
+    let s = Scratch::new("xen-lib");
+    let with = |lib: &str| {
+        tool()
+            .args(["--domid", "1", "--count", "1"])
+            .env("VSTATS_XENFOREIGNMEMORY_LIB", lib)
+            .output()
+            .unwrap()
+    };
+    assert_error(
+        &with("libvstats-no-such-library.so.1"),
+        1,
+        &["Xen backend unavailable: libvstats-no-such-library.so.1 not found (not a Xen host"],
+    );
+    let junk = s.join("libjunk.so");
+    std::fs::write(&junk, "not a library").unwrap();
+    let line = assert_error(
+        &with(junk.to_str().unwrap()),
+        1,
+        &[&format!(
+            "Xen backend unavailable: {} exists but cannot be loaded",
+            junk.display()
+        )],
+    );
+    assert!(!line.contains("not a Xen host"), "{line}");
+    let libc_path = "libc.so.6";
+    assert_error(
+        &with(libc_path),
+        1,
+        &["libc.so.6: no symbol xenforeignmemory_open (not the library the Xen backend needs)"],
+    );
 }

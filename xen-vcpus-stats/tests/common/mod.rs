@@ -57,6 +57,7 @@ pub fn tool() -> Command {
         "VSTATS_XENSTORE_LIB",
         "VSTATS_XEN_STANDIN_DIR",
         "VSTATS_XEN_STANDIN_LOG",
+        "VSTATS_XEN_STANDIN_XEN",
     ] {
         c.env_remove(v);
     }

@@ -5,17 +5,39 @@
  * serves files instead of Xen resources, because no Xen host is available
  * to test on.
  *
+ *   $VSTATS_XEN_STANDIN_DIR/privcmd             when present, opened O_RDWR by
+ *                                               xenforeignmemory_open, as
+ *                                               the real one opens
+ *                                               /dev/xen/privcmd (root only)
  *   $VSTATS_XEN_STANDIN_DIR/<domid>/            a domain (absent: ESRCH)
  *   $VSTATS_XEN_STANDIN_DIR/<domid>/<type>-<id> resource <type>, <id>
- *                                               (absent: EOPNOTSUPP)
+ *                                               (absent: a type this
+ *                                               hypervisor does not know)
  *   $VSTATS_XEN_STANDIN_DIR/<domid>/name        its xenstore name
+ *   $VSTATS_XEN_STANDIN_DIR/<domid>/self        present: the caller's own
+ *                                               domain (EPERM, as Xen
+ *                                               refuses a domain its own
+ *                                               resources)
+ *   $VSTATS_XEN_STANDIN_DIR/<domid>/errno       a number: every size query
+ *                                               and mapping of the domain
+ *                                               fails with that errno
+ *
+ * The answers follow Xen 4.17's acquire_resource (xen/common/memory.c),
+ * Linux's privcmd and libxenforeignmemory 4.17:
+ * - mapping a resource of an unknown type: EOPNOTSUPP;
+ * - the size query of an unknown type succeeds and reports
+ *   (uint32_t)-EOPNOTSUPP frames, shifted by 12 into a size_t, as Xen
+ *   4.17 does (its resource_max_frames returns -EOPNOTSUPP as an unsigned
+ *   frame count); with VSTATS_XEN_STANDIN_XEN=4.18 it fails with EINVAL
+ *   instead, as Xen 4.18 and later do (zero frames);
+ * - a resource of zero frames: the size query fails with EINVAL;
+ * - frames beyond the resource: EINVAL.
  *
  * xenforeignmemory_map_resource() mmaps the file with the caller's prot
- * (MAP_SHARED), like privcmd maps the frames; frames beyond the file are
- * EINVAL, as Xen refuses frames beyond a resource. Every call is appended
- * to $VSTATS_XEN_STANDIN_LOG when set, so tests can check that mappings
- * are read-only and undone. Built with -DSTANDIN_NO_RESOURCE_SIZE it
- * lacks xenforeignmemory_resource_size (Xen before 4.15).
+ * (MAP_SHARED), like privcmd maps the frames. Every call is appended to
+ * $VSTATS_XEN_STANDIN_LOG when set, so tests can check that mappings are
+ * read-only and undone. Built with -DSTANDIN_NO_RESOURCE_SIZE it lacks
+ * xenforeignmemory_resource_size (Xen before 4.15).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -82,6 +104,22 @@ static int path_of(char *buf, size_t n, uint16_t domid, const char *rest)
         errno = ESRCH;
         return -1;
     }
+    /* Refusals that Xen makes before it looks at the resource. */
+    snprintf(buf, n, "%s/%u/self", d, (unsigned)domid);
+    if (stat(buf, &st) == 0) {
+        errno = EPERM;
+        return -1;
+    }
+    snprintf(buf, n, "%s/%u/errno", d, (unsigned)domid);
+    FILE *f = fopen(buf, "r");
+    if (f) {
+        int e = 0;
+        if (fscanf(f, "%d", &e) != 1 || e <= 0)
+            e = EIO;
+        fclose(f);
+        errno = e;
+        return -1;
+    }
     snprintf(buf, n, "%s/%u/%s", d, (unsigned)domid, rest);
     return 0;
 }
@@ -93,6 +131,15 @@ xenforeignmemory_handle *xenforeignmemory_open(void *logger, unsigned open_flags
         /* As on a host without /dev/xen/privcmd. */
         errno = ENOENT;
         return NULL;
+    }
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/privcmd", dir());
+    if (stat(path, &st) == 0) {
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return NULL;
+        close(fd);
     }
     xenforeignmemory_handle *h = calloc(1, sizeof(*h));
     if (h)
@@ -179,8 +226,19 @@ int xenforeignmemory_resource_size(xenforeignmemory_handle *fmem, uint16_t domid
     if (path_of(path, sizeof(path), domid, name) != 0)
         return -1;
     if (stat(path, &st) != 0) {
-        if (errno == ENOENT)
-            errno = EOPNOTSUPP;
+        if (errno != ENOENT)
+            return -1;
+        const char *xen = getenv("VSTATS_XEN_STANDIN_XEN");
+        if (xen && strcmp(xen, "4.17") != 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        /* Xen 4.17: "success", with -EOPNOTSUPP as the 32-bit frame count. */
+        *size = (size_t)(uint32_t)-EOPNOTSUPP << 12;
+        return 0;
+    }
+    if (st.st_size == 0) {
+        errno = EINVAL;
         return -1;
     }
     *size = ((size_t)st.st_size + FRAME - 1) & ~(FRAME - 1);
