@@ -58,8 +58,8 @@ pub enum Error {
     /// The Xen backend failed (an invalid table with the rule's summary).
     #[error("{error}{}", xen_rule(.error))]
     Xen {
-        /// The backend's error.
-        #[from]
+        /// The backend's error, shown in this error's message (so not
+        /// also its `source`, which would print it twice in a chain).
         error: xen::Error,
     },
     /// The command line is incomplete in a way clap cannot tell.
@@ -162,6 +162,12 @@ impl Error {
             Error::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
+    }
+}
+
+impl From<xen::Error> for Error {
+    fn from(error: xen::Error) -> Error {
+        Error::Xen { error }
     }
 }
 

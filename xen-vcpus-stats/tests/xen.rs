@@ -331,6 +331,11 @@ fn a_hypervisor_without_stats_tables() {
             for bad in ["bytes", "frames", "run as root"] {
                 assert!(!line.contains(bad), "{args:?} {xen}: {line}");
             }
+            assert_eq!(
+                line.matches("does not offer").count(),
+                1,
+                "said once, not repeated by an error chain: {line}"
+            );
         }
         let o = xen_tool(s.path(), with_size)
             .args(["list", "--format", "json"])
