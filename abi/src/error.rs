@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use crate::Rule;
+
 /// A rule of `docs/abi.md` that a table, a layout request or a descriptor
 /// breaks. The rule number in `docs/abi.md` is given by [`Error::rule`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,36 +226,36 @@ pub enum Error {
 }
 
 impl Error {
-    /// The number of the rule in `docs/abi.md` this error reports.
-    pub const fn rule(&self) -> &'static str {
+    /// The rule of `docs/abi.md` this error reports.
+    pub const fn rule(&self) -> Rule {
         match self {
-            Error::MappingTooShort { .. } => "R1",
-            Error::BadMagic { .. } => "R2",
-            Error::OffsetBelowHeader { .. } => "R3",
-            Error::SizeBelowSeq { .. } | Error::SizeNotMultipleOf8 { .. } => "R4",
-            Error::StrideBelowSize { .. } => "R5",
-            Error::Misaligned { .. } => "R6",
-            Error::Overflow { .. } | Error::MappingTooSmall { .. } => "R7",
-            Error::RecordStraddlesPage { .. } => "R8",
-            Error::BadExtHeader { .. } | Error::HeadTruncated { .. } => "R9",
-            Error::DescTableOutOfBounds { .. } => "R10",
+            Error::MappingTooShort { .. } => Rule::R1,
+            Error::BadMagic { .. } => Rule::R2,
+            Error::OffsetBelowHeader { .. } => Rule::R3,
+            Error::SizeBelowSeq { .. } | Error::SizeNotMultipleOf8 { .. } => Rule::R4,
+            Error::StrideBelowSize { .. } => Rule::R5,
+            Error::Misaligned { .. } => Rule::R6,
+            Error::Overflow { .. } | Error::MappingTooSmall { .. } => Rule::R7,
+            Error::RecordStraddlesPage { .. } => Rule::R8,
+            Error::BadExtHeader { .. } | Error::HeadTruncated { .. } => Rule::R9,
+            Error::DescTableOutOfBounds { .. } => Rule::R10,
             Error::DescNameUnterminated { .. }
             | Error::DescNameEmpty { .. }
             | Error::DescNameInvalid { .. }
             | Error::DescNameNotPadded { .. }
-            | Error::DescNameDuplicate { .. } => "R11",
+            | Error::DescNameDuplicate { .. } => Rule::R11,
             Error::DescUnknownKind { .. }
             | Error::DescUnknownUnit { .. }
             | Error::DescUnknownBase { .. }
             | Error::DescBadExponent { .. }
             | Error::DescBadCount { .. }
-            | Error::DescBadBucketSize { .. } => "R12",
+            | Error::DescBadBucketSize { .. } => Rule::R12,
             Error::DescOffsetMisaligned { .. }
             | Error::DescOutsideRecord { .. }
             | Error::DescOverlap { .. }
-            | Error::DescStdMismatch { .. } => "R13",
-            Error::DomainRecordCount { .. } => "R18",
-            Error::BadLayoutParam { .. } => "L1",
+            | Error::DescStdMismatch { .. } => Rule::R13,
+            Error::DomainRecordCount { .. } => Rule::R18,
+            Error::BadLayoutParam { .. } => Rule::L1,
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::{rules, xen};
+use vstats_abi::Rule;
+
+use crate::xen;
 
 /// Exit code of a successful run (also after Ctrl-C ends an unbounded
 /// sampling run).
@@ -45,12 +47,12 @@ pub enum Error {
         dir: PathBuf,
     },
     /// A table breaks a rule of the ABI.
-    #[error("{error} [{}]", rules::describe(.rule))]
+    #[error("{error} [rule {rule}: {}]", .rule.title())]
     InvalidTable {
         /// The consumer's error (path, rule, values).
         error: vstats_consumer::Error,
-        /// The rule number, e.g. `"R2"`.
-        rule: &'static str,
+        /// The rule broken.
+        rule: Rule,
     },
     /// Any other error of the consumer (I/O, permission denied, limits).
     #[error(transparent)]

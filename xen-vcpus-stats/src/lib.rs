@@ -58,7 +58,6 @@ pub mod filter;
 pub mod list;
 pub mod output;
 pub mod produce;
-pub mod rules;
 pub mod sample;
 pub mod schema;
 pub mod synth;

@@ -46,8 +46,6 @@ use vstats_abi::header::{
 };
 use vstats_consumer::Table;
 
-use crate::rules;
-
 /// The foreign-memory library's file name.
 pub const FOREIGNMEMORY_LIB: &str = "libxenforeignmemory.so.1";
 /// Environment variable naming another foreign-memory library (tests).
@@ -139,7 +137,7 @@ pub enum Error {
         io: io::Error,
     },
     /// The mapped table breaks a rule of the ABI.
-    #[error("domain {domid}: {what} stats table: not a valid stats table: {error} [{}]", rules::describe(.error.rule()))]
+    #[error("domain {domid}: {what} stats table: not a valid stats table: {error} [rule {}: {}]", .error.rule(), .error.rule().title())]
     Invalid {
         /// The domain id.
         domid: u16,

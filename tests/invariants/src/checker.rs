@@ -16,14 +16,14 @@ use std::{
 use vstats_abi::{
     header::EXT_HEADER_OFFSET,
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
-    Error as AbiError, Kind, TableInfo,
+    Error as AbiError, Kind, Rule, TableInfo,
 };
 use vstats_consumer::{RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
 
 use crate::{
+    plan::{When, PLAN, VALIDATE_ORDER},
     raw::{FileId, RawView},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
-    rules::{When, RULES, VALIDATE_ORDER},
     statics::{
         copy_and_validate, descriptor_errors, for_each_outside, head_field, load_outside, marker,
         standard_field_errors, Outside,
@@ -201,7 +201,7 @@ struct Change {
 struct Mono {
     word: usize,
     name: String,
-    rule: &'static str,
+    rule: Rule,
 }
 
 /// One attachment: a validated table and everything remembered about it.
@@ -230,7 +230,7 @@ struct Live {
     /// Names of the counter words, by index.
     word_names: Vec<String>,
     /// (rule, record or u32::MAX, offset) already reported.
-    reported: HashSet<(&'static str, u32, u64)>,
+    reported: HashSet<(Rule, u32, u64)>,
     samples: u64,
 }
 
@@ -342,14 +342,14 @@ impl Checker {
             .get(48..56)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes);
-        let desc_rules = ["R11", "R12", "R13"];
+        let desc_rules = [Rule::R11, Rule::R12, Rule::R13];
         let errors = if desc_rules.contains(&rule) {
             // validate interleaves R11-R13 per descriptor: check each.
             for id in VALIDATE_ORDER
                 .iter()
                 .take_while(|id| !desc_rules.contains(id))
             {
-                self.book.pass(id);
+                self.book.pass(*id);
             }
             for id in desc_rules {
                 self.book.pass(id);
@@ -364,12 +364,12 @@ impl Checker {
             let k = VALIDATE_ORDER.iter().position(|id| *id == rule);
             for (j, id) in VALIDATE_ORDER.iter().enumerate() {
                 let before = k.is_some_and(|k| j < k);
-                let unchecked_by_early_r7 = rule == "R7" && matches!(*id, "R9" | "R10");
+                let unchecked_by_early_r7 = rule == Rule::R7 && matches!(*id, Rule::R9 | Rule::R10);
                 if before && !unchecked_by_early_r7 {
-                    self.book.pass(id);
+                    self.book.pass(*id);
                 } else if *id != rule {
                     self.book
-                        .skip(id, format!("not checked: validation stopped at {rule}"));
+                        .skip(*id, format!("not checked: validation stopped at {rule}"));
                 }
             }
             vec![(rule, e.to_string())]
@@ -379,8 +379,8 @@ impl Checker {
             self.book.fail(id, ev);
         }
         let why = format!("not checked: the table is invalid ({rule})");
-        for r in RULES.iter().filter(|r| r.when != When::NotObservable) {
-            self.book.skip(r.id, why.clone());
+        for c in PLAN.iter().filter(|c| c.when != When::NotObservable) {
+            self.book.skip(c.rule, why.clone());
         }
         self.event(format!("table invalid, not sampled: {e}"));
     }
@@ -411,12 +411,12 @@ impl Checker {
                          the generation of an earlier table under the same name"
                     ),
                 );
-                self.book.fail("D8", ev);
+                self.book.fail(Rule::D8, ev);
             } else if has_ext {
-                self.book.pass("D8");
+                self.book.pass(Rule::D8);
             } else {
                 self.book.skip(
-                    "D8",
+                    Rule::D8,
                     "the restarted table has no extension header (no generation)",
                 );
             }
@@ -431,7 +431,7 @@ impl Checker {
             sample: self.samples,
         });
         for id in VALIDATE_ORDER {
-            self.book.pass(id);
+            self.book.pass(*id);
         }
         // R18, for a validator that predates it.
         if !info.is_vcpu() && info.nr_records != 1 {
@@ -445,7 +445,7 @@ impl Checker {
                     info.nr_records
                 ),
             );
-            self.book.fail("R18", ev);
+            self.book.fail(Rule::R18, ev);
         }
         // P1: reserved bytes of the head are zero.
         match vstats_abi::validate::first_nonzero_reserved(&head, &info) {
@@ -458,14 +458,14 @@ impl Checker {
                     Some(off.into()),
                     format!("reserved byte is {v:#04x}, not 0"),
                 );
-                self.book.fail("P1", ev);
+                self.book.fail(Rule::P1, ev);
             }
-            None => self.book.pass("P1"),
+            None => self.book.pass(Rule::P1),
         }
         // R17: standard fields keep their meaning.
         let std_errors = standard_field_errors(&head, &info);
         if std_errors.is_empty() {
-            self.book.pass("R17");
+            self.book.pass(Rule::R17);
         }
         for (i, what) in std_errors {
             let ev = self.evidence(
@@ -475,10 +475,11 @@ impl Checker {
                 None,
                 what,
             );
-            self.book.fail("R17", ev);
+            self.book.fail(Rule::R17, ev);
         }
         if !info.is_vcpu() {
-            self.book.skip("R16", "a domain table has no vCPU slots");
+            self.book
+                .skip(Rule::R16, "a domain table has no vCPU slots");
         }
         // P4, and the baseline of D7.
         let mut outside_base = Vec::new();
@@ -494,7 +495,7 @@ impl Checker {
                     outside_base.push(v);
                 });
                 if bad.is_empty() {
-                    self.book.pass("P4");
+                    self.book.pass(Rule::P4);
                 }
                 for (off, kind, v) in bad {
                     let ev = self.evidence(
@@ -504,13 +505,13 @@ impl Checker {
                         Some(off),
                         format!("holds {v:#x}, not the inactive marker (all ones)"),
                     );
-                    self.book.fail("P4", ev);
+                    self.book.fail(Rule::P4, ev);
                 }
             }
             None => {
                 let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
                            outside the head and the records (attach with Target::Memory)";
-                for id in ["P4", "D7", "P9"] {
+                for id in [Rule::P4, Rule::D7, Rule::P9] {
                     self.book.skip(id, why);
                 }
             }
@@ -521,8 +522,8 @@ impl Checker {
             .filter(|c| !c.is_histogram())
             .filter_map(|c| {
                 let rule = match c.kind() {
-                    Kind::CUMULATIVE => "D3",
-                    Kind::PEAK => "D4",
+                    Kind::CUMULATIVE => Rule::D3,
+                    Kind::PEAK => Rule::D4,
                     _ => return None,
                 };
                 Some(Mono {
@@ -678,7 +679,7 @@ impl Checker {
         let now = self.now_s();
         let vcpu = live.info.is_vcpu();
         let running_known = live.info.has_std_field(RECORD_PREFIX);
-        let mut fails: Vec<(&'static str, Evidence)> = Vec::new();
+        let mut fails: Vec<(Rule, Evidence)> = Vec::new();
         let g = live.generation;
         for rec in live.snap.records() {
             let i = rec.index();
@@ -693,7 +694,7 @@ impl Checker {
                 if let Some(prev) = live.last_seq[iu] {
                     if seq.wrapping_sub(prev) > i32::MAX as u32 {
                         fails.push((
-                            "D1",
+                            Rule::D1,
                             self.evidence(
                                 g,
                                 Some(i),
@@ -731,7 +732,7 @@ impl Checker {
                     if !run.reported && run.samples >= self.opts.odd_min_samples && long {
                         run.reported = true;
                         fails.push((
-                            "D2",
+                            Rule::D2,
                             self.evidence(
                                 g,
                                 Some(i),
@@ -765,7 +766,7 @@ impl Checker {
                                 .position(|(a, b)| a != b)
                                 .unwrap_or(0);
                             fails.push((
-                                "D1",
+                                Rule::D1,
                                 self.evidence(
                                     g,
                                     Some(i),
@@ -790,10 +791,10 @@ impl Checker {
                     for (k, &w) in words.iter().enumerate() {
                         if w & INACTIVE_BIT != 0
                             && w != INACTIVE
-                            && live.reported.insert(("D5", i, k as u64))
+                            && live.reported.insert((Rule::D5, i, k as u64))
                         {
                             fails.push((
-                                "D5",
+                                Rule::D5,
                                 self.evidence(
                                     g,
                                     Some(i),
@@ -841,9 +842,9 @@ impl Checker {
                     if vcpu && running_known {
                         let used = words.iter().any(|&w| is_active(w));
                         let running = words.first().is_some_and(|&w| is_active(w));
-                        if used && !running && live.reported.insert(("R16", i, 0)) {
+                        if used && !running && live.reported.insert((Rule::R16, i, 0)) {
                             fails.push((
-                                "R16",
+                                Rule::R16,
                                 self.evidence(
                                     g,
                                     Some(i),
@@ -860,14 +861,14 @@ impl Checker {
                 _ => live.odd[iu] = None,
             }
         }
-        for id in ["D1", "D2", "D3", "D4", "D5"] {
+        for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5] {
             self.book.pass(id);
         }
         if vcpu && running_known {
-            self.book.pass("R16");
+            self.book.pass(Rule::R16);
         } else if vcpu {
             self.book.skip(
-                "R16",
+                Rule::R16,
                 "the table's abi_size does not reach runstate_running_time",
             );
         }
@@ -881,7 +882,7 @@ impl Checker {
     fn check_raw(&mut self, live: &mut Live) {
         let Some(raw) = live.raw.clone() else {
             // Without a raw view: the header and extension header only.
-            if live.table.is_stale() && live.reported.insert(("D6", u32::MAX, 0)) {
+            if live.table.is_stale() && live.reported.insert((Rule::D6, u32::MAX, 0)) {
                 let ev = self.evidence(
                     live.generation,
                     None,
@@ -889,9 +890,9 @@ impl Checker {
                     None,
                     "changed since validation (vstats_consumer::Table::is_stale)".into(),
                 );
-                self.book.fail("D6", ev);
+                self.book.fail(Rule::D6, ev);
             }
-            self.book.pass("D6");
+            self.book.pass(Rule::D6);
             return;
         };
         let now = self.now_s();
@@ -899,7 +900,7 @@ impl Checker {
             let off = 4 * k as u64;
             let base = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             let Some(v) = raw.load_u32(off) else { break };
-            if v != base && live.reported.insert(("D6", u32::MAX, off)) {
+            if v != base && live.reported.insert((Rule::D6, u32::MAX, off)) {
                 let ev = self.evidence(
                     live.generation,
                     None,
@@ -907,10 +908,10 @@ impl Checker {
                     Some(off),
                     format!("changed after publication: {base:#010x} -> {v:#010x}"),
                 );
-                self.book.fail("D6", ev);
+                self.book.fail(Rule::D6, ev);
             }
         }
-        self.book.pass("D6");
+        self.book.pass(Rule::D6);
         let len = raw.len() as u64;
         let mut k = 0;
         let (base, changed, samples) = (&live.outside_base, &mut live.changed, self.samples);
@@ -929,8 +930,8 @@ impl Checker {
             }
             k += 1;
         });
-        self.book.pass("D7");
-        self.book.pass("P9");
+        self.book.pass(Rule::D7);
+        self.book.pass(Rule::P9);
     }
 
     /// Ends the current attachment: attributes the changes outside the
@@ -970,7 +971,7 @@ impl Checker {
                     c.new
                 ),
             };
-            self.book.fail("P9", ev);
+            self.book.fail(Rule::P9, ev);
         }
         for (&off, c) in &live.changed {
             let in_phantom = phantoms.iter().any(|&(_, at)| off >= at && off < at + size);
@@ -986,7 +987,7 @@ impl Checker {
                 offset: Some(off),
                 detail: format!("changed after publication: {:#x} -> {:#x}", c.old, c.new),
             };
-            self.book.fail("D7", ev);
+            self.book.fail(Rule::D7, ev);
         }
     }
 
@@ -995,10 +996,10 @@ impl Checker {
         self.settle();
         if self.attachments.len() < 2 {
             self.book
-                .skip("D8", "the producer did not restart during the check");
+                .skip(Rule::D8, "the producer did not restart during the check");
         }
-        for r in RULES.iter().filter(|r| r.when == When::Dynamic) {
-            self.book.skip(r.id, "no sample was taken");
+        for c in PLAN.iter().filter(|c| c.when == When::Dynamic) {
+            self.book.skip(c.rule, "no sample was taken");
         }
         TableReport {
             duration_s: self.now_s(),

@@ -59,10 +59,10 @@
 pub mod checker;
 pub mod compat;
 pub mod fault;
+pub mod plan;
 #[allow(unsafe_code)]
 pub mod raw;
 pub mod report;
-pub mod rules;
 mod statics;
 
 pub use checker::{run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};

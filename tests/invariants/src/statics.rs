@@ -4,8 +4,8 @@
 use vstats_abi::{
     desc::Descriptor,
     header::{ExtHeader, EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
-    record::{DOMAIN_STD_DESCRIPTORS, INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
-    Error, TableInfo, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    record::{INACTIVE, PAD_INACTIVE},
+    Error, Rule, TableInfo, TableKind,
 };
 use zerocopy::FromBytes;
 
@@ -112,7 +112,7 @@ pub(crate) fn copy_and_validate(raw: &RawView) -> (Vec<u8>, Result<TableInfo, Er
 /// Every descriptor-rule violation (R11 to R13) of a table whose header
 /// rules held, each descriptor checked on its own (`validate` stops at the
 /// first), as `(rule, what)`. `head` is the copy that was validated.
-pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'static str, String)> {
+pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(Rule, String)> {
     let Some(Ok((ext, _))) = head
         .get(EXT_HEADER_OFFSET as usize..)
         .map(ExtHeader::read_from_prefix)
@@ -125,7 +125,7 @@ pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'st
         Descriptor::read_from_prefix(bytes).ok().map(|(d, _)| d)
     };
     let std = standard_fields(magic);
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let mut errors: Vec<(Rule, String)> = Vec::new();
     let fail = |e: Error| (e.rule(), e.to_string());
     let mut ok = Vec::new();
     // R9 (checked before the descriptors) bounds desc_count by 1024.
@@ -139,7 +139,7 @@ pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'st
         match std.iter().find(|s| s.name == d.name) {
             Some(s) if s.offset != d.offset || d.count != 1 => {
                 errors.push((
-                    "R13",
+                    Rule::R13,
                     format!(
                         "R13: descriptor {i}: standard field name at offset {}, the standard \
                          offset is {} (count 1)",
@@ -173,11 +173,7 @@ pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'st
 
 /// The standard fields of a table with `magic`.
 fn standard_fields(magic: u32) -> &'static [Descriptor] {
-    match magic {
-        VCPU_STATS_MAGIC => VCPU_STD_DESCRIPTORS,
-        DOMAIN_STATS_MAGIC => DOMAIN_STD_DESCRIPTORS,
-        _ => &[],
-    }
+    TableKind::from_magic(magic).map_or(&[], TableKind::std_descriptors)
 }
 
 /// R17 as a producer keeps it: a descriptor at the offset of a standard
@@ -285,6 +281,8 @@ mod tests {
     use vstats_abi::{
         desc::{Base, Kind, Unit},
         layout::{Layout, LayoutParams},
+        record::VCPU_STD_DESCRIPTORS,
+        VCPU_STATS_MAGIC,
     };
 
     use super::*;
@@ -332,10 +330,10 @@ mod tests {
         ];
         let (b, _) = table(&descs, 48);
         let first = vstats_abi::validate(&b, b.len() as u64).unwrap_err();
-        assert_eq!(first.rule(), "R12");
+        assert_eq!(first.rule(), Rule::R12);
         let all = descriptor_errors(&b, VCPU_STATS_MAGIC, 48);
         let rules: Vec<_> = all.iter().map(|e| e.0).collect();
-        assert_eq!(rules, ["R12", "R11", "R13"], "{all:?}");
+        assert_eq!(rules, [Rule::R12, Rule::R11, Rule::R13], "{all:?}");
     }
 
     #[test]
