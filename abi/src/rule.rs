@@ -343,6 +343,14 @@ mod tests {
             assert!(!r.title().is_empty() && !r.spec().is_empty());
         }
         assert_eq!(Rule::from_id("R99"), None);
+        // Every validation rule has a summary of its own (the tool prints
+        // it beside an "invalid table" message), not a pointer to the spec.
+        for i in 1..=18 {
+            let id = std::format!("R{i}");
+            let rule = Rule::from_id(&id).unwrap();
+            assert_eq!(std::string::ToString::to_string(&rule), id);
+            assert!(!rule.title().contains("docs/abi.md"), "{id}");
+        }
     }
 
     #[test]

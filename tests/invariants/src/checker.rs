@@ -9,6 +9,7 @@
 use std::{
     collections::{BTreeMap, HashSet},
     io,
+    ops::ControlFlow,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -16,16 +17,17 @@ use std::{
 use vstats_abi::{
     header::EXT_HEADER_OFFSET,
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
+    validate::violations,
     Error as AbiError, Kind, Rule, TableInfo,
 };
 use vstats_consumer::{RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
 
 use crate::{
-    plan::{When, PLAN, VALIDATE_ORDER},
+    plan::{self, When, PLAN},
     raw::{FileId, RawView},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
     statics::{
-        copy_and_validate, descriptor_errors, for_each_outside, head_field, load_outside, marker,
+        copy_and_validate, for_each_outside, head_field, load_outside, marker,
         standard_field_errors, Outside,
     },
 };
@@ -312,8 +314,9 @@ impl Checker {
     fn attach_raw(&mut self, raw: RawView, file: Option<FileId>) {
         self.last_file = file;
         let (head, result) = copy_and_validate(&raw);
+        let mapped_len = raw.len() as u64;
         if let Err(e) = result {
-            return self.invalid(&head, e);
+            return self.invalid(&head, mapped_len, e);
         }
         match raw.consumer_table() {
             Ok(mut table) => {
@@ -323,62 +326,52 @@ impl Checker {
                 // and D6 compares against it.
                 self.start_live(table, Some(raw), file);
             }
-            Err(vstats_consumer::Error::Invalid { error, .. }) => self.invalid(&head, error),
+            Err(vstats_consumer::Error::Invalid { error, .. }) => {
+                self.invalid(&head, mapped_len, error)
+            }
             Err(e) => self.error = Some(format!("cannot check {}: {e}", self.target)),
         }
     }
 
-    /// The table breaks header or descriptor rules: report them; nothing
-    /// else can be checked on it.
-    fn invalid(&mut self, head: &[u8], e: AbiError) {
-        let rule = e.rule();
-        let word = |at: usize| {
-            head.get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u32::from_ne_bytes)
-        };
-        let (magic, size) = (word(0), word(8));
+    /// The table breaks header or descriptor rules: report every
+    /// violation ([`vstats_abi::validate::violations`] on the copy `head`
+    /// of a mapping of `mapped_len` bytes); nothing else can be checked on
+    /// it. `e` is the first violation, as reported by whoever refused the
+    /// table.
+    fn invalid(&mut self, head: &[u8], mapped_len: u64, e: AbiError) {
         let generation = head
             .get(48..56)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes);
-        let desc_rules = [Rule::R11, Rule::R12, Rule::R13];
-        let errors = if desc_rules.contains(&rule) {
-            // validate interleaves R11-R13 per descriptor: check each.
-            for id in VALIDATE_ORDER
-                .iter()
-                .take_while(|id| !desc_rules.contains(id))
-            {
-                self.book.pass(*id);
-            }
-            for id in desc_rules {
-                self.book.pass(id);
-            }
-            let all = descriptor_errors(head, magic, size);
-            if all.is_empty() {
-                vec![(rule, e.to_string())]
-            } else {
-                all
-            }
-        } else {
-            let k = VALIDATE_ORDER.iter().position(|id| *id == rule);
-            for (j, id) in VALIDATE_ORDER.iter().enumerate() {
-                let before = k.is_some_and(|k| j < k);
-                let unchecked_by_early_r7 = rule == Rule::R7 && matches!(*id, Rule::R9 | Rule::R10);
-                if before && !unchecked_by_early_r7 {
-                    self.book.pass(*id);
-                } else if *id != rule {
-                    self.book
-                        .skip(*id, format!("not checked: validation stopped at {rule}"));
-                }
-            }
-            vec![(rule, e.to_string())]
-        };
-        for (id, what) in errors {
-            let ev = self.evidence(generation, None, None, None, what);
-            self.book.fail(id, ev);
+        let mut errors = Vec::new();
+        let v = violations(head, mapped_len, |e| {
+            errors.push(e);
+            ControlFlow::Continue(())
+        });
+        if errors.is_empty() {
+            // The consumer's copy of the head differed from ours (the
+            // producer changed it in between): report what it saw.
+            errors.push(e);
         }
-        let why = format!("not checked: the table is invalid ({rule})");
+        // The violation that stopped the walk, if one did.
+        let stop = v
+            .info
+            .is_none()
+            .then(|| errors.last().map(AbiError::rule))
+            .flatten();
+        for rule in plan::validated() {
+            match stop {
+                Some(stop) if !v.checked.contains(rule) => self
+                    .book
+                    .skip(rule, format!("not checked: validation stopped at {stop}")),
+                _ => self.book.pass(rule),
+            }
+        }
+        for error in &errors {
+            let ev = self.evidence(generation, None, None, None, error.to_string());
+            self.book.fail(error.rule(), ev);
+        }
+        let why = format!("not checked: the table is invalid ({})", e.rule());
         for c in PLAN.iter().filter(|c| c.when != When::NotObservable) {
             self.book.skip(c.rule, why.clone());
         }
@@ -430,8 +423,8 @@ impl Checker {
             at_s: self.now_s(),
             sample: self.samples,
         });
-        for id in VALIDATE_ORDER {
-            self.book.pass(*id);
+        for rule in plan::validated() {
+            self.book.pass(rule);
         }
         // R18, for a validator that predates it.
         if !info.is_vcpu() && info.nr_records != 1 {

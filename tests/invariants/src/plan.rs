@@ -69,24 +69,6 @@ pub const PLAN: &[Check] = &[
     c(Rule::D8, When::Dynamic, "when the file is replaced or the table re-initialised, the new generation differs from every earlier one"),
 ];
 
-/// The order in which `vstats_abi::validate` checks the header rules.
-pub(crate) const VALIDATE_ORDER: &[Rule] = &[
-    Rule::R1,
-    Rule::R2,
-    Rule::R3,
-    Rule::R4,
-    Rule::R5,
-    Rule::R6,
-    Rule::R9,
-    Rule::R10,
-    Rule::R7,
-    Rule::R8,
-    Rule::R18,
-    Rule::R11,
-    Rule::R12,
-    Rule::R13,
-];
-
 /// How `rule` is checked, `None` for a rule the checker does not report
 /// (R14, R15, P2, P3, P5, P6: enforced through D1-D7; L1: not a table
 /// rule).
