@@ -12,6 +12,7 @@ use zerocopy::FromBytes;
 
 use crate::{
     desc::{Descriptor, DESCRIPTOR_SIZE},
+    error::{ExtField, HeaderField, Quantity},
     header::{
         ExtHeader, Header, EXT_HEADER_END, EXT_HEADER_OFFSET, EXT_HEADER_SIZE, EXT_MAGIC,
         HEADER_SIZE,
@@ -263,7 +264,7 @@ fn walk<B>(
         None => report(
             visit,
             Error::Overflow {
-                what: "offset + nr_records * stride",
+                what: Quantity::RecordsEnd,
             },
         )?,
         Some(need) if need > mapped_len => report(
@@ -355,13 +356,13 @@ fn check_header(head: &[u8], mapped_len: u64, checked: &mut RuleSet) -> Result<H
     checked.insert(Rule::R6);
     if offset % 8 != 0 {
         return Err(Error::Misaligned {
-            field: "offset",
+            field: HeaderField::Offset,
             value: offset,
         });
     }
     if stride % 8 != 0 {
         return Err(Error::Misaligned {
-            field: "stride",
+            field: HeaderField::Stride,
             value: stride,
         });
     }
@@ -393,7 +394,7 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
         Some(EXT_MAGIC) => {}
         Some(other) => {
             return Err(Error::BadExtHeader {
-                field: "ext_magic",
+                field: ExtField::ExtMagic,
                 value: other,
             })
         }
@@ -407,16 +408,16 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
     let bad = |field, value| Err(Error::BadExtHeader { field, value });
     let ext_end = u64::from(EXT_HEADER_OFFSET) + u64::from(e.ext_size);
     if e.ext_size < EXT_HEADER_SIZE || e.ext_size % 8 != 0 || ext_end > u64::from(h.offset) {
-        return bad("ext_size", e.ext_size);
+        return bad(ExtField::ExtSize, e.ext_size);
     }
     if !(MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT).contains(&e.page_shift) {
-        return bad("page_shift", e.page_shift);
+        return bad(ExtField::PageShift, e.page_shift);
     }
     if e.abi_size < RECORD_PREFIX || e.abi_size % 8 != 0 || e.abi_size > h.size {
-        return bad("abi_size", e.abi_size);
+        return bad(ExtField::AbiSize, e.abi_size);
     }
     if e.desc_count > MAX_DESCRIPTORS {
-        return bad("desc_count", e.desc_count);
+        return bad(ExtField::DescCount, e.desc_count);
     }
     if e.desc_count > 0 {
         let end = u64::from(e.desc_count)
@@ -720,7 +721,7 @@ mod tests {
         assert_eq!(
             err(&b),
             Error::Misaligned {
-                field: "offset",
+                field: HeaderField::Offset,
                 value: 324
             }
         );
@@ -730,7 +731,7 @@ mod tests {
         assert_eq!(
             err(&b),
             Error::Misaligned {
-                field: "stride",
+                field: HeaderField::Stride,
                 value: 68
             }
         );
@@ -813,7 +814,7 @@ mod tests {
                 16,
                 0xdead_beef,
                 Error::BadExtHeader {
-                    field: "ext_magic",
+                    field: ExtField::ExtMagic,
                     value: 0xdead_beef,
                 },
             ),
@@ -821,7 +822,7 @@ mod tests {
                 20,
                 32,
                 Error::BadExtHeader {
-                    field: "ext_size",
+                    field: ExtField::ExtSize,
                     value: 32,
                 },
             ),
@@ -829,7 +830,7 @@ mod tests {
                 20,
                 4096,
                 Error::BadExtHeader {
-                    field: "ext_size",
+                    field: ExtField::ExtSize,
                     value: 4096,
                 },
             ),
@@ -837,7 +838,7 @@ mod tests {
                 28,
                 11,
                 Error::BadExtHeader {
-                    field: "page_shift",
+                    field: ExtField::PageShift,
                     value: 11,
                 },
             ),
@@ -845,7 +846,7 @@ mod tests {
                 28,
                 31,
                 Error::BadExtHeader {
-                    field: "page_shift",
+                    field: ExtField::PageShift,
                     value: 31,
                 },
             ),
@@ -853,7 +854,7 @@ mod tests {
                 32,
                 48,
                 Error::BadExtHeader {
-                    field: "abi_size",
+                    field: ExtField::AbiSize,
                     value: 48,
                 },
             ),
@@ -861,7 +862,7 @@ mod tests {
                 32,
                 4,
                 Error::BadExtHeader {
-                    field: "abi_size",
+                    field: ExtField::AbiSize,
                     value: 4,
                 },
             ),
@@ -869,7 +870,7 @@ mod tests {
                 40,
                 2000,
                 Error::BadExtHeader {
-                    field: "desc_count",
+                    field: ExtField::DescCount,
                     value: 2000,
                 },
             ),

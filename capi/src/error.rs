@@ -109,7 +109,9 @@ mod tests {
             VSTATS_EBADMSG
         );
         assert_eq!(
-            from_abi(vstats_abi::Error::Overflow { what: "x" }),
+            from_abi(vstats_abi::Error::Overflow {
+                what: vstats_abi::error::Quantity::RecordSize
+            }),
             VSTATS_EOVERFLOW
         );
     }

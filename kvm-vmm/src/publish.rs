@@ -244,7 +244,7 @@ fn plan(
     let invalid = |source| Error::InvalidTable { table, source };
     let overflow = || {
         invalid(vstats_abi::Error::Overflow {
-            what: "record size",
+            what: vstats_abi::error::Quantity::RecordSize,
         })
     };
     let mut descriptors = std.to_vec();
@@ -277,7 +277,7 @@ fn plan(
             .get(i as usize)
             .copied()
             .ok_or(vstats_abi::Error::Overflow {
-                what: "descriptor index",
+                what: vstats_abi::error::Quantity::DescriptorIndex,
             })
     })
     .map_err(invalid)?;

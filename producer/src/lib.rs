@@ -210,7 +210,7 @@ impl<'f> Table<'f> {
         }
         if spec.descriptors.len() != l.desc_count as usize {
             return Err(Error::Abi(vstats_abi::Error::BadLayoutParam {
-                param: "descriptor count",
+                param: vstats_abi::error::LayoutParam::DescriptorCount,
                 value: spec.descriptors.len() as u64,
             }));
         }
@@ -220,7 +220,7 @@ impl<'f> Table<'f> {
                 .get(i as usize)
                 .copied()
                 .ok_or(vstats_abi::Error::BadLayoutParam {
-                    param: "descriptor index",
+                    param: vstats_abi::error::LayoutParam::DescriptorIndex,
                     value: i.into(),
                 })
         })?;
