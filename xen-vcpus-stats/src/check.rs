@@ -8,10 +8,10 @@
 use std::{io::Write, time::Duration};
 
 use vstats_abi::TableKind;
-use vstats_invariants::{run_check, CheckOptions, Report};
+use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
-    error::{Error, Result, EXIT_BAD_TABLE, EXIT_ERROR, EXIT_OK},
+    error::{Error, Result},
     target::{exists, io_error, named_dir, Target},
     xen::{self, Xen},
 };
@@ -84,19 +84,11 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
     }
 }
 
-/// The exit code for a report: [`EXIT_OK`] when every rule passed,
-/// [`EXIT_BAD_TABLE`] when a rule failed, [`EXIT_ERROR`] when a table could
-/// not be checked (and none failed).
-pub fn exit_code(report: &Report) -> u8 {
-    match report.exit_code() {
-        vstats_invariants::report::EXIT_PASS => EXIT_OK,
-        vstats_invariants::report::EXIT_VIOLATION => EXIT_BAD_TABLE,
-        _ => EXIT_ERROR,
-    }
-}
-
 /// Checks `target` for `cfg.duration` and writes the report to `out`;
-/// returns the exit code ([`exit_code`]).
+/// returns the exit code ([`vstats_invariants::Report::exit_code`]: [`crate::error::EXIT_OK`]
+/// when every rule passed, [`crate::error::EXIT_BAD_TABLE`] when a rule
+/// failed, [`crate::error::EXIT_ERROR`] when a table could not be checked
+/// and none failed).
 ///
 /// # Errors
 ///
@@ -116,5 +108,5 @@ pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::R
         write!(out, "{report}")?;
     }
     out.flush()?;
-    Ok(exit_code(&report))
+    Ok(report.exit_code())
 }

@@ -6,18 +6,21 @@ use vstats_abi::Rule;
 
 use crate::xen;
 
+// The exit codes are the checker's (`vstats_invariants::report`), so that
+// `check` and `vstats-invariants` exit alike for the same report.
+
 /// Exit code of a successful run (also after Ctrl-C ends an unbounded
 /// sampling run).
-pub const EXIT_OK: u8 = 0;
+pub const EXIT_OK: u8 = vstats_invariants::report::EXIT_PASS;
 /// Exit code of an error: no such domain, VM or file, permission denied,
 /// a missing Xen library, an I/O error, an unknown counter name.
-pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_ERROR: u8 = vstats_invariants::report::EXIT_ERROR;
 /// Exit code of a command line clap rejects (clap's own convention).
-pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = vstats_invariants::report::EXIT_USAGE;
 /// Exit code when the table itself is at fault: it breaks a rule of the
 /// ABI (the message names the rule), or a record stayed busy (mid-update)
 /// past `--busy-timeout`.
-pub const EXIT_BAD_TABLE: u8 = 3;
+pub const EXIT_BAD_TABLE: u8 = vstats_invariants::report::EXIT_VIOLATION;
 
 /// Everything the tool itself can report; the consumer's and the Xen
 /// backend's errors are wrapped, not repeated.

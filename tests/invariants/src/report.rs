@@ -9,13 +9,19 @@ use vstats_abi::Rule;
 
 use crate::plan::{When, PLAN};
 
+// The exit codes of a check, shared by `vstats-invariants` and
+// `xen-vcpus-stats check` (whose other commands use the same scheme):
+// 0 pass, 1 error, 2 usage, 3 violation.
+
 /// Exit code when every rule passed (or was skipped with a reason).
 pub const EXIT_PASS: u8 = 0;
-/// Exit code when at least one rule failed: a violation was found.
-pub const EXIT_VIOLATION: u8 = 1;
 /// Exit code when a table could not be checked at all (cannot be opened,
 /// beyond the consumer's limits) and no rule failed.
-pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a command line that cannot be run (clap's convention).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when at least one rule failed: a violation was found.
+pub const EXIT_VIOLATION: u8 = 3;
 
 /// Evidence items kept per rule; later violations are only counted.
 pub const MAX_EVIDENCE: usize = 16;
