@@ -15,14 +15,13 @@ use std::{
 };
 
 use vstats_abi::{
-    header::EXT_HEADER_OFFSET,
-    record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
-    validate::violations,
-    Error as AbiError, Kind, Rule, TableInfo,
+    header::EXT_HEADER_OFFSET, record::RECORD_PREFIX, validate::violations, Error as AbiError,
+    Rule, TableInfo, TableKind,
 };
-use vstats_consumer::{RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
+use vstats_consumer::{Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
 
 use crate::{
+    dynamics::{At, Baselines},
     plan::{self, When, PLAN},
     raw::{FileId, RawView},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
@@ -178,15 +177,6 @@ pub struct Checker {
     magic_cleared: bool,
 }
 
-/// A record whose seq was seen odd, at one value, in consecutive samples.
-#[derive(Clone, Copy, Debug)]
-struct OddRun {
-    seq: u32,
-    since_s: f64,
-    samples: u32,
-    reported: bool,
-}
-
 /// A word outside the records that changed.
 #[derive(Clone, Copy, Debug)]
 struct Change {
@@ -195,15 +185,6 @@ struct Change {
     new: u64,
     at_s: f64,
     sample: u64,
-}
-
-/// A cumulative or peak scalar, by its word index in the record's counter
-/// words.
-#[derive(Clone, Debug)]
-struct Mono {
-    word: usize,
-    name: String,
-    rule: Rule,
 }
 
 /// One attachment: a validated table and everything remembered about it.
@@ -220,18 +201,9 @@ struct Live {
     /// `for_each_outside` order.
     outside_base: Vec<u64>,
     changed: BTreeMap<u64, Change>,
-    first_seq: Vec<Option<u32>>,
-    seq_moved: Vec<bool>,
-    last_seq: Vec<Option<u32>>,
-    /// The last consistent read of each record: its seq and counter words.
-    last_read: Vec<Option<(u32, Vec<u64>)>>,
-    odd: Vec<Option<OddRun>>,
-    mono: Vec<Mono>,
-    /// `[record * mono.len() + m]`: the last active value.
-    last_mono: Vec<Option<u64>>,
-    /// Names of the counter words, by index.
-    word_names: Vec<String>,
-    /// (rule, record or u32::MAX, offset) already reported.
+    /// What the dynamic rules of the records remember.
+    records: Baselines,
+    /// (rule, record or u32::MAX, offset) already reported (D6).
     reported: HashSet<(Rule, u32, u64)>,
     samples: u64,
 }
@@ -378,13 +350,57 @@ impl Checker {
         self.event(format!("table invalid, not sampled: {e}"));
     }
 
-    /// Starts an attachment on a validated table.
+    /// Starts an attachment on a validated table: the restart rule (D8),
+    /// the static rules, then the baselines of the dynamic ones.
     fn start_live(&mut self, table: Table, raw: Option<RawView>, file: Option<FileId>) {
         if let Some(e) = self.error.take() {
             self.event(format!("{e}; the table appeared later"));
         }
         let info = *table.info();
         let head = table.head().to_vec();
+        let generation = info.generation();
+        self.check_new_generation(&info);
+        self.attachments.push(Attachment {
+            generation,
+            kind: info.kind().file_name(),
+            nr_records: info.nr_records,
+            mapped_len: info.mapped_len,
+            at_s: self.now_s(),
+            sample: self.samples,
+        });
+        self.check_head(&head, &info);
+        let outside_base = match &raw {
+            Some(raw) => self.check_outside_inactive(raw, &info),
+            None => {
+                let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
+                           outside the head and the records (attach with Target::Memory)";
+                for id in [Rule::P4, Rule::D7, Rule::P9] {
+                    self.book.skip(id, why);
+                }
+                Vec::new()
+            }
+        };
+        self.live = Some(Live {
+            records: Baselines::new(&table),
+            snap: Snapshot::new(&table),
+            table,
+            info,
+            head,
+            raw,
+            file,
+            generation,
+            outside_base,
+            changed: BTreeMap::new(),
+            reported: HashSet::new(),
+            samples: 0,
+        });
+        self.file_gone = false;
+        self.magic_cleared = false;
+    }
+
+    /// D8, on a re-attachment: a restarted producer publishes a generation
+    /// no earlier table under this name had. Remembers the generation.
+    fn check_new_generation(&mut self, info: &TableInfo) {
         let generation = info.generation();
         let has_ext = info.ext.is_some();
         if !self.attachments.is_empty() {
@@ -415,21 +431,28 @@ impl Checker {
             }
         }
         self.generations.push((generation, has_ext));
-        self.attachments.push(Attachment {
-            generation,
-            kind: if info.is_vcpu() { "vcpu" } else { "domain" },
-            nr_records: info.nr_records,
-            mapped_len: info.mapped_len,
-            at_s: self.now_s(),
-            sample: self.samples,
-        });
+    }
+
+    /// The static rules of a validated head: those `violations` checked
+    /// (they held), R18 again, P1 and R17.
+    fn check_head(&mut self, head: &[u8], info: &TableInfo) {
         for rule in plan::validated() {
             self.book.pass(rule);
         }
-        // R18, for a validator that predates it.
-        if !info.is_vcpu() && info.nr_records != 1 {
+        self.check_domain_records(info);
+        self.check_reserved_zero(head, info);
+        self.check_standard_fields(head, info);
+        if info.kind() == TableKind::Domain {
+            self.book
+                .skip(Rule::R16, "a domain table has no vCPU slots");
+        }
+    }
+
+    /// R18, for a consumer whose validator predates it.
+    fn check_domain_records(&mut self, info: &TableInfo) {
+        if info.kind() == TableKind::Domain && info.nr_records != 1 {
             let ev = self.evidence(
-                generation,
+                info.generation(),
                 None,
                 Some("ext.nr_records".into()),
                 Some(24),
@@ -440,12 +463,15 @@ impl Checker {
             );
             self.book.fail(Rule::R18, ev);
         }
-        // P1: reserved bytes of the head are zero.
-        match vstats_abi::validate::first_nonzero_reserved(&head, &info) {
+    }
+
+    /// P1: the reserved bytes of the head are zero.
+    fn check_reserved_zero(&mut self, head: &[u8], info: &TableInfo) {
+        match vstats_abi::validate::first_nonzero_reserved(head, info) {
             Some(off) => {
                 let v = head.get(off as usize).copied().unwrap_or(0);
                 let ev = self.evidence(
-                    generation,
+                    info.generation(),
                     None,
                     Some("reserved".into()),
                     Some(off.into()),
@@ -455,14 +481,17 @@ impl Checker {
             }
             None => self.book.pass(Rule::P1),
         }
-        // R17: standard fields keep their meaning.
-        let std_errors = standard_field_errors(&head, &info);
+    }
+
+    /// R17: the standard fields inside `abi_size` keep their meaning.
+    fn check_standard_fields(&mut self, head: &[u8], info: &TableInfo) {
+        let std_errors = standard_field_errors(head, info);
         if std_errors.is_empty() {
             self.book.pass(Rule::R17);
         }
         for (i, what) in std_errors {
             let ev = self.evidence(
-                generation,
+                info.generation(),
                 None,
                 Some(format!("descriptor {i}")),
                 None,
@@ -470,107 +499,35 @@ impl Checker {
             );
             self.book.fail(Rule::R17, ev);
         }
-        if !info.is_vcpu() {
-            self.book
-                .skip(Rule::R16, "a domain table has no vCPU slots");
-        }
-        // P4, and the baseline of D7.
+    }
+
+    /// P4: every word outside the records' seq words and counters holds
+    /// the inactive marker. Returns their values, the baseline of D7.
+    fn check_outside_inactive(&mut self, raw: &RawView, info: &TableInfo) -> Vec<u64> {
+        let len = raw.len() as u64;
         let mut outside_base = Vec::new();
-        match &raw {
-            Some(raw) => {
-                let len = raw.len() as u64;
-                let mut bad = Vec::new();
-                for_each_outside(&info, len, |off, kind| {
-                    let v = load_outside(raw, off, kind).unwrap_or(0);
-                    if v != marker(kind, off, len) {
-                        bad.push((off, kind, v));
-                    }
-                    outside_base.push(v);
-                });
-                if bad.is_empty() {
-                    self.book.pass(Rule::P4);
-                }
-                for (off, kind, v) in bad {
-                    let ev = self.evidence(
-                        generation,
-                        record_of(kind),
-                        Some(kind.describe()),
-                        Some(off),
-                        format!("holds {v:#x}, not the inactive marker (all ones)"),
-                    );
-                    self.book.fail(Rule::P4, ev);
-                }
+        let mut bad = Vec::new();
+        for_each_outside(info, len, |off, kind| {
+            let v = load_outside(raw, off, kind).unwrap_or(0);
+            if v != marker(kind, off, len) {
+                bad.push((off, kind, v));
             }
-            None => {
-                let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
-                           outside the head and the records (attach with Target::Memory)";
-                for id in [Rule::P4, Rule::D7, Rule::P9] {
-                    self.book.skip(id, why);
-                }
-            }
-        }
-        let mono: Vec<Mono> = table
-            .counters()
-            .iter()
-            .filter(|c| !c.is_histogram())
-            .filter_map(|c| {
-                let rule = match c.kind() {
-                    Kind::CUMULATIVE => Rule::D3,
-                    Kind::PEAK => Rule::D4,
-                    _ => return None,
-                };
-                Some(Mono {
-                    word: ((c.offset() - RECORD_PREFIX) / 8) as usize,
-                    name: c.name().to_owned(),
-                    rule,
-                })
-            })
-            .collect();
-        let words = (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize;
-        let word_names = (0..words)
-            .map(|k| {
-                let off = RECORD_PREFIX + 8 * k as u32;
-                table
-                    .counters()
-                    .iter()
-                    .find(|c| off >= c.offset() && off < c.offset() + 8 * c.count())
-                    .map_or_else(
-                        || format!("word at {off} (no descriptor)"),
-                        |c| {
-                            if c.count() > 1 {
-                                format!("{}[{}]", c.name(), (off - c.offset()) / 8)
-                            } else {
-                                c.name().to_owned()
-                            }
-                        },
-                    )
-            })
-            .collect();
-        let n = info.nr_records as usize;
-        let snap = Snapshot::new(&table);
-        self.live = Some(Live {
-            last_mono: vec![None; n * mono.len()],
-            mono,
-            word_names,
-            table,
-            info,
-            head,
-            raw,
-            file,
-            generation,
-            snap,
-            outside_base,
-            changed: BTreeMap::new(),
-            first_seq: vec![None; n],
-            seq_moved: vec![false; n],
-            last_seq: vec![None; n],
-            last_read: vec![None; n],
-            odd: vec![None; n],
-            reported: HashSet::new(),
-            samples: 0,
+            outside_base.push(v);
         });
-        self.file_gone = false;
-        self.magic_cleared = false;
+        if bad.is_empty() {
+            self.book.pass(Rule::P4);
+        }
+        for (off, kind, v) in bad {
+            let ev = self.evidence(
+                info.generation(),
+                record_of(kind),
+                Some(kind.describe()),
+                Some(off),
+                format!("holds {v:#x}, not the inactive marker (all ones)"),
+            );
+            self.book.fail(Rule::P4, ev);
+        }
+        outside_base
     }
 
     /// Takes one sample: notices a restart (and re-attaches), then checks
@@ -666,193 +623,21 @@ impl Checker {
         true
     }
 
-    /// Reads every record through the consumer and checks D1 to D5, R16.
+    /// Reads every record through the consumer and checks D1 to D5 and
+    /// R16 on each ([`Baselines::check`]).
     fn check_records(&mut self, live: &mut Live) {
         live.table.snapshot(&mut live.snap);
-        let now = self.now_s();
-        let vcpu = live.info.is_vcpu();
+        let at = At {
+            generation: live.generation,
+            sample: self.samples,
+            at_s: self.now_s(),
+        };
+        let vcpu = live.info.kind() == TableKind::Vcpu;
         let running_known = live.info.has_std_field(RECORD_PREFIX);
-        let mut fails: Vec<(Rule, Evidence)> = Vec::new();
-        let g = live.generation;
+        let mut fails = Vec::new();
         for rec in live.snap.records() {
-            let i = rec.index();
-            let iu = i as usize;
-            let seq = match rec.status() {
-                RecordStatus::Consistent => Some(rec.seq()),
-                RecordStatus::Busy { seq, .. } => Some(seq),
-                RecordStatus::NotRead => None,
-            };
-            if let Some(seq) = seq {
-                // D1: seq never steps backwards (serial-number arithmetic).
-                if let Some(prev) = live.last_seq[iu] {
-                    if seq.wrapping_sub(prev) > i32::MAX as u32 {
-                        fails.push((
-                            Rule::D1,
-                            self.evidence(
-                                g,
-                                Some(i),
-                                Some("seq".into()),
-                                None,
-                                format!("seq went backwards: {prev} -> {seq}"),
-                            ),
-                        ));
-                    }
-                }
-                live.last_seq[iu] = Some(seq);
-                match live.first_seq[iu] {
-                    None => live.first_seq[iu] = Some(seq),
-                    Some(f) if f != seq => live.seq_moved[iu] = true,
-                    _ => {}
-                }
-            }
-            match rec.status() {
-                RecordStatus::Busy { seq, attempts } if seq & 1 == 1 => {
-                    // D2: odd at one value across samples.
-                    let run = match live.odd[iu] {
-                        Some(mut r) if r.seq == seq => {
-                            r.samples += 1;
-                            r
-                        }
-                        _ => OddRun {
-                            seq,
-                            since_s: now,
-                            samples: 1,
-                            reported: false,
-                        },
-                    };
-                    let long = now - run.since_s >= self.opts.odd_bound.as_secs_f64();
-                    let mut run = run;
-                    if !run.reported && run.samples >= self.opts.odd_min_samples && long {
-                        run.reported = true;
-                        fails.push((
-                            Rule::D2,
-                            self.evidence(
-                                g,
-                                Some(i),
-                                Some("seq".into()),
-                                None,
-                                format!(
-                                    "stayed odd at {seq} from {:.3} s to {now:.3} s over {} \
-                                     samples (bound {:?} and {} samples); the consumer reported \
-                                     the record busy after {attempts} attempts each time",
-                                    run.since_s,
-                                    run.samples,
-                                    self.opts.odd_bound,
-                                    self.opts.odd_min_samples
-                                ),
-                            ),
-                        ));
-                    }
-                    live.odd[iu] = Some(run);
-                }
-                RecordStatus::Consistent => {
-                    live.odd[iu] = None;
-                    let words = rec.words();
-                    // D1: counters change only with a new seq (a writer
-                    // whose private seq restarted reuses seq values, and a
-                    // reader straddling such an update accepts a torn copy).
-                    match &mut live.last_read[iu] {
-                        Some((s, prev)) if *s == rec.seq() && prev.as_slice() != words => {
-                            let k = prev
-                                .iter()
-                                .zip(words)
-                                .position(|(a, b)| a != b)
-                                .unwrap_or(0);
-                            fails.push((
-                                Rule::D1,
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    live.word_names.get(k).cloned(),
-                                    None,
-                                    format!(
-                                        "counters changed without a new seq: seq {s} read twice, \
-                                         {:#x} then {:#x}",
-                                        prev[k], words[k]
-                                    ),
-                                ),
-                            ));
-                            prev.clone_from_slice(words);
-                        }
-                        Some((s, prev)) => {
-                            *s = rec.seq();
-                            prev.clone_from_slice(words);
-                        }
-                        slot @ None => *slot = Some((rec.seq(), words.to_vec())),
-                    }
-                    // D5: a word with the top bit set is all ones.
-                    for (k, &w) in words.iter().enumerate() {
-                        if w & INACTIVE_BIT != 0
-                            && w != INACTIVE
-                            && live.reported.insert((Rule::D5, i, k as u64))
-                        {
-                            fails.push((
-                                Rule::D5,
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    live.word_names.get(k).cloned(),
-                                    None,
-                                    format!(
-                                        "inactive word holds {w:#018x}, not the canonical marker \
-                                         {INACTIVE:#018x}"
-                                    ),
-                                ),
-                            ));
-                        }
-                    }
-                    // D3, D4: monotonic scalars never decrease.
-                    let nm = live.mono.len();
-                    for (m, mono) in live.mono.iter().enumerate() {
-                        let slot = iu * nm + m;
-                        match words.get(mono.word).copied().filter(|&w| is_active(w)) {
-                            Some(w) => {
-                                if let Some(prev) = live.last_mono[slot] {
-                                    if w < prev {
-                                        fails.push((
-                                            mono.rule,
-                                            self.evidence(
-                                                g,
-                                                Some(i),
-                                                Some(mono.name.clone()),
-                                                None,
-                                                format!(
-                                                    "decreased from {prev} to {w} (seq {})",
-                                                    rec.seq()
-                                                ),
-                                            ),
-                                        ));
-                                    }
-                                }
-                                live.last_mono[slot] = Some(w);
-                            }
-                            // Inactive (absent, overflowed, unplugged): a
-                            // later active value starts a new life.
-                            None => live.last_mono[slot] = None,
-                        }
-                    }
-                    // R16: a used vCPU slot has its running time active.
-                    if vcpu && running_known {
-                        let used = words.iter().any(|&w| is_active(w));
-                        let running = words.first().is_some_and(|&w| is_active(w));
-                        if used && !running && live.reported.insert((Rule::R16, i, 0)) {
-                            fails.push((
-                                Rule::R16,
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    Some("runstate_running_time".into()),
-                                    None,
-                                    "the slot has active counters but its running time is \
-                                     inactive: it can be told neither used nor unused"
-                                        .into(),
-                                ),
-                            ));
-                        }
-                    }
-                }
-                _ => live.odd[iu] = None,
-            }
+            live.records
+                .check(rec, &self.opts, vcpu && running_known, &at, &mut fails);
         }
         for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5] {
             self.book.pass(id);
@@ -941,7 +726,14 @@ impl Checker {
         if live.samples >= 2 {
             for i in 1..info.nr_records {
                 let at = offset + u64::from(i) * size;
-                if live.changed.contains_key(&at) && !live.seq_moved[i as usize] {
+                if live.changed.contains_key(&at)
+                    && !live
+                        .records
+                        .seq_moved
+                        .get(i as usize)
+                        .copied()
+                        .unwrap_or(true)
+                {
                     phantoms.push((i, at));
                 }
             }

@@ -67,6 +67,7 @@
 pub mod checker;
 #[cfg(feature = "testing")]
 pub mod compat;
+mod dynamics;
 #[cfg(feature = "testing")]
 pub mod fault;
 pub mod plan;
