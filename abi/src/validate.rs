@@ -19,7 +19,7 @@ use crate::{
     },
     layout::{DEFAULT_PAGE_SIZE, MAX_DESCRIPTORS},
     record::RECORD_PREFIX,
-    Error, Result, Rule, RuleSet, TableKind, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    Error, Result, Rule, RuleSet, TableKind, VCPU_STATS_MAGIC,
 };
 
 /// Smallest `page_shift` accepted (4 KiB).
@@ -504,7 +504,7 @@ fn walk_descriptors<B>(
 ///
 /// [`Error::DomainRecordCount`].
 pub fn check_record_count(magic: u32, nr_records: u32) -> Result<()> {
-    if magic == DOMAIN_STATS_MAGIC && nr_records != 1 {
+    if TableKind::from_magic(magic) == Some(TableKind::Domain) && nr_records != 1 {
         return Err(Error::DomainRecordCount { nr_records });
     }
     Ok(())
@@ -631,6 +631,7 @@ mod tests {
         desc::{Base, Kind, Unit},
         layout::{Layout, LayoutParams},
         record::VCPU_STD_DESCRIPTORS,
+        DOMAIN_STATS_MAGIC,
     };
 
     fn table(n: u32) -> Vec<u8> {

@@ -33,8 +33,6 @@ use crate::{
 
 /// Where tables are published by VM name: `<DEFAULT_ROOT>/<name>/`.
 pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// File names of the two tables in a VM's directory.
-pub const TABLE_FILES: [&str; 2] = ["vcpu", "domain"];
 
 /// How long and how closely to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,9 +112,9 @@ pub fn vm_dir(name: &str) -> PathBuf {
 
 /// The tables in a VM's directory: `<dir>/vcpu` and `<dir>/domain`.
 pub fn targets_in_dir(dir: &Path) -> Vec<Target> {
-    TABLE_FILES
+    TableKind::ALL
         .iter()
-        .map(|f| Target::Path(dir.join(f)))
+        .map(|k| Target::Path(dir.join(k.file_name())))
         .collect()
 }
 
