@@ -162,3 +162,22 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_table_message_gives_the_rule_and_its_title() {
+        let e = Error::from(vstats_consumer::Error::Invalid {
+            path: None,
+            error: vstats_abi::Error::DomainRecordCount { nr_records: 2 },
+        });
+        let text = e.to_string();
+        assert!(
+            text.ends_with("[rule R18: a domain table has exactly one record]"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), EXIT_BAD_TABLE);
+    }
+}
