@@ -13,6 +13,7 @@ use zerocopy::IntoBytes;
 
 use crate::{
     desc::{Descriptor, DESCRIPTOR_SIZE},
+    error::{LayoutParam, Quantity},
     header::{ExtHeader, Header, EXT_HEADER_END, EXT_HEADER_OFFSET, EXT_HEADER_SIZE, EXT_MAGIC},
     record::{DOMAIN_STATS_SIZE, RECORD_PREFIX, VCPU_STATS_SIZE},
     Error, Result,
@@ -98,11 +99,11 @@ pub struct Layout {
     pub frames: u64,
 }
 
-fn bad(param: &'static str, value: u64) -> Error {
+fn bad(param: LayoutParam, value: u64) -> Error {
     Error::BadLayoutParam { param, value }
 }
 
-fn ovf(what: &'static str) -> Error {
+fn ovf(what: Quantity) -> Error {
     Error::Overflow { what }
 }
 
@@ -126,40 +127,41 @@ impl Layout {
     pub fn compute(p: &LayoutParams) -> Result<Layout> {
         let page = p.page_size;
         if !page.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page) {
-            return Err(bad("page_size", page.into()));
+            return Err(bad(LayoutParam::PageSize, page.into()));
         }
         if !p.cacheline.is_power_of_two() || p.cacheline < 8 || p.cacheline > page {
-            return Err(bad("cacheline", p.cacheline.into()));
+            return Err(bad(LayoutParam::Cacheline, p.cacheline.into()));
         }
         if p.record_size < RECORD_PREFIX || p.record_size % 8 != 0 || p.record_size > page {
-            return Err(bad("record_size", p.record_size.into()));
+            return Err(bad(LayoutParam::RecordSize, p.record_size.into()));
         }
         if p.abi_size < RECORD_PREFIX || p.abi_size % 8 != 0 || p.abi_size > p.record_size {
-            return Err(bad("abi_size", p.abi_size.into()));
+            return Err(bad(LayoutParam::AbiSize, p.abi_size.into()));
         }
         if p.desc_count > MAX_DESCRIPTORS {
-            return Err(bad("desc_count", p.desc_count.into()));
+            return Err(bad(LayoutParam::DescCount, p.desc_count.into()));
         }
         // record_size <= page and page is a power of two, so neither
         // rounding can exceed page.
-        let line = round_up(p.record_size.into(), p.cacheline.into()).ok_or(ovf("stride"))?;
+        let line =
+            round_up(p.record_size.into(), p.cacheline.into()).ok_or(ovf(Quantity::Stride))?;
         let stride = line.next_power_of_two();
         let desc_offset = if p.desc_count == 0 { 0 } else { EXT_HEADER_END };
         let head_end =
             u64::from(EXT_HEADER_END) + u64::from(p.desc_count) * u64::from(DESCRIPTOR_SIZE);
-        let offset = round_up(head_end, stride).ok_or(ovf("offset"))?;
+        let offset = round_up(head_end, stride).ok_or(ovf(Quantity::Offset))?;
         let end = u64::from(p.nr_records)
             .checked_mul(stride)
             .and_then(|r| r.checked_add(offset))
-            .ok_or(ovf("records end"))?;
+            .ok_or(ovf(Quantity::RecordsEnd))?;
         let frames = end.div_ceil(page.into()).max(1);
         frames
             .checked_mul(page.into())
-            .ok_or(ovf("mapping length"))?;
+            .ok_or(ovf(Quantity::MappingLength))?;
         Ok(Layout {
-            offset: u32::try_from(offset).map_err(|_| ovf("offset"))?,
+            offset: u32::try_from(offset).map_err(|_| ovf(Quantity::Offset))?,
             size: p.record_size,
-            stride: u32::try_from(stride).map_err(|_| ovf("stride"))?,
+            stride: u32::try_from(stride).map_err(|_| ovf(Quantity::Stride))?,
             nr_records: p.nr_records,
             abi_size: p.abi_size,
             page_size: page,
@@ -242,10 +244,10 @@ impl Layout {
     ) -> Result<()> {
         let head = self.offset as usize;
         if buf.len() < head {
-            return Err(bad("buffer length", buf.len() as u64));
+            return Err(bad(LayoutParam::BufferLength, buf.len() as u64));
         }
         if descs.len() != self.desc_count as usize {
-            return Err(bad("descriptor count", descs.len() as u64));
+            return Err(bad(LayoutParam::DescriptorCount, descs.len() as u64));
         }
         buf[..head].fill(0);
         buf[..16].copy_from_slice(self.header(magic).as_bytes());

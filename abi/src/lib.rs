@@ -3,9 +3,11 @@
 //! A stats table is a run of whole pages that a hypervisor (the producer)
 //! writes and any number of samplers (consumers) map read-only. This crate
 //! holds everything both sides must agree on and nothing else: the
-//! `#[repr(C)]` structures, the constants, the layout arithmetic, the
-//! validation of a table seen by a consumer, and the seq protocol that makes
-//! a snapshot of a record consistent. It does no I/O and allocates nothing.
+//! `#[repr(C)]` structures, the constants, the kinds of table
+//! ([`TableKind`]), the rule catalogue ([`Rule`]), the layout arithmetic,
+//! the validation of a table seen by a consumer (the first rule broken, or
+//! every violation), and the seq protocol that makes a snapshot of a record
+//! consistent. It does no I/O and allocates nothing.
 //! `docs/abi.md` in the repository is the normative specification; this
 //! crate is its executable form.
 //!
@@ -44,10 +46,12 @@ pub mod clock;
 pub mod desc;
 pub mod error;
 pub mod header;
+pub mod kind;
 pub mod layout;
 mod primitive;
 pub mod publish;
 pub mod record;
+pub mod rule;
 pub mod seqlock;
 pub mod validate;
 
@@ -58,7 +62,9 @@ pub use header::{
     XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
     XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
+pub use kind::TableKind;
 pub use record::{DomainStats, VcpuStats, INACTIVE};
+pub use rule::{Rule, RuleSet};
 pub use validate::{validate, TableInfo};
 
 /// Result type of this crate.

@@ -6,17 +6,20 @@
 //! memory first and validates the copy: the producer cannot change what was
 //! checked after the check (no double fetch).
 
+use core::ops::ControlFlow;
+
 use zerocopy::FromBytes;
 
 use crate::{
     desc::{Descriptor, DESCRIPTOR_SIZE},
+    error::{ExtField, HeaderField, Quantity},
     header::{
         ExtHeader, Header, EXT_HEADER_END, EXT_HEADER_OFFSET, EXT_HEADER_SIZE, EXT_MAGIC,
         HEADER_SIZE,
     },
     layout::{DEFAULT_PAGE_SIZE, MAX_DESCRIPTORS},
     record::RECORD_PREFIX,
-    Error, Result, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    Error, Result, Rule, RuleSet, TableKind, VCPU_STATS_MAGIC,
 };
 
 /// Smallest `page_shift` accepted (4 KiB).
@@ -54,10 +57,20 @@ impl TableInfo {
             .then(|| u64::from(self.header.offset) + u64::from(i) * u64::from(self.header.stride))
     }
 
+    /// The table's kind (its magic passed R2, so it is one of the two).
+    #[inline]
+    pub fn kind(&self) -> TableKind {
+        if self.header.magic == VCPU_STATS_MAGIC {
+            TableKind::Vcpu
+        } else {
+            TableKind::Domain
+        }
+    }
+
     /// Whether the table is a vCPU table (else a domain table).
     #[inline]
     pub fn is_vcpu(&self) -> bool {
-        self.header.magic == VCPU_STATS_MAGIC
+        self.kind() == TableKind::Vcpu
     }
 
     /// Whether a standard field at byte `offset` of the record, known to
@@ -104,14 +117,196 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// `head` is a private copy of the start of the mapping, at least the
 /// header's `offset` bytes long (the whole mapping also works), and
 /// `mapped_len` is the mapping's length. Rules are checked in the order of
-/// `docs/abi.md`; the first broken one is returned.
+/// `docs/abi.md` (the order of [`violations`]); the first broken one is
+/// returned.
 ///
 /// # Errors
 ///
 /// The first rule the table breaks. [`Error::HeadTruncated`] means only
 /// that `head` is too short: copy `need` bytes and call again.
 pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
+    let mut checked = RuleSet::EMPTY;
+    match walk(head, mapped_len, &mut checked, &mut ControlFlow::Break) {
+        Ok(info) => Ok(info),
+        Err(Halt::Broken(e) | Halt::Stopped(e)) => Err(e),
+    }
+}
+
+/// What [`violations`] checked and found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validation {
+    /// The table's geometry, `None` when a violation made the rest of the
+    /// table unreadable (R1 to R6, `offset` beyond the mapping, R9, R10, a
+    /// head copy too short) or the visitor stopped the walk. With
+    /// violations of R7, R8, R18 or R11 to R13 it is the geometry the
+    /// header claims: do not read records with it.
+    pub info: Option<TableInfo>,
+    /// The rules that were checked: the others were not, because a broken
+    /// rule they depend on (or the visitor) stopped the walk.
+    pub checked: RuleSet,
+}
+
+/// Lists every rule violation of a table, in the order [`validate`]
+/// checks them (its first error is the first violation here), calling
+/// `visit` with each; `visit` returns [`ControlFlow::Break`] to stop.
+///
+/// A violation that leaves the rest of the table unreadable stops the walk
+/// (a bad header field, R9, R10, `offset` beyond the mapping, a head copy
+/// too short: [`Error::HeadTruncated`]). Violations of R7, R8 and R18 do
+/// not: the descriptors are still checked. Each descriptor is checked on
+/// its own fields (R11, R12, R13), then for duplicate names (R11) and
+/// overlaps (R13) against each earlier descriptor whose own fields held,
+/// then for the standard-name rule (R13). Allocates nothing; the work is
+/// bounded by the head's length (at most 1024 descriptors, R9).
+///
+/// # Examples
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use vstats_abi::{validate::violations, Rule};
+///
+/// let mut rules = Vec::new();
+/// let v = violations(&[0u8; 64], 64, |e| {
+///     rules.push(e.rule());
+///     ControlFlow::Continue(())
+/// });
+/// assert_eq!(rules, [Rule::R2]);
+/// assert!(v.info.is_none() && v.checked.contains(Rule::R1) && !v.checked.contains(Rule::R3));
+/// ```
+pub fn violations(
+    head: &[u8],
+    mapped_len: u64,
+    mut visit: impl FnMut(Error) -> ControlFlow<()>,
+) -> Validation {
+    let mut checked = RuleSet::EMPTY;
+    let info = match walk(head, mapped_len, &mut checked, &mut visit) {
+        Ok(info) => Some(info),
+        Err(Halt::Broken(e)) => {
+            let _ = visit(e);
+            None
+        }
+        Err(Halt::Stopped(())) => None,
+    };
+    Validation { info, checked }
+}
+
+/// Why [`walk`] ended early.
+enum Halt<B> {
+    /// A violation that leaves the rest unreadable (not yet visited).
+    Broken(Error),
+    /// The visitor said stop.
+    Stopped(B),
+}
+
+impl<B> From<Error> for Halt<B> {
+    fn from(e: Error) -> Halt<B> {
+        Halt::Broken(e)
+    }
+}
+
+/// Reports `e` to `visit`, ending the walk when it says so.
+fn report<B>(
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+    e: Error,
+) -> core::result::Result<(), Halt<B>> {
+    match visit(e) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(b) => Err(Halt::Stopped(b)),
+    }
+}
+
+/// Every rule in the order of `docs/abi.md` section 3: the header rules
+/// (stopping at the first broken one), then those the rest of the table
+/// can still be read after (reported to `visit`).
+fn walk<B>(
+    head: &[u8],
+    mapped_len: u64,
+    checked: &mut RuleSet,
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+) -> core::result::Result<TableInfo, Halt<B>> {
+    let header = check_header(head, mapped_len, checked)?;
+    let Header {
+        magic,
+        offset,
+        size,
+        stride,
+    } = header;
+    let head = match usize::try_from(mapped_len) {
+        Ok(l) if l < head.len() => &head[..l],
+        _ => head,
+    };
+    // R9, R10: the extension header, when its magic says it is there.
+    checked.insert(Rule::R9);
+    let ext = parse_ext(head, &header).inspect_err(|e| {
+        if e.rule() == Rule::R10 {
+            checked.insert(Rule::R10);
+        }
+    })?;
+    checked.insert(Rule::R10);
+    let (nr_records, page_size, abi_size) = match ext {
+        Some(e) => (e.nr_records, 1u32 << e.page_shift, e.abi_size),
+        // A v3 table: as many whole strides as the mapping holds.
+        None => {
+            let n = (mapped_len - u64::from(offset)) / u64::from(stride);
+            (
+                u32::try_from(n).unwrap_or(u32::MAX),
+                DEFAULT_PAGE_SIZE,
+                size,
+            )
+        }
+    };
+    // R7: the records fit the mapping.
+    checked.insert(Rule::R7);
+    match u64::from(nr_records)
+        .checked_mul(stride.into())
+        .and_then(|r| r.checked_add(offset.into()))
+    {
+        None => report(
+            visit,
+            Error::Overflow {
+                what: Quantity::RecordsEnd,
+            },
+        )?,
+        Some(need) if need > mapped_len => report(
+            visit,
+            Error::MappingTooSmall {
+                need,
+                len: mapped_len,
+            },
+        )?,
+        Some(_) => {}
+    }
+    // R8: no record crosses a page boundary.
+    checked.insert(Rule::R8);
+    if let Err(e) = check_pages(offset, size, stride, nr_records, page_size) {
+        report(visit, e)?;
+    }
+    checked.insert(Rule::R18);
+    if let Err(e) = check_record_count(magic, nr_records) {
+        report(visit, e)?;
+    }
+    // R11-R13: the descriptors.
+    checked.insert(Rule::R11);
+    checked.insert(Rule::R12);
+    checked.insert(Rule::R13);
+    if let Some(e) = ext {
+        walk_descriptors(head, &e, magic, size, visit)?;
+    }
+    Ok(TableInfo {
+        header,
+        ext,
+        nr_records,
+        page_size,
+        abi_size,
+        mapped_len,
+    })
+}
+
+/// R1 to R6 and `offset <= mapped_len` (part of R7), on the header; then
+/// that `head` holds `offset` bytes.
+fn check_header(head: &[u8], mapped_len: u64, checked: &mut RuleSet) -> Result<Header> {
     // R1: the header fits.
+    checked.insert(Rule::R1);
     if mapped_len < u64::from(HEADER_SIZE) {
         return Err(Error::MappingTooShort { len: mapped_len });
     }
@@ -132,10 +327,12 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
         stride,
     } = header;
     // R2: magic.
-    if magic != VCPU_STATS_MAGIC && magic != DOMAIN_STATS_MAGIC {
+    checked.insert(Rule::R2);
+    if TableKind::from_magic(magic).is_none() {
         return Err(Error::BadMagic { found: magic });
     }
     // R3: offset.
+    checked.insert(Rule::R3);
     if offset < HEADER_SIZE {
         return Err(Error::OffsetBelowHeader {
             offset,
@@ -143,6 +340,7 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
         });
     }
     // R4: size.
+    checked.insert(Rule::R4);
     if size < RECORD_PREFIX {
         return Err(Error::SizeBelowSeq { size });
     }
@@ -150,23 +348,27 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
         return Err(Error::SizeNotMultipleOf8 { size });
     }
     // R5: stride.
+    checked.insert(Rule::R5);
     if stride < size {
         return Err(Error::StrideBelowSize { stride, size });
     }
     // R6: alignment.
+    checked.insert(Rule::R6);
     if offset % 8 != 0 {
         return Err(Error::Misaligned {
-            field: "offset",
+            field: HeaderField::Offset,
             value: offset,
         });
     }
     if stride % 8 != 0 {
         return Err(Error::Misaligned {
-            field: "stride",
+            field: HeaderField::Stride,
             value: stride,
         });
     }
+    // R7, first part: the head lies in the mapping.
     if u64::from(offset) > mapped_len {
+        checked.insert(Rule::R7);
         return Err(Error::MappingTooSmall {
             need: offset.into(),
             len: mapped_len,
@@ -178,48 +380,7 @@ pub fn validate(head: &[u8], mapped_len: u64) -> Result<TableInfo> {
             have: head.len() as u64,
         });
     }
-    // R9: the extension header, when its magic says it is there.
-    let ext = parse_ext(head, &header)?;
-    let (nr_records, page_size, abi_size) = match ext {
-        Some(e) => (e.nr_records, 1u32 << e.page_shift, e.abi_size),
-        // A v3 table: as many whole strides as the mapping holds.
-        None => {
-            let n = (mapped_len - u64::from(offset)) / u64::from(stride);
-            (
-                u32::try_from(n).unwrap_or(u32::MAX),
-                DEFAULT_PAGE_SIZE,
-                size,
-            )
-        }
-    };
-    // R7: the records fit the mapping.
-    let need = u64::from(nr_records)
-        .checked_mul(stride.into())
-        .and_then(|r| r.checked_add(offset.into()))
-        .ok_or(Error::Overflow {
-            what: "offset + nr_records * stride",
-        })?;
-    if need > mapped_len {
-        return Err(Error::MappingTooSmall {
-            need,
-            len: mapped_len,
-        });
-    }
-    // R8: no record crosses a page boundary.
-    check_pages(offset, size, stride, nr_records, page_size)?;
-    check_record_count(magic, nr_records)?;
-    // R11-R13: the descriptors.
-    if let Some(e) = ext {
-        check_descriptors(head, &e, magic, size)?;
-    }
-    Ok(TableInfo {
-        header,
-        ext,
-        nr_records,
-        page_size,
-        abi_size,
-        mapped_len,
-    })
+    Ok(header)
 }
 
 fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
@@ -233,7 +394,7 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
         Some(EXT_MAGIC) => {}
         Some(other) => {
             return Err(Error::BadExtHeader {
-                field: "ext_magic",
+                field: ExtField::ExtMagic,
                 value: other,
             })
         }
@@ -247,16 +408,16 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
     let bad = |field, value| Err(Error::BadExtHeader { field, value });
     let ext_end = u64::from(EXT_HEADER_OFFSET) + u64::from(e.ext_size);
     if e.ext_size < EXT_HEADER_SIZE || e.ext_size % 8 != 0 || ext_end > u64::from(h.offset) {
-        return bad("ext_size", e.ext_size);
+        return bad(ExtField::ExtSize, e.ext_size);
     }
     if !(MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT).contains(&e.page_shift) {
-        return bad("page_shift", e.page_shift);
+        return bad(ExtField::PageShift, e.page_shift);
     }
     if e.abi_size < RECORD_PREFIX || e.abi_size % 8 != 0 || e.abi_size > h.size {
-        return bad("abi_size", e.abi_size);
+        return bad(ExtField::AbiSize, e.abi_size);
     }
     if e.desc_count > MAX_DESCRIPTORS {
-        return bad("desc_count", e.desc_count);
+        return bad(ExtField::DescCount, e.desc_count);
     }
     if e.desc_count > 0 {
         let end = u64::from(e.desc_count)
@@ -306,19 +467,34 @@ fn check_pages(offset: u32, size: u32, stride: u32, nr: u32, page: u32) -> Resul
     Ok(())
 }
 
-fn check_descriptors(head: &[u8], e: &ExtHeader, magic: u32, size: u32) -> Result<()> {
-    check_descriptor_set(e.desc_count, magic, size, |i| {
-        let at = u64::from(e.desc_offset) + u64::from(i) * u64::from(e.desc_stride);
-        usize::try_from(at)
-            .ok()
-            .and_then(|at| head.get(at..))
-            .and_then(|b| Descriptor::read_from_prefix(b).ok())
-            .map(|(d, _)| d)
-            .ok_or(Error::HeadTruncated {
-                need: u32::try_from(at + u64::from(DESCRIPTOR_SIZE)).unwrap_or(u32::MAX),
-                have: head.len() as u64,
-            })
-    })
+/// Reads descriptor `i` of the extension header `e` from `head`.
+fn read_descriptor(head: &[u8], e: &ExtHeader, i: u32) -> Result<Descriptor> {
+    let at = u64::from(e.desc_offset) + u64::from(i) * u64::from(e.desc_stride);
+    usize::try_from(at)
+        .ok()
+        .and_then(|at| head.get(at..))
+        .and_then(|b| Descriptor::read_from_prefix(b).ok())
+        .map(|(d, _)| d)
+        .ok_or(Error::HeadTruncated {
+            need: u32::try_from(at + u64::from(DESCRIPTOR_SIZE)).unwrap_or(u32::MAX),
+            have: head.len() as u64,
+        })
+}
+
+fn walk_descriptors<B>(
+    head: &[u8],
+    e: &ExtHeader,
+    magic: u32,
+    size: u32,
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+) -> core::result::Result<(), Halt<B>> {
+    descriptor_walk(
+        e.desc_count,
+        magic,
+        size,
+        |i| read_descriptor(head, e, i),
+        visit,
+    )
 }
 
 /// R18: a domain table has exactly one record. Used by [`validate`] on a
@@ -328,7 +504,7 @@ fn check_descriptors(head: &[u8], e: &ExtHeader, magic: u32, size: u32) -> Resul
 ///
 /// [`Error::DomainRecordCount`].
 pub fn check_record_count(magic: u32, nr_records: u32) -> Result<()> {
-    if magic == DOMAIN_STATS_MAGIC && nr_records != 1 {
+    if TableKind::from_magic(magic) == Some(TableKind::Domain) && nr_records != 1 {
         return Err(Error::DomainRecordCount { nr_records });
     }
     Ok(())
@@ -341,39 +517,81 @@ pub fn check_record_count(magic: u32, nr_records: u32) -> Result<()> {
 ///
 /// # Errors
 ///
-/// The first rule broken, or whatever `get` returns.
+/// The first rule broken (in the order of [`violations`]), or whatever
+/// `get` returns.
 pub fn check_descriptor_set(
     count: u32,
     magic: u32,
     size: u32,
     get: impl Fn(u32) -> Result<Descriptor>,
 ) -> Result<()> {
-    let std: &[Descriptor] = match magic {
-        VCPU_STATS_MAGIC => crate::record::VCPU_STD_DESCRIPTORS,
-        DOMAIN_STATS_MAGIC => crate::record::DOMAIN_STD_DESCRIPTORS,
-        _ => &[],
-    };
+    match descriptor_walk(count, magic, size, get, &mut ControlFlow::Break) {
+        Ok(()) => Ok(()),
+        Err(Halt::Broken(e) | Halt::Stopped(e)) => Err(e),
+    }
+}
+
+/// Descriptors whose own fields held, for the pairwise checks: one bit per
+/// index below [`MAX_DESCRIPTORS`] (R9 bounds a table's count by it; a
+/// producer's larger set is checked with [`Descriptor::check_self`] again).
+struct SelfOk([u64; MAX_DESCRIPTORS as usize / 64]);
+
+impl SelfOk {
+    fn set(&mut self, i: u32) {
+        if let Some(w) = self.0.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn get(&self, i: u32, d: &Descriptor, size: u32) -> bool {
+        match self.0.get(i as usize / 64) {
+            Some(w) => w & (1 << (i % 64)) != 0,
+            None => d.check_self(i, size).is_ok(),
+        }
+    }
+}
+
+/// The descriptor rules in the order of [`violations`].
+fn descriptor_walk<B>(
+    count: u32,
+    magic: u32,
+    size: u32,
+    get: impl Fn(u32) -> Result<Descriptor>,
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+) -> core::result::Result<(), Halt<B>> {
+    let std = TableKind::from_magic(magic).map_or(&[][..], TableKind::std_descriptors);
+    let mut ok = SelfOk([0; MAX_DESCRIPTORS as usize / 64]);
     for i in 0..count {
         let d = get(i)?;
-        d.check_self(i, size)?;
+        if let Err(e) = d.check_self(i, size) {
+            report(visit, e)?;
+            continue;
+        }
+        ok.set(i);
         // check_self proved offset + 8 * count <= size: no overflow below.
         let (lo, hi) = (d.offset, d.offset + 8 * d.count);
         for j in 0..i {
             let o = get(j)?;
+            if !ok.get(j, &o, size) {
+                continue;
+            }
             if o.name == d.name {
-                return Err(Error::DescNameDuplicate { index: i, other: j });
+                report(visit, Error::DescNameDuplicate { index: i, other: j })?;
             }
             if lo < o.offset + 8 * o.count && o.offset < hi {
-                return Err(Error::DescOverlap { index: i, other: j });
+                report(visit, Error::DescOverlap { index: i, other: j })?;
             }
         }
         if let Some(s) = std.iter().find(|s| s.name == d.name) {
             if s.offset != d.offset || d.count != 1 {
-                return Err(Error::DescStdMismatch {
-                    index: i,
-                    offset: d.offset,
-                    std_offset: s.offset,
-                });
+                report(
+                    visit,
+                    Error::DescStdMismatch {
+                        index: i,
+                        offset: d.offset,
+                        std_offset: s.offset,
+                    },
+                )?;
             }
         }
     }
@@ -413,6 +631,7 @@ mod tests {
         desc::{Base, Kind, Unit},
         layout::{Layout, LayoutParams},
         record::VCPU_STD_DESCRIPTORS,
+        DOMAIN_STATS_MAGIC,
     };
 
     fn table(n: u32) -> Vec<u8> {
@@ -503,7 +722,7 @@ mod tests {
         assert_eq!(
             err(&b),
             Error::Misaligned {
-                field: "offset",
+                field: HeaderField::Offset,
                 value: 324
             }
         );
@@ -513,7 +732,7 @@ mod tests {
         assert_eq!(
             err(&b),
             Error::Misaligned {
-                field: "stride",
+                field: HeaderField::Stride,
                 value: 68
             }
         );
@@ -596,7 +815,7 @@ mod tests {
                 16,
                 0xdead_beef,
                 Error::BadExtHeader {
-                    field: "ext_magic",
+                    field: ExtField::ExtMagic,
                     value: 0xdead_beef,
                 },
             ),
@@ -604,7 +823,7 @@ mod tests {
                 20,
                 32,
                 Error::BadExtHeader {
-                    field: "ext_size",
+                    field: ExtField::ExtSize,
                     value: 32,
                 },
             ),
@@ -612,7 +831,7 @@ mod tests {
                 20,
                 4096,
                 Error::BadExtHeader {
-                    field: "ext_size",
+                    field: ExtField::ExtSize,
                     value: 4096,
                 },
             ),
@@ -620,7 +839,7 @@ mod tests {
                 28,
                 11,
                 Error::BadExtHeader {
-                    field: "page_shift",
+                    field: ExtField::PageShift,
                     value: 11,
                 },
             ),
@@ -628,7 +847,7 @@ mod tests {
                 28,
                 31,
                 Error::BadExtHeader {
-                    field: "page_shift",
+                    field: ExtField::PageShift,
                     value: 31,
                 },
             ),
@@ -636,7 +855,7 @@ mod tests {
                 32,
                 48,
                 Error::BadExtHeader {
-                    field: "abi_size",
+                    field: ExtField::AbiSize,
                     value: 48,
                 },
             ),
@@ -644,7 +863,7 @@ mod tests {
                 32,
                 4,
                 Error::BadExtHeader {
-                    field: "abi_size",
+                    field: ExtField::AbiSize,
                     value: 4,
                 },
             ),
@@ -652,7 +871,7 @@ mod tests {
                 40,
                 2000,
                 Error::BadExtHeader {
-                    field: "desc_count",
+                    field: ExtField::DescCount,
                     value: 2000,
                 },
             ),
@@ -746,6 +965,102 @@ mod tests {
         )
         .unwrap();
         assert_eq!(validate(&b, 4096).unwrap().nr_records, 1);
+    }
+
+    fn all(b: &[u8]) -> (Vec<Error>, Validation) {
+        let mut errors = Vec::new();
+        let v = violations(b, b.len() as u64, |e| {
+            errors.push(e);
+            ControlFlow::Continue(())
+        });
+        (errors, v)
+    }
+
+    #[test]
+    fn violations_lists_every_descriptor_error_and_starts_with_validates() {
+        let l = Layout::compute(&LayoutParams {
+            record_size: 48,
+            desc_count: 5,
+            ..LayoutParams::vcpu(2)
+        })
+        .unwrap();
+        let d = |n, off| Descriptor::scalar(n, off, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0);
+        let mut bad_unit = d("u", 24);
+        bad_unit.unit = Unit(99);
+        let descs = [
+            d("runstate_running_time", 8),
+            d("a", 16),
+            bad_unit,
+            d("a", 32),
+            d("z", 32),
+        ];
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 9, &descs)
+            .unwrap();
+        let (errors, v) = all(&b);
+        assert_eq!(
+            errors,
+            [
+                Error::DescUnknownUnit { index: 2, unit: 99 },
+                Error::DescNameDuplicate { index: 3, other: 1 },
+                Error::DescOverlap { index: 4, other: 3 },
+            ]
+        );
+        assert_eq!(validate(&b, b.len() as u64), Err(errors[0]));
+        assert_eq!(v.info.map(|i| i.nr_records), Some(2));
+        assert!(v.checked.contains(Rule::R18) && v.checked.contains(Rule::R13));
+        // Stopping after the first.
+        let mut n = 0;
+        violations(&b, b.len() as u64, |_| {
+            n += 1;
+            ControlFlow::Break(())
+        });
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn violations_go_past_the_record_rules_but_not_the_header_rules() {
+        // R7 and R18 broken, the descriptors still checked.
+        let p = LayoutParams {
+            nr_records: 2,
+            ..LayoutParams::domain()
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; 4096];
+        l.write_headers(
+            &mut b,
+            DOMAIN_STATS_MAGIC,
+            1,
+            crate::record::DOMAIN_STD_DESCRIPTORS,
+        )
+        .unwrap();
+        put32(&mut b, 16 + 8, 100);
+        let (errors, v) = all(&b);
+        let rules: Vec<_> = errors.iter().map(Error::rule).collect();
+        assert_eq!(rules, [Rule::R7, Rule::R18]);
+        assert_eq!(validate(&b, 4096), Err(errors[0]));
+        assert!(v.checked.contains(Rule::R13));
+        // offset beyond the mapping: R9 and R10 not checked.
+        let mut b = table(2);
+        put32(&mut b, 4, 8192);
+        let (errors, v) = all(&b);
+        assert_eq!(
+            errors,
+            [Error::MappingTooSmall {
+                need: 8192,
+                len: 4096
+            }]
+        );
+        assert!(v.info.is_none());
+        let checked: Vec<_> = v.checked.iter().collect();
+        use Rule::*;
+        assert_eq!(checked, [R1, R2, R3, R4, R5, R6, R7]);
+        // A bad extension header: R10 and later not checked.
+        let mut b = table(2);
+        put32(&mut b, 28, 11);
+        let (errors, v) = all(&b);
+        assert_eq!(errors.len(), 1);
+        assert!(v.checked.contains(R9) && !v.checked.contains(R10) && !v.checked.contains(R7));
     }
 
     #[test]

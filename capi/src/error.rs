@@ -4,6 +4,8 @@
 
 use core::ffi::{c_int, CStr};
 
+use vstats_abi::Rule;
+
 /// Success.
 pub const VSTATS_OK: c_int = 0;
 /// The table is disabled: no update was started or finished.
@@ -71,7 +73,7 @@ pub(crate) fn from_publish(e: &vstats_producer::publish::PublishError) -> c_int 
 pub(crate) fn from_abi(e: vstats_abi::Error) -> c_int {
     match e {
         vstats_abi::Error::Overflow { .. } => VSTATS_EOVERFLOW,
-        e if matches!(e.rule(), "R11" | "R12" | "R13") => VSTATS_EBADMSG,
+        e if matches!(e.rule(), Rule::R11 | Rule::R12 | Rule::R13) => VSTATS_EBADMSG,
         _ => VSTATS_EINVAL,
     }
 }
@@ -128,7 +130,9 @@ mod tests {
             VSTATS_EBADMSG
         );
         assert_eq!(
-            from_abi(vstats_abi::Error::Overflow { what: "x" }),
+            from_abi(vstats_abi::Error::Overflow {
+                what: vstats_abi::error::Quantity::RecordSize
+            }),
             VSTATS_EOVERFLOW
         );
     }

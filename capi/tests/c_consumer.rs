@@ -410,7 +410,7 @@ fn c_rule(prog: &Path, dir: &Path, name: &str, bytes: &[u8]) -> Option<u32> {
 fn rust_rule(bytes: &[u8]) -> Option<u32> {
     validate(bytes, bytes.len() as u64)
         .err()
-        .map(|e| e.rule()[1..].parse().unwrap())
+        .map(|e| e.rule().id()[1..].parse().unwrap())
 }
 
 #[test]

@@ -1,11 +1,7 @@
 //! Counters by name: what a record holds, from the table's descriptors or
 //! from this revision's standard fields.
 
-use vstats_abi::{
-    desc::Descriptor,
-    record::{DOMAIN_STD_DESCRIPTORS, RECORD_PREFIX, VCPU_STD_DESCRIPTORS},
-    Base, Kind, TableInfo, Unit,
-};
+use vstats_abi::{desc::Descriptor, record::RECORD_PREFIX, Base, Kind, TableInfo, Unit};
 
 /// Where a [`Counter`] was learnt from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,12 +139,9 @@ pub(crate) fn counters_of(info: &TableInfo, head: &[u8]) -> Vec<Counter> {
             })
             .collect();
     }
-    let std = if info.is_vcpu() {
-        VCPU_STD_DESCRIPTORS
-    } else {
-        DOMAIN_STD_DESCRIPTORS
-    };
-    std.iter()
+    info.kind()
+        .std_descriptors()
+        .iter()
         .filter(|d| info.has_std_field(d.offset))
         .filter_map(|d| Counter::from_descriptor(d, Source::Standard, info.abi_size))
         .collect()

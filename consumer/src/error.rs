@@ -152,8 +152,8 @@ impl From<crate::xen::Error> for Error {
 }
 
 impl Error {
-    /// The ABI rule broken (`"R2"` ...), when this is [`Error::Invalid`].
-    pub fn rule(&self) -> Option<&'static str> {
+    /// The ABI rule broken, when this is [`Error::Invalid`].
+    pub fn rule(&self) -> Option<vstats_abi::Rule> {
         match self {
             Error::Invalid { error, .. } => Some(error.rule()),
             _ => None,
@@ -212,7 +212,7 @@ mod tests {
             path: None,
             error: vstats_abi::Error::BadMagic { found: 1 },
         };
-        assert_eq!(e.rule(), Some("R2"));
+        assert_eq!(e.rule(), Some(vstats_abi::Rule::R2));
         assert!(e.to_string().starts_with("<raw mapping>: "), "{e}");
         assert!(e.to_string().contains("R2: magic 0x00000001"), "{e}");
         assert_eq!(Error::NotFileBacked.rule(), None);

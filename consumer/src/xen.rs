@@ -231,7 +231,7 @@ pub enum Error {
         io: io::Error,
     },
     /// The mapped table breaks a rule of the ABI.
-    #[error("domain {domid}: {what} stats table: not a valid stats table: {error}")]
+    #[error("domain {domid}: {what} stats table: not a valid stats table: {error} [rule {}: {}]", .error.rule(), .error.rule().title())]
     Invalid {
         /// The domain id.
         domid: u16,

@@ -244,7 +244,7 @@ impl TableBuilder {
             });
         }
         let overflow = vstats_abi::Error::Overflow {
-            what: "record size",
+            what: vstats_abi::error::Quantity::RecordSize,
         };
         let desc = d
             .at(self.size)
@@ -289,7 +289,7 @@ impl TableBuilder {
     pub fn build(self) -> Result<TablePlan> {
         let desc_count = u32::try_from(self.descriptors.len()).map_err(|_| {
             Error::Abi(vstats_abi::Error::Overflow {
-                what: "descriptor count",
+                what: vstats_abi::error::Quantity::DescriptorCount,
             })
         })?;
         let page_size = self.page_size.unwrap_or(page_size_for(self.size));
@@ -306,7 +306,7 @@ impl TableBuilder {
                 .get(i as usize)
                 .copied()
                 .ok_or(vstats_abi::Error::Overflow {
-                    what: "descriptor index",
+                    what: vstats_abi::error::Quantity::DescriptorIndex,
                 })
         })?;
         Ok(TablePlan {

@@ -170,7 +170,7 @@ impl<'f> Table<'f> {
                 .get(i as usize)
                 .copied()
                 .ok_or(vstats_abi::Error::BadLayoutParam {
-                    param: "descriptor index",
+                    param: vstats_abi::error::LayoutParam::DescriptorIndex,
                     value: i.into(),
                 })
         })?;

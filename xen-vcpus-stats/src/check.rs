@@ -7,11 +7,12 @@
 
 use std::{io::Write, time::Duration};
 
-use vstats_invariants::{run_check, CheckOptions, Report};
+use vstats_abi::TableKind;
+use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
-    error::{Error, Result, EXIT_BAD_TABLE, EXIT_ERROR, EXIT_OK},
-    target::{exists, io_error, named_dir, Target, DOMAIN_FILE, VCPU_FILE},
+    error::{Error, Result},
+    target::{exists, io_error, named_dir, Target},
     xen::{self, Xen},
 };
 
@@ -41,8 +42,8 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
     use vstats_invariants::Target as T;
     let in_dir = |dir: &std::path::Path| -> Result<Vec<T>> {
         let mut out = Vec::new();
-        for f in [VCPU_FILE, DOMAIN_FILE] {
-            let p = dir.join(f);
+        for kind in TableKind::ALL {
+            let p = dir.join(kind.file_name());
             if exists(&p)? {
                 out.push(T::Path(p));
             }
@@ -68,13 +69,13 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
         Target::Domid(domid) => {
             let x = Xen::load()?;
             let mut out = Vec::new();
-            for (id, what) in [(0, "vCPU"), (1, "domain")] {
-                match x.map_raw(*domid, id) {
+            for kind in TableKind::ALL {
+                match x.map_raw(*domid, kind.resource_id()) {
                     Ok(raw) => out.push(T::Memory {
-                        label: format!("domain {domid} {what} stats table"),
+                        label: format!("domain {domid} {kind} stats table"),
                         raw,
                     }),
-                    Err(xen::Error::NotOffered { .. }) if id == 1 => {}
+                    Err(xen::Error::NotOffered { .. }) if kind == TableKind::Domain => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -83,19 +84,11 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
     }
 }
 
-/// The exit code for a report: [`EXIT_OK`] when every rule passed,
-/// [`EXIT_BAD_TABLE`] when a rule failed, [`EXIT_ERROR`] when a table could
-/// not be checked (and none failed).
-pub fn exit_code(report: &Report) -> u8 {
-    match report.exit_code() {
-        vstats_invariants::report::EXIT_PASS => EXIT_OK,
-        vstats_invariants::report::EXIT_VIOLATION => EXIT_BAD_TABLE,
-        _ => EXIT_ERROR,
-    }
-}
-
 /// Checks `target` for `cfg.duration` and writes the report to `out`;
-/// returns the exit code ([`exit_code`]).
+/// returns the exit code ([`vstats_invariants::Report::exit_code`]: [`crate::error::EXIT_OK`]
+/// when every rule passed, [`crate::error::EXIT_BAD_TABLE`] when a rule
+/// failed, [`crate::error::EXIT_ERROR`] when a table could not be checked
+/// and none failed).
 ///
 /// # Errors
 ///
@@ -115,5 +108,5 @@ pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::R
         write!(out, "{report}")?;
     }
     out.flush()?;
-    Ok(exit_code(&report))
+    Ok(report.exit_code())
 }

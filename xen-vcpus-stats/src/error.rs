@@ -2,20 +2,25 @@
 
 use std::path::PathBuf;
 
-use crate::{rules, xen};
+use vstats_abi::Rule;
+
+use crate::xen;
+
+// The exit codes are the checker's (`vstats_invariants::report`), so that
+// `check` and `vstats-invariants` exit alike for the same report.
 
 /// Exit code of a successful run (also after Ctrl-C ends an unbounded
 /// sampling run).
-pub const EXIT_OK: u8 = 0;
+pub const EXIT_OK: u8 = vstats_invariants::report::EXIT_PASS;
 /// Exit code of an error: no such domain, VM or file, permission denied,
 /// a missing Xen library, an I/O error, an unknown counter name.
-pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_ERROR: u8 = vstats_invariants::report::EXIT_ERROR;
 /// Exit code of a command line clap rejects (clap's own convention).
-pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = vstats_invariants::report::EXIT_USAGE;
 /// Exit code when the table itself is at fault: it breaks a rule of the
 /// ABI (the message names the rule), or a record stayed busy (mid-update)
 /// past `--busy-timeout`.
-pub const EXIT_BAD_TABLE: u8 = 3;
+pub const EXIT_BAD_TABLE: u8 = vstats_invariants::report::EXIT_VIOLATION;
 
 /// Everything the tool itself can report; the consumer's and the Xen
 /// backend's errors are wrapped, not repeated.
@@ -45,18 +50,18 @@ pub enum Error {
         dir: PathBuf,
     },
     /// A table breaks a rule of the ABI.
-    #[error("{error} [{}]", rules::describe(.rule))]
+    #[error("{error} [rule {rule}: {}]", .rule.title())]
     InvalidTable {
         /// The consumer's error (path, rule, values).
         error: vstats_consumer::Error,
-        /// The rule number, e.g. `"R2"`.
-        rule: &'static str,
+        /// The rule broken.
+        rule: Rule,
     },
     /// Any other error of the consumer (I/O, permission denied, limits).
     #[error(transparent)]
     Consumer(vstats_consumer::Error),
-    /// The Xen backend failed (an invalid table with the rule's summary).
-    #[error("{error}{}", xen_rule(.error))]
+    /// The Xen backend failed (an invalid table names its rule and title).
+    #[error("{error}")]
     Xen {
         /// The backend's error, shown in this error's message (so not
         /// also its `source`, which would print it twice in a chain).
@@ -196,13 +201,24 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     EXIT_ERROR
 }
 
-/// ` [rule Rn: ...]` after a Xen backend error about an invalid table.
-fn xen_rule(e: &xen::Error) -> String {
-    match e {
-        xen::Error::Invalid { error, .. } => format!(" [{}]", rules::describe(error.rule())),
-        _ => String::new(),
-    }
-}
-
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_table_message_gives_the_rule_and_its_title() {
+        let e = Error::from(vstats_consumer::Error::Invalid {
+            path: None,
+            error: vstats_abi::Error::DomainRecordCount { nr_records: 2 },
+        });
+        let text = e.to_string();
+        assert!(
+            text.ends_with("[rule R18: a domain table has exactly one record]"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), EXIT_BAD_TABLE);
+    }
+}

@@ -57,7 +57,6 @@ pub mod error;
 pub mod list;
 pub mod output;
 pub mod produce;
-pub mod rules;
 pub mod sample;
 pub mod schema;
 pub mod synth;

@@ -9,33 +9,32 @@
 use std::{
     collections::{BTreeMap, HashSet},
     io,
+    ops::ControlFlow,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use vstats_abi::{
-    header::EXT_HEADER_OFFSET,
-    record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
-    Error as AbiError, Kind, TableInfo,
+    header::EXT_HEADER_OFFSET, record::RECORD_PREFIX, validate::violations, Error as AbiError,
+    Rule, TableInfo, TableKind,
 };
 use vstats_consumer::{
     mem::{FileId, MemView},
-    RecordStatus, Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
+    Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
 };
 
 use crate::{
+    dynamics::{At, Baselines},
+    plan::{self, When, PLAN},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
-    rules::{When, RULES, VALIDATE_ORDER},
     statics::{
-        copy_and_validate, descriptor_errors, for_each_outside, head_field, load_outside, marker,
+        copy_and_validate, for_each_outside, head_field, load_outside, marker,
         standard_field_errors, Outside,
     },
 };
 
 /// Where tables are published by VM name: `<DEFAULT_ROOT>/<name>/`.
 pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-/// File names of the two tables in a VM's directory.
-pub const TABLE_FILES: [&str; 2] = ["vcpu", "domain"];
 
 /// How long and how closely to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,9 +114,9 @@ pub fn vm_dir(name: &str) -> PathBuf {
 
 /// The tables in a VM's directory: `<dir>/vcpu` and `<dir>/domain`.
 pub fn targets_in_dir(dir: &Path) -> Vec<Target> {
-    TABLE_FILES
+    TableKind::ALL
         .iter()
-        .map(|f| Target::Path(dir.join(f)))
+        .map(|k| Target::Path(dir.join(k.file_name())))
         .collect()
 }
 
@@ -178,15 +177,6 @@ pub struct Checker {
     magic_cleared: bool,
 }
 
-/// A record whose seq was seen odd, at one value, in consecutive samples.
-#[derive(Clone, Copy, Debug)]
-struct OddRun {
-    seq: u32,
-    since_s: f64,
-    samples: u32,
-    reported: bool,
-}
-
 /// A word outside the records that changed.
 #[derive(Clone, Copy, Debug)]
 struct Change {
@@ -195,15 +185,6 @@ struct Change {
     new: u64,
     at_s: f64,
     sample: u64,
-}
-
-/// A cumulative or peak scalar, by its word index in the record's counter
-/// words.
-#[derive(Clone, Debug)]
-struct Mono {
-    word: usize,
-    name: String,
-    rule: &'static str,
 }
 
 /// One attachment: a validated table and everything remembered about it.
@@ -220,19 +201,10 @@ struct Live {
     /// `for_each_outside` order.
     outside_base: Vec<u64>,
     changed: BTreeMap<u64, Change>,
-    first_seq: Vec<Option<u32>>,
-    seq_moved: Vec<bool>,
-    last_seq: Vec<Option<u32>>,
-    /// The last consistent read of each record: its seq and counter words.
-    last_read: Vec<Option<(u32, Vec<u64>)>>,
-    odd: Vec<Option<OddRun>>,
-    mono: Vec<Mono>,
-    /// `[record * mono.len() + m]`: the last active value.
-    last_mono: Vec<Option<u64>>,
-    /// Names of the counter words, by index.
-    word_names: Vec<String>,
-    /// (rule, record or u32::MAX, offset) already reported.
-    reported: HashSet<(&'static str, u32, u64)>,
+    /// What the dynamic rules of the records remember.
+    records: Baselines,
+    /// (rule, record or u32::MAX, offset) already reported (D6).
+    reported: HashSet<(Rule, u32, u64)>,
     samples: u64,
 }
 
@@ -314,8 +286,9 @@ impl Checker {
     fn attach_raw(&mut self, raw: MemView<'static>, file: Option<FileId>) {
         self.last_file = file;
         let (head, result) = copy_and_validate(&raw);
+        let mapped_len = raw.len() as u64;
         if let Err(e) = result {
-            return self.invalid(&head, e);
+            return self.invalid(&head, mapped_len, e);
         }
         match Table::from_view(raw.clone()) {
             Ok(mut table) => {
@@ -325,75 +298,109 @@ impl Checker {
                 // and D6 compares against it.
                 self.start_live(table, Some(raw), file);
             }
-            Err(vstats_consumer::Error::Invalid { error, .. }) => self.invalid(&head, error),
+            Err(vstats_consumer::Error::Invalid { error, .. }) => {
+                self.invalid(&head, mapped_len, error)
+            }
             Err(e) => self.error = Some(format!("cannot check {}: {e}", self.target)),
         }
     }
 
-    /// The table breaks header or descriptor rules: report them; nothing
-    /// else can be checked on it.
-    fn invalid(&mut self, head: &[u8], e: AbiError) {
-        let rule = e.rule();
-        let word = |at: usize| {
-            head.get(at..at + 4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u32::from_ne_bytes)
-        };
-        let (magic, size) = (word(0), word(8));
+    /// The table breaks header or descriptor rules: report every
+    /// violation ([`vstats_abi::validate::violations`] on the copy `head`
+    /// of a mapping of `mapped_len` bytes); nothing else can be checked on
+    /// it. `e` is the first violation, as reported by whoever refused the
+    /// table.
+    fn invalid(&mut self, head: &[u8], mapped_len: u64, e: AbiError) {
         let generation = head
             .get(48..56)
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes);
-        let desc_rules = ["R11", "R12", "R13"];
-        let errors = if desc_rules.contains(&rule) {
-            // validate interleaves R11-R13 per descriptor: check each.
-            for id in VALIDATE_ORDER
-                .iter()
-                .take_while(|id| !desc_rules.contains(id))
-            {
-                self.book.pass(id);
-            }
-            for id in desc_rules {
-                self.book.pass(id);
-            }
-            let all = descriptor_errors(head, magic, size);
-            if all.is_empty() {
-                vec![(rule, e.to_string())]
-            } else {
-                all
-            }
-        } else {
-            let k = VALIDATE_ORDER.iter().position(|id| *id == rule);
-            for (j, id) in VALIDATE_ORDER.iter().enumerate() {
-                let before = k.is_some_and(|k| j < k);
-                let unchecked_by_early_r7 = rule == "R7" && matches!(*id, "R9" | "R10");
-                if before && !unchecked_by_early_r7 {
-                    self.book.pass(id);
-                } else if *id != rule {
-                    self.book
-                        .skip(id, format!("not checked: validation stopped at {rule}"));
-                }
-            }
-            vec![(rule, e.to_string())]
-        };
-        for (id, what) in errors {
-            let ev = self.evidence(generation, None, None, None, what);
-            self.book.fail(id, ev);
+        let mut errors = Vec::new();
+        let v = violations(head, mapped_len, |e| {
+            errors.push(e);
+            ControlFlow::Continue(())
+        });
+        if errors.is_empty() {
+            // The consumer's copy of the head differed from ours (the
+            // producer changed it in between): report what it saw.
+            errors.push(e);
         }
-        let why = format!("not checked: the table is invalid ({rule})");
-        for r in RULES.iter().filter(|r| r.when != When::NotObservable) {
-            self.book.skip(r.id, why.clone());
+        // The violation that stopped the walk, if one did.
+        let stop = v
+            .info
+            .is_none()
+            .then(|| errors.last().map(AbiError::rule))
+            .flatten();
+        for rule in plan::validated() {
+            match stop {
+                Some(stop) if !v.checked.contains(rule) => self
+                    .book
+                    .skip(rule, format!("not checked: validation stopped at {stop}")),
+                _ => self.book.pass(rule),
+            }
+        }
+        for error in &errors {
+            let ev = self.evidence(generation, None, None, None, error.to_string());
+            self.book.fail(error.rule(), ev);
+        }
+        let why = format!("not checked: the table is invalid ({})", e.rule());
+        for c in PLAN.iter().filter(|c| c.when != When::NotObservable) {
+            self.book.skip(c.rule, why.clone());
         }
         self.event(format!("table invalid, not sampled: {e}"));
     }
 
-    /// Starts an attachment on a validated table.
+    /// Starts an attachment on a validated table: the restart rule (D8),
+    /// the static rules, then the baselines of the dynamic ones.
     fn start_live(&mut self, table: Table, raw: Option<MemView<'static>>, file: Option<FileId>) {
         if let Some(e) = self.error.take() {
             self.event(format!("{e}; the table appeared later"));
         }
         let info = *table.info();
         let head = table.head().to_vec();
+        let generation = info.generation();
+        self.check_new_generation(&info);
+        self.attachments.push(Attachment {
+            generation,
+            kind: info.kind().file_name(),
+            nr_records: info.nr_records,
+            mapped_len: info.mapped_len,
+            at_s: self.now_s(),
+            sample: self.samples,
+        });
+        self.check_head(&head, &info);
+        let outside_base = match &raw {
+            Some(raw) => self.check_outside_inactive(raw, &info),
+            None => {
+                let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
+                           outside the head and the records (attach with Target::Memory)";
+                for id in [Rule::P4, Rule::D7, Rule::P9] {
+                    self.book.skip(id, why);
+                }
+                Vec::new()
+            }
+        };
+        self.live = Some(Live {
+            records: Baselines::new(&table),
+            snap: Snapshot::new(&table),
+            table,
+            info,
+            head,
+            raw,
+            file,
+            generation,
+            outside_base,
+            changed: BTreeMap::new(),
+            reported: HashSet::new(),
+            samples: 0,
+        });
+        self.file_gone = false;
+        self.magic_cleared = false;
+    }
+
+    /// D8, on a re-attachment: a restarted producer publishes a generation
+    /// no earlier table under this name had. Remembers the generation.
+    fn check_new_generation(&mut self, info: &TableInfo) {
         let generation = info.generation();
         let has_ext = info.ext.is_some();
         if !self.attachments.is_empty() {
@@ -413,32 +420,39 @@ impl Checker {
                          the generation of an earlier table under the same name"
                     ),
                 );
-                self.book.fail("D8", ev);
+                self.book.fail(Rule::D8, ev);
             } else if has_ext {
-                self.book.pass("D8");
+                self.book.pass(Rule::D8);
             } else {
                 self.book.skip(
-                    "D8",
+                    Rule::D8,
                     "the restarted table has no extension header (no generation)",
                 );
             }
         }
         self.generations.push((generation, has_ext));
-        self.attachments.push(Attachment {
-            generation,
-            kind: if info.is_vcpu() { "vcpu" } else { "domain" },
-            nr_records: info.nr_records,
-            mapped_len: info.mapped_len,
-            at_s: self.now_s(),
-            sample: self.samples,
-        });
-        for id in VALIDATE_ORDER {
-            self.book.pass(id);
+    }
+
+    /// The static rules of a validated head: those `violations` checked
+    /// (they held), R18 again, P1 and R17.
+    fn check_head(&mut self, head: &[u8], info: &TableInfo) {
+        for rule in plan::validated() {
+            self.book.pass(rule);
         }
-        // R18, for a validator that predates it.
-        if !info.is_vcpu() && info.nr_records != 1 {
+        self.check_domain_records(info);
+        self.check_reserved_zero(head, info);
+        self.check_standard_fields(head, info);
+        if info.kind() == TableKind::Domain {
+            self.book
+                .skip(Rule::R16, "a domain table has no vCPU slots");
+        }
+    }
+
+    /// R18, for a consumer whose validator predates it.
+    fn check_domain_records(&mut self, info: &TableInfo) {
+        if info.kind() == TableKind::Domain && info.nr_records != 1 {
             let ev = self.evidence(
-                generation,
+                info.generation(),
                 None,
                 Some("ext.nr_records".into()),
                 Some(24),
@@ -447,138 +461,73 @@ impl Checker {
                     info.nr_records
                 ),
             );
-            self.book.fail("R18", ev);
+            self.book.fail(Rule::R18, ev);
         }
-        // P1: reserved bytes of the head are zero.
-        match vstats_abi::validate::first_nonzero_reserved(&head, &info) {
+    }
+
+    /// P1: the reserved bytes of the head are zero.
+    fn check_reserved_zero(&mut self, head: &[u8], info: &TableInfo) {
+        match vstats_abi::validate::first_nonzero_reserved(head, info) {
             Some(off) => {
                 let v = head.get(off as usize).copied().unwrap_or(0);
                 let ev = self.evidence(
-                    generation,
+                    info.generation(),
                     None,
                     Some("reserved".into()),
                     Some(off.into()),
                     format!("reserved byte is {v:#04x}, not 0"),
                 );
-                self.book.fail("P1", ev);
+                self.book.fail(Rule::P1, ev);
             }
-            None => self.book.pass("P1"),
+            None => self.book.pass(Rule::P1),
         }
-        // R17: standard fields keep their meaning.
-        let std_errors = standard_field_errors(&head, &info);
+    }
+
+    /// R17: the standard fields inside `abi_size` keep their meaning.
+    fn check_standard_fields(&mut self, head: &[u8], info: &TableInfo) {
+        let std_errors = standard_field_errors(head, info);
         if std_errors.is_empty() {
-            self.book.pass("R17");
+            self.book.pass(Rule::R17);
         }
         for (i, what) in std_errors {
             let ev = self.evidence(
-                generation,
+                info.generation(),
                 None,
                 Some(format!("descriptor {i}")),
                 None,
                 what,
             );
-            self.book.fail("R17", ev);
+            self.book.fail(Rule::R17, ev);
         }
-        if !info.is_vcpu() {
-            self.book.skip("R16", "a domain table has no vCPU slots");
-        }
-        // P4, and the baseline of D7.
+    }
+
+    /// P4: every word outside the records' seq words and counters holds
+    /// the inactive marker. Returns their values, the baseline of D7.
+    fn check_outside_inactive(&mut self, raw: &MemView<'static>, info: &TableInfo) -> Vec<u64> {
+        let len = raw.len() as u64;
         let mut outside_base = Vec::new();
-        match &raw {
-            Some(raw) => {
-                let len = raw.len() as u64;
-                let mut bad = Vec::new();
-                for_each_outside(&info, len, |off, kind| {
-                    let v = load_outside(raw, off, kind).unwrap_or(0);
-                    if v != marker(kind, off, len) {
-                        bad.push((off, kind, v));
-                    }
-                    outside_base.push(v);
-                });
-                if bad.is_empty() {
-                    self.book.pass("P4");
-                }
-                for (off, kind, v) in bad {
-                    let ev = self.evidence(
-                        generation,
-                        record_of(kind),
-                        Some(kind.describe()),
-                        Some(off),
-                        format!("holds {v:#x}, not the inactive marker (all ones)"),
-                    );
-                    self.book.fail("P4", ev);
-                }
+        let mut bad = Vec::new();
+        for_each_outside(info, len, |off, kind| {
+            let v = load_outside(raw, off, kind).unwrap_or(0);
+            if v != marker(kind, off, len) {
+                bad.push((off, kind, v));
             }
-            None => {
-                let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
-                           outside the head and the records (attach with Target::Memory)";
-                for id in ["P4", "D7", "P9"] {
-                    self.book.skip(id, why);
-                }
-            }
-        }
-        let mono: Vec<Mono> = table
-            .counters()
-            .iter()
-            .filter(|c| !c.is_histogram())
-            .filter_map(|c| {
-                let rule = match c.kind() {
-                    Kind::CUMULATIVE => "D3",
-                    Kind::PEAK => "D4",
-                    _ => return None,
-                };
-                Some(Mono {
-                    word: ((c.offset() - RECORD_PREFIX) / 8) as usize,
-                    name: c.name().to_owned(),
-                    rule,
-                })
-            })
-            .collect();
-        let words = (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize;
-        let word_names = (0..words)
-            .map(|k| {
-                let off = RECORD_PREFIX + 8 * k as u32;
-                table
-                    .counters()
-                    .iter()
-                    .find(|c| off >= c.offset() && off < c.offset() + 8 * c.count())
-                    .map_or_else(
-                        || format!("word at {off} (no descriptor)"),
-                        |c| {
-                            if c.count() > 1 {
-                                format!("{}[{}]", c.name(), (off - c.offset()) / 8)
-                            } else {
-                                c.name().to_owned()
-                            }
-                        },
-                    )
-            })
-            .collect();
-        let n = info.nr_records as usize;
-        let snap = Snapshot::new(&table);
-        self.live = Some(Live {
-            last_mono: vec![None; n * mono.len()],
-            mono,
-            word_names,
-            table,
-            info,
-            head,
-            raw,
-            file,
-            generation,
-            snap,
-            outside_base,
-            changed: BTreeMap::new(),
-            first_seq: vec![None; n],
-            seq_moved: vec![false; n],
-            last_seq: vec![None; n],
-            last_read: vec![None; n],
-            odd: vec![None; n],
-            reported: HashSet::new(),
-            samples: 0,
+            outside_base.push(v);
         });
-        self.file_gone = false;
-        self.magic_cleared = false;
+        if bad.is_empty() {
+            self.book.pass(Rule::P4);
+        }
+        for (off, kind, v) in bad {
+            let ev = self.evidence(
+                info.generation(),
+                record_of(kind),
+                Some(kind.describe()),
+                Some(off),
+                format!("holds {v:#x}, not the inactive marker (all ones)"),
+            );
+            self.book.fail(Rule::P4, ev);
+        }
+        outside_base
     }
 
     /// Takes one sample: notices a restart (and re-attaches), then checks
@@ -678,202 +627,30 @@ impl Checker {
         true
     }
 
-    /// Reads every record through the consumer and checks D1 to D5, R16.
+    /// Reads every record through the consumer and checks D1 to D5 and
+    /// R16 on each ([`Baselines::check`]).
     fn check_records(&mut self, live: &mut Live) {
         live.table.snapshot(&mut live.snap);
-        let now = self.now_s();
-        let vcpu = live.info.is_vcpu();
+        let at = At {
+            generation: live.generation,
+            sample: self.samples,
+            at_s: self.now_s(),
+        };
+        let vcpu = live.info.kind() == TableKind::Vcpu;
         let running_known = live.info.has_std_field(RECORD_PREFIX);
-        let mut fails: Vec<(&'static str, Evidence)> = Vec::new();
-        let g = live.generation;
+        let mut fails = Vec::new();
         for rec in live.snap.records() {
-            let i = rec.index();
-            let iu = i as usize;
-            let seq = match rec.status() {
-                RecordStatus::Consistent => Some(rec.seq()),
-                RecordStatus::Busy { seq, .. } => Some(seq),
-                RecordStatus::NotRead => None,
-            };
-            if let Some(seq) = seq {
-                // D1: seq never steps backwards (serial-number arithmetic).
-                if let Some(prev) = live.last_seq[iu] {
-                    if seq.wrapping_sub(prev) > i32::MAX as u32 {
-                        fails.push((
-                            "D1",
-                            self.evidence(
-                                g,
-                                Some(i),
-                                Some("seq".into()),
-                                None,
-                                format!("seq went backwards: {prev} -> {seq}"),
-                            ),
-                        ));
-                    }
-                }
-                live.last_seq[iu] = Some(seq);
-                match live.first_seq[iu] {
-                    None => live.first_seq[iu] = Some(seq),
-                    Some(f) if f != seq => live.seq_moved[iu] = true,
-                    _ => {}
-                }
-            }
-            match rec.status() {
-                RecordStatus::Busy { seq, attempts } if seq & 1 == 1 => {
-                    // D2: odd at one value across samples.
-                    let run = match live.odd[iu] {
-                        Some(mut r) if r.seq == seq => {
-                            r.samples += 1;
-                            r
-                        }
-                        _ => OddRun {
-                            seq,
-                            since_s: now,
-                            samples: 1,
-                            reported: false,
-                        },
-                    };
-                    let long = now - run.since_s >= self.opts.odd_bound.as_secs_f64();
-                    let mut run = run;
-                    if !run.reported && run.samples >= self.opts.odd_min_samples && long {
-                        run.reported = true;
-                        fails.push((
-                            "D2",
-                            self.evidence(
-                                g,
-                                Some(i),
-                                Some("seq".into()),
-                                None,
-                                format!(
-                                    "stayed odd at {seq} from {:.3} s to {now:.3} s over {} \
-                                     samples (bound {:?} and {} samples); the consumer reported \
-                                     the record busy after {attempts} attempts each time",
-                                    run.since_s,
-                                    run.samples,
-                                    self.opts.odd_bound,
-                                    self.opts.odd_min_samples
-                                ),
-                            ),
-                        ));
-                    }
-                    live.odd[iu] = Some(run);
-                }
-                RecordStatus::Consistent => {
-                    live.odd[iu] = None;
-                    let words = rec.words();
-                    // D1: counters change only with a new seq (a writer
-                    // whose private seq restarted reuses seq values, and a
-                    // reader straddling such an update accepts a torn copy).
-                    match &mut live.last_read[iu] {
-                        Some((s, prev)) if *s == rec.seq() && prev.as_slice() != words => {
-                            let k = prev
-                                .iter()
-                                .zip(words)
-                                .position(|(a, b)| a != b)
-                                .unwrap_or(0);
-                            fails.push((
-                                "D1",
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    live.word_names.get(k).cloned(),
-                                    None,
-                                    format!(
-                                        "counters changed without a new seq: seq {s} read twice, \
-                                         {:#x} then {:#x}",
-                                        prev[k], words[k]
-                                    ),
-                                ),
-                            ));
-                            prev.clone_from_slice(words);
-                        }
-                        Some((s, prev)) => {
-                            *s = rec.seq();
-                            prev.clone_from_slice(words);
-                        }
-                        slot @ None => *slot = Some((rec.seq(), words.to_vec())),
-                    }
-                    // D5: a word with the top bit set is all ones.
-                    for (k, &w) in words.iter().enumerate() {
-                        if w & INACTIVE_BIT != 0
-                            && w != INACTIVE
-                            && live.reported.insert(("D5", i, k as u64))
-                        {
-                            fails.push((
-                                "D5",
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    live.word_names.get(k).cloned(),
-                                    None,
-                                    format!(
-                                        "inactive word holds {w:#018x}, not the canonical marker \
-                                         {INACTIVE:#018x}"
-                                    ),
-                                ),
-                            ));
-                        }
-                    }
-                    // D3, D4: monotonic scalars never decrease.
-                    let nm = live.mono.len();
-                    for (m, mono) in live.mono.iter().enumerate() {
-                        let slot = iu * nm + m;
-                        match words.get(mono.word).copied().filter(|&w| is_active(w)) {
-                            Some(w) => {
-                                if let Some(prev) = live.last_mono[slot] {
-                                    if w < prev {
-                                        fails.push((
-                                            mono.rule,
-                                            self.evidence(
-                                                g,
-                                                Some(i),
-                                                Some(mono.name.clone()),
-                                                None,
-                                                format!(
-                                                    "decreased from {prev} to {w} (seq {})",
-                                                    rec.seq()
-                                                ),
-                                            ),
-                                        ));
-                                    }
-                                }
-                                live.last_mono[slot] = Some(w);
-                            }
-                            // Inactive (absent, overflowed, unplugged): a
-                            // later active value starts a new life.
-                            None => live.last_mono[slot] = None,
-                        }
-                    }
-                    // R16: a used vCPU slot has its running time active.
-                    if vcpu && running_known {
-                        let used = words.iter().any(|&w| is_active(w));
-                        let running = words.first().is_some_and(|&w| is_active(w));
-                        if used && !running && live.reported.insert(("R16", i, 0)) {
-                            fails.push((
-                                "R16",
-                                self.evidence(
-                                    g,
-                                    Some(i),
-                                    Some("runstate_running_time".into()),
-                                    None,
-                                    "the slot has active counters but its running time is \
-                                     inactive: it can be told neither used nor unused"
-                                        .into(),
-                                ),
-                            ));
-                        }
-                    }
-                }
-                _ => live.odd[iu] = None,
-            }
+            live.records
+                .check(rec, &self.opts, vcpu && running_known, &at, &mut fails);
         }
-        for id in ["D1", "D2", "D3", "D4", "D5"] {
+        for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5] {
             self.book.pass(id);
         }
         if vcpu && running_known {
-            self.book.pass("R16");
+            self.book.pass(Rule::R16);
         } else if vcpu {
             self.book.skip(
-                "R16",
+                Rule::R16,
                 "the table's abi_size does not reach runstate_running_time",
             );
         }
@@ -887,7 +664,7 @@ impl Checker {
     fn check_raw(&mut self, live: &mut Live) {
         let Some(raw) = live.raw.clone() else {
             // Without a raw view: the header and extension header only.
-            if live.table.is_stale() && live.reported.insert(("D6", u32::MAX, 0)) {
+            if live.table.is_stale() && live.reported.insert((Rule::D6, u32::MAX, 0)) {
                 let ev = self.evidence(
                     live.generation,
                     None,
@@ -895,9 +672,9 @@ impl Checker {
                     None,
                     "changed since validation (vstats_consumer::Table::is_stale)".into(),
                 );
-                self.book.fail("D6", ev);
+                self.book.fail(Rule::D6, ev);
             }
-            self.book.pass("D6");
+            self.book.pass(Rule::D6);
             return;
         };
         let now = self.now_s();
@@ -905,7 +682,7 @@ impl Checker {
             let off = 4 * k as u64;
             let base = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             let Some(v) = raw.load::<u32>(off) else { break };
-            if v != base && live.reported.insert(("D6", u32::MAX, off)) {
+            if v != base && live.reported.insert((Rule::D6, u32::MAX, off)) {
                 let ev = self.evidence(
                     live.generation,
                     None,
@@ -913,10 +690,10 @@ impl Checker {
                     Some(off),
                     format!("changed after publication: {base:#010x} -> {v:#010x}"),
                 );
-                self.book.fail("D6", ev);
+                self.book.fail(Rule::D6, ev);
             }
         }
-        self.book.pass("D6");
+        self.book.pass(Rule::D6);
         let len = raw.len() as u64;
         let mut k = 0;
         let (base, changed, samples) = (&live.outside_base, &mut live.changed, self.samples);
@@ -935,8 +712,8 @@ impl Checker {
             }
             k += 1;
         });
-        self.book.pass("D7");
-        self.book.pass("P9");
+        self.book.pass(Rule::D7);
+        self.book.pass(Rule::P9);
     }
 
     /// Ends the current attachment: attributes the changes outside the
@@ -953,7 +730,14 @@ impl Checker {
         if live.samples >= 2 {
             for i in 1..info.nr_records {
                 let at = offset + u64::from(i) * size;
-                if live.changed.contains_key(&at) && !live.seq_moved[i as usize] {
+                if live.changed.contains_key(&at)
+                    && !live
+                        .records
+                        .seq_moved
+                        .get(i as usize)
+                        .copied()
+                        .unwrap_or(true)
+                {
                     phantoms.push((i, at));
                 }
             }
@@ -976,7 +760,7 @@ impl Checker {
                     c.new
                 ),
             };
-            self.book.fail("P9", ev);
+            self.book.fail(Rule::P9, ev);
         }
         for (&off, c) in &live.changed {
             let in_phantom = phantoms.iter().any(|&(_, at)| off >= at && off < at + size);
@@ -992,7 +776,7 @@ impl Checker {
                 offset: Some(off),
                 detail: format!("changed after publication: {:#x} -> {:#x}", c.old, c.new),
             };
-            self.book.fail("D7", ev);
+            self.book.fail(Rule::D7, ev);
         }
     }
 
@@ -1001,10 +785,10 @@ impl Checker {
         self.settle();
         if self.attachments.len() < 2 {
             self.book
-                .skip("D8", "the producer did not restart during the check");
+                .skip(Rule::D8, "the producer did not restart during the check");
         }
-        for r in RULES.iter().filter(|r| r.when == When::Dynamic) {
-            self.book.skip(r.id, "no sample was taken");
+        for c in PLAN.iter().filter(|c| c.when == When::Dynamic) {
+            self.book.skip(c.rule, "no sample was taken");
         }
         TableReport {
             duration_s: self.now_s(),

@@ -23,7 +23,7 @@ use vstats_abi::{
     header::EXT_HEADER_OFFSET,
     layout::{Layout, LayoutParams},
     record::{DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
-    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    Rule, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
 };
 use vstats_producer::{shm::ShmTable, RecordWriter, TableSpec};
 
@@ -37,7 +37,7 @@ pub const FAULT_STEP: u64 = 3;
 pub const INCOMPATIBLE_MAGIC: u32 = 0xaabb_cce0;
 
 macro_rules! faults {
-    ($($variant:ident => $name:literal, $rule:literal, $doc:literal;)*) => {
+    ($($variant:ident => $name:literal, $rule:ident, $doc:literal;)*) => {
         /// One way to break the ABI; [`Fault::rule`] is the rule the
         /// checker must report, and only that one.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,10 +60,10 @@ macro_rules! faults {
             }
 
             /// The rule the fault breaks (`None` for [`Fault::None`]).
-            pub const fn rule(self) -> Option<&'static str> {
+            pub const fn rule(self) -> Option<Rule> {
                 match self {
                     Fault::None => None,
-                    $(Fault::$variant => Some($rule),)*
+                    $(Fault::$variant => Some(Rule::$rule),)*
                 }
             }
 
@@ -79,33 +79,33 @@ macro_rules! faults {
 }
 
 faults! {
-    ShortMapping => "short-mapping", "R1", "the table file is truncated to 8 bytes after publication";
-    BadMagic => "bad-magic", "R2", "the magic is a deliberately incompatible one (0xaabbcce0)";
-    OffsetBelowHeader => "offset-below-header", "R3", "offset is 8, inside the 16-byte header";
-    SizeNotMultipleOf8 => "size-not-multiple-of-8", "R4", "size is 36";
-    StrideBelowSize => "stride-below-size", "R5", "stride is 32, below size 40";
-    MisalignedStride => "misaligned-stride", "R6", "stride is 68";
-    RecordsPastMapping => "records-past-mapping", "R7", "nr_records is 1000 in a one-page table";
-    RecordStraddlesPage => "record-straddles-page", "R8", "stride 3760 puts record 1 across the first page boundary";
-    BadPageShift => "bad-page-shift", "R9", "page_shift is 11";
-    DescriptorsOutOfBounds => "descriptors-out-of-bounds", "R10", "desc_stride is 32, below the 64-byte descriptor";
-    DuplicateName => "duplicate-name", "R11", "two producer-specific counters share the name exits";
-    BadExponent => "bad-exponent", "R12", "a time in seconds with exponent +3";
-    CounterOutsideRecord => "counter-outside-record", "R13", "descriptor 3's counter at offset 40 ends past size 40";
-    DomainTwoRecords => "domain-two-records", "R18", "a domain table with two records";
-    RunningInactive => "running-inactive", "R16", "vCPU 1 has active counters but an inactive running time";
-    StandardFieldMislabelled => "standard-field-mislabelled", "R17", "a producer counter named exits sits at the standard runnable time's offset";
-    ReservedNonzero => "reserved-nonzero", "P1", "a reserved head byte is non-zero";
-    PaddingNotInactive => "padding-not-inactive", "P4", "record 0's padding is published as zeros";
-    V3RecordAddress => "v3-record-address", "P9", "the RFC v3 writer: vCPU i written at offset + i * size, read at offset + i * stride";
-    SeqBackwards => "seq-backwards", "D1", "vCPU 1's seq is set 4 back";
-    SeqStuckOdd => "seq-stuck-odd", "D2", "vCPU 1's update is never finished: seq stays odd";
-    CumulativeDecrements => "cumulative-decrements", "D3", "vCPU 0's running time goes down by 500 ns";
-    PeakDecrements => "peak-decrements", "D4", "vCPU 0's peak max_exit_latency goes down";
-    NonCanonicalInactive => "non-canonical-inactive", "D5", "vCPU 0's blocked time is stored as 2^63 + 5, not the all-ones marker";
-    DescriptorChanged => "descriptor-changed", "D6", "descriptor 1's exponent changes after publication";
-    WritesPastRecord => "writes-past-record", "D7", "vCPU 0's writer also stores past its record, into the padding";
-    RestartSameGeneration => "restart-same-generation", "D8", "the table is re-published under the same name with the same generation";
+    ShortMapping => "short-mapping", R1, "the table file is truncated to 8 bytes after publication";
+    BadMagic => "bad-magic", R2, "the magic is a deliberately incompatible one (0xaabbcce0)";
+    OffsetBelowHeader => "offset-below-header", R3, "offset is 8, inside the 16-byte header";
+    SizeNotMultipleOf8 => "size-not-multiple-of-8", R4, "size is 36";
+    StrideBelowSize => "stride-below-size", R5, "stride is 32, below size 40";
+    MisalignedStride => "misaligned-stride", R6, "stride is 68";
+    RecordsPastMapping => "records-past-mapping", R7, "nr_records is 1000 in a one-page table";
+    RecordStraddlesPage => "record-straddles-page", R8, "stride 3760 puts record 1 across the first page boundary";
+    BadPageShift => "bad-page-shift", R9, "page_shift is 11";
+    DescriptorsOutOfBounds => "descriptors-out-of-bounds", R10, "desc_stride is 32, below the 64-byte descriptor";
+    DuplicateName => "duplicate-name", R11, "two producer-specific counters share the name exits";
+    BadExponent => "bad-exponent", R12, "a time in seconds with exponent +3";
+    CounterOutsideRecord => "counter-outside-record", R13, "descriptor 3's counter at offset 40 ends past size 40";
+    DomainTwoRecords => "domain-two-records", R18, "a domain table with two records";
+    RunningInactive => "running-inactive", R16, "vCPU 1 has active counters but an inactive running time";
+    StandardFieldMislabelled => "standard-field-mislabelled", R17, "a producer counter named exits sits at the standard runnable time's offset";
+    ReservedNonzero => "reserved-nonzero", P1, "a reserved head byte is non-zero";
+    PaddingNotInactive => "padding-not-inactive", P4, "record 0's padding is published as zeros";
+    V3RecordAddress => "v3-record-address", P9, "the RFC v3 writer: vCPU i written at offset + i * size, read at offset + i * stride";
+    SeqBackwards => "seq-backwards", D1, "vCPU 1's seq is set 4 back";
+    SeqStuckOdd => "seq-stuck-odd", D2, "vCPU 1's update is never finished: seq stays odd";
+    CumulativeDecrements => "cumulative-decrements", D3, "vCPU 0's running time goes down by 500 ns";
+    PeakDecrements => "peak-decrements", D4, "vCPU 0's peak max_exit_latency goes down";
+    NonCanonicalInactive => "non-canonical-inactive", D5, "vCPU 0's blocked time is stored as 2^63 + 5, not the all-ones marker";
+    DescriptorChanged => "descriptor-changed", D6, "descriptor 1's exponent changes after publication";
+    WritesPastRecord => "writes-past-record", D7, "vCPU 0's writer also stores past its record, into the padding";
+    RestartSameGeneration => "restart-same-generation", D8, "the table is re-published under the same name with the same generation";
 }
 
 impl Fault {
@@ -119,7 +119,7 @@ impl Fault {
     /// Whether the fault leaves the table invalid (the producer then stops
     /// writing it: the checker does not sample invalid tables).
     pub fn invalidates(self) -> bool {
-        matches!(self.rule(), Some(r) if r.starts_with('R') && r != "R16" && r != "R17")
+        matches!(self.rule(), Some(r) if r.id().starts_with('R') && r != Rule::R16 && r != Rule::R17)
     }
 }
 

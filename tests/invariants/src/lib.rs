@@ -6,17 +6,28 @@
 //! This is the "something in tools/tests/ which can attach to a running VM
 //! and assess the correctness of the invariants" of the ABI discussion,
 //! and its "compile for each change of the ABI and assess the correctness
-//! for all" is the compatibility matrix in [`compat`].
+//! for all" is the compatibility matrix in `compat` (feature `testing`).
 //!
 //! * [`checker`]: [`run_check`] (attach, sample for a duration, report) and
 //!   [`Checker`] (the same one step at a time).
-//! * [`rules`]: the rule catalogue (R1-R13, R16-R18, P1, P4, P7-P9,
-//!   D1-D8); `tests/invariants/README.md` says how each is checked.
-//! * [`report`]: [`Report`], printed as text or JSON, with the exit code.
-//! * [`fault`]: fault-injecting producers, one per rule, for the corpus of
-//!   broken tables the checker must catch.
-//! * [`compat`]: three revisions of the vCPU record, each with its own
-//!   producer and consumer built from its own copy of the definitions.
+//! * [`plan`]: when and how each rule of the catalogue
+//!   ([`vstats_abi::Rule`]: R1-R13, R16-R18, P1, P4, P7-P9, D1-D8) is
+//!   checked; `tests/invariants/README.md` says more.
+//! * [`report`]: [`Report`], printed as text or JSON, with the exit code
+//!   (0 pass, 1 error, 2 usage, 3 violation; shared with
+//!   `xen-vcpus-stats check`).
+//! * `fault` (feature `testing`): fault-injecting producers, one per rule,
+//!   for the corpus of broken tables the checker must catch.
+//! * `compat` (feature `testing`): three revisions of the vCPU record,
+//!   each with its own producer and consumer built from its own copy of
+//!   the definitions.
+//! * Memory is read through the consumer's one view,
+//!   [`vstats_consumer::mem::MemView`] (re-exported here); this crate
+//!   has no `unsafe` of its own.
+//!
+//! Features: `cli` (default) builds the `vstats-invariants` command; a
+//! library user turns default features off. `testing` adds `fault`,
+//! `compat` and the `vstats-fault-producer` command.
 //!
 //! # Examples
 //!
@@ -55,10 +66,13 @@
 #![deny(unsafe_code)]
 
 pub mod checker;
+#[cfg(feature = "testing")]
 pub mod compat;
+mod dynamics;
+#[cfg(feature = "testing")]
 pub mod fault;
+pub mod plan;
 pub mod report;
-pub mod rules;
 mod statics;
 
 pub use checker::{run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};

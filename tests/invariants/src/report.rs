@@ -5,16 +5,23 @@
 use std::fmt;
 
 use serde::Serialize;
+use vstats_abi::Rule;
 
-use crate::rules::{When, RULES};
+use crate::plan::{When, PLAN};
+
+// The exit codes of a check, shared by `vstats-invariants` and
+// `xen-vcpus-stats check` (whose other commands use the same scheme):
+// 0 pass, 1 error, 2 usage, 3 violation.
 
 /// Exit code when every rule passed (or was skipped with a reason).
 pub const EXIT_PASS: u8 = 0;
-/// Exit code when at least one rule failed: a violation was found.
-pub const EXIT_VIOLATION: u8 = 1;
 /// Exit code when a table could not be checked at all (cannot be opened,
 /// beyond the consumer's limits) and no rule failed.
-pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a command line that cannot be run (clap's convention).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when at least one rule failed: a violation was found.
+pub const EXIT_VIOLATION: u8 = 3;
 
 /// Evidence items kept per rule; later violations are only counted.
 pub const MAX_EVIDENCE: usize = 16;
@@ -63,6 +70,9 @@ pub struct Evidence {
 /// One rule's outcome in a table's report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleResult {
+    /// The rule.
+    #[serde(skip)]
+    pub rule: Rule,
     /// Rule id (`"R1"`, `"P9"`, `"D3"`, ...).
     pub id: &'static str,
     /// What must hold.
@@ -124,22 +134,23 @@ pub struct TableReport {
     pub error: Option<String>,
     /// Restarts, removals and other notes.
     pub events: Vec<Event>,
-    /// Every rule of [`crate::rules::RULES`], in order.
+    /// Every rule of [`crate::plan::PLAN`], in order.
     pub rules: Vec<RuleResult>,
 }
 
 impl TableReport {
-    /// The result of rule `id`.
-    pub fn rule(&self, id: &str) -> Option<&RuleResult> {
-        self.rules.iter().find(|r| r.id == id)
+    /// The result of `rule`, `None` for a rule the checker does not
+    /// report.
+    pub fn rule(&self, rule: Rule) -> Option<&RuleResult> {
+        self.rules.iter().find(|r| r.rule == rule)
     }
 
-    /// Ids of the rules that failed.
-    pub fn failed(&self) -> Vec<&'static str> {
+    /// The rules that failed.
+    pub fn failed(&self) -> Vec<Rule> {
         self.rules
             .iter()
             .filter(|r| r.status == Status::Fail)
-            .map(|r| r.id)
+            .map(|r| r.rule)
             .collect()
     }
 
@@ -279,25 +290,25 @@ struct Entry {
 impl RuleBook {
     pub(crate) fn new() -> RuleBook {
         RuleBook {
-            entries: vec![Entry::default(); RULES.len()],
+            entries: vec![Entry::default(); PLAN.len()],
         }
     }
 
-    fn entry(&mut self, id: &str) -> Option<&mut Entry> {
-        let i = RULES.iter().position(|r| r.id == id)?;
+    fn entry(&mut self, rule: Rule) -> Option<&mut Entry> {
+        let i = PLAN.iter().position(|c| c.rule == rule)?;
         self.entries.get_mut(i)
     }
 
-    /// Rule `id` was checked (and, unless `fail` is called, held).
-    pub(crate) fn pass(&mut self, id: &str) {
-        if let Some(e) = self.entry(id) {
+    /// `rule` was checked (and, unless `fail` is called, held).
+    pub(crate) fn pass(&mut self, rule: Rule) {
+        if let Some(e) = self.entry(rule) {
             e.checked = true;
         }
     }
 
-    /// Rule `id` was violated.
-    pub(crate) fn fail(&mut self, id: &str, ev: Evidence) {
-        if let Some(e) = self.entry(id) {
+    /// `rule` was violated.
+    pub(crate) fn fail(&mut self, rule: Rule, ev: Evidence) {
+        if let Some(e) = self.entry(rule) {
             e.checked = true;
             e.violations += 1;
             if e.evidence.len() < MAX_EVIDENCE {
@@ -306,10 +317,10 @@ impl RuleBook {
         }
     }
 
-    /// Rule `id` could not be checked, for `reason` (the first reason
-    /// given is kept; it is shown only if the rule is never checked).
-    pub(crate) fn skip(&mut self, id: &str, reason: impl Into<String>) {
-        if let Some(e) = self.entry(id) {
+    /// `rule` could not be checked, for `reason` (the first reason given
+    /// is kept; it is shown only if the rule is never checked).
+    pub(crate) fn skip(&mut self, rule: Rule, reason: impl Into<String>) {
+        if let Some(e) = self.entry(rule) {
             if e.skip.is_none() {
                 e.skip = Some(reason.into());
             }
@@ -317,10 +328,9 @@ impl RuleBook {
     }
 
     pub(crate) fn results(&self) -> Vec<RuleResult> {
-        RULES
-            .iter()
+        PLAN.iter()
             .zip(&self.entries)
-            .map(|(rule, e)| {
+            .map(|(check, e)| {
                 let status = if e.violations > 0 {
                     Status::Fail
                 } else if e.checked {
@@ -328,15 +338,16 @@ impl RuleBook {
                 } else {
                     Status::Skip
                 };
-                let reason = (status == Status::Skip).then(|| match rule.when {
-                    When::NotObservable => rule.how.to_owned(),
+                let reason = (status == Status::Skip).then(|| match check.when {
+                    When::NotObservable => check.how.to_owned(),
                     _ => e.skip.clone().unwrap_or_else(|| "not checked".to_owned()),
                 });
                 RuleResult {
-                    id: rule.id,
-                    title: rule.title,
-                    spec: rule.spec,
-                    when: rule.when,
+                    rule: check.rule,
+                    id: check.rule.id(),
+                    title: check.rule.title(),
+                    spec: check.rule.spec(),
+                    when: check.when,
                     status,
                     reason,
                     violations: e.violations,
@@ -366,19 +377,19 @@ mod tests {
     #[test]
     fn statuses_and_exit_codes() {
         let mut b = RuleBook::new();
-        b.pass("R1");
-        b.fail("D3", ev("5000 -> 4000"));
-        b.skip("D3", "ignored: it failed");
-        b.skip("R2", "table unreadable");
+        b.pass(Rule::R1);
+        b.fail(Rule::D3, ev("5000 -> 4000"));
+        b.skip(Rule::D3, "ignored: it failed");
+        b.skip(Rule::R2, "table unreadable");
         let rules = b.results();
-        let get = |id| rules.iter().find(|r| r.id == id).unwrap();
-        assert_eq!(get("R1").status, Status::Pass);
-        assert_eq!(get("D3").status, Status::Fail);
-        assert_eq!(get("D3").reason, None);
-        assert_eq!(get("R2").status, Status::Skip);
-        assert_eq!(get("R2").reason.as_deref(), Some("table unreadable"));
-        assert_eq!(get("P8").status, Status::Skip);
-        assert!(get("P8")
+        let get = |rule| rules.iter().find(|r| r.rule == rule).unwrap();
+        assert_eq!(get(Rule::R1).status, Status::Pass);
+        assert_eq!(get(Rule::D3).status, Status::Fail);
+        assert_eq!(get(Rule::D3).reason, None);
+        assert_eq!(get(Rule::R2).status, Status::Skip);
+        assert_eq!(get(Rule::R2).reason.as_deref(), Some("table unreadable"));
+        assert_eq!(get(Rule::P8).status, Status::Skip);
+        assert!(get(Rule::P8)
             .reason
             .as_deref()
             .unwrap()
@@ -392,7 +403,7 @@ mod tests {
             events: vec![],
             rules,
         };
-        assert_eq!(t.failed(), vec!["D3"]);
+        assert_eq!(t.failed(), vec![Rule::D3]);
         let r = Report::new(vec![t.clone()]);
         assert!(!r.passed);
         assert_eq!(r.exit_code(), EXIT_VIOLATION);
@@ -422,9 +433,13 @@ mod tests {
     fn evidence_is_capped_but_counted() {
         let mut b = RuleBook::new();
         for _ in 0..100 {
-            b.fail("D7", ev("x"));
+            b.fail(Rule::D7, ev("x"));
         }
-        let r = b.results().into_iter().find(|r| r.id == "D7").unwrap();
+        let r = b
+            .results()
+            .into_iter()
+            .find(|r| r.rule == Rule::D7)
+            .unwrap();
         assert_eq!(r.violations, 100);
         assert_eq!(r.evidence.len(), MAX_EVIDENCE);
     }

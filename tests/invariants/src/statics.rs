@@ -2,12 +2,10 @@
 //! published.
 
 use vstats_abi::{
-    desc::Descriptor,
-    header::{ExtHeader, EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
-    record::{DOMAIN_STD_DESCRIPTORS, INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
-    Error, TableInfo, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
+    record::{INACTIVE, PAD_INACTIVE},
+    Error, TableInfo,
 };
-use zerocopy::FromBytes;
 
 use vstats_consumer::mem::MemView;
 
@@ -109,84 +107,13 @@ pub(crate) fn copy_and_validate(raw: &MemView<'_>) -> (Vec<u8>, Result<TableInfo
     (head, r)
 }
 
-/// Every descriptor-rule violation (R11 to R13) of a table whose header
-/// rules held, each descriptor checked on its own (`validate` stops at the
-/// first), as `(rule, what)`. `head` is the copy that was validated.
-pub(crate) fn descriptor_errors(head: &[u8], magic: u32, size: u32) -> Vec<(&'static str, String)> {
-    let Some(Ok((ext, _))) = head
-        .get(EXT_HEADER_OFFSET as usize..)
-        .map(ExtHeader::read_from_prefix)
-    else {
-        return Vec::new();
-    };
-    let get = |i: u32| -> Option<Descriptor> {
-        let at = u64::from(ext.desc_offset) + u64::from(i) * u64::from(ext.desc_stride);
-        let bytes = head.get(usize::try_from(at).ok()?..)?;
-        Descriptor::read_from_prefix(bytes).ok().map(|(d, _)| d)
-    };
-    let std = standard_fields(magic);
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
-    let fail = |e: Error| (e.rule(), e.to_string());
-    let mut ok = Vec::new();
-    // R9 (checked before the descriptors) bounds desc_count by 1024.
-    for i in 0..ext.desc_count.min(1024) {
-        let Some(d) = get(i) else { continue };
-        if let Err(e) = d.check_self(i, size) {
-            errors.push(fail(e));
-            continue;
-        }
-        // R13: a standard field's name only at its offset, one word.
-        match std.iter().find(|s| s.name == d.name) {
-            Some(s) if s.offset != d.offset || d.count != 1 => {
-                errors.push((
-                    "R13",
-                    format!(
-                        "R13: descriptor {i}: standard field name at offset {}, the standard \
-                         offset is {} (count 1)",
-                        d.offset, s.offset
-                    ),
-                ));
-            }
-            _ => ok.push((i, d)),
-        }
-    }
-    let mut fail = |e: Error| errors.push((e.rule(), e.to_string()));
-    for (a, (i, d)) in ok.iter().enumerate() {
-        for (j, o) in &ok[..a] {
-            if o.name == d.name {
-                fail(Error::DescNameDuplicate {
-                    index: *i,
-                    other: *j,
-                });
-            }
-            // check_self bounded both by size: no overflow.
-            if d.offset < o.offset + 8 * o.count && o.offset < d.offset + 8 * d.count {
-                fail(Error::DescOverlap {
-                    index: *i,
-                    other: *j,
-                });
-            }
-        }
-    }
-    errors
-}
-
-/// The standard fields of a table with `magic`.
-fn standard_fields(magic: u32) -> &'static [Descriptor] {
-    match magic {
-        VCPU_STATS_MAGIC => VCPU_STD_DESCRIPTORS,
-        DOMAIN_STATS_MAGIC => DOMAIN_STD_DESCRIPTORS,
-        _ => &[],
-    }
-}
-
 /// R17 as a producer keeps it: a descriptor at the offset of a standard
 /// field this revision knows, inside the producer's `abi_size`, describes
 /// that field (name, kind, unit, base, exponent, one word). (A standard
 /// name at another offset is R13, which `validate` checks.) Returns `(descriptor index, what is
 /// wrong)` for each violation.
 pub(crate) fn standard_field_errors(head: &[u8], info: &TableInfo) -> Vec<(u32, String)> {
-    let std = standard_fields(info.header.magic);
+    let std = info.kind().std_descriptors();
     let mut out = Vec::new();
     for i in 0..info.desc_count() {
         let Some(d) = info.descriptor(head, i) else {
@@ -283,8 +210,10 @@ pub(crate) fn head_field(off: u64, info: &TableInfo, head: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use vstats_abi::{
-        desc::{Base, Kind, Unit},
+        desc::{Base, Descriptor, Kind, Unit},
         layout::{Layout, LayoutParams},
+        record::VCPU_STD_DESCRIPTORS,
+        VCPU_STATS_MAGIC,
     };
 
     use super::*;
@@ -316,26 +245,6 @@ mod tests {
         let tail = r0 + 2 * 64;
         assert_eq!(seen[8], (tail, Outside::Tail));
         assert_eq!(seen.last().unwrap().0, 4096 - 8);
-    }
-
-    #[test]
-    fn every_descriptor_error_is_found() {
-        let d = |n, off| Descriptor::scalar(n, off, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0);
-        let mut bad_unit = d("u", 24);
-        bad_unit.unit = Unit(99);
-        let descs = [
-            d("runstate_running_time", 8),
-            d("a", 16),
-            bad_unit,
-            d("a", 32),
-            d("z", 32),
-        ];
-        let (b, _) = table(&descs, 48);
-        let first = vstats_abi::validate(&b, b.len() as u64).unwrap_err();
-        assert_eq!(first.rule(), "R12");
-        let all = descriptor_errors(&b, VCPU_STATS_MAGIC, 48);
-        let rules: Vec<_> = all.iter().map(|e| e.0).collect();
-        assert_eq!(rules, ["R12", "R11", "R13"], "{all:?}");
     }
 
     #[test]

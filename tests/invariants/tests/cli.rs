@@ -17,7 +17,7 @@ use vstats_abi::{
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
-    report::{EXIT_ERROR, EXIT_PASS, EXIT_VIOLATION},
+    report::{EXIT_ERROR, EXIT_PASS, EXIT_USAGE, EXIT_VIOLATION},
     vm_dir,
 };
 use vstats_producer::{shm::ShmTable, TableSpec};
@@ -112,7 +112,7 @@ fn a_vm_name_checks_both_tables_under_dev_shm() {
 }
 
 #[test]
-fn what_cannot_be_checked_exits_2() {
+fn what_cannot_be_checked_exits_1_and_bad_arguments_2() {
     let s = Scratch::new("cli-err");
     let missing = s.path("nothing-here");
     let o = checker(&["--path", missing.to_str().unwrap(), "--seconds", "0"]);
@@ -121,13 +121,13 @@ fn what_cannot_be_checked_exits_2() {
     assert!(text(&o).contains("result: ERROR"), "{}", text(&o));
 
     let o = checker(&["--domid", "3"]);
-    assert_eq!(code(&o), i32::from(EXIT_ERROR));
+    assert_eq!(code(&o), i32::from(EXIT_USAGE));
     assert!(text(&o).contains("xen-vcpus-stats check"), "{}", text(&o));
 
     let o = checker(&[]);
-    assert_eq!(code(&o), i32::from(EXIT_ERROR));
+    assert_eq!(code(&o), i32::from(EXIT_USAGE));
     assert!(text(&o).contains("nothing to check"), "{}", text(&o));
 
     let o = checker(&["--name", "../etc"]);
-    assert_eq!(code(&o), i32::from(EXIT_ERROR));
+    assert_eq!(code(&o), i32::from(EXIT_USAGE));
 }

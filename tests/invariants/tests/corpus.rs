@@ -5,6 +5,7 @@
 mod common;
 
 use common::{step_opts, Scratch};
+use vstats_abi::Rule;
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
     Checker, Status, TableReport, Target,
@@ -56,9 +57,9 @@ fn a_correct_producer_passes_every_rule() {
     let r = check_fault(Fault::None);
     assert!(r.passed(), "{r}");
     for rule in &r.rules {
-        match rule.id {
+        match rule.rule {
             // Not observable by attaching; no restart happened.
-            "P7" | "P8" | "D8" => assert_eq!(rule.status, Status::Skip, "{r}"),
+            Rule::P7 | Rule::P8 | Rule::D8 => assert_eq!(rule.status, Status::Skip, "{r}"),
             _ => assert_eq!(rule.status, Status::Pass, "{r}"),
         }
     }
@@ -84,13 +85,13 @@ fn every_fault_fails_exactly_its_rule() {
         covered.push(rule);
     }
     // One fault per rule that can be observed by attaching.
-    for rule in vstats_invariants::rules::RULES {
-        let observable = rule.when != vstats_invariants::rules::When::NotObservable;
+    for check in vstats_invariants::plan::PLAN {
+        let observable = check.when != vstats_invariants::plan::When::NotObservable;
         assert_eq!(
-            covered.contains(&rule.id),
+            covered.contains(&check.rule),
             observable,
             "rule {} has no fault in the corpus",
-            rule.id
+            check.rule
         );
     }
 }
@@ -98,32 +99,32 @@ fn every_fault_fails_exactly_its_rule() {
 #[test]
 fn evidence_names_record_field_and_values() {
     let r = check_fault(Fault::CumulativeDecrements);
-    let e = &r.rule("D3").unwrap().evidence[0];
+    let e = &r.rule(Rule::D3).unwrap().evidence[0];
     assert_eq!(e.record, Some(0));
     assert_eq!(e.field.as_deref(), Some("runstate_running_time"));
     // Step 2 left 2 * 1000; step 3 added 1000 and took 1500 away.
     assert!(e.detail.contains("from 2000 to 1500"), "{}", e.detail);
 
     let r = check_fault(Fault::DescriptorChanged);
-    let e = &r.rule("D6").unwrap().evidence[0];
+    let e = &r.rule(Rule::D6).unwrap().evidence[0];
     assert_eq!(
         e.field.as_deref(),
         Some("descriptor 1 (runstate_runnable_time).kind/unit/base/exponent")
     );
 
     let r = check_fault(Fault::WritesPastRecord);
-    let e = &r.rule("D7").unwrap().evidence[0];
+    let e = &r.rule(Rule::D7).unwrap().evidence[0];
     assert_eq!(e.record, Some(0));
     assert!(e.field.as_deref().unwrap().contains("padding"), "{e:?}");
 
     let r = check_fault(Fault::V3RecordAddress);
-    let p9 = r.rule("P9").unwrap();
+    let p9 = r.rule(Rule::P9).unwrap();
     let records: Vec<_> = p9.evidence.iter().map(|e| e.record).collect();
     assert_eq!(records, [Some(1), Some(2), Some(3)], "{r}");
     assert!(p9.evidence[0].detail.contains("RFC v3"), "{r}");
 
     let r = check_fault(Fault::SeqStuckOdd);
-    let e = &r.rule("D2").unwrap().evidence[0];
+    let e = &r.rule(Rule::D2).unwrap().evidence[0];
     assert_eq!(e.record, Some(1));
     assert!(
         e.detail.contains("busy after 1024 attempts"),
@@ -132,10 +133,10 @@ fn evidence_names_record_field_and_values() {
     );
 
     let r = check_fault(Fault::BadMagic);
-    let e = &r.rule("R2").unwrap().evidence[0];
+    let e = &r.rule(Rule::R2).unwrap().evidence[0];
     assert!(e.detail.contains("0xaabbcce0"), "{}", e.detail);
-    assert_eq!(r.rule("R1").unwrap().status, Status::Pass);
-    assert_eq!(r.rule("R3").unwrap().status, Status::Skip);
+    assert_eq!(r.rule(Rule::R1).unwrap().status, Status::Pass);
+    assert_eq!(r.rule(Rule::R3).unwrap().status, Status::Skip);
 }
 
 #[test]
@@ -198,7 +199,7 @@ fn a_producer_that_splits_twice_keeps_seq_growing() {
 fn a_table_re_initialised_in_place_is_re_attached() {
     use vstats_consumer::mem::{MemView, MemViewMut};
 
-    for (new_generation, failed) in [(8u64, vec![]), (7, vec!["D8"])] {
+    for (new_generation, failed) in [(8u64, vec![]), (7, vec![Rule::D8])] {
         let scratch = Scratch::new("in-place");
         let path = scratch.path("vcpu");
         let r = with_fault_table(&path, Fault::None, 7, VCPUS, |d| {
@@ -248,7 +249,7 @@ fn a_consumer_table_alone_is_checked_without_the_raw_rules() {
     })
     .unwrap();
     assert!(r.passed(), "{r}");
-    for id in ["P4", "D7", "P9"] {
+    for id in [Rule::P4, Rule::D7, Rule::P9] {
         let rule = r.rule(id).unwrap();
         assert_eq!(rule.status, Status::Skip, "{r}");
         assert!(
@@ -256,7 +257,7 @@ fn a_consumer_table_alone_is_checked_without_the_raw_rules() {
             "{r}"
         );
     }
-    for id in ["R13", "P1", "R17", "D1", "D3", "D6"] {
+    for id in [Rule::R13, Rule::P1, Rule::R17, Rule::D1, Rule::D3, Rule::D6] {
         assert_eq!(r.rule(id).unwrap().status, Status::Pass, "{id}: {r}");
     }
 }

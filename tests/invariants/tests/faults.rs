@@ -17,6 +17,7 @@ use std::{
 };
 
 use common::{step_opts, Scratch};
+use vstats_abi::Rule;
 use vstats_consumer::{
     delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, Snapshot, Table,
     DEFAULT_MAX_ATTEMPTS,
@@ -241,8 +242,8 @@ fn a_restarted_producer_is_followed_and_old_values_are_never_new() {
     assert!(r.passed(), "{r}");
     assert_eq!(r.attachments.len(), 2, "{r}");
     assert_ne!(r.attachments[0].generation, r.attachments[1].generation);
-    assert_eq!(r.rule("D8").unwrap().status, Status::Pass, "{r}");
-    assert_eq!(r.rule("D3").unwrap().status, Status::Pass, "{r}");
+    assert_eq!(r.rule(Rule::D8).unwrap().status, Status::Pass, "{r}");
+    assert_eq!(r.rule(Rule::D3).unwrap().status, Status::Pass, "{r}");
     assert!(r.events.iter().any(|e| e.what.contains("replaced")), "{r}");
 }
 

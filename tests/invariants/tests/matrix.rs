@@ -12,7 +12,7 @@ use common::{step_opts, Scratch};
 use vstats_abi::{
     layout::{Layout, LayoutParams},
     record::VCPU_STD_DESCRIPTORS,
-    VCPU_STATS_MAGIC,
+    Rule, VCPU_STATS_MAGIC,
 };
 use vstats_invariants::{
     compat::{incompatible, r1, r2, r3, value_for, CompatError, Reading},
@@ -184,7 +184,18 @@ fn every_producers_table_passes_the_checker() {
         }
         let r = c.finish();
         assert!(r.passed(), "{p:?}:\n{r}");
-        for id in ["R1", "R13", "P1", "P4", "D1", "D3", "D5", "D6", "D7", "P9"] {
+        for id in [
+            Rule::R1,
+            Rule::R13,
+            Rule::P1,
+            Rule::P4,
+            Rule::D1,
+            Rule::D3,
+            Rule::D5,
+            Rule::D6,
+            Rule::D7,
+            Rule::P9,
+        ] {
             assert_eq!(r.rule(id).unwrap().status, Status::Pass, "{p:?} {id}:\n{r}");
         }
     }
@@ -210,11 +221,11 @@ fn an_incompatible_magic_is_refused_by_every_consumer() {
     refused(r2::Consumer::open(&path, VCPUS).unwrap_err());
     refused(r3::Consumer::open(&path, VCPUS).unwrap_err());
     let e = vstats_consumer::Table::open(&path).unwrap_err();
-    assert_eq!(e.rule(), Some("R2"), "{e}");
+    assert_eq!(e.rule(), Some(Rule::R2), "{e}");
     assert!(e.to_string().contains("magic 0xaabbcce0"), "{e}");
     let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
     c.sample();
     let report = Report::new(vec![c.finish()]);
-    assert_eq!(report.tables[0].failed(), ["R2"], "{report}");
+    assert_eq!(report.tables[0].failed(), [Rule::R2], "{report}");
     assert_eq!(report.exit_code(), EXIT_VIOLATION);
 }

@@ -1,13 +1,15 @@
 //! `vstats-invariants`: attach to live vstats tables and check every rule
 //! of the ABI for a while; print a report; exit 0 when every rule passed,
-//! 1 when a rule failed, 2 when a table could not be checked.
+//! 3 when a rule failed, 1 when a table could not be checked, 2 on a
+//! command line that cannot be run (`vstats_invariants::report`'s codes,
+//! shared with `xen-vcpus-stats check`).
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Result};
 use clap::Parser;
 use vstats_invariants::{
-    report::EXIT_ERROR, run_check, targets_in_dir, vm_dir, CheckOptions, Target,
+    report::EXIT_USAGE, run_check, targets_in_dir, vm_dir, CheckOptions, Target,
 };
 
 /// Check the invariants of vstats tables.
@@ -83,7 +85,8 @@ fn run() -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     run().unwrap_or_else(|e| {
+        // `run` fails only on its arguments.
         eprintln!("vstats-invariants: {e:#}");
-        ExitCode::from(EXIT_ERROR)
+        ExitCode::from(EXIT_USAGE)
     })
 }

@@ -1,0 +1,128 @@
+//! The two kinds of stats table: one record per vCPU, or one record for
+//! the domain. Each has its magic, its Xen resource id, its file name in a
+//! publication directory and its standard fields.
+
+use core::fmt;
+
+use crate::{
+    desc::Descriptor,
+    header::{
+        DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+        XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+    },
+    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
+};
+
+/// The kind of a stats table.
+///
+/// Not read from shared memory as such: a table's magic is, and
+/// [`TableKind::from_magic`] returns `None` for a magic this revision does
+/// not know (rule R2).
+///
+/// # Examples
+///
+/// ```
+/// use vstats_abi::{TableKind, VCPU_STATS_MAGIC};
+///
+/// let kind = TableKind::from_magic(VCPU_STATS_MAGIC).unwrap();
+/// assert_eq!(kind, TableKind::Vcpu);
+/// assert_eq!((kind.file_name(), kind.to_string()), ("vcpu", "vCPU".to_owned()));
+/// assert_eq!(kind.std_descriptors()[0].name_str(), Some("runstate_running_time"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableKind {
+    /// One record per vCPU ([`VCPU_STATS_MAGIC`], [`crate::VcpuStats`]).
+    Vcpu,
+    /// One record for the domain ([`DOMAIN_STATS_MAGIC`],
+    /// [`crate::DomainStats`]).
+    Domain,
+}
+
+impl TableKind {
+    /// Both kinds, the vCPU table first.
+    pub const ALL: [TableKind; 2] = [TableKind::Vcpu, TableKind::Domain];
+
+    /// The magic a table of this kind carries.
+    pub const fn magic(self) -> u32 {
+        match self {
+            TableKind::Vcpu => VCPU_STATS_MAGIC,
+            TableKind::Domain => DOMAIN_STATS_MAGIC,
+        }
+    }
+
+    /// The kind a magic announces, `None` for a magic this revision does
+    /// not read.
+    pub const fn from_magic(magic: u32) -> Option<TableKind> {
+        match magic {
+            VCPU_STATS_MAGIC => Some(TableKind::Vcpu),
+            DOMAIN_STATS_MAGIC => Some(TableKind::Domain),
+            _ => None,
+        }
+    }
+
+    /// The Xen resource id of the table (`XENMEM_resource_stats_table_id_*`).
+    pub const fn resource_id(self) -> u32 {
+        match self {
+            TableKind::Vcpu => XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+            TableKind::Domain => XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+        }
+    }
+
+    /// The kind with Xen resource id `id`, `None` for another id.
+    pub const fn from_resource_id(id: u32) -> Option<TableKind> {
+        match id {
+            XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS => Some(TableKind::Vcpu),
+            XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS => Some(TableKind::Domain),
+            _ => None,
+        }
+    }
+
+    /// The table's file name in a publication directory: `"vcpu"` or
+    /// `"domain"`.
+    pub const fn file_name(self) -> &'static str {
+        match self {
+            TableKind::Vcpu => "vcpu",
+            TableKind::Domain => "domain",
+        }
+    }
+
+    /// The descriptors of the standard fields of this kind's record, in
+    /// offset order (section 2.4 of `docs/abi.md`).
+    pub const fn std_descriptors(self) -> &'static [Descriptor] {
+        match self {
+            TableKind::Vcpu => VCPU_STD_DESCRIPTORS,
+            TableKind::Domain => DOMAIN_STD_DESCRIPTORS,
+        }
+    }
+}
+
+impl fmt::Display for TableKind {
+    /// `vCPU` or `domain`, as prose names the table ("the vCPU table").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TableKind::Vcpu => "vCPU",
+            TableKind::Domain => "domain",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn each_kind_round_trips() {
+        for k in TableKind::ALL {
+            assert_eq!(TableKind::from_magic(k.magic()), Some(k));
+            assert_eq!(TableKind::from_resource_id(k.resource_id()), Some(k));
+        }
+        assert_eq!(TableKind::from_magic(0), None);
+        assert_eq!(TableKind::from_resource_id(2), None);
+        assert_eq!(TableKind::Domain.resource_id(), 1);
+        assert_eq!(TableKind::Domain.to_string(), "domain");
+        assert_eq!(TableKind::Domain.file_name(), "domain");
+        assert_eq!(TableKind::Domain.std_descriptors().len(), 3);
+    }
+}

@@ -1,0 +1,97 @@
+//! The check plan: which rules of the catalogue ([`vstats_abi::Rule`]) the
+//! checker reports on, when and how. The ids and titles are the
+//! catalogue's; this module adds only what is particular to checking by
+//! attaching: the static rules (R1-R13, R16-R18, P1, P4, P7, P8, P9) and the
+//! dynamic rules (D1-D8), each of which enforces spec rules that can only
+//! be seen over time. `tests/invariants/README.md` says more.
+
+use vstats_abi::Rule;
+
+/// When a rule is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum When {
+    /// Once per attachment, on the table as published.
+    Static,
+    /// At every sample.
+    Dynamic,
+    /// Never by attaching: the reason is in [`Check::how`].
+    NotObservable,
+}
+
+/// How the checker checks one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// The rule (its id, title and spec reference are the catalogue's).
+    pub rule: Rule,
+    /// When it is checked.
+    pub when: When,
+    /// How the checker checks it.
+    pub how: &'static str,
+}
+
+const fn c(rule: Rule, when: When, how: &'static str) -> Check {
+    Check { rule, when, how }
+}
+
+const VALIDATE: &str = "vstats_abi::validate::violations";
+
+/// Every rule the report lists, in report order.
+pub const PLAN: &[Check] = &[
+    c(Rule::R1, When::Static, VALIDATE),
+    c(Rule::R2, When::Static, VALIDATE),
+    c(Rule::R3, When::Static, VALIDATE),
+    c(Rule::R4, When::Static, VALIDATE),
+    c(Rule::R5, When::Static, VALIDATE),
+    c(Rule::R6, When::Static, VALIDATE),
+    c(Rule::R7, When::Static, VALIDATE),
+    c(Rule::R8, When::Static, VALIDATE),
+    c(Rule::R9, When::Static, VALIDATE),
+    c(Rule::R10, When::Static, VALIDATE),
+    c(Rule::R11, When::Static, VALIDATE),
+    c(Rule::R12, When::Static, VALIDATE),
+    c(Rule::R13, When::Static, VALIDATE),
+    c(Rule::R18, When::Static, VALIDATE),
+    c(Rule::R16, When::Dynamic, "every consistent vCPU record with an active counter has runstate_running_time active (when abi_size reaches it)"),
+    c(Rule::R17, When::Static, "a descriptor at a standard field's offset inside abi_size has the standard name, kind, unit, base and exponent (a standard name elsewhere is R13)"),
+    c(Rule::P1, When::Static, "vstats_abi::validate::first_nonzero_reserved on the validated head"),
+    c(Rule::P4, When::Static, "every byte of the record area outside [start + 8, start + size) of each record and outside the seq words is all ones when attaching"),
+    c(Rule::P7, When::NotObservable, "not observable once published; the checker copies the head with the acquire pairing P7 relies on (magic first, then an acquire fence)"),
+    c(Rule::P8, When::NotObservable, "needs writing into the table, which the checker never does; proven by tests/faults.rs (a_scribbling_consumer_cannot_mislead_the_producer, a_scribbling_process_cannot_mislead_a_producer_process)"),
+    c(Rule::P9, When::Dynamic, "bytes outside the records that change at offset + i * size (the RFC v3 writer's address for vCPU i) while record i's own seq never moves"),
+    c(Rule::D1, When::Dynamic, "each record's seq (consistent or busy) never steps backwards (serial-number arithmetic), and two consistent reads with one seq hold the same counters"),
+    c(Rule::D2, When::Dynamic, "a record the consumer reports busy with the same odd seq in consecutive samples spanning the odd bound"),
+    c(Rule::D3, When::Dynamic, "each active cumulative scalar, between consistent reads of one record life"),
+    c(Rule::D4, When::Dynamic, "each active peak scalar, between consistent reads of one record life"),
+    c(Rule::D5, When::Dynamic, "every counter word of a consistent read with its top bit set is all ones"),
+    c(Rule::D6, When::Dynamic, "every u32 of [0, offset) equals the validated copy (a restart with a new generation re-attaches instead)"),
+    c(Rule::D7, When::Dynamic, "every word outside [start, start + 4) and [start + 8, start + size) of each record, in [offset, mapping length), equals its value when attaching"),
+    c(Rule::D8, When::Dynamic, "when the file is replaced or the table re-initialised, the new generation differs from every earlier one"),
+];
+
+/// How `rule` is checked, `None` for a rule the checker does not report
+/// (R14, R15, P2, P3, P5, P6: enforced through D1-D7; L1: not a table
+/// rule).
+pub fn check(rule: Rule) -> Option<&'static Check> {
+    PLAN.iter().find(|c| c.rule == rule)
+}
+
+/// The rules [`vstats_abi::validate::violations`] checks, in report order.
+pub fn validated() -> impl Iterator<Item = Rule> {
+    PLAN.iter().filter(|c| c.how == VALIDATE).map(|c| c.rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rule_is_planned_once() {
+        for (i, a) in PLAN.iter().enumerate() {
+            assert!(PLAN[i + 1..].iter().all(|b| b.rule != a.rule), "{}", a.rule);
+        }
+        assert_eq!(validated().count(), 14);
+        assert!(validated().all(|r| check(r).map(|c| c.when) == Some(When::Static)));
+        assert_eq!(check(Rule::L1), None);
+    }
+}
