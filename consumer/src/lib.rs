@@ -161,4 +161,4 @@ pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
 pub use stats::{delta, rate, Aggregate, Delta, Summable};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
-pub use vstats_abi::{Base, Kind, TableInfo, Unit};
+pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

@@ -49,10 +49,7 @@ use std::{
 };
 
 use libloading::Library;
-use vstats_abi::header::{
-    XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
-    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
-};
+use vstats_abi::header::XENMEM_RESOURCE_STATS_TABLE;
 use vstats_consumer::Table;
 
 /// The foreign-memory library's file name.
@@ -68,30 +65,23 @@ pub const XEN_FRAME_SIZE: u64 = 4096;
 /// Most frames mapped for one table: 1 GiB.
 pub const MAX_FRAMES: u64 = 1 << 18;
 
-/// Which of a domain's two stats tables.
+pub use vstats_abi::TableKind;
+
+/// Which of the two Xen libraries' interfaces, for [`Error::Open`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TableKind {
-    /// The vCPU table (resource id 0).
-    Vcpu,
-    /// The domain table (resource id 1).
-    Domain,
+pub enum Interface {
+    /// libxenforeignmemory (`/dev/xen/privcmd`).
+    ForeignMemory,
+    /// libxenstore (xenstored's socket or `/dev/xen/xenbus`).
+    XenStore,
 }
 
-impl TableKind {
-    /// The table's resource id under `XENMEM_resource_stats_table`.
-    pub fn id(self) -> u32 {
-        match self {
-            TableKind::Vcpu => XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
-            TableKind::Domain => XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
-        }
-    }
-}
-
-impl std::fmt::Display for TableKind {
+impl std::fmt::Display for Interface {
+    /// `foreign-memory` or `xenstore`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            TableKind::Vcpu => "vCPU",
-            TableKind::Domain => "domain",
+            Interface::ForeignMemory => "foreign-memory",
+            Interface::XenStore => "xenstore",
         })
     }
 }
@@ -152,10 +142,10 @@ pub enum Error {
         reason: String,
     },
     /// `xenforeignmemory_open` or `xs_open` failed.
-    #[error("cannot open the Xen {what} interface: {}", open_text(.what, .io))]
+    #[error("cannot open the Xen {interface} interface: {}", open_text(*.interface, .io))]
     Open {
-        /// `"foreign-memory"` or `"xenstore"`.
-        what: &'static str,
+        /// Which interface.
+        interface: Interface,
         /// `errno`.
         io: io::Error,
     },
@@ -170,23 +160,23 @@ pub enum Error {
     /// `domid` is this domain (dom0 cannot map dom0's tables).
     #[error(
         "domain {domid}: this is the caller's own domain, and Xen does not map a domain's \
-         resources into the domain itself (EPERM): its {what} stats table cannot be read \
+         resources into the domain itself (EPERM): its {kind} stats table cannot be read \
          from here"
     )]
     OwnDomain {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
     },
     /// Xen refused the mapping (`EPERM` outside the control domain,
     /// `EACCES`).
-    #[error("domain {domid}: Xen refused to map its {what} stats table: {}", refusal_text(.io))]
+    #[error("domain {domid}: Xen refused to map its {kind} stats table: {}", refusal_text(.io))]
     PermissionDenied {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// `errno`.
         io: io::Error,
     },
@@ -194,72 +184,71 @@ pub enum Error {
     /// `ENOSYS`, `ENOENT`, `EINVAL` from the size query): a hypervisor
     /// without stats tables, or a table this domain does not have.
     #[error(
-        "domain {domid}: the hypervisor does not offer the {what} stats table resource \
-         (XENMEM_resource_stats_table id {id}, {})",
+        "domain {domid}: the hypervisor does not offer the {kind} stats table resource \
+         (XENMEM_resource_stats_table id {}, {})",
+        .kind.resource_id(),
         errno_name(.io)
     )]
     NotOffered {
         /// The domain id.
         domid: u16,
-        /// Which table.
-        what: TableKind,
-        /// The resource id.
-        id: u32,
+        /// Which table (its resource id: [`TableKind::resource_id`]).
+        kind: TableKind,
         /// `errno`.
         io: io::Error,
     },
     /// Any other failure of the size query.
-    #[error("domain {domid}: asking Xen the size of its {what} stats table failed: {io}")]
+    #[error("domain {domid}: asking Xen the size of its {kind} stats table failed: {io}")]
     SizeQuery {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// `errno`.
         io: io::Error,
     },
     /// Any other mapping failure.
-    #[error("domain {domid}: mapping {nr_frames} frames of its {what} stats table failed: {io}")]
+    #[error("domain {domid}: mapping {nr_frames} frames of its {kind} stats table failed: {io}")]
     Map {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// Frames asked for.
         nr_frames: u64,
         /// `errno`.
         io: io::Error,
     },
     /// The mapped table breaks a rule of the ABI.
-    #[error("domain {domid}: {what} stats table: not a valid stats table: {error} [rule {}: {}]", .error.rule(), .error.rule().title())]
+    #[error("domain {domid}: {kind} stats table: not a valid stats table: {error} [rule {}: {}]", .error.rule(), .error.rule().title())]
     Invalid {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// The rule broken.
         error: vstats_abi::Error,
     },
     /// The consumer refused the mapping for another reason (its limits).
-    #[error("domain {domid}: {what} stats table: {error}")]
+    #[error("domain {domid}: {kind} stats table: {error}")]
     Table {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// The consumer's error.
         error: vstats_consumer::Error,
     },
     /// The table (its header, or the hypervisor's size query) claims more
     /// memory than the backend maps.
     #[error(
-        "domain {domid}: {what} stats table claims {need} bytes, more than {MAX_FRAMES} frames"
+        "domain {domid}: {kind} stats table claims {need} bytes, more than {MAX_FRAMES} frames"
     )]
     TooLarge {
         /// The domain id.
         domid: u16,
         /// Which table.
-        what: TableKind,
+        kind: TableKind,
         /// Bytes it asks for.
         need: u64,
     },
@@ -311,13 +300,17 @@ fn refusal_text(io: &io::Error) -> String {
 
 /// Why an interface did not open, by errno; root is never told to run as
 /// root.
-fn open_text(what: &str, io: &io::Error) -> String {
+fn open_text(interface: Interface, io: &io::Error) -> String {
     match io.raw_os_error() {
-        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) if what == "foreign-memory" => format!(
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO)
+            if interface == Interface::ForeignMemory =>
+        {
+            format!(
             "{io}: no /dev/xen/privcmd (not running in a Xen domain, or the xen-privcmd module \
              is not loaded)"
-        ),
-        Some(libc::ENOENT | libc::ECONNREFUSED) if what == "xenstore" => {
+        )
+        }
+        Some(libc::ENOENT | libc::ECONNREFUSED) if interface == Interface::XenStore => {
             format!("{io}: xenstored is not running, or this is not a Xen domain")
         }
         Some(libc::EACCES | libc::EPERM) if !is_root() => format!("{io} (run as root in dom0)"),
@@ -332,15 +325,6 @@ fn is_root() -> bool {
 
 /// Result type of this module.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Which table a resource id names.
-fn what(id: u32) -> TableKind {
-    if id == XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS {
-        TableKind::Vcpu
-    } else {
-        TableKind::Domain
-    }
-}
 
 // The C signatures, from Xen's tools/include/xenforeignmemory.h. `domid_t`
 // is `uint16_t`; handles are opaque pointers.
@@ -583,7 +567,7 @@ impl Xen {
         // it did not create); flags 0.
         let fmem = unsafe { open(logger, 0) };
         let fmem = NonNull::new(fmem).ok_or_else(|| Error::Open {
-            what: "foreign-memory",
+            interface: Interface::ForeignMemory,
             io: io::Error::last_os_error(),
         })?;
         Ok(Xen {
@@ -615,7 +599,7 @@ impl Xen {
     /// The resource's size in frames, when the library can tell: the size
     /// query, read as an errno when Xen 4.17 leaked one through it, and
     /// bounded by [`MAX_FRAMES`].
-    fn resource_frames(&self, domid: u16, id: u32) -> Option<Result<u64>> {
+    fn resource_frames(&self, domid: u16, kind: TableKind) -> Option<Result<u64>> {
         let f = self.handle.fns.resource_size?;
         let mut size = 0usize;
         // SAFETY: `f` is xenforeignmemory_resource_size of this handle's
@@ -626,14 +610,14 @@ impl Xen {
                 self.handle.fmem.as_ptr(),
                 domid,
                 XENMEM_RESOURCE_STATS_TABLE,
-                id,
+                kind.resource_id(),
                 &mut size,
             )
         };
         let fail = |io| {
             classify(
                 domid,
-                id,
+                kind,
                 0,
                 io,
                 Call::SizeQuery,
@@ -648,27 +632,27 @@ impl Xen {
             Err(errno) => Err(fail(io::Error::from_raw_os_error(errno))),
             Ok(frames) if frames > MAX_FRAMES => Err(Error::TooLarge {
                 domid,
-                what: what(id),
+                kind,
                 need: size,
             }),
             Ok(frames) => Ok(frames),
         })
     }
 
-    /// Maps `nr_frames` frames of resource `id` read-only.
+    /// Maps `nr_frames` frames of table `kind` read-only.
     fn map_frames(
         &self,
         domid: u16,
-        id: u32,
+        kind: TableKind,
         nr_frames: u64,
         call: Call,
     ) -> Result<(NonNull<u8>, usize, ResourceMapping)> {
         let control = self.handle.control_domain;
-        let bad = |io| classify(domid, id, nr_frames, io, call, control);
+        let bad = |io| classify(domid, kind, nr_frames, io, call, control);
         if nr_frames == 0 || nr_frames > MAX_FRAMES {
             return Err(Error::TooLarge {
                 domid,
-                what: what(id),
+                kind,
                 need: nr_frames.saturating_mul(XEN_FRAME_SIZE),
             });
         }
@@ -686,7 +670,7 @@ impl Xen {
                 self.handle.fmem.as_ptr(),
                 domid,
                 XENMEM_RESOURCE_STATS_TABLE,
-                id,
+                kind.resource_id(),
                 0,
                 n,
                 &mut addr,
@@ -708,7 +692,7 @@ impl Xen {
         Ok((ptr, len, mapping))
     }
 
-    /// Maps domain `domid`'s table `id` (0: vCPU, 1: domain) read-only and
+    /// Maps domain `domid`'s table of kind `kind` read-only and
     /// validates it; the returned table unmaps it when dropped.
     ///
     /// # Errors
@@ -717,27 +701,26 @@ impl Xen {
     /// [`Error::PermissionDenied`], [`Error::NotOffered`], [`Error::Map`],
     /// [`Error::Invalid`] (the rule broken), [`Error::TooLarge`],
     /// [`Error::Table`].
-    pub fn map_table(&self, domid: u16, id: u32) -> Result<Table> {
-        let what = what(id);
+    pub fn map_table(&self, domid: u16, kind: TableKind) -> Result<Table> {
         let frames_for = |bytes: u64| {
             let frames = bytes.div_ceil(XEN_FRAME_SIZE).max(1);
             if frames > MAX_FRAMES {
                 Err(Error::TooLarge {
                     domid,
-                    what,
+                    kind,
                     need: bytes,
                 })
             } else {
                 Ok(frames)
             }
         };
-        let (mut frames, mut call) = match self.resource_frames(domid, id) {
+        let (mut frames, mut call) = match self.resource_frames(domid, kind) {
             Some(Ok(frames)) => (frames, Call::Map),
             Some(Err(e)) => return Err(e),
             None => (1, Call::Probe),
         };
         for _ in 0..4 {
-            let (ptr, len, owner) = self.map_frames(domid, id, frames, call)?;
+            let (ptr, len, owner) = self.map_frames(domid, kind, frames, call)?;
             call = Call::Map;
             // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner`
             // keeps alive (it unmaps only when dropped: the promise of
@@ -755,20 +738,20 @@ impl Xen {
                         frames = frames_for(need)?;
                         continue;
                     }
-                    return Err(Error::Invalid { domid, what, error });
+                    return Err(Error::Invalid { domid, kind, error });
                 }
-                Err(error) => return Err(Error::Table { domid, what, error }),
+                Err(error) => return Err(Error::Table { domid, kind, error }),
             }
         }
         Err(Error::Map {
             domid,
-            what,
+            kind,
             nr_frames: frames,
             io: io::Error::other("the table's size kept changing while it was mapped"),
         })
     }
 
-    /// Maps domain `domid`'s table `id` read-only as raw memory for the
+    /// Maps domain `domid`'s table of kind `kind` read-only as raw memory for the
     /// invariant checker, which then checks every byte of it (including
     /// what the consumer never reads: padding, the tail of the last page).
     ///
@@ -780,16 +763,20 @@ impl Xen {
     /// # Errors
     ///
     /// As [`Xen::map_table`], but for [`Error::Invalid`].
-    pub fn map_raw(&self, domid: u16, id: u32) -> Result<vstats_consumer::mem::MemView<'static>> {
-        let frames = match self.map_table(domid, id) {
+    pub fn map_raw(
+        &self,
+        domid: u16,
+        kind: TableKind,
+    ) -> Result<vstats_consumer::mem::MemView<'static>> {
+        let frames = match self.map_table(domid, kind) {
             Ok(t) => t.info().mapped_len.div_ceil(XEN_FRAME_SIZE).max(1),
-            Err(Error::Invalid { .. }) => match self.resource_frames(domid, id) {
+            Err(Error::Invalid { .. }) => match self.resource_frames(domid, kind) {
                 Some(Ok(frames)) => frames,
                 _ => 1,
             },
             Err(e) => return Err(e),
         };
-        let (ptr, len, owner) = self.map_frames(domid, id, frames, Call::Map)?;
+        let (ptr, len, owner) = self.map_frames(domid, kind, frames, Call::Map)?;
         // SAFETY: `[ptr, ptr + len)` is the read-only mapping `owner` keeps
         // alive until it is dropped, after the view's last access; this
         // process never writes it.
@@ -798,7 +785,7 @@ impl Xen {
         }
         .map_err(|_| Error::Map {
             domid,
-            what: what(id),
+            kind,
             nr_frames: frames,
             io: io::Error::other("the mapping is not 8-byte aligned"),
         })
@@ -812,8 +799,8 @@ impl Xen {
     /// As [`Xen::map_table`] for the vCPU table; for the domain table, all
     /// but [`Error::NotOffered`].
     pub fn map_domain(&self, domid: u16) -> Result<(Table, Option<Table>)> {
-        let vcpu = self.map_table(domid, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS)?;
-        let domain = match self.map_table(domid, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS) {
+        let vcpu = self.map_table(domid, TableKind::Vcpu)?;
+        let domain = match self.map_table(domid, TableKind::Domain) {
             Ok(t) => Some(t),
             Err(Error::NotOffered { .. }) => None,
             Err(e) => return Err(e),
@@ -834,38 +821,29 @@ enum Call {
     Map,
 }
 
-/// The error for `io` from `call` on domain `domid`'s resource `id`, by
+/// The error for `io` from `call` on domain `domid`'s table `kind`, by
 /// what Xen and privcmd mean by its errno (the table on [`Error`]).
 /// `control_domain`: whether this domain is the control domain.
 fn classify(
     domid: u16,
-    id: u32,
+    kind: TableKind,
     nr_frames: u64,
     io: io::Error,
     call: Call,
     control_domain: bool,
 ) -> Error {
-    let what = what(id);
     match io.raw_os_error() {
         Some(libc::ESRCH) => Error::NoSuchDomain { domid },
-        Some(libc::EPERM) if control_domain => Error::OwnDomain { domid, what },
-        Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied { domid, what, io },
-        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::ENOTTY | libc::ENOENT) => Error::NotOffered {
-            domid,
-            what,
-            id,
-            io,
-        },
-        Some(libc::EINVAL) if call != Call::Map => Error::NotOffered {
-            domid,
-            what,
-            id,
-            io,
-        },
-        _ if call == Call::SizeQuery => Error::SizeQuery { domid, what, io },
+        Some(libc::EPERM) if control_domain => Error::OwnDomain { domid, kind },
+        Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied { domid, kind, io },
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::ENOTTY | libc::ENOENT) => {
+            Error::NotOffered { domid, kind, io }
+        }
+        Some(libc::EINVAL) if call != Call::Map => Error::NotOffered { domid, kind, io },
+        _ if call == Call::SizeQuery => Error::SizeQuery { domid, kind, io },
         _ => Error::Map {
             domid,
-            what,
+            kind,
             nr_frames,
             io,
         },
@@ -954,7 +932,7 @@ impl XenStore {
         // SAFETY: `open` is xs_open; flags 0 (a read-write connection to
         // the daemon or the kernel device, whichever exists).
         let h = NonNull::new(unsafe { open(0) }).ok_or_else(|| Error::Open {
-            what: "xenstore",
+            interface: Interface::XenStore,
             io: io::Error::last_os_error(),
         })?;
         Ok(XenStore {
@@ -1081,7 +1059,14 @@ mod tests {
     }
 
     fn class(errno: c_int, call: Call, control: bool) -> Error {
-        classify(7, 0, 3, io::Error::from_raw_os_error(errno), call, control)
+        classify(
+            7,
+            TableKind::Vcpu,
+            3,
+            io::Error::from_raw_os_error(errno),
+            call,
+            control,
+        )
     }
 
     #[test]
@@ -1097,8 +1082,7 @@ mod tests {
                         class(errno, call, control),
                         Error::NotOffered {
                             domid: 7,
-                            what: TableKind::Vcpu,
-                            id: 0,
+                            kind: TableKind::Vcpu,
                             ..
                         }
                     ));
@@ -1160,7 +1144,7 @@ mod tests {
             assert!(!m.contains('\n') && !m.contains("run as root"), "{m}");
         }
         assert_eq!(TableKind::Domain.to_string(), "domain");
-        assert_eq!(TableKind::Domain.id(), 1);
-        assert_eq!(what(0), TableKind::Vcpu);
+        assert_eq!(TableKind::Domain.resource_id(), 1);
+        assert_eq!(TableKind::from_resource_id(0), Some(TableKind::Vcpu));
     }
 }
