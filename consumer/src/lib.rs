@@ -151,7 +151,7 @@ mod stats;
 mod table;
 pub mod watch;
 #[cfg(feature = "xen")]
-pub mod xen; // allows `unsafe` itself, as `raw` and `mmap` do
+pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
 
 #[cfg(test)]
 mod tests;
