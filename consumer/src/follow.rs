@@ -9,37 +9,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{Error, Result, Table};
+use crate::{Error, Result, Table, TableKind};
 
 pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
-
-/// Which of a VM's two tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TableKind {
-    /// One record per vCPU.
-    Vcpu,
-    /// One record for the whole domain.
-    Domain,
-}
-
-impl TableKind {
-    /// The kind of an open table, as its magic says.
-    pub fn of(table: &Table) -> TableKind {
-        if table.is_vcpu() {
-            TableKind::Vcpu
-        } else {
-            TableKind::Domain
-        }
-    }
-
-    /// `"vCPU"` or `"domain"`, for messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            TableKind::Vcpu => "vCPU",
-            TableKind::Domain => "domain",
-        }
-    }
-}
 
 /// Where a table comes from, and how to open it again.
 #[derive(Clone, Debug)]
@@ -54,8 +26,8 @@ pub enum Origin {
         xen: crate::xen::Xen,
         /// The domain.
         domid: u16,
-        /// The resource id (0 vCPU, 1 domain).
-        id: u32,
+        /// Which of its tables.
+        kind: TableKind,
     },
 }
 
@@ -81,9 +53,9 @@ impl Source {
         })
     }
 
-    /// Which table this is.
+    /// Which table this is, as its magic says.
     pub fn kind(&self) -> TableKind {
-        TableKind::of(&self.table)
+        self.table.info().kind()
     }
 
     /// A description for messages: the path, or `domain N vCPU stats
@@ -92,10 +64,7 @@ impl Source {
         match &self.origin {
             Origin::File(p) => p.display().to_string(),
             #[cfg(feature = "xen")]
-            Origin::Xen { domid, id, .. } => {
-                let what = if *id == 0 { "vCPU" } else { "domain" };
-                format!("domain {domid} {what} stats table")
-            }
+            Origin::Xen { domid, kind, .. } => format!("domain {domid} {kind} stats table"),
         }
     }
 
@@ -134,7 +103,7 @@ impl Source {
                 Err(e) => return Err(e),
             },
             #[cfg(feature = "xen")]
-            Origin::Xen { xen, domid, id } => xen.map_table(*domid, *id)?,
+            Origin::Xen { xen, domid, kind } => xen.map_table(*domid, *kind)?,
         };
         Ok(Some(Source {
             table,
@@ -248,7 +217,7 @@ impl Vm {
         let dir = p.parent().unwrap_or(Path::new("."));
         let name = file_name(&std::fs::canonicalize(dir).unwrap_or_else(|_| dir.into()));
         let origin = p.display().to_string();
-        if !src.table.is_vcpu() {
+        if src.kind() == TableKind::Domain {
             return Ok(Vm {
                 name,
                 origin,
@@ -280,20 +249,20 @@ impl Vm {
     #[cfg(feature = "xen")]
     pub fn open_domain(xen: &crate::xen::Xen, domid: u16, name: String) -> Result<Vm> {
         let (vcpu, domain) = xen.map_domain(domid)?;
-        let src = |table, id| Source {
+        let src = |table, kind| Source {
             table,
             origin: Origin::Xen {
                 xen: xen.clone(),
                 domid,
-                id,
+                kind,
             },
         };
         Ok(Vm {
             name,
             origin: format!("domain {domid}"),
             domid: Some(domid),
-            vcpu: Some(src(vcpu, 0)),
-            domain: domain.map(|t| src(t, 1)),
+            vcpu: Some(src(vcpu, TableKind::Vcpu)),
+            domain: domain.map(|t| src(t, TableKind::Domain)),
         })
     }
 

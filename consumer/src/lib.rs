@@ -151,7 +151,7 @@ mod stats;
 mod table;
 pub mod watch;
 #[cfg(feature = "xen")]
-pub mod xen; // allows `unsafe` itself, as `raw` and `mmap` do
+pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
 
 #[cfg(test)]
 mod tests;
@@ -161,4 +161,4 @@ pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
 pub use stats::{delta, rate, Aggregate, Delta, Summable};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
-pub use vstats_abi::{Base, Kind, TableInfo, Unit};
+pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

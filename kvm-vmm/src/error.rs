@@ -86,8 +86,8 @@ pub enum Error {
     /// nothing is published.
     #[error("{table} table: {source}")]
     InvalidTable {
-        /// `"vCPU"` or `"domain"`.
-        table: &'static str,
+        /// Which table.
+        table: vstats_abi::TableKind,
         /// The rule broken.
         #[source]
         source: vstats_producer::Error,

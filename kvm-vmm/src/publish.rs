@@ -78,6 +78,7 @@ use crossbeam_utils::CachePadded;
 use vstats_abi::desc::{Base, Descriptor, DescriptorBuilder, Kind, Unit};
 use vstats_abi::layout::Layout;
 pub use vstats_abi::publish::{DEFAULT_ROOT, DOMAIN_FILE, MAX_NAME_LEN, VCPU_FILE};
+use vstats_abi::TableKind;
 use vstats_producer::builder::{domain, vcpu, CounterId, TableBuilder};
 use vstats_producer::publish::{root_from_env, Publication, PublishOptions};
 use vstats_producer::shm::ShmTable;
@@ -184,7 +185,7 @@ impl TablePlan {
     /// described, [`Error::InvalidTable`] when the layout or the descriptor
     /// set breaks a rule (e.g. more than 1020 KVM statistics).
     pub fn vcpu(nr_vcpus: u32, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan("vCPU", TableBuilder::vcpu(nr_vcpus), kvm)
+        plan(TableKind::Vcpu, TableBuilder::vcpu(nr_vcpus), kvm)
     }
 
     /// The domain table (one record) whose KVM statistics `kvm` describes.
@@ -193,7 +194,7 @@ impl TablePlan {
     ///
     /// As [`TablePlan::vcpu`].
     pub fn domain(kvm: &[KvmStatDesc]) -> Result<TablePlan> {
-        plan("domain", TableBuilder::domain(), kvm)
+        plan(TableKind::Domain, TableBuilder::domain(), kvm)
     }
 
     fn spec(&self, generation: u64) -> TableSpec<'_> {
@@ -209,7 +210,7 @@ impl TablePlan {
 /// The standard fields of `b`, then KVM's statistics in KVM's order; a
 /// record larger than 4 KiB gets the smallest power-of-two page that
 /// holds it (the builder's default).
-fn plan(table: &'static str, mut b: TableBuilder, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
+fn plan(table: TableKind, mut b: TableBuilder, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
     let invalid = |source| Error::InvalidTable { table, source };
     for d in kvm {
         let counter = kvm_counter(d)?;
@@ -612,7 +613,10 @@ mod tests {
             .collect();
         assert!(matches!(
             TablePlan::vcpu(1, &many),
-            Err(Error::InvalidTable { table: "vCPU", .. })
+            Err(Error::InvalidTable {
+                table: TableKind::Vcpu,
+                ..
+            })
         ));
     }
 }

@@ -70,7 +70,7 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
             let x = Xen::load()?;
             let mut out = Vec::new();
             for kind in TableKind::ALL {
-                match x.map_raw(*domid, kind.resource_id()) {
+                match x.map_raw(*domid, kind) {
                     Ok(raw) => out.push(T::Memory {
                         label: format!("domain {domid} {kind} stats table"),
                         raw,

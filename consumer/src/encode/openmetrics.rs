@@ -18,7 +18,7 @@ use std::{
     io::{self, Write},
 };
 
-use vstats_consumer::{Counter, Kind, Snapshot, Table, Unit};
+use vstats_consumer::{Counter, Kind, Snapshot, Table, TableKind, Unit};
 
 use super::{kind_name, unit_name};
 use crate::sample::{RecordState, Sample, Value};
@@ -43,10 +43,11 @@ pub fn metric_unit(c: &Counter) -> Option<&'static str> {
     }
 }
 
-/// `vstats_<table>_<name>[_<unit>]`, with characters outside
-/// `[A-Za-z0-9_]` replaced by `_`.
-pub fn family_name(table: &str, c: &Counter) -> String {
-    let mut s = format!("vstats_{table}_");
+/// `vstats_<table>_<name>[_<unit>]`, `<table>` being the kind's file name
+/// (`vcpu`, `domain`), with characters outside `[A-Za-z0-9_]` replaced by
+/// `_`.
+pub fn family_name(table: TableKind, c: &Counter) -> String {
+    let mut s = format!("vstats_{}_", table.file_name());
     s.extend(c.name().chars().map(|ch| {
         if ch.is_ascii_alphanumeric() || ch == '_' {
             ch
@@ -142,8 +143,8 @@ fn bucket_bounds(c: &Counter) -> Vec<u64> {
 #[derive(Debug)]
 struct Family {
     name: String,
-    /// `"vcpu"` or `"domain"`.
-    table: &'static str,
+    /// The table the counter belongs to.
+    table: TableKind,
     counter: Counter,
     /// (labels, value) per record.
     points: Vec<(String, Value)>,
@@ -163,7 +164,7 @@ fn write_family(f: &Family, out: &mut String) {
         c.name(),
         kind_name(c.kind()),
         help_unit(c),
-        if f.table == "vcpu" { "vCPU" } else { "domain" },
+        f.table,
     );
     for (labels, v) in &f.points {
         match (t, v) {
@@ -199,7 +200,7 @@ fn write_family(f: &Family, out: &mut String) {
 pub struct Exposition {
     families: Vec<Family>,
     /// (table, counter name) -> index in `families`.
-    by_counter: HashMap<(&'static str, String), usize>,
+    by_counter: HashMap<(TableKind, String), usize>,
     /// Family names in use.
     names: HashSet<String>,
 }
@@ -221,7 +222,7 @@ impl Exposition {
 
     /// The family of counter `c` (number `k` of its table's list), made
     /// on first use; a name already taken by another counter gets `_k`.
-    fn family(&mut self, table: &'static str, k: usize, c: &Counter) -> &mut Family {
+    fn family(&mut self, table: TableKind, k: usize, c: &Counter) -> &mut Family {
         let key = (table, c.name().to_owned());
         let i = match self.by_counter.get(&key) {
             Some(&i) => i,
@@ -246,7 +247,7 @@ impl Exposition {
 
     /// Adds the counters of a table with the records' values: `records`
     /// holds, per record, its labels and one value per counter.
-    fn add(&mut self, table: &'static str, counters: &[Counter], records: &[(String, Vec<Value>)]) {
+    fn add(&mut self, table: TableKind, counters: &[Counter], records: &[(String, Vec<Value>)]) {
         for (k, c) in counters.iter().enumerate() {
             let f = self.family(table, k, c);
             f.points.extend(
@@ -258,9 +259,9 @@ impl Exposition {
     }
 
     /// Adds the metadata (`# TYPE`, `# UNIT`, `# HELP`) of counters of a
-    /// vCPU (`vcpu: true`) or domain table, with no points.
-    pub fn add_counters(&mut self, vcpu: bool, counters: &[Counter]) {
-        self.add(if vcpu { "vcpu" } else { "domain" }, counters, &[]);
+    /// table of kind `table`, with no points.
+    pub fn add_counters(&mut self, table: TableKind, counters: &[Counter]) {
+        self.add(table, counters, &[]);
     }
 
     /// Adds a sample's values (its second snapshot; rates are the
@@ -273,13 +274,13 @@ impl Exposition {
             .filter(|v| matches!(v.state, RecordState::Ok | RecordState::Reset))
             .map(|v| (format!("{base},vcpu=\"{}\"", v.vcpu), v.values.clone()))
             .collect();
-        self.add("vcpu", &s.vcpu_counters, &vrecords);
+        self.add(TableKind::Vcpu, &s.vcpu_counters, &vrecords);
         if let Some(d) = &s.domain {
             let records = match d.state {
                 RecordState::Ok | RecordState::Reset => vec![(base, d.values.clone())],
                 _ => Vec::new(),
             };
-            self.add("domain", &d.counters, &records);
+            self.add(TableKind::Domain, &d.counters, &records);
         }
     }
 
@@ -287,13 +288,13 @@ impl Exposition {
     /// (Xen domain `domid`): the records read consistently and in use.
     pub fn add_snapshot(&mut self, vm: &str, domid: Option<u16>, table: &Table, snap: &Snapshot) {
         let base = base_labels(vm, domid);
-        let vcpu = table.is_vcpu();
+        let kind = table.info().kind();
         let records: Vec<(String, Vec<Value>)> = snap
             .records()
             .iter()
             .filter(|r| r.is_consistent() && !r.is_unused())
             .map(|r| {
-                let labels = if vcpu {
+                let labels = if kind == TableKind::Vcpu {
                     format!("{base},vcpu=\"{}\"", r.index())
                 } else {
                     base.clone()
@@ -302,11 +303,7 @@ impl Exposition {
                 (labels, vals)
             })
             .collect();
-        self.add(
-            if vcpu { "vcpu" } else { "domain" },
-            table.counters(),
-            &records,
-        );
+        self.add(kind, table.counters(), &records);
     }
 
     /// The exposition text, ending in `# EOF`.
@@ -331,8 +328,8 @@ pub fn to_text(s: &Sample) -> String {
 /// `# EOF`: the `schema` command's OpenMetrics form.
 pub fn schema_text(vcpu: &[Counter], domain: &[Counter]) -> String {
     let mut e = Exposition::new();
-    e.add_counters(true, vcpu);
-    e.add_counters(false, domain);
+    e.add_counters(TableKind::Vcpu, vcpu);
+    e.add_counters(TableKind::Domain, domain);
     e.finish()
 }
 

@@ -39,8 +39,8 @@ fn main() -> ExitCode {
             eprintln!("xen-variant-probe: not a domid: {arg}");
             return ExitCode::from(2);
         };
-        for kind in [TableKind::Vcpu, TableKind::Domain] {
-            let r = x.map_table(domid, kind.id());
+        for kind in TableKind::ALL {
+            let r = x.map_table(domid, kind);
             println!("variant {kind} {domid} {}", variant(&r));
             if let Err(e) = r {
                 println!("message {kind} {domid} {e}");
