@@ -381,7 +381,7 @@ impl Checker {
             }
         };
         self.live = Some(Live {
-            records: Baselines::new(&table),
+            records: Baselines::new(&table, &self.opts),
             snap: Snapshot::new(&table),
             table,
             info,
@@ -631,10 +631,12 @@ impl Checker {
     /// R16 on each ([`Baselines::check`]).
     fn check_records(&mut self, live: &mut Live) {
         live.table.snapshot(&mut live.snap);
+        let now = Instant::now();
         let at = At {
             generation: live.generation,
             sample: self.samples,
-            at_s: self.now_s(),
+            at_s: now.saturating_duration_since(self.start).as_secs_f64(),
+            now,
         };
         let vcpu = live.info.kind() == TableKind::Vcpu;
         let running_known = live.info.has_std_field(RECORD_PREFIX);
