@@ -190,43 +190,6 @@ impl Descriptor {
         }
     }
 
-    /// Builds a descriptor at run time, checking it like a consumer would.
-    ///
-    /// # Errors
-    ///
-    /// [`crate::Error`] descriptor variants (index 0) when the name or the
-    /// fields break a rule of the spec; `record_size` bounds the offset.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: &str,
-        offset: u32,
-        count: u32,
-        kind: Kind,
-        unit: Unit,
-        base: Base,
-        exponent: i8,
-        bucket_size: u32,
-    ) -> crate::Result<Descriptor> {
-        let bytes = name.as_bytes();
-        let mut n = [0u8; NAME_LEN];
-        if bytes.len() >= NAME_LEN {
-            return Err(crate::Error::DescNameUnterminated { index: 0 });
-        }
-        n[..bytes.len()].copy_from_slice(bytes);
-        let d = Descriptor {
-            name: n,
-            offset,
-            count,
-            kind,
-            unit,
-            base,
-            exponent,
-            bucket_size,
-        };
-        d.check_self(0, u32::MAX)?;
-        Ok(d)
-    }
-
     /// The name up to its NUL, `None` when it has none or is not ASCII.
     pub fn name_str(&self) -> Option<&str> {
         let end = self.name.iter().position(|&b| b == 0)?;
@@ -358,7 +321,8 @@ impl Descriptor {
 }
 
 /// A counter's description without its place in the record: named
-/// setters instead of [`Descriptor::new`]'s positional arguments.
+/// setters, and the one way to build a descriptor at run time (constant
+/// tables use [`Descriptor::scalar`]).
 ///
 /// ```
 /// use vstats_abi::desc::{Descriptor, Kind};
@@ -439,22 +403,32 @@ impl<'n> DescriptorBuilder<'n> {
     }
 
     /// The descriptor with its first word at byte `offset` of the record,
-    /// checked as [`Descriptor::new`] checks.
+    /// checked like a consumer would ([`Descriptor::check_self`], with no
+    /// bound on the record size).
     ///
     /// # Errors
     ///
-    /// As [`Descriptor::new`].
+    /// [`crate::Error`] descriptor variants (index 0) when the name or the
+    /// fields break a rule of the spec.
     pub fn at(&self, offset: u32) -> crate::Result<Descriptor> {
-        Descriptor::new(
-            self.name,
+        let bytes = self.name.as_bytes();
+        let mut name = [0u8; NAME_LEN];
+        if bytes.len() >= NAME_LEN {
+            return Err(crate::Error::DescNameUnterminated { index: 0 });
+        }
+        name[..bytes.len()].copy_from_slice(bytes);
+        let d = Descriptor {
+            name,
             offset,
-            self.count,
-            self.kind,
-            self.unit,
-            self.base,
-            self.exponent,
-            self.bucket_size,
-        )
+            count: self.count,
+            kind: self.kind,
+            unit: self.unit,
+            base: self.base,
+            exponent: self.exponent,
+            bucket_size: self.bucket_size,
+        };
+        d.check_self(0, u32::MAX)?;
+        Ok(d)
     }
 }
 
@@ -609,21 +583,19 @@ mod tests {
 
     #[test]
     fn runtime_constructor_checks() {
-        assert!(Descriptor::new(
-            "exits",
-            8,
-            1,
-            Kind::CUMULATIVE,
-            Unit::NONE,
-            Base::POW10,
-            0,
-            0
-        )
-        .is_ok());
+        assert!(Descriptor::builder("exits")
+            .kind(Kind::CUMULATIVE)
+            .unit(Unit::NONE)
+            .scale(Base::POW10, 0)
+            .at(8)
+            .is_ok());
         let long = "a".repeat(NAME_LEN);
-        assert!(
-            Descriptor::new(&long, 8, 1, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0, 0).is_err()
-        );
+        assert!(Descriptor::builder(&long)
+            .kind(Kind::CUMULATIVE)
+            .unit(Unit::NONE)
+            .scale(Base::POW10, 0)
+            .at(8)
+            .is_err());
         assert_eq!(ns("abc", 8).name_str(), Some("abc"));
     }
 }

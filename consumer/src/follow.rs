@@ -3,13 +3,20 @@
 //! them since: a producer that restarted (a new generation or header in
 //! place, a new file under the same name) is re-attached and reported as
 //! [`Event::Restarted`]; tables that went away as [`Event::Removed`].
+//!
+//! [`FileWatch`] is the file half of it for callers that need the raw
+//! mapping of whatever file is at a path, valid table or not (a checker
+//! listing every violation of an invalid table).
 
 use std::{
     io,
     path::{Path, PathBuf},
 };
 
-use crate::{Error, Result, Table, TableKind};
+use crate::{
+    mem::{FileId, MemView},
+    Error, Result, Table, TableKind,
+};
 
 pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 
@@ -329,6 +336,92 @@ impl Vm {
     }
 }
 
+/// What [`FileWatch::poll`] noticed at a table file's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileChange {
+    /// Another file than the one mapped last is there: a restarted
+    /// producer published a new one (or the first one appeared).
+    Replaced,
+    /// The file is gone: its producer stopped, or is restarting. Reported
+    /// once, until a file is mapped there again.
+    Removed,
+}
+
+/// The file at a table's path, as mapped last, for callers that need the
+/// raw mapping of whatever is there, valid table or not (a checker
+/// reporting every violation of an invalid table), where [`Source`] holds
+/// only valid tables.
+#[derive(Debug)]
+pub struct FileWatch {
+    path: PathBuf,
+    /// The file mapped last (or found there but not mappable).
+    seen: Option<FileId>,
+    /// No file is there, and the caller knows.
+    gone: bool,
+}
+
+impl FileWatch {
+    /// Watches `path`; nothing is mapped yet.
+    pub fn new(path: impl Into<PathBuf>) -> FileWatch {
+        FileWatch {
+            path: path.into(),
+            seen: None,
+            gone: false,
+        }
+    }
+
+    /// The path watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Maps the file at the path now, read-only, and remembers it as the
+    /// one seen; `Ok(None)` when there is no file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be mapped (it is remembered anyway, so that
+    /// [`FileWatch::poll`] waits for another one).
+    pub fn map(&mut self) -> Result<Option<MemView<'static>>> {
+        match MemView::map_file(&self.path) {
+            Ok((view, id)) => {
+                self.seen = Some(id);
+                self.gone = false;
+                Ok(Some(view))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.seen = None;
+                self.gone = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.seen = FileId::of(&self.path).ok();
+                Err(Error::io(&self.path, e))
+            }
+        }
+    }
+
+    /// Whether the file at the path changed since [`FileWatch::map`]: one
+    /// `stat` system call. Nothing is mapped: call [`FileWatch::map`] on
+    /// [`FileChange::Replaced`].
+    ///
+    /// # Errors
+    ///
+    /// An I/O error other than "not found" looking at the path.
+    pub fn poll(&mut self) -> Result<Option<FileChange>> {
+        match FileId::of(&self.path) {
+            Ok(id) if Some(id) != self.seen => Ok(Some(FileChange::Replaced)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let first = !self.gone;
+                self.gone = true;
+                Ok(first.then_some(FileChange::Removed))
+            }
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use vstats_abi::{
@@ -389,5 +482,32 @@ mod tests {
             })
         );
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_watch_sees_a_new_file_and_a_removal_once() {
+        let dir = std::env::temp_dir().join(format!("vstats-filewatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(VCPU_FILE);
+        let mut w = FileWatch::new(&path);
+        assert_eq!(w.path(), path);
+        assert!(w.map().unwrap().is_none(), "no file yet");
+        assert_eq!(w.poll().unwrap(), None, "its absence is known");
+        std::fs::write(&path, b"not a table").unwrap();
+        assert_eq!(w.poll().unwrap(), Some(FileChange::Replaced));
+        let view = w.map().unwrap().expect("mapped, valid or not");
+        assert_eq!(view.len(), 11);
+        assert_eq!(w.poll().unwrap(), None, "the file mapped last");
+        publish(&dir, 1);
+        assert_eq!(w.poll().unwrap(), Some(FileChange::Replaced));
+        // Kept mapped, as a follower does: the inode stays in use, so a
+        // new file cannot reuse it.
+        let _table = w.map().unwrap().expect("mapped");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(w.poll().unwrap(), Some(FileChange::Removed));
+        assert_eq!(w.poll().unwrap(), None, "reported once");
+        publish(&dir, 2);
+        assert_eq!(w.poll().unwrap(), Some(FileChange::Replaced));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

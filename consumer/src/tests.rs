@@ -590,17 +590,12 @@ fn descriptors_describe_producer_counters_and_histograms() {
         Base::POW10,
         0,
     ));
-    let hist = Descriptor::new(
-        "halt_poll_ns",
-        48,
-        4,
-        Kind::LOG2_HIST,
-        Unit::SECONDS,
-        Base::POW10,
-        -9,
-        0,
-    )
-    .unwrap();
+    let hist = Descriptor::builder("halt_poll_ns")
+        .histogram(Kind::LOG2_HIST, 4, 0)
+        .unit(Unit::SECONDS)
+        .scale(Base::POW10, -9)
+        .at(48)
+        .unwrap();
     descs.push(hist);
     let p = LayoutParams {
         record_size: VCPU_STATS_SIZE + 8 + 32,

@@ -5,7 +5,8 @@
 //! The sampler uses it with [`StuckWatch::update`] on whole snapshots (any
 //! busy seq continues a run); a checker of rule D2 ("a record does not stay
 //! odd at one seq value") feeds [`StuckWatch::observe`] one record at a time
-//! with only odd seqs, under [`StuckWatch::same_seq`].
+//! with only odd seqs, under [`StuckWatch::same_seq`], and reports a run
+//! once, when [`Stuck::first`] says it just became stuck.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub struct Stuck {
     pub busy_for: Duration,
     /// Consecutive snapshots that found it busy.
     pub snapshots: u32,
+    /// Whether this reading is the first to find the run stuck (a caller
+    /// that reports each run once reports it now).
+    pub first: bool,
 }
 
 /// A run of busy snapshots of one record.
@@ -32,6 +36,8 @@ struct Run {
     seq: u32,
     since: Instant,
     snapshots: u32,
+    /// Whether the run was found stuck already.
+    stuck: bool,
 }
 
 /// Tracks, per record, how long it has been busy in a row.
@@ -80,23 +86,29 @@ impl StuckWatch {
         let run = match *slot {
             Some(r) if !self.same_seq || r.seq == seq => Run {
                 seq,
-                since: r.since,
                 snapshots: r.snapshots.saturating_add(1),
+                ..r
             },
             _ => Run {
                 seq,
                 since: now,
                 snapshots: 1,
+                stuck: false,
             },
         };
-        *slot = Some(run);
         let busy_for = now.saturating_duration_since(run.since);
-        (run.snapshots >= self.min_snapshots && busy_for >= self.bound).then_some(Stuck {
+        let stuck = run.snapshots >= self.min_snapshots && busy_for >= self.bound;
+        *slot = Some(Run {
+            stuck: run.stuck || stuck,
+            ..run
+        });
+        stuck.then_some(Stuck {
             record,
             seq,
             since: run.since,
             busy_for,
             snapshots: run.snapshots,
+            first: !run.stuck,
         })
     }
 
@@ -132,8 +144,14 @@ mod tests {
         let s = w.observe(1, Some(7), at(300)).expect("stuck");
         assert_eq!((s.record, s.seq, s.snapshots), (1, 7, 3));
         assert_eq!((s.since, s.busy_for), (t0, Duration::from_millis(300)));
+        assert!(s.first, "first found stuck");
+        let again = w.observe(1, Some(7), at(350)).expect("still stuck");
+        assert_eq!((again.snapshots, again.first), (4, false));
         assert!(w.observe(1, None, at(400)).is_none(), "read: run ends");
         assert!(w.observe(1, Some(9), at(500)).is_none(), "a new run");
+        assert!(w.observe(1, Some(9), at(600)).is_none());
+        let s = w.observe(1, Some(9), at(700)).expect("stuck again");
+        assert!(s.first, "a new run is reported anew");
         assert!(w.observe(0, Some(1), at(0)).is_none());
         assert!(w.observe(0, Some(1), at(50)).is_none());
         assert!(
@@ -151,5 +169,10 @@ mod tests {
         assert!(w.observe(0, Some(5), at(10)).is_none(), "seq moved");
         let s = w.observe(0, Some(5), at(20)).expect("stuck at 5");
         assert_eq!((s.seq, s.snapshots, s.since), (5, 2, at(10)));
+        assert!(s.first);
+        let s = w.observe(0, Some(7), at(30));
+        assert!(s.is_none(), "seq moved: a new run");
+        let s = w.observe(0, Some(7), at(40)).expect("stuck at 7");
+        assert_eq!((s.since, s.first), (at(30), true));
     }
 }

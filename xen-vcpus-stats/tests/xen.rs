@@ -9,7 +9,7 @@ use std::{path::Path, process::Command};
 
 use common::{assert_error, json_lines, run_while, standin, stdout, tool, Scratch};
 use vstats_abi::{
-    desc::{Base, Descriptor, Kind, Unit},
+    desc::Descriptor,
     layout::{Layout, LayoutParams},
     record::{VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
     VCPU_STATS_MAGIC,
@@ -119,17 +119,9 @@ fn multi_frame_tables_are_remapped_to_size() {
     let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
     for i in 0..100u32 {
         descs.push(
-            Descriptor::new(
-                &format!("c{i}"),
-                VCPU_STATS_SIZE + 8 * i,
-                1,
-                Kind::CUMULATIVE,
-                Unit::NONE,
-                Base::POW10,
-                0,
-                0,
-            )
-            .unwrap(),
+            Descriptor::builder(&format!("c{i}"))
+                .at(VCPU_STATS_SIZE + 8 * i)
+                .unwrap(),
         );
     }
     let layout = Layout::compute(&LayoutParams {

@@ -8,7 +8,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    io,
     ops::ControlFlow,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -19,7 +18,8 @@ use vstats_abi::{
     Rule, TableInfo, TableKind,
 };
 use vstats_consumer::{
-    mem::{FileId, MemView},
+    follow::{FileChange, FileWatch},
+    mem::MemView,
     Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
 };
 
@@ -145,19 +145,12 @@ pub fn run_check(targets: Vec<Target>, opts: &CheckOptions) -> Report {
     Report::new(checkers.into_iter().map(Checker::finish).collect())
 }
 
-/// Where the table comes from, for re-attaching.
-#[derive(Debug)]
-enum Source {
-    Path(PathBuf),
-    Memory,
-    Table,
-}
-
 /// Checks one table over time. See the [module](self) docs.
 #[derive(Debug)]
 pub struct Checker {
     target: String,
-    source: Source,
+    /// The file at the path of a path target, followed across restarts.
+    file: Option<FileWatch>,
     opts: CheckOptions,
     start: Instant,
     book: RuleBook,
@@ -169,10 +162,6 @@ pub struct Checker {
     events: Vec<Event>,
     samples: u64,
     error: Option<String>,
-    /// Identity of the file last examined, valid or not (path targets).
-    last_file: Option<FileId>,
-    /// The file at the path is gone (path targets): a restart under way.
-    file_gone: bool,
     /// The magic was seen cleared: a re-initialisation in place under way.
     magic_cleared: bool,
 }
@@ -194,7 +183,6 @@ struct Live {
     info: TableInfo,
     head: Vec<u8>,
     raw: Option<MemView<'static>>,
-    file: Option<FileId>,
     generation: u64,
     snap: Snapshot,
     /// Values of the words outside the records when attaching, in
@@ -216,7 +204,7 @@ impl Checker {
     pub fn attach(target: Target, opts: &CheckOptions) -> Checker {
         let mut c = Checker {
             target: target.label(),
-            source: Source::Table,
+            file: None,
             opts: *opts,
             start: Instant::now(),
             book: RuleBook::new(),
@@ -226,25 +214,21 @@ impl Checker {
             events: Vec::new(),
             samples: 0,
             error: None,
-            last_file: None,
-            file_gone: false,
             magic_cleared: false,
         };
         match target {
             Target::Path(path) => {
-                c.source = Source::Path(path.clone());
-                match MemView::map_file(&path) {
-                    Ok((raw, id)) => c.attach_raw(raw, Some(id)),
-                    Err(e) => c.error = Some(format!("cannot open {}: {e}", path.display())),
+                c.file = Some(FileWatch::new(path));
+                match c.attach_file() {
+                    Ok(true) => {}
+                    Ok(false) => c.error = Some(format!("cannot open {}: no such file", c.target)),
+                    Err(e) => c.error = Some(e),
                 }
             }
-            Target::Memory { raw, .. } => {
-                c.source = Source::Memory;
-                c.attach_raw(raw, None);
-            }
+            Target::Memory { raw, .. } => c.attach_raw(raw),
             Target::Table { mut table, .. } => {
                 table.set_max_attempts(opts.max_attempts);
-                c.start_live(*table, None, None);
+                c.start_live(*table, None);
             }
         }
         c
@@ -281,10 +265,26 @@ impl Checker {
         }
     }
 
+    /// Maps what is at a path target's path, valid table or not, and
+    /// attaches to it ([`Checker::attach_raw`]). `Ok(false)`: no file
+    /// there; `Err`: why it cannot be opened.
+    fn attach_file(&mut self) -> Result<bool, String> {
+        let Some(watch) = &mut self.file else {
+            return Ok(false);
+        };
+        match watch.map() {
+            Ok(Some(raw)) => {
+                self.attach_raw(raw);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(format!("cannot open {e}")),
+        }
+    }
+
     /// Validates the table in `raw` and starts an attachment, or records
     /// the rule it breaks.
-    fn attach_raw(&mut self, raw: MemView<'static>, file: Option<FileId>) {
-        self.last_file = file;
+    fn attach_raw(&mut self, raw: MemView<'static>) {
         let (head, result) = copy_and_validate(&raw);
         let mapped_len = raw.len() as u64;
         if let Err(e) = result {
@@ -296,7 +296,7 @@ impl Checker {
                 // The consumer copied and validated the head again; if the
                 // producer changed it in between, the consumer's copy wins
                 // and D6 compares against it.
-                self.start_live(table, Some(raw), file);
+                self.start_live(table, Some(raw));
             }
             Err(vstats_consumer::Error::Invalid { error, .. }) => {
                 self.invalid(&head, mapped_len, error)
@@ -352,7 +352,7 @@ impl Checker {
 
     /// Starts an attachment on a validated table: the restart rule (D8),
     /// the static rules, then the baselines of the dynamic ones.
-    fn start_live(&mut self, table: Table, raw: Option<MemView<'static>>, file: Option<FileId>) {
+    fn start_live(&mut self, table: Table, raw: Option<MemView<'static>>) {
         if let Some(e) = self.error.take() {
             self.event(format!("{e}; the table appeared later"));
         }
@@ -381,20 +381,18 @@ impl Checker {
             }
         };
         self.live = Some(Live {
-            records: Baselines::new(&table),
+            records: Baselines::new(&table, &self.opts),
             snap: Snapshot::new(&table),
             table,
             info,
             head,
             raw,
-            file,
             generation,
             outside_base,
             changed: BTreeMap::new(),
             reported: HashSet::new(),
             samples: 0,
         });
-        self.file_gone = false;
         self.magic_cleared = false;
     }
 
@@ -549,55 +547,61 @@ impl Checker {
     /// Notices a producer restart and re-attaches. Returns whether the
     /// current attachment (if any) should be sampled.
     fn follow_restart(&mut self) -> bool {
-        if let Source::Path(path) = &self.source {
-            let path = path.clone();
-            match FileId::of(&path) {
-                Ok(id) if Some(id) != self.last_file => {
-                    self.settle();
-                    self.event(format!(
-                        "{} was replaced (new inode): the producer restarted; re-attaching",
-                        path.display()
-                    ));
-                    match MemView::map_file(&path) {
-                        Ok((raw, id)) => self.attach_raw(raw, Some(id)),
-                        // Replaced again or removed meanwhile: next sample.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => self.last_file = None,
-                        Err(e) => {
-                            self.last_file = Some(id);
-                            self.event(format!("cannot open {}: {e}", path.display()));
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.file_gone => {
-                    self.file_gone = true;
-                    self.event(format!(
-                        "{} was removed; still sampling the old mapping, waiting for a new table",
-                        path.display()
-                    ));
-                }
-                _ => {}
-            }
-        }
+        self.follow_file();
         let Some(live) = &self.live else {
             return false;
         };
-        let (raw, stale, current, file) = (
-            live.raw.clone(),
-            live.table.is_stale(),
-            live.generation,
-            live.file,
-        );
-        let Some(raw) = raw else {
-            if stale {
-                self.settle();
-                self.event(
-                    "the table's header changed in place; without a raw view the checker \
-                     cannot re-attach: stopped sampling it",
-                );
-            }
-            return self.live.is_some();
+        match live.raw.clone() {
+            Some(raw) => self.follow_in_place(raw),
+            None => self.follow_without_raw(),
+        }
+    }
+
+    /// A path target: a new file at the path (a restarted producer) ends
+    /// the attachment and is attached; a removal is noted (the old mapping
+    /// is still sampled).
+    fn follow_file(&mut self) {
+        let Some(Ok(Some(change))) = self.file.as_mut().map(FileWatch::poll) else {
+            return;
         };
-        // A producer re-initialising in place clears the magic first (P7).
+        match change {
+            FileChange::Replaced => {
+                self.settle();
+                self.event(format!(
+                    "{} was replaced (new inode): the producer restarted; re-attaching",
+                    self.target
+                ));
+                // No file: replaced again or removed meanwhile, next sample.
+                if let Err(e) = self.attach_file() {
+                    self.event(e);
+                }
+            }
+            FileChange::Removed => self.event(format!(
+                "{} was removed; still sampling the old mapping, waiting for a new table",
+                self.target
+            )),
+        }
+    }
+
+    /// A table without a raw view cannot be re-attached: a changed header
+    /// ends the attachment. Returns whether to sample it.
+    fn follow_without_raw(&mut self) -> bool {
+        if self.live.as_ref().is_some_and(|l| l.table.is_stale()) {
+            self.settle();
+            self.event(
+                "the table's header changed in place; without a raw view the checker \
+                 cannot re-attach: stopped sampling it",
+            );
+        }
+        self.live.is_some()
+    }
+
+    /// A table with a raw view, re-initialised in place: a cleared magic
+    /// is a restart under way (P7), not sampled; then a new generation, or
+    /// any head after a cleared magic, is a new table, attached. A changed
+    /// head at the same generation is not a restart (D6 reports it).
+    /// Returns whether to sample.
+    fn follow_in_place(&mut self, raw: MemView<'static>) -> bool {
         if raw.load::<u32>(0) == Some(0) {
             if !self.magic_cleared {
                 self.magic_cleared = true;
@@ -605,36 +609,33 @@ impl Checker {
             }
             return false;
         }
-        if stale || self.magic_cleared {
-            let lo = raw
-                .load::<u32>(u64::from(EXT_HEADER_OFFSET) + 32)
-                .unwrap_or(0);
-            let hi = raw
-                .load::<u32>(u64::from(EXT_HEADER_OFFSET) + 36)
-                .unwrap_or(0);
-            let generation = u64::from(lo) | u64::from(hi) << 32;
-            if generation != current || self.magic_cleared {
-                self.settle();
-                self.event(format!(
-                    "the table was re-initialised in place (generation {generation:#x}); re-attaching"
-                ));
-                self.attach_raw(raw, file);
-                return self.live.is_some();
-            }
-            // Same generation and published: a head change, which D6
-            // reports.
+        let generation = generation_in(&raw);
+        let restarted = self.magic_cleared
+            || self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.table.is_stale() && generation != l.generation);
+        if !restarted {
+            return true;
         }
-        true
+        self.settle();
+        self.event(format!(
+            "the table was re-initialised in place (generation {generation:#x}); re-attaching"
+        ));
+        self.attach_raw(raw);
+        self.live.is_some()
     }
 
     /// Reads every record through the consumer and checks D1 to D5 and
     /// R16 on each ([`Baselines::check`]).
     fn check_records(&mut self, live: &mut Live) {
         live.table.snapshot(&mut live.snap);
+        let now = Instant::now();
         let at = At {
             generation: live.generation,
             sample: self.samples,
-            at_s: self.now_s(),
+            at_s: now.saturating_duration_since(self.start).as_secs_f64(),
+            now,
         };
         let vcpu = live.info.kind() == TableKind::Vcpu;
         let running_known = live.info.has_std_field(RECORD_PREFIX);
@@ -722,49 +723,44 @@ impl Checker {
         let Some(live) = self.live.take() else {
             return;
         };
-        let info = &live.info;
-        let (offset, size) = (u64::from(info.header.offset), u64::from(info.header.size));
-        // P9: vCPU i written at offset + i * size: a changing word there
-        // while record i's own seq never moved.
-        let mut phantoms: Vec<(u32, u64)> = Vec::new();
-        if live.samples >= 2 {
-            for i in 1..info.nr_records {
-                let at = offset + u64::from(i) * size;
-                if live.changed.contains_key(&at)
-                    && !live
-                        .records
-                        .seq_moved
-                        .get(i as usize)
-                        .copied()
-                        .unwrap_or(true)
-                {
-                    phantoms.push((i, at));
-                }
-            }
-        }
+        let phantoms = phantom_records(&live);
         for &(i, at) in &phantoms {
-            let c = live.changed[&at];
-            let ev = Evidence {
-                generation: live.generation,
-                sample: c.sample,
-                at_s: c.at_s,
-                record: Some(i),
-                field: Some("seq".into()),
-                offset: Some(at),
-                detail: format!(
-                    "record {i}'s seq never moved while the word at offset + {i} * size = {at:#x} \
-                     ({}) changed {:#x} -> {:#x}: the writer puts vCPU {i} at offset + i * size, \
-                     readers read it at offset + i * stride (the RFC v3 bug)",
-                    c.kind.describe(),
-                    c.old,
-                    c.new
-                ),
-            };
-            self.book.fail(Rule::P9, ev);
+            self.fail_phantom(&live, i, at);
         }
+        self.fail_changed_outside(&live, &phantoms);
+    }
+
+    /// P9: record `i`'s seq never moved while the word at `at` (where the
+    /// RFC v3 writer puts it) changed.
+    fn fail_phantom(&mut self, live: &Live, i: u32, at: u64) {
+        let Some(c) = live.changed.get(&at) else {
+            return;
+        };
+        let ev = Evidence {
+            generation: live.generation,
+            sample: c.sample,
+            at_s: c.at_s,
+            record: Some(i),
+            field: Some("seq".into()),
+            offset: Some(at),
+            detail: format!(
+                "record {i}'s seq never moved while the word at offset + {i} * size = {at:#x} \
+                 ({}) changed {:#x} -> {:#x}: the writer puts vCPU {i} at offset + i * size, \
+                 readers read it at offset + i * stride (the RFC v3 bug)",
+                c.kind.describe(),
+                c.old,
+                c.new
+            ),
+        };
+        self.book.fail(Rule::P9, ev);
+    }
+
+    /// D7: the words outside the records that changed, but those inside a
+    /// phantom record (P9 reports them).
+    fn fail_changed_outside(&mut self, live: &Live, phantoms: &[(u32, u64)]) {
+        let size = u64::from(live.info.header.size);
         for (&off, c) in &live.changed {
-            let in_phantom = phantoms.iter().any(|&(_, at)| off >= at && off < at + size);
-            if in_phantom {
+            if phantoms.iter().any(|&(_, at)| off >= at && off < at + size) {
                 continue;
             }
             let ev = Evidence {
@@ -800,6 +796,35 @@ impl Checker {
             rules: self.book.results(),
         }
     }
+}
+
+/// P9's suspects, after at least two samples: each record `i > 0` whose
+/// seq never moved while the word at `offset + i * size` changed, with that
+/// offset.
+fn phantom_records(live: &Live) -> Vec<(u32, u64)> {
+    if live.samples < 2 {
+        return Vec::new();
+    }
+    let (offset, size) = (
+        u64::from(live.info.header.offset),
+        u64::from(live.info.header.size),
+    );
+    (1..live.info.nr_records)
+        .map(|i| (i, offset + u64::from(i) * size))
+        .filter(|&(i, at)| {
+            let moved = live.records.seq_moved.get(i as usize).copied();
+            live.changed.contains_key(&at) && !moved.unwrap_or(true)
+        })
+        .collect()
+}
+
+/// The generation in the extension header of `raw`, as two `u32` loads
+/// (0 where they fail).
+fn generation_in(raw: &MemView<'_>) -> u64 {
+    let base = u64::from(EXT_HEADER_OFFSET);
+    let lo = raw.load::<u32>(base + 32).unwrap_or(0);
+    let hi = raw.load::<u32>(base + 36).unwrap_or(0);
+    u64::from(lo) | u64::from(hi) << 32
 }
 
 fn record_of(kind: Outside) -> Option<u32> {

@@ -2,13 +2,13 @@
 //! consumer's snapshot: one function per rule (D1 to D5, R16), each with
 //! the baselines it compares against.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Instant};
 
 use vstats_abi::{
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
     Kind, Rule,
 };
-use vstats_consumer::{RecordSnapshot, RecordStatus, Table};
+use vstats_consumer::{watch::StuckWatch, RecordSnapshot, RecordStatus, Table};
 
 use crate::{checker::CheckOptions, report::Evidence};
 
@@ -21,6 +21,8 @@ pub(crate) struct At {
     pub(crate) sample: u64,
     /// Seconds since the check started.
     pub(crate) at_s: f64,
+    /// When the sample was taken.
+    pub(crate) now: Instant,
 }
 
 impl At {
@@ -41,15 +43,6 @@ impl At {
 /// Violations found in one sample.
 pub(crate) type Fails = Vec<(Rule, Evidence)>;
 
-/// A record whose seq was seen odd, at one value, in consecutive samples.
-#[derive(Clone, Copy, Debug)]
-struct OddRun {
-    seq: u32,
-    since_s: f64,
-    samples: u32,
-    reported: bool,
-}
-
 /// A cumulative or peak scalar, by its word index in the record's counter
 /// words.
 #[derive(Clone, Debug)]
@@ -68,7 +61,8 @@ pub(crate) struct Baselines {
     last_seq: Vec<Option<u32>>,
     /// The last consistent read of each record: its seq and counter words.
     last_read: Vec<Option<(u32, Vec<u64>)>>,
-    odd: Vec<Option<OddRun>>,
+    /// Records seen odd at one seq in consecutive samples (D2).
+    odd: StuckWatch,
     mono: Vec<Mono>,
     /// `[record * mono.len() + m]`: the last active value.
     last_mono: Vec<Option<u64>>,
@@ -79,8 +73,8 @@ pub(crate) struct Baselines {
 }
 
 impl Baselines {
-    /// Empty baselines for `table`'s records.
-    pub(crate) fn new(table: &Table) -> Baselines {
+    /// Empty baselines for `table`'s records, checked with `opts`.
+    pub(crate) fn new(table: &Table, opts: &CheckOptions) -> Baselines {
         let info = table.info();
         let mono: Vec<Mono> = table
             .counters()
@@ -107,7 +101,7 @@ impl Baselines {
             seq_moved: vec![false; n],
             last_seq: vec![None; n],
             last_read: vec![None; n],
-            odd: vec![None; n],
+            odd: StuckWatch::new(opts.odd_bound, opts.odd_min_samples).same_seq(),
             last_mono: vec![None; n * mono.len()],
             mono,
             word_names,
@@ -126,12 +120,9 @@ impl Baselines {
         fails: &mut Fails,
     ) {
         self.check_seq_order(rec, at, fails);
+        self.check_odd_bound(rec, opts, at, fails);
         match rec.status() {
-            RecordStatus::Busy { seq, attempts } if seq & 1 == 1 => {
-                self.check_odd_bound(rec.index(), seq, attempts, opts, at, fails);
-            }
             RecordStatus::Consistent => {
-                self.set_odd(rec.index(), None);
                 self.check_seq_covers_counters(rec, at, fails);
                 self.check_canonical_inactive(rec, at, fails);
                 self.check_monotonic(rec, at, fails);
@@ -139,13 +130,7 @@ impl Baselines {
                     self.check_running_active(rec, at, fails);
                 }
             }
-            _ => self.set_odd(rec.index(), None),
-        }
-    }
-
-    fn set_odd(&mut self, i: u32, run: Option<OddRun>) {
-        if let Some(slot) = self.odd.get_mut(i as usize) {
-            *slot = run;
+            RecordStatus::Busy { .. } | RecordStatus::NotRead => {}
         }
     }
 
@@ -180,40 +165,36 @@ impl Baselines {
     }
 
     /// D2: a record the consumer reports busy with one odd seq in
-    /// consecutive samples spanning the odd bound (reported once per run).
+    /// consecutive samples spanning the odd bound (reported once per run;
+    /// any other reading ends the run).
     fn check_odd_bound(
         &mut self,
-        i: u32,
-        seq: u32,
-        attempts: u32,
+        rec: &RecordSnapshot,
         opts: &CheckOptions,
         at: &At,
         fails: &mut Fails,
     ) {
-        let mut run = match self.odd.get(i as usize).copied().flatten() {
-            Some(mut r) if r.seq == seq => {
-                r.samples += 1;
-                r
-            }
-            _ => OddRun {
-                seq,
-                since_s: at.at_s,
-                samples: 1,
-                reported: false,
-            },
+        let (odd, attempts) = match rec.status() {
+            RecordStatus::Busy { seq, attempts } if seq & 1 == 1 => (Some(seq), attempts),
+            _ => (None, 0),
         };
-        let long = at.at_s - run.since_s >= opts.odd_bound.as_secs_f64();
-        if !run.reported && run.samples >= opts.odd_min_samples && long {
-            run.reported = true;
-            let detail = format!(
-                "stayed odd at {seq} from {:.3} s to {:.3} s over {} samples (bound {:?} and {} \
-                 samples); the consumer reported the record busy after {attempts} attempts each \
-                 time",
-                run.since_s, at.at_s, run.samples, opts.odd_bound, opts.odd_min_samples
-            );
-            fails.push((Rule::D2, at.evidence(i, Some("seq".into()), detail)));
+        let Some(run) = self.odd.observe(rec.index(), odd, at.now) else {
+            return;
+        };
+        if !run.first {
+            return;
         }
-        self.set_odd(i, Some(run));
+        let since_s = at.at_s - run.busy_for.as_secs_f64();
+        let detail = format!(
+            "stayed odd at {} from {since_s:.3} s to {:.3} s over {} samples (bound {:?} and {} \
+             samples); the consumer reported the record busy after {attempts} attempts each \
+             time",
+            run.seq, at.at_s, run.snapshots, opts.odd_bound, opts.odd_min_samples
+        );
+        fails.push((
+            Rule::D2,
+            at.evidence(run.record, Some("seq".into()), detail),
+        ));
     }
 
     /// D1: counters change only with a new seq (a writer whose private seq

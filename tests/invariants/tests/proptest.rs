@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use vstats_abi::{
-    desc::{Base, Descriptor, Kind, Unit},
+    desc::Descriptor,
     layout::{Layout, LayoutParams},
     record::VCPU_STD_DESCRIPTORS,
     Rule, VCPU_STATS_MAGIC,
@@ -39,17 +39,9 @@ fn valid_table(nr: u32, extra: u32, page_shift: u32) -> Vec<u8> {
     let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
     for k in 0..extra {
         descs.push(
-            Descriptor::new(
-                &format!("extra_{k}"),
-                40 + 8 * k,
-                1,
-                Kind::CUMULATIVE,
-                Unit::NONE,
-                Base::POW10,
-                0,
-                0,
-            )
-            .unwrap(),
+            Descriptor::builder(&format!("extra_{k}"))
+                .at(40 + 8 * k)
+                .unwrap(),
         );
     }
     let l = Layout::compute(&LayoutParams {
