@@ -8,22 +8,23 @@
 //! vCPUs in one of three formats ([`output`]). `schema` lists the
 //! counters ([`schema`]), `list` the targets ([`list`]), `check` runs the
 //! invariant checker on a target ([`check`]), and `demo` runs a live KVM VM
-//! to sample ([`demo`], [`produce`], [`synth`]).
+//! to sample ([`demo`], [`produce`], and
+//! [`vstats_producer::synth`] without KVM).
 //!
 //! The binary is `main` calling [`cli::run`]; tests call the library or
 //! the binary.
 //!
 //! # Example
 //!
-//! Sample a table that [`synth`] publishes, twice:
+//! Sample a table that [`vstats_producer::synth`] publishes:
 //!
 //! ```
 //! use std::time::Duration;
+//! use vstats_producer::synth::Synth;
 //! use xen_vcpus_stats::{
 //!     filter::NameFilter,
 //!     output::Format,
 //!     sample::{self, SampleOptions, Step},
-//!     synth::Synth,
 //!     target::Target,
 //! };
 //!
@@ -59,7 +60,6 @@ pub mod output;
 pub mod produce;
 pub mod sample;
 pub mod schema;
-pub mod synth;
 mod sys;
 pub mod target;
 

@@ -1,6 +1,6 @@
 //! The producer `demo` runs in a child process (the hidden `__produce`
 //! command): a live KVM VM published by `vstats-kvm-vmm`, or, without
-//! `/dev/kvm`, the VM-less producer of [`crate::synth`]. Prints
+//! `/dev/kvm`, the VM-less producer of [`vstats_producer::synth`]. Prints
 //! `published <dir>` on stdout once the tables are live, runs until
 //! SIGTERM or SIGINT (or its parent dies), then stops the VM, writes the
 //! final values and removes the tables.
@@ -15,7 +15,9 @@ use std::{
 
 use anyhow::Context;
 
-use crate::{synth::Synth, sys};
+use vstats_producer::synth::Synth;
+
+use crate::sys;
 
 /// The readiness line's prefix: `published <dir>`.
 pub const READY_PREFIX: &str = "published ";
