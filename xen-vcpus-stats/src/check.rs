@@ -11,7 +11,7 @@ use vstats_abi::TableKind;
 use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     target::{exists, io_error, named_dir, Target},
     xen::{self, Xen},
 };
@@ -51,9 +51,10 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
         if out.is_empty() {
             // "Not there" or "cannot look".
             std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
-            return Err(Error::NoTable {
+            return Err(vstats_consumer::Error::NoTable {
                 dir: dir.to_owned(),
-            });
+            }
+            .into());
         }
         Ok(out)
     };

@@ -85,10 +85,7 @@ pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
             backend: "file",
             source: vm.dir.display().to_string(),
             domid: None,
-            info: vm
-                .open()
-                .map(|a| info(&a))
-                .map_err(|e| crate::Error::from_consumer(e).to_string()),
+            info: vm.open().map(|a| info(&a)).map_err(|e| e.to_string()),
             name: vm.name,
         })
         .collect())
@@ -114,7 +111,7 @@ pub fn xen() -> Result<Vec<Entry>, String> {
             domid: Some(d.domid),
             info: Vm::open_domain(&xen, d.domid, String::new())
                 .map(|vm| info(&vm))
-                .map_err(|e| crate::Error::from_consumer(e).to_string()),
+                .map_err(|e| e.to_string()),
         })
         .collect())
 }

@@ -68,12 +68,7 @@ pub fn named_dir(root: &Path, name: &str) -> Result<PathBuf> {
 /// An I/O error on `path` as the consumer reports them (permission denied
 /// apart).
 pub(crate) fn io_error(path: &Path, io: io::Error) -> Error {
-    let path = path.to_owned();
-    Error::Consumer(if io.kind() == io::ErrorKind::PermissionDenied {
-        vstats_consumer::Error::PermissionDenied { path, io }
-    } else {
-        vstats_consumer::Error::Io { path, io }
-    })
+    vstats_consumer::Error::io(path, io).into()
 }
 
 /// Whether `path` exists; an error when that cannot be told (a directory
