@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use vstats_consumer::{discover, follow::Source, Snapshot};
 
 use crate::{
-    output::Format,
+    output::{grid::Grid, Format},
     target::Vm,
     xen::{Xen, XenStore},
 };
@@ -154,17 +154,18 @@ pub fn write(
         }
         return Ok(());
     }
-    let mut rows = vec![[
-        "BACKEND",
-        "NAME",
-        "VCPUS",
-        "SLOTS",
-        "COUNTERS",
-        "DOMAIN",
-        "SOURCE / ERROR",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
+    let mut g = Grid::new(
+        "<<>>><<",
+        [
+            "BACKEND",
+            "NAME",
+            "VCPUS",
+            "SLOTS",
+            "COUNTERS",
+            "DOMAIN",
+            "SOURCE / ERROR",
+        ],
+    );
     for e in entries {
         let mut r = vec![e.backend.to_owned(), e.name.clone()];
         match &e.info {
@@ -175,37 +176,11 @@ pub fn write(
                 (if i.domain_table { "yes" } else { "no" }).to_owned(),
                 e.source.clone(),
             ]),
-            Err(m) => r.extend(
-                ["-", "-", "-", "-"]
-                    .map(str::to_owned)
-                    .into_iter()
-                    .chain([m.clone()]),
-            ),
+            Err(m) => r.extend(["-", "-", "-", "-", m].map(str::to_owned)),
         }
-        rows.push(r);
+        g.row(r);
     }
-    let w: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:<f$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3],
-            e = w[4],
-            f = w[5]
-        )?;
-    }
+    g.write(out)?;
     if entries.is_empty() {
         writeln!(out, "(no tables)")?;
     }
