@@ -49,7 +49,7 @@
 //! producer.remove()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod cli;
@@ -60,7 +60,6 @@ pub mod output;
 pub mod produce;
 pub mod sample;
 pub mod schema;
-mod sys;
 pub mod target;
 
 pub use vstats_consumer::{filter, xen};

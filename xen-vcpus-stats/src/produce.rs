@@ -15,9 +15,8 @@ use std::{
 
 use anyhow::Context;
 
+use rustix::process::{set_parent_process_death_signal, Signal};
 use vstats_producer::synth::Synth;
-
-use crate::sys;
 
 /// The readiness line's prefix: `published <dir>`.
 pub const READY_PREFIX: &str = "published ";
@@ -149,7 +148,7 @@ pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result
 /// which selects the VM-less producer), or publishing the tables.
 pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
     if let Some(parent) = opts.parent {
-        sys::set_parent_death_signal(libc::SIGTERM).context("PR_SET_PDEATHSIG")?;
+        set_parent_process_death_signal(Some(Signal::TERM)).context("PR_SET_PDEATHSIG")?;
         if std::os::unix::process::parent_id() != parent {
             anyhow::bail!("the parent process {parent} is gone");
         }
