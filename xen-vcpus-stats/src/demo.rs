@@ -25,9 +25,11 @@ use anyhow::{bail, Context};
 use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 
 use crate::{
+    cli::SamplingArgs,
+    filter::VcpuList,
     produce::READY_PREFIX,
-    sample::{self, SampleOptions},
-    target::{check_name, Target},
+    sample,
+    target::{check_name, Target, DEFAULT_ROOT, ROOT_ENV},
 };
 
 /// How long the producer may take to publish.
@@ -35,21 +37,30 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the producer may take to stop after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What `demo` runs.
-#[derive(Clone, Debug)]
+/// What `demo` runs: the options of `demo`.
+#[derive(Debug, clap::Args)]
 pub struct DemoOptions {
-    /// vCPUs of the VM.
+    /// Number of vCPUs of the VM (not a filter: see --only-vcpus).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub vcpus: u32,
-    /// Publication name (default `demo-<pid>`).
+    /// Only show these vCPUs: a list like 0,2-3 (`sample --vcpus`).
+    #[arg(long, value_name = "LIST")]
+    pub only_vcpus: Option<VcpuList>,
+    /// Publish as ROOT/NAME/ [default: demo-PID].
+    #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Base directory.
+    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
-    /// Use the VM-less producer even with `/dev/kvm`.
+    /// Run the VM-less producer even where /dev/kvm works.
+    #[arg(long)]
     pub no_kvm: bool,
     /// The KVM device.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm: PathBuf,
-    /// The sampling options.
-    pub sample: SampleOptions,
+    /// Sampling options.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// Sends `signal` to process `pid`; `None` only checks that the process
@@ -190,9 +201,10 @@ pub fn run(
             }
         }
     }
-    let sampled = sample::attach(&Target::Path(dir), &opts.sample)
+    let sample_opts = opts.sampling.options(opts.only_vcpus.clone());
+    let sampled = sample::attach(&Target::Path(dir), &sample_opts)
         .map_err(anyhow::Error::new)
-        .and_then(|mut s| sample::run(&mut s, &opts.sample, out, notices, stop));
+        .and_then(|mut s| sample::run(&mut s, &sample_opts, out, notices, stop));
     let status = producer.stop()?;
     match sampled {
         Err(e) if !status.success() => Err(e.context(format!("the producer failed ({status})"))),

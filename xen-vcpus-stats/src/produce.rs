@@ -28,18 +28,23 @@ pub const SYNTH_PERIOD: Duration = Duration::from_millis(10);
 /// request is noticed).
 pub const KVM_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
 
-/// What to produce.
-#[derive(Clone, Debug)]
+/// What to produce: the arguments of the hidden `__produce` command.
+#[derive(Clone, Debug, clap::Args)]
 pub struct ProduceOptions {
-    /// Where to publish (`vcpu`, `domain`).
+    /// Publication directory.
+    #[arg(long)]
     pub dir: PathBuf,
-    /// vCPUs of the VM.
+    /// vCPUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub vcpus: u32,
-    /// Skip KVM even when `/dev/kvm` works.
+    /// Skip KVM.
+    #[arg(long)]
     pub no_kvm: bool,
     /// The KVM device.
+    #[arg(long, default_value = "/dev/kvm")]
     pub kvm: PathBuf,
-    /// The parent's pid: die with it.
+    /// Die with this parent.
+    #[arg(long)]
     pub parent: Option<u32>,
 }
 
