@@ -14,7 +14,7 @@ use vstats_invariants::{run_check, CheckOptions};
 use crate::{
     cli::parse_seconds,
     error::Result,
-    target::{io_error, named_dir, Target},
+    target::{named_dir, Target},
     xen::{self, Xen},
 };
 
@@ -59,7 +59,7 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
         Target::Path(p) => {
             // Fail here, with the tool's message, when the file cannot be
             // read at all; the checker reports what is wrong inside it.
-            std::fs::File::open(p).map_err(|e| io_error(p, e))?;
+            std::fs::File::open(p).map_err(|e| vstats_consumer::Error::io(p, e))?;
             Ok(vec![T::Path(p.clone())])
         }
         Target::Name { root, name } => in_dir(&named_dir(root, name)?),

@@ -89,16 +89,14 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target, `None` when none was given.
     pub fn target(&self) -> Option<Target> {
-        if let Some(p) = &self.path {
-            Some(Target::Path(p.clone()))
-        } else if let Some(n) = &self.name {
-            Some(Target::Name {
-                root: self.root.clone(),
-                name: n.clone(),
-            })
-        } else {
-            self.domid.map(Target::Domid)
-        }
+        let root = self.root.clone();
+        let named = |name: &String| Target::Name {
+            root,
+            name: name.clone(),
+        };
+        (self.path.clone().map(Target::Path))
+            .or_else(|| self.name.as_ref().map(named))
+            .or(self.domid.map(Target::Domid))
     }
 
     fn require(&self) -> Result<Target, Error> {
@@ -151,9 +149,11 @@ impl SamplingArgs {
             interval: self.interval,
             count: self.count,
             format: self.format,
-            names: NameFilter::new(&self.names),
-            vcpus,
-            busy_timeout: self.busy_timeout,
+            engine: vstats_consumer::sample::SampleOptions {
+                names: NameFilter::new(&self.names),
+                vcpus,
+                busy_timeout: self.busy_timeout,
+            },
         }
     }
 }

@@ -34,9 +34,11 @@
 //!     interval: Duration::from_millis(10),
 //!     count: Some(1),
 //!     format: Format::Json,
-//!     names: NameFilter::new(&["exits"]),
-//!     vcpus: None,
-//!     busy_timeout: Duration::from_secs(2),
+//!     engine: vstats_consumer::sample::SampleOptions {
+//!         names: NameFilter::new(&["exits"]),
+//!         vcpus: None,
+//!         busy_timeout: Duration::from_secs(2),
+//!     },
 //! };
 //! let mut sampler = sample::attach(&Target::Path(dir.clone()), &opts)?;
 //! std::thread::sleep(Duration::from_millis(20));

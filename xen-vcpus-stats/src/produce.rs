@@ -98,18 +98,14 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
     let removed = publisher.remove();
     let stopped = result.map_err(flat)?;
     removed.map_err(flat)?;
-    let mut failed = false;
+    let mut code = ExitCode::SUCCESS;
     for (id, e) in stopped.vcpu_errors.iter().enumerate() {
         if let Some(e) = e {
             eprintln!("xen-vcpus-stats: producer: vCPU {id}: {e}");
-            failed = true;
+            code = ExitCode::FAILURE;
         }
     }
-    Ok(Kvm::Ran(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }))
+    Ok(Kvm::Ran(code))
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]

@@ -16,7 +16,6 @@ pub use vstats_consumer::sample::{
 
 use crate::{
     error::{Error, Result},
-    filter::{NameFilter, VcpuList},
     output::{self, Format},
     target::{self, Target},
 };
@@ -30,24 +29,10 @@ pub struct SampleOptions {
     pub count: Option<u64>,
     /// Output format.
     pub format: Format,
-    /// `--names`.
-    pub names: NameFilter,
-    /// `--vcpus`.
-    pub vcpus: Option<VcpuList>,
-    /// A record busy in at least [`BUSY_MIN_SNAPSHOTS`] consecutive
-    /// snapshots spanning this long ends the run with "table busy".
-    pub busy_timeout: Duration,
-}
-
-impl SampleOptions {
-    /// The engine's part of the options.
-    pub fn engine(&self) -> vstats_consumer::sample::SampleOptions {
-        vstats_consumer::sample::SampleOptions {
-            names: self.names.clone(),
-            vcpus: self.vcpus.clone(),
-            busy_timeout: self.busy_timeout,
-        }
-    }
+    /// The engine's part: `--names`, `--vcpus` and `--busy-timeout` (a
+    /// record busy in at least [`BUSY_MIN_SNAPSHOTS`] consecutive
+    /// snapshots spanning this long ends the run with "table busy").
+    pub engine: vstats_consumer::sample::SampleOptions,
 }
 
 /// Opens `target`, checks the filters against it and takes the baseline
@@ -57,7 +42,7 @@ impl SampleOptions {
 ///
 /// As [`target::open`]; unknown `--names` or `--vcpus`.
 pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
-    Ok(Sampler::new(target::open(target)?, &opts.engine())?)
+    Ok(Sampler::new(target::open(target)?, &opts.engine)?)
 }
 
 /// How a sampling run ended.
@@ -139,7 +124,7 @@ pub fn run(
             }
             Step::Sample(sample) => {
                 let written =
-                    output::write_sample(opts.format, &sample, !opts.names.is_empty(), out)
+                    output::write_sample(opts.format, &sample, !opts.engine.names.is_empty(), out)
                         .and_then(|()| out.flush());
                 match written {
                     Ok(()) => outcome.samples += 1,

@@ -144,26 +144,26 @@ fn write_runstates(used: &[&VcpuSample], out: &mut dyn Write) -> io::Result<()> 
 
 /// The aggregate columns of counter `k`: sum, min, max, avg, zero.
 fn aggregate_cells(s: &Sample, k: usize, scale: f64) -> Vec<String> {
-    let f = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| num(x * scale));
-    match &s.aggregates[k] {
-        Some(a) => match &a.rates {
-            Some(ra) => vec![
-                f(Some(ra.sum)),
-                f(ra.min),
-                f(ra.max),
-                f(ra.average()),
-                ra.zero.to_string(),
-            ],
-            None => vec![
-                f(Some(a.values.sum as f64)),
-                f(a.values.min.map(|x| x as f64)),
-                f(a.values.max.map(|x| x as f64)),
-                f(a.values.average()),
-                a.values.zero.to_string(),
-            ],
-        },
-        None => vec!["-".to_owned(); 5],
-    }
+    let Some(a) = &s.aggregates[k] else {
+        return vec!["-".to_owned(); 5];
+    };
+    let (stats, zero) = match &a.rates {
+        Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
+        None => {
+            let v = &a.values;
+            let f = |x: Option<u64>| x.map(|x| x as f64);
+            (
+                [Some(v.sum as f64), f(v.min), f(v.max), v.average()],
+                v.zero,
+            )
+        }
+    };
+    let mut cells: Vec<String> = stats
+        .iter()
+        .map(|x| x.map_or_else(|| "-".to_owned(), |x| num(x * scale)))
+        .collect();
+    cells.push(zero.to_string());
+    cells
 }
 
 /// Each vCPU counter (histograms apart) per vCPU, then its aggregates.
