@@ -230,8 +230,7 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     let opts = args.sampling.options(args.vcpus.clone());
     let stop = stop_flag()?;
     let mut sampler = sample::attach(&target, &opts)?;
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -255,13 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::List(a)) => {
             let mut entries = list::files(&a.root)?;
-            let note = match list::xen() {
-                Ok(x) => {
-                    entries.extend(x);
-                    None
-                }
-                Err(reason) => Some(reason),
-            };
+            let note = list::xen().map(|x| entries.extend(x)).err();
             list::write(&entries, note.as_deref(), a.format, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)

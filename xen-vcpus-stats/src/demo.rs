@@ -144,24 +144,18 @@ pub fn run(
         );
     }
     let exe = std::env::current_exe().context("finding this executable to start the producer")?;
-    let mut cmd = Command::new(&exe);
-    cmd.arg("__produce")
+    let (vcpus, parent) = (opts.vcpus.to_string(), std::process::id().to_string());
+    let mut child = Command::new(&exe)
+        .args(["__produce", "--vcpus", &vcpus, "--parent", &parent])
+        .args(opts.no_kvm.then_some("--no-kvm"))
         .arg("--dir")
         .arg(&dir)
-        .arg("--vcpus")
-        .arg(opts.vcpus.to_string())
         .arg("--kvm")
         .arg(&opts.kvm)
-        .arg("--parent")
-        .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .process_group(0);
-    if opts.no_kvm {
-        cmd.arg("--no-kvm");
-    }
-    let mut child = cmd
+        .process_group(0)
         .spawn()
         .with_context(|| format!("starting the producer {}", exe.display()))?;
     let stdout = child.stdout.take();

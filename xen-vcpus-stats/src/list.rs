@@ -61,7 +61,7 @@ fn info(att: &Vm) -> Info {
         slots,
         counters,
         domain_table: att.domain.is_some(),
-        generation: att.sources().next().map_or(0, |s| s.table.generation()),
+        generation: att.generation(),
     }
 }
 
@@ -117,10 +117,7 @@ pub fn xen() -> Result<Vec<Entry>, String> {
 }
 
 fn entry_json(e: &Entry) -> Json {
-    let (info, error) = match &e.info {
-        Ok(i) => (Some(i), None),
-        Err(m) => (None, Some(m)),
-    };
+    let info = e.info.as_ref().ok();
     json!({
         "backend": e.backend,
         "name": e.name,
@@ -131,7 +128,7 @@ fn entry_json(e: &Entry) -> Json {
         "counters": info.map(|i| i.counters),
         "domain_table": info.map(|i| i.domain_table),
         "generation": info.map(|i| i.generation),
-        "error": error,
+        "error": e.info.as_ref().err(),
     })
 }
 

@@ -55,16 +55,10 @@ fn announce(dir: &Path) {
     let _ = writeln!(out, "{READY_PREFIX}{}", dir.display()).and_then(|()| out.flush());
 }
 
-/// What the KVM attempt came to.
-enum Kvm {
-    /// The VM ran; the exit code.
-    Ran(ExitCode),
-    /// KVM cannot be used here, with the reason.
-    Unavailable(String),
-}
-
+/// Runs the KVM VM: its exit code, or `Err` with the reason when KVM
+/// cannot be used here.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
+fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<ExitCode, String>> {
     use std::ops::ControlFlow;
 
     use vstats_kvm_vmm::{Error as KvmError, Publisher, Vm, VmConfig};
@@ -78,7 +72,7 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
     let vm = match Vm::create(config) {
         Ok(vm) => vm,
         Err(e @ (KvmError::KvmUnavailable { .. } | KvmError::StatsUnsupported)) => {
-            return Ok(Kvm::Unavailable(e.to_string()))
+            return Ok(Err(e.to_string()))
         }
         Err(e) => return Err(flat(e)),
     };
@@ -105,14 +99,12 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
             code = ExitCode::FAILURE;
         }
     }
-    Ok(Kvm::Ran(code))
+    Ok(Ok(code))
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Kvm> {
-    Ok(Kvm::Unavailable(
-        "the KVM monitor supports Linux on x86-64 only".into(),
-    ))
+fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Result<ExitCode, String>> {
+    Ok(Err("the KVM monitor supports Linux on x86-64 only".into()))
 }
 
 /// Runs the VM-less producer until `stop`.
@@ -158,8 +150,8 @@ pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode>
         eprintln!("xen-vcpus-stats: KVM not used (--no-kvm): running the VM-less producer");
     } else {
         match run_kvm(opts, stop)? {
-            Kvm::Ran(code) => return Ok(code),
-            Kvm::Unavailable(reason) => {
+            Ok(code) => return Ok(code),
+            Err(reason) => {
                 eprintln!("xen-vcpus-stats: no /dev/kvm ({reason}): running the VM-less producer");
             }
         }

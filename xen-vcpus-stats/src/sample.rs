@@ -58,19 +58,14 @@ pub struct Outcome {
 /// Sleeps until `deadline`, waking every 20 ms to check `stop`; returns
 /// false when stopped.
 pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        let Some(left) = deadline.checked_duration_since(now) else {
-            return true;
-        };
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return true;
         }
         std::thread::sleep(left.min(Duration::from_millis(20)));
     }
+    false
 }
 
 /// Samples an attached target every `opts.interval`, `opts.count` times
