@@ -45,16 +45,6 @@ pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
     Ok(Sampler::new(target::open(target)?, &opts.engine)?)
 }
 
-/// How a sampling run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Samples printed.
-    pub samples: u64,
-    /// Stopped by a signal (or the reader of the output went away) before
-    /// `--count` was reached.
-    pub interrupted: bool,
-}
-
 /// Sleeps until `deadline`, waking every 20 ms to check `stop`; returns
 /// false when stopped.
 pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
@@ -70,7 +60,8 @@ pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 
 /// Samples an attached target every `opts.interval`, `opts.count` times
 /// (or until `stop`), writing each sample to `out` in `opts.format` and
-/// notices (restarts) to `notices`.
+/// notices (restarts) to `notices`; returns the number of samples
+/// written.
 ///
 /// The first sample comes one interval after attaching: every sample is
 /// the difference of two snapshots. A reader of `out` that goes away
@@ -86,18 +77,13 @@ pub fn run(
     out: &mut dyn Write,
     notices: &mut dyn Write,
     stop: &AtomicBool,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<u64> {
     let start = Instant::now();
-    let mut outcome = Outcome {
-        samples: 0,
-        interrupted: false,
-    };
+    let mut samples = 0;
     let mut tick: u32 = 0;
-    while opts.count.is_none_or(|n| outcome.samples < n) {
+    while opts.count.is_none_or(|n| samples < n) {
         tick = tick.saturating_add(1);
-        let deadline = start + opts.interval.saturating_mul(tick);
-        if !sleep_until(deadline, stop) {
-            outcome.interrupted = true;
+        if !sleep_until(start + opts.interval.saturating_mul(tick), stop) {
             break;
         }
         match sampler.step().map_err(Error::from)? {
@@ -122,15 +108,12 @@ pub fn run(
                     output::write_sample(opts.format, &sample, !opts.engine.names.is_empty(), out)
                         .and_then(|()| out.flush());
                 match written {
-                    Ok(()) => outcome.samples += 1,
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                        outcome.interrupted = true;
-                        break;
-                    }
+                    Ok(()) => samples += 1,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                     Err(e) => return Err(anyhow::Error::new(e).context("writing the output")),
                 }
             }
         }
     }
-    Ok(outcome)
+    Ok(samples)
 }

@@ -37,15 +37,12 @@ fn counter_json(c: &Counter) -> Json {
 }
 
 fn table_json(s: Option<&Source>, names: &NameFilter) -> Json {
-    match s {
-        None => Json::Null,
-        Some(src) => json!({
-            "source": src.describe(),
-            "slots": src.table.nr_records(),
-            "generation": src.table.generation(),
-            "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
-        }),
-    }
+    s.map_or(Json::Null, |src| json!({
+        "source": src.describe(),
+        "slots": src.table.nr_records(),
+        "generation": src.table.generation(),
+        "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
+    }))
 }
 
 fn write_table(

@@ -203,28 +203,22 @@ fn write_vcpu_counters(
 
 /// The domain's counters (histograms apart), when any is worth a row.
 fn write_domain_counters(d: &DomainSample, all: bool, out: &mut dyn Write) -> io::Result<()> {
-    let rows: Vec<[String; 3]> = d
-        .counters
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !c.is_histogram())
-        .map(|(k, c)| {
-            let v = match d.state {
-                RecordState::Busy { .. } => "busy".to_owned(),
-                _ => cell(c, &d.values[k], d.rates[k]),
-            };
-            [c.name().to_owned(), unit_label(c), v]
-        })
-        .filter(|r| interesting(&r[2..], all))
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
     let mut g = Grid::new("<<>", ["DOMAIN", "UNIT", "value"]);
-    for r in rows {
-        g.row(r);
+    let mut shown = 0;
+    for (k, c) in d.counters.iter().enumerate() {
+        let v = match d.state {
+            RecordState::Busy { .. } => "busy".to_owned(),
+            _ => cell(c, &d.values[k], d.rates[k]),
+        };
+        if !c.is_histogram() && interesting(std::slice::from_ref(&v), all) {
+            g.row([c.name().to_owned(), unit_label(c), v]);
+            shown += 1;
+        }
     }
-    g.write(out)
+    if shown > 0 {
+        g.write(out)?;
+    }
+    Ok(())
 }
 
 /// Histograms are not shown: say how many.
