@@ -75,6 +75,32 @@ pub fn list(root: &Path) -> Result<Vec<Entry>> {
         .collect())
 }
 
+/// The table files of a VM directory, unopened: `vcpu` then `domain`,
+/// whichever exist. For tools that look at a table before (or instead
+/// of) opening it, such as a checker.
+///
+/// # Errors
+///
+/// [`Error::NoTable`] when neither exists; I/O errors telling whether a
+/// file exists or reading `dir` ([`Error::PermissionDenied`]).
+pub fn table_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for kind in vstats_abi::TableKind::ALL {
+        let p = dir.join(kind.file_name());
+        if p.try_exists().map_err(|e| Error::io(&p, e))? {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        // "Not there" or "cannot look".
+        std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        return Err(Error::NoTable {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +119,24 @@ mod tests {
         assert_eq!(l[0].dir, root.join("a"));
         assert!(matches!(l[0].open(), Err(Error::NoTable { .. })));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn table_files_are_those_there() {
+        let dir = std::env::temp_dir().join(format!("vstats-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(table_files(&dir), Err(Error::NoTable { .. })));
+        assert!(matches!(
+            table_files(&dir.join("none")),
+            Err(Error::Io { ref io, .. }) if io.kind() == io::ErrorKind::NotFound
+        ));
+        std::fs::write(dir.join("domain"), b"").unwrap();
+        assert_eq!(table_files(&dir).unwrap(), [dir.join("domain")]);
+        std::fs::write(dir.join("vcpu"), b"").unwrap();
+        assert_eq!(
+            table_files(&dir).unwrap(),
+            [dir.join("vcpu"), dir.join("domain")]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

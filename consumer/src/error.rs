@@ -14,7 +14,10 @@ use std::{
 pub enum Error {
     /// The table breaks a rule of the ABI (`docs/abi.md`); `error.rule()`
     /// names it.
-    #[error("{}: not a valid stats table: {error}", Origin(.path))]
+    #[error(
+        "{}: not a valid stats table: {error} [rule {}: {}]",
+        Origin(.path), .error.rule(), .error.rule().title()
+    )]
     Invalid {
         /// The file, `None` for raw memory.
         path: Option<PathBuf>,
@@ -130,7 +133,7 @@ pub enum Error {
         target: String,
     },
     /// A name pattern matches no counter of the VM.
-    #[error("no counter matches {pattern:?} in {target}")]
+    #[error("no counter matches {pattern:?} in {target} (its schema lists the counters)")]
     NoSuchCounter {
         /// The pattern.
         pattern: String,
@@ -162,7 +165,7 @@ impl Error {
 
     /// Maps an I/O error on `path`: [`io::ErrorKind::PermissionDenied`]
     /// becomes [`Error::PermissionDenied`], anything else [`Error::Io`].
-    pub(crate) fn io(path: &Path, io: io::Error) -> Error {
+    pub fn io(path: &Path, io: io::Error) -> Error {
         let path = path.to_path_buf();
         if io.kind() == io::ErrorKind::PermissionDenied {
             Error::PermissionDenied { path, io }

@@ -53,6 +53,8 @@ pub mod publish;
 mod raw;
 #[cfg(feature = "std")]
 pub mod shm;
+#[cfg(feature = "std")]
+pub mod synth;
 mod writer;
 
 use core::sync::atomic::{fence, AtomicBool, Ordering};

@@ -8,24 +8,32 @@
 use std::{io::Write, time::Duration};
 
 use vstats_abi::TableKind;
+use vstats_consumer::discover;
 use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
-    error::{Error, Result},
-    target::{exists, io_error, named_dir, Target},
+    cli::parse_seconds,
+    error::Result,
+    target::{named_dir, Target},
     xen::{self, Xen},
 };
 
-/// How long and how closely to check.
-#[derive(Clone, Debug)]
+/// How long and how closely to check: the options of `check`.
+#[derive(Clone, Debug, clap::Args)]
 pub struct CheckConfig {
-    /// How long to sample.
+    /// How long to sample the target, in seconds (at least one sample is
+    /// taken).
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
     pub duration: Duration,
-    /// Time between samples.
+    /// Seconds between samples.
+    #[arg(long, value_name = "SECONDS", default_value = "0.01", value_parser = parse_seconds)]
     pub interval: Duration,
-    /// How long a record may stay odd at one seq (rule D2).
+    /// How long a record may stay mid-update at one seq value before rule
+    /// D2 fails, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
     pub odd_bound: Duration,
-    /// Print the report as JSON.
+    /// Print the report as one JSON object.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -41,28 +49,17 @@ pub struct CheckConfig {
 pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>> {
     use vstats_invariants::Target as T;
     let in_dir = |dir: &std::path::Path| -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        for kind in TableKind::ALL {
-            let p = dir.join(kind.file_name());
-            if exists(&p)? {
-                out.push(T::Path(p));
-            }
-        }
-        if out.is_empty() {
-            // "Not there" or "cannot look".
-            std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
-            return Err(Error::NoTable {
-                dir: dir.to_owned(),
-            });
-        }
-        Ok(out)
+        Ok(discover::table_files(dir)?
+            .into_iter()
+            .map(T::Path)
+            .collect())
     };
     match target {
         Target::Path(p) if p.is_dir() => in_dir(p),
         Target::Path(p) => {
             // Fail here, with the tool's message, when the file cannot be
             // read at all; the checker reports what is wrong inside it.
-            std::fs::File::open(p).map_err(|e| io_error(p, e))?;
+            std::fs::File::open(p).map_err(|e| vstats_consumer::Error::io(p, e))?;
             Ok(vec![T::Path(p.clone())])
         }
         Target::Name { root, name } => in_dir(&named_dir(root, name)?),

@@ -62,10 +62,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Start a live KVM VM (or, without /dev/kvm, the VM-less producer)
     /// and sample it.
-    Demo(DemoArgs),
+    Demo(DemoOptions),
     /// Internal: the producer `demo` runs in a child process.
     #[command(name = "__produce", hide = true)]
-    Produce(ProduceArgs),
+    Produce(ProduceOptions),
 }
 
 /// What to attach to.
@@ -89,16 +89,14 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// The target, `None` when none was given.
     pub fn target(&self) -> Option<Target> {
-        if let Some(p) = &self.path {
-            Some(Target::Path(p.clone()))
-        } else if let Some(n) = &self.name {
-            Some(Target::Name {
-                root: self.root.clone(),
-                name: n.clone(),
-            })
-        } else {
-            self.domid.map(Target::Domid)
-        }
+        let root = self.root.clone();
+        let named = |name: &String| Target::Name {
+            root,
+            name: name.clone(),
+        };
+        (self.path.clone().map(Target::Path))
+            .or_else(|| self.name.as_ref().map(named))
+            .or(self.domid.map(Target::Domid))
     }
 
     fn require(&self) -> Result<Target, Error> {
@@ -112,7 +110,8 @@ impl TargetArgs {
     }
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
+/// Parses a number of seconds in (0, 86400], fractions allowed.
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
@@ -145,14 +144,16 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    fn options(&self, vcpus: Option<VcpuList>) -> SampleOptions {
+    pub(crate) fn options(&self, vcpus: Option<VcpuList>) -> SampleOptions {
         SampleOptions {
             interval: self.interval,
             count: self.count,
             format: self.format,
-            names: NameFilter::new(&self.names),
-            vcpus,
-            busy_timeout: self.busy_timeout,
+            engine: vstats_consumer::sample::SampleOptions {
+                names: NameFilter::new(&self.names),
+                vcpus,
+                busy_timeout: self.busy_timeout,
+            },
         }
     }
 }
@@ -191,20 +192,9 @@ pub struct CheckArgs {
     /// The target.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// How long to sample the target, in seconds (at least one sample is
-    /// taken).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
-    pub duration: Duration,
-    /// Seconds between samples.
-    #[arg(long, value_name = "SECONDS", default_value = "0.01", value_parser = parse_seconds)]
-    pub interval: Duration,
-    /// How long a record may stay mid-update at one seq value before rule
-    /// D2 fails, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
-    pub odd_bound: Duration,
-    /// Print the report as one JSON object.
-    #[arg(long)]
-    pub json: bool,
+    /// How long and how closely.
+    #[command(flatten)]
+    pub config: CheckConfig,
 }
 
 /// `list`.
@@ -216,52 +206,6 @@ pub struct ListArgs {
     /// Output format (json: one object per line; openmetrics lists as json).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-}
-
-/// `demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Number of vCPUs of the VM (not a filter: see --only-vcpus).
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub vcpus: u32,
-    /// Only show these vCPUs: a list like 0,2-3 (`sample --vcpus`).
-    #[arg(long, value_name = "LIST")]
-    pub only_vcpus: Option<VcpuList>,
-    /// Publish as ROOT/NAME/ [default: demo-PID].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Base directory.
-    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
-    pub root: PathBuf,
-    /// Run the VM-less producer even where /dev/kvm works.
-    #[arg(long)]
-    pub no_kvm: bool,
-    /// The KVM device.
-    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
-    pub kvm: PathBuf,
-    /// Sampling options.
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-}
-
-/// `__produce` (hidden).
-#[derive(Debug, Args)]
-pub struct ProduceArgs {
-    /// Publication directory.
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// vCPUs.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub vcpus: u32,
-    /// Skip KVM.
-    #[arg(long)]
-    pub no_kvm: bool,
-    /// The KVM device.
-    #[arg(long, default_value = "/dev/kvm")]
-    pub kvm: PathBuf,
-    /// Die with this parent.
-    #[arg(long)]
-    pub parent: Option<u32>,
 }
 
 /// A flag set by the first SIGINT or SIGTERM; a second one exits at once
@@ -286,8 +230,7 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     let opts = args.sampling.options(args.vcpus.clone());
     let stop = stop_flag()?;
     let mut sampler = sample::attach(&target, &opts)?;
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -311,53 +254,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::List(a)) => {
             let mut entries = list::files(&a.root)?;
-            let note = match list::xen() {
-                Ok(x) => {
-                    entries.extend(x);
-                    None
-                }
-                Err(reason) => Some(reason),
-            };
+            let note = list::xen().map(|x| entries.extend(x)).err();
             list::write(&entries, note.as_deref(), a.format, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Check(a)) => {
-            let cfg = CheckConfig {
-                duration: a.duration,
-                interval: a.interval,
-                odd_bound: a.odd_bound,
-                json: a.json,
-            };
-            let code = check::run(&a.target.require()?, &cfg, &mut out)?;
+            let code = check::run(&a.target.require()?, &a.config, &mut out)?;
             Ok(ExitCode::from(code))
         }
         Some(Command::Demo(a)) => {
             let stop = stop_flag()?;
-            let opts = DemoOptions {
-                vcpus: a.vcpus,
-                name: a.name,
-                root: a.root,
-                no_kvm: a.no_kvm,
-                kvm: a.kvm,
-                sample: a.sampling.options(a.only_vcpus),
-            };
-            let mut err = std::io::stderr();
-            demo::run(&opts, &mut out, &mut err, &stop)
+            demo::run(&a, &mut out, &mut std::io::stderr(), &stop)
         }
         Some(Command::Produce(a)) => {
             drop(out);
-            let stop = stop_flag()?;
-            produce::run(
-                &ProduceOptions {
-                    dir: a.dir,
-                    vcpus: a.vcpus,
-                    no_kvm: a.no_kvm,
-                    kvm: a.kvm,
-                    parent: a.parent,
-                },
-                &stop,
-            )
+            produce::run(&a, &*stop_flag()?)
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The tool's own errors, and the exit code of every error.
+//! The tool's own errors, and the exit code of every error. The
+//! consumer's errors (and through them the Xen backend's) are used as
+//! they are: their messages are the tool's.
 
 use std::path::PathBuf;
 
-use vstats_abi::Rule;
+use vstats_consumer::Error as ConsumerError;
 
 use crate::xen;
 
@@ -22,8 +24,8 @@ pub const EXIT_USAGE: u8 = vstats_invariants::report::EXIT_USAGE;
 /// past `--busy-timeout`.
 pub const EXIT_BAD_TABLE: u8 = vstats_invariants::report::EXIT_VIOLATION;
 
-/// Everything the tool itself can report; the consumer's and the Xen
-/// backend's errors are wrapped, not repeated.
+/// Everything the tool can report: its own few errors, and the
+/// consumer's (an invalid table, a stuck record, the Xen backend's).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -43,127 +45,25 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A directory without a `vcpu` or `domain` table file.
-    #[error("{}: no stats table in this directory (no `vcpu` or `domain` file)", .dir.display())]
-    NoTable {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// A table breaks a rule of the ABI.
-    #[error("{error} [rule {rule}: {}]", .rule.title())]
-    InvalidTable {
-        /// The consumer's error (path, rule, values).
-        error: vstats_consumer::Error,
-        /// The rule broken.
-        rule: Rule,
-    },
-    /// Any other error of the consumer (I/O, permission denied, limits).
+    /// The consumer's error, as it is.
     #[error(transparent)]
-    Consumer(vstats_consumer::Error),
-    /// The Xen backend failed (an invalid table names its rule and title).
-    #[error("{error}")]
-    Xen {
-        /// The backend's error, shown in this error's message (so not
-        /// also its `source`, which would print it twice in a chain).
-        error: xen::Error,
-    },
+    Consumer(#[from] ConsumerError),
     /// The command line is incomplete in a way clap cannot tell.
     #[error("{0}")]
     Usage(String),
-    /// A record stayed mid-update for longer than `--busy-timeout`.
-    #[error(
-        "{origin}: table busy: record {record} stayed mid-update (seq {seq}) for {secs:.1} s \
-         over {snapshots} snapshots; its writer is stuck or died during an update"
-    )]
-    TableBusy {
-        /// The table.
-        origin: String,
-        /// Record index.
-        record: u32,
-        /// The (odd or changing) seq last seen.
-        seq: u32,
-        /// Seconds it has been busy.
-        secs: f64,
-        /// Consecutive snapshots that found it busy.
-        snapshots: u32,
-    },
     /// The table file went away and nothing replaced it.
     #[error("{}: the table was removed (its producer stopped)", .path.display())]
     TableRemoved {
         /// The file.
         path: PathBuf,
     },
-    /// `--vcpus` names a slot the table does not have.
-    #[error("no vCPU {vcpu}: {origin} has {nr_records} vCPU slots (0..={})", .nr_records.saturating_sub(1))]
-    NoSuchVcpu {
-        /// The vCPU asked for.
-        vcpu: u32,
-        /// The table.
-        origin: String,
-        /// Its number of slots.
-        nr_records: u32,
-    },
-    /// `--vcpus` given for a target that has no vCPU table.
-    #[error("{origin}: no vCPU table, so --vcpus cannot select vCPUs")]
-    NoVcpuTable {
-        /// The target.
-        origin: String,
-    },
-    /// A `--names` pattern matches no counter of the target.
-    #[error("no counter matches {pattern:?} in {origin} (`xen-vcpus-stats schema` lists them)")]
-    NoSuchCounter {
-        /// The pattern.
-        pattern: String,
-        /// The target.
-        origin: String,
-    },
 }
 
 impl Error {
-    /// Wraps a consumer error, singling out invalid tables.
-    pub fn from_consumer(e: vstats_consumer::Error) -> Error {
-        match e {
-            vstats_consumer::Error::Xen(error) => Error::Xen { error: *error },
-            vstats_consumer::Error::NoTable { dir } => Error::NoTable { dir },
-            vstats_consumer::Error::Stuck {
-                table,
-                record,
-                seq,
-                busy_for,
-                snapshots,
-            } => Error::TableBusy {
-                origin: table,
-                record,
-                seq,
-                secs: busy_for.as_secs_f64(),
-                snapshots,
-            },
-            vstats_consumer::Error::NoSuchVcpu {
-                vcpu,
-                target,
-                nr_records,
-            } => Error::NoSuchVcpu {
-                vcpu,
-                origin: target,
-                nr_records,
-            },
-            vstats_consumer::Error::NoVcpuTable { target } => Error::NoVcpuTable { origin: target },
-            vstats_consumer::Error::NoSuchCounter { pattern, target } => Error::NoSuchCounter {
-                pattern,
-                origin: target,
-            },
-            e => match e.rule() {
-                Some(rule) => Error::InvalidTable { error: e, rule },
-                None => Error::Consumer(e),
-            },
-        }
-    }
-
     /// The exit code this error ends the program with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::InvalidTable { .. } | Error::TableBusy { .. } => EXIT_BAD_TABLE,
-            Error::Xen { error } if error.is_invalid_table() => EXIT_BAD_TABLE,
+            Error::Consumer(e) => consumer_exit_code(e),
             Error::Usage(_) => EXIT_USAGE,
             _ => EXIT_ERROR,
         }
@@ -171,14 +71,18 @@ impl Error {
 }
 
 impl From<xen::Error> for Error {
-    fn from(error: xen::Error) -> Error {
-        Error::Xen { error }
+    fn from(e: xen::Error) -> Error {
+        Error::Consumer(e.into())
     }
 }
 
-impl From<vstats_consumer::Error> for Error {
-    fn from(e: vstats_consumer::Error) -> Error {
-        Error::from_consumer(e)
+/// [`EXIT_BAD_TABLE`] for an invalid table (also one the Xen backend
+/// mapped) and a stuck record, else [`EXIT_ERROR`].
+fn consumer_exit_code(e: &ConsumerError) -> u8 {
+    match e {
+        ConsumerError::Invalid { .. } | ConsumerError::Stuck { .. } => EXIT_BAD_TABLE,
+        ConsumerError::Xen(x) if x.is_invalid_table() => EXIT_BAD_TABLE,
+        _ => EXIT_ERROR,
     }
 }
 
@@ -190,12 +94,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return e.exit_code();
         }
-        if let Some(e) = cause.downcast_ref::<vstats_consumer::Error>() {
-            return if e.rule().is_some() {
-                EXIT_BAD_TABLE
-            } else {
-                EXIT_ERROR
-            };
+        if let Some(e) = cause.downcast_ref::<ConsumerError>() {
+            return consumer_exit_code(e);
         }
     }
     EXIT_ERROR

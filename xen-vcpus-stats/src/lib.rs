@@ -8,47 +8,13 @@
 //! vCPUs in one of three formats ([`output`]). `schema` lists the
 //! counters ([`schema`]), `list` the targets ([`list`]), `check` runs the
 //! invariant checker on a target ([`check`]), and `demo` runs a live KVM VM
-//! to sample ([`demo`], [`produce`], [`synth`]).
+//! to sample ([`demo`], [`produce`], and
+//! [`vstats_producer::synth`] without KVM).
 //!
 //! The binary is `main` calling [`cli::run`]; tests call the library or
-//! the binary.
-//!
-//! # Example
-//!
-//! Sample a table that [`synth`] publishes, twice:
-//!
-//! ```
-//! use std::time::Duration;
-//! use xen_vcpus_stats::{
-//!     filter::NameFilter,
-//!     output::Format,
-//!     sample::{self, SampleOptions, Step},
-//!     synth::Synth,
-//!     target::Target,
-//! };
-//!
-//! let dir = std::env::temp_dir().join(format!("xvs-doc-{}", std::process::id()));
-//! let mut producer = Synth::new(&dir, 2)?;
-//! let opts = SampleOptions {
-//!     interval: Duration::from_millis(10),
-//!     count: Some(1),
-//!     format: Format::Json,
-//!     names: NameFilter::new(&["exits"]),
-//!     vcpus: None,
-//!     busy_timeout: Duration::from_secs(2),
-//! };
-//! let mut sampler = sample::attach(&Target::Path(dir.clone()), &opts)?;
-//! std::thread::sleep(Duration::from_millis(20));
-//! producer.update();
-//! let Step::Sample(s) = sampler.step()? else { panic!("restarted") };
-//! assert_eq!(s.vcpus.len(), 2);
-//! let shares = s.vcpus[0].shares.expect("the record was updated");
-//! assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-//! assert!(s.vcpus[1].rates[0].unwrap() > 0.0, "exits grow");
-//! producer.remove()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-#![deny(unsafe_code)]
+//! the binary: `tests/library.rs` samples a table of
+//! [`vstats_producer::synth`] through the library.
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod cli;
@@ -59,8 +25,6 @@ pub mod output;
 pub mod produce;
 pub mod sample;
 pub mod schema;
-pub mod synth;
-mod sys;
 pub mod target;
 
 pub use vstats_consumer::{filter, xen};

@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use vstats_consumer::{discover, follow::Source, Snapshot};
 
 use crate::{
-    output::Format,
+    output::{grid::Grid, Format},
     target::Vm,
     xen::{Xen, XenStore},
 };
@@ -61,7 +61,7 @@ fn info(att: &Vm) -> Info {
         slots,
         counters,
         domain_table: att.domain.is_some(),
-        generation: att.sources().next().map_or(0, |s| s.table.generation()),
+        generation: att.generation(),
     }
 }
 
@@ -85,10 +85,7 @@ pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
             backend: "file",
             source: vm.dir.display().to_string(),
             domid: None,
-            info: vm
-                .open()
-                .map(|a| info(&a))
-                .map_err(|e| crate::Error::from_consumer(e).to_string()),
+            info: vm.open().map(|a| info(&a)).map_err(|e| e.to_string()),
             name: vm.name,
         })
         .collect())
@@ -114,16 +111,13 @@ pub fn xen() -> Result<Vec<Entry>, String> {
             domid: Some(d.domid),
             info: Vm::open_domain(&xen, d.domid, String::new())
                 .map(|vm| info(&vm))
-                .map_err(|e| crate::Error::from_consumer(e).to_string()),
+                .map_err(|e| e.to_string()),
         })
         .collect())
 }
 
 fn entry_json(e: &Entry) -> Json {
-    let (info, error) = match &e.info {
-        Ok(i) => (Some(i), None),
-        Err(m) => (None, Some(m)),
-    };
+    let info = e.info.as_ref().ok();
     json!({
         "backend": e.backend,
         "name": e.name,
@@ -134,7 +128,7 @@ fn entry_json(e: &Entry) -> Json {
         "counters": info.map(|i| i.counters),
         "domain_table": info.map(|i| i.domain_table),
         "generation": info.map(|i| i.generation),
-        "error": error,
+        "error": e.info.as_ref().err(),
     })
 }
 
@@ -157,17 +151,18 @@ pub fn write(
         }
         return Ok(());
     }
-    let mut rows = vec![[
-        "BACKEND",
-        "NAME",
-        "VCPUS",
-        "SLOTS",
-        "COUNTERS",
-        "DOMAIN",
-        "SOURCE / ERROR",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
+    let mut g = Grid::new(
+        "<<>>><<",
+        [
+            "BACKEND",
+            "NAME",
+            "VCPUS",
+            "SLOTS",
+            "COUNTERS",
+            "DOMAIN",
+            "SOURCE / ERROR",
+        ],
+    );
     for e in entries {
         let mut r = vec![e.backend.to_owned(), e.name.clone()];
         match &e.info {
@@ -178,37 +173,11 @@ pub fn write(
                 (if i.domain_table { "yes" } else { "no" }).to_owned(),
                 e.source.clone(),
             ]),
-            Err(m) => r.extend(
-                ["-", "-", "-", "-"]
-                    .map(str::to_owned)
-                    .into_iter()
-                    .chain([m.clone()]),
-            ),
+            Err(m) => r.extend(["-", "-", "-", "-", m].map(str::to_owned)),
         }
-        rows.push(r);
+        g.row(r);
     }
-    let w: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        writeln!(
-            out,
-            "{:<a$}  {:<b$}  {:>c$}  {:>d$}  {:>e$}  {:<f$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3],
-            e = w[4],
-            f = w[5]
-        )?;
-    }
+    g.write(out)?;
     if entries.is_empty() {
         writeln!(out, "(no tables)")?;
     }

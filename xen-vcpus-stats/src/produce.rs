@@ -1,6 +1,6 @@
 //! The producer `demo` runs in a child process (the hidden `__produce`
 //! command): a live KVM VM published by `vstats-kvm-vmm`, or, without
-//! `/dev/kvm`, the VM-less producer of [`crate::synth`]. Prints
+//! `/dev/kvm`, the VM-less producer of [`vstats_producer::synth`]. Prints
 //! `published <dir>` on stdout once the tables are live, runs until
 //! SIGTERM or SIGINT (or its parent dies), then stops the VM, writes the
 //! final values and removes the tables.
@@ -15,7 +15,8 @@ use std::{
 
 use anyhow::Context;
 
-use crate::{synth::Synth, sys};
+use rustix::process::{set_parent_process_death_signal, Signal};
+use vstats_producer::synth::Synth;
 
 /// The readiness line's prefix: `published <dir>`.
 pub const READY_PREFIX: &str = "published ";
@@ -27,18 +28,23 @@ pub const SYNTH_PERIOD: Duration = Duration::from_millis(10);
 /// request is noticed).
 pub const KVM_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
 
-/// What to produce.
-#[derive(Clone, Debug)]
+/// What to produce: the arguments of the hidden `__produce` command.
+#[derive(Clone, Debug, clap::Args)]
 pub struct ProduceOptions {
-    /// Where to publish (`vcpu`, `domain`).
+    /// Publication directory.
+    #[arg(long)]
     pub dir: PathBuf,
-    /// vCPUs of the VM.
+    /// vCPUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub vcpus: u32,
-    /// Skip KVM even when `/dev/kvm` works.
+    /// Skip KVM.
+    #[arg(long)]
     pub no_kvm: bool,
     /// The KVM device.
+    #[arg(long, default_value = "/dev/kvm")]
     pub kvm: PathBuf,
-    /// The parent's pid: die with it.
+    /// Die with this parent.
+    #[arg(long)]
     pub parent: Option<u32>,
 }
 
@@ -49,16 +55,10 @@ fn announce(dir: &Path) {
     let _ = writeln!(out, "{READY_PREFIX}{}", dir.display()).and_then(|()| out.flush());
 }
 
-/// What the KVM attempt came to.
-enum Kvm {
-    /// The VM ran; the exit code.
-    Ran(ExitCode),
-    /// KVM cannot be used here, with the reason.
-    Unavailable(String),
-}
-
+/// Runs the KVM VM: its exit code, or `Err` with the reason when KVM
+/// cannot be used here.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
+fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<ExitCode, String>> {
     use std::ops::ControlFlow;
 
     use vstats_kvm_vmm::{Error as KvmError, Publisher, Vm, VmConfig};
@@ -72,7 +72,7 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
     let vm = match Vm::create(config) {
         Ok(vm) => vm,
         Err(e @ (KvmError::KvmUnavailable { .. } | KvmError::StatsUnsupported)) => {
-            return Ok(Kvm::Unavailable(e.to_string()))
+            return Ok(Err(e.to_string()))
         }
         Err(e) => return Err(flat(e)),
     };
@@ -92,25 +92,19 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Kvm> {
     let removed = publisher.remove();
     let stopped = result.map_err(flat)?;
     removed.map_err(flat)?;
-    let mut failed = false;
+    let mut code = ExitCode::SUCCESS;
     for (id, e) in stopped.vcpu_errors.iter().enumerate() {
         if let Some(e) = e {
             eprintln!("xen-vcpus-stats: producer: vCPU {id}: {e}");
-            failed = true;
+            code = ExitCode::FAILURE;
         }
     }
-    Ok(Kvm::Ran(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }))
+    Ok(Ok(code))
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Kvm> {
-    Ok(Kvm::Unavailable(
-        "the KVM monitor supports Linux on x86-64 only".into(),
-    ))
+fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Result<ExitCode, String>> {
+    Ok(Err("the KVM monitor supports Linux on x86-64 only".into()))
 }
 
 /// Runs the VM-less producer until `stop`.
@@ -147,7 +141,7 @@ pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result
 /// which selects the VM-less producer), or publishing the tables.
 pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
     if let Some(parent) = opts.parent {
-        sys::set_parent_death_signal(libc::SIGTERM).context("PR_SET_PDEATHSIG")?;
+        set_parent_process_death_signal(Some(Signal::TERM)).context("PR_SET_PDEATHSIG")?;
         if std::os::unix::process::parent_id() != parent {
             anyhow::bail!("the parent process {parent} is gone");
         }
@@ -156,8 +150,8 @@ pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode>
         eprintln!("xen-vcpus-stats: KVM not used (--no-kvm): running the VM-less producer");
     } else {
         match run_kvm(opts, stop)? {
-            Kvm::Ran(code) => return Ok(code),
-            Kvm::Unavailable(reason) => {
+            Ok(code) => return Ok(code),
+            Err(reason) => {
                 eprintln!("xen-vcpus-stats: no /dev/kvm ({reason}): running the VM-less producer");
             }
         }

@@ -16,7 +16,6 @@ pub use vstats_consumer::sample::{
 
 use crate::{
     error::{Error, Result},
-    filter::{NameFilter, VcpuList},
     output::{self, Format},
     target::{self, Target},
 };
@@ -30,24 +29,10 @@ pub struct SampleOptions {
     pub count: Option<u64>,
     /// Output format.
     pub format: Format,
-    /// `--names`.
-    pub names: NameFilter,
-    /// `--vcpus`.
-    pub vcpus: Option<VcpuList>,
-    /// A record busy in at least [`BUSY_MIN_SNAPSHOTS`] consecutive
-    /// snapshots spanning this long ends the run with "table busy".
-    pub busy_timeout: Duration,
-}
-
-impl SampleOptions {
-    /// The engine's part of the options.
-    pub fn engine(&self) -> vstats_consumer::sample::SampleOptions {
-        vstats_consumer::sample::SampleOptions {
-            names: self.names.clone(),
-            vcpus: self.vcpus.clone(),
-            busy_timeout: self.busy_timeout,
-        }
-    }
+    /// The engine's part: `--names`, `--vcpus` and `--busy-timeout` (a
+    /// record busy in at least [`BUSY_MIN_SNAPSHOTS`] consecutive
+    /// snapshots spanning this long ends the run with "table busy").
+    pub engine: vstats_consumer::sample::SampleOptions,
 }
 
 /// Opens `target`, checks the filters against it and takes the baseline
@@ -57,40 +42,26 @@ impl SampleOptions {
 ///
 /// As [`target::open`]; unknown `--names` or `--vcpus`.
 pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
-    Ok(Sampler::new(target::open(target)?, &opts.engine())?)
-}
-
-/// How a sampling run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// Samples printed.
-    pub samples: u64,
-    /// Stopped by a signal (or the reader of the output went away) before
-    /// `--count` was reached.
-    pub interrupted: bool,
+    Ok(Sampler::new(target::open(target)?, &opts.engine)?)
 }
 
 /// Sleeps until `deadline`, waking every 20 ms to check `stop`; returns
 /// false when stopped.
 pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        let Some(left) = deadline.checked_duration_since(now) else {
-            return true;
-        };
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return true;
         }
         std::thread::sleep(left.min(Duration::from_millis(20)));
     }
+    false
 }
 
 /// Samples an attached target every `opts.interval`, `opts.count` times
 /// (or until `stop`), writing each sample to `out` in `opts.format` and
-/// notices (restarts) to `notices`.
+/// notices (restarts) to `notices`; returns the number of samples
+/// written.
 ///
 /// The first sample comes one interval after attaching: every sample is
 /// the difference of two snapshots. A reader of `out` that goes away
@@ -106,18 +77,13 @@ pub fn run(
     out: &mut dyn Write,
     notices: &mut dyn Write,
     stop: &AtomicBool,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<u64> {
     let start = Instant::now();
-    let mut outcome = Outcome {
-        samples: 0,
-        interrupted: false,
-    };
+    let mut samples = 0;
     let mut tick: u32 = 0;
-    while opts.count.is_none_or(|n| outcome.samples < n) {
+    while opts.count.is_none_or(|n| samples < n) {
         tick = tick.saturating_add(1);
-        let deadline = start + opts.interval.saturating_mul(tick);
-        if !sleep_until(deadline, stop) {
-            outcome.interrupted = true;
+        if !sleep_until(start + opts.interval.saturating_mul(tick), stop) {
             break;
         }
         match sampler.step().map_err(Error::from)? {
@@ -139,18 +105,15 @@ pub fn run(
             }
             Step::Sample(sample) => {
                 let written =
-                    output::write_sample(opts.format, &sample, !opts.names.is_empty(), out)
+                    output::write_sample(opts.format, &sample, !opts.engine.names.is_empty(), out)
                         .and_then(|()| out.flush());
                 match written {
-                    Ok(()) => outcome.samples += 1,
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                        outcome.interrupted = true;
-                        break;
-                    }
+                    Ok(()) => samples += 1,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                     Err(e) => return Err(anyhow::Error::new(e).context("writing the output")),
                 }
             }
         }
     }
-    Ok(outcome)
+    Ok(samples)
 }

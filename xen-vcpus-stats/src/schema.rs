@@ -8,7 +8,7 @@ use vstats_consumer::{follow::Source, Counter};
 
 use crate::{
     filter::NameFilter,
-    output::{kind_name, openmetrics, unit_name, Format},
+    output::{grid::Grid, kind_name, openmetrics, unit_name, Format},
     target::Vm,
 };
 
@@ -37,15 +37,12 @@ fn counter_json(c: &Counter) -> Json {
 }
 
 fn table_json(s: Option<&Source>, names: &NameFilter) -> Json {
-    match s {
-        None => Json::Null,
-        Some(src) => json!({
-            "source": src.describe(),
-            "slots": src.table.nr_records(),
-            "generation": src.table.generation(),
-            "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
-        }),
-    }
+    s.map_or(Json::Null, |src| json!({
+        "source": src.describe(),
+        "slots": src.table.nr_records(),
+        "generation": src.table.generation(),
+        "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
+    }))
 }
 
 fn write_table(
@@ -66,11 +63,9 @@ fn write_table(
         cs.len(),
         src.table.generation()
     )?;
-    let mut rows = vec![["NAME", "KIND", "UNIT", "SCALE", "OFFSET", "WORDS"]
-        .map(str::to_owned)
-        .to_vec()];
+    let mut g = Grid::new("<<<>", ["NAME", "KIND", "UNIT", "SCALE", "OFFSET", "WORDS"]);
     for c in cs {
-        rows.push(vec![
+        g.row([
             c.name().to_owned(),
             kind_name(c.kind()),
             unit_name(c.unit()),
@@ -79,27 +74,7 @@ fn write_table(
             c.count().to_string(),
         ]);
     }
-    let w: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3],
-            w4 = w[4],
-            w5 = w[5]
-        )?;
-    }
+    g.write(out)?;
     writeln!(out)
 }
 

@@ -2,10 +2,7 @@
 //! under the root), or a Xen domain, opened as a [`Vm`] that follows its
 //! producer ([`vstats_consumer::follow`]).
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use crate::{
     error::{Error, Result},
@@ -56,30 +53,18 @@ pub fn check_name(name: &str) -> Result<()> {
 pub fn named_dir(root: &Path, name: &str) -> Result<PathBuf> {
     check_name(name)?;
     let dir = root.join(name);
-    if !exists(&dir)? {
+    // An error when that cannot be told (a directory on the way is not
+    // searchable).
+    if !dir
+        .try_exists()
+        .map_err(|e| vstats_consumer::Error::io(&dir, e))?
+    {
         return Err(Error::NoSuchVm {
             name: name.to_owned(),
             dir,
         });
     }
     Ok(dir)
-}
-
-/// An I/O error on `path` as the consumer reports them (permission denied
-/// apart).
-pub(crate) fn io_error(path: &Path, io: io::Error) -> Error {
-    let path = path.to_owned();
-    Error::Consumer(if io.kind() == io::ErrorKind::PermissionDenied {
-        vstats_consumer::Error::PermissionDenied { path, io }
-    } else {
-        vstats_consumer::Error::Io { path, io }
-    })
-}
-
-/// Whether `path` exists; an error when that cannot be told (a directory
-/// on the way is not searchable).
-pub(crate) fn exists(path: &Path) -> Result<bool> {
-    path.try_exists().map_err(|e| io_error(path, e))
 }
 
 /// Opens `target`: a path as [`Vm::open_path`] opens it, a name under

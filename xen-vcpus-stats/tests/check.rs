@@ -13,7 +13,7 @@ use std::{
 use common::{assert_error, run, run_while, run_while_mapped, standin, stdout, tool, Scratch};
 use serde_json::Value;
 use vstats_invariants::fault::{with_fault_table, Fault};
-use xen_vcpus_stats::synth::Synth;
+use vstats_producer::synth::Synth;
 
 fn check_cmd(target: &[&str], json: bool) -> Command {
     check_for(target, json, "0.3")

@@ -12,8 +12,8 @@ use vstats_abi::{
     record::VCPU_STD_DESCRIPTORS,
     VCPU_STATS_MAGIC,
 };
+use vstats_producer::synth::Synth;
 use vstats_producer::{shm::ShmTable, TableSpec};
-use xen_vcpus_stats::synth::Synth;
 
 #[test]
 fn missing_path_says_no_such_file() {

@@ -17,8 +17,8 @@ use vstats_abi::{
     record::VCPU_STD_DESCRIPTORS,
     VCPU_STATS_MAGIC,
 };
+use vstats_producer::synth::Synth;
 use vstats_producer::{shm::ShmTable, TableSpec};
-use xen_vcpus_stats::synth::Synth;
 
 /// Runs the tool with `args` while `synth` keeps updating (every 5 ms).
 fn sample_live(synth: &mut Synth, args: &[&str]) -> Output {

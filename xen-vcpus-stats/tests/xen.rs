@@ -14,8 +14,8 @@ use vstats_abi::{
     record::{VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
     VCPU_STATS_MAGIC,
 };
+use vstats_producer::synth::Synth;
 use vstats_producer::{shm::ShmTable, TableSpec};
-use xen_vcpus_stats::synth::Synth;
 
 /// The tool pointed at the stand-in serving `dir`, logging to `dir/log`.
 fn xen_tool(dir: &Path, with_size: bool) -> Command {

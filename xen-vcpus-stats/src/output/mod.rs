@@ -7,6 +7,7 @@ use vstats_consumer::Unit;
 
 use crate::sample::Sample;
 
+pub mod grid;
 pub mod table;
 
 /// `--format`.

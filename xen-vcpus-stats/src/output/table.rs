@@ -11,8 +11,8 @@ use std::io::{self, Write};
 
 use vstats_consumer::Counter;
 
-use super::{rfc3339, shows_rate, unit_symbol};
-use crate::sample::{RecordState, Sample, Value, RUNSTATES};
+use super::{grid::Grid, rfc3339, shows_rate, unit_symbol};
+use crate::sample::{DomainSample, RecordState, Sample, Value, VcpuSample, RUNSTATES};
 
 /// A number in at most about 10 characters.
 pub fn num(x: f64) -> String {
@@ -60,54 +60,33 @@ fn interesting(cells: &[String], all: bool) -> bool {
     all || cells.iter().any(|c| c != "0")
 }
 
-struct Grid {
-    rows: Vec<Vec<String>>,
-}
-
-impl Grid {
-    fn write(&self, out: &mut dyn Write) -> io::Result<()> {
-        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let width: Vec<usize> = (0..cols)
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .filter_map(|r| r.get(i))
-                    .map(String::len)
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for r in &self.rows {
-            let mut line = String::new();
-            for (i, c) in r.iter().enumerate() {
-                if i == 0 {
-                    line.push_str(&format!("{c:<w$}", w = width[0]));
-                } else if i == 1 {
-                    line.push_str(&format!("  {c:<w$}", w = width[1]));
-                } else {
-                    line.push_str(&format!("  {c:>w$}", w = width[i]));
-                }
-            }
-            writeln!(out, "{}", line.trim_end())?;
-        }
-        Ok(())
-    }
-}
-
 /// Writes one sample as aligned columns, followed by a blank line.
-/// Counters that are 0 on every vCPU (or in the domain) are counted, not
-/// listed, unless `all` (`--names` was given).
+/// Counters that are 0 on every vCPU (or in the domain) are left out
+/// unless `all` (`--names` was given).
 ///
 /// # Errors
 ///
 /// I/O errors of `out`.
 pub fn write_sample(s: &Sample, all: bool, out: &mut dyn Write) -> io::Result<()> {
-    let mut zero_rows = 0;
-    let used: Vec<_> = s
+    let used: Vec<&VcpuSample> = s
         .vcpus
         .iter()
         .filter(|v| v.state != RecordState::Unused)
         .collect();
+    write_heading(s, used.len(), out)?;
+    if !used.is_empty() {
+        write_runstates(&used, out)?;
+        write_vcpu_counters(s, &used, all, out)?;
+    }
+    if let Some(d) = &s.domain {
+        write_domain_counters(d, all, out)?;
+    }
+    write_histogram_note(s, out)?;
+    writeln!(out)
+}
+
+/// The sample line, and the domain line with its standard counters.
+fn write_heading(s: &Sample, shown: usize, out: &mut dyn Write) -> io::Result<()> {
     write!(
         out,
         "sample {}  {}  vm {}  interval {:.3} s",
@@ -117,132 +96,142 @@ pub fn write_sample(s: &Sample, all: bool, out: &mut dyn Write) -> io::Result<()
         s.interval
     )?;
     if s.nr_slots > 0 {
-        write!(out, "  vCPUs {} shown of {} slots", used.len(), s.nr_slots)?;
+        write!(out, "  vCPUs {shown} shown of {} slots", s.nr_slots)?;
     }
     writeln!(out)?;
-    if let Some(d) = &s.domain {
-        let get = |n: &str| {
-            d.counters
-                .iter()
-                .position(|c| c.name() == n)
-                .and_then(|i| Some((d.values[i].scalar()?, &d.counters[i])))
-        };
-        let mut line = format!("domain: {}", d.state.name());
-        for n in ["vcpus_online", "vcpus_max"] {
-            if let Some((v, _)) = get(n) {
-                line.push_str(&format!("  {n} {v}"));
-            }
-        }
-        if let Some((v, c)) = get("uptime") {
-            line.push_str(&format!("  uptime {} s", num(v as f64 * c.scale())));
-        }
-        writeln!(out, "{line}")?;
-    }
-    let head = |first: &str, second: &str| {
-        let mut r = vec![first.to_owned(), second.to_owned()];
-        r.extend(used.iter().map(|v| format!("vcpu{}", v.vcpu)));
-        r
+    let Some(d) = &s.domain else {
+        return Ok(());
     };
-    if !used.is_empty() {
-        let mut g = Grid {
-            rows: vec![head("RUNSTATE", "")],
-        };
-        for (i, n) in RUNSTATES.iter().enumerate() {
-            let mut r = vec![(*n).to_owned(), "%".to_owned()];
-            r.extend(used.iter().map(|v| match (v.state, v.shares) {
-                (RecordState::Busy { .. }, _) => "busy".to_owned(),
-                (_, Some(sh)) => format!("{:.1}", sh[i] * 100.0),
-                (_, None) => "-".to_owned(),
-            }));
-            g.rows.push(r);
+    let get = |n: &str| {
+        d.counters
+            .iter()
+            .position(|c| c.name() == n)
+            .and_then(|i| Some((d.values[i].scalar()?, &d.counters[i])))
+    };
+    let mut line = format!("domain: {}", d.state.name());
+    for n in ["vcpus_online", "vcpus_max"] {
+        if let Some((v, _)) = get(n) {
+            line.push_str(&format!("  {n} {v}"));
         }
-        g.write(out)?;
     }
+    if let Some((v, c)) = get("uptime") {
+        line.push_str(&format!("  uptime {} s", num(v as f64 * c.scale())));
+    }
+    writeln!(out, "{line}")
+}
+
+/// A header row: two label columns, then one per shown vCPU.
+fn header(first: &str, second: &str, used: &[&VcpuSample]) -> Vec<String> {
+    let mut r = vec![first.to_owned(), second.to_owned()];
+    r.extend(used.iter().map(|v| format!("vcpu{}", v.vcpu)));
+    r
+}
+
+/// Each runstate's share of the interval, in percent, per vCPU.
+fn write_runstates(used: &[&VcpuSample], out: &mut dyn Write) -> io::Result<()> {
+    let mut g = Grid::new("<<>", header("RUNSTATE", "", used));
+    for (i, n) in RUNSTATES.iter().enumerate() {
+        let mut r = vec![(*n).to_owned(), "%".to_owned()];
+        r.extend(used.iter().map(|v| match (v.state, v.shares) {
+            (RecordState::Busy { .. }, _) => "busy".to_owned(),
+            (_, Some(sh)) => format!("{:.1}", sh[i] * 100.0),
+            (_, None) => "-".to_owned(),
+        }));
+        g.row(r);
+    }
+    g.write(out)
+}
+
+/// The aggregate columns of counter `k`: sum, min, max, avg, zero.
+fn aggregate_cells(s: &Sample, k: usize, scale: f64) -> Vec<String> {
+    let Some(a) = &s.aggregates[k] else {
+        return vec!["-".to_owned(); 5];
+    };
+    let (stats, zero) = match &a.rates {
+        Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
+        None => {
+            let v = &a.values;
+            let f = |x: Option<u64>| x.map(|x| x as f64);
+            (
+                [Some(v.sum as f64), f(v.min), f(v.max), v.average()],
+                v.zero,
+            )
+        }
+    };
+    let mut cells: Vec<String> = stats
+        .iter()
+        .map(|x| x.map_or_else(|| "-".to_owned(), |x| num(x * scale)))
+        .collect();
+    cells.push(zero.to_string());
+    cells
+}
+
+/// Each vCPU counter (histograms apart) per vCPU, then its aggregates.
+fn write_vcpu_counters(
+    s: &Sample,
+    used: &[&VcpuSample],
+    all: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let scalars: Vec<usize> = (0..s.vcpu_counters.len())
         .filter(|&k| !s.vcpu_counters[k].is_histogram())
         .collect();
-    if !used.is_empty() && !scalars.is_empty() {
-        let mut top = head("COUNTER", "UNIT");
-        top.extend(["sum", "min", "max", "avg", "zero"].map(str::to_owned));
-        let mut g = Grid { rows: vec![top] };
-        for &k in &scalars {
-            let c = &s.vcpu_counters[k];
-            let cells: Vec<String> = used
-                .iter()
-                .map(|v| match v.state {
-                    RecordState::Busy { .. } => "busy".to_owned(),
-                    _ => cell(c, &v.values[k], v.rates[k]),
-                })
-                .collect();
-            if !interesting(&cells, all) {
-                zero_rows += 1;
-                continue;
-            }
-            let mut r = vec![c.name().to_owned(), unit_label(c)];
-            r.extend(cells);
-            let scale = c.scale();
-            let f = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| num(x * scale));
-            match &s.aggregates[k] {
-                Some(a) => match &a.rates {
-                    Some(ra) => r.extend([
-                        f(Some(ra.sum)),
-                        f(ra.min),
-                        f(ra.max),
-                        f(ra.average()),
-                        ra.zero.to_string(),
-                    ]),
-                    None => r.extend([
-                        f(Some(a.values.sum as f64)),
-                        f(a.values.min.map(|x| x as f64)),
-                        f(a.values.max.map(|x| x as f64)),
-                        f(a.values.average()),
-                        a.values.zero.to_string(),
-                    ]),
-                },
-                None => r.extend(std::iter::repeat_n("-".to_owned(), 5)),
-            }
-            g.rows.push(r);
-        }
-        g.write(out)?;
+    if scalars.is_empty() {
+        return Ok(());
     }
-    if let Some(d) = &s.domain {
-        let rows: Vec<Vec<String>> = d
-            .counters
+    let mut top = header("COUNTER", "UNIT", used);
+    top.extend(["sum", "min", "max", "avg", "zero"].map(str::to_owned));
+    let mut g = Grid::new("<<>", top);
+    for k in scalars {
+        let c = &s.vcpu_counters[k];
+        let cells: Vec<String> = used
             .iter()
-            .enumerate()
-            .filter(|(_, c)| !c.is_histogram())
-            .map(|(k, c)| {
-                let v = match d.state {
-                    RecordState::Busy { .. } => "busy".to_owned(),
-                    _ => cell(c, &d.values[k], d.rates[k]),
-                };
-                vec![c.name().to_owned(), unit_label(c), v]
-            })
-            .filter(|r| {
-                let keep = interesting(&r[2..], all);
-                zero_rows += usize::from(!keep);
-                keep
+            .map(|v| match v.state {
+                RecordState::Busy { .. } => "busy".to_owned(),
+                _ => cell(c, &v.values[k], v.rates[k]),
             })
             .collect();
-        if !rows.is_empty() {
-            let mut g = Grid {
-                rows: vec![vec!["DOMAIN".into(), "UNIT".into(), "value".into()]],
-            };
-            g.rows.extend(rows);
-            g.write(out)?;
+        if interesting(&cells, all) {
+            let mut r = vec![c.name().to_owned(), unit_label(c)];
+            r.extend(cells);
+            r.extend(aggregate_cells(s, k, c.scale()));
+            g.row(r);
         }
     }
-    let hists = s.vcpu_counters.iter().filter(|c| c.is_histogram()).count()
-        + s.domain.as_ref().map_or(0, |d| {
-            d.counters.iter().filter(|c| c.is_histogram()).count()
-        });
+    g.write(out)
+}
+
+/// The domain's counters (histograms apart), when any is worth a row.
+fn write_domain_counters(d: &DomainSample, all: bool, out: &mut dyn Write) -> io::Result<()> {
+    let mut g = Grid::new("<<>", ["DOMAIN", "UNIT", "value"]);
+    let mut shown = 0;
+    for (k, c) in d.counters.iter().enumerate() {
+        let v = match d.state {
+            RecordState::Busy { .. } => "busy".to_owned(),
+            _ => cell(c, &d.values[k], d.rates[k]),
+        };
+        if !c.is_histogram() && interesting(std::slice::from_ref(&v), all) {
+            g.row([c.name().to_owned(), unit_label(c), v]);
+            shown += 1;
+        }
+    }
+    if shown > 0 {
+        g.write(out)?;
+    }
+    Ok(())
+}
+
+/// Histograms are not shown: say how many.
+fn write_histogram_note(s: &Sample, out: &mut dyn Write) -> io::Result<()> {
+    let count = |cs: &[Counter]| cs.iter().filter(|c| c.is_histogram()).count();
+    let hists = count(&s.vcpu_counters) + s.domain.as_ref().map_or(0, |d| count(&d.counters));
     if hists > 0 {
         writeln!(
             out,
             "({hists} histograms not shown: see --format json or openmetrics)"
         )?;
     }
-    writeln!(out)
+    Ok(())
 }
 
 #[cfg(test)]

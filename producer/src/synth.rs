@@ -1,20 +1,34 @@
-//! The VM-less producer: synthetic vCPU and domain tables published with
-//! `vstats-producer`, for `demo` on hosts without `/dev/kvm` and for
-//! tests. Its counters follow a fixed model of the time since creation,
-//! so that runstate times add up to the wall time exactly and every
-//! cumulative counter grows at a known rate.
+//! A VM-less producer: a synthetic VM's vCPU and domain tables, published
+//! through [`Publication`] with plausible made-up values. For demos on
+//! hosts without a hypervisor, and for tests of consumers (a front end,
+//! an exporter) that need a live, changing table without a VM.
+//!
+//! The counters follow a fixed model of the time since creation
+//! ([`vcpu_words`], [`domain_words`]), so runstate times add up to the
+//! wall time exactly and every cumulative counter grows at a known rate.
+//!
+//! ```
+//! use vstats_producer::synth::Synth;
+//!
+//! let dir = std::env::temp_dir().join(format!("synth-doc-{}", std::process::id()));
+//! let mut vm = Synth::new(&dir, 2)?;
+//! assert!(dir.join("vcpu").exists() && dir.join("domain").exists());
+//! vm.update(); // the model's values as of now
+//! vm.remove()?;
+//! # Ok::<(), vstats_producer::publish::PublishError>(())
+//! ```
 
-use std::{path::Path, time::Instant};
+use std::{path::Path, time::Instant, vec, vec::Vec};
 
-use vstats_abi::{
-    desc::{Descriptor, Kind},
-    publish::{DOMAIN_FILE, VCPU_FILE},
-};
-use vstats_producer::{
+use crate::{
     builder::{TableBuilder, TablePlan},
     publish::{Publication, PublishError, PublishOptions},
     shm::ShmTable,
     RecordWriter,
+};
+use vstats_abi::{
+    desc::{Descriptor, Kind},
+    publish::{DOMAIN_FILE, VCPU_FILE},
 };
 
 /// Buckets of the synthetic `halt_wait_hist` (as KVM's).
@@ -29,7 +43,7 @@ pub const HIST_BUCKETS: u32 = 32;
 ///
 /// Never in practice (the descriptors are valid); the producer's error
 /// otherwise.
-pub fn vcpu_plan(nr_vcpus: u32) -> vstats_producer::Result<TablePlan> {
+pub fn vcpu_plan(nr_vcpus: u32) -> crate::Result<TablePlan> {
     let mut b = TableBuilder::vcpu(nr_vcpus);
     for n in ["exits", "io_exits", "halt_exits"] {
         b.counter(Descriptor::builder(n))?;
@@ -55,7 +69,7 @@ pub fn vcpu_plan(nr_vcpus: u32) -> vstats_producer::Result<TablePlan> {
 /// # Errors
 ///
 /// As [`vcpu_plan`].
-pub fn domain_plan() -> vstats_producer::Result<TablePlan> {
+pub fn domain_plan() -> crate::Result<TablePlan> {
     let mut b = TableBuilder::domain();
     b.counter(Descriptor::builder("remote_tlb_flush"))?;
     b.build()
