@@ -299,8 +299,9 @@ pub(crate) fn set_access(fd: impl AsFd, path: &Path, mode: u32, group: Option<u3
 /// ancestor, in mode [`PublishOptions::root_mode`]) one component at a
 /// time, each `O_DIRECTORY | O_NOFOLLOW` relative to its parent's fd, and
 /// checks each as the [module](self) docs say. A relative root starts at
-/// the working directory, which is checked as an ancestor.
-fn open_root(root: &Path, opts: PublishOptions) -> Result<OwnedFd> {
+/// the working directory, which is checked as an ancestor. `vm_dir`, the
+/// directory to be made in the root, names a file met on the way.
+fn open_root(root: &Path, vm_dir: &Path, opts: PublishOptions) -> Result<OwnedFd> {
     use std::path::Component;
     let euid = rustix::process::geteuid().as_raw();
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -333,8 +334,15 @@ fn open_root(root: &Path, opts: PublishOptions) -> Result<OwnedFd> {
         };
         let next = match rustix::fs::openat(&fd, *name, dir_flags, Mode::empty()) {
             Ok(next) => next,
-            Err(Errno::LOOP | Errno::NOTDIR) => {
-                return Err(PublishError::NotADirectory { path });
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+                let link = rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_symlink());
+                return Err(if link {
+                    PublishError::NotADirectory { path }
+                } else {
+                    // A file on the way: the VM directory cannot be made.
+                    io_err(Op::CreateDir, vm_dir)(e)
+                });
             }
             Err(e) => return Err(io_err(Op::OpenDir, &path)(e)),
         };
@@ -478,7 +486,7 @@ impl Publication {
                 })
             }
         };
-        let parent = open_root(parent_path, opts)?;
+        let parent = open_root(parent_path, dir, opts)?;
         for _ in 0..3 {
             if let Some(p) = Publication::try_lock(&parent, name, dir, opts)? {
                 return Ok(p);
