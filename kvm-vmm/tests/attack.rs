@@ -490,3 +490,65 @@ fn nobody_is_65534() {
         NOBODY.to_string()
     );
 }
+
+/// Runs the producer as `nobody`, in group `kvm` (for /dev/kvm), without
+/// `VSTATS_ROOT`, with `XDG_RUNTIME_DIR` as given, for 0.2 s; returns its
+/// `published` line.
+fn publish_as_nobody(name: &str, runtime_dir: Option<&Path>) -> String {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=kvm", "--clear-groups", BIN])
+        .args(["--name", name, "--seconds", "0.2"])
+        .env_remove("VSTATS_ROOT")
+        .env_remove("XDG_RUNTIME_DIR")
+        .current_dir("/");
+    if let Some(dir) = runtime_dir {
+        cmd.env("XDG_RUNTIME_DIR", dir);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Item 8: a user other than root gets a default root of their own:
+/// `$XDG_RUNTIME_DIR/vstats`, else `/dev/shm/vstats-<uid>`; never root's
+/// `/dev/shm/vstats`.
+#[test]
+fn a_user_gets_a_default_root_of_their_own() {
+    if !root_or_skip("act as nobody") || !kvm_or_skip() {
+        return;
+    }
+    let has_kvm_group = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("kvm:"));
+    if !has_kvm_group {
+        println!("skipped: no group kvm to give nobody /dev/kvm");
+        return;
+    }
+    let name = format!("t-{}-own", std::process::id());
+    let runtime = temp_path("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(NOBODY), Some(NOGROUP)).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let line = publish_as_nobody(&name, Some(&runtime));
+    assert_eq!(
+        line.trim_end(),
+        format!("published {}", runtime.join("vstats").join(&name).display())
+    );
+    let root = runtime.join("vstats");
+    assert_eq!(std::fs::metadata(&root).unwrap().uid(), NOBODY);
+    std::fs::remove_dir_all(&runtime).unwrap();
+
+    let per_user = PathBuf::from(format!("/dev/shm/vstats-{NOBODY}"));
+    let existed = per_user.exists();
+    let line = publish_as_nobody(&name, None);
+    assert_eq!(
+        line.trim_end(),
+        format!("published {}", per_user.join(&name).display())
+    );
+    assert_eq!(std::fs::metadata(&per_user).unwrap().uid(), NOBODY);
+    assert!(!per_user.join(&name).exists(), "its directory is removed");
+    if !existed {
+        std::fs::remove_dir(&per_user).unwrap();
+    }
+}
