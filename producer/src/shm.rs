@@ -49,6 +49,11 @@ impl ShmTable {
     /// directories. The file's mode is `0o644` (readable by everyone,
     /// writable by its owner), whatever the umask.
     ///
+    /// A path-based helper for tests and tools that own their directory:
+    /// it makes none of [`crate::publish::Publication`]'s checks (no lock,
+    /// no owner checks, symlinks in `path`'s directories are followed).
+    /// A producer publishes through `Publication`.
+    ///
     /// # Errors
     ///
     /// I/O errors creating, allocating, mapping or renaming the file (with
