@@ -2,8 +2,10 @@
 //!
 //! A producer that runs in user space publishes a VM's tables as files in
 //! one directory per VM: `<root>/<name>/vcpu` and `<root>/<name>/domain`,
-//! where `<root>` is [`DEFAULT_ROOT`] unless the environment variable
-//! [`ROOT_ENV`] (or a front end's option) says otherwise. Producers and
+//! where `<root>` is chosen by [`default_root`] (the system root
+//! [`DEFAULT_ROOT`] for root, one of each user's own otherwise) unless the
+//! environment variable [`ROOT_ENV`] (or a front end's option) says
+//! otherwise. Producers and
 //! consumers agree on these names and on which VM names are allowed
 //! ([`check_name`]); this module only names them, it does no I/O.
 //!
@@ -33,10 +35,9 @@ pub const DOMAIN_FILE: &str = "domain";
 /// Longest VM name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// The root a library uses when its caller names none, given the value of
-/// [`ROOT_ENV`] (`None` when unset): that value unless it is empty, else
-/// [`DEFAULT_ROOT`]. The one rule the producer's and the consumer's
-/// `root_from_env` share; the environment is read by them (no I/O here).
+/// The root named by [`ROOT_ENV`]'s value (`None` when unset): that value
+/// unless it is empty, else [`DEFAULT_ROOT`], whoever asks. Libraries use
+/// [`default_root`], which gives each user a root of their own.
 ///
 /// ```
 /// use vstats_abi::publish::{root_from, DEFAULT_ROOT};
@@ -49,6 +50,133 @@ pub fn root_from(env: Option<&[u8]>) -> &[u8] {
         Some(r) if !r.is_empty() => r,
         _ => DEFAULT_ROOT.as_bytes(),
     }
+}
+
+/// The environment variable of a user's runtime directory (XDG Base
+/// Directory specification), under which a non-root user's default root
+/// lies.
+pub const RUNTIME_DIR_ENV: &str = "XDG_RUNTIME_DIR";
+
+/// Longest tail a [`DefaultRoot`] appends to its base: `-` and a `u32` in
+/// decimal, or `/vstats`.
+const TAIL_CAP: usize = 11;
+
+/// The default root of one user, as the base path and a tail to append
+/// to it ([`DefaultRoot::parts`]); made by [`default_root`], without
+/// allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultRoot<'a> {
+    base: &'a [u8],
+    tail: [u8; TAIL_CAP],
+    tail_len: u8,
+    kind: RootKind,
+}
+
+/// Which rule of [`default_root`] chose the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RootKind {
+    /// [`ROOT_ENV`] was set and not empty: that path, as given.
+    Env,
+    /// The effective user is root: [`DEFAULT_ROOT`], the system root.
+    System,
+    /// A non-root user with an absolute [`RUNTIME_DIR_ENV`]:
+    /// `$XDG_RUNTIME_DIR/vstats`.
+    Runtime,
+    /// A non-root user without one: `/dev/shm/vstats-<uid>`.
+    PerUser,
+}
+
+impl<'a> DefaultRoot<'a> {
+    fn new(base: &'a [u8], tail: &[u8], kind: RootKind) -> DefaultRoot<'a> {
+        let mut buf = [0; TAIL_CAP];
+        let n = tail.len().min(TAIL_CAP);
+        buf[..n].copy_from_slice(&tail[..n]);
+        DefaultRoot {
+            base,
+            tail: buf,
+            tail_len: n as u8,
+            kind,
+        }
+    }
+
+    /// The path in two parts, to be concatenated (`parts().concat()`).
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [self.base, &self.tail[..usize::from(self.tail_len)]]
+    }
+
+    /// The rule that chose it.
+    pub fn kind(&self) -> RootKind {
+        self.kind
+    }
+}
+
+/// The root a library uses when its caller names none, for a process of
+/// effective uid `euid` given the values of [`RUNTIME_DIR_ENV`] and
+/// [`ROOT_ENV`] (`None` when unset). The one rule the producer's
+/// `root_from_env` and the consumer's `discover::root` share:
+///
+/// 1. [`ROOT_ENV`] when set and not empty, as given;
+/// 2. else, for root (uid 0), the system root [`DEFAULT_ROOT`];
+/// 3. else `$XDG_RUNTIME_DIR/vstats` when that variable is an absolute
+///    path (the specification says to ignore a relative one);
+/// 4. else `/dev/shm/vstats-<uid>`.
+///
+/// So each user has a root of their own: a non-root user never meets the
+/// system root, which root creates and owns. No I/O happens here.
+///
+/// ```
+/// use vstats_abi::publish::{default_root, RootKind};
+/// let path = |r: vstats_abi::publish::DefaultRoot<'_>| r.parts().concat();
+/// assert_eq!(path(default_root(0, Some(b"/run/user/0"), None)), b"/dev/shm/vstats");
+/// assert_eq!(path(default_root(1000, Some(b"/run/user/1000"), None)), b"/run/user/1000/vstats");
+/// assert_eq!(path(default_root(1000, None, None)), b"/dev/shm/vstats-1000");
+/// assert_eq!(path(default_root(1000, Some(b"run"), Some(b""))), b"/dev/shm/vstats-1000");
+/// let r = default_root(1000, None, Some(b"/srv/vstats"));
+/// assert_eq!((path(r), r.kind()), (b"/srv/vstats".to_vec(), RootKind::Env));
+/// ```
+pub fn default_root<'a>(
+    euid: u32,
+    runtime_dir: Option<&'a [u8]>,
+    root_env: Option<&'a [u8]>,
+) -> DefaultRoot<'a> {
+    match (root_env, runtime_dir) {
+        (Some(r), _) if !r.is_empty() => DefaultRoot::new(r, b"", RootKind::Env),
+        _ if euid == 0 => DefaultRoot::new(DEFAULT_ROOT.as_bytes(), b"", RootKind::System),
+        (_, Some(run)) if run.first() == Some(&b'/') => {
+            let base = match run.iter().rposition(|&b| b != b'/') {
+                Some(last) => &run[..=last],
+                None => &run[..0],
+            };
+            DefaultRoot::new(base, b"/vstats", RootKind::Runtime)
+        }
+        _ => {
+            let mut tail = [0u8; TAIL_CAP];
+            tail[0] = b'-';
+            let mut digits = [0u8; 10];
+            let mut n = 0;
+            let mut v = euid;
+            loop {
+                digits[n] = b'0' + (v % 10) as u8;
+                n += 1;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            for i in 0..n {
+                tail[1 + i] = digits[n - 1 - i];
+            }
+            DefaultRoot::new(DEFAULT_ROOT.as_bytes(), &tail[..=n], RootKind::PerUser)
+        }
+    }
+}
+
+/// The effective uid of this process, the first input of
+/// [`default_root`] (feature `clock`, which brings the system-call layer).
+#[cfg(feature = "clock")]
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Why a VM name cannot name a publication directory.
@@ -148,6 +276,25 @@ mod tests {
     use std::string::ToString;
 
     use super::*;
+
+    #[test]
+    fn every_uid_gets_its_own_root() {
+        let path = |r: DefaultRoot<'_>| r.parts().concat();
+        assert_eq!(
+            path(default_root(u32::MAX, None, None)),
+            b"/dev/shm/vstats-4294967295"
+        );
+        assert_eq!(path(default_root(7, None, None)), b"/dev/shm/vstats-7");
+        assert_eq!(default_root(7, None, None).kind(), RootKind::PerUser);
+        assert_eq!(
+            path(default_root(7, Some(b"/run/u/"), None)),
+            b"/run/u/vstats"
+        );
+        assert_eq!(path(default_root(7, Some(b"/"), None)), b"/vstats");
+        assert_eq!(path(default_root(7, Some(b""), None)), b"/dev/shm/vstats-7");
+        assert_eq!(default_root(0, None, None).kind(), RootKind::System);
+        assert_eq!(path(default_root(0, None, Some(b"/x"))), b"/x");
+    }
 
     #[test]
     fn good_names() {

@@ -423,7 +423,7 @@ struct vstats_publication;
 /*
  * Opens (creating it if missing) and locks the publication directory
  * `dir`. The modes are applied exactly, whatever the umask; 0 selects the
- * defaults (0755 for the directory, 0644 for the files). Errors:
+ * defaults (0750 for the directory, 0640 for the files). Errors:
  * VSTATS_EFAULT (dir or out NULL), VSTATS_EINVAL (a mode above 07777),
  * VSTATS_EBUSY (another producer holds it), -ENOTDIR (a symbolic link or
  * not a directory), -EPERM (owned by another user), -errno.

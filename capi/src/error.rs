@@ -60,9 +60,11 @@ pub(crate) fn from_publish(e: &vstats_producer::publish::PublishError) -> c_int 
         P::InUse { .. } => VSTATS_EBUSY,
         P::NoSpace { .. } => VSTATS_ENOSPC,
         P::Table { source, .. } => from_producer(*source),
-        P::Name { .. } | P::FileName { .. } | P::Removed { .. } => VSTATS_EINVAL,
+        P::Name { .. } | P::FileName { .. } | P::Removed { .. } | P::BadPath { .. } => {
+            VSTATS_EINVAL
+        }
         P::NotADirectory { .. } => ENOTDIR,
-        P::NotOwned { .. } => EPERM,
+        P::NotOwned { .. } | P::WritableByOthers { .. } => EPERM,
         P::Unstable { .. } => VSTATS_EAGAIN,
         P::Io { source, .. } => source.raw_os_error().map_or(EIO, |n| -n),
         _ => EIO,

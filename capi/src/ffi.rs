@@ -984,7 +984,7 @@ unsafe fn c_str<'a>(s: *const c_char) -> Option<&'a str> {
 /// `int vstats_publication_open(dir, dir_mode, file_mode, out)`: creates
 /// (if missing) and locks the publication directory `dir`, one producer
 /// per directory. The modes are applied exactly (not narrowed by the
-/// umask); 0 selects the defaults, 0755 and 0644.
+/// umask); 0 selects the defaults, 0750 and 0640.
 ///
 /// # Errors
 ///
@@ -1032,6 +1032,7 @@ pub unsafe extern "C" fn vstats_publication_open(
         } else {
             file_mode
         },
+        ..default
     };
     match Publication::create_dir(std::path::Path::new(dir), opts) {
         Ok(inner) => {

@@ -12,14 +12,20 @@ use crate::{follow::Vm, Error, Result};
 
 pub use vstats_abi::publish::{DEFAULT_ROOT, ROOT_ENV};
 
-/// The root directory: `$VSTATS_ROOT` when set and not empty, else
-/// [`DEFAULT_ROOT`].
+/// The root directory: `$VSTATS_ROOT` when set and not empty, else this
+/// user's default root ([`vstats_abi::publish::default_root`]:
+/// [`DEFAULT_ROOT`] for root, `$XDG_RUNTIME_DIR/vstats` or
+/// `/dev/shm/vstats-<uid>` for another user).
 pub fn root() -> PathBuf {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let env = std::env::var_os(ROOT_ENV).map(OsStringExt::into_vec);
-    PathBuf::from(std::ffi::OsStr::from_bytes(vstats_abi::publish::root_from(
-        env.as_deref(),
-    )))
+    let env = |k| std::env::var_os(k).map(OsStringExt::into_vec);
+    let (run, given) = (env(vstats_abi::publish::RUNTIME_DIR_ENV), env(ROOT_ENV));
+    let r = vstats_abi::publish::default_root(
+        vstats_abi::publish::euid(),
+        run.as_deref(),
+        given.as_deref(),
+    );
+    PathBuf::from(std::ffi::OsStr::from_bytes(&r.parts().concat()))
 }
 
 /// A VM found under the root.

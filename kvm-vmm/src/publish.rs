@@ -2,7 +2,7 @@
 //!
 //! A [`Publisher`] owns a VM that has not started yet and two tables,
 //! published with `vstats-producer` as files in one directory (default
-//! `/dev/shm/vstats/<name>/`, see [`default_dir`]):
+//! `<root>/<name>/`, see [`default_dir`]):
 //!
 //! * `vcpu`: one record per vCPU. Words 0..4 (bytes 8..40) are the standard
 //!   runstate times of `docs/abi.md` (running, runnable, blocked, offline,
@@ -93,6 +93,9 @@ use crate::vm::{RunningVm, StoppedVm, Vm};
 pub const VCPU_STD_WORDS: usize = vcpu::RUNSTATE.count() as usize;
 /// Counter words of the standard domain fields; KVM's words follow.
 pub const DOMAIN_STD_WORDS: usize = domain::UPTIME.word() + 1;
+/// Longest sleep of [`Publisher::run_until`] between two checks of its
+/// stop request.
+pub const STOP_POLL: Duration = Duration::from_millis(20);
 /// The domain record's default update period.
 pub const DEFAULT_DOMAIN_PERIOD: Duration = Duration::from_millis(100);
 
@@ -111,7 +114,8 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// `<root>/<name>`, after [`check_name`], where the root is
-/// `$VSTATS_ROOT` when set, else [`DEFAULT_ROOT`].
+/// `$VSTATS_ROOT` when set, else this user's default root
+/// ([`vstats_abi::publish::default_root`]: [`DEFAULT_ROOT`] for root).
 ///
 /// # Errors
 ///
@@ -312,6 +316,20 @@ impl Publisher {
     /// created (with the path); [`Error::DirectoryInUse`]; an I/O error
     /// reading KVM's stats. Nothing is left behind on error.
     pub fn new(vm: Vm, dir: impl Into<PathBuf>) -> Result<Publisher> {
+        Publisher::with_options(vm, dir, PublishOptions::default())
+    }
+
+    /// As [`Publisher::new`], with the modes and group of `opts` for the
+    /// directory and the tables.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::new`].
+    pub fn with_options(
+        vm: Vm,
+        dir: impl Into<PathBuf>,
+        opts: PublishOptions,
+    ) -> Result<Publisher> {
         let dir = dir.into();
         let nr_vcpus = vm.nr_vcpus();
         let first = vm.vcpu_stats(0).ok_or(Error::NoSuchVcpu(0))?;
@@ -326,7 +344,7 @@ impl Publisher {
         let domain_plan = TablePlan::domain(vm.vm_stats().descs())?;
 
         // On error, dropping the publication removes what it created.
-        let mut publication = Publication::create_dir(&dir, PublishOptions::default())?;
+        let mut publication = Publication::create_dir(&dir, opts)?;
         let generation = publication.generation();
         let vcpu = publication.publish_spec(VCPU_FILE, &vcpu_plan.spec(generation))?;
         let domain = publication.publish_spec(DOMAIN_FILE, &domain_plan.spec(generation))?;
@@ -411,8 +429,9 @@ impl Publisher {
     /// [`Publisher::remove`] (or drop).
     ///
     /// `tick` is called at once after the first domain update: a caller
-    /// can announce there that the tables are live. It is the place to
-    /// check for a stop request; a stop is noticed within one `period`.
+    /// can announce there that the tables are live. A stop it requests is
+    /// noticed within one `period`; [`Publisher::run_until`] notices one
+    /// sooner.
     ///
     /// # Errors
     ///
@@ -423,6 +442,24 @@ impl Publisher {
     pub fn run(
         &mut self,
         period: Duration,
+        tick: impl FnMut(&RunningVm<'_>) -> ControlFlow<()>,
+    ) -> Result<StoppedVm> {
+        self.run_until(period, || false, tick)
+    }
+
+    /// As [`Publisher::run`], and also stops when `stop` returns true:
+    /// between two domain updates the calling thread sleeps at most
+    /// [`STOP_POLL`] at a time and asks `stop`, so a stop request (a
+    /// signal's flag, a deadline) is noticed within [`STOP_POLL`] whatever
+    /// `period` is (even [`Duration::MAX`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::run`].
+    pub fn run_until(
+        &mut self,
+        period: Duration,
+        mut stop: impl FnMut() -> bool,
         mut tick: impl FnMut(&RunningVm<'_>) -> ControlFlow<()>,
     ) -> Result<StoppedVm> {
         let vm = self
@@ -450,18 +487,29 @@ impl Publisher {
                 })
                 .collect();
             let running = vm.run_scoped(scope, sinks)?;
-            let mut next = Instant::now();
-            loop {
+            // `None`: the next update is beyond what an Instant holds.
+            let mut next = Some(Instant::now());
+            'updates: loop {
                 let report = running.vm_report()?;
                 write_domain_report(&mut domain_writer, &report);
-                if tick(&running).is_break() {
+                if tick(&running).is_break() || stop() {
                     break;
                 }
-                next += period;
-                let now = Instant::now();
-                match next.checked_duration_since(now) {
-                    Some(wait) => std::thread::sleep(wait),
-                    None => next = now,
+                next = next.and_then(|n| n.checked_add(period));
+                loop {
+                    let now = Instant::now();
+                    let wait = match next {
+                        Some(n) if n <= now => {
+                            next = Some(now);
+                            break;
+                        }
+                        Some(n) => n.duration_since(now).min(STOP_POLL),
+                        None => STOP_POLL,
+                    };
+                    std::thread::sleep(wait);
+                    if stop() {
+                        break 'updates;
+                    }
                 }
             }
             running.stop()

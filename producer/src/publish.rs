@@ -1,28 +1,49 @@
 //! The publication directory (feature `std`): where a user-space producer
 //! publishes a VM's tables as files, and how it leaves.
 //!
-//! A [`Publication`] owns one VM directory, `<root>/<name>/` (names and
-//! the name rule are [`vstats_abi::publish`]'s):
+//! A [`Publication`] owns one VM directory, `<root>/<name>/` (names,
+//! the name rule and each user's default root are
+//! [`vstats_abi::publish`]'s). A producer often runs as root in a
+//! world-writable `/dev/shm`, so it trusts no path:
 //!
-//! * it creates the directory with an explicit mode (not the umask's),
-//!   opens it `O_DIRECTORY | O_NOFOLLOW`, refuses one that another user
-//!   owns, and takes an exclusive `flock` on it: one producer per name.
-//!   The lock is checked to be on the directory the name leads to (a
-//!   directory removed and re-created meanwhile is retried);
+//! * **the root** is opened one component at a time from `/` (or the
+//!   working directory), each `O_DIRECTORY | O_NOFOLLOW` relative to its
+//!   parent's fd; a missing component is made with `mkdirat` relative to
+//!   that fd in [`PublishOptions::root_mode`] (set with `fchmod`, not left
+//!   to the umask). A symlink anywhere on the way is refused. Each
+//!   ancestor must belong to root or to the producer's effective user,
+//!   and the root itself to the effective user; a root-owned sticky
+//!   directory such as `/dev/shm` or `/tmp` (mode `01777`) is also
+//!   accepted as the root, because the sticky bit forbids other users to
+//!   rename or remove what the producer creates there. Any of them
+//!   writable by group or others without the sticky bit is refused
+//!   ([`PublishError::WritableByOthers`]): its writers could move the VM
+//!   directory away and put a symlink in its place;
+//! * **the VM directory** is created with `mkdirat` relative to the root's
+//!   fd, opened `O_DIRECTORY | O_NOFOLLOW`, refused if another user owns
+//!   it, given [`PublishOptions::dir_mode`] and group, and locked with an
+//!   exclusive `flock`: one producer per name. The lock is checked to be
+//!   on the directory the name leads to (a directory removed and
+//!   re-created meanwhile is retried);
 //! * every file operation is relative to that directory's fd (`openat`,
 //!   `renameat`, `unlinkat`), never a path that a symlink could redirect;
 //! * each table is written in a temporary file created `O_EXCL |
-//!   O_NOFOLLOW` with an explicit mode, sized with `fallocate` before it is
-//!   mapped (a full tmpfs is an error, [`PublishError::NoSpace`], not a
-//!   SIGBUS), initialised, then renamed into place, so a consumer never
-//!   sees a half-made table; a failed step removes the temporary file;
+//!   O_NOFOLLOW`, given its mode and group with `fchown`/`fchmod`, sized
+//!   with `fallocate` before it is mapped (a full tmpfs is an error,
+//!   [`PublishError::NoSpace`], not a SIGBUS), initialised, then renamed
+//!   into place, so a consumer never sees a half-made table; a failed step
+//!   removes the temporary file;
 //! * all tables of a publication share one fresh generation;
 //! * on [`Publication::remove`] (or drop) it unlinks only the files whose
-//!   device and inode are the ones it created, then the directory if it
-//!   created it and it is empty.
+//!   device and inode are the ones it created, through the fd of the
+//!   directory it locked (a directory removed meanwhile holds nothing to
+//!   unlink), then removes the directory only if the name still leads to
+//!   the one it created (same device and inode) and it is empty. So a
+//!   producer whose directory was removed and re-made by another producer
+//!   of the same name leaves that producer's tables and lock alone.
 //!
-//! The root itself is created with `create_dir_all` as before; checking
-//! its owner and mode is left to the transport hardening (issue 10).
+//! The modes default to private ([`PublishOptions`]); docs/trust.md says
+//! who may create the root and what a consumer trusts.
 //!
 //! # Examples
 //!
@@ -80,6 +101,8 @@ pub enum Op {
     Create,
     /// Setting a file's mode.
     Chmod,
+    /// Setting a file's group.
+    Chown,
     /// Allocating a table's file.
     Allocate,
     /// Mapping a table's file.
@@ -99,6 +122,7 @@ impl std::fmt::Display for Op {
             Op::Stat => "cannot stat",
             Op::Create => "cannot create",
             Op::Chmod => "cannot set the mode of",
+            Op::Chown => "cannot set the group of",
             Op::Allocate => "cannot allocate",
             Op::Map => "cannot map",
             Op::Rename => "cannot publish",
@@ -159,8 +183,9 @@ pub enum PublishError {
         /// The path.
         path: PathBuf,
     },
-    /// The VM directory belongs to another user.
-    #[error("{} belongs to uid {owner}, not to this producer's uid {euid}", path.display())]
+    /// The VM directory or the root belongs to another user, or an
+    /// ancestor of the root to a user other than root and the producer's.
+    #[error("{} belongs to uid {owner}, not to this producer's uid {euid}: refused, its owner could redirect the tables", path.display())]
     NotOwned {
         /// The directory.
         path: PathBuf,
@@ -168,6 +193,22 @@ pub enum PublishError {
         owner: u32,
         /// The producer's effective uid.
         euid: u32,
+    },
+    /// The root or one of its ancestors is writable by users other than
+    /// its owner and not sticky: they could rename the VM directory and
+    /// put a symlink or their own directory in its place.
+    #[error("{} has mode {mode:04o}: writable by other users without the sticky bit, refused", path.display())]
+    WritableByOthers {
+        /// The directory.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The root has a `..` component.
+    #[error("{}: a publication root may not contain `..`", path.display())]
+    BadPath {
+        /// The root as given.
+        path: PathBuf,
     },
     /// The directory was removed or replaced every time it was locked.
     #[error("{} keeps being removed or replaced", path.display())]
@@ -202,25 +243,145 @@ fn io_err(op: Op, path: &Path) -> impl FnOnce(Errno) -> PublishError + '_ {
     }
 }
 
-/// Modes of what a publication creates. Applied with `fchmod`, so the
-/// umask does not change them.
+/// Modes and group of what a publication creates. Applied with `fchmod`
+/// and `fchown`, so the umask does not change them.
+///
+/// The default is private: tables `0o640` and the VM directory `0o750`,
+/// in the producer's group, so only the producer's user, its group and
+/// root can read a VM's activity. Give [`PublishOptions::group`] a group
+/// of readers (an exporter's) to share them, or wider modes to publish to
+/// every local user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishOptions {
-    /// Mode of the VM directory when the publication creates it
-    /// (default `0o755`).
+    /// Mode of the root and of any missing ancestor when the publication
+    /// creates them (default `0o755`: the VM names are listed to all,
+    /// their tables are not). An existing root keeps its mode.
+    pub root_mode: u32,
+    /// Mode of the VM directory, set whether it was created or found
+    /// (default `0o750`).
     pub dir_mode: u32,
-    /// Mode of each table file (default `0o644`: readable by every local
-    /// user; issue 10 will choose a private default).
+    /// Mode of each table file (default `0o640`).
     pub file_mode: u32,
+    /// Group (gid) of the VM directory and of each table file; `None`
+    /// (the default) keeps the producer's group. A producer that is not
+    /// root may only choose a group it belongs to.
+    pub group: Option<u32>,
 }
 
 impl Default for PublishOptions {
     fn default() -> PublishOptions {
         PublishOptions {
-            dir_mode: 0o755,
-            file_mode: 0o644,
+            root_mode: 0o755,
+            dir_mode: 0o750,
+            file_mode: 0o640,
+            group: None,
         }
     }
+}
+
+/// Mode and group of a table file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Access {
+    pub(crate) mode: u32,
+    pub(crate) group: Option<u32>,
+}
+
+/// Sets the group (if any), then the mode, of an open file or directory.
+pub(crate) fn set_access(fd: impl AsFd, path: &Path, mode: u32, group: Option<u32>) -> Result<()> {
+    if let Some(gid) = group {
+        let gid = rustix::fs::Gid::from_raw(gid);
+        rustix::fs::fchown(&fd, None, Some(gid)).map_err(io_err(Op::Chown, path))?;
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io_err(Op::Chmod, path))
+}
+
+/// Opens the root `root` (created if missing, with any missing
+/// ancestor, in mode [`PublishOptions::root_mode`]) one component at a
+/// time, each `O_DIRECTORY | O_NOFOLLOW` relative to its parent's fd, and
+/// checks each as the [module](self) docs say. A relative root starts at
+/// the working directory, which is checked as an ancestor. `vm_dir`, the
+/// directory to be made in the root, names a file met on the way.
+fn open_root(root: &Path, vm_dir: &Path, opts: PublishOptions) -> Result<OwnedFd> {
+    use std::path::Component;
+    let euid = rustix::process::geteuid().as_raw();
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut path = PathBuf::new();
+    let start = if root.is_absolute() { "/" } else { "." };
+    path.push(start);
+    let mut fd =
+        rustix::fs::open(start, dir_flags, Mode::empty()).map_err(io_err(Op::OpenDir, &path))?;
+    let names: Vec<&OsStr> = root
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(Ok(n)),
+            Component::ParentDir => Some(Err(())),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+        })
+        .collect::<std::result::Result<_, ()>>()
+        .map_err(|()| PublishError::BadPath {
+            path: root.to_path_buf(),
+        })?;
+    let st = rustix::fs::fstat(&fd).map_err(io_err(Op::Stat, &path))?;
+    check_dir(&st, &path, euid, names.is_empty())?;
+    for (i, name) in names.iter().enumerate() {
+        path.push(name);
+        let created = match rustix::fs::mkdirat(&fd, *name, Mode::from_raw_mode(opts.root_mode)) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            // No right to create here: fine if it exists (the open says).
+            Err(Errno::ACCESS | Errno::PERM | Errno::ROFS) => false,
+            Err(e) => return Err(io_err(Op::CreateDir, &path)(e)),
+        };
+        let next = match rustix::fs::openat(&fd, *name, dir_flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
+                let link = rustix::fs::statat(&fd, *name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_symlink());
+                return Err(if link {
+                    PublishError::NotADirectory { path }
+                } else {
+                    // A file on the way: the VM directory cannot be made.
+                    io_err(Op::CreateDir, vm_dir)(e)
+                });
+            }
+            Err(e) => return Err(io_err(Op::OpenDir, &path)(e)),
+        };
+        let mut st = rustix::fs::fstat(&next).map_err(io_err(Op::Stat, &path))?;
+        if created && st.st_uid == euid {
+            // The umask narrowed mkdir's mode: set the one asked for.
+            set_access(&next, &path, opts.root_mode, None)?;
+            st = rustix::fs::fstat(&next).map_err(io_err(Op::Stat, &path))?;
+        }
+        check_dir(&st, &path, euid, i + 1 == names.len())?;
+        fd = next;
+    }
+    Ok(fd)
+}
+
+/// The checks of a root (`is_root`) or of one of its ancestors, made on
+/// the open directory: see the [module](self) docs.
+fn check_dir(st: &rustix::fs::Stat, path: &Path, euid: u32, is_root: bool) -> Result<()> {
+    let mode = st.st_mode & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    let owner_ok = if is_root {
+        st.st_uid == euid || (st.st_uid == 0 && sticky)
+    } else {
+        st.st_uid == euid || st.st_uid == 0
+    };
+    if !owner_ok {
+        return Err(PublishError::NotOwned {
+            path: path.to_path_buf(),
+            owner: st.st_uid,
+            euid,
+        });
+    }
+    if mode & 0o022 != 0 && !sticky {
+        return Err(PublishError::WritableByOthers {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// The identity of a file: its device and inode.
@@ -243,13 +404,17 @@ impl FileId {
 }
 
 /// The root to publish under: `$VSTATS_ROOT` when set and not empty,
-/// else [`DEFAULT_ROOT`](vstats_abi::publish::DEFAULT_ROOT) ([`publish::root_from`]).
+/// else this user's default root ([`publish::default_root`]: the system
+/// root [`DEFAULT_ROOT`](vstats_abi::publish::DEFAULT_ROOT) for root,
+/// `$XDG_RUNTIME_DIR/vstats` or `/dev/shm/vstats-<uid>` for any other
+/// user).
 pub fn root_from_env() -> PathBuf {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let env = std::env::var_os(ROOT_ENV).map(OsStringExt::into_vec);
-    PathBuf::from(std::ffi::OsStr::from_bytes(publish::root_from(
-        env.as_deref(),
-    )))
+    use std::os::unix::ffi::OsStringExt;
+    let env = |k| std::env::var_os(k).map(OsStringExt::into_vec);
+    let (run, given) = (env(publish::RUNTIME_DIR_ENV), env(ROOT_ENV));
+    let euid = rustix::process::geteuid().as_raw();
+    let root = publish::default_root(euid, run.as_deref(), given.as_deref());
+    PathBuf::from(OsString::from_vec(root.parts().concat()))
 }
 
 /// A file this publication created, to be removed by identity.
@@ -298,50 +463,30 @@ impl Publication {
     }
 
     /// Publishes in the directory `dir` (created if missing, as are its
-    /// parents), for producers told a directory rather than a name.
+    /// parents, the root), for producers told a directory rather than a
+    /// name. The root (`dir`'s parent) and each of its ancestors are
+    /// opened one component at a time and checked as the [module](self)
+    /// docs say.
     ///
     /// # Errors
     ///
     /// [`PublishError::InUse`] when another producer holds it,
-    /// [`PublishError::NotADirectory`] for a symlink or a non-directory,
-    /// [`PublishError::NotOwned`], [`PublishError::Io`] naming the path
+    /// [`PublishError::NotADirectory`] for a symlink or a non-directory
+    /// (`dir` or any component of its root), [`PublishError::BadPath`],
+    /// [`PublishError::NotOwned`] and [`PublishError::WritableByOthers`]
+    /// for a directory another user controls, [`PublishError::Io`] naming the path
     /// and the step that failed, [`PublishError::Unstable`]. Nothing is
     /// left behind.
     pub fn create_dir(dir: &Path, opts: PublishOptions) -> Result<Publication> {
         let (parent_path, name) = match (dir.parent(), dir.file_name()) {
-            (Some(p), Some(n)) => (
-                if p.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    p
-                },
-                n,
-            ),
+            (Some(p), Some(n)) => (p, n),
             _ => {
                 return Err(PublishError::NotADirectory {
                     path: dir.to_path_buf(),
                 })
             }
         };
-        let open_parent = || {
-            rustix::fs::open(
-                parent_path,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        };
-        let parent = match open_parent() {
-            Err(Errno::NOENT) => {
-                fs::create_dir_all(parent_path).map_err(|source| PublishError::Io {
-                    op: Op::CreateDir,
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-                open_parent()
-            }
-            other => other,
-        }
-        .map_err(io_err(Op::CreateDir, dir))?;
+        let parent = open_root(parent_path, dir, opts)?;
         for _ in 0..3 {
             if let Some(p) = Publication::try_lock(&parent, name, dir, opts)? {
                 return Ok(p);
@@ -395,11 +540,6 @@ impl Publication {
                 euid,
             });
         }
-        if created_dir {
-            // The umask narrowed mkdir's mode: set the one asked for.
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(opts.dir_mode))
-                .map_err(io_err(Op::Chmod, path))?;
-        }
         match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
@@ -416,6 +556,9 @@ impl Publication {
             Ok(now) if FileId::of(&now) == dir_id => {}
             _ => return Ok(None),
         }
+        // Ours and locked: the umask narrowed mkdir's mode, and an older
+        // directory may have another: set the ones asked for.
+        set_access(&dir, path, opts.dir_mode, opts.group)?;
         let parent = parent.try_clone().map_err(|source| PublishError::Io {
             op: Op::OpenDir,
             path: path.to_path_buf(),
@@ -449,6 +592,14 @@ impl Publication {
     /// Device and inode of the files published so far (by name).
     pub fn files(&self) -> impl Iterator<Item = (&OsStr, FileId)> {
         self.files.iter().map(|c| (c.name.as_os_str(), c.id))
+    }
+
+    /// Mode and group of a table file.
+    fn access(&self) -> Access {
+        Access {
+            mode: self.opts.file_mode,
+            group: self.opts.group,
+        }
     }
 
     fn check_file(&self, file: &str) -> Result<()> {
@@ -485,7 +636,7 @@ impl Publication {
     pub fn publish_spec(&mut self, file: &str, spec: &TableSpec<'_>) -> Result<ShmTable> {
         self.check_file(file)?;
         let path = self.path.join(file);
-        let t = ShmTable::create_at(self.dir.as_fd(), &path, file, spec, self.opts.file_mode)?;
+        let t = ShmTable::create_at(self.dir.as_fd(), &path, file, spec, self.access())?;
         self.files.push(Created {
             name: file.into(),
             id: t.file_id(),
@@ -511,7 +662,7 @@ impl Publication {
     ) -> Result<NonNull<u8>> {
         self.check_file(file)?;
         let path = self.path.join(file);
-        let pending = Pending::create(self.dir.as_fd(), &path, file, len, self.opts.file_mode)?;
+        let pending = Pending::create(self.dir.as_fd(), &path, file, len, self.access())?;
         let base = pending.base;
         let (map, _file, id) = pending.commit(|base, len| {
             init(base, len).map_err(|source| PublishError::Table {
@@ -627,7 +778,7 @@ impl<'d> Pending<'d> {
         path: &Path,
         file: &str,
         len: u64,
-        mode: u32,
+        access: Access,
     ) -> Result<Pending<'d>> {
         let mut tmp = OsString::from(file);
         tmp.push(std::format!(".tmp.{}", std::process::id()));
@@ -638,7 +789,7 @@ impl<'d> Pending<'d> {
             dir,
             &tmp,
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
+            Mode::from_raw_mode(access.mode & 0o600),
         )
         .map_err(io_err(Op::Create, path))?;
         let mut p = Pending {
@@ -651,17 +802,17 @@ impl<'d> Pending<'d> {
             base: NonNull::dangling(),
             len: 0,
         };
-        p.allocate_and_map(len, mode)?;
+        p.allocate_and_map(len, access)?;
         Ok(p)
     }
 
-    fn allocate_and_map(&mut self, len: u64, mode: u32) -> Result<()> {
+    fn allocate_and_map(&mut self, len: u64, access: Access) -> Result<()> {
         let path = self.path.clone();
         let fd = self
             .fd
             .as_ref()
             .ok_or_else(|| PublishError::Removed { path: path.clone() })?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(io_err(Op::Chmod, &path))?;
+        set_access(fd, &path, access.mode, access.group)?;
         match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
             Ok(()) => {}
             Err(Errno::NOSPC) => {
@@ -761,8 +912,9 @@ mod tests {
     fn publishes_with_explicit_modes_and_removes_what_it_made() {
         let root = temp_root("modes");
         let opts = PublishOptions {
-            dir_mode: 0o750,
+            dir_mode: 0o710,
             file_mode: 0o600,
+            ..PublishOptions::default()
         };
         let mut p = Publication::create_dir(&root.join("vm"), opts).unwrap();
         let t = p.publish("vcpu", &plan()).unwrap();
@@ -771,7 +923,8 @@ mod tests {
             .unwrap();
         assert_eq!(t.table().layout().nr_records, 2);
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode(&root.join("vm")), 0o750);
+        assert_eq!(mode(&root.join("vm")), 0o710);
+        assert_eq!(mode(&root), 0o755, "the root it created");
         assert_eq!(mode(&root.join("vm/vcpu")), 0o600);
         assert_eq!(mode(&root.join("vm/domain")), 0o600);
         assert_eq!(p.files().count(), 2);
@@ -902,6 +1055,143 @@ mod tests {
         }
         drop((v, d));
         p.remove().unwrap();
+        fs::remove_dir(&root).unwrap();
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn the_default_modes_are_private() {
+        let root = temp_root("private");
+        let mut p = Publication::create(&root, "vm").unwrap();
+        let t = p.publish("vcpu", &plan()).unwrap();
+        assert_eq!(mode(&root), 0o755);
+        assert_eq!(mode(&root.join("vm")), 0o750);
+        assert_eq!(mode(&root.join("vm/vcpu")), 0o640);
+        drop(t);
+        p.remove().unwrap();
+        fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn a_group_is_given_to_the_directory_and_the_tables() {
+        use std::os::unix::fs::MetadataExt;
+        let root = temp_root("group");
+        // Our own group: any user may give it.
+        let gid = rustix::process::getegid().as_raw();
+        let opts = PublishOptions {
+            group: Some(gid),
+            ..PublishOptions::default()
+        };
+        let mut p = Publication::create_dir(&root.join("vm"), opts).unwrap();
+        let t = p.publish("vcpu", &plan()).unwrap();
+        assert_eq!(fs::metadata(root.join("vm")).unwrap().gid(), gid);
+        assert_eq!(fs::metadata(root.join("vm/vcpu")).unwrap().gid(), gid);
+        drop(t);
+        p.remove().unwrap();
+        fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn a_root_writable_by_others_is_refused_unless_sticky() {
+        let root = temp_root("writable");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        match Publication::create(&root, "vm") {
+            Err(e @ PublishError::WritableByOthers { mode: 0o777, .. }) => {
+                assert!(e.to_string().contains("0777"), "{e}");
+            }
+            other => panic!("expected WritableByOthers, got {other:?}"),
+        }
+        assert!(!root.join("vm").exists(), "nothing was created");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o1777)).unwrap();
+        Publication::create(&root, "vm").unwrap().remove().unwrap();
+        fs::remove_dir(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn a_symlink_or_dotdot_in_the_root_is_refused() {
+        let real = temp_root("real");
+        let link = temp_root("link");
+        fs::create_dir_all(real.join("r")).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            Publication::create(&link.join("r"), "vm"),
+            Err(PublishError::NotADirectory { path }) if path == link
+        ));
+        assert!(matches!(
+            Publication::create(&link, "vm"),
+            Err(PublishError::NotADirectory { .. })
+        ));
+        assert!(matches!(
+            Publication::create(&real.join("r/.."), "vm"),
+            Err(PublishError::BadPath { .. })
+        ));
+        assert_eq!(fs::read_dir(real.join("r")).unwrap().count(), 0);
+        assert!(!real.join("vm").exists());
+        fs::remove_file(&link).unwrap();
+        fs::remove_dir_all(&real).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn a_root_of_another_user_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            std::println!("skipped: needs root to give a directory to another user");
+            return;
+        }
+        let root = temp_root("owner");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), None).unwrap();
+        match Publication::create(&root, "vm") {
+            Err(e @ PublishError::NotOwned { owner: 65534, .. }) => {
+                assert!(e.to_string().contains("uid 65534"), "{e}");
+            }
+            other => panic!("expected NotOwned, got {other:?}"),
+        }
+        assert!(!root.join("vm").exists());
+        // A VM directory of another user, in our root, is refused too.
+        std::os::unix::fs::chown(&root, Some(0), None).unwrap();
+        fs::create_dir(root.join("vm")).unwrap();
+        std::os::unix::fs::chown(root.join("vm"), Some(65534), None).unwrap();
+        assert!(matches!(
+            Publication::create(&root, "vm"),
+            Err(PublishError::NotOwned { owner: 65534, .. })
+        ));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
+    fn a_stopping_producer_spares_its_successors_tables_and_lock() {
+        let root = temp_root("successor");
+        let mut a = Publication::create(&root, "vm").unwrap();
+        let ta = a.publish("vcpu", &plan()).unwrap();
+        // An admin removes A's directory; B takes the name over.
+        fs::remove_dir_all(root.join("vm")).unwrap();
+        let mut b = Publication::create(&root, "vm").unwrap();
+        let tb = b.publish("vcpu", &plan()).unwrap();
+        let b_file = fs::read(root.join("vm/vcpu")).unwrap();
+        drop(ta);
+        a.remove().unwrap();
+        assert_eq!(
+            fs::read(root.join("vm/vcpu")).unwrap(),
+            b_file,
+            "B's table stays"
+        );
+        assert!(matches!(
+            Publication::create(&root, "vm"),
+            Err(PublishError::InUse { .. })
+        ));
+        drop(tb);
+        b.remove().unwrap();
+        assert!(!root.join("vm").exists());
         fs::remove_dir(&root).unwrap();
     }
 }

@@ -23,7 +23,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub use crate::publish::fresh_generation;
 use crate::{
-    publish::{FileId, Pending, PublishError},
+    publish::{Access, FileId, Pending, PublishError},
     Control, Frames, Table, TableSpec, Writers,
 };
 
@@ -48,6 +48,11 @@ impl ShmTable {
     /// Creates (or replaces) the table at `path`, creating its parent
     /// directories. The file's mode is `0o644` (readable by everyone,
     /// writable by its owner), whatever the umask.
+    ///
+    /// A path-based helper for tests and tools that own their directory:
+    /// it makes none of [`crate::publish::Publication`]'s checks (no lock,
+    /// no owner checks, symlinks in `path`'s directories are followed).
+    /// A producer publishes through `Publication`.
     ///
     /// # Errors
     ///
@@ -96,7 +101,11 @@ impl ShmTable {
                 std::format!("opening the directory of {}: {e}", path.display()),
             )
         })?;
-        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, 0o644).map_err(to_io)
+        let access = Access {
+            mode: 0o644,
+            group: None,
+        };
+        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, access).map_err(to_io)
     }
 
     /// Creates table `file` in the directory `dir` (whose path is
@@ -106,13 +115,13 @@ impl ShmTable {
         path: &Path,
         file: &str,
         spec: &TableSpec<'_>,
-        mode: u32,
+        access: Access,
     ) -> Result<ShmTable, PublishError> {
         let invalid = |source| PublishError::Table {
             path: path.to_path_buf(),
             source,
         };
-        let pending = Pending::create(dir, path, file, spec.layout.mapping_len(), mode)?;
+        let pending = Pending::create(dir, path, file, spec.layout.mapping_len(), access)?;
         let mut table = None;
         let (map, file, id) = pending.commit(|base, len| {
             // SAFETY: the mapping is `len` bytes, readable and writable,

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 use vstats_kvm_vmm::publish::{check_name, default_dir, DEFAULT_DOMAIN_PERIOD};
 use vstats_kvm_vmm::{Publisher, Vm, VmConfig};
+use vstats_producer::publish::PublishOptions;
 
 /// Run a KVM VM and publish its vCPU and domain statistics live through
 /// vstats shared-memory tables.
@@ -30,10 +31,13 @@ struct Args {
     /// Number of vCPUs (one host thread each).
     #[arg(long, default_value_t = 2)]
     vcpus: u32,
-    /// Directory to publish in [default: /dev/shm/vstats/NAME].
+    /// Directory to publish in [default: ROOT/NAME, where ROOT is
+    /// $VSTATS_ROOT, else /dev/shm/vstats for root, else
+    /// $XDG_RUNTIME_DIR/vstats or /dev/shm/vstats-UID].
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Stop after this many seconds instead of waiting for a signal.
+    /// Stop after this many seconds instead of waiting for a signal (a
+    /// time too far to represent means never).
     #[arg(long)]
     seconds: Option<f64>,
     /// Minimum interval between two reads of a vCPU's KVM statistics.
@@ -48,6 +52,59 @@ struct Args {
     /// The KVM device.
     #[arg(long, default_value = "/dev/kvm")]
     kvm: PathBuf,
+    /// Mode of the table files, in octal. The VM directory gets rwx for
+    /// the owner and r-x for whoever may read the tables.
+    #[arg(long, default_value = "0640", value_parser = parse_mode)]
+    mode: u32,
+    /// Group of the VM directory and the tables: a gid, or a name from
+    /// /etc/group [default: the producer's group].
+    #[arg(long, value_parser = parse_group)]
+    group: Option<u32>,
+}
+
+/// A file mode in octal (`0640`, `640`, `0o640`), at most `0o777`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode from 0 to 0777")),
+    }
+}
+
+/// A gid, or a group name looked up in /etc/group.
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group to find group {s:?}: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(name, _)| *name == s)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| format!("no group {s:?} in /etc/group (give a gid)"))
+}
+
+/// The publication's modes for table mode `mode`: the VM directory lets
+/// in (r-x) whoever may read the tables.
+fn options(mode: u32, group: Option<u32>) -> PublishOptions {
+    let mut dir_mode = 0o700;
+    if mode & 0o040 != 0 {
+        dir_mode |= 0o050;
+    }
+    if mode & 0o004 != 0 {
+        dir_mode |= 0o005;
+    }
+    PublishOptions {
+        dir_mode,
+        file_mode: mode,
+        group,
+        ..PublishOptions::default()
+    }
 }
 
 fn main() -> ExitCode {
@@ -81,11 +138,12 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         None => default_dir(&args.name).map_err(flat)?,
     };
+    // A deadline beyond what an Instant holds is no deadline.
     let deadline = match args.seconds {
         Some(s) => {
             let d = Duration::try_from_secs_f64(s)
                 .with_context(|| format!("--seconds {s}: not a duration"))?;
-            Some(Instant::now() + d)
+            Instant::now().checked_add(d)
         }
         None => None,
     };
@@ -96,23 +154,20 @@ fn run() -> anyhow::Result<ExitCode> {
         ..VmConfig::new(args.vcpus)
     };
     let vm = Vm::create(config).map_err(flat)?;
-    let mut publisher = Publisher::new(vm, &dir).map_err(flat)?;
+    let opts = options(args.mode, args.group);
+    let mut publisher = Publisher::with_options(vm, &dir, opts).map_err(flat)?;
 
     let mut announced = false;
     let period = Duration::from_millis(args.domain_period_ms.max(1));
-    let result = publisher.run(period, |_| {
+    let stopping = || stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
+    let result = publisher.run_until(period, stopping, |_| {
         if !announced {
             announced = true;
             let mut out = std::io::stdout().lock();
             // A reader that went away must not stop the VM.
             let _ = writeln!(out, "published {}", dir.display()).and_then(|()| out.flush());
         }
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        if stop.load(Ordering::Relaxed) || expired {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        ControlFlow::Continue(())
     });
     let removed = publisher.remove();
     let stopped = result.map_err(flat)?;
