@@ -21,7 +21,7 @@ use crate::{
     produce::{self, ProduceOptions},
     sample::{self, SampleOptions},
     schema,
-    target::{self, Target, DEFAULT_ROOT, ROOT_ENV},
+    target::{self, Target},
 };
 
 /// Sample per-vCPU statistics from vstats shared-memory tables: a Xen
@@ -81,8 +81,9 @@ pub struct TargetArgs {
     /// libxenforeignmemory (loaded at run time).
     #[arg(long, value_name = "DOMID")]
     pub domid: Option<u16>,
-    /// Base directory of --name.
-    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    /// Base directory of --name: $VSTATS_ROOT, else /dev/shm/vstats for
+    /// root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for others.
+    #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
 }
 
@@ -200,8 +201,10 @@ pub struct CheckArgs {
 /// `list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The base directory of VM names.
-    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    /// The base directory of VM names: $VSTATS_ROOT, else /dev/shm/vstats
+    /// for root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for
+    /// others.
+    #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
     /// Output format (json: one object per line; openmetrics lists as json).
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -29,7 +29,7 @@ use crate::{
     filter::VcpuList,
     produce::READY_PREFIX,
     sample,
-    target::{check_name, Target, DEFAULT_ROOT, ROOT_ENV},
+    target::{check_name, Target},
 };
 
 /// How long the producer may take to publish.
@@ -49,8 +49,9 @@ pub struct DemoOptions {
     /// Publish as ROOT/NAME/ [default: demo-PID].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Base directory.
-    #[arg(long, value_name = "DIR", env = ROOT_ENV, default_value = DEFAULT_ROOT)]
+    /// Base directory: $VSTATS_ROOT, else /dev/shm/vstats for root and
+    /// $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for others.
+    #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
     /// Run the VM-less producer even where /dev/kvm works.
     #[arg(long)]
