@@ -82,7 +82,7 @@ pub struct TargetArgs {
     #[arg(long, value_name = "DOMID")]
     pub domid: Option<u16>,
     /// Base directory of --name: $VSTATS_ROOT, else /dev/shm/vstats for
-    /// root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for others.
+    /// root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-UID) for others.
     #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
 }
@@ -202,7 +202,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// The base directory of VM names: $VSTATS_ROOT, else /dev/shm/vstats
-    /// for root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for
+    /// for root and $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-UID) for
     /// others.
     #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,

@@ -50,7 +50,7 @@ pub struct DemoOptions {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Base directory: $VSTATS_ROOT, else /dev/shm/vstats for root and
-    /// $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-<uid>) for others.
+    /// $XDG_RUNTIME_DIR/vstats (or /dev/shm/vstats-UID) for others.
     #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
     /// Run the VM-less producer even where /dev/kvm works.
