@@ -101,6 +101,16 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     EXIT_ERROR
 }
 
+/// Whether `err` is a write to a closed pipe: the reader of the output
+/// went away, which ends a command's output rather than failing it.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 

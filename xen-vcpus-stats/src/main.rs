@@ -9,6 +9,9 @@ use xen_vcpus_stats::cli::{self, Cli};
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
+        // The reader of stdout went away (`list | head -1`): the output
+        // ends there, as with any Unix filter, and that is no error.
+        Err(err) if xen_vcpus_stats::error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("xen-vcpus-stats: {err:#}");
             ExitCode::from(xen_vcpus_stats::exit_code(&err))

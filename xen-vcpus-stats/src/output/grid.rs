@@ -5,6 +5,11 @@ use std::io::{self, Write};
 
 /// Rows of cells, each column as wide as its widest cell, two spaces
 /// between columns and no trailing spaces. Rows may differ in length.
+///
+/// Cells come from tables and directories other users may name: a control
+/// character in a cell (an escape sequence, a newline) is shown escaped
+/// (`\u{1b}`, `\n`), so that no cell can move the cursor, recolour the
+/// terminal or forge a line.
 #[derive(Clone, Debug)]
 pub struct Grid {
     align: &'static str,
@@ -24,10 +29,14 @@ impl Grid {
         g
     }
 
-    /// Appends a row.
+    /// Appends a row, its control characters escaped.
     pub fn row<S: ToString>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.rows
-            .push(cells.into_iter().map(|c| c.to_string()).collect());
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| printable(&c.to_string()))
+                .collect(),
+        );
     }
 
     /// Writes the rows, one line each.
@@ -40,7 +49,7 @@ impl Grid {
         let width: Vec<usize> = (0..cols)
             .map(|i| {
                 let cells = self.rows.iter().filter_map(|r| r.get(i));
-                cells.map(String::len).max().unwrap_or(0)
+                cells.map(|c| c.chars().count()).max().unwrap_or(0)
             })
             .collect();
         for r in &self.rows {
@@ -64,9 +73,38 @@ impl Grid {
     }
 }
 
+/// `s` with every control character escaped as Rust escapes it.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Grid;
+
+    #[test]
+    fn control_characters_are_escaped_and_widths_count_characters() {
+        let mut g = Grid::new("<<", ["NAME", "X"]);
+        g.row(["\u{1b}[2Jvm\nfake", "1"]);
+        g.row(["été", "2"]);
+        let mut out = Vec::new();
+        g.write(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert_eq!(
+            text,
+            "NAME               X\n\\u{1b}[2Jvm\\nfake  1\nété                2\n"
+        );
+    }
 
     #[test]
     fn columns_align_without_trailing_spaces() {
