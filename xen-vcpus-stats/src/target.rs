@@ -12,7 +12,7 @@ use crate::{
 /// The publication directory's names, defined once in `vstats-abi`: the
 /// default root (`/dev/shm/vstats`), the environment variable that
 /// changes it (`--root` wins), and the table file names.
-pub use vstats_abi::publish::{DEFAULT_ROOT, DOMAIN_FILE, ROOT_ENV, VCPU_FILE};
+pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 pub use vstats_consumer::follow::Vm;
 
 /// What to attach to.

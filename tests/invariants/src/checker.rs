@@ -33,9 +33,6 @@ use crate::{
     },
 };
 
-/// Where tables are published by VM name: `<DEFAULT_ROOT>/<name>/`.
-pub const DEFAULT_ROOT: &str = "/dev/shm/vstats";
-
 /// How long and how closely to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckOptions {
@@ -107,9 +104,11 @@ impl Target {
     }
 }
 
-/// The directory a VM called `name` publishes in: `/dev/shm/vstats/<name>`.
+/// The directory a VM called `name` publishes in, under the default root
+/// ([`vstats_consumer::discover::root`]: `$VSTATS_ROOT`, else
+/// `/dev/shm/vstats` for root and a root of their own for other users).
 pub fn vm_dir(name: &str) -> PathBuf {
-    Path::new(DEFAULT_ROOT).join(name)
+    vstats_consumer::discover::root().join(name)
 }
 
 /// The tables in a VM's directory: `<dir>/vcpu` and `<dir>/domain`.
