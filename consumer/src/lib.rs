@@ -140,6 +140,8 @@ pub mod encode;
 mod error;
 pub mod filter;
 pub mod follow;
+#[allow(unsafe_code)]
+mod guard;
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
@@ -160,5 +162,5 @@ pub use counter::{Counter, Source};
 pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
 pub use stats::{delta, rate, Aggregate, Delta, Summable};
-pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
+pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, Unit};
