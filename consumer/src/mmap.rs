@@ -189,6 +189,22 @@ impl MemView<'static> {
         Ok((MemView::map_len(&file, len)?, id))
     }
 
+    /// As [`MemView::map_file`], but a symbolic link at `path` (its last
+    /// component) is refused (`InvalidInput`, "not a regular file
+    /// (symbolic link)") without opening what it points to, and a FIFO,
+    /// device or directory is refused without being opened: for names a
+    /// reader derives itself (the `vcpu` and `domain` files of a VM
+    /// directory, anything found under the root).
+    ///
+    /// # Errors
+    ///
+    /// As for [`MemView::map_file`].
+    pub fn map_file_nofollow(path: &Path) -> io::Result<(MemView<'static>, FileId)> {
+        let (file, id, len) = open_regular(path, Follow::No)?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        Ok((MemView::map_len(&file, len)?, id))
+    }
+
     /// Maps `[0, len)` of `file` read-only and shared, after installing
     /// the `SIGBUS` handler.
     pub(crate) fn map_len(file: &File, len: usize) -> io::Result<MemView<'static>> {
