@@ -198,14 +198,14 @@ mod imp {
         let prev = PREVIOUS.get();
         let handler = prev.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
         if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+            // SAFETY: zeroed is a valid `sigaction` (empty mask, no
+            // flags, and `SIG_DFL` is 0).
+            let mut dfl: libc::sigaction = unsafe { core::mem::zeroed() };
+            dfl.sa_sigaction = libc::SIG_DFL;
             // SAFETY: restoring the default action, then raising the
             // signal again (blocked while we run, so delivered as we
             // return): the process dies of it as it would have.
-            unsafe {
-                let mut dfl: libc::sigaction = core::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, ptr::null_mut());
-            }
+            unsafe { libc::sigaction(sig, &dfl, ptr::null_mut()) };
             // SAFETY: `raise` is async-signal safe.
             unsafe { libc::raise(sig) };
         } else if prev.is_some_and(|p| p.sa_flags & libc::SA_SIGINFO != 0) {

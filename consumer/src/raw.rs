@@ -340,7 +340,8 @@ impl fmt::Debug for Region<'_> {
 ///    checks the alignment of the address it touches.
 /// 2. `[ptr, ptr + len)` stays mapped and readable for as long as the view
 ///    (or a clone) lives: its owner keeps it mapped, or, without an owner,
-///    it is borrowed for `'a`.
+///    it is borrowed for `'a`. (A mapped file that shrinks stays mapped,
+///    but its lost pages fault: see "Truncation".)
 /// 3. The memory may be written at any time by another party, but only
 ///    with atomic stores (or, from another process or a hypervisor, plain
 ///    machine stores): never with a Rust non-atomic write racing our
@@ -368,6 +369,22 @@ impl fmt::Debug for Region<'_> {
 /// references only through `unsafe` accessors whose callers promise the
 /// same. On 32-bit targets the 8-byte loads are outside that guarantee;
 /// the crate is meant for 64-bit hosts.
+///
+/// # Truncation
+///
+/// A file truncated while mapped makes loads past its new end fault
+/// (`SIGBUS`). On Linux x86-64 ([`crate::mem::SURVIVES_TRUNCATION`]) the
+/// view's loads ([`MemView::load`], [`MemView::copy_prefix`],
+/// [`MemView::read_seq_words`]) go through fault-guarded assembly
+/// routines, and the `SIGBUS` handler installed when a file is mapped
+/// ([`crate::mem::install_fault_handler`]) turns a fault in them into a
+/// failed load (`None`) instead of the process's death. Their effect is
+/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes), so
+/// the argument below is unchanged; the repository's `docs/abi.md`, section
+/// 11, gives it in full. The atomic references of the `unsafe`
+/// [`MemView::atomic`] and [`MemView::atomics`] are not guarded.
+/// Elsewhere, and under Miri, the loads are relaxed atomic loads and a
+/// fault is fatal.
 ///
 /// # Examples
 ///

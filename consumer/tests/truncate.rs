@@ -58,7 +58,8 @@ fn a_library_reader_survives_truncation() {
     if !SURVIVES_TRUNCATION {
         return;
     }
-    let cuts: [(&str, fn(u64) -> u64); 3] = [
+    type Cut = fn(u64) -> u64;
+    let cuts: [(&str, Cut); 3] = [
         ("zero", |_| 0),
         ("half", |len| len / 2),
         ("odd", |_| 4096 + 100),

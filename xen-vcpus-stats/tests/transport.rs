@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{stderr, stdout, tool, Scratch};
+use common::{tool, Scratch};
 use vstats_abi::{
     layout::{Layout, LayoutParams},
     record::VCPU_STD_DESCRIPTORS,
@@ -83,8 +83,11 @@ fn run_bounded(mut c: Command) -> (ExitStatus, String, String) {
     (st, t.join().unwrap(), e)
 }
 
+/// A new length for a file of the given length.
+type Cut = fn(u64) -> u64;
+
 /// How the table is cut.
-const CUTS: [(&str, fn(u64) -> u64); 3] = [
+const CUTS: [(&str, Cut); 3] = [
     ("zero", |_| 0),
     ("half", |len| len / 2),
     ("odd", |_| 4096 + 100),
@@ -146,7 +149,7 @@ fn check_survives_its_table_being_truncated() {
     });
 }
 
-fn check_truncated(what: &str, cut: fn(u64) -> u64) {
+fn check_truncated(what: &str, cut: Cut) {
     let s = Scratch::new("trunc-check");
     let t = publish(s.path(), 400);
     let len = std::fs::metadata(t.path()).unwrap().len();
@@ -190,7 +193,6 @@ fn check_truncated(what: &str, cut: fn(u64) -> u64) {
         Some(0),
         "{what}: a lost table is not a pass: {out} {err}"
     );
-    eprintln!("{what}: {st:?}\n{out}\n{err}");
     drop(t);
 }
 
@@ -366,5 +368,4 @@ fn a_sparse_gigabyte_costs_no_more_than_the_table() {
         "{out} {err}"
     );
     drop(t);
-    let _ = (stdout, stderr);
 }
