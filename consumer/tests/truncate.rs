@@ -112,3 +112,57 @@ fn a_library_reader_survives_truncation() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+const RAW_CHILD: &str = "VSTATS_RAW_FAULT_CHILD";
+
+/// A child that faults outside the guarded loads: through the unguarded
+/// atomic reference of `MemView::atomic`, on a page its file lost.
+#[test]
+fn raw_fault_child() {
+    let Some(path) = std::env::var_os(RAW_CHILD) else {
+        return;
+    };
+    let (view, _) = vstats_consumer::mem::MemView::map_file(Path::new(&path)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(view.load::<u64>(4096), None, "the guarded load survives");
+    // SAFETY: the reference is used for one relaxed load only, as
+    // `MemView::atomic` asks; that the page is gone is the point.
+    let a = unsafe { view.atomic::<u64>(4096) }.unwrap();
+    let v = a.load(std::sync::atomic::Ordering::Relaxed);
+    println!("not reached: {v}");
+}
+
+#[test]
+fn a_fault_outside_the_guarded_loads_still_kills() {
+    if !SURVIVES_TRUNCATION {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("vstats-rawfault-{}", std::process::id()));
+    std::fs::write(&path, vec![0u8; 2 * 4096]).unwrap();
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "raw_fault_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RAW_CHILD, &path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("not reached"), "{out}");
+    // The handler passed it on to the Rust runtime's, which restores the
+    // default action: the child dies of SIGBUS as it would without us.
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGBUS),
+        "{:?} {out}",
+        o.status
+    );
+}
