@@ -154,7 +154,7 @@ fn check_truncated(what: &str, cut: Cut) {
     let t = publish(s.path(), 400);
     let len = std::fs::metadata(t.path()).unwrap().len();
     let mut c = tool();
-    c.args(["check", "--duration", "20", "--interval", "0.01", "--path"])
+    c.args(["check", "--duration", "10", "--interval", "0.01", "--path"])
         .arg(s.path());
     let mut child = c
         .stdin(Stdio::null())
