@@ -49,7 +49,8 @@ impl Entry {
     }
 }
 
-/// The VMs under `root` (each subdirectory), sorted by name; an empty list
+/// The VMs under `root` (each subdirectory, not a symbolic link to one),
+/// sorted by name; an empty list
 /// when `root` does not exist. Whether a directory holds valid tables is
 /// for [`Entry::open`] to tell.
 ///
@@ -63,10 +64,12 @@ pub fn list(root: &Path) -> Result<Vec<Entry>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(root, e)),
     };
+    // The entry's own type (`d_type`, else `lstat`): a symbolic link to a
+    // directory is not a VM directory, it is not followed.
     let mut dirs: Vec<PathBuf> = rd
         .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
     Ok(dirs

@@ -62,6 +62,42 @@ pub enum Error {
         /// The limit.
         cap: u32,
     },
+    /// The records hold more counter words in all than the consumer
+    /// copies per snapshot ([`crate::MAX_COUNTER_WORDS`]).
+    #[error(
+        "{}: {nr_records} records of {per_record} counter words exceed the limit of {cap} \
+         counter words per table",
+        Origin(.path)
+    )]
+    TooManyCounterWords {
+        /// The file, `None` for raw memory.
+        path: Option<PathBuf>,
+        /// Slots in the table.
+        nr_records: u32,
+        /// Counter words per record.
+        per_record: u64,
+        /// The limit on `nr_records * per_record`.
+        cap: u64,
+    },
+    /// The path is not a regular file (a FIFO, a device, a directory, a
+    /// socket, or a symbolic link where links are not followed): it was
+    /// refused, without reading it.
+    #[error("{}: not a regular file ({kind}); refused", .path.display())]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is: `"FIFO"`, `"character device"`, `"symbolic link"` ...
+        kind: &'static str,
+    },
+    /// The table's file shrank while it was mapped (truncated, by its
+    /// producer or anyone who may write it): a load of a page past the new
+    /// end faulted (`SIGBUS`, survived), and the table can no longer be
+    /// read. Its records read in that snapshot are marked not read.
+    #[error("{}: the table file was truncated while mapped; the table is lost", Origin(.path))]
+    Truncated {
+        /// The file, `None` for raw memory.
+        path: Option<PathBuf>,
+    },
     /// A record stayed mid-update (odd seq) or kept changing for every
     /// attempt: its writer is updating it, or died while updating it.
     #[error("record {record} busy: seq {seq} after {attempts} read attempts")]
@@ -160,6 +196,17 @@ impl Error {
         match self {
             Error::Invalid { error, .. } => Some(error.rule()),
             _ => None,
+        }
+    }
+
+    /// Maps an error opening a table file on `path`.
+    pub(crate) fn open(path: &Path, e: crate::mmap::OpenError) -> Error {
+        match e {
+            crate::mmap::OpenError::Io(io) => Error::io(path, io),
+            crate::mmap::OpenError::NotRegular(kind) => Error::NotRegularFile {
+                path: path.to_path_buf(),
+                kind,
+            },
         }
     }
 

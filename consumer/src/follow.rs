@@ -60,6 +60,19 @@ impl Source {
         })
     }
 
+    /// As [`Source::open_file`], refusing a symbolic link
+    /// ([`Table::open_nofollow`]): for the table files of a VM directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`Table::open_nofollow`].
+    pub fn open_file_nofollow(path: &Path) -> Result<Source> {
+        Ok(Source {
+            table: Table::open_nofollow(path)?,
+            origin: Origin::File(path.to_owned()),
+        })
+    }
+
     /// Which table this is, as its magic says.
     pub fn kind(&self) -> TableKind {
         self.table.info().kind()
@@ -84,6 +97,14 @@ impl Source {
     ///
     /// An I/O error checking the file.
     pub fn restarted(&self) -> Result<bool> {
+        if self.table.is_lost() {
+            // A truncated file that a new one replaced is a restart;
+            // truncated in place, the table is gone.
+            return match self.origin {
+                Origin::File(_) if self.table.file_replaced()? => Ok(true),
+                _ => self.table.check_lost().map(|()| true),
+            };
+        }
         if self.table.is_stale() {
             return Ok(true);
         }
@@ -102,7 +123,7 @@ impl Source {
     /// As when it was first opened.
     pub fn reopen(&self) -> Result<Option<Source>> {
         let table = match &self.origin {
-            Origin::File(path) => match Table::open(path) {
+            Origin::File(_) => match self.table.reopen() {
                 Ok(t) => t,
                 Err(Error::Io { io, .. }) if io.kind() == io::ErrorKind::NotFound => {
                     return Ok(None)
@@ -163,7 +184,11 @@ pub struct Vm {
 /// Whether `path` exists; an error when that cannot be told (a directory
 /// on the way is not searchable).
 fn exists(path: &Path) -> Result<bool> {
-    path.try_exists().map_err(|e| Error::io(path, e))
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -184,10 +209,10 @@ impl Vm {
         let vcpu_path = dir.join(VCPU_FILE);
         let domain_path = dir.join(DOMAIN_FILE);
         let vcpu = exists(&vcpu_path)?
-            .then(|| Source::open_file(&vcpu_path))
+            .then(|| Source::open_file_nofollow(&vcpu_path))
             .transpose()?;
         let domain = exists(&domain_path)?
-            .then(|| Source::open_file(&domain_path))
+            .then(|| Source::open_file_nofollow(&domain_path))
             .transpose()?;
         if vcpu.is_none() && domain.is_none() {
             // Distinguish "not there" from "cannot look" (permission).

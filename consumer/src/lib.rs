@@ -10,7 +10,7 @@
 //!
 //! | module | what it does |
 //! | --- | --- |
-//! | `raw`, `mmap` (private) | the only `unsafe` besides the backends: atomic loads from a read-only mapping, and mapping a file |
+//! | `raw`, `mmap`, `guard` (private) | the only `unsafe` besides the backends: loads from a read-only mapping, fault-guarded where a truncated file would kill the reader; opening (regular files only) and mapping a file |
 //! | [`Table`] (`table`) | copy the head, validate it ([`vstats_abi::validate()`]), read records under the seq protocol; notice a stale header or a replaced file |
 //! | [`Snapshot`], [`Counter`] | one consistent copy of every record; counters by name, scaled, histograms |
 //! | [`delta`], [`rate`], [`Aggregate`] (`stats`) | what two snapshots or many records say together; `Aggregate<u64>` for values, `Aggregate<f64>` for rates |
@@ -68,6 +68,15 @@
 //!
 //! # How a table is read
 //!
+//! - **Open safely, map what the table describes.** A table file is
+//!   opened `O_RDONLY | O_NONBLOCK` and must be a regular file
+//!   ([`Error::NotRegularFile`]: a FIFO does not hang the reader, a
+//!   device is not read); names found under the root are not followed
+//!   when they are symbolic links ([`Table::open_nofollow`],
+//!   [`discover::list`]), a path the user names is ([`Table::open`]).
+//!   Only the head, then the table's described extent, is mapped
+//!   ([`Table::mapped_len`]), whatever the file's size; [`MAX_RECORDS`]
+//!   and [`MAX_COUNTER_WORDS`] bound the rest.
 //! - **Copy, then validate, then use.** Opening copies the table's head
 //!   (`[0, offset)`: header, extension header, descriptors; at most
 //!   [`MAX_HEAD_LEN`]) into private memory with atomic loads, validates
@@ -75,7 +84,18 @@
 //!   the copy. Records are read from the mapping.
 //! - **Atomic loads only.** The mapping is never seen as `&[u8]`: every
 //!   read is a `Relaxed` atomic load of at most 8 bytes, which the standard
-//!   library allows on read-only memory, plus fences. Every access goes
+//!   library allows on read-only memory, plus fences; on Linux x86-64, its
+//!   twin in assembly that survives a fault (next item).
+//! - **Truncation survived.** A file truncated while mapped faults
+//!   (`SIGBUS`) on the lost pages. On Linux x86-64 the loads go through
+//!   fault-guarded routines and a `SIGBUS` handler (installed when the
+//!   first file is mapped; faults elsewhere go to the previous handler or
+//!   the default action) makes them fail instead: the table is lost
+//!   ([`Table::is_lost`]), its records read as not read, and
+//!   [`follow::Vm::follow`] reports [`Error::Truncated`]. Elsewhere, and
+//!   under Miri, a truncation kills the reader
+//!   ([`mem::SURVIVES_TRUNCATION`] is false). `docs/abi.md`, section 11,
+//!   has the design and its soundness argument. Every access goes
 //!   through one view of the memory, [`mem::MemView`], with one bounds-
 //!   and-alignment check and one safety argument; it is public, for
 //!   readers that need every byte of a mapping (the invariant checker).
@@ -114,8 +134,8 @@
 //! path, with [`Error::PermissionDenied`] apart from other
 //! [`Error::Io`]; [`Error::Busy`] and [`Error::NoSuchRecord`] come from
 //! reading records. Nothing in this crate panics on table contents, and
-//! every allocation is bounded by the mapping's length and the limits
-//! [`MAX_HEAD_LEN`] and [`MAX_RECORDS`].
+//! every allocation is bounded by the limits [`MAX_HEAD_LEN`],
+//! [`MAX_RECORDS`] and [`MAX_COUNTER_WORDS`], never by a file's size.
 //!
 //! # Safety
 //!
@@ -127,8 +147,8 @@
 //! `unsafe` because the memory may be read-only: the caller promises only
 //! relaxed loads through the references. All other entry points are safe
 //! ([`Table::from_view`] takes a view that already holds those promises).
-//! Unsafe code lives only in the private modules `raw` and `mmap` and in
-//! the Xen backend `xen`; every other module denies it.
+//! Unsafe code lives only in the private modules `raw`, `mmap` and
+//! `guard` and in the Xen backend `xen`; every other module denies it.
 #![deny(unsafe_code)]
 
 // Lets `vstats_consumer::` paths written for users work inside the crate.
@@ -140,6 +160,8 @@ pub mod encode;
 mod error;
 pub mod filter;
 pub mod follow;
+#[allow(unsafe_code)]
+mod guard;
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
@@ -160,5 +182,5 @@ pub use counter::{Counter, Source};
 pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
 pub use stats::{delta, rate, Aggregate, Delta, Summable};
-pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_HEAD_LEN, MAX_RECORDS};
+pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

@@ -33,6 +33,28 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// Whether this build survives a table file truncated while it is mapped
+/// (true on Linux x86-64 outside Miri): loads from mapped memory go
+/// through fault-guarded routines and a `SIGBUS` handler, so a truncated
+/// table reads as lost ([`crate::Error::Truncated`]) instead of killing
+/// the process. Where false, a reader of a file that someone truncates
+/// dies of `SIGBUS`: such a consumer should say so to its user.
+pub const SURVIVES_TRUNCATION: bool = crate::guard::GUARDED;
+
+/// Installs the process-wide `SIGBUS` handler that makes loads from a
+/// truncated mapping fail instead of killing the process (opening a file
+/// does it; call this for memory mapped otherwise, e.g. with
+/// [`MemView::from_raw_parts`]). Idempotent. Returns whether the handler
+/// is installed ([`SURVIVES_TRUNCATION`] and `sigaction` succeeded).
+///
+/// Faults elsewhere go to the handler installed before (or the default
+/// action). Install it before other libraries install theirs, or after
+/// them: a handler installed later that does not chain to it takes
+/// truncation survival away.
+pub fn install_fault_handler() -> bool {
+    crate::guard::install()
+}
+
 pub use crate::{
     mmap::FileId,
     raw::{AtomicInt, MemView, MemViewMut},

@@ -62,35 +62,165 @@ fn misaligned(e: crate::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// Whether a path's last component may be a symbolic link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// Follow it: a path the user named.
+    Yes,
+    /// Refuse it: a name the consumer derived (under the root, inside a
+    /// VM directory).
+    No,
+}
+
+/// Why a table file was not opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The system said no.
+    Io(io::Error),
+    /// Not a regular file: what it is instead.
+    NotRegular(&'static str),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
+}
+
+impl From<OpenError> for io::Error {
+    fn from(e: OpenError) -> io::Error {
+        match e {
+            OpenError::Io(e) => e,
+            OpenError::NotRegular(kind) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not a regular file ({kind})"),
+            ),
+        }
+    }
+}
+
+/// What a file type is, for messages.
+fn kind_of(ft: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        None
+    } else if ft.is_symlink() {
+        Some("symbolic link")
+    } else if ft.is_dir() {
+        Some("directory")
+    } else if ft.is_fifo() {
+        Some("FIFO")
+    } else if ft.is_char_device() {
+        Some("character device")
+    } else if ft.is_block_device() {
+        Some("block device")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else {
+        Some("not a file")
+    }
+}
+
+/// Opens a table file read-only: `O_RDONLY | O_NONBLOCK | O_CLOEXEC`,
+/// plus `O_NOFOLLOW` unless `follow` says otherwise, then `fstat`s it and
+/// refuses anything but a regular file. With [`Follow::No`] the path is
+/// first `lstat`ed, so a FIFO, device, directory or symlink is refused
+/// without being opened at all; `O_NOFOLLOW` and the `fstat` close the race
+/// with a rename in between (a device swapped in is then opened
+/// non-blocking and refused, never read). A FIFO never blocks the open
+/// (`O_NONBLOCK`). Returns the file, its identity and its size.
+pub(crate) fn open_regular(path: &Path, follow: Follow) -> Result<(File, FileId, u64), OpenError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let pre = match follow {
+        Follow::No => std::fs::symlink_metadata(path)?,
+        Follow::Yes => std::fs::metadata(path)?,
+    };
+    if let Some(kind) = kind_of(pre.file_type()) {
+        return Err(OpenError::NotRegular(kind));
+    }
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if follow == Follow::No {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if follow == Follow::No => OpenError::NotRegular("symbolic link"),
+            _ => OpenError::Io(e),
+        })?;
+    let meta = file.metadata()?;
+    if let Some(kind) = kind_of(meta.file_type()) {
+        return Err(OpenError::NotRegular(kind));
+    }
+    Ok((file, FileId::of_metadata(&meta), meta.len()))
+}
+
+/// The system's page size (4096 if it cannot be told).
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: `sysconf` reads a constant of the system; no memory is
+    // involved.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
 impl MemView<'static> {
-    /// Opens `path` read-only (`O_RDONLY`) and maps the whole file
-    /// read-only and shared (`PROT_READ`, `MAP_SHARED`), so the producer's
-    /// later stores are visible. The file descriptor is closed on return;
-    /// the mapping stays until the view and its clones are dropped. Returns
-    /// the view and the identity of the file mapped. An empty file gives an
-    /// empty view.
+    /// Opens `path` as a table file (regular files only; `O_RDONLY |
+    /// O_NONBLOCK | O_CLOEXEC`, following a symlink: the caller named the
+    /// path) and maps the whole file read-only and shared (`PROT_READ`,
+    /// `MAP_SHARED`), so the producer's later stores are visible. The file
+    /// descriptor is closed on return; the mapping stays until the view and
+    /// its clones are dropped. Returns the view and the identity of the
+    /// file mapped. An empty file gives an empty view.
     ///
-    /// The producer must never truncate a mapped file: loads of the
-    /// missing pages would fault (`SIGBUS`).
+    /// Installs the process's `SIGBUS` handler (see [`MemView`],
+    /// "Truncation"), so that a file truncated while mapped makes loads
+    /// fail (`None`) instead of killing the process.
     ///
     /// # Errors
     ///
-    /// I/O errors opening, inspecting or mapping the file.
+    /// I/O errors opening, inspecting or mapping the file;
+    /// `InvalidInput` for a path that is not a regular file (a FIFO, a
+    /// device, a directory).
     pub fn map_file(path: &Path) -> io::Result<(MemView<'static>, FileId)> {
-        let file = File::open(path)?;
-        let id = FileId::of_metadata(&file.metadata()?);
-        let map = MmapOptions::new().map_raw_read_only(&file)?;
+        let (file, id, len) = open_regular(path, Follow::Yes)?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        Ok((MemView::map_len(&file, len)?, id))
+    }
+
+    /// As [`MemView::map_file`], but a symbolic link at `path` (its last
+    /// component) is refused (`InvalidInput`, "not a regular file
+    /// (symbolic link)") without opening what it points to, and a FIFO,
+    /// device or directory is refused without being opened: for names a
+    /// reader derives itself (the `vcpu` and `domain` files of a VM
+    /// directory, anything found under the root).
+    ///
+    /// # Errors
+    ///
+    /// As for [`MemView::map_file`].
+    pub fn map_file_nofollow(path: &Path) -> io::Result<(MemView<'static>, FileId)> {
+        let (file, id, len) = open_regular(path, Follow::No)?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        Ok((MemView::map_len(&file, len)?, id))
+    }
+
+    /// Maps `[0, len)` of `file` read-only and shared, after installing
+    /// the `SIGBUS` handler.
+    pub(crate) fn map_len(file: &File, len: usize) -> io::Result<MemView<'static>> {
+        crate::guard::install();
+        let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
         let (ptr, len) = parts(&map);
         // SAFETY: `MmapRaw` never hands out references to its memory and
-        // keeps `[ptr, ptr + len)` mapped and readable until it is dropped;
-        // it becomes the view's owner, dropped after the last access
-        // (invariant 2). The other party writes the file from another
-        // process, never with a Rust non-atomic write in ours (invariant
-        // 3). A producer that truncates the file while it is mapped makes
-        // our loads fault (SIGBUS): a documented producer rule, not
-        // something this process can prevent.
+        // keeps `[ptr, ptr + len)` mapped until it is dropped; it becomes
+        // the view's owner, dropped after the last access (invariant 2).
+        // The other party writes the file from another process, never with
+        // a Rust non-atomic write in ours (invariant 3). A file truncated
+        // while mapped makes loads of the lost pages fault (`SIGBUS`): the
+        // views load through `guard`, which survives that where it is
+        // built (see `MemView`, "Truncation").
         let view = unsafe { MemView::from_raw_parts(ptr, len, Some(Box::new(map))) };
-        Ok((view.map_err(misaligned)?, id))
+        view.map_err(misaligned)
     }
 }
 

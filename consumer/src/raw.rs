@@ -14,9 +14,19 @@ use core::{
 };
 use std::sync::Arc;
 
-use vstats_abi::seqlock::{read_words, Busy};
+use vstats_abi::seqlock::Busy;
 
-use crate::{Error, Result, Table};
+use crate::{guard, Error, Result, Table};
+
+/// How a guarded seq read went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SeqRead {
+    /// The seq protocol's answer: the seq the copy is consistent with, or
+    /// busy.
+    Read(core::result::Result<u32, Busy>),
+    /// A load faulted: the memory is gone (a truncated file).
+    Faulted,
+}
 
 mod sealed {
     /// Keeps [`super::AtomicInt`] implemented only here.
@@ -35,10 +45,18 @@ pub trait AtomicInt: sealed::Sealed + Copy + Send + Sync + 'static {
     fn load_relaxed(a: &Self::Atomic) -> Self;
     /// A relaxed store.
     fn store_relaxed(a: &Self::Atomic, v: Self);
+    /// A load through the fault-guarded routines of `guard` (a relaxed
+    /// atomic load where they do not exist); `None` when it faulted.
+    ///
+    /// # Safety
+    ///
+    /// `p` is aligned for `Self` and lies inside a region of this module.
+    #[doc(hidden)]
+    unsafe fn load_guarded(p: *const Self) -> Option<Self>;
 }
 
 macro_rules! atomic_int {
-    ($($t:ty => $a:ty),*) => {$(
+    ($($t:ty => $a:ty, $g:ident),*) => {$(
         impl sealed::Sealed for $t {}
         impl AtomicInt for $t {
             type Atomic = $a;
@@ -50,6 +68,11 @@ macro_rules! atomic_int {
             fn store_relaxed(a: &$a, v: $t) {
                 a.store(v, Ordering::Relaxed)
             }
+            #[inline]
+            unsafe fn load_guarded(p: *const $t) -> Option<$t> {
+                // SAFETY: the caller's promise, which is `guard`'s.
+                unsafe { guard::$g(p) }
+            }
         }
         // What the views' casts rely on.
         const _: () = assert!(size_of::<$a>() == size_of::<$t>());
@@ -57,7 +80,12 @@ macro_rules! atomic_int {
     )*};
 }
 
-atomic_int!(u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64);
+atomic_int!(
+    u8 => AtomicU8, load_u8,
+    u16 => AtomicU16, load_u16,
+    u32 => AtomicU32, load_u32,
+    u64 => AtomicU64, load_u64
+);
 
 /// Whatever keeps a view's memory mapped: dropped after the last access of
 /// the last view sharing it.
@@ -188,11 +216,59 @@ impl<'a> Region<'a> {
         self.atomics::<T>(off, 1)?.first()
     }
 
-    /// Relaxed load: allowed on read-only memory for widths up to 8 bytes
-    /// (see [`MemView`]).
+    /// A load of the `T` at byte `off` through `guard` (a relaxed atomic
+    /// load, or its assembly twin that survives a fault): `None` when out
+    /// of bounds, misaligned, or when the load faulted.
     #[inline]
     fn load<T: AtomicInt>(&self, off: u64) -> Option<T> {
-        self.atomic::<T>(off).map(T::load_relaxed)
+        let p = self.check(off, size_of::<T>(), align_of::<T::Atomic>())?;
+        // SAFETY: `p` is aligned and inside the region (`check`): mapped
+        // (invariant 2, or a mapping that shrank, which `guard` survives)
+        // and written by others only atomically (invariant 3).
+        unsafe { T::load_guarded(p.cast::<T>().cast_const()) }
+    }
+
+    /// Reads `out.len()` words at `words_off` consistently with the seq
+    /// at `seq_off` (S1-S4 of `vstats_abi::seqlock`, at most `attempts`
+    /// attempts), one guarded call per attempt. `None` when out of bounds
+    /// or misaligned.
+    #[inline]
+    fn read_seq(
+        &self,
+        seq_off: u64,
+        words_off: u64,
+        out: &mut [u64],
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        let seq = self.check(seq_off, 4, 4)?;
+        let words = self.check(words_off, out.len().checked_mul(8)?, 8)?;
+        let attempts = attempts.max(1);
+        let mut last = 0;
+        for _ in 0..attempts {
+            // SAFETY: `seq` and `[words, words + 8 * out.len())` are
+            // aligned and inside the region (`check`), as `guard` asks;
+            // `out` is ours to write, `out.len()` words.
+            let r = unsafe {
+                guard::seq_copy(
+                    seq.cast::<u32>().cast_const(),
+                    words.cast::<u64>().cast_const(),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            };
+            let Some([s1, s3]) = r else {
+                return Some(SeqRead::Faulted);
+            };
+            if s1 & 1 == 0 && s1 == s3 {
+                return Some(SeqRead::Read(Ok(s1)));
+            }
+            last = if s1 & 1 == 1 { s1 } else { s3 };
+            core::hint::spin_loop();
+        }
+        Some(SeqRead::Read(Err(Busy {
+            seq: last,
+            attempts,
+        })))
     }
 
     /// The region `[off, off + len)`, borrowing `self`.
@@ -264,7 +340,8 @@ impl fmt::Debug for Region<'_> {
 ///    checks the alignment of the address it touches.
 /// 2. `[ptr, ptr + len)` stays mapped and readable for as long as the view
 ///    (or a clone) lives: its owner keeps it mapped, or, without an owner,
-///    it is borrowed for `'a`.
+///    it is borrowed for `'a`. (A mapped file that shrinks stays mapped,
+///    but its lost pages fault: see "Truncation".)
 /// 3. The memory may be written at any time by another party, but only
 ///    with atomic stores (or, from another process or a hypervisor, plain
 ///    machine stores): never with a Rust non-atomic write racing our
@@ -292,6 +369,22 @@ impl fmt::Debug for Region<'_> {
 /// references only through `unsafe` accessors whose callers promise the
 /// same. On 32-bit targets the 8-byte loads are outside that guarantee;
 /// the crate is meant for 64-bit hosts.
+///
+/// # Truncation
+///
+/// A file truncated while mapped makes loads past its new end fault
+/// (`SIGBUS`). On Linux x86-64 ([`crate::mem::SURVIVES_TRUNCATION`]) the
+/// view's loads ([`MemView::load`], [`MemView::copy_prefix`],
+/// [`MemView::read_seq_words`]) go through fault-guarded assembly
+/// routines, and the `SIGBUS` handler installed when a file is mapped
+/// ([`crate::mem::install_fault_handler`]) turns a fault in them into a
+/// failed load (`None`) instead of the process's death. Their effect is
+/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes), so
+/// the argument below is unchanged; the repository's `docs/abi.md`, section
+/// 11, gives it in full. The atomic references of the `unsafe`
+/// [`MemView::atomic`] and [`MemView::atomics`] are not guarded.
+/// Elsewhere, and under Miri, the loads are relaxed atomic loads and a
+/// fault is fatal.
 ///
 /// # Examples
 ///
@@ -441,8 +534,9 @@ impl<'a> MemView<'a> {
     /// Copies the `out.len()` `u64` words at byte `words_off` consistently
     /// with the seq word at byte `seq_off`, following the reader side of
     /// `vstats_abi::seqlock` (S1-S4) with at most `attempts` attempts.
-    /// `None` when either is outside the view or misaligned; else the seq
-    /// value the copy is consistent with, or [`Busy`].
+    /// `None` when either is outside the view or misaligned, or when the
+    /// memory faulted (a truncated file; see [`MemView`], "Truncation");
+    /// else the seq value the copy is consistent with, or [`Busy`].
     #[inline]
     pub fn read_seq_words(
         &self,
@@ -451,11 +545,22 @@ impl<'a> MemView<'a> {
         out: &mut [u64],
         attempts: u32,
     ) -> Option<core::result::Result<u32, Busy>> {
-        let seq = self.region.atomic::<u32>(seq_off)?;
-        let words = self.region.atomics::<u64>(words_off, out.len())?;
-        // `read_words` only loads `Relaxed` and orders with fences, which
-        // read-only memory allows (see the type's docs).
-        Some(read_words(seq, words, out, attempts))
+        match self.region.read_seq(seq_off, words_off, out, attempts)? {
+            SeqRead::Read(r) => Some(r),
+            SeqRead::Faulted => None,
+        }
+    }
+
+    /// As [`MemView::read_seq_words`], telling a fault apart.
+    #[inline]
+    pub(crate) fn read_seq(
+        &self,
+        seq_off: u64,
+        words_off: u64,
+        out: &mut [u64],
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        self.region.read_seq(seq_off, words_off, out, attempts)
     }
 }
 

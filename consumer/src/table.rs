@@ -3,6 +3,7 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
     time::Instant,
 };
 
@@ -16,6 +17,8 @@ use vstats_abi::{
 use crate::{
     counter::{counters_of, Counter},
     mem::{FileId, MemView},
+    mmap::{open_regular, page_size, Follow},
+    raw::SeqRead,
     snapshot::RecordStamp,
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
@@ -30,6 +33,13 @@ pub const MAX_HEAD_LEN: u64 = 16 << 20;
 /// allocates at most about 2^20 x 72 bytes plus the records' counter
 /// words (which are fewer bytes than the mapping).
 pub const MAX_RECORDS: u32 = 1 << 20;
+
+/// Most counter words a table's records may hold in all (`nr_records x
+/// (size - 8) / 8`): 2^22, so one [`Snapshot`] copies at most 32 MiB of
+/// counters and reading a table costs time and memory in proportion to
+/// it. A table with more is refused with [`Error::TooManyCounterWords`].
+/// (A 4096-vCPU VM with 64 counters per vCPU has 2^18.)
+pub const MAX_COUNTER_WORDS: u64 = 1 << 22;
 
 /// Default number of attempts to read one record consistently before
 /// giving up with [`Error::Busy`]: 1024.
@@ -65,30 +75,75 @@ pub struct Table {
     info: TableInfo,
     counters: Vec<Counter>,
     /// The file and its identity when it was opened.
-    file: Option<(PathBuf, FileId)>,
+    file: Option<(PathBuf, FileId, Follow)>,
     max_attempts: u32,
+    /// A load from the mapping faulted: the file was truncated.
+    lost: AtomicBool,
 }
 
 impl Table {
-    /// Opens the table in the file at `path`: the file is opened read-only
-    /// (`O_RDONLY`) and mapped read-only and shared, its head copied and
-    /// validated. The file descriptor is not kept.
+    /// Opens the table in the file at `path`, which the caller named: a
+    /// symbolic link is followed (see [`Table::open_nofollow`] for names
+    /// found under the root). The file is opened `O_RDONLY | O_NONBLOCK |
+    /// O_CLOEXEC` and must be a regular file (a FIFO, a device or a
+    /// directory is refused without blocking or reading it). Only the head
+    /// is mapped at first (at most [`MAX_HEAD_LEN`] bytes), copied and
+    /// validated; then only the table's described extent (head and
+    /// records, rounded up to a page, never the rest of a larger file) is
+    /// mapped read-only and shared. The file descriptor is not kept.
     ///
-    /// The producer must never truncate a published file (reads of the
-    /// mapping would then fault with `SIGBUS`); to restart, it publishes a
-    /// new file under the same name (new inode), which
+    /// A file truncated while mapped does not kill the reader where the
+    /// guarded loads exist (Linux x86-64): the table becomes lost
+    /// ([`Table::is_lost`], [`Error::Truncated`]). A producer restarts by
+    /// publishing a new file under the same name (new inode), which
     /// [`Table::file_replaced`] detects and [`Table::reopen`] follows.
     ///
     /// # Errors
     ///
     /// [`Error::PermissionDenied`] or [`Error::Io`] when the file cannot
-    /// be opened or mapped; [`Error::Invalid`] (with the path and the ABI
-    /// rule) when it is not a valid table; [`Error::HeadTooLarge`] and
-    /// [`Error::TooManyRecords`] beyond this crate's limits.
+    /// be opened or mapped; [`Error::NotRegularFile`]; [`Error::Invalid`]
+    /// (with the path and the ABI rule) when it is not a valid table;
+    /// [`Error::HeadTooLarge`], [`Error::TooManyRecords`] and
+    /// [`Error::TooManyCounterWords`] beyond this crate's limits;
+    /// [`Error::Truncated`] when the file shrank while it was read.
     pub fn open(path: impl AsRef<Path>) -> Result<Table> {
-        let path = path.as_ref();
-        let (map, id) = MemView::map_file(path).map_err(|e| Error::io(path, e))?;
-        Table::init(map, Some((path.to_path_buf(), id)))
+        Table::open_with(path.as_ref(), Follow::Yes)
+    }
+
+    /// As [`Table::open`], but a symbolic link at `path` (its last
+    /// component) is refused with [`Error::NotRegularFile`], without
+    /// opening what it points to: for names the consumer derives itself,
+    /// such as the `vcpu` and `domain` files of a VM directory found under
+    /// the root, which anyone able to write that directory could point
+    /// anywhere (`vcpu -> /etc/shadow`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Table::open`].
+    pub fn open_nofollow(path: impl AsRef<Path>) -> Result<Table> {
+        Table::open_with(path.as_ref(), Follow::No)
+    }
+
+    fn open_with(path: &Path, follow: Follow) -> Result<Table> {
+        let (file, id, file_len) = open_regular(path, follow).map_err(|e| Error::open(path, e))?;
+        let map_io = |e| Error::io(path, e);
+        let window = usize::try_from(file_len.min(MAX_HEAD_LEN)).unwrap_or(usize::MAX);
+        let head_map = MemView::map_len(&file, window).map_err(map_io)?;
+        let file_info = Some((path.to_path_buf(), id, follow));
+        let table = Table::init(head_map, file_len, file_info)?;
+        // The described extent, inside the file (validation, R7), rounded
+        // up to whole pages where the file has them.
+        let extent = table.extent().min(file_len);
+        let page = page_size();
+        let extent = extent
+            .checked_next_multiple_of(page)
+            .map_or(file_len, |e| e.min(file_len));
+        let extent = usize::try_from(extent).unwrap_or(usize::MAX);
+        if extent == table.map.len() {
+            return Ok(table);
+        }
+        let map = MemView::map_len(&file, extent).map_err(map_io)?;
+        Ok(Table { map, ..table })
     }
 
     /// Reads a table from a view of its memory (the view is kept, and with
@@ -98,14 +153,20 @@ impl Table {
     ///
     /// As for [`Table::open`] (without a path).
     pub fn from_view(view: MemView<'static>) -> Result<Table> {
-        Table::init(view, None)
+        let len = view.len() as u64;
+        Table::init(view, len, None)
     }
 
     /// Copy, then validate: copies the head with atomic loads (first the
-    /// 16-byte header, then `[0, offset)`), validates the copy, keeps it.
-    fn init(map: MemView<'static>, file: Option<(PathBuf, FileId)>) -> Result<Table> {
+    /// 16-byte header, then `[0, offset)`), validates the copy against a
+    /// mapping of `len` bytes (the file's size; `map` may hold only a
+    /// prefix of at least [`MAX_HEAD_LEN`] bytes of it), keeps it.
+    fn init(
+        map: MemView<'static>,
+        len: u64,
+        file: Option<(PathBuf, FileId, Follow)>,
+    ) -> Result<Table> {
         let path = file.as_ref().map(|f| f.0.clone());
-        let len = map.len() as u64;
         let invalid = |error| Error::Invalid {
             path: path.clone(),
             error,
@@ -115,11 +176,15 @@ impl Table {
         let (info, head) = loop {
             rounds += 1;
             let n = usize::try_from(want).unwrap_or(usize::MAX);
-            let Some(head) = map.copy_prefix(n) else {
+            if n > map.len() {
                 return Err(invalid(vstats_abi::Error::MappingTooSmall {
                     need: want,
-                    len,
+                    len: map.len() as u64,
                 }));
+            }
+            // In bounds, so `None` means a load faulted.
+            let Some(head) = map.copy_prefix(n) else {
+                return Err(Error::Truncated { path });
             };
             match validate(&head, len) {
                 Ok(info) => break (info, head),
@@ -150,6 +215,15 @@ impl Table {
                 cap: MAX_RECORDS,
             });
         }
+        let per_record = words_per_record(&info) as u64;
+        if u64::from(info.nr_records).saturating_mul(per_record) > MAX_COUNTER_WORDS {
+            return Err(Error::TooManyCounterWords {
+                path,
+                nr_records: info.nr_records,
+                per_record,
+                cap: MAX_COUNTER_WORDS,
+            });
+        }
         let counters = counters_of(&info, &head);
         Ok(Table {
             map,
@@ -158,7 +232,59 @@ impl Table {
             counters,
             file,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            lost: AtomicBool::new(false),
         })
+    }
+
+    /// Bytes the table describes: its head and its records, `offset +
+    /// nr_records x stride`.
+    fn extent(&self) -> u64 {
+        let h = &self.info.header;
+        u64::from(h.offset)
+            .saturating_add(u64::from(self.info.nr_records).saturating_mul(u64::from(h.stride)))
+    }
+
+    /// Bytes mapped: for a table opened from a file, its described extent
+    /// (head and records) rounded up to a page and at most the file's
+    /// size, whatever the file's size beyond that; otherwise the view's
+    /// length.
+    pub fn mapped_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether a load from the mapping faulted because the file was
+    /// truncated while mapped (see [`Error::Truncated`]). Once lost, every
+    /// record reads as not read and [`Table::is_stale`] is true.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// [`Error::Truncated`] when the table is lost ([`Table::is_lost`]).
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    pub fn check_lost(&self) -> Result<()> {
+        if self.is_lost() {
+            return Err(Error::Truncated {
+                path: self.path().map(Path::to_path_buf),
+            });
+        }
+        Ok(())
+    }
+
+    /// A `u32` load at `off`, marking the table lost when it faulted
+    /// (`off` is inside the mapping when `None` comes back).
+    fn load_u32(&self, off: u64) -> Option<u32> {
+        let r = self.map.load::<u32>(off);
+        if r.is_none()
+            && off
+                .checked_add(4)
+                .is_some_and(|e| e <= self.map.len() as u64)
+        {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     /// The geometry as validated.
@@ -237,8 +363,13 @@ impl Table {
     #[inline]
     fn read_at(&self, off: u64, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
         let counters = off.checked_add(u64::from(RECORD_PREFIX))?;
-        self.map
-            .read_seq_words(off, counters, words, self.max_attempts)
+        match self.map.read_seq(off, counters, words, self.max_attempts)? {
+            SeqRead::Read(r) => Some(r),
+            SeqRead::Faulted => {
+                self.lost.store(true, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Reads record `i` consistently into `out`, lock-free and without a
@@ -323,7 +454,7 @@ impl Table {
     /// [`Table::file_replaced`] for that.
     pub fn is_stale(&self) -> bool {
         let h = &self.info.header;
-        let now = [0, 4, 8, 12].map(|o| self.map.load::<u32>(o));
+        let now = [0, 4, 8, 12].map(|o| self.load_u32(o));
         if now != [h.magic, h.offset, h.size, h.stride].map(Some) {
             return true;
         }
@@ -343,12 +474,12 @@ impl Table {
                 let same = (base..)
                     .step_by(4)
                     .zip(words)
-                    .all(|(off, w)| self.map.load::<u32>(off) == Some(w));
+                    .all(|(off, w)| self.load_u32(off) == Some(w));
                 !same || self.load_u64_halves(base + 32) != Some(e.generation)
             }
             // No extension header was there: stale if one appeared.
             None if h.offset >= EXT_HEADER_END => {
-                self.map.load::<u32>(u64::from(EXT_HEADER_OFFSET)) != Some(0)
+                self.load_u32(u64::from(EXT_HEADER_OFFSET)) != Some(0)
             }
             None => false,
         }
@@ -362,8 +493,12 @@ impl Table {
     /// [`Error::NotFileBacked`] for a table from raw memory. A path that no
     /// longer exists is reported as replaced, not as an error.
     pub fn file_replaced(&self) -> Result<bool> {
-        let (path, id) = self.file.as_ref().ok_or(Error::NotFileBacked)?;
-        match FileId::of(path) {
+        let (path, id, follow) = self.file.as_ref().ok_or(Error::NotFileBacked)?;
+        let meta = match follow {
+            Follow::Yes => std::fs::metadata(path),
+            Follow::No => std::fs::symlink_metadata(path),
+        };
+        match meta.map(|m| FileId::of_metadata(&m)) {
             Ok(now) => Ok(now != *id),
             Err(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(true),
             Err(io) => Err(Error::io(path, io)),
@@ -378,8 +513,8 @@ impl Table {
     /// [`Error::NotFileBacked`] for a table from raw memory, else as for
     /// [`Table::open`].
     pub fn reopen(&self) -> Result<Table> {
-        let path: &PathBuf = &self.file.as_ref().ok_or(Error::NotFileBacked)?.0;
-        let mut t = Table::open(path)?;
+        let (path, _, follow) = self.file.as_ref().ok_or(Error::NotFileBacked)?;
+        let mut t = Table::open_with(path, *follow)?;
         t.max_attempts = self.max_attempts;
         Ok(t)
     }
@@ -393,8 +528,8 @@ impl Table {
         if off % 8 != 0 {
             return None;
         }
-        let lo = self.map.load::<u32>(off)?.to_ne_bytes();
-        let hi = self.map.load::<u32>(off.checked_add(4)?)?.to_ne_bytes();
+        let lo = self.load_u32(off)?.to_ne_bytes();
+        let hi = self.load_u32(off.checked_add(4)?)?.to_ne_bytes();
         let mut b = [0u8; 8];
         b[..4].copy_from_slice(&lo);
         b[4..].copy_from_slice(&hi);

@@ -1010,3 +1010,213 @@ fn produced_tables_of_many_shapes_are_read_back() {
         );
     }
 }
+
+// ------------------------------------------- transport: truncation, files
+
+/// A table of `n` vCPUs in a file, opened, with one good snapshot taken.
+fn open_live(tag: &str, n: u32) -> (Layout, TempFile, Table, Snapshot) {
+    let (l, b) = vcpu_image(n, 3);
+    let f = TempFile::new(tag, &b);
+    let t = Table::open(f.path()).unwrap();
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert!(s.records().iter().all(RecordSnapshot::is_consistent));
+    assert!(!t.is_lost());
+    (l, f, t, s)
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn a_table_truncated_while_mapped_is_lost_not_fatal() {
+    if !crate::mem::SURVIVES_TRUNCATION {
+        return;
+    }
+    // Sizes: nothing left, half the table, and one not a whole page (the
+    // rest of the last page reads as zeros, the pages after it fault).
+    for cut in [Cut::Zero, Cut::Half, Cut::Odd] {
+        let (l, f, t, mut s) = open_live("trunc", 400);
+        let follower = crate::follow::Source::open_file(f.path()).unwrap();
+        let len = l.mapping_len();
+        assert!(len > 3 * 4096, "several pages: {len}");
+        let new_len = match cut {
+            Cut::Zero => 0,
+            Cut::Half => len / 2,
+            Cut::Odd => 4096 + 100,
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.path())
+            .unwrap()
+            .set_len(new_len)
+            .unwrap();
+        // The loads of the lost pages fault; the process lives on.
+        t.snapshot(&mut s);
+        assert!(t.is_lost(), "{cut:?}");
+        let last = s.record(l.nr_records - 1).unwrap();
+        assert_eq!(last.status(), RecordStatus::NotRead, "{cut:?}");
+        assert_eq!(last.running(), None, "{cut:?}");
+        if cut != Cut::Zero {
+            // Records on pages still backed by the file are read.
+            assert!(s.record(0).unwrap().is_consistent(), "{cut:?}");
+        }
+        let e = t.check_lost().unwrap_err();
+        assert!(
+            matches!(e, Error::Truncated { path: Some(ref p) } if p == f.path()),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("truncated while mapped"), "{e}");
+        if cut == Cut::Zero {
+            assert!(t.is_stale(), "the header is gone");
+        }
+        // A follower reports it as an error, not as a restart.
+        follower.table.snapshot(&mut s);
+        let e = follower.restarted().unwrap_err();
+        assert!(matches!(e, Error::Truncated { .. }), "{cut:?}: {e:?}");
+        let mut e2 = RecordSnapshot::new(&t);
+        let r = t.snapshot_record(l.nr_records - 1, &mut e2);
+        assert!(r.is_ok() || matches!(r, Err(Error::Busy { .. })));
+        assert_eq!(e2.status(), RecordStatus::NotRead);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    Zero,
+    Half,
+    Odd,
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn guarded_loads_of_a_truncated_mapping_fail() {
+    if !crate::mem::SURVIVES_TRUNCATION {
+        return;
+    }
+    let mut bytes = [7u8; 3 * 4096];
+    bytes[..4].fill(0); // an even seq at 0
+    let f = TempFile::new("guard", &bytes);
+    let (v, _) = crate::mem::MemView::map_file(f.path()).unwrap();
+    assert_eq!(v.load::<u64>(2 * 4096), Some(u64::from_ne_bytes([7; 8])));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.path())
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    // The first page still reads (zeros past the end of the file)...
+    assert_eq!(v.load::<u8>(9), Some(7));
+    assert_eq!(v.load::<u8>(10), Some(0));
+    assert_eq!(v.load::<u32>(4092), Some(0));
+    // ...the pages past it fault, at every width and in a seq read.
+    assert_eq!(v.load::<u8>(4096), None);
+    assert_eq!(v.load::<u16>(4096), None);
+    assert_eq!(v.load::<u32>(8192), None);
+    assert_eq!(v.load::<u64>(8192), None);
+    assert_eq!(v.copy_prefix(3 * 4096), None);
+    let mut out = [0u64; 4];
+    assert_eq!(v.read_seq_words(4096, 4104, &mut out, 3), None);
+    assert_eq!(
+        v.read_seq_words(0, 4072, &mut out, 1),
+        None,
+        "words cross into a lost page"
+    );
+    assert_eq!(
+        v.read_seq_words(0, 8, &mut out, 1),
+        Some(Ok(0)),
+        "page left"
+    );
+    assert_eq!(out, [u64::from_ne_bytes([7, 7, 0, 0, 0, 0, 0, 0]), 0, 0, 0]);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot open files")]
+fn non_regular_files_are_refused_without_blocking_or_reading() {
+    use std::os::unix::fs::symlink;
+    let dir = std::env::temp_dir().join(format!("vstats-nonreg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, b) = vcpu_image(2, 1);
+    let real = dir.join("real");
+    std::fs::write(&real, &b).unwrap();
+    // A FIFO: opening it blocking would hang until a writer came.
+    let fifo = dir.join("fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let link = dir.join("link");
+    symlink(&real, &link).unwrap();
+    let sub = dir.join("vcpu-dir");
+    std::fs::create_dir(&sub).unwrap();
+    let kind = |r: crate::Result<Table>| match r {
+        Err(Error::NotRegularFile { kind, .. }) => kind,
+        other => panic!("not refused: {other:?}"),
+    };
+    let opens: [fn(&Path) -> crate::Result<Table>; 2] =
+        [|p| Table::open(p), |p| Table::open_nofollow(p)];
+    for open in opens {
+        assert_eq!(kind(open(&fifo)), "FIFO");
+        assert_eq!(kind(open(Path::new("/dev/null"))), "character device");
+        assert_eq!(kind(open(&sub)), "directory");
+    }
+    // A path the user names is followed; a derived name is not.
+    assert!(Table::open(&link).is_ok());
+    assert_eq!(kind(Table::open_nofollow(&link)), "symbolic link");
+    let e = Table::open_nofollow(&fifo).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}: not a regular file (FIFO); refused", fifo.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+fn only_the_described_extent_of_a_sparse_file_is_mapped() {
+    let (l, b) = vcpu_image(2, 1);
+    let f = TempFile::new("sparse", &b);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.path())
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let t = Table::open(f.path()).unwrap();
+    assert_eq!(t.nr_records(), 2);
+    let extent = l.mapping_len() as usize;
+    assert!(
+        t.mapped_len() >= extent && t.mapped_len() <= extent + 4096,
+        "mapped {} for an extent of {extent}",
+        t.mapped_len()
+    );
+    let mut s = Snapshot::new(&t);
+    assert_eq!(t.snapshot(&mut s), 0);
+    assert_eq!(s.record(1).unwrap().running(), Some(100));
+    // A v3 header (no record count: the file's size gives it) in a
+    // sparse 1 GiB file: refused by the cap on counter words, having
+    // mapped no more than the head window.
+    let mut v3 = v3_image();
+    put_header(
+        &mut v3,
+        Header {
+            magic: VCPU_STATS_MAGIC,
+            offset: 4096,
+            size: 4096,
+            stride: 4096,
+        },
+    );
+    let g = TempFile::new("sparse-v3", &v3[..16]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(g.path())
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let e = Table::open(g.path()).unwrap_err();
+    assert!(
+        matches!(e, Error::TooManyCounterWords { cap, .. } if cap == crate::MAX_COUNTER_WORDS)
+            || matches!(e, Error::TooManyRecords { .. }),
+        "{e:?}"
+    );
+}
