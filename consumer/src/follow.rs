@@ -401,14 +401,16 @@ impl FileWatch {
     }
 
     /// Maps the file at the path now, read-only, and remembers it as the
-    /// one seen; `Ok(None)` when there is no file.
+    /// one seen; `Ok(None)` when there is no file. Only what the table
+    /// describes is mapped ([`MemView::map_table_file`]), and a symbolic
+    /// link, FIFO, device or directory at the path is refused unopened.
     ///
     /// # Errors
     ///
     /// The file cannot be mapped (it is remembered anyway, so that
     /// [`FileWatch::poll`] waits for another one).
     pub fn map(&mut self) -> Result<Option<MemView<'static>>> {
-        match MemView::map_file(&self.path) {
+        match MemView::map_table_file(&self.path) {
             Ok((view, id)) => {
                 self.seen = Some(id);
                 self.gone = false;

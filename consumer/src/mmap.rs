@@ -157,6 +157,30 @@ pub(crate) fn open_regular(path: &Path, follow: Follow) -> Result<(File, FileId,
     Ok((file, FileId::of_metadata(&meta), meta.len()))
 }
 
+/// `offset + nr_records * stride` as the raw header in `head` says,
+/// unvalidated (a checker maps broken tables too); `None` when the fields
+/// cannot be read or the count is beyond [`crate::MAX_RECORDS`]. Without an
+/// extension header the records fill `file_len`.
+fn described_extent(head: &MemView<'_>, file_len: u64) -> Option<u64> {
+    use vstats_abi::header::{ExtHeader, Header, EXT_HEADER_OFFSET, EXT_MAGIC};
+    let offset = u64::from(head.load::<u32>(core::mem::offset_of!(Header, offset) as u64)?);
+    let stride = u64::from(head.load::<u32>(core::mem::offset_of!(Header, stride) as u64)?);
+    let ext = u64::from(EXT_HEADER_OFFSET);
+    let nr = if head.load::<u32>(ext) == Some(EXT_MAGIC) {
+        u64::from(head.load::<u32>(ext + core::mem::offset_of!(ExtHeader, nr_records) as u64)?)
+    } else {
+        file_len
+            .saturating_sub(offset)
+            .checked_div(stride)
+            .unwrap_or(0)
+    };
+    let nr = nr.min(u64::from(crate::MAX_RECORDS));
+    // Never more than a table within the consumer's limits can need: the
+    // head, every counter word and every record's seq word.
+    let cap = crate::MAX_HEAD_LEN + 8 * (crate::MAX_COUNTER_WORDS + u64::from(crate::MAX_RECORDS));
+    Some(offset.checked_add(nr.checked_mul(stride)?)?.min(cap))
+}
+
 /// The system's page size (4096 if it cannot be told).
 pub(crate) fn page_size() -> u64 {
     // SAFETY: `sysconf` reads a constant of the system; no memory is
@@ -202,6 +226,40 @@ impl MemView<'static> {
     pub fn map_file_nofollow(path: &Path) -> io::Result<(MemView<'static>, FileId)> {
         let (file, id, len) = open_regular(path, Follow::No)?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+        Ok((MemView::map_len(&file, len)?, id))
+    }
+
+    /// Maps a table file for a checker: every byte its header describes,
+    /// valid or not, and never more, whatever the file's apparent size (a
+    /// sparse gigabyte costs only the table). First the head window (at
+    /// most [`crate::MAX_HEAD_LEN`] bytes); then, when the header's
+    /// `offset` and `stride` and the extension header's `nr_records` can
+    /// be read and stay within [`crate::MAX_RECORDS`], up to
+    /// `offset + nr_records * stride`, rounded up to a page and at most
+    /// the file's size. A table without the extension header (RFC v3
+    /// layout) has no record count: its records are taken to fill the file,
+    /// at most [`crate::MAX_RECORDS`] of them. Never more than
+    /// `MAX_HEAD_LEN + 8 * (MAX_COUNTER_WORDS + MAX_RECORDS)` bytes (56 MiB)
+    /// is mapped, the most a table within the consumer's limits can need.
+    /// A symbolic link at `path`
+    /// is refused as by [`MemView::map_file_nofollow`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`MemView::map_file_nofollow`].
+    pub fn map_table_file(path: &Path) -> io::Result<(MemView<'static>, FileId)> {
+        let (file, id, file_len) = open_regular(path, Follow::No)?;
+        let window = file_len.min(crate::MAX_HEAD_LEN);
+        let head = MemView::map_len(&file, usize::try_from(window).unwrap_or(usize::MAX))?;
+        let page = page_size();
+        let extent = described_extent(&head, file_len)
+            .and_then(|e| e.checked_next_multiple_of(page))
+            .map_or(window, |e| e.min(file_len));
+        if extent == window {
+            return Ok((head, id));
+        }
+        let len =
+            usize::try_from(extent).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
         Ok((MemView::map_len(&file, len)?, id))
     }
 
