@@ -140,6 +140,7 @@ pub mod encode;
 mod error;
 pub mod filter;
 pub mod follow;
+pub mod live; // allows `unsafe` for `fcntl`, `flock` and `*at` calls
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
