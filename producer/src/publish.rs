@@ -448,6 +448,43 @@ fn set_liveness_lock(dir: &OwnedFd) -> std::result::Result<(), Errno> {
     }
 }
 
+/// The liveness lock on a directory, held until dropped, for a producer
+/// that publishes tables outside a [`Publication`] (with
+/// `ShmTable::create` at a path of its own): without it, readers take the
+/// directory's tables for a dead producer's. A [`Publication`] holds one
+/// of its own.
+#[derive(Debug)]
+pub struct LivenessLock {
+    _dir: OwnedFd,
+}
+
+impl LivenessLock {
+    /// Opens `dir` (`O_DIRECTORY | O_NOFOLLOW`) and takes its liveness
+    /// lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::NotADirectory`] for a symlink or a non-directory,
+    /// [`PublishError::Io`] for a failed open or lock.
+    pub fn take(dir: &Path) -> Result<LivenessLock> {
+        let fd = match rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return Err(PublishError::NotADirectory {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io_err(Op::OpenDir, dir)(e)),
+        };
+        set_liveness_lock(&fd).map_err(io_err(Op::Lock, dir))?;
+        Ok(LivenessLock { _dir: fd })
+    }
+}
+
 /// A file this publication created, to be removed by identity.
 #[derive(Debug)]
 struct Created {
