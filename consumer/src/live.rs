@@ -300,7 +300,9 @@ fn is_table(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
 ///   time of the removal, so no producer can take the name meanwhile (one
 ///   starting then fails as if the name were in use; its retry succeeds),
 ///   and checks the liveness lock is free;
-/// * it checks the name still leads to the directory it locked;
+/// * it checks the name still leads to the directory it locked, and
+///   lists the entries of that very directory (`/proc/self/fd/<fd>`; no
+///   `/proc` is an I/O error);
 /// * each entry must be a regular file named `vcpu` or `domain` (or a
 ///   producer's temporary `vcpu.tmp.<pid>` / `domain.tmp.<pid>`) that
 ///   starts with a table magic; anything else refuses the whole directory
