@@ -127,7 +127,8 @@
 //! `unsafe` because the memory may be read-only: the caller promises only
 //! relaxed loads through the references. All other entry points are safe
 //! ([`Table::from_view`] takes a view that already holds those promises).
-//! Unsafe code lives only in the private modules `raw` and `mmap` and in
+//! Unsafe code lives only in the private modules `raw` and `mmap`, in
+//! [`live`] (its `fcntl`, `flock` and `*at` calls) and in
 //! the Xen backend `xen`; every other module denies it.
 #![deny(unsafe_code)]
 
