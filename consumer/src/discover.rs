@@ -115,6 +115,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
     fn lists_directories_sorted() {
         let root = std::env::temp_dir().join(format!("vstats-list-{}", std::process::id()));
         assert_eq!(list(&root).unwrap(), [], "no root: nothing");
@@ -131,6 +135,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
     fn table_files_are_those_there() {
         let dir = std::env::temp_dir().join(format!("vstats-files-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -4,6 +4,12 @@
 //! place, a new file under the same name) is re-attached and reported as
 //! [`Event::Restarted`]; tables that went away as [`Event::Removed`].
 //!
+//! A VM directory's producer is also probed for liveness
+//! ([`crate::live`]) when the VM is opened and then at most every
+//! [`crate::live::PROBE_INTERVAL`] by [`Vm::follow`], which reports a
+//! producer that died as [`Event::ProducerDied`] and other changes as
+//! [`Event::LivenessChanged`].
+//!
 //! [`FileWatch`] is the file half of it for callers that need the raw
 //! mapping of whatever file is at a path, valid table or not (a checker
 //! listing every violation of an invalid table).
@@ -11,9 +17,11 @@
 use std::{
     io,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use crate::{
+    live::{Liveness, PROBE_INTERVAL},
     mem::{FileId, MemView},
     Error, Result, Table, TableKind,
 };
@@ -162,6 +170,57 @@ pub enum Event {
         /// The file.
         path: PathBuf,
     },
+    /// The VM directory's producer died: its liveness lock is free and its
+    /// tables are still there ([`Liveness::Dead`]). The [`Vm`] keeps its
+    /// tables, whose values are frozen.
+    ProducerDied {
+        /// The VM directory.
+        dir: PathBuf,
+    },
+    /// The producer's liveness changed otherwise (say a new producer took
+    /// a dead one's directory, before it replaced the tables).
+    LivenessChanged {
+        /// The VM directory.
+        dir: PathBuf,
+        /// The state before.
+        old: Liveness,
+        /// The state now.
+        new: Liveness,
+    },
+}
+
+/// The liveness probe a [`Vm`] carries.
+#[derive(Debug)]
+struct LiveProbe {
+    /// The VM directory, for file-backed VMs.
+    dir: Option<PathBuf>,
+    /// The last state seen; `None` when it cannot be told.
+    state: Option<Liveness>,
+    interval: Duration,
+    last: Instant,
+}
+
+impl LiveProbe {
+    /// Probes `dir` now (a directory that cannot be probed gives `None`).
+    fn dir(dir: &Path) -> LiveProbe {
+        LiveProbe {
+            dir: Some(dir.to_owned()),
+            state: crate::live::probe(dir).ok(),
+            interval: PROBE_INTERVAL,
+            last: Instant::now(),
+        }
+    }
+
+    /// A Xen domain that was just mapped: live.
+    #[cfg(feature = "xen")]
+    fn xen() -> LiveProbe {
+        LiveProbe {
+            dir: None,
+            state: Some(Liveness::Live),
+            interval: PROBE_INTERVAL,
+            last: Instant::now(),
+        }
+    }
 }
 
 /// A VM's tables: its vCPU table and its domain table, either of which
@@ -179,6 +238,7 @@ pub struct Vm {
     pub vcpu: Option<Source>,
     /// The domain table.
     pub domain: Option<Source>,
+    live: LiveProbe,
 }
 
 /// Whether `path` exists; an error when that cannot be told (a directory
@@ -229,6 +289,7 @@ impl Vm {
             domid: None,
             vcpu,
             domain,
+            live: LiveProbe::dir(dir),
         })
     }
 
@@ -256,6 +317,7 @@ impl Vm {
                 domid: None,
                 vcpu: None,
                 domain: Some(src),
+                live: LiveProbe::dir(dir),
             });
         }
         let sibling = dir.join(DOMAIN_FILE);
@@ -270,6 +332,7 @@ impl Vm {
             domid: None,
             vcpu: Some(src),
             domain,
+            live: LiveProbe::dir(dir),
         })
     }
 
@@ -295,6 +358,7 @@ impl Vm {
             domid: Some(domid),
             vcpu: Some(src(vcpu, TableKind::Vcpu)),
             domain: domain.map(|t| src(t, TableKind::Domain)),
+            live: LiveProbe::xen(),
         })
     }
 
@@ -309,8 +373,58 @@ impl Vm {
         self.sources().next().map_or(0, |s| s.table.generation())
     }
 
+    /// The producer's liveness as last probed ([`crate::live`]); `None`
+    /// when it cannot be told (the directory cannot be opened). A Xen
+    /// domain is [`Liveness::Live`] once mapped; one that went away makes
+    /// re-mapping fail with `xen::Error::NoSuchDomain`, which
+    /// `live::xen_liveness` (feature `xen`) maps to [`Liveness::Stopped`].
+    pub fn liveness(&self) -> Option<Liveness> {
+        self.live.state
+    }
+
+    /// Probes the producer's liveness now (see [`Vm::liveness`]) and
+    /// returns it; [`Vm::follow`] does so at most every
+    /// [`Vm::set_probe_interval`].
+    pub fn probe_liveness(&mut self) -> Option<Liveness> {
+        if let Some(dir) = &self.live.dir {
+            self.live.state = crate::live::probe(dir).ok();
+            self.live.last = Instant::now();
+        }
+        self.live.state
+    }
+
+    /// How often [`Vm::follow`] probes liveness at most
+    /// ([`PROBE_INTERVAL`] unless set; zero probes on every call).
+    pub fn set_probe_interval(&mut self, interval: Duration) {
+        self.live.interval = interval;
+    }
+
+    /// Probes liveness when the interval has passed; the event for a
+    /// change.
+    fn follow_liveness(&mut self) -> Option<Event> {
+        let dir = self.live.dir.clone()?;
+        if self.live.last.elapsed() < self.live.interval {
+            return None;
+        }
+        let old = self.live.state;
+        let new = self.probe_liveness();
+        match (old, new) {
+            (Some(old), Some(new)) if old != new => Some(if new == Liveness::Dead {
+                Event::ProducerDied { dir }
+            } else {
+                Event::LivenessChanged { dir, old, new }
+            }),
+            (None, Some(Liveness::Dead)) => Some(Event::ProducerDied { dir }),
+            _ => None,
+        }
+    }
+
     /// Checks whether a producer restarted (see [`Source::restarted`]) and
-    /// if so opens every table again. `Ok(None)`: nothing changed.
+    /// if so opens every table again; otherwise probes the producer's
+    /// liveness when [`PROBE_INTERVAL`] (or [`Vm::set_probe_interval`])
+    /// has passed since the last probe, and reports a change
+    /// ([`Event::ProducerDied`], [`Event::LivenessChanged`]). `Ok(None)`:
+    /// nothing changed.
     ///
     /// Call it after taking snapshots and before using them, so that no
     /// result mixes two producers: on `Some`, the snapshots are of the old
@@ -329,7 +443,7 @@ impl Vm {
             }
         }
         let Some((table, kind, old_generation)) = changed else {
-            return Ok(None);
+            return Ok(self.follow_liveness());
         };
         let reopen = |s: &Option<Source>| -> Result<std::result::Result<Option<Source>, PathBuf>> {
             let Some(s) = s else { return Ok(Ok(None)) };
@@ -352,6 +466,7 @@ impl Vm {
         };
         self.vcpu = vcpu;
         self.domain = domain;
+        self.probe_liveness();
         Ok(Some(Event::Restarted {
             table,
             kind,
@@ -478,6 +593,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
     fn follows_a_restart_then_a_removal() {
         let dir = std::env::temp_dir().join(format!("vstats-follow-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -512,6 +631,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
     fn a_file_watch_sees_a_new_file_and_a_removal_once() {
         let dir = std::env::temp_dir().join(format!("vstats-filewatch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -148,7 +148,8 @@
 //! relaxed loads through the references. All other entry points are safe
 //! ([`Table::from_view`] takes a view that already holds those promises).
 //! Unsafe code lives only in the private modules `raw`, `mmap` and
-//! `guard` and in the Xen backend `xen`; every other module denies it.
+//! `guard`, in [`live`] (its `fcntl`, `flock` and `*at` calls) and in the
+//! Xen backend `xen`; every other module denies it.
 #![deny(unsafe_code)]
 
 // Lets `vstats_consumer::` paths written for users work inside the crate.
@@ -162,6 +163,7 @@ pub mod filter;
 pub mod follow;
 #[allow(unsafe_code)]
 mod guard;
+pub mod live; // allows `unsafe` for `fcntl`, `flock` and `*at` calls
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;

@@ -25,6 +25,14 @@
 //!   exclusive `flock`: one producer per name. The lock is checked to be
 //!   on the directory the name leads to (a directory removed and
 //!   re-created meanwhile is retried);
+//! * right after, the producer takes a shared open-file-description lock
+//!   (`fcntl(F_OFD_SETLK, F_RDLCK)`) on the whole directory: the
+//!   **liveness lock**. Readers test it with `F_OFD_GETLK`, which asks
+//!   without taking anything, so a probing reader can never make a
+//!   starting producer's `flock` fail. The kernel drops both locks when the
+//!   producer's process dies, however it dies, so a directory whose tables
+//!   are there but whose liveness lock is free belongs to a dead producer
+//!   (`vstats_consumer::live`; docs/abi.md, "Liveness");
 //! * every file operation is relative to that directory's fd (`openat`,
 //!   `renameat`, `unlinkat`), never a path that a symlink could redirect;
 //! * each table is written in a temporary file created `O_EXCL |
@@ -93,7 +101,7 @@ pub enum Op {
     CreateDir,
     /// Opening a directory.
     OpenDir,
-    /// Taking the directory's `flock`.
+    /// Taking the directory's `flock` or its liveness lock.
     Lock,
     /// `stat` of a directory or file.
     Stat,
@@ -417,6 +425,66 @@ pub fn root_from_env() -> PathBuf {
     PathBuf::from(OsString::from_vec(root.parts().concat()))
 }
 
+/// Takes the liveness lock on `dir`: a shared OFD lock over the whole
+/// directory (an OFD lock, not a process-associated one, so that closing
+/// another fd of the directory in this process does not drop it, and so
+/// that a probe from this very process sees it).
+fn set_liveness_lock(dir: &OwnedFd) -> std::result::Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is plain data; all-zero is a valid value (offset 0,
+    // length 0: the whole file).
+    #[allow(unsafe_code)]
+    let mut lk: libc::flock = unsafe { std::mem::zeroed() };
+    lk.l_type = libc::F_RDLCK as _;
+    lk.l_whence = libc::SEEK_SET as _;
+    // SAFETY: `dir` is an open fd for the call's duration and `lk` a valid
+    // `struct flock` the kernel only reads.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_OFD_SETLK, &lk) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
+    }
+}
+
+/// The liveness lock on a directory, held until dropped, for a producer
+/// that publishes tables outside a [`Publication`] (with
+/// `ShmTable::create` at a path of its own): without it, readers take the
+/// directory's tables for a dead producer's. A [`Publication`] holds one
+/// of its own.
+#[derive(Debug)]
+pub struct LivenessLock {
+    _dir: OwnedFd,
+}
+
+impl LivenessLock {
+    /// Opens `dir` (`O_DIRECTORY | O_NOFOLLOW`) and takes its liveness
+    /// lock.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::NotADirectory`] for a symlink or a non-directory,
+    /// [`PublishError::Io`] for a failed open or lock.
+    pub fn take(dir: &Path) -> Result<LivenessLock> {
+        let fd = match rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return Err(PublishError::NotADirectory {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io_err(Op::OpenDir, dir)(e)),
+        };
+        set_liveness_lock(&fd).map_err(io_err(Op::Lock, dir))?;
+        Ok(LivenessLock { _dir: fd })
+    }
+}
+
 /// A file this publication created, to be removed by identity.
 #[derive(Debug)]
 struct Created {
@@ -549,6 +617,7 @@ impl Publication {
             }
             Err(e) => return Err(io_err(Op::Lock, path)(e)),
         }
+        set_liveness_lock(&dir).map_err(io_err(Op::Lock, path))?;
         let dir_id = FileId::of(&st);
         // The previous owner may have removed the directory between our
         // open and our lock: the lock must be on what the name leads to.

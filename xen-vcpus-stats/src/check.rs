@@ -8,7 +8,10 @@
 use std::{io::Write, time::Duration};
 
 use vstats_abi::TableKind;
-use vstats_consumer::discover;
+use vstats_consumer::{
+    discover,
+    live::{self, Liveness},
+};
 use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
@@ -81,7 +84,25 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
     }
 }
 
-/// Checks `target` for `cfg.duration` and writes the report to `out`;
+/// The liveness of a file target's producer (its directory's, probed
+/// once before checking); `None` for a Xen domain or when it cannot be
+/// told.
+fn liveness(target: &Target) -> Option<Liveness> {
+    let dir = match target {
+        Target::Path(p) if p.is_dir() => p.clone(),
+        Target::Path(p) => match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => ".".into(),
+        },
+        Target::Name { root, name } => named_dir(root, name).ok()?,
+        Target::Domid(_) => return None,
+    };
+    live::probe(&dir).ok()
+}
+
+/// Checks `target` for `cfg.duration` and writes the report to `out`,
+/// followed by a line (`"producer"` in JSON) giving the producer's
+/// liveness: a dead producer's tables pass the rules with frozen values;
 /// returns the exit code ([`vstats_invariants::Report::exit_code`]: [`crate::error::EXIT_OK`]
 /// when every rule passed, [`crate::error::EXIT_BAD_TABLE`] when a rule
 /// failed, [`crate::error::EXIT_ERROR`] when a table could not be checked
@@ -92,6 +113,7 @@ pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>
 /// As [`checker_targets`]; writing the report.
 pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::Result<u8> {
     let targets = checker_targets(target)?;
+    let producer = liveness(target);
     let opts = CheckOptions {
         duration: cfg.duration,
         interval: cfg.interval,
@@ -100,9 +122,22 @@ pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::R
     };
     let report = run_check(targets, &opts);
     if cfg.json {
-        writeln!(out, "{}", report.to_json())?;
+        let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+        if let (Some(obj), Some(p)) = (json.as_object_mut(), producer) {
+            obj.insert("producer".into(), p.as_str().into());
+        }
+        writeln!(out, "{json:#}")?;
     } else {
         write!(out, "{report}")?;
+        match producer {
+            Some(Liveness::Dead) => writeln!(
+                out,
+                "producer: dead (no process holds the directory's liveness lock): the values \
+                 are frozen, and rules over time pass trivially"
+            )?,
+            Some(p) => writeln!(out, "producer: {p}")?,
+            None => {}
+        }
     }
     out.flush()?;
     Ok(report.exit_code())

@@ -209,6 +209,12 @@ pub struct ListArgs {
     /// Output format (json: one object per line; openmetrics lists as json).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// First remove the directories of dead producers (and empty ones of
+    /// stopped producers): only this user's, whose lock is free and which
+    /// hold nothing but vstats tables; one line on stderr for each. Exit
+    /// status 1 when one was refused.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// A flag set by the first SIGINT or SIGTERM; a second one exits at once
@@ -256,11 +262,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::List(a)) => {
+            let refused = if a.prune {
+                list::prune(&a.root, &mut std::io::stderr())?
+            } else {
+                0
+            };
             let mut entries = list::files(&a.root)?;
             let note = list::xen().map(|x| entries.extend(x)).err();
             list::write(&entries, note.as_deref(), a.format, &mut out)?;
             out.flush()?;
-            Ok(ExitCode::SUCCESS)
+            Ok(if refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(crate::error::EXIT_ERROR)
+            })
         }
         Some(Command::Check(a)) => {
             let code = check::run(&a.target.require()?, &a.config, &mut out)?;

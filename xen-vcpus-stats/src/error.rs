@@ -51,6 +51,14 @@ pub enum Error {
     /// The command line is incomplete in a way clap cannot tell.
     #[error("{0}")]
     Usage(String),
+    /// The VM's producer is dead: its tables are there but no process
+    /// holds their directory's liveness lock, so their values are frozen
+    /// ([`vstats_consumer::live::Liveness::Dead`]).
+    #[error("{vm}: its producer is dead (no process holds the directory's liveness lock): the values are frozen")]
+    ProducerDead {
+        /// The VM: its directory or table file.
+        vm: String,
+    },
     /// The table file went away and nothing replaced it.
     #[error("{}: the table was removed (its producer stopped)", .path.display())]
     TableRemoved {

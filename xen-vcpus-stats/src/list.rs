@@ -1,10 +1,14 @@
 //! `list`: the tables published under the root directory and, when the
-//! Xen libraries load, the domains of this Xen host.
+//! Xen libraries load, the domains of this Xen host, each with its
+//! producer's liveness ([`vstats_consumer::live`]); `--prune` removes dead
+//! producers' directories first ([`prune`]).
 
 use std::{
     io::{self, Write},
     path::Path,
 };
+
+use vstats_consumer::live::{self, Liveness};
 
 use serde_json::{json, Value as Json};
 use vstats_consumer::{discover, follow::Source, Snapshot};
@@ -26,6 +30,8 @@ pub struct Entry {
     pub source: String,
     /// The Xen domain id.
     pub domid: Option<u16>,
+    /// The producer's liveness; `None` when it cannot be told.
+    pub producer: Option<Liveness>,
     /// What opening it gave.
     pub info: Result<Info, String>,
 }
@@ -85,6 +91,7 @@ pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
             backend: "file",
             source: vm.dir.display().to_string(),
             domid: None,
+            producer: live::probe(&vm.dir).ok(),
             info: vm.open().map(|a| info(&a)).map_err(|e| e.to_string()),
             name: vm.name,
         })
@@ -101,17 +108,22 @@ pub fn xen() -> Result<Vec<Entry>, String> {
         .map_err(|e| format!("cannot list domains: {e}"))?;
     Ok(domains
         .into_iter()
-        .map(|d| Entry {
-            backend: "xen",
-            name: d
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("domain-{}", d.domid)),
-            source: format!("domain {}", d.domid),
-            domid: Some(d.domid),
-            info: Vm::open_domain(&xen, d.domid, String::new())
-                .map(|vm| info(&vm))
-                .map_err(|e| e.to_string()),
+        .map(|d| {
+            let opened = Vm::open_domain(&xen, d.domid, String::new());
+            Entry {
+                backend: "xen",
+                name: d
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("domain-{}", d.domid)),
+                source: format!("domain {}", d.domid),
+                domid: Some(d.domid),
+                producer: match &opened {
+                    Ok(_) => Some(Liveness::Live),
+                    Err(e) => live::xen_liveness(e),
+                },
+                info: opened.map(|vm| info(&vm)).map_err(|e| e.to_string()),
+            }
         })
         .collect())
 }
@@ -123,6 +135,7 @@ fn entry_json(e: &Entry) -> Json {
         "name": e.name,
         "source": e.source,
         "domid": e.domid,
+        "producer": e.producer.map(Liveness::as_str),
         "vcpus": info.map(|i| i.vcpus),
         "vcpu_slots": info.map(|i| i.slots),
         "counters": info.map(|i| i.counters),
@@ -152,10 +165,11 @@ pub fn write(
         return Ok(());
     }
     let mut g = Grid::new(
-        "<<>>><<",
+        "<<<>>><<",
         [
             "BACKEND",
             "NAME",
+            "PRODUCER",
             "VCPUS",
             "SLOTS",
             "COUNTERS",
@@ -164,7 +178,11 @@ pub fn write(
         ],
     );
     for e in entries {
-        let mut r = vec![e.backend.to_owned(), e.name.clone()];
+        let mut r = vec![
+            e.backend.to_owned(),
+            e.name.clone(),
+            e.producer.map_or("?", Liveness::as_str).to_owned(),
+        ];
         match &e.info {
             Ok(i) => r.extend([
                 i.vcpus.to_string(),
@@ -185,4 +203,42 @@ pub fn write(
         writeln!(out, "(Xen: {note})")?;
     }
     Ok(())
+}
+
+/// Removes the directories under `root` whose producer is dead or
+/// stopped ([`vstats_consumer::live::prune`]: only directories of this
+/// user whose lock is free and which hold nothing but vstats tables),
+/// writing one line per directory to `notices`: pruned, or why not.
+/// Live producers' directories are not touched. Returns the number of
+/// directories that were refused.
+///
+/// # Errors
+///
+/// I/O errors reading `root`, and writing `notices`.
+pub fn prune(root: &Path, notices: &mut dyn Write) -> io::Result<usize> {
+    let mut refused = 0;
+    for e in files(root)? {
+        let Some(state @ (Liveness::Dead | Liveness::Stopped)) = e.producer else {
+            continue;
+        };
+        let Some(name) = Path::new(&e.source).file_name() else {
+            continue;
+        };
+        match live::prune(root, name) {
+            Ok(_) => writeln!(
+                notices,
+                "xen-vcpus-stats: pruned {}: its producer was {state}",
+                e.source.escape_debug()
+            )?,
+            Err(err) => {
+                refused += 1;
+                writeln!(
+                    notices,
+                    "xen-vcpus-stats: {}",
+                    err.to_string().escape_debug()
+                )?;
+            }
+        }
+    }
+    Ok(refused)
 }

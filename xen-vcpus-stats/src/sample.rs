@@ -8,11 +8,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vstats_consumer::follow::Event;
 pub use vstats_consumer::sample::{
     CounterAggregate, DomainSample, RecordState, Sample, Sampler, Step, Value, VcpuSample,
     BUSY_MIN_SNAPSHOTS, RUNSTATES, RUNSTATE_COUNTERS,
 };
+use vstats_consumer::{follow::Event, live::Liveness};
 
 use crate::{
     error::{Error, Result},
@@ -36,13 +36,19 @@ pub struct SampleOptions {
 }
 
 /// Opens `target`, checks the filters against it and takes the baseline
-/// snapshot.
+/// snapshot. A VM whose producer is dead is refused: sampling it would
+/// print frozen values as if the VM were idle.
 ///
 /// # Errors
 ///
-/// As [`target::open`]; unknown `--names` or `--vcpus`.
+/// As [`target::open`]; unknown `--names` or `--vcpus`;
+/// [`Error::ProducerDead`].
 pub fn attach(target: &Target, opts: &SampleOptions) -> Result<Sampler> {
-    Ok(Sampler::new(target::open(target)?, &opts.engine)?)
+    let vm = target::open(target)?;
+    if vm.liveness() == Some(Liveness::Dead) {
+        return Err(Error::ProducerDead { vm: vm.origin });
+    }
+    Ok(Sampler::new(vm, &opts.engine)?)
 }
 
 /// Sleeps until `deadline`, waking every 20 ms to check `stop`; returns
@@ -70,7 +76,9 @@ pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 /// # Errors
 ///
 /// As [`Sampler::step`] ([`Error::TableRemoved`] when the tables went
-/// away), and write errors other than a broken pipe.
+/// away, [`Error::ProducerDead`] when the follower's liveness probe, at
+/// most every [`vstats_consumer::live::PROBE_INTERVAL`], finds the
+/// producer dead), and write errors other than a broken pipe.
 pub fn run(
     sampler: &mut Sampler,
     opts: &SampleOptions,
@@ -88,6 +96,12 @@ pub fn run(
         }
         match sampler.step().map_err(Error::from)? {
             Step::Event(Event::Removed { path }) => return Err(Error::TableRemoved { path }.into()),
+            Step::Event(Event::ProducerDied { dir }) => {
+                return Err(Error::ProducerDead {
+                    vm: dir.display().to_string(),
+                }
+                .into())
+            }
             Step::Event(Event::Restarted {
                 table,
                 old_generation: old,

@@ -82,6 +82,8 @@ fn a_record_left_mid_update_is_busy() {
         generation: 7,
     };
     let mut table = ShmTable::create(&path, &spec).unwrap();
+    // This test is the producer: readers see it live.
+    let _live = vstats_producer::publish::LivenessLock::take(s.path()).unwrap();
     {
         let (_, writers) = table.split();
         for mut w in writers {

@@ -210,6 +210,8 @@ fn absent_unused_and_idle() {
         generation: 1,
     };
     let mut t = ShmTable::create(&path, &spec).unwrap();
+    // This test is the producer: readers see it live.
+    let _live = vstats_producer::publish::LivenessLock::take(s.path()).unwrap();
     {
         let (_, mut w) = t.split();
         let mut w0 = w.next().unwrap();

@@ -23,17 +23,20 @@ use vstats_abi::{
     record::VCPU_STD_DESCRIPTORS,
     VCPU_STATS_MAGIC,
 };
-use vstats_producer::{shm::ShmTable, TableSpec};
+use vstats_producer::{publish::LivenessLock, shm::ShmTable, TableSpec};
 
 /// A live vCPU table of `n` vCPUs at `dir/vcpu` (several pages for 400).
-fn publish(dir: &Path, n: u32) -> ShmTable {
+/// A table of `n` vCPUs in `dir/vcpu`, from a live producer: the returned
+/// lock is the producer's liveness (readers refuse a dead producer).
+fn publish(dir: &Path, n: u32) -> (ShmTable, LivenessLock) {
+    let live = LivenessLock::take(dir).unwrap();
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
         layout: Layout::compute(&LayoutParams::vcpu(n)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };
-    ShmTable::create(&dir.join("vcpu"), &spec).unwrap()
+    (ShmTable::create(&dir.join("vcpu"), &spec).unwrap(), live)
 }
 
 fn truncate(path: &Path, len: u64) {
@@ -97,7 +100,7 @@ const CUTS: [(&str, Cut); 3] = [
 fn sample_survives_its_table_being_truncated() {
     for (what, cut) in CUTS {
         let s = Scratch::new("trunc-sample");
-        let t = publish(s.path(), 400);
+        let (t, _live) = publish(s.path(), 400);
         let len = std::fs::metadata(t.path()).unwrap().len();
         let mut c = tool();
         c.args(["sample", "--format", "json", "--interval", "0.01", "--path"])
@@ -151,7 +154,7 @@ fn check_survives_its_table_being_truncated() {
 
 fn check_truncated(what: &str, cut: Cut) {
     let s = Scratch::new("trunc-check");
-    let t = publish(s.path(), 400);
+    let (t, _live) = publish(s.path(), 400);
     let len = std::fs::metadata(t.path()).unwrap().len();
     let mut c = tool();
     c.args(["check", "--duration", "10", "--interval", "0.01", "--path"])
@@ -282,7 +285,7 @@ fn symlinks_under_the_root_are_not_followed() {
 fn an_explicit_path_is_followed_and_a_device_refused() {
     // The user names the path: following a link is their choice.
     let real = Scratch::new("explicit");
-    let t = publish(real.path(), 1);
+    let (t, _live) = publish(real.path(), 1);
     let s = Scratch::new("explicit-link");
     let link = s.join("mine");
     symlink(t.path(), &link).unwrap();
@@ -331,7 +334,7 @@ fn a_sparse_gigabyte_costs_no_more_than_the_table() {
     let s = Scratch::new("sparse");
     let dir = s.join("vm1");
     std::fs::create_dir(&dir).unwrap();
-    let t = publish(&dir, 4);
+    let (t, _live) = publish(&dir, 4);
     truncate(t.path(), 1 << 30);
     let root = s.path().to_str().unwrap();
     let (st, out, err) = limited(&["sample", "--count", "1", "--root", root, "--name", "vm1"]);
