@@ -358,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
     fn one_snapshot_of_two_vms_is_one_exposition() {
         use vstats_abi::{
             layout::{Layout, LayoutParams},
