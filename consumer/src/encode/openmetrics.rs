@@ -99,6 +99,21 @@ pub fn scale_text(raw: u64, base: u8, e: i8) -> String {
             };
         }
     }
+    if base == 2 {
+        // Powers of two are exact: a shift, or a division by an exact
+        // power of two (`powi` need not be exact, and under Miri is not).
+        let k = u32::from(e.unsigned_abs());
+        let p = 1u128.checked_shl(k);
+        if let Some(p) = p {
+            if e > 0 {
+                if let Some(v) = p.checked_mul(u128::from(raw)) {
+                    return v.to_string();
+                }
+            } else {
+                return fmt_f64(raw as f64 / p as f64);
+            }
+        }
+    }
     fmt_f64(raw as f64 * f64::from(base).powi(i32::from(e)))
 }
 
@@ -354,6 +369,7 @@ mod tests {
         assert_eq!(scale_text(0, 10, -9), "0");
         assert_eq!(scale_text(7, 10, 3), "7000");
         assert_eq!(scale_text(7, 2, 10), "7168");
+        assert_eq!(scale_text(3, 2, -1), "1.5");
         assert_eq!(scale_text(42, 10, 0), "42");
     }
 
