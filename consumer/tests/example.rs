@@ -1,6 +1,8 @@
 //! Runs the `running_share` example against a live table: a producer
 //! thread keeps updating two vCPUs, one running 3/4 of the time and the
 //! other 1/4, and the example must print exactly those shares.
+// Real processes and file mappings: beyond Miri, which runs the unit tests.
+#![cfg(not(miri))]
 
 use std::{
     path::PathBuf,
