@@ -78,16 +78,12 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<Ex
     };
     let mut publisher = Publisher::new(vm, &opts.dir).map_err(flat)?;
     let mut announced = false;
-    let result = publisher.run(KVM_DOMAIN_PERIOD, |_| {
-        if !announced {
-            announced = true;
+    let stop = || stop.load(Ordering::Relaxed);
+    let result = publisher.run_until(KVM_DOMAIN_PERIOD, stop, |_| {
+        if !std::mem::replace(&mut announced, true) {
             announce(&opts.dir);
         }
-        if stop.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        ControlFlow::Continue(())
     });
     let removed = publisher.remove();
     let stopped = result.map_err(flat)?;
