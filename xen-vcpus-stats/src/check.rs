@@ -1,9 +1,5 @@
 //! `check`: the invariant checker ([`vstats_invariants`]) on a target of
-//! this tool: a table file, a VM directory or name, or a Xen domain.
-//!
-//! The tables are handed to the checker unopened (files) or raw (Xen), so
-//! that a table that breaks a static rule is reported with that rule
-//! rather than refused at attach time.
+//! this tool, handed over unopened (files) or raw (Xen).
 
 use std::{io::Write, time::Duration};
 
@@ -41,9 +37,7 @@ pub struct CheckConfig {
 ///
 /// # Errors
 ///
-/// No such VM, file or directory; a directory without tables; permission
-/// denied on the way; the Xen backend's errors (library missing, no such
-/// domain, resource not offered).
+/// As those two, and no such VM; the Xen library is missing.
 pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>> {
     Ok(match target {
         Target::Path(p) => vstats_invariants::path_targets(p)?,
@@ -63,12 +57,9 @@ fn liveness(target: &Target) -> Option<Liveness> {
 }
 
 /// Checks `target` for `cfg.duration` and writes the report to `out`,
-/// followed by a line (`"producer"` in JSON) giving the producer's
-/// liveness: a dead producer's tables pass the rules with frozen values;
-/// returns the exit code ([`vstats_invariants::Report::exit_code`]: [`crate::error::EXIT_OK`]
-/// when every rule passed, [`crate::error::EXIT_BAD_TABLE`] when a rule
-/// failed, [`crate::error::EXIT_ERROR`] when a table could not be checked
-/// and none failed).
+/// then the producer's liveness (`"producer"` in JSON): a dead producer's
+/// tables pass with frozen values. Returns
+/// [`vstats_invariants::Report::exit_code`].
 ///
 /// # Errors
 ///

@@ -1,9 +1,7 @@
-//! The producer `demo` runs in a child process (the hidden `__produce`
-//! command): a live KVM VM published by `vstats-kvm-vmm`, or, without
-//! `/dev/kvm`, the VM-less producer of [`vstats_producer::synth`]. Prints
-//! `published <dir>` on stdout once the tables are live, runs until
-//! SIGTERM or SIGINT (or its parent dies), then stops the VM, writes the
-//! final values and removes the tables.
+//! The producer `demo` runs in a child (the hidden `__produce` command):
+//! a KVM VM (`vstats-kvm-vmm`), else [`vstats_producer::synth`]. Prints
+//! `published <dir>` once live; on SIGTERM or SIGINT (or its parent's
+//! death) stops, writes the final values and removes the tables.
 
 use std::{
     io::Write,
