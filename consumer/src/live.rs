@@ -583,6 +583,33 @@ mod tests {
         miri,
         ignore = "directories, files and locks are beyond Miri's isolation"
     )]
+    fn prune_root_prunes_dead_leaves_live_and_reports_refusals() {
+        let root = temp_root("prune-root");
+        assert!(prune_root(&root).unwrap().is_empty(), "no root, nothing");
+        let live = publish(&root, "live");
+        publish(&root, "dead").abandon();
+        publish(&root, "odd").abandon();
+        std::fs::write(root.join("odd/notes"), b"mine").unwrap();
+        assert_eq!(probe_path(&root.join("dead/vcpu")).unwrap(), Liveness::Dead);
+        assert_eq!(probe_path(&root.join("live")).unwrap(), Liveness::Live);
+
+        let pruned = prune_root(&root).unwrap();
+        let names: Vec<_> = pruned.iter().map(|p| p.dir.file_name().unwrap()).collect();
+        assert_eq!(names, ["dead", "odd"], "sorted by name; live left out");
+        assert!(pruned.iter().all(|p| p.state == Liveness::Dead));
+        assert!(matches!(pruned[0].result, Ok(Liveness::Dead)));
+        assert!(matches!(pruned[1].result, Err(PruneError::Foreign { .. })));
+        assert!(!root.join("dead").exists() && root.join("odd/vcpu").exists());
+        assert_eq!(probe(&root.join("live")).unwrap(), Liveness::Live);
+        live.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
     fn the_follower_reports_a_death_when_it_probes() {
         use crate::follow::{Event, Vm};
         let root = temp_root("follow");
