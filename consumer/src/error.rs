@@ -199,6 +199,19 @@ impl Error {
         }
     }
 
+    /// Whether the table is at fault: it breaks a rule of the ABI
+    /// ([`Error::Invalid`], also one the Xen backend mapped) or a record
+    /// stayed mid-update ([`Error::Stuck`]). A reader's "violation found"
+    /// (exit code 3 in the tools), rather than "could not read".
+    pub fn is_table_fault(&self) -> bool {
+        match self {
+            Error::Invalid { .. } | Error::Stuck { .. } => true,
+            #[cfg(feature = "xen")]
+            Error::Xen(x) => x.is_invalid_table(),
+            _ => false,
+        }
+    }
+
     /// Maps an error opening a table file on `path`.
     pub(crate) fn open(path: &Path, e: crate::mmap::OpenError) -> Error {
         match e {

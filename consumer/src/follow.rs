@@ -28,6 +28,21 @@ use crate::{
 
 pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 
+/// What a VM's tables hold ([`Vm::summary`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSummary {
+    /// vCPU slots in use (read consistently, not unused).
+    pub vcpus: u32,
+    /// vCPU slots.
+    pub slots: u32,
+    /// Counters of the vCPU table.
+    pub counters: usize,
+    /// Whether a domain table is there.
+    pub domain_table: bool,
+    /// Generation of the vCPU (else domain) table.
+    pub generation: u64,
+}
+
 /// Where a table comes from, and how to open it again.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -371,6 +386,28 @@ impl Vm {
     /// table's.
     pub fn generation(&self) -> u64 {
         self.sources().next().map_or(0, |s| s.table.generation())
+    }
+
+    /// What the VM's tables hold, read now (one snapshot of the vCPU
+    /// table): a listing's line.
+    pub fn summary(&self) -> VmSummary {
+        let (vcpus, slots, counters) = self.vcpu.as_ref().map_or((0, 0, 0), |s| {
+            let mut snap = crate::Snapshot::new(&s.table);
+            s.table.snapshot(&mut snap);
+            let used = snap
+                .records()
+                .iter()
+                .filter(|r| r.is_consistent() && !r.is_unused())
+                .count();
+            (used as u32, s.table.nr_records(), s.table.counters().len())
+        });
+        VmSummary {
+            vcpus,
+            slots,
+            counters,
+            domain_table: self.domain.is_some(),
+            generation: self.generation(),
+        }
     }
 
     /// The producer's liveness as last probed ([`crate::live`]); `None`

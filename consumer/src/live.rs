@@ -205,6 +205,23 @@ pub fn probe(dir: &Path) -> Result<Liveness> {
     probe_fd(fd.as_fd()).map_err(|e| Error::io(dir, e))
 }
 
+/// The liveness of the producer of a table file or VM directory: `path`
+/// itself when it is a directory, else the file's directory (`.` for a
+/// bare file name). As [`probe`].
+///
+/// # Errors
+///
+/// As [`probe`].
+pub fn probe_path(path: &Path) -> Result<Liveness> {
+    if path.is_dir() {
+        return probe(path);
+    }
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => probe(d),
+        _ => probe(Path::new(".")),
+    }
+}
+
 /// Why [`prune`] left a directory alone, or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -422,6 +439,45 @@ pub fn prune(root: &Path, name: &OsStr) -> std::result::Result<Liveness, PruneEr
     Ok(state)
 }
 
+/// What [`prune_root`] did with one VM directory whose producer was
+/// found dead or stopped.
+#[derive(Debug)]
+pub struct Pruned {
+    /// The VM directory.
+    pub dir: PathBuf,
+    /// Its producer's state when probed before pruning.
+    pub state: Liveness,
+    /// What [`prune`] gave: the directory removed, or why not.
+    pub result: std::result::Result<Liveness, PruneError>,
+}
+
+/// [`prune`]s every VM directory under `root` ([`crate::discover::list`],
+/// by name) whose producer [`probe`]s dead or stopped; live producers'
+/// directories, and those whose liveness cannot be told, are not touched.
+///
+/// # Errors
+///
+/// As [`crate::discover::list`]: `root` cannot be read (one that does not
+/// exist holds nothing to prune).
+pub fn prune_root(root: &Path) -> Result<Vec<Pruned>> {
+    let mut out = Vec::new();
+    for vm in crate::discover::list(root)? {
+        let Ok(state @ (Liveness::Dead | Liveness::Stopped)) = probe(&vm.dir) else {
+            continue;
+        };
+        let Some(name) = vm.dir.file_name() else {
+            continue;
+        };
+        let result = prune(root, name);
+        out.push(Pruned {
+            dir: vm.dir,
+            state,
+            result,
+        });
+    }
+    Ok(out)
+}
+
 /// The liveness a Xen error means: a domain that no longer exists
 /// ([`crate::xen::Error::NoSuchDomain`], `ESRCH` from Xen, which a dying
 /// domain gives too once its resources are released) is
@@ -517,6 +573,33 @@ mod tests {
         assert!(root.join("odd/vcpu").exists(), "a refusal removes nothing");
         assert_eq!(prune(&root, "dead".as_ref()).unwrap(), Liveness::Dead);
         assert!(!root.join("dead").exists());
+        assert_eq!(probe(&root.join("live")).unwrap(), Liveness::Live);
+        live.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
+    fn prune_root_prunes_dead_leaves_live_and_reports_refusals() {
+        let root = temp_root("prune-root");
+        assert!(prune_root(&root).unwrap().is_empty(), "no root, nothing");
+        let live = publish(&root, "live");
+        publish(&root, "dead").abandon();
+        publish(&root, "odd").abandon();
+        std::fs::write(root.join("odd/notes"), b"mine").unwrap();
+        assert_eq!(probe_path(&root.join("dead/vcpu")).unwrap(), Liveness::Dead);
+        assert_eq!(probe_path(&root.join("live")).unwrap(), Liveness::Live);
+
+        let pruned = prune_root(&root).unwrap();
+        let names: Vec<_> = pruned.iter().map(|p| p.dir.file_name().unwrap()).collect();
+        assert_eq!(names, ["dead", "odd"], "sorted by name; live left out");
+        assert!(pruned.iter().all(|p| p.state == Liveness::Dead));
+        assert!(matches!(pruned[0].result, Ok(Liveness::Dead)));
+        assert!(matches!(pruned[1].result, Err(PruneError::Foreign { .. })));
+        assert!(!root.join("dead").exists() && root.join("odd/vcpu").exists());
         assert_eq!(probe(&root.join("live")).unwrap(), Liveness::Live);
         live.remove().unwrap();
         std::fs::remove_dir_all(&root).unwrap();

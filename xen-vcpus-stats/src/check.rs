@@ -1,24 +1,16 @@
 //! `check`: the invariant checker ([`vstats_invariants`]) on a target of
-//! this tool: a table file, a VM directory or name, or a Xen domain.
-//!
-//! The tables are handed to the checker unopened (files) or raw (Xen), so
-//! that a table that breaks a static rule is reported with that rule
-//! rather than refused at attach time.
+//! this tool, handed over unopened (files) or raw (Xen).
 
 use std::{io::Write, time::Duration};
 
-use vstats_abi::TableKind;
-use vstats_consumer::{
-    discover,
-    live::{self, Liveness},
-};
+use vstats_consumer::live::{self, Liveness};
 use vstats_invariants::{run_check, CheckOptions};
 
 use crate::{
     cli::parse_seconds,
     error::Result,
     target::{named_dir, Target},
-    xen::{self, Xen},
+    xen::Xen,
 };
 
 /// How long and how closely to check: the options of `check`.
@@ -40,73 +32,34 @@ pub struct CheckConfig {
     pub json: bool,
 }
 
-/// The checker's targets for `target`: the file; the `vcpu` and `domain`
-/// files of a directory (whichever exist); raw mappings of a Xen domain's
-/// vCPU table and, when Xen offers it, its domain table.
+/// The checker's targets for `target`
+/// ([`vstats_invariants::path_targets`], [`vstats_invariants::xen_targets`]).
 ///
 /// # Errors
 ///
-/// No such VM, file or directory; a directory without tables; permission
-/// denied on the way; the Xen backend's errors (library missing, no such
-/// domain, resource not offered).
+/// As those two, and no such VM; the Xen library is missing.
 pub fn checker_targets(target: &Target) -> Result<Vec<vstats_invariants::Target>> {
-    use vstats_invariants::Target as T;
-    let in_dir = |dir: &std::path::Path| -> Result<Vec<T>> {
-        Ok(discover::table_files(dir)?
-            .into_iter()
-            .map(T::Path)
-            .collect())
-    };
+    Ok(match target {
+        Target::Path(p) => vstats_invariants::path_targets(p)?,
+        Target::Name { root, name } => vstats_invariants::path_targets(&named_dir(root, name)?)?,
+        Target::Domid(domid) => vstats_invariants::xen_targets(&Xen::load()?, *domid)?,
+    })
+}
+
+/// The liveness of a file target's producer, probed once before
+/// checking; `None` for a Xen domain or when it cannot be told.
+fn liveness(target: &Target) -> Option<Liveness> {
     match target {
-        Target::Path(p) if p.is_dir() => in_dir(p),
-        Target::Path(p) => {
-            // Fail here, with the tool's message, when the file cannot be
-            // read at all; the checker reports what is wrong inside it.
-            std::fs::File::open(p).map_err(|e| vstats_consumer::Error::io(p, e))?;
-            Ok(vec![T::Path(p.clone())])
-        }
-        Target::Name { root, name } => in_dir(&named_dir(root, name)?),
-        Target::Domid(domid) => {
-            let x = Xen::load()?;
-            let mut out = Vec::new();
-            for kind in TableKind::ALL {
-                match x.map_raw(*domid, kind) {
-                    Ok(raw) => out.push(T::Memory {
-                        label: format!("domain {domid} {kind} stats table"),
-                        raw,
-                    }),
-                    Err(xen::Error::NotOffered { .. }) if kind == TableKind::Domain => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(out)
-        }
+        Target::Path(p) => live::probe_path(p).ok(),
+        Target::Name { root, name } => live::probe(&named_dir(root, name).ok()?).ok(),
+        Target::Domid(_) => None,
     }
 }
 
-/// The liveness of a file target's producer (its directory's, probed
-/// once before checking); `None` for a Xen domain or when it cannot be
-/// told.
-fn liveness(target: &Target) -> Option<Liveness> {
-    let dir = match target {
-        Target::Path(p) if p.is_dir() => p.clone(),
-        Target::Path(p) => match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => ".".into(),
-        },
-        Target::Name { root, name } => named_dir(root, name).ok()?,
-        Target::Domid(_) => return None,
-    };
-    live::probe(&dir).ok()
-}
-
 /// Checks `target` for `cfg.duration` and writes the report to `out`,
-/// followed by a line (`"producer"` in JSON) giving the producer's
-/// liveness: a dead producer's tables pass the rules with frozen values;
-/// returns the exit code ([`vstats_invariants::Report::exit_code`]: [`crate::error::EXIT_OK`]
-/// when every rule passed, [`crate::error::EXIT_BAD_TABLE`] when a rule
-/// failed, [`crate::error::EXIT_ERROR`] when a table could not be checked
-/// and none failed).
+/// then the producer's liveness (`"producer"` in JSON): a dead producer's
+/// tables pass with frozen values. Returns
+/// [`vstats_invariants::Report::exit_code`].
 ///
 /// # Errors
 ///

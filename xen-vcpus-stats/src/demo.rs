@@ -1,13 +1,7 @@
-//! `demo`: start a producer (a live KVM VM, or the VM-less producer) in a
-//! child process, sample it, stop it.
-//!
-//! The child is this same executable run with the hidden `__produce`
-//! command, in its own process group (so a Ctrl-C at the terminal reaches
-//! only `demo`, which then stops the child in order) and with a parent
-//! death signal (so it never outlives a `demo` that was killed). `demo`
-//! waits for its `published <dir>` line, samples the directory with the
-//! common options, then sends SIGTERM and waits for the child, which
-//! stops the VM and removes the tables.
+//! `demo`: run [`crate::produce`] as a child (this executable's
+//! `__produce`, in its own process group so that a terminal's Ctrl-C
+//! reaches only `demo`), wait for its `published <dir>` line, sample the
+//! directory, then stop the child with SIGTERM.
 
 use std::{
     io::{self, BufRead, BufReader, Write},

@@ -8,11 +8,8 @@ use vstats_consumer::Error as ConsumerError;
 
 use crate::xen;
 
-// The exit codes are the checker's (`vstats_invariants::report`), so that
-// `check` and `vstats-invariants` exit alike for the same report.
-
 /// Exit code of a successful run (also after Ctrl-C ends an unbounded
-/// sampling run).
+/// sampling run). The codes are `vstats_invariants::report`'s.
 pub const EXIT_OK: u8 = vstats_invariants::report::EXIT_PASS;
 /// Exit code of an error: no such domain, VM or file, permission denied,
 /// a missing Xen library, an I/O error, an unknown counter name.
@@ -84,13 +81,11 @@ impl From<xen::Error> for Error {
     }
 }
 
-/// [`EXIT_BAD_TABLE`] for an invalid table (also one the Xen backend
-/// mapped) and a stuck record, else [`EXIT_ERROR`].
 fn consumer_exit_code(e: &ConsumerError) -> u8 {
-    match e {
-        ConsumerError::Invalid { .. } | ConsumerError::Stuck { .. } => EXIT_BAD_TABLE,
-        ConsumerError::Xen(x) if x.is_invalid_table() => EXIT_BAD_TABLE,
-        _ => EXIT_ERROR,
+    if e.is_table_fault() {
+        EXIT_BAD_TABLE
+    } else {
+        EXIT_ERROR
     }
 }
 

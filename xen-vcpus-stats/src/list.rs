@@ -11,7 +11,7 @@ use std::{
 use vstats_consumer::live::{self, Liveness};
 
 use serde_json::{json, Value as Json};
-use vstats_consumer::{discover, follow::Source, Snapshot};
+use vstats_consumer::discover;
 
 use crate::{
     output::{grid::Grid, Format},
@@ -37,37 +37,15 @@ pub struct Entry {
 }
 
 /// What a target holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Info {
-    /// vCPU slots in use (read consistently, not unused).
-    pub vcpus: u32,
-    /// vCPU slots.
-    pub slots: u32,
-    /// Counters of the vCPU table.
-    pub counters: usize,
-    /// Whether a domain table is there.
-    pub domain_table: bool,
-    /// Generation of the vCPU (else domain) table.
-    pub generation: u64,
-}
+pub use vstats_consumer::follow::VmSummary as Info;
 
-fn info(att: &Vm) -> Info {
-    let (vcpus, slots, counters) = att.vcpu.as_ref().map_or((0, 0, 0), |s: &Source| {
-        let mut snap = Snapshot::new(&s.table);
-        s.table.snapshot(&mut snap);
-        let used = snap
-            .records()
-            .iter()
-            .filter(|r| r.is_consistent() && !r.is_unused())
-            .count();
-        (used as u32, s.table.nr_records(), s.table.counters().len())
-    });
-    Info {
-        vcpus,
-        slots,
-        counters,
-        domain_table: att.domain.is_some(),
-        generation: att.generation(),
+fn list_error(root: &Path, e: vstats_consumer::Error) -> io::Error {
+    match e {
+        vstats_consumer::Error::Io { io, .. }
+        | vstats_consumer::Error::PermissionDenied { io, .. } => {
+            io::Error::new(io.kind(), format!("{}: {io}", root.display()))
+        }
+        e => io::Error::other(e),
     }
 }
 
@@ -78,13 +56,7 @@ fn info(att: &Vm) -> Info {
 ///
 /// I/O errors reading `root` other than "not found".
 pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
-    let vms = discover::list(root).map_err(|e| match e {
-        vstats_consumer::Error::Io { io, .. }
-        | vstats_consumer::Error::PermissionDenied { io, .. } => {
-            io::Error::new(io.kind(), format!("{}: {io}", root.display()))
-        }
-        e => io::Error::other(e),
-    })?;
+    let vms = discover::list(root).map_err(|e| list_error(root, e))?;
     Ok(vms
         .into_iter()
         .map(|vm| Entry {
@@ -92,7 +64,7 @@ pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
             source: vm.dir.display().to_string(),
             domid: None,
             producer: live::probe(&vm.dir).ok(),
-            info: vm.open().map(|a| info(&a)).map_err(|e| e.to_string()),
+            info: vm.open().map(|a| a.summary()).map_err(|e| e.to_string()),
             name: vm.name,
         })
         .collect())
@@ -122,7 +94,7 @@ pub fn xen() -> Result<Vec<Entry>, String> {
                     Ok(_) => Some(Liveness::Live),
                     Err(e) => live::xen_liveness(e),
                 },
-                info: opened.map(|vm| info(&vm)).map_err(|e| e.to_string()),
+                info: opened.map(|vm| vm.summary()).map_err(|e| e.to_string()),
             }
         })
         .collect())
@@ -206,10 +178,8 @@ pub fn write(
 }
 
 /// Removes the directories under `root` whose producer is dead or
-/// stopped ([`vstats_consumer::live::prune`]: only directories of this
-/// user whose lock is free and which hold nothing but vstats tables),
-/// writing one line per directory to `notices`: pruned, or why not.
-/// Live producers' directories are not touched. Returns the number of
+/// stopped ([`vstats_consumer::live::prune_root`]), writing one line per
+/// directory to `notices`: pruned, or why not. Returns the number of
 /// directories that were refused.
 ///
 /// # Errors
@@ -217,26 +187,18 @@ pub fn write(
 /// I/O errors reading `root`, and writing `notices`.
 pub fn prune(root: &Path, notices: &mut dyn Write) -> io::Result<usize> {
     let mut refused = 0;
-    for e in files(root)? {
-        let Some(state @ (Liveness::Dead | Liveness::Stopped)) = e.producer else {
-            continue;
-        };
-        let Some(name) = Path::new(&e.source).file_name() else {
-            continue;
-        };
-        match live::prune(root, name) {
+    for p in live::prune_root(root).map_err(|e| list_error(root, e))? {
+        match p.result {
             Ok(_) => writeln!(
                 notices,
-                "xen-vcpus-stats: pruned {}: its producer was {state}",
-                e.source.escape_debug()
+                "xen-vcpus-stats: pruned {}: its producer was {}",
+                p.dir.display().to_string().escape_debug(),
+                p.state
             )?,
             Err(err) => {
                 refused += 1;
-                writeln!(
-                    notices,
-                    "xen-vcpus-stats: {}",
-                    err.to_string().escape_debug()
-                )?;
+                let err = err.to_string();
+                writeln!(notices, "xen-vcpus-stats: {}", err.escape_debug())?;
             }
         }
     }

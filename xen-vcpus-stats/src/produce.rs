@@ -1,9 +1,7 @@
-//! The producer `demo` runs in a child process (the hidden `__produce`
-//! command): a live KVM VM published by `vstats-kvm-vmm`, or, without
-//! `/dev/kvm`, the VM-less producer of [`vstats_producer::synth`]. Prints
-//! `published <dir>` on stdout once the tables are live, runs until
-//! SIGTERM or SIGINT (or its parent dies), then stops the VM, writes the
-//! final values and removes the tables.
+//! The producer `demo` runs in a child (the hidden `__produce` command):
+//! a KVM VM (`vstats-kvm-vmm`), else [`vstats_producer::synth`]. Prints
+//! `published <dir>` once live; on SIGTERM or SIGINT (or its parent's
+//! death) stops, writes the final values and removes the tables.
 
 use std::{
     io::Write,
@@ -78,16 +76,12 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<Ex
     };
     let mut publisher = Publisher::new(vm, &opts.dir).map_err(flat)?;
     let mut announced = false;
-    let result = publisher.run(KVM_DOMAIN_PERIOD, |_| {
-        if !announced {
-            announced = true;
+    let stop = || stop.load(Ordering::Relaxed);
+    let result = publisher.run_until(KVM_DOMAIN_PERIOD, stop, |_| {
+        if !std::mem::replace(&mut announced, true) {
             announce(&opts.dir);
         }
-        if stop.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        ControlFlow::Continue(())
     });
     let removed = publisher.remove();
     let stopped = result.map_err(flat)?;

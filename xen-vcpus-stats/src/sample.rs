@@ -65,20 +65,15 @@ pub fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 }
 
 /// Samples an attached target every `opts.interval`, `opts.count` times
-/// (or until `stop`), writing each sample to `out` in `opts.format` and
-/// notices (restarts) to `notices`; returns the number of samples
-/// written.
-///
-/// The first sample comes one interval after attaching: every sample is
-/// the difference of two snapshots. A reader of `out` that goes away
-/// (broken pipe) ends the run like a signal.
+/// (or until `stop`), writing samples to `out` and notices (restarts) to
+/// `notices`; returns the number of samples written. A broken pipe on
+/// `out` ends the run like a signal.
 ///
 /// # Errors
 ///
-/// As [`Sampler::step`] ([`Error::TableRemoved`] when the tables went
-/// away, [`Error::ProducerDead`] when the follower's liveness probe, at
-/// most every [`vstats_consumer::live::PROBE_INTERVAL`], finds the
-/// producer dead), and write errors other than a broken pipe.
+/// As [`Sampler::step`]; [`Error::TableRemoved`]; [`Error::ProducerDead`]
+/// (probed at most every [`vstats_consumer::live::PROBE_INTERVAL`]);
+/// write errors other than a broken pipe.
 pub fn run(
     sampler: &mut Sampler,
     opts: &SampleOptions,

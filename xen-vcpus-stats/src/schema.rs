@@ -3,12 +3,11 @@
 
 use std::io::{self, Write};
 
-use serde_json::{json, Value as Json};
 use vstats_consumer::{follow::Source, Counter};
 
 use crate::{
     filter::NameFilter,
-    output::{grid::Grid, kind_name, openmetrics, unit_name, Format},
+    output::{grid::Grid, json, kind_name, openmetrics, unit_name, Format},
     target::Vm,
 };
 
@@ -21,28 +20,6 @@ fn counters<'a>(s: Option<&'a Source>, names: &NameFilter) -> Vec<&'a Counter> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-fn counter_json(c: &Counter) -> Json {
-    json!({
-        "name": c.name(),
-        "kind": kind_name(c.kind()),
-        "unit": unit_name(c.unit()),
-        "base": c.base().0,
-        "exponent": c.exponent(),
-        "offset": c.offset(),
-        "count": c.count(),
-        "bucket_size": c.bucket_size(),
-    })
-}
-
-fn table_json(s: Option<&Source>, names: &NameFilter) -> Json {
-    s.map_or(Json::Null, |src| json!({
-        "source": src.describe(),
-        "slots": src.table.nr_records(),
-        "generation": src.table.generation(),
-        "counters": counters(Some(src), names).into_iter().map(counter_json).collect::<Vec<_>>(),
-    }))
 }
 
 fn write_table(
@@ -92,14 +69,7 @@ pub fn write(att: &Vm, format: Format, names: &NameFilter, out: &mut dyn Write) 
             write_table(out, "domain", att.domain.as_ref(), names)
         }
         Format::Json => {
-            let j = json!({
-                "vm": att.name,
-                "source": att.origin,
-                "domid": att.domid,
-                "vcpu": table_json(att.vcpu.as_ref(), names),
-                "domain": table_json(att.domain.as_ref(), names),
-            });
-            serde_json::to_writer(&mut *out, &j)?;
+            serde_json::to_writer(&mut *out, &json::schema_json(att, names))?;
             writeln!(out)
         }
         Format::Openmetrics => {

@@ -9,9 +9,7 @@ use crate::{
     xen::{self, Xen},
 };
 
-/// The publication directory's names, defined once in `vstats-abi`: the
-/// default root (`/dev/shm/vstats`), the environment variable that
-/// changes it (`--root` wins), and the table file names.
+/// The table file names, defined once in `vstats-abi`.
 pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 pub use vstats_consumer::follow::Vm;
 

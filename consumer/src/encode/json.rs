@@ -6,8 +6,12 @@ use std::io::{self, Write};
 use serde_json::{json, Map, Value as Json};
 use vstats_consumer::{Aggregate, Counter};
 
-use super::{rfc3339, shows_rate};
-use crate::sample::{Sample, Value, VcpuSample, RUNSTATES};
+use super::{kind_name, rfc3339, shows_rate, unit_name};
+use crate::{
+    filter::NameFilter,
+    follow::{Source, Vm},
+    sample::{Sample, Value, VcpuSample, RUNSTATES},
+};
 
 fn value(v: &Value) -> Json {
     match v {
@@ -128,4 +132,49 @@ pub fn to_json(s: &Sample) -> Json {
 pub fn write_sample(s: &Sample, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer(&mut *out, &to_json(s))?;
     out.write_all(b"\n")
+}
+
+/// A counter's descriptor as one JSON object: name, kind, unit, scale
+/// (`base`, `exponent`), offset, words (`count`) and bucket size.
+pub fn counter_json(c: &Counter) -> Json {
+    json!({
+        "name": c.name(),
+        "kind": kind_name(c.kind()),
+        "unit": unit_name(c.unit()),
+        "base": c.base().0,
+        "exponent": c.exponent(),
+        "offset": c.offset(),
+        "count": c.count(),
+        "bucket_size": c.bucket_size(),
+    })
+}
+
+fn table_schema(s: Option<&Source>, names: &NameFilter) -> Json {
+    s.map_or(Json::Null, |src| {
+        let counters = src
+            .table
+            .counters()
+            .iter()
+            .filter(|c| names.matches(c.name()));
+        json!({
+            "source": src.describe(),
+            "slots": src.table.nr_records(),
+            "generation": src.table.generation(),
+            "counters": counters.map(counter_json).collect::<Vec<_>>(),
+        })
+    })
+}
+
+/// The schema of `vm`'s tables as one JSON object: the VM (`vm`,
+/// `source`, `domid`) and, per table (`vcpu`, `domain`; `null` when
+/// absent), its source, slots, generation and the counters `names`
+/// matches ([`counter_json`]).
+pub fn schema_json(vm: &Vm, names: &NameFilter) -> Json {
+    json!({
+        "vm": vm.name,
+        "source": vm.origin,
+        "domid": vm.domid,
+        "vcpu": table_schema(vm.vcpu.as_ref(), names),
+        "domain": table_schema(vm.domain.as_ref(), names),
+    })
 }

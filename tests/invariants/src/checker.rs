@@ -119,6 +119,48 @@ pub fn targets_in_dir(dir: &Path) -> Vec<Target> {
         .collect()
 }
 
+/// The targets of a table file or a VM directory: the `vcpu` and
+/// `domain` files of a directory (whichever exist), else the file. A file
+/// is opened once first, so that one that cannot be read at all is an
+/// error here; the checker reports what is wrong inside it.
+///
+/// # Errors
+///
+/// A directory without tables; the file or directory cannot be read.
+pub fn path_targets(path: &Path) -> vstats_consumer::Result<Vec<Target>> {
+    if path.is_dir() {
+        let files = vstats_consumer::discover::table_files(path)?;
+        return Ok(files.into_iter().map(Target::Path).collect());
+    }
+    std::fs::File::open(path).map_err(|e| vstats_consumer::Error::io(path, e))?;
+    Ok(vec![Target::Path(path.to_owned())])
+}
+
+/// Raw mappings of Xen domain `domid`'s vCPU table and, when Xen offers
+/// it, its domain table, labelled `domain N <kind> stats table`.
+///
+/// # Errors
+///
+/// The Xen backend's errors (no such domain, vCPU table not offered).
+#[cfg(feature = "xen")]
+pub fn xen_targets(
+    xen: &vstats_consumer::xen::Xen,
+    domid: u16,
+) -> vstats_consumer::xen::Result<Vec<Target>> {
+    let mut out = Vec::new();
+    for kind in TableKind::ALL {
+        match xen.map_raw(domid, kind) {
+            Ok(raw) => out.push(Target::Memory {
+                label: format!("domain {domid} {kind} stats table"),
+                raw,
+            }),
+            Err(vstats_consumer::xen::Error::NotOffered { .. }) if kind == TableKind::Domain => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// Attaches to every target, samples them all every
 /// [`CheckOptions::interval`] for [`CheckOptions::duration`], and reports.
 /// Never fails: a table that cannot be opened has its

@@ -75,6 +75,8 @@ pub mod plan;
 pub mod report;
 mod statics;
 
-pub use checker::{run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};
+#[cfg(feature = "xen")]
+pub use checker::xen_targets;
+pub use checker::{path_targets, run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};
 pub use report::{Report, Status, TableReport};
 pub use vstats_consumer::mem::MemView;

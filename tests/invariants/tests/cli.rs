@@ -17,8 +17,9 @@ use vstats_abi::{
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
+    path_targets,
     report::{EXIT_ERROR, EXIT_PASS, EXIT_USAGE, EXIT_VIOLATION},
-    vm_dir,
+    vm_dir, Target,
 };
 use vstats_producer::{shm::ShmTable, TableSpec};
 
@@ -130,4 +131,30 @@ fn what_cannot_be_checked_exits_1_and_bad_arguments_2() {
 
     let o = checker(&["--name", "../etc"]);
     assert_eq!(code(&o), i32::from(EXIT_USAGE));
+}
+
+#[test]
+fn path_targets_lists_a_directorys_tables_and_opens_a_file_once() {
+    let s = Scratch::new("path-targets");
+    let paths = |t: Vec<Target>| -> Vec<_> {
+        t.into_iter()
+            .map(|t| match t {
+                Target::Path(p) => p,
+                _ => panic!("not a path target"),
+            })
+            .collect()
+    };
+    let err = path_targets(s.dir()).unwrap_err();
+    assert!(
+        matches!(err, vstats_consumer::Error::NoTable { .. }),
+        "{err}"
+    );
+    let _domain = domain_table(&s.path("domain"));
+    assert_eq!(paths(path_targets(s.dir()).unwrap()), [s.path("domain")]);
+    assert_eq!(
+        paths(path_targets(&s.path("domain")).unwrap()),
+        [s.path("domain")]
+    );
+    let err = path_targets(&s.path("vcpu")).unwrap_err();
+    assert!(matches!(err, vstats_consumer::Error::Io { .. }), "{err}");
 }
