@@ -411,6 +411,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a thousand descriptors, each checked against the others: minutes under Miri"
+    )]
     fn too_many_descriptors_are_refused_at_build() {
         let mut b = TableBuilder::vcpu(1);
         for i in 0..1021 {
