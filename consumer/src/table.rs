@@ -428,9 +428,17 @@ impl Table {
         let stamp = RecordStamp::of(&self.info);
         let mut off = u64::from(self.info.header.offset);
         let mut busy = 0;
+        // A table lost to truncation is not read again: every load of it
+        // would fault, one signal per record.
+        let mut lost = self.is_lost();
         for (i, rec) in (0..self.info.nr_records).zip(snap.records_mut()) {
             rec.stamp(i, &stamp, n);
-            let r = self.read_at(off, rec.words_mut());
+            let r = if lost {
+                None
+            } else {
+                self.read_at(off, rec.words_mut())
+            };
+            lost = lost || (r.is_none() && self.is_lost());
             if matches!(r, Some(Err(_))) {
                 busy += 1;
             }

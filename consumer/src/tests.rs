@@ -1059,6 +1059,14 @@ fn a_table_truncated_while_mapped_is_lost_not_fatal() {
             // Records on pages still backed by the file are read.
             assert!(s.record(0).unwrap().is_consistent(), "{cut:?}");
         }
+        // Once lost, nothing is read again, not even what is still backed
+        // (as `Table::is_lost` says): no fault per record per snapshot.
+        t.snapshot(&mut s);
+        assert_eq!(
+            s.record(0).unwrap().status(),
+            RecordStatus::NotRead,
+            "{cut:?}"
+        );
         let e = t.check_lost().unwrap_err();
         assert!(
             matches!(e, Error::Truncated { path: Some(ref p) } if p == f.path()),
