@@ -11,12 +11,14 @@
 //! | module | what it does |
 //! | --- | --- |
 //! | `raw`, `mmap`, `guard` (private) | the only `unsafe` besides the backends: loads from a read-only mapping, fault-guarded where a truncated file would kill the reader; opening (regular files only) and mapping a file |
+//! | [`mem`] | the one public view of mapped memory ([`mem::MemView`]): every load from a table goes through its bounds-and-alignment check |
 //! | [`Table`] (`table`) | copy the head, validate it ([`vstats_abi::validate()`]), read records under the seq protocol; notice a stale header or a replaced file |
 //! | [`Snapshot`], [`Counter`] | one consistent copy of every record; counters by name, scaled, histograms |
 //! | [`delta`], [`rate`], [`Aggregate`] (`stats`) | what two snapshots or many records say together; `Aggregate<u64>` for values, `Aggregate<f64>` for rates |
 //! | [`watch`] | the one rule for records stuck mid-update ([`watch::StuckWatch`]) |
 //! | [`filter`] | which counters ([`filter::NameFilter`], `*`/`?` patterns) and which vCPUs ([`filter::VcpuList`]) |
 //! | [`discover`] | the VMs published under a root directory: [`discover::list`] |
+//! | [`live`] | whether a VM directory's producer is live, stopped or dead (a lock tested without taking it), and pruning dead ones |
 //! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
 //! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample (feature `json`) |
