@@ -6,20 +6,16 @@
 //! and return when not run as root; tests that need a VM do so when KVM
 //! cannot be used.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
 
+mod common;
+
+use common::{kvm_or_skip, start, start_cmd, wait_bounded, BIN};
 use vstats_abi::validate::validate;
-use vstats_kvm_vmm::{Error, Vm, VmConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vstats-vmm");
-/// Generous bounds for a busy 2-core machine; they only stop a hung test.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `nobody`'s uid and `nogroup`'s gid on Debian-like systems.
 const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
@@ -28,17 +24,6 @@ const NOGROUP: u32 = 65534;
 const GUARD: &str = "5";
 /// A domain period that never comes.
 const ENDLESS: &str = "18446744073709551615";
-
-fn kvm_or_skip() -> bool {
-    match Vm::create(VmConfig::new(1)) {
-        Ok(_) => true,
-        Err(e @ Error::KvmUnavailable { .. }) => {
-            println!("skipped: /dev/kvm unavailable: {e}");
-            false
-        }
-        Err(e) => panic!("Vm::create: {e}"),
-    }
-}
 
 fn root_or_skip(why: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -74,53 +59,6 @@ fn as_nobody(cmd: &str, args: &[&str]) -> Output {
 fn as_nobody_ok(cmd: &str, args: &[&str]) {
     let out = as_nobody(cmd, args);
     assert!(out.status.success(), "nobody: {cmd} {args:?}: {out:?}");
-}
-
-/// Starts the binary and waits for its `published <dir>` line.
-fn start_cmd(mut cmd: Command) -> Child {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) if line.starts_with("published ") => child,
-        other => {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "no `published` line: {other:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
-fn start(args: &[&str]) -> Child {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    start_cmd(cmd)
-}
-
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let until = Instant::now() + EXIT_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("vstats-vmm did not exit within {EXIT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Sends SIGTERM; the producer must exit successfully.
@@ -248,7 +186,7 @@ fn moving_the_vm_directory_and_planting_a_link_spares_the_victim() {
     let root = temp_path("swap-root");
     let dir = root.join("vm2");
     let old = root.join(".old");
-    let child = start(&["--name", "vm2", "--dir", s(&dir)]);
+    let child = start(&["--name", "vm2", "--dir", s(&dir)]).0;
     check_tables(&dir);
 
     let out = as_nobody("mv", &[s(&dir), s(&old)]);
@@ -285,7 +223,7 @@ fn under_umask_000_nobody_can_neither_read_nor_replace_a_table() {
         BIN,
         s(&dir),
     ]);
-    let child = start_cmd(cmd);
+    let child = start_cmd(cmd).0;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&root), 0o755);
     assert_eq!(mode(&dir), 0o750);
@@ -324,7 +262,8 @@ fn mode_and_group_are_options() {
         "0644",
         "--group",
         "nogroup",
-    ]);
+    ])
+    .0;
     let meta = |p: &Path| std::fs::metadata(p).unwrap();
     assert_eq!(meta(&dir).permissions().mode() & 0o7777, 0o755);
     assert_eq!(meta(&dir).gid(), NOGROUP);
@@ -409,10 +348,10 @@ fn a_stopping_producer_spares_its_successors_tables_and_lock() {
     }
     let root = temp_path("successor");
     let dir = root.join("vm");
-    let a = start(&["--name", "vm", "--dir", s(&dir)]);
+    let a = start(&["--name", "vm", "--dir", s(&dir)]).0;
     let status = Command::new("rm").args(["-rf", s(&dir)]).status().unwrap();
     assert!(status.success());
-    let b = start(&["--name", "vm", "--dir", s(&dir)]);
+    let b = start(&["--name", "vm", "--dir", s(&dir)]).0;
     let b_tables = check_tables(&dir);
     let third = || {
         Command::new(BIN)
@@ -448,7 +387,8 @@ fn sigterm_is_noticed_with_an_endless_period_and_a_huge_deadline() {
         "1e19",
         "--domain-period-ms",
         ENDLESS,
-    ]);
+    ])
+    .0;
     check_tables(&dir);
     terminate(child);
     assert!(!dir.exists());
@@ -472,7 +412,8 @@ fn seconds_are_noticed_with_an_endless_period() {
         "0.2",
         "--domain-period-ms",
         ENDLESS,
-    ]);
+    ])
+    .0;
     assert!(wait_bounded(&mut child).success());
     assert!(!dir.exists());
     std::fs::remove_dir(&root).unwrap();

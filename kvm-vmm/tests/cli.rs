@@ -4,30 +4,13 @@
 //! Tests that need a VM print "skipped: /dev/kvm unavailable: <reason>" and
 //! return when KVM cannot be used.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
+mod common;
+
+use common::{kvm_or_skip, start, wait_bounded, BIN};
 use vstats_abi::validate::validate;
-use vstats_kvm_vmm::{Error, Vm, VmConfig};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vstats-vmm");
-/// Generous bounds for a busy 2-core machine; they only stop a hung test.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn kvm_or_skip() -> bool {
-    match Vm::create(VmConfig::new(1)) {
-        Ok(_) => true,
-        Err(e @ Error::KvmUnavailable { .. }) => {
-            println!("skipped: /dev/kvm unavailable: {e}");
-            false
-        }
-        Err(e) => panic!("Vm::create: {e}"),
-    }
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vstats-vmm-cli-{tag}-{}", std::process::id()))
@@ -35,48 +18,6 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 fn name(tag: &str) -> String {
     format!("t-{}-{tag}", std::process::id())
-}
-
-/// Starts the binary and waits for its `published <dir>` line.
-fn start(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) if line.starts_with("published ") => (child, line),
-        other => {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "no `published` line: {other:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let until = Instant::now() + EXIT_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("vstats-vmm did not exit within {EXIT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn check_tables(dir: &Path, vcpus: u32) {
