@@ -138,9 +138,15 @@ fn demo_stops_on_sigint() {
         .status()
         .unwrap();
     assert!(kill.success());
-    let t = Instant::now();
-    let status = child.wait().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(5));
+    // It stops on SIGINT: a bound only against a hang, not a timing.
+    let until = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "the demo ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(status.code(), Some(0));
     assert!(empty(s.path()), "the producer removed its tables");
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::{
+    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Output, Stdio},
     time::{Duration, Instant},
@@ -536,12 +537,12 @@ fn restart_reattaches_without_crossing_deltas() {
     let mut first = Synth::new(&dir, 2).unwrap();
     std::thread::sleep(Duration::from_millis(300)); // counters well above 0
     first.update();
-    let child = tool()
+    let mut child = tool()
         .args([
             "--path",
             dir.to_str().unwrap(),
             "--interval",
-            "0.15",
+            "0.5",
             "--count",
             "4",
             "--format",
@@ -551,27 +552,54 @@ fn restart_reattaches_without_crossing_deltas() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(250) {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // The first producer runs until the tool has printed a sample of it.
+    let first_line = loop {
         first.update();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // The old producer dies (its tables stay, its lock goes); the new
-    // producer's files replace the old ones atomically (rename).
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(line) => break line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => panic!("the tool ended before its first sample: {e}"),
+        }
+    };
+    // The tool is held (SIGSTOP) while the old producer dies (its tables
+    // stay, its lock goes) and the new one's files replace them
+    // atomically (rename): the restart falls between two of its samples,
+    // however the machine schedules it.
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
     first.crash();
     let mut second = Synth::new(&dir, 2).unwrap();
     let gen2 = vstats_consumer::Table::open(dir.join("vcpu"))
         .unwrap()
         .generation();
+    signal("-CONT");
     let o = keep_updating(&mut second, child);
     assert!(o.status.success(), "{}", common::stderr(&o));
+    let lines: Vec<Value> = std::iter::once(first_line)
+        .chain(rx.iter())
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
     let err = common::stderr(&o);
     assert!(
         err.contains("producer restarted (generation") && err.contains("re-attached"),
         "{err}"
     );
     assert!(err.contains(&format!("-> {gen2:#x})")), "{err}");
-    let lines = json_lines(&o);
     assert_eq!(lines.len(), 4);
     assert_ne!(lines[0]["generation"], gen2);
     assert_eq!(lines[3]["generation"], gen2);
