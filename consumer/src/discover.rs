@@ -84,6 +84,117 @@ pub fn list(root: &Path) -> Result<Vec<Entry>> {
         .collect())
 }
 
+/// Where a VM of [`host`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A directory of table files under the root.
+    File,
+    /// A Xen domain's `stats_table` resources.
+    Xen,
+}
+
+impl Backend {
+    /// `"file"` or `"xen"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::Xen => "xen",
+        }
+    }
+}
+
+/// A VM of this host, opened or not.
+#[derive(Debug)]
+pub struct HostVm {
+    /// Where it comes from.
+    pub backend: Backend,
+    /// Its name: the directory's name, or the domain's name in xenstore
+    /// (`domain-N` when xenstore cannot tell).
+    pub name: String,
+    /// Its directory, or `domain N`.
+    pub source: String,
+    /// The Xen domain id.
+    pub domid: Option<u16>,
+    /// The producer's liveness ([`crate::live`]); `None` when it cannot be
+    /// told.
+    pub producer: Option<crate::live::Liveness>,
+    /// The VM, opened and following its producer, or why it could not be
+    /// opened.
+    pub vm: Result<Vm>,
+}
+
+/// Every VM of this host: the directories under `root` (by name), then,
+/// when the Xen libraries load (feature `xen`), the domains xenstore
+/// lists (by domid).
+#[derive(Debug)]
+pub struct Host {
+    /// The VMs.
+    pub vms: Vec<HostVm>,
+    /// Why Xen domains are not listed (no Xen here, no permission, the
+    /// library built without the Xen backend); `None` when they are.
+    pub xen_unavailable: Option<String>,
+}
+
+/// Every VM of this host ([`Host`]): the one enumeration `list`, `top` and
+/// the exporter share.
+///
+/// # Errors
+///
+/// As [`list`]: I/O errors reading `root` other than "not found". Xen
+/// being unavailable is not an error ([`Host::xen_unavailable`]), nor is
+/// a VM that cannot be opened ([`HostVm::vm`]).
+pub fn host(root: &Path) -> Result<Host> {
+    let mut vms: Vec<HostVm> = list(root)?
+        .into_iter()
+        .map(|e| HostVm {
+            backend: Backend::File,
+            source: e.dir.display().to_string(),
+            domid: None,
+            producer: crate::live::probe(&e.dir).ok(),
+            vm: e.open(),
+            name: e.name,
+        })
+        .collect();
+    let xen_unavailable = xen_domains().map(|x| vms.extend(x)).err();
+    Ok(Host {
+        vms,
+        xen_unavailable,
+    })
+}
+
+#[cfg(feature = "xen")]
+fn xen_domains() -> std::result::Result<Vec<HostVm>, String> {
+    use crate::xen::{Xen, XenStore};
+    let xen = Xen::load().map_err(|e| e.to_string())?;
+    let xs = XenStore::open().map_err(|e| format!("cannot list domains: {e}"))?;
+    let domains = xs
+        .domains()
+        .map_err(|e| format!("cannot list domains: {e}"))?;
+    Ok(domains
+        .into_iter()
+        .map(|d| {
+            let name = d.name.unwrap_or_else(|| format!("domain-{}", d.domid));
+            let vm = Vm::open_domain(&xen, d.domid, name.clone());
+            HostVm {
+                backend: Backend::Xen,
+                name,
+                source: format!("domain {}", d.domid),
+                domid: Some(d.domid),
+                producer: match &vm {
+                    Ok(_) => Some(crate::live::Liveness::Live),
+                    Err(e) => crate::live::xen_liveness(e),
+                },
+                vm,
+            }
+        })
+        .collect())
+}
+
+#[cfg(not(feature = "xen"))]
+fn xen_domains() -> std::result::Result<Vec<HostVm>, String> {
+    Err("this build has no Xen backend (feature `xen`)".to_owned())
+}
+
 /// The table files of a VM directory, unopened: `vcpu` then `domain`,
 /// whichever exist. For tools that look at a table before (or instead
 /// of) opening it, such as a checker.

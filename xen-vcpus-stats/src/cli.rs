@@ -267,8 +267,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 0
             };
-            let mut entries = list::files(&a.root)?;
-            let note = list::xen().map(|x| entries.extend(x)).err();
+            let (entries, note) = list::host(&a.root)?;
             list::write(&entries, note.as_deref(), a.format, &mut out)?;
             out.flush()?;
             Ok(if refused == 0 {

@@ -15,8 +15,6 @@ use vstats_consumer::discover;
 
 use crate::{
     output::{grid::Grid, Format},
-    target::Vm,
-    xen::{Xen, XenStore},
 };
 
 /// One line of the listing.
@@ -49,55 +47,27 @@ fn list_error(root: &Path, e: vstats_consumer::Error) -> io::Error {
     }
 }
 
-/// The tables under `root` (each subdirectory), sorted by name; an empty
-/// list when `root` does not exist.
+/// Every VM of this host ([`discover::host`]) as listing entries, and why
+/// Xen domains are missing when they are.
 ///
 /// # Errors
 ///
 /// I/O errors reading `root` other than "not found".
-pub fn files(root: &Path) -> io::Result<Vec<Entry>> {
-    let vms = discover::list(root).map_err(|e| list_error(root, e))?;
-    Ok(vms
+pub fn host(root: &Path) -> io::Result<(Vec<Entry>, Option<String>)> {
+    let host = discover::host(root).map_err(|e| list_error(root, e))?;
+    let entries = host
+        .vms
         .into_iter()
-        .map(|vm| Entry {
-            backend: "file",
-            source: vm.dir.display().to_string(),
-            domid: None,
-            producer: live::probe(&vm.dir).ok(),
-            info: vm.open().map(|a| a.summary()).map_err(|e| e.to_string()),
-            name: vm.name,
+        .map(|v| Entry {
+            backend: v.backend.as_str(),
+            name: v.name,
+            source: v.source,
+            domid: v.domid,
+            producer: v.producer,
+            info: v.vm.map(|vm| vm.summary()).map_err(|e| e.to_string()),
         })
-        .collect())
-}
-
-/// The Xen domains (via xenstore) and what their tables hold; `Err` with
-/// the reason when Xen is not available here.
-pub fn xen() -> Result<Vec<Entry>, String> {
-    let xen = Xen::load().map_err(|e| e.to_string())?;
-    let xs = XenStore::open().map_err(|e| format!("cannot list domains: {e}"))?;
-    let domains = xs
-        .domains()
-        .map_err(|e| format!("cannot list domains: {e}"))?;
-    Ok(domains
-        .into_iter()
-        .map(|d| {
-            let opened = Vm::open_domain(&xen, d.domid, String::new());
-            Entry {
-                backend: "xen",
-                name: d
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("domain-{}", d.domid)),
-                source: format!("domain {}", d.domid),
-                domid: Some(d.domid),
-                producer: match &opened {
-                    Ok(_) => Some(Liveness::Live),
-                    Err(e) => live::xen_liveness(e),
-                },
-                info: opened.map(|vm| vm.summary()).map_err(|e| e.to_string()),
-            }
-        })
-        .collect())
+        .collect();
+    Ok((entries, host.xen_unavailable))
 }
 
 fn entry_json(e: &Entry) -> Json {
