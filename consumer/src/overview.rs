@@ -71,6 +71,15 @@ pub struct Rate {
     pub since_reset: Option<u64>,
 }
 
+impl Rate {
+    /// Change per second in the counter's [`Counter::unit`] (raw times
+    /// [`Counter::scale`]): seconds per second for a time in
+    /// nanoseconds.
+    pub fn scaled(&self) -> f64 {
+        self.per_sec * self.counter.scale()
+    }
+}
+
 /// A histogram of one vCPU since the last reset.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Histogram {
@@ -120,7 +129,7 @@ pub struct VmRow {
     /// Blocked shares summed x100.
     pub blocked: Option<f64>,
     /// Rates of the cumulative counters (vCPU counters summed over the
-    /// vCPUs, then the domain table's), busiest (largest raw rate) first.
+    /// vCPUs, then the domain table's), busiest ([`Rate::scaled`]) first.
     /// Runstate times are not repeated here.
     pub rates: Vec<Rate>,
     /// The producer's liveness; `None` when it cannot be told.
@@ -295,8 +304,8 @@ fn is_rate_counter(c: &Counter) -> bool {
 /// Busiest first, then by name.
 fn sort_rates(rates: &mut [Rate]) {
     rates.sort_by(|a, b| {
-        b.per_sec
-            .total_cmp(&a.per_sec)
+        b.scaled()
+            .total_cmp(&a.scaled())
             .then_with(|| a.counter.name().cmp(b.counter.name()))
     });
 }
@@ -479,10 +488,7 @@ impl SortKey {
             SortKey::Cpu => desc(a.cpu, b.cpu),
             SortKey::Runnable => desc(a.runnable, b.runnable),
             SortKey::Blocked => desc(a.blocked, b.blocked),
-            SortKey::Rate => desc(
-                a.busiest().map(|r| r.per_sec),
-                b.busiest().map(|r| r.per_sec),
-            ),
+            SortKey::Rate => desc(a.busiest().map(Rate::scaled), b.busiest().map(Rate::scaled)),
             SortKey::State => state(a).cmp(&state(b)),
         };
         primary
@@ -664,7 +670,7 @@ mod tests {
         assert!(near(f.rows[0].runnable, 6.0), "{:?}", f.rows[0].runnable);
         assert!(near(f.rows[1].cpu, 20.0 + 35.0 + 50.0 + 65.0));
         let busiest = f.rows[1].busiest().unwrap();
-        assert_eq!(busiest.counter.name(), "halt_wait_ns");
+        assert_eq!(busiest.counter.name(), "exits", "in counts per second");
         assert_eq!(f.rows[1].vcpu_rows.len(), 4);
         let v = &f.rows[1].vcpu_rows[3];
         assert!(near(v.cpu, 65.0));
