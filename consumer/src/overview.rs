@@ -677,20 +677,49 @@ mod tests {
         assert_eq!(v.histograms.len(), 1);
         assert_eq!(v.histograms[0].counter.name(), "halt_wait_hist");
 
-        // Reset: the exits since reset start again below the total.
+        // Reset: the reader's baseline is the latest snapshot, so nothing
+        // new counts 0, and what the producer counts next counts again.
         let exits = |f: &Frame| {
             f.rows[1]
                 .rates
                 .iter()
                 .find(|r| r.counter.name() == "exits")
                 .and_then(|r| r.since_reset)
-                .unwrap()
         };
-        let before = exits(&f);
+        assert!(exits(&f).unwrap() > 0, "since the producer started");
         top.reset();
+        let f = top.refresh().unwrap();
+        assert_eq!(f.rows[1].cpu, None, "no update: no shares");
+        assert!(f.rows[1].rates.iter().all(|r| r.per_sec == 0.0));
+        assert_eq!(exits(&f), Some(0), "nothing since the reset");
+        let v = &top.vms[&Key {
+            xen: false,
+            name: "b".into(),
+            domid: None,
+        }];
+        let c = v
+            .vm()
+            .vcpu
+            .as_ref()
+            .unwrap()
+            .table
+            .counter("exits")
+            .unwrap();
+        assert_eq!(v.since_reset(0, c), Some(0), "nothing since the reset");
+        let h = v
+            .vm()
+            .vcpu
+            .as_ref()
+            .unwrap()
+            .table
+            .counter("halt_wait_hist")
+            .unwrap();
+        let hist = v.histogram_since_reset(0, h).unwrap();
+        assert!(hist.iter().all(|&b| b == 0), "{hist:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
         b.update();
         let f = top.refresh().unwrap();
-        assert!(exits(&f) < before, "{} < {before}", exits(&f));
+        assert!(exits(&f).unwrap() > 0, "counting again");
 
         // One crashes (dead), the other stops (gone).
         a.crash();
