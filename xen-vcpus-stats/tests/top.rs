@@ -119,6 +119,7 @@ fn batch_vcpu_rows_show_histograms() {
     assert_eq!(out.matches("  vcpu").count(), 16, "{out}");
     assert_eq!(out.matches("halt_wait_hist n=").count(), 16, "{out}");
     assert!(out.contains("p50<") && out.contains("p99<"), "{out}");
+    assert!(out.contains("  since reset: exits "), "{out}");
     for l in out.lines() {
         assert!(l.chars().count() <= 80, "wider than 80: {l:?}");
     }
@@ -320,7 +321,13 @@ fn interactive_in_a_real_terminal() {
 
     // Enter expands the selected VM into its vCPUs.
     tmux.keys("Enter");
-    tmux.wait("vCPU rows", |p| p.contains("  vcpu0 "));
+    tmux.wait("vCPU rows", |p| {
+        p.contains("  vcpu0 ") && p.contains("  since reset: ") && p.contains("p50<")
+    });
+
+    // `z` resets the reader's baselines.
+    tmux.keys("z");
+    tmux.wait("the reset", |p| p.contains("reset: totals and histograms"));
 
     // `q` quits: the session ends with the tool.
     tmux.keys("q");

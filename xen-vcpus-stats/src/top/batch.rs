@@ -112,6 +112,9 @@ fn write_text(
             writeln!(out, "{n}")?;
         }
         if args.vcpus {
+            if let Some(t) = layout.totals_line(r) {
+                writeln!(out, "{t}")?;
+            }
             for v in &r.vcpu_rows {
                 for l in layout.vcpu_lines(v) {
                     writeln!(out, "{l}")?;

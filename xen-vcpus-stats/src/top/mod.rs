@@ -145,6 +145,26 @@ impl Layout {
         s.trim_end().to_owned()
     }
 
+    /// The VM's cumulative counters since the last reset (since the
+    /// producer started before any), busiest first; `None` when there
+    /// are none.
+    pub fn totals_line(&self, r: &VmRow) -> Option<String> {
+        let parts: Vec<String> = r
+            .rates
+            .iter()
+            .filter_map(|x| {
+                let v = x.since_reset? as f64 * x.counter.scale();
+                Some(format!("{} {}", x.counter.name(), quantity(v, &x.counter)))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| {
+            elide(
+                &format!("  since reset: {}", parts.join("  ")),
+                self.width(),
+            )
+        })
+    }
+
     /// A vCPU's line, then one line per histogram (its distribution since
     /// the last reset).
     pub fn vcpu_lines(&self, v: &VcpuRow) -> Vec<String> {

@@ -184,6 +184,9 @@ fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
             body.push((n, i, false));
         }
         if st.expanded.contains(&r.name) {
+            if let Some(t) = layout.totals_line(r) {
+                body.push((t, i, false));
+            }
             for v in &r.vcpu_rows {
                 body.extend(layout.vcpu_lines(v).into_iter().map(|l| (l, i, false)));
             }
