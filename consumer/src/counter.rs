@@ -52,6 +52,22 @@ impl Counter {
         })
     }
 
+    /// A counter of `kind` with `count` words at offset 8, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, kind: Kind, count: u32, bucket_size: u32) -> Counter {
+        Counter {
+            name: name.into(),
+            kind,
+            unit: Unit::NONE,
+            base: Base::POW10,
+            exponent: 0,
+            offset: RECORD_PREFIX,
+            count,
+            bucket_size,
+            source: Source::Standard,
+        }
+    }
+
     /// The name (printable ASCII, unique in the table).
     pub fn name(&self) -> &str {
         &self.name

@@ -83,6 +83,17 @@ impl NameFilter {
     }
 }
 
+/// Whether a VM's `name` passes a name filter typed by a user: a
+/// shell-style pattern ([`glob`]) when `pattern` holds `*` or `?`, else a
+/// case-insensitive substring; an empty pattern passes everything.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    if pattern.contains(['*', '?']) {
+        glob(pattern.as_bytes(), name.as_bytes())
+    } else {
+        name.to_lowercase().contains(&pattern.to_lowercase())
+    }
+}
+
 /// Shell-style match of `name` against `pat` (`*`, `?`), iterative with
 /// one backtracking point: linear in practice, never recursive.
 pub fn glob(pat: &[u8], name: &[u8]) -> bool {
@@ -144,5 +155,17 @@ mod tests {
         assert_eq!(f.patterns(), ["exits", "halt_*"]);
         assert!(f.matches("halt_wakeup") && !f.matches("io_exits"));
         assert!(NameFilter::default().matches("anything"));
+    }
+
+    #[test]
+    fn vm_name_filters() {
+        assert!(name_matches("", "vm1"));
+        assert!(name_matches("WEB", "prod-web-3"));
+        assert!(!name_matches("db", "prod-web-3"));
+        assert!(name_matches("prod-*-3", "prod-web-3"));
+        assert!(
+            !name_matches("web*", "prod-web-3"),
+            "a pattern matches the whole name"
+        );
     }
 }

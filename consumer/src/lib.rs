@@ -20,6 +20,7 @@
 //! | [`discover`] | the VMs published under a root directory: [`discover::list`] |
 //! | [`live`] | whether a VM directory's producer is live, stopped or dead (a lock tested without taking it), and pruning dead ones |
 //! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
+//! | [`overview`] | the host-wide view `top` shows: one row per VM of [`discover::host`] (CPU%, runnable%, blocked%, busiest rates, liveness), per-vCPU rows with histogram distributions, sorting, a name filter, reset baselines |
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
 //! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample (feature `json`) |
 //! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
@@ -169,6 +170,7 @@ pub mod live; // allows `unsafe` for `fcntl`, `flock` and `*at` calls
 pub mod mem;
 #[allow(unsafe_code)]
 mod mmap;
+pub mod overview;
 #[allow(unsafe_code)]
 mod raw;
 pub mod sample;
@@ -185,6 +187,8 @@ mod tests;
 pub use counter::{Counter, Source};
 pub use error::{Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
-pub use stats::{delta, rate, Aggregate, Delta, Summable};
+pub use stats::{
+    bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,
+};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

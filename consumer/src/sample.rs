@@ -424,6 +424,8 @@ pub struct Sampler {
     dtrack: Option<Track>,
     clock: Clock,
     number: u64,
+    /// The vCPU table's snapshot at the last [`Sampler::reset`].
+    reset: Option<Snapshot>,
 }
 
 /// What [`Sampler::step`] produced.
@@ -460,6 +462,7 @@ impl Sampler {
             dtrack: None,
             clock: Clock::new(),
             number: 0,
+            reset: None,
         };
         s.baseline()?;
         Ok(s)
@@ -485,6 +488,44 @@ impl Sampler {
     /// The VM.
     pub fn vm(&self) -> &Vm {
         &self.att
+    }
+
+    /// Resets the cumulative values [`Sampler::since_reset`] reports, as
+    /// writing 0 to a statsfs counter does, without touching the
+    /// producer: the reader keeps the vCPU table's latest snapshot as a
+    /// baseline.
+    pub fn reset(&mut self) {
+        self.reset = self.vtrack.as_ref().map(|t| t.prev.clone());
+    }
+
+    /// Scalar counter `c` of vCPU `vcpu` since the last
+    /// [`Sampler::reset`] (since the producer started when there was
+    /// none, or when the producer restarted since), as of the latest
+    /// snapshot; `None` when absent or when it went down (see [`delta`]).
+    pub fn since_reset(&self, vcpu: u32, c: &Counter) -> Option<u64> {
+        let cur = self.vtrack.as_ref()?.prev.record(vcpu)?;
+        match self.reset.as_ref().and_then(|s| s.record(vcpu)) {
+            None => cur.get(c),
+            Some(base) => match delta(base, cur, c) {
+                Delta::Value(v) => Some(v),
+                Delta::Reset => cur.get(c),
+                Delta::Absent | Delta::Decreased { .. } => None,
+            },
+        }
+    }
+
+    /// Histogram counter `c`'s buckets for vCPU `vcpu` since the last
+    /// [`Sampler::reset`], as [`Sampler::since_reset`] for scalars.
+    pub fn histogram_since_reset(&self, vcpu: u32, c: &Counter) -> Option<Vec<u64>> {
+        let cur = self.vtrack.as_ref()?.prev.record(vcpu)?;
+        let now = cur.histogram(c)?;
+        let base = self.reset.as_ref().and_then(|s| s.record(vcpu));
+        match base {
+            Some(b) if b.is_consistent() && b.generation() == cur.generation() => {
+                crate::stats::histogram_delta(b.histogram(c)?, now)
+            }
+            _ => Some(now.to_vec()),
+        }
     }
 
     /// Takes a snapshot of every table and returns the sample since the

@@ -218,3 +218,107 @@ impl<T: Summable> FromIterator<Option<T>> for Aggregate<T> {
         a
     }
 }
+
+/// A histogram's distribution in a few numbers, for a compact display:
+/// the count and the upper bounds of the buckets holding the 50th, 90th
+/// and 99th percentiles ([`Distribution::of`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Distribution {
+    /// Values counted (the sum of the buckets, saturating).
+    pub count: u64,
+    /// Upper bound of the bucket of the median, raw units; `None` when
+    /// nothing was counted. [`f64::INFINITY`] for the last bucket of a
+    /// linear histogram, which also counts everything above it.
+    pub p50: Option<f64>,
+    /// Upper bound of the bucket of the 90th percentile.
+    pub p90: Option<f64>,
+    /// Upper bound of the bucket of the 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// The exclusive upper bound of bucket `i` of a histogram of `kind`, raw
+/// units: a log2 histogram's bucket 0 counts 0 (bound 1) and bucket
+/// `i >= 1` counts `[2^(i-1), 2^i)` (bound `2^i`); a linear histogram's
+/// bucket `i` counts `[i * size, (i + 1) * size)`, and its last bucket
+/// everything above too (bound infinity). `None` for other kinds.
+pub fn bucket_bound(kind: crate::Kind, bucket_size: u32, i: usize, buckets: usize) -> Option<f64> {
+    match kind {
+        crate::Kind::LOG2_HIST => Some(2f64.powi(i32::try_from(i).unwrap_or(i32::MAX))),
+        crate::Kind::LINEAR_HIST if i + 1 >= buckets => Some(f64::INFINITY),
+        crate::Kind::LINEAR_HIST => Some((i as f64 + 1.0) * f64::from(bucket_size)),
+        _ => None,
+    }
+}
+
+impl Distribution {
+    /// The distribution of `buckets`, the buckets of histogram counter `c`
+    /// (as [`RecordSnapshot::histogram`] reads them, or their difference
+    /// between two readings: [`histogram_delta`]); `None` when `c` is not
+    /// a histogram.
+    pub fn of(c: &Counter, buckets: &[u64]) -> Option<Distribution> {
+        let kind = c.kind();
+        bucket_bound(kind, c.bucket_size(), 0, buckets.len())?;
+        let count = buckets.iter().fold(0u64, |s, &b| s.saturating_add(b));
+        let quantile = |q: f64| -> Option<f64> {
+            if count == 0 {
+                return None;
+            }
+            // The rank of the q-th value, 1-based: ceil(q * count).
+            let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+            let mut seen = 0u64;
+            for (i, &b) in buckets.iter().enumerate() {
+                seen = seen.saturating_add(b);
+                if seen >= rank {
+                    return bucket_bound(kind, c.bucket_size(), i, buckets.len());
+                }
+            }
+            None
+        };
+        Some(Distribution {
+            count,
+            p50: quantile(0.5),
+            p90: quantile(0.9),
+            p99: quantile(0.99),
+        })
+    }
+}
+
+/// A histogram's change between two readings, bucket by bucket; `None`
+/// when the bucket counts differ or a bucket went down (a producer reset).
+pub fn histogram_delta(prev: &[u64], cur: &[u64]) -> Option<Vec<u64>> {
+    if prev.len() != cur.len() {
+        return None;
+    }
+    prev.iter()
+        .zip(cur)
+        .map(|(&p, &c)| c.checked_sub(p))
+        .collect()
+}
+
+/// Eight levels of a sparkline, lowest first.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A sparkline of `buckets`, one character per bucket from the first to
+/// the last non-empty one: a space for an empty bucket, else one of eight
+/// block heights scaled to the fullest bucket. Empty when every bucket is.
+pub fn sparkline(buckets: &[u64]) -> String {
+    let max = buckets.iter().copied().max().unwrap_or(0);
+    let (Some(first), Some(last)) = (
+        buckets.iter().position(|&b| b > 0),
+        buckets.iter().rposition(|&b| b > 0),
+    ) else {
+        return String::new();
+    };
+    buckets[first..=last]
+        .iter()
+        .map(|&b| {
+            if b == 0 {
+                ' '
+            } else {
+                // 1..=8 for b in 1..=max, by b / max.
+                let level = (b as f64 / max as f64 * 8.0).ceil() as usize;
+                SPARKS[level.clamp(1, 8) - 1]
+            }
+        })
+        .collect()
+}

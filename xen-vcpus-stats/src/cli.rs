@@ -60,6 +60,10 @@ pub enum Command {
     /// every rule passed; 3: a rule failed; 1: a table could not be
     /// checked.
     Check(CheckArgs),
+    /// The host-wide live view, like xentop: a row per VM (CPU%,
+    /// runnable%, blocked%, busiest rates, live/stopped/dead); -b for
+    /// batch output.
+    Top(crate::top::TopArgs),
     /// Start a live KVM VM (or, without /dev/kvm, the VM-less producer)
     /// and sample it.
     Demo(DemoOptions),
@@ -280,6 +284,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = check::run(&a.target.require()?, &a.config, &mut out)?;
             Ok(ExitCode::from(code))
         }
+        Some(Command::Top(a)) => crate::top::run(&a),
         Some(Command::Demo(a)) => {
             let stop = stop_flag()?;
             demo::run(&a, &mut out, &mut std::io::stderr(), &stop)

@@ -18,6 +18,7 @@ pub mod produce;
 pub mod sample;
 pub mod schema;
 pub mod target;
+pub mod top;
 
 pub use vstats_consumer::{filter, xen};
 
