@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod rrdd;
+pub mod scrape;
 pub mod serve;
