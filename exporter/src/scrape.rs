@@ -183,7 +183,10 @@ mod tests {
         assert!(out.contains("# UNIT vstats_exporter_scrape_duration_seconds seconds\n"));
         assert!(out.ends_with("# EOF\n"));
         s.scrape(&mut e, Syntax::Text, &mut out);
-        assert!(out.contains("# TYPE vstats_exporter_scrapes_total counter\n"), "{out}");
+        assert!(
+            out.contains("# TYPE vstats_exporter_scrapes_total counter\n"),
+            "{out}"
+        );
         assert!(out.contains("\nvstats_exporter_scrapes_total 2\n"), "{out}");
         assert!(!out.contains("# EOF") && !out.contains("# UNIT"));
     }

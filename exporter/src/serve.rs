@@ -76,7 +76,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let addr = listen_addr(&args.listen)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
     let server = bind(addr)?;
     let bound = server.server_addr().to_ip().unwrap_or(addr);
