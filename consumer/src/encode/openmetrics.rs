@@ -18,6 +18,9 @@
 //!   (`running`, `runnable`, `blocked`, `offline`), as node_exporter's
 //!   `node_cpu_seconds_total{mode}`: `rate(...{state="running"}[1m])` is a
 //!   vCPU's running share;
+//! * a counter whose name maps to a family another counter (or another
+//!   type or unit) already has gets `_<k>` appended, `k` being its index in
+//!   its table, so no series is written twice;
 //! * cumulative counters are `counter`s whose samples end in `_total`,
 //!   instant and peak ones `gauge`s, histograms `histogram`s;
 //! * labels: `vm`, `domid` (Xen domains), `vcpu` (vCPU families), `state`
@@ -459,29 +462,32 @@ impl Exposition {
         self.timestamped = false;
     }
 
-    /// The index of family `name`, made with `make` on first use; a
-    /// family of that name whose type or unit differs gets the name
-    /// `<name>_<k>` instead.
+    /// The index of family `name`, made on first use. A family of that
+    /// name that does not fit (another type or unit, or `accept` refuses
+    /// it: another counter's family) is left alone: the name becomes
+    /// `<name>_<k>`, then `<name>_<k>_<j>`, until one fits or is free.
     fn family_index(
         &mut self,
         name: &str,
         k: usize,
         ty: MetricType,
         unit: Option<&'static str>,
+        accept: impl Fn(&Family) -> bool,
         help: impl FnOnce() -> String,
     ) -> usize {
-        let fits = |f: &Family| f.ty == ty && f.unit == unit;
-        if let Some(&i) = self.by_name.get(name) {
-            if self.families.get(i).is_some_and(fits) {
-                return i;
+        let fits = |f: &Family| f.ty == ty && f.unit == unit && accept(f);
+        let mut candidate = name.to_owned();
+        // Each refused candidate is a distinct existing family, so this
+        // ends within `families.len() + 1` tries.
+        for j in 0..=self.families.len() {
+            match self.by_name.get(&candidate) {
+                None => break,
+                Some(&i) if self.families.get(i).is_some_and(&fits) => return i,
+                Some(_) if j == 0 => candidate = format!("{name}_{k}"),
+                Some(_) => candidate = format!("{name}_{k}_{j}"),
             }
-            let alt = format!("{name}_{k}");
-            if let Some(&j) = self.by_name.get(&alt) {
-                return j;
-            }
-            return self.push_family(alt, ty, unit, help());
         }
-        self.push_family(name.to_owned(), ty, unit, help())
+        self.push_family(candidate, ty, unit, help())
     }
 
     fn push_family(
@@ -508,10 +514,22 @@ impl Exposition {
     /// the index of `c` in its counters.
     fn counter_family(&mut self, table: TableKind, k: usize, c: &Counter) -> (usize, usize) {
         let name = family_name(table, c);
-        let fi = self.family_index(&name, k, metric_type(c), metric_unit(c), || {
+        let runstate = runstate_of(table, c).is_some();
+        // One counter per family (in any VM's version of it), but for the
+        // four runstates, which the `state` label tells apart: two
+        // counters whose names map to one family name would write the
+        // same series twice.
+        let accept = |f: &Family| {
+            f.counters
+                .iter()
+                .all(|x| x.name() == c.name() || (runstate && runstate_of(table, x).is_some()))
+        };
+        let fi = self.family_index(&name, k, metric_type(c), metric_unit(c), accept, || {
             counter_help(table, c)
         });
-        let f = &mut self.families[fi];
+        let Some(f) = self.families.get_mut(fi) else {
+            return (fi, 0);
+        };
         let ci = match f.counters.iter().position(|x| x == c) {
             Some(ci) => ci,
             None => {
@@ -549,11 +567,13 @@ impl Exposition {
                     PointValue::Hist(ci, b..self.buckets.len())
                 }
             };
-            self.families[fi].points.push(Point {
-                labels,
-                ts_ms,
-                value,
-            });
+            if let Some(f) = self.families.get_mut(fi) {
+                f.points.push(Point {
+                    labels,
+                    ts_ms,
+                    value,
+                });
+            }
         }
     }
 
@@ -636,7 +656,14 @@ impl Exposition {
     /// Adds a point of a family of its own (`meta`), with `labels`
     /// (name, value) and a value in base units.
     pub fn add_value(&mut self, meta: &Meta<'_>, labels: &[(&str, &str)], value: f64) {
-        let fi = self.family_index(meta.name, 0, meta.ty, meta.unit, || meta.help.to_owned());
+        let fi = self.family_index(
+            meta.name,
+            0,
+            meta.ty,
+            meta.unit,
+            |f| f.counters.is_empty(),
+            || meta.help.to_owned(),
+        );
         let start = self.labels.len();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
@@ -648,11 +675,13 @@ impl Exposition {
             self.labels.push('"');
         }
         let labels = start..self.labels.len();
-        self.families[fi].points.push(Point {
-            labels,
-            ts_ms: None,
-            value: PointValue::Float(value),
-        });
+        if let Some(f) = self.families.get_mut(fi) {
+            f.points.push(Point {
+                labels,
+                ts_ms: None,
+                value: PointValue::Float(value),
+            });
+        }
     }
 
     /// Adds a VM of the host: `vstats_vm_info{vm,backend,source[,domid]} 1`
@@ -948,6 +977,74 @@ mod tests {
             f.add_snapshot("a", None, &table, &snap);
             f.finish()
         });
+    }
+
+    /// Counters whose names map to one family name (and a counter named
+    /// like the runstate family) get families of their own: no series is
+    /// written twice.
+    #[test]
+    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
+    fn colliding_names_get_their_own_families() {
+        use vstats_abi::{
+            desc::Descriptor,
+            layout::{Layout, LayoutParams},
+            record::VCPU_STD_DESCRIPTORS,
+            Base, VCPU_STATS_MAGIC,
+        };
+        let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+        let extra = [
+            ("halt_wait_ns", 40),
+            ("halt_wait", 48),
+            ("runstate_seconds", 56),
+        ];
+        for (name, off) in extra {
+            descs.push(Descriptor::scalar(
+                name,
+                off,
+                Kind::CUMULATIVE,
+                Unit::SECONDS,
+                Base::POW10,
+                -9,
+            ));
+        }
+        let params = LayoutParams {
+            record_size: 64,
+            desc_count: descs.len() as u32,
+            ..LayoutParams::vcpu(1)
+        };
+        let layout = Layout::compute(&params).unwrap();
+        let mut bytes = vec![0u8; layout.mapping_len() as usize];
+        layout
+            .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, &descs)
+            .unwrap();
+        let path = std::env::temp_dir().join(format!("vstats-om-col-{}", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let table = Table::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut snap = Snapshot::new(&table);
+        table.snapshot(&mut snap);
+        let mut e = Exposition::new();
+        e.add_snapshot("a", None, &table, &snap);
+        let text = e.finish();
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        assert_eq!(series.len(), 7, "{text}");
+        series.sort_unstable();
+        series.dedup();
+        assert_eq!(series.len(), 7, "a series written twice: {text}");
+        for family in [
+            "vstats_vcpu_halt_wait_seconds",
+            "vstats_vcpu_halt_wait_seconds_5",
+            "vstats_vcpu_runstate_seconds_6",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} counter\n")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
