@@ -113,7 +113,15 @@ fn http(port: u16, method: &str, path: &str, accept: Option<&str>) -> (u16, Stri
     let raw = String::from_utf8(raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_owned())
+    let head = head.to_ascii_lowercase();
+    if method != "HEAD" {
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+        assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{head}");
+    }
+    (status, head, body.to_owned())
 }
 
 fn clients_required() -> bool {
@@ -395,6 +403,20 @@ fn prometheus_scrapes_a_live_kvm_vm() {
 
 fn scrape_with_prometheus(prometheus: &Path, scratch: &Path, vcpus: u32) {
     let e = Exporter::start(&scratch.join("root"));
+    // KVM's own counters and histograms pass the parsers and promtool too.
+    let (_, _, om) = http(e.port, "GET", "/metrics", Some(OPENMETRICS));
+    let (_, _, text) = http(e.port, "GET", "/metrics", None);
+    assert!(
+        om.contains("# TYPE vstats_vcpu_halt_wait_hist_seconds histogram\n"),
+        "{om}"
+    );
+    if let Some(py) = python() {
+        parse(&py, "openmetrics", &om);
+        parse(&py, "text", &text);
+    }
+    if let Some(promtool) = on_path("promtool") {
+        promtool_check(&promtool, &text);
+    }
     let free = TcpListener::bind("127.0.0.1:0").unwrap();
     let prom_port = free.local_addr().unwrap().port();
     drop(free);
