@@ -133,6 +133,8 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
     pub interval: Duration,
     /// Number of samples, then exit [default: until interrupted].
+    /// OpenMetrics: with N, one exposition of timestamped points at the
+    /// end; without, one exposition per sample.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Output format.
@@ -210,7 +212,7 @@ pub struct ListArgs {
     /// others.
     #[arg(long, value_name = "DIR", default_value_os_t = vstats_consumer::discover::root())]
     pub root: PathBuf,
-    /// Output format (json: one object per line; openmetrics lists as json).
+    /// Output format (json: one object per line; openmetrics: vstats_vm_info).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// First remove the directories of dead producers (and empty ones of

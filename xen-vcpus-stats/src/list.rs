@@ -85,8 +85,8 @@ fn entry_json(e: &Entry) -> Json {
     })
 }
 
-/// Writes the listing: aligned columns, or one JSON object per line
-/// (`openmetrics` is not a listing format and prints JSON too).
+/// Writes the listing: aligned columns, one JSON object per line, or an
+/// OpenMetrics exposition (`vstats_vm_info` and `vstats_vm_producer`).
 ///
 /// # Errors
 ///
@@ -97,6 +97,13 @@ pub fn write(
     format: Format,
     out: &mut dyn Write,
 ) -> io::Result<()> {
+    if format == Format::Openmetrics {
+        let mut om = vstats_consumer::encode::openmetrics::Exposition::new();
+        for e in entries {
+            om.add_vm_info(&e.name, e.backend, &e.source, e.domid, e.producer);
+        }
+        return out.write_all(om.finish().as_bytes());
+    }
     if format != Format::Table {
         for e in entries {
             serde_json::to_writer(&mut *out, &entry_json(e))?;

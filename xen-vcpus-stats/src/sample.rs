@@ -84,6 +84,10 @@ pub fn run(
     let start = Instant::now();
     let mut samples = 0;
     let mut tick: u32 = 0;
+    // OpenMetrics with a count: one exposition of timestamped points,
+    // written at the end (also when stopped early).
+    let mut om = (opts.format == Format::Openmetrics && opts.count.is_some())
+        .then(output::openmetrics::Exposition::new);
     while opts.count.is_none_or(|n| samples < n) {
         tick = tick.saturating_add(1);
         if !sleep_until(start + opts.interval.saturating_mul(tick), stop) {
@@ -112,6 +116,10 @@ pub fn run(
             Step::Event(e) => {
                 let _ = writeln!(notices, "xen-vcpus-stats: {e:?}");
             }
+            Step::Sample(sample) if om.is_some() => {
+                om.iter_mut().for_each(|e| e.add_sample_at(&sample));
+                samples += 1;
+            }
             Step::Sample(sample) => {
                 let written =
                     output::write_sample(opts.format, &sample, !opts.engine.names.is_empty(), out)
@@ -122,6 +130,17 @@ pub fn run(
                     Err(e) => return Err(anyhow::Error::new(e).context("writing the output")),
                 }
             }
+        }
+    }
+    if let Some(e) = &mut om {
+        let written = out
+            .write_all(e.finish().as_bytes())
+            .and_then(|()| out.flush());
+        if let Err(e) = written.or_else(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe => Ok(()),
+            _ => Err(e),
+        }) {
+            return Err(anyhow::Error::new(e).context("writing the output"));
         }
     }
     Ok(samples)

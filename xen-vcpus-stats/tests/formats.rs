@@ -316,10 +316,12 @@ fn openmetrics_exposition() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     let text = stdout(&o);
     let expositions: Vec<&str> = text.split_inclusive("# EOF\n").collect();
-    assert_eq!(expositions.len(), 2, "one exposition per sample");
-    let e = expositions[1];
+    assert_eq!(expositions.len(), 1, "one exposition for --count 2");
+    let e = expositions[0];
     assert!(e.ends_with("# EOF\n"));
     let mut types = std::collections::HashMap::new();
+    // series -> (timestamps, last value)
+    let mut points: std::collections::HashMap<String, Vec<f64>> = Default::default();
     for line in e.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, t) = rest.split_once(' ').unwrap();
@@ -339,9 +341,12 @@ fn openmetrics_exposition() {
             );
         } else if line.starts_with("# HELP ") || line == "# EOF" {
         } else {
-            // name{labels} value
-            let (series, value) = line.rsplit_once(' ').unwrap();
+            // name{labels} value timestamp
+            let (point, ts) = line.rsplit_once(' ').unwrap();
+            let ts: f64 = ts.parse().unwrap_or_else(|_| panic!("{line}"));
+            let (series, value) = point.rsplit_once(' ').unwrap();
             value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+            points.entry(series.to_owned()).or_default().push(ts);
             let name = series.split('{').next().unwrap();
             let family = types
                 .keys()
@@ -351,46 +356,57 @@ fn openmetrics_exposition() {
             match types[family].as_str() {
                 "counter" => assert_eq!(name, format!("{family}_total"), "{line}"),
                 "gauge" => assert_eq!(name, family, "{line}"),
-                "histogram" => assert!(
-                    name.ends_with("_bucket") || name.ends_with("_count"),
-                    "{line}"
-                ),
+                "histogram" => assert!(name.ends_with("_bucket"), "{line}"),
                 t => panic!("type {t}"),
             }
             assert!(series.contains("vm=\"om-vm\""), "{line}");
+            assert!(!name.contains("_ns_"), "no abbreviated unit: {line}");
         }
     }
-    assert_eq!(
-        types["vstats_vcpu_runstate_running_time_seconds"],
-        "counter"
-    );
-    assert!(e.contains("# UNIT vstats_vcpu_runstate_running_time_seconds seconds\n"));
+    // Two timestamped points per scalar series, oldest first; one (the
+    // latest) per histogram series.
+    for (series, ts) in &points {
+        let n = if series.contains("_bucket{") { 1 } else { 2 };
+        assert_eq!(ts.len(), n, "{series}");
+        assert!(ts.windows(2).all(|w| w[0] < w[1]), "{series}: {ts:?}");
+    }
+    let family = "vstats_vcpu_runstate_seconds";
+    assert_eq!(types[family], "counter");
+    assert!(e.contains(&format!("# UNIT {family} seconds\n")));
     assert!(e.contains("# HELP vstats_vcpu_exits exits: cumulative count per vCPU\n"));
     assert_eq!(types["vstats_vcpu_pending_irqs"], "gauge");
-    assert_eq!(types["vstats_vcpu_max_halt_wait_ns_seconds"], "gauge");
+    assert_eq!(types["vstats_vcpu_max_halt_wait_seconds"], "gauge");
     assert_eq!(types["vstats_vcpu_halt_wait_hist_seconds"], "histogram");
     assert_eq!(types["vstats_domain_uptime_seconds"], "counter");
     assert_eq!(types["vstats_domain_vcpus_online"], "gauge");
-    assert!(e.contains("vstats_vcpu_pending_irqs{vm=\"om-vm\",vcpu=\"1\"} 1\n"));
-    assert!(e.contains("vstats_domain_vcpus_max{vm=\"om-vm\"} 2\n"));
+    let has = |prefix: &str| e.lines().any(|l| l.starts_with(prefix));
+    assert!(has("vstats_vcpu_pending_irqs{vm=\"om-vm\",vcpu=\"1\"} 1 "));
+    assert!(has("vstats_domain_vcpus_max{vm=\"om-vm\"} 2 "));
     assert!(
-        e.contains("vstats_vcpu_max_halt_wait_ns_seconds{vm=\"om-vm\",vcpu=\"0\"} 0.002\n"),
+        has("vstats_vcpu_max_halt_wait_seconds{vm=\"om-vm\",vcpu=\"0\"} 0.002 "),
         "{e}"
     );
-    // Base units: nanoseconds become seconds exactly.
+    // Base units: nanoseconds become seconds exactly; the runstates are
+    // one family with a state label.
+    for state in ["running", "runnable", "blocked", "offline"] {
+        assert!(has(&format!(
+            "{family}_total{{vm=\"om-vm\",vcpu=\"1\",state=\"{state}\"}} "
+        )));
+    }
     let running = e
         .lines()
         .find(|l| {
-            l.starts_with(
-                "vstats_vcpu_runstate_running_time_seconds_total{vm=\"om-vm\",vcpu=\"0\"}",
-            )
+            l.starts_with(&format!(
+                "{family}_total{{vm=\"om-vm\",vcpu=\"0\",state=\"running\"}}"
+            ))
         })
         .unwrap();
-    let secs: f64 = running.rsplit_once(' ').unwrap().1.parse().unwrap();
+    let secs: f64 = running.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(secs > 0.0 && secs < 60.0, "{running}");
-    // Histogram: cumulative buckets with le bounds in seconds, +Inf, count.
-    assert!(e.contains(
-        "vstats_vcpu_halt_wait_hist_seconds_bucket{vm=\"om-vm\",vcpu=\"0\",le=\"0\"} 0\n"
+    // Histogram: cumulative buckets with le bounds in seconds, +Inf; no
+    // _count or _sum (no sum exists).
+    assert!(has(
+        "vstats_vcpu_halt_wait_hist_seconds_bucket{vm=\"om-vm\",vcpu=\"0\",le=\"0\"} 0 "
     ));
     assert!(e.contains("le=\"0.000000001\"}"));
     assert!(
@@ -405,16 +421,20 @@ fn openmetrics_exposition() {
             )
         })
         .unwrap();
-    let count = e
+    let bucket_values: Vec<u64> = e
         .lines()
-        .find(|l| {
-            l.starts_with("vstats_vcpu_halt_wait_hist_seconds_count{vm=\"om-vm\",vcpu=\"0\"}")
+        .filter(|l| {
+            l.starts_with("vstats_vcpu_halt_wait_hist_seconds_bucket{vm=\"om-vm\",vcpu=\"0\",")
         })
-        .unwrap();
+        .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(bucket_values.windows(2).all(|w| w[0] <= w[1]), "cumulative");
     assert_eq!(
-        inf.rsplit_once(' ').unwrap().1,
-        count.rsplit_once(' ').unwrap().1
+        inf.split(' ').nth(1).unwrap().parse::<u64>().unwrap(),
+        *bucket_values.last().unwrap(),
+        "+Inf holds the count"
     );
+    assert!(!e.contains("_count{") && !e.contains("_sum{"));
     synth.remove().unwrap();
 }
 

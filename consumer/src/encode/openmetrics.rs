@@ -1,39 +1,168 @@
-//! OpenMetrics text: every counter of every vCPU and of the domain, raw
-//! (rates are the scraper's job: `rate()` in PromQL), scaled to base units
-//! (seconds, bytes) with the descriptor's base and exponent.
+//! The one metrics encoder of vstats (the exporter's `/metrics` and the
+//! tool's `--format openmetrics`): every counter of every vCPU and of the
+//! domain, raw (rates are the scraper's job: `rate()` in PromQL), scaled
+//! to base units (seconds, bytes) with the descriptor's base and exponent,
+//! in either of two syntaxes ([`Syntax`]): OpenMetrics 1.0 or the
+//! Prometheus text format 0.0.4.
+//!
+//! # Names
 //!
 //! * families are named `vstats_vcpu_<counter>` and
-//!   `vstats_domain_<counter>`, with the unit appended as OpenMetrics asks
-//!   (`vstats_vcpu_runstate_running_time_seconds`);
-//! * cumulative counters are `counter`s (samples end in `_total`), instant
-//!   and peak ones `gauge`s, histograms `histogram`s (cumulative `_bucket`
-//!   samples with `le` bounds in the unit, then `_count`);
-//! * labels: `vm`, `vcpu` (vCPU families), `domid` (Xen targets);
-//! * absent values (busy or unused records, inactive counters) have no
-//!   sample; each exposition ends with `# EOF`.
+//!   `vstats_domain_<counter>`; when the counter has a unit the unit is
+//!   appended (`vstats_domain_uptime_seconds`) and an abbreviated unit at
+//!   the end of the descriptor's name is dropped first (KVM's
+//!   `halt_wait_ns` becomes `vstats_vcpu_halt_wait_seconds`, not
+//!   `..._ns_seconds`);
+//! * the four standard runstate counters (`runstate_<state>_time`) are one
+//!   family, `vstats_vcpu_runstate_seconds`, with a `state` label
+//!   (`running`, `runnable`, `blocked`, `offline`), as node_exporter's
+//!   `node_cpu_seconds_total{mode}`: `rate(...{state="running"}[1m])` is a
+//!   vCPU's running share;
+//! * a counter whose name maps to a family another counter (or another
+//!   type or unit) already has gets `_<k>` appended, `k` being its index in
+//!   its table, so no series is written twice;
+//! * cumulative counters are `counter`s whose samples end in `_total`,
+//!   instant and peak ones `gauge`s, histograms `histogram`s;
+//! * labels: `vm`, `domid` (Xen domains), `vcpu` (vCPU families), `state`
+//!   (runstates);
+//! * every family has `# HELP`, written from its descriptor (name, kind,
+//!   unit, table); OpenMetrics also gets `# UNIT` for seconds and bytes.
+//!
+//! # Histograms without a sum
+//!
+//! KVM's log2 and linear histograms count events per bucket, but nothing
+//! records the sum of the observed values, and OpenMetrics requires
+//! `_sum` whenever `_count` is present (the reference parser rejects a
+//! `_count` alone). A made-up sum would be wrong, so a histogram is
+//! written as its cumulative `_bucket` samples only, ending with the
+//! `le="+Inf"` bucket, which holds the count: no `_count`, no `_sum`.
+//! Both syntaxes and both reference parsers accept that, and
+//! `histogram_quantile()` needs only the buckets. Log2 bucket `i >= 1`
+//! counts `[2^(i-1), 2^i)`, so its bound is `2^i - 1` raw units (bucket 0
+//! counts zeros: `le="0"`); linear bucket `i` counts `[i*w, (i+1)*w)`,
+//! bound `(i+1)*w - 1`. The last bucket, and any bucket whose bound does
+//! not fit 63 bits, fold into `+Inf`.
+//!
+//! # Syntaxes
+//!
+//! * [`Syntax::OpenMetrics`]: `# TYPE`, `# UNIT`, `# HELP` per family,
+//!   timestamps in seconds, and `# EOF` once, at the end;
+//! * [`Syntax::Text`] (Prometheus text 0.0.4): no `# UNIT`, no `# EOF`; a
+//!   counter's `# TYPE` and `# HELP` name the `_total` series, timestamps
+//!   are in milliseconds.
+//!
+//! # Streams of samples
+//!
+//! One exposition may hold several points of a series when each is
+//! timestamped ([`Exposition::add_sample_at`]): the points of one series
+//! are written together, oldest first, so `sample --count N` prints one
+//! valid exposition. A histogram series keeps only its latest point: the
+//! reference parser (Python `prometheus_client`) takes the buckets of a
+//! second point for duplicates of the first's and drops them, so several
+//! points of one histogram cannot be read back. `sample` without a count
+//! writes one exposition (no timestamps, `# EOF`) per sample instead: a
+//! stream of expositions, each valid on its own. Absent values (busy or
+//! unused records, inactive counters) have no sample.
+//!
+//! # Reuse
+//!
+//! [`Exposition::clear`] drops the points and keeps the families and every
+//! buffer: an exporter that encodes N tables per scrape into one reused
+//! exposition and one reused output `String` ([`Exposition::encode`])
+//! reaches a steady size after the first scrape.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     fmt::Write as _,
     io::{self, Write},
+    ops::Range,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use vstats_consumer::{Counter, Kind, Snapshot, Table, TableKind, Unit};
+use vstats_consumer::{live::Liveness, Counter, Kind, Snapshot, Table, TableKind, Unit};
 
 use super::{kind_name, unit_name};
-use crate::sample::{RecordState, Sample, Value};
+use crate::sample::{RecordState, Sample, Value, RUNSTATES, RUNSTATE_COUNTERS};
 
-/// The OpenMetrics type of a counter.
-pub fn metric_type(c: &Counter) -> &'static str {
-    match c.kind() {
-        Kind::CUMULATIVE => "counter",
-        Kind::INSTANT | Kind::PEAK => "gauge",
-        Kind::LINEAR_HIST | Kind::LOG2_HIST => "histogram",
-        _ => "unknown",
+/// The exposition syntax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`).
+    OpenMetrics,
+    /// Prometheus text format 0.0.4 (`text/plain`).
+    Text,
+}
+
+impl Syntax {
+    /// The `Content-Type` of an exposition in this syntax.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Syntax::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Syntax::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The syntax a scraper asks for in its `Accept` header: OpenMetrics
+    /// when it accepts `application/openmetrics-text` (with a non-zero
+    /// quality), the text format otherwise (and with no header).
+    pub fn negotiate(accept: Option<&str>) -> Syntax {
+        let wants_om = accept.is_some_and(|a| {
+            a.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or("");
+                media.eq_ignore_ascii_case("application/openmetrics-text")
+                    && !parts.any(|p| {
+                        p.strip_prefix("q=")
+                            .and_then(|q| q.parse::<f64>().ok())
+                            .is_some_and(|q| q <= 0.0)
+                    })
+            })
+        });
+        if wants_om {
+            Syntax::OpenMetrics
+        } else {
+            Syntax::Text
+        }
     }
 }
 
-/// The OpenMetrics unit of a counter (`None`: no unit line).
+/// A family's metric type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    /// A monotonic counter (samples end in `_total`).
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Cumulative buckets.
+    Histogram,
+    /// A kind this revision does not know.
+    Unknown,
+}
+
+impl MetricType {
+    /// The `# TYPE` word in `syntax`.
+    pub fn name(self, syntax: Syntax) -> &'static str {
+        match (self, syntax) {
+            (MetricType::Counter, _) => "counter",
+            (MetricType::Gauge, _) => "gauge",
+            (MetricType::Histogram, _) => "histogram",
+            (MetricType::Unknown, Syntax::OpenMetrics) => "unknown",
+            (MetricType::Unknown, Syntax::Text) => "untyped",
+        }
+    }
+}
+
+/// The metric type of a counter.
+pub fn metric_type(c: &Counter) -> MetricType {
+    match c.kind() {
+        Kind::CUMULATIVE if !c.is_histogram() => MetricType::Counter,
+        Kind::INSTANT | Kind::PEAK if !c.is_histogram() => MetricType::Gauge,
+        Kind::LINEAR_HIST | Kind::LOG2_HIST => MetricType::Histogram,
+        _ => MetricType::Unknown,
+    }
+}
+
+/// The unit of a counter, as a name suffix (`None`: no unit).
 pub fn metric_unit(c: &Counter) -> Option<&'static str> {
     match c.unit() {
         Unit::SECONDS => Some("seconds"),
@@ -43,29 +172,100 @@ pub fn metric_unit(c: &Counter) -> Option<&'static str> {
     }
 }
 
-/// `vstats_<table>_<name>[_<unit>]`, `<table>` being the kind's file name
-/// (`vcpu`, `domain`), with characters outside `[A-Za-z0-9_]` replaced by
-/// `_`.
+/// Name endings that spell a unit, dropped before the unit is appended.
+const UNIT_SUFFIXES: &[&str] = &[
+    "_nanoseconds",
+    "_microseconds",
+    "_milliseconds",
+    "_seconds",
+    "_nsec",
+    "_usec",
+    "_msec",
+    "_secs",
+    "_sec",
+    "_ns",
+    "_us",
+    "_ms",
+    "_s",
+    "_bytes",
+    "_kib",
+    "_mib",
+    "_kb",
+    "_mb",
+    "_b",
+    "_cycles",
+];
+
+/// The runstate (`running`, ...) of a standard runstate counter of the
+/// vCPU table.
+pub fn runstate_of(table: TableKind, c: &Counter) -> Option<&'static str> {
+    if table != TableKind::Vcpu || metric_type(c) != MetricType::Counter {
+        return None;
+    }
+    let i = RUNSTATE_COUNTERS.iter().position(|&n| n == c.name())?;
+    RUNSTATES.get(i).copied()
+}
+
+/// The family name of counter `c` of a table of kind `table`:
+/// `vstats_<table>_<name>[_<unit>]` (see the module docs), characters
+/// outside `[A-Za-z0-9_]` replaced by `_`, no `_total`.
 pub fn family_name(table: TableKind, c: &Counter) -> String {
-    let mut s = format!("vstats_{}_", table.file_name());
-    s.extend(c.name().chars().map(|ch| {
-        if ch.is_ascii_alphanumeric() || ch == '_' {
-            ch
-        } else {
-            '_'
+    if runstate_of(table, c).is_some() {
+        return "vstats_vcpu_runstate_seconds".to_owned();
+    }
+    compose_name(table, c.name(), metric_unit(c))
+}
+
+/// `vstats_<table>_<name>[_<unit>]` from a descriptor's name.
+fn compose_name(table: TableKind, raw: &str, unit: Option<&str>) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '_' {
+                ch.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Some(stem) = name.strip_suffix("_total") {
+        name.truncate(stem.len());
+    }
+    if unit.is_some() {
+        if let Some(s) = UNIT_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
+            name.truncate(name.len() - s.len());
         }
-    }));
-    if let Some(u) = metric_unit(c) {
+    }
+    let mut s = format!("vstats_{}_{name}", table.file_name());
+    if let Some(u) = unit {
         s.push('_');
         s.push_str(u);
     }
     s
 }
 
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn push_escaped_label(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(v: &str, syntax: Syntax) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if syntax == Syntax::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A raw value scaled to the unit, exactly for powers of ten (the decimal
@@ -138,10 +338,7 @@ fn fmt_f64(x: f64) -> String {
 }
 
 /// Upper bounds (`le`, raw units) of a histogram's buckets but the last
-/// (which is `+Inf`): log2 bucket i >= 1 counts `[2^(i-1), 2^i)`, so
-/// integers up to `2^i - 1`; linear bucket i counts `[i*w, (i+1)*w)`.
-/// Bounds that do not fit 63 bits end the list (their buckets fold into
-/// `+Inf`).
+/// (see the module docs); bounds that do not fit 63 bits end the list.
 fn bucket_bounds(c: &Counter) -> Vec<u64> {
     let n = c.count().saturating_sub(1);
     (0..n)
@@ -154,79 +351,98 @@ fn bucket_bounds(c: &Counter) -> Vec<u64> {
         .collect()
 }
 
-/// One metric family: a counter of one table, and its points.
+/// What a point holds.
+#[derive(Clone, Debug)]
+enum PointValue {
+    /// A raw counter value, scaled by the family's counter `usize`.
+    Raw(usize, u64),
+    /// Buckets (a range of [`Exposition::buckets`]) of counter `usize`.
+    Hist(usize, Range<usize>),
+    /// A value in base units (self-metrics, info).
+    Float(f64),
+}
+
+#[derive(Clone, Debug)]
+struct Point {
+    /// A range of [`Exposition::labels`].
+    labels: Range<usize>,
+    /// Milliseconds since the epoch.
+    ts_ms: Option<u64>,
+    value: PointValue,
+}
+
+/// One metric family and its points.
 #[derive(Debug)]
 struct Family {
     name: String,
-    /// The table the counter belongs to.
-    table: TableKind,
-    counter: Counter,
-    /// (labels, value) per record.
-    points: Vec<(String, Value)>,
+    ty: MetricType,
+    unit: Option<&'static str>,
+    help: String,
+    /// The counters whose points this family holds (the four runstates,
+    /// or one counter as each VM's descriptor gives it).
+    counters: Vec<Counter>,
+    points: Vec<Point>,
 }
 
-fn write_family(f: &Family, out: &mut String) {
-    let c = &f.counter;
-    let t = metric_type(c);
-    let _ = writeln!(out, "# TYPE {} {t}", f.name);
-    if let Some(u) = metric_unit(c) {
-        let _ = writeln!(out, "# UNIT {} {u}", f.name);
-    }
-    let _ = writeln!(
-        out,
-        "# HELP {} {}: {} {} per {}",
-        f.name,
-        c.name(),
-        kind_name(c.kind()),
-        help_unit(c),
-        f.table,
-    );
-    for (labels, v) in &f.points {
-        match (t, v) {
-            ("counter", Value::Scalar(x)) => {
-                let _ = writeln!(out, "{}_total{{{labels}}} {}", f.name, scaled(*x, c));
-            }
-            ("histogram", Value::Histogram(h)) => {
-                let bounds = bucket_bounds(c);
-                let mut acc: u64 = 0;
-                for (i, n) in h.iter().enumerate() {
-                    acc = acc.saturating_add(*n);
-                    let le = bounds
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_owned(), |&b| scaled(b, c));
-                    let _ = writeln!(out, "{}_bucket{{{labels},le=\"{le}\"}} {acc}", f.name);
-                }
-                let _ = writeln!(out, "{}_count{{{labels}}} {acc}", f.name);
-            }
-            (_, Value::Scalar(x)) => {
-                let _ = writeln!(out, "{}{{{labels}}} {}", f.name, scaled(*x, c));
-            }
-            _ => {}
-        }
-    }
+/// The metadata of a family that does not come from a descriptor (an
+/// exporter's own metrics, `vstats_vm_info`).
+#[derive(Clone, Copy, Debug)]
+pub struct Meta<'a> {
+    /// The family name (a counter's without `_total`).
+    pub name: &'a str,
+    /// Its type.
+    pub ty: MetricType,
+    /// Its unit (the name must end with it), if any.
+    pub unit: Option<&'static str>,
+    /// The `# HELP` text.
+    pub help: &'a str,
 }
 
-/// An OpenMetrics exposition being built from any number of VMs: add
-/// snapshots ([`Exposition::add_snapshot`], what a scrape needs: one
-/// snapshot, cumulative values) or samples ([`Exposition::add_sample`]),
-/// then [`Exposition::finish`]. A counter of the same table and name in
+/// An exposition being built from any number of VMs: add snapshots
+/// ([`Exposition::add_snapshot`], what a scrape needs: one snapshot,
+/// cumulative values), samples ([`Exposition::add_sample`],
+/// [`Exposition::add_sample_at`]) or values of other families
+/// ([`Exposition::add_value`]), then encode it ([`Exposition::encode`],
+/// [`Exposition::finish`]). A counter of the same table and name in
 /// several VMs is one family with a point per VM (and vCPU).
 #[derive(Debug, Default)]
 pub struct Exposition {
     families: Vec<Family>,
-    /// (table, counter name) -> index in `families`.
-    by_counter: HashMap<(TableKind, String), usize>,
-    /// Family names in use.
-    names: HashSet<String>,
+    /// Family name -> index in `families`.
+    by_name: HashMap<String, usize>,
+    /// The label text of every point.
+    labels: String,
+    /// The buckets of every histogram point.
+    buckets: Vec<u64>,
+    /// Some point has a timestamp: points are grouped per series when
+    /// encoded.
+    timestamped: bool,
 }
 
-/// `vm="..."[,domid="..."]`.
-fn base_labels(vm: &str, domid: Option<u16>) -> String {
-    let mut base = format!("vm=\"{}\"", escape_label(vm));
+/// `vm="..."[,domid="..."]` appended to `out`.
+fn push_base_labels(out: &mut String, vm: &str, domid: Option<u16>) {
+    out.push_str("vm=\"");
+    push_escaped_label(out, vm);
+    out.push('"');
     if let Some(d) = domid {
-        base.push_str(&format!(",domid=\"{d}\""));
+        let _ = write!(out, ",domid=\"{d}\"");
     }
-    base
+}
+
+fn counter_help(table: TableKind, c: &Counter) -> String {
+    if runstate_of(table, c).is_some() {
+        return format!(
+            "Time each vCPU spent in each runstate (descriptors {}: cumulative seconds per vCPU)",
+            RUNSTATE_COUNTERS.join(", ")
+        );
+    }
+    format!(
+        "{}: {} {} per {}",
+        c.name(),
+        kind_name(c.kind()),
+        help_unit(c),
+        table
+    )
 }
 
 impl Exposition {
@@ -235,100 +451,417 @@ impl Exposition {
         Exposition::default()
     }
 
-    /// The family of counter `c` (number `k` of its table's list), made
-    /// on first use; a name already taken by another counter gets `_k`.
-    fn family(&mut self, table: TableKind, k: usize, c: &Counter) -> &mut Family {
-        let key = (table, c.name().to_owned());
-        let i = match self.by_counter.get(&key) {
-            Some(&i) => i,
-            None => {
-                let mut name = family_name(table, c);
-                if !self.names.insert(name.clone()) {
-                    name = format!("{name}_{k}");
-                    self.names.insert(name.clone());
-                }
-                self.families.push(Family {
-                    name,
-                    table,
-                    counter: c.clone(),
-                    points: Vec::new(),
-                });
-                self.by_counter.insert(key, self.families.len() - 1);
-                self.families.len() - 1
-            }
-        };
-        &mut self.families[i]
+    /// Drops every point, keeping the families (their metadata) and the
+    /// buffers, for the next scrape.
+    pub fn clear(&mut self) {
+        for f in &mut self.families {
+            f.points.clear();
+        }
+        self.labels.clear();
+        self.buckets.clear();
+        self.timestamped = false;
     }
 
-    /// Adds the counters of a table with the records' values: `records`
-    /// holds, per record, its labels and one value per counter.
-    fn add(&mut self, table: TableKind, counters: &[Counter], records: &[(String, Vec<Value>)]) {
+    /// The index of family `name`, made on first use. A family of that
+    /// name that does not fit (another type or unit, or `accept` refuses
+    /// it: another counter's family) is left alone: the name becomes
+    /// `<name>_<k>`, then `<name>_<k>_<j>`, until one fits or is free.
+    fn family_index(
+        &mut self,
+        name: &str,
+        k: usize,
+        ty: MetricType,
+        unit: Option<&'static str>,
+        accept: impl Fn(&Family) -> bool,
+        help: impl FnOnce() -> String,
+    ) -> usize {
+        let fits = |f: &Family| f.ty == ty && f.unit == unit && accept(f);
+        let mut candidate = name.to_owned();
+        // Each refused candidate is a distinct existing family, so this
+        // ends within `families.len() + 1` tries.
+        for j in 0..=self.families.len() {
+            match self.by_name.get(&candidate) {
+                None => break,
+                Some(&i) if self.families.get(i).is_some_and(&fits) => return i,
+                Some(_) if j == 0 => candidate = format!("{name}_{k}"),
+                Some(_) => candidate = format!("{name}_{k}_{j}"),
+            }
+        }
+        self.push_family(candidate, ty, unit, help())
+    }
+
+    fn push_family(
+        &mut self,
+        name: String,
+        ty: MetricType,
+        unit: Option<&'static str>,
+        help: String,
+    ) -> usize {
+        self.families.push(Family {
+            name: name.clone(),
+            ty,
+            unit,
+            help,
+            counters: Vec::new(),
+            points: Vec::new(),
+        });
+        let i = self.families.len() - 1;
+        self.by_name.insert(name, i);
+        i
+    }
+
+    /// The family of counter `c` (number `k` of its table's list), and
+    /// the index of `c` in its counters.
+    fn counter_family(&mut self, table: TableKind, k: usize, c: &Counter) -> (usize, usize) {
+        let name = family_name(table, c);
+        let runstate = runstate_of(table, c).is_some();
+        // One counter per family (in any VM's version of it), but for the
+        // four runstates, which the `state` label tells apart: two
+        // counters whose names map to one family name would write the
+        // same series twice.
+        let accept = |f: &Family| {
+            f.counters
+                .iter()
+                .all(|x| x.name() == c.name() || (runstate && runstate_of(table, x).is_some()))
+        };
+        let fi = self.family_index(&name, k, metric_type(c), metric_unit(c), accept, || {
+            counter_help(table, c)
+        });
+        let Some(f) = self.families.get_mut(fi) else {
+            return (fi, 0);
+        };
+        let ci = match f.counters.iter().position(|x| x == c) {
+            Some(ci) => ci,
+            None => {
+                f.counters.push(c.clone());
+                f.counters.len() - 1
+            }
+        };
+        (fi, ci)
+    }
+
+    /// Adds one record's values of `counters` (`value(k, c)` gives the
+    /// value of counter `k`) with labels `base` (+ `state` for runstates).
+    fn add_record<'v>(
+        &mut self,
+        table: TableKind,
+        counters: &[Counter],
+        base: &str,
+        ts_ms: Option<u64>,
+        mut value: impl FnMut(usize, &Counter) -> Option<ValueRef<'v>>,
+    ) {
         for (k, c) in counters.iter().enumerate() {
-            let f = self.family(table, k, c);
-            f.points.extend(
-                records
-                    .iter()
-                    .filter_map(|(labels, vals)| Some((labels.clone(), vals.get(k)?.clone()))),
-            );
+            let Some(v) = value(k, c) else { continue };
+            let (fi, ci) = self.counter_family(table, k, c);
+            let start = self.labels.len();
+            self.labels.push_str(base);
+            if let Some(state) = runstate_of(table, c) {
+                let _ = write!(self.labels, ",state=\"{state}\"");
+            }
+            let labels = start..self.labels.len();
+            let value = match v {
+                ValueRef::Scalar(x) => PointValue::Raw(ci, x),
+                ValueRef::Hist(h) => {
+                    let b = self.buckets.len();
+                    self.buckets.extend_from_slice(h);
+                    PointValue::Hist(ci, b..self.buckets.len())
+                }
+            };
+            if let Some(f) = self.families.get_mut(fi) {
+                f.points.push(Point {
+                    labels,
+                    ts_ms,
+                    value,
+                });
+            }
         }
     }
 
     /// Adds the metadata (`# TYPE`, `# UNIT`, `# HELP`) of counters of a
     /// table of kind `table`, with no points.
     pub fn add_counters(&mut self, table: TableKind, counters: &[Counter]) {
-        self.add(table, counters, &[]);
+        for (k, c) in counters.iter().enumerate() {
+            self.counter_family(table, k, c);
+        }
     }
 
     /// Adds a sample's values (its second snapshot; rates are the
-    /// scraper's job).
+    /// scraper's job), with no timestamp.
     pub fn add_sample(&mut self, s: &Sample) {
-        let base = base_labels(&s.vm, s.domid);
-        let vrecords: Vec<(String, Vec<Value>)> = s
-            .vcpus
-            .iter()
-            .filter(|v| matches!(v.state, RecordState::Ok | RecordState::Reset))
-            .map(|v| (format!("{base},vcpu=\"{}\"", v.vcpu), v.values.clone()))
-            .collect();
-        self.add(TableKind::Vcpu, &s.vcpu_counters, &vrecords);
+        self.add_sample_ts(s, None);
+    }
+
+    /// Adds a sample's values timestamped with its wall-clock time, so
+    /// that several samples of a VM make one exposition.
+    pub fn add_sample_at(&mut self, s: &Sample) {
+        self.timestamped = true;
+        self.add_sample_ts(s, Some(epoch_ms(s.wall)));
+    }
+
+    fn add_sample_ts(&mut self, s: &Sample, ts_ms: Option<u64>) {
+        let mut base = String::new();
+        push_base_labels(&mut base, &s.vm, s.domid);
+        let mut labels = String::new();
+        for v in &s.vcpus {
+            if !matches!(v.state, RecordState::Ok | RecordState::Reset) {
+                continue;
+            }
+            labels.clear();
+            let _ = write!(labels, "{base},vcpu=\"{}\"", v.vcpu);
+            self.add_record(TableKind::Vcpu, &s.vcpu_counters, &labels, ts_ms, |k, _| {
+                v.values.get(k).and_then(ValueRef::of)
+            });
+        }
         if let Some(d) = &s.domain {
-            let records = match d.state {
-                RecordState::Ok | RecordState::Reset => vec![(base, d.values.clone())],
-                _ => Vec::new(),
-            };
-            self.add(TableKind::Domain, &d.counters, &records);
+            if matches!(d.state, RecordState::Ok | RecordState::Reset) {
+                self.add_record(TableKind::Domain, &d.counters, &base, ts_ms, |k, _| {
+                    d.values.get(k).and_then(ValueRef::of)
+                });
+            } else {
+                self.add_counters(TableKind::Domain, &d.counters);
+            }
+        }
+        if s.vcpus.is_empty() {
+            self.add_counters(TableKind::Vcpu, &s.vcpu_counters);
         }
     }
 
     /// Adds every counter of one snapshot of `table`, a table of VM `vm`
     /// (Xen domain `domid`): the records read consistently and in use.
     pub fn add_snapshot(&mut self, vm: &str, domid: Option<u16>, table: &Table, snap: &Snapshot) {
-        let base = base_labels(vm, domid);
         let kind = table.info().kind();
-        let records: Vec<(String, Vec<Value>)> = snap
-            .records()
-            .iter()
-            .filter(|r| r.is_consistent() && !r.is_unused())
-            .map(|r| {
-                let labels = if kind == TableKind::Vcpu {
-                    format!("{base},vcpu=\"{}\"", r.index())
+        let mut base = String::new();
+        push_base_labels(&mut base, vm, domid);
+        let mut labels = String::new();
+        self.add_counters(kind, table.counters());
+        for r in snap.records() {
+            if !r.is_consistent() || r.is_unused() {
+                continue;
+            }
+            labels.clear();
+            labels.push_str(&base);
+            if kind == TableKind::Vcpu {
+                let _ = write!(labels, ",vcpu=\"{}\"", r.index());
+            }
+            self.add_record(kind, table.counters(), &labels, None, |_, c| {
+                if c.is_histogram() {
+                    r.histogram(c).map(ValueRef::Hist)
                 } else {
-                    base.clone()
-                };
-                let vals = table.counters().iter().map(|c| Value::of(r, c)).collect();
-                (labels, vals)
-            })
-            .collect();
-        self.add(kind, table.counters(), &records);
+                    r.get(c).map(ValueRef::Scalar)
+                }
+            });
+        }
     }
 
-    /// The exposition text, ending in `# EOF`.
-    pub fn finish(&self) -> String {
-        let mut out = String::new();
-        for f in &self.families {
-            write_family(f, &mut out);
+    /// Adds a point of a family of its own (`meta`), with `labels`
+    /// (name, value) and a value in base units.
+    pub fn add_value(&mut self, meta: &Meta<'_>, labels: &[(&str, &str)], value: f64) {
+        let fi = self.family_index(
+            meta.name,
+            0,
+            meta.ty,
+            meta.unit,
+            |f| f.counters.is_empty(),
+            || meta.help.to_owned(),
+        );
+        let start = self.labels.len();
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.labels.push(',');
+            }
+            self.labels.push_str(k);
+            self.labels.push_str("=\"");
+            push_escaped_label(&mut self.labels, v);
+            self.labels.push('"');
         }
-        out.push_str("# EOF\n");
+        let labels = start..self.labels.len();
+        if let Some(f) = self.families.get_mut(fi) {
+            f.points.push(Point {
+                labels,
+                ts_ms: None,
+                value: PointValue::Float(value),
+            });
+        }
+    }
+
+    /// Adds a VM of the host: `vstats_vm_info{vm,backend,source[,domid]} 1`
+    /// and its producer's liveness as `vstats_vm_producer{vm,state}`, 1
+    /// for the state it is in and 0 for the others (no point when it
+    /// cannot be told).
+    pub fn add_vm_info(
+        &mut self,
+        vm: &str,
+        backend: &str,
+        source: &str,
+        domid: Option<u16>,
+        producer: Option<Liveness>,
+    ) {
+        let d = domid.map(|d| d.to_string());
+        let mut labels = vec![("vm", vm), ("backend", backend), ("source", source)];
+        if let Some(d) = &d {
+            labels.push(("domid", d));
+        }
+        self.add_value(
+            &Meta {
+                name: "vstats_vm_info",
+                ty: MetricType::Gauge,
+                unit: None,
+                help: "A VM of this host (always 1): where its tables come from",
+            },
+            &labels,
+            1.0,
+        );
+        if let Some(p) = producer {
+            for s in [Liveness::Live, Liveness::Stopped, Liveness::Dead] {
+                self.add_value(
+                    &Meta {
+                        name: "vstats_vm_producer",
+                        ty: MetricType::Gauge,
+                        unit: None,
+                        help: "The producer's liveness: 1 for the state it is in (live, stopped, dead), 0 for the others",
+                            },
+                    &[("vm", vm), ("state", s.as_str())],
+                    if s == p { 1.0 } else { 0.0 },
+                );
+            }
+        }
+    }
+
+    /// Appends the exposition in `syntax` to `out` (OpenMetrics ends with
+    /// `# EOF`). Families with no points are written too (their metadata).
+    pub fn encode(&mut self, syntax: Syntax, out: &mut String) {
+        if self.timestamped {
+            let labels = &self.labels;
+            for f in &mut self.families {
+                // Stable: the points of a series stay in the order added
+                // (oldest first).
+                f.points
+                    .sort_by(|a, b| labels[a.labels.clone()].cmp(&labels[b.labels.clone()]));
+            }
+        }
+        for f in &self.families {
+            self.write_family(f, syntax, out);
+        }
+        if syntax == Syntax::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+    }
+
+    /// The exposition in OpenMetrics, ending in `# EOF`.
+    pub fn finish(&mut self) -> String {
+        let mut out = String::new();
+        self.encode(Syntax::OpenMetrics, &mut out);
         out
+    }
+
+    fn write_family(&self, f: &Family, syntax: Syntax, out: &mut String) {
+        let text_counter = syntax == Syntax::Text && f.ty == MetricType::Counter;
+        let meta_name = if text_counter {
+            format!("{}_total", f.name)
+        } else {
+            f.name.clone()
+        };
+        let _ = writeln!(out, "# TYPE {meta_name} {}", f.ty.name(syntax));
+        if let (Some(u), Syntax::OpenMetrics) = (f.unit, syntax) {
+            let _ = writeln!(out, "# UNIT {meta_name} {u}");
+        }
+        let _ = writeln!(out, "# HELP {meta_name} {}", escape_help(&f.help, syntax));
+        let mut bounds: Option<(usize, Vec<u64>)> = None;
+        for (pi, p) in f.points.iter().enumerate() {
+            let labels = self.labels.get(p.labels.clone()).unwrap_or("");
+            // A histogram series keeps only its latest point (see the
+            // module docs).
+            let superseded = || {
+                f.points.get(pi + 1).is_some_and(|n| {
+                    self.labels
+                        .get(n.labels.clone())
+                        .is_some_and(|l| l == labels)
+                })
+            };
+            if matches!(p.value, PointValue::Hist(..)) && self.timestamped && superseded() {
+                continue;
+            }
+            let ts = match (p.ts_ms, syntax) {
+                (None, _) => String::new(),
+                (Some(ms), Syntax::Text) => format!(" {ms}"),
+                (Some(ms), Syntax::OpenMetrics) => format!(" {}.{:03}", ms / 1000, ms % 1000),
+            };
+            let suffix = if f.ty == MetricType::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            let braces = |l: &str| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{l}}}")
+                }
+            };
+            match &p.value {
+                PointValue::Raw(ci, x) => {
+                    let v = f
+                        .counters
+                        .get(*ci)
+                        .map_or_else(|| x.to_string(), |c| scaled(*x, c));
+                    let _ = writeln!(out, "{}{suffix}{} {v}{ts}", f.name, braces(labels));
+                }
+                PointValue::Float(x) => {
+                    let _ = writeln!(
+                        out,
+                        "{}{suffix}{} {}{ts}",
+                        f.name,
+                        braces(labels),
+                        fmt_f64(*x)
+                    );
+                }
+                PointValue::Hist(ci, r) => {
+                    let Some(c) = f.counters.get(*ci) else {
+                        continue;
+                    };
+                    if bounds.as_ref().is_none_or(|(i, _)| i != ci) {
+                        bounds = Some((*ci, bucket_bounds(c)));
+                    }
+                    let b = bounds.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+                    let h = self.buckets.get(r.clone()).unwrap_or(&[]);
+                    let sep = if labels.is_empty() { "" } else { "," };
+                    let mut acc: u64 = 0;
+                    for (i, n) in h.iter().enumerate() {
+                        acc = acc.saturating_add(*n);
+                        if let Some(&le) = b.get(i).filter(|_| i + 1 < h.len()) {
+                            let _ = writeln!(
+                                out,
+                                "{}_bucket{{{labels}{sep}le=\"{}\"}} {acc}{ts}",
+                                f.name,
+                                scaled(le, c)
+                            );
+                        }
+                    }
+                    let _ = writeln!(
+                        out,
+                        "{}_bucket{{{labels}{sep}le=\"+Inf\"}} {acc}{ts}",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A borrowed value of a record.
+#[derive(Clone, Copy, Debug)]
+enum ValueRef<'a> {
+    Scalar(u64),
+    Hist(&'a [u64]),
+}
+
+impl<'a> ValueRef<'a> {
+    fn of(v: &'a Value) -> Option<ValueRef<'a>> {
+        match v {
+            Value::Absent => None,
+            Value::Scalar(x) => Some(ValueRef::Scalar(*x)),
+            Value::Histogram(h) => Some(ValueRef::Hist(h)),
+        }
     }
 }
 
@@ -357,6 +890,12 @@ pub fn write_sample(s: &Sample, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(to_text(s).as_bytes())
 }
 
+/// Milliseconds since the epoch of `t` (0 before it).
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,9 +912,7 @@ mod tests {
         assert_eq!(scale_text(42, 10, 0), "42");
     }
 
-    #[test]
-    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
-    fn one_snapshot_of_two_vms_is_one_exposition() {
+    fn two_vcpu_table() -> Table {
         use vstats_abi::{
             layout::{Layout, LayoutParams},
             record::VCPU_STD_DESCRIPTORS,
@@ -393,28 +930,165 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let table = Table::open(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
+        table
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
+    fn one_snapshot_of_two_vms_is_one_exposition() {
+        let table = two_vcpu_table();
         let mut snap = Snapshot::new(&table);
         table.snapshot(&mut snap);
         let mut e = Exposition::new();
         e.add_snapshot("a", None, &table, &snap);
         e.add_snapshot("b", Some(7), &table, &snap);
         let text = e.finish();
-        let family = "vstats_vcpu_runstate_running_time_seconds";
+        let family = "vstats_vcpu_runstate_seconds";
         assert_eq!(text.matches(&format!("# TYPE {family} counter")).count(), 1);
         for line in [
-            format!("{family}_total{{vm=\"a\",vcpu=\"1\"}} 0.000005"),
-            format!("{family}_total{{vm=\"b\",domid=\"7\",vcpu=\"1\"}} 0.000005"),
-            format!("{family}_total{{vm=\"b\",domid=\"7\",vcpu=\"0\"}} 0"),
+            format!("{family}_total{{vm=\"a\",vcpu=\"1\",state=\"running\"}} 0.000005"),
+            format!("{family}_total{{vm=\"b\",domid=\"7\",vcpu=\"1\",state=\"running\"}} 0.000005"),
+            format!("{family}_total{{vm=\"b\",domid=\"7\",vcpu=\"0\",state=\"running\"}} 0"),
+            format!("{family}_total{{vm=\"a\",vcpu=\"0\",state=\"offline\"}} 0"),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
         assert!(text.ends_with("# EOF\n") && text.matches("# EOF").count() == 1);
+        assert_eq!(text.matches("# TYPE ").count(), 1, "one family: {text}");
+        assert!(text.contains(&format!("# UNIT {family} seconds\n")));
+        assert!(text.contains(&format!("# HELP {family} ")));
+
+        // The text format: no UNIT, no EOF, the counter's TYPE names the
+        // _total series; a cleared exposition holds no points.
+        let mut t = String::new();
+        e.encode(Syntax::Text, &mut t);
+        assert!(
+            t.contains(&format!("# TYPE {family}_total counter\n")),
+            "{t}"
+        );
+        assert!(t.contains(&format!("# HELP {family}_total ")), "{t}");
+        assert!(!t.contains("# UNIT") && !t.contains("# EOF"), "{t}");
+        e.clear();
+        let empty = e.finish();
+        assert!(!empty.contains("vm=\""), "{empty}");
+        e.add_snapshot("a", None, &table, &snap);
+        assert_eq!(e.finish(), {
+            let mut f = Exposition::new();
+            f.add_snapshot("a", None, &table, &snap);
+            f.finish()
+        });
+    }
+
+    /// Counters whose names map to one family name (and a counter named
+    /// like the runstate family) get families of their own: no series is
+    /// written twice.
+    #[test]
+    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
+    fn colliding_names_get_their_own_families() {
+        use vstats_abi::{
+            desc::Descriptor,
+            layout::{Layout, LayoutParams},
+            record::VCPU_STD_DESCRIPTORS,
+            Base, VCPU_STATS_MAGIC,
+        };
+        let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+        let extra = [
+            ("halt_wait_ns", 40),
+            ("halt_wait", 48),
+            ("runstate_seconds", 56),
+        ];
+        for (name, off) in extra {
+            descs.push(Descriptor::scalar(
+                name,
+                off,
+                Kind::CUMULATIVE,
+                Unit::SECONDS,
+                Base::POW10,
+                -9,
+            ));
+        }
+        let params = LayoutParams {
+            record_size: 64,
+            desc_count: descs.len() as u32,
+            ..LayoutParams::vcpu(1)
+        };
+        let layout = Layout::compute(&params).unwrap();
+        let mut bytes = vec![0u8; layout.mapping_len() as usize];
+        layout
+            .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, &descs)
+            .unwrap();
+        let path = std::env::temp_dir().join(format!("vstats-om-col-{}", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let table = Table::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut snap = Snapshot::new(&table);
+        table.snapshot(&mut snap);
+        let mut e = Exposition::new();
+        e.add_snapshot("a", None, &table, &snap);
+        let text = e.finish();
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0)
+            .collect();
+        assert_eq!(series.len(), 7, "{text}");
+        series.sort_unstable();
+        series.dedup();
+        assert_eq!(series.len(), 7, "a series written twice: {text}");
+        for family in [
+            "vstats_vcpu_halt_wait_seconds",
+            "vstats_vcpu_halt_wait_seconds_5",
+            "vstats_vcpu_runstate_seconds_6",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} counter\n")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
     fn label_escaping() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut s = String::new();
+        push_escaped_label(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
         assert_eq!(fmt_f64(f64::INFINITY), "+Inf");
         assert_eq!(fmt_f64(0.5), "0.5");
+        assert_eq!(escape_help("a\"b", Syntax::Text), "a\"b");
+        assert_eq!(escape_help("a\"b", Syntax::OpenMetrics), "a\\\"b");
+    }
+
+    #[test]
+    fn names_drop_abbreviated_units() {
+        let secs = Some("seconds");
+        let cases = [
+            ("halt_wait_ns", secs, "vstats_vcpu_halt_wait_seconds"),
+            (
+                "halt_poll_success_hist",
+                secs,
+                "vstats_vcpu_halt_poll_success_hist_seconds",
+            ),
+            ("uptime", secs, "vstats_vcpu_uptime_seconds"),
+            ("exits_total", None, "vstats_vcpu_exits"),
+            ("rx_bytes", Some("bytes"), "vstats_vcpu_rx_bytes"),
+            ("a-B", None, "vstats_vcpu_a_b"),
+            ("rx_ns", None, "vstats_vcpu_rx_ns"),
+        ];
+        for (raw, unit, name) in cases {
+            assert_eq!(compose_name(TableKind::Vcpu, raw, unit), name);
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Syntax::negotiate(None), Syntax::Text);
+        assert_eq!(Syntax::negotiate(Some("text/plain")), Syntax::Text);
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                    version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Syntax::negotiate(Some(prom)), Syntax::OpenMetrics);
+        assert_eq!(
+            Syntax::negotiate(Some("application/openmetrics-text;q=0")),
+            Syntax::Text
+        );
     }
 }
