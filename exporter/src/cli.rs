@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// Serve vstats tables to Prometheus, or write them for xcp-rrdd.
 #[derive(Debug, Parser)]
-#[command(name = "vstats-exporter", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "vstats-exporter",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do instead of serving Prometheus.
     #[command(subcommand)]
