@@ -196,3 +196,46 @@ impl PluginFile {
         Ok(written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rrdd::{datasources::vm_datasources, datasources::VcpuTimes, protocol::encode};
+
+    fn frame(ts: f64, vcpus: u32, running: u64) -> Frame {
+        let v: Vec<VcpuTimes> = (0..vcpus)
+            .map(|vcpu| VcpuTimes {
+                vcpu,
+                running,
+                ..VcpuTimes::default()
+            })
+            .collect();
+        encode(ts, &vm_datasources("vm", &v)).unwrap()
+    }
+
+    #[test]
+    fn metadata_is_rewritten_only_when_it_changes() {
+        let dir = std::env::temp_dir().join(format!("vstats-rrdd-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut f = PluginFile::open(&dir, "p").unwrap();
+        let on_disk = || std::fs::read(dir.join("p")).unwrap();
+        assert_eq!(on_disk().len() as u64, MIN_BYTES);
+        let steps = [
+            (frame(1.0, 4, 10), Written::Full),
+            (frame(2.0, 4, 20), Written::Values),
+            (frame(3.0, 2, 30), Written::Full),
+            (frame(4.0, 2, 40), Written::Values),
+        ];
+        for (fr, want) in steps {
+            assert_eq!(f.write(&fr).unwrap(), want);
+            assert!(on_disk().starts_with(fr.bytes()));
+        }
+        // A frame larger than the file grows it, in whole pages.
+        let big = frame(5.0, 2000, 1);
+        assert_eq!(f.write(&big).unwrap(), Written::Full);
+        let len = on_disk().len() as u64;
+        assert!(len >= big.bytes().len() as u64 && len % PAGE == 0);
+        assert!(on_disk().starts_with(big.bytes()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
