@@ -425,6 +425,8 @@ fn bad_options_and_unsafe_outputs_are_refused() {
     refused(&root, &out, &["--count", "0"], "invalid --count");
     refused(&root, &out, &["--name", "a/b"], "invalid --name");
     refused(&root, &out, &["--name", ".."], "invalid --name");
+    refused(&root, &out, &["--name", "x.tmp"], "xcp-rrdd ignores");
+    refused(&root, &out, &["--name", "tap-x"], "xcp-rrdd ignores");
 
     // A symlinked directory.
     let link = s.0.join("link");

@@ -4,13 +4,15 @@
 //! * [`protocol`]: the bytes of a frame (library code, no I/O);
 //! * [`datasources`]: which datasources a VM has, named as xcp-rrdd's CPU
 //!   plugin names them;
-//! * [`file`]: the file, written in place and never through a path a
-//!   local user could redirect;
+//! * [`file`]: the file, made complete before xcp-rrdd's directory watch
+//!   registers it, then written in place, never through a path a local
+//!   user could redirect;
 //! * [`run`]: the loop behind `vstats-exporter rrdd`.
 //!
 //! `--out` is the directory xcp-rrdd reads plugin files from
 //! (`/dev/shm/metrics`); the file is `<out>/<name>`, `<name>` being the
-//! plugin's uid at registration (`--name`, default `vstats`). The file is
+//! plugin's uid (`--name`, default `vstats`); xcp-rrdd registers it when
+//! it appears there. The file is
 //! left in place on SIGTERM/SIGINT, as xcp-rrdd's plugins leave theirs
 //! when they are killed: its data CRC then stops changing, which xcp-rrdd
 //! reads as "no update" (no error, nothing recorded), and a restarted
@@ -84,6 +86,14 @@ pub enum RrddError {
         /// The rule broken.
         source: vstats_abi::publish::NameError,
     },
+    /// `--name` is one xcp-rrdd's directory watch ignores.
+    #[error("invalid --name {name:?}: xcp-rrdd ignores plugin files named {rule}")]
+    IgnoredName {
+        /// As given.
+        name: String,
+        /// The names it ignores.
+        rule: &'static str,
+    },
     /// The `--out` directory is unsafe or cannot be opened or created.
     #[error("--out {}", path.display())]
     Dir {
@@ -116,7 +126,8 @@ pub enum RrddError {
 ///
 /// # Errors
 ///
-/// [`RrddError::Interval`], [`RrddError::Count`], [`RrddError::Name`].
+/// [`RrddError::Interval`], [`RrddError::Count`], [`RrddError::Name`],
+/// [`RrddError::IgnoredName`].
 pub fn check_args(args: &RrddArgs) -> Result<Duration, RrddError> {
     let interval = (args.interval > 0.0)
         .then(|| Duration::try_from_secs_f64(args.interval).ok())
@@ -131,6 +142,19 @@ pub fn check_args(args: &RrddArgs) -> Result<Duration, RrddError> {
         name: args.name.clone(),
         source,
     })?;
+    let rule = if args.name.ends_with(".tmp") {
+        Some("*.tmp")
+    } else if args.name.starts_with("tap-") {
+        Some("tap-*")
+    } else {
+        None
+    };
+    if let Some(rule) = rule {
+        return Err(RrddError::IgnoredName {
+            name: args.name.clone(),
+            rule,
+        });
+    }
     Ok(interval)
 }
 
