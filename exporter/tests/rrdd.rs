@@ -212,7 +212,11 @@ fn one_write(tag: &str) -> (Scratch, PathBuf, f64, f64) {
     let _a = publish(&root, "vm-a", &A);
     let _b = publish(&root, "vm-b", &B);
     let before = unix_now();
-    let o = rrdd(&root, &out, &["--interval", "1", "--count", "1"]);
+    let o = rrdd(
+        &root,
+        &out,
+        &["--interval", "1", "--count", "1", "--no-xen"],
+    );
     let after = unix_now();
     assert!(o.status.success(), "{o:?}");
     (s, out.join("vstats"), before, after)

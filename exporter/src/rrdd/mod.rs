@@ -35,6 +35,7 @@ use std::{
 
 use anyhow::Context;
 use clap::Args;
+use vstats_consumer::discover::Backend;
 
 /// The options of the rrdd plugin.
 #[derive(Clone, Debug, Args)]
@@ -59,6 +60,10 @@ pub struct RrddArgs {
         allow_negative_numbers = true
     )]
     pub interval: f64,
+    /// Leave out Xen domains (xcp-rrdd's own CPU plugin reports them):
+    /// only the VMs under the root.
+    #[arg(long)]
+    pub no_xen: bool,
     /// Write this many times, then exit (default: until SIGTERM or
     /// SIGINT).
     #[arg(long, value_name = "N")]
@@ -178,8 +183,12 @@ pub fn run(args: &RrddArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let host = vstats_consumer::discover::host(&root)
+        let mut host = vstats_consumer::discover::host(&root)
             .with_context(|| format!("cannot list {}", root.display()))?;
+        if args.no_xen {
+            host.vms.retain(|v| v.backend != Backend::Xen);
+            xen_warned = true;
+        }
         if let (Some(why), false) = (&host.xen_unavailable, xen_warned) {
             eprintln!("vstats-exporter: Xen domains not reported: {why}");
             xen_warned = true;
