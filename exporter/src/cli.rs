@@ -34,7 +34,7 @@ pub enum Command {
 pub struct RootArg {
     /// The root directory the producers publish under (default: `VSTATS_ROOT`,
     /// else /dev/shm/vstats for root, $XDG_RUNTIME_DIR/vstats or
-    /// /dev/shm/vstats-<uid> for other users).
+    /// /dev/shm/vstats-UID for other users).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }

@@ -10,7 +10,7 @@
 //! Per VM (owner `vm <name>`), for each vCPU whose record holds a running
 //! time:
 //!
-//! * `cpu<N>`: vCPU N's running time ("CPU<N> usage", recorded by
+//! * `cpu<N>`: vCPU N's running time ("`CPU<N>` usage", recorded by
 //!   default), as `rrdp-cpu`'s `cpu<N>` for a Xen vCPU;
 //! * `cpu<N>_runnable`, `cpu<N>_blocked`, `cpu<N>_offline`: its other
 //!   runstates, which `rrdp-cpu` has no per-vCPU names for (not recorded

@@ -4,7 +4,7 @@
 //! * [`protocol`]: the bytes of a frame (library code, no I/O);
 //! * [`datasources`]: which datasources a VM has, named as xcp-rrdd's CPU
 //!   plugin names them;
-//! * [`file`]: the file, made complete before xcp-rrdd's directory watch
+//! * [`file`](mod@file): the file, made complete before xcp-rrdd's directory watch
 //!   registers it, then written in place, never through a path a local
 //!   user could redirect;
 //! * [`run`]: the loop behind `vstats-exporter rrdd`.
@@ -44,12 +44,12 @@ pub struct RrddArgs {
     #[command(flatten)]
     pub root: crate::cli::RootArg,
     /// The directory xcp-rrdd reads plugin files from; the file is
-    /// <OUT>/<NAME>. Created (mode 0755) when missing; refused when it,
+    /// OUT/NAME. Created (mode 0755) when missing; refused when it,
     /// or a directory on the way, is a symlink, another user's, or
     /// writable by others without the sticky bit.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm/metrics")]
     pub out: PathBuf,
-    /// The plugin file's name in <OUT>: the uid to register with xcp-rrdd.
+    /// The plugin file's name in OUT: the uid to register with xcp-rrdd.
     #[arg(long, value_name = "NAME", default_value = "vstats")]
     pub name: String,
     /// Seconds between writes (xcp-rrdd reads every 5 s).
