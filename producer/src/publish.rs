@@ -367,6 +367,29 @@ fn open_root(root: &Path, vm_dir: &Path, opts: PublishOptions) -> Result<OwnedFd
     Ok(fd)
 }
 
+/// Opens the directory `dir` the way a publication root is opened (see
+/// the [module](self) docs): one component at a time, `O_NOFOLLOW`, each
+/// ancestor owned by root or the effective user, `dir` itself by the
+/// effective user (or a root-owned sticky directory), none writable by
+/// others without the sticky bit; missing components are created in
+/// `mode`. For other writers that must not be redirected, such as the
+/// exporter's xcp-rrdd plugin file: they then work relative to the
+/// returned fd (`openat`, `renameat`).
+///
+/// # Errors
+///
+/// As [`Publication::create_dir`] for its root: [`PublishError::NotOwned`],
+/// [`PublishError::WritableByOthers`], [`PublishError::NotADirectory`] (a
+/// symlink on the way), [`PublishError::BadPath`] (a `..`),
+/// [`PublishError::Io`].
+pub fn open_safe_dir(dir: &Path, mode: u32) -> Result<OwnedFd> {
+    let opts = PublishOptions {
+        root_mode: mode,
+        ..PublishOptions::default()
+    };
+    open_root(dir, dir, opts)
+}
+
 /// The checks of a root (`is_root`) or of one of its ancestors, made on
 /// the open directory: see the [module](self) docs.
 fn check_dir(st: &rustix::fs::Stat, path: &Path, euid: u32, is_root: bool) -> Result<()> {
