@@ -13,9 +13,7 @@ use vstats_consumer::live::{self, Liveness};
 use serde_json::{json, Value as Json};
 use vstats_consumer::discover;
 
-use crate::{
-    output::{grid::Grid, Format},
-};
+use crate::output::{grid::Grid, Format};
 
 /// One line of the listing.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Encoders of samples and snapshots, with no command line in them:
 //! [`openmetrics`] (OpenMetrics text, from one snapshot or a sample) and
-//! `json` (one JSON object per sample; feature `json`).
+//! `json` (one JSON object per sample; feature `json`), `qmp` (QEMU's
+//! `query-stats` and `query-stats-schemas` answers; feature `json`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,8 @@ use crate::{Counter, Kind, Unit};
 #[cfg(feature = "json")]
 pub mod json;
 pub mod openmetrics;
+#[cfg(feature = "json")]
+pub mod qmp;
 
 /// RFC 3339 UTC timestamp with microseconds: `2026-11-22T05:30:00.123456Z`.
 pub fn rfc3339(t: SystemTime) -> String {
