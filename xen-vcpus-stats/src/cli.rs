@@ -274,7 +274,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 0
             };
             let (entries, note) = list::host(&a.root)?;
-            list::write(&entries, note.as_deref(), a.format, &mut out)?;
+            list::write_xen_note(note.as_deref(), &mut std::io::stderr())?;
+            list::write(&entries, a.format, &mut out)?;
             out.flush()?;
             Ok(if refused == 0 {
                 ExitCode::SUCCESS

@@ -85,18 +85,29 @@ fn entry_json(e: &Entry) -> Json {
     })
 }
 
+/// Writes why Xen domains are missing, if they are, to `notices`
+/// (stderr): a note, not data, whatever the format.
+///
+/// # Errors
+///
+/// I/O errors of `notices`.
+pub fn write_xen_note(xen_note: Option<&str>, notices: &mut dyn Write) -> io::Result<()> {
+    match xen_note {
+        Some(note) => writeln!(
+            notices,
+            "xen-vcpus-stats: note: no Xen domains listed: {note}"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Writes the listing: aligned columns, or one JSON object per line
 /// (`openmetrics` is not a listing format and prints JSON too).
 ///
 /// # Errors
 ///
 /// I/O errors of `out`.
-pub fn write(
-    entries: &[Entry],
-    xen_note: Option<&str>,
-    format: Format,
-    out: &mut dyn Write,
-) -> io::Result<()> {
+pub fn write(entries: &[Entry], format: Format, out: &mut dyn Write) -> io::Result<()> {
     if format != Format::Table {
         for e in entries {
             serde_json::to_writer(&mut *out, &entry_json(e))?;
@@ -138,9 +149,6 @@ pub fn write(
     g.write(out)?;
     if entries.is_empty() {
         writeln!(out, "(no tables)")?;
-    }
-    if let Some(note) = xen_note {
-        writeln!(out, "(Xen: {note})")?;
     }
     Ok(())
 }
