@@ -1,7 +1,9 @@
 //! `demo`: run [`crate::produce`] as a child (this executable's
 //! `__produce`, in its own process group so that a terminal's Ctrl-C
 //! reaches only `demo`), wait for its `published <dir>` line, sample the
-//! directory, then stop the child with SIGTERM.
+//! directory it names, then stop the child with SIGTERM. The VM-less
+//! producer publishes as NAME-synthetic (`__produce --mark-synthetic`), so
+//! that every output names its data synthetic.
 
 use std::{
     io::{self, BufRead, BufReader, Write},
@@ -21,7 +23,7 @@ use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 use crate::{
     cli::SamplingArgs,
     filter::VcpuList,
-    produce::READY_PREFIX,
+    produce::{READY_PREFIX, SYNTHETIC_SUFFIX},
     sample,
     target::{check_name, Target},
 };
@@ -141,7 +143,8 @@ pub fn run(
     let exe = std::env::current_exe().context("finding this executable to start the producer")?;
     let (vcpus, parent) = (opts.vcpus.to_string(), std::process::id().to_string());
     let mut child = Command::new(&exe)
-        .args(["__produce", "--vcpus", &vcpus, "--parent", &parent])
+        .args(["__produce", "--mark-synthetic", "--vcpus", &vcpus])
+        .args(["--parent", &parent])
         .args(opts.no_kvm.then_some("--no-kvm"))
         .arg("--dir")
         .arg(&dir)
@@ -168,13 +171,25 @@ pub fn run(
         });
     }
     let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
+    // Where the producer published: `dir`, or the VM-less producer's
+    // `dir-synthetic`.
+    let published = loop {
         if stop.load(Ordering::Relaxed) {
             producer.stop()?;
             return Ok(ExitCode::SUCCESS);
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(line)) if line.starts_with(READY_PREFIX) => break,
+            Ok(Ok(line)) if line.starts_with(READY_PREFIX) => {
+                let mut synthetic = dir.clone().into_os_string();
+                synthetic.push(SYNTHETIC_SUFFIX);
+                let synthetic = PathBuf::from(synthetic);
+                let announced = &line[READY_PREFIX.len()..];
+                break if announced == synthetic.display().to_string() {
+                    synthetic
+                } else {
+                    dir
+                };
+            }
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -189,9 +204,9 @@ pub fn run(
                 bail!("the producer exited before publishing its tables ({status})");
             }
         }
-    }
+    };
     let sample_opts = opts.sampling.options(opts.only_vcpus.clone());
-    let sampled = sample::attach(&Target::Path(dir), &sample_opts)
+    let sampled = sample::attach(&Target::Path(published), &sample_opts)
         .map_err(anyhow::Error::new)
         .and_then(|mut s| sample::run(&mut s, &sample_opts, out, notices, stop));
     let status = producer.stop()?;
