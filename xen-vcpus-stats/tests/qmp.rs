@@ -350,3 +350,96 @@ fn the_checker_rejects_broken_answers() {
     b["return"][1]["stats"][0]["type"] = json!("linear-histogram");
     assert!(check_schemas(&b).is_err(), "bucket-size missing accepted");
 }
+
+/// A live KVM VM of 16 vCPUs (skipped without /dev/kvm): KVM's own
+/// counters (booleans, log2 histograms) pass the checker, and the table
+/// of its sample fits 80 columns with and without `--all`.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_kvm_vms_answers_pass_and_its_table_fits() {
+    use std::ops::ControlFlow;
+
+    use vstats_kvm_vmm::{Error, Publisher, Vm, VmConfig};
+
+    let vm = match Vm::create(VmConfig::new(16)) {
+        Ok(vm) => vm,
+        Err(e @ (Error::KvmUnavailable { .. } | Error::StatsUnsupported)) => {
+            println!("skipped: /dev/kvm unavailable: {e}");
+            return;
+        }
+        Err(e) => panic!("Vm::create: {e}"),
+    };
+    let s = Scratch::new("qmpkvm");
+    let dir = s.join("kvm16");
+    let path = dir.to_str().unwrap().to_owned();
+    let mut publisher = Publisher::new(vm, &dir).unwrap();
+    let start = Instant::now();
+    // Files, not pipes: nobody reads a pipe while the VM runs.
+    let runs: [(&str, &[&str]); 4] = [
+        ("schema", &["schema", "--format", "qmp"]),
+        ("qmp", &["sample", "--format", "qmp", "--count", "2"]),
+        ("table", &["sample", "--count", "2"]),
+        ("all", &["sample", "--all", "--count", "2"]),
+    ];
+    let mut children = Vec::new();
+    publisher
+        .run(Duration::from_millis(20), |_| {
+            if children.is_empty() {
+                for (name, args) in runs {
+                    let child = tool()
+                        .args(args)
+                        .args(["--path", &path])
+                        .args(if args[0] == "sample" {
+                            &["--interval", "0.2"][..]
+                        } else {
+                            &[]
+                        })
+                        .stdout(std::fs::File::create(s.join(name)).unwrap())
+                        .stderr(std::fs::File::create(s.join(&format!("{name}.err"))).unwrap())
+                        .spawn()
+                        .unwrap();
+                    children.push(child);
+                }
+            }
+            let done = children.iter_mut().all(|c| c.try_wait().unwrap().is_some());
+            // Until every run is done (a bound only against a hang).
+            if done || start.elapsed() > Duration::from_secs(60) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    publisher.remove().unwrap();
+    for (c, (name, _)) in children.iter_mut().zip(runs) {
+        let status = c.wait().unwrap();
+        let err = std::fs::read_to_string(s.join(&format!("{name}.err"))).unwrap();
+        assert!(status.success(), "{name}: {err}");
+    }
+    let read = |name: &str| std::fs::read_to_string(s.join(name)).unwrap();
+    let schema: Value = serde_json::from_str(read("schema").trim()).unwrap();
+    let types = check_schemas(&schema).unwrap();
+    assert_eq!(
+        types[&("vcpu".into(), "halt_wait_hist".into())],
+        "log2-histogram"
+    );
+    let samples: Vec<Value> = read("qmp")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 2);
+    for a in &samples {
+        check_stats(a, &types).unwrap();
+        // The vm result and 16 vCPUs.
+        assert_eq!(a["return"].as_array().unwrap().len(), 17, "{a}");
+    }
+    for name in ["table", "all"] {
+        let text = read(name);
+        for l in text.lines() {
+            assert!(l.chars().count() <= 80, "{name}: {l:?}\n{text}");
+        }
+        let vcpu_rows = text.lines().filter(|l| l.starts_with(char::is_numeric));
+        assert_eq!(vcpu_rows.count(), 32, "{text}");
+    }
+    assert!(read("all").lines().count() > read("table").lines().count());
+}
