@@ -193,6 +193,21 @@ fn reads_as_rate(c: &Counter) -> bool {
     c.kind() == Kind::CUMULATIVE && !c.is_histogram()
 }
 
+impl CounterAggregate {
+    /// Sum, min, max and average (of the rates for a cumulative counter,
+    /// else of the values) and how many of them are 0.
+    pub fn summary(&self) -> ([Option<f64>; 4], u32) {
+        match &self.rates {
+            Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
+            None => {
+                let (v, f) = (&self.values, |x: Option<u64>| x.map(|x| x as f64));
+                let stats = [Some(v.sum as f64), f(v.min), f(v.max), v.average()];
+                (stats, v.zero)
+            }
+        }
+    }
+}
+
 impl Sample {
     /// Whether vCPU counter `k` (an index into [`Sample::vcpu_counters`])
     /// reads 0 on every vCPU in use: its rate for a cumulative scalar, its

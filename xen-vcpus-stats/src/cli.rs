@@ -274,7 +274,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 0
             };
             let (entries, note) = list::host(&a.root)?;
-            list::write_xen_note(note.as_deref(), &mut std::io::stderr())?;
+            if let Some(note) = note {
+                eprintln!("xen-vcpus-stats: note: no Xen domains listed: {note}");
+            }
             list::write(&entries, a.format, &mut out)?;
             out.flush()?;
             Ok(if refused == 0 {

@@ -23,7 +23,7 @@ use rustix::process::{kill_process, test_kill_process, Pid, Signal};
 use crate::{
     cli::SamplingArgs,
     filter::VcpuList,
-    produce::{READY_PREFIX, SYNTHETIC_SUFFIX},
+    produce::READY_PREFIX,
     sample,
     target::{check_name, Target},
 };
@@ -171,8 +171,7 @@ pub fn run(
         });
     }
     let deadline = Instant::now() + READY_TIMEOUT;
-    // Where the producer published: `dir`, or the VM-less producer's
-    // `dir-synthetic`.
+    // Where the producer published: `dir`, or the VM-less one `dir-synthetic`.
     let published = loop {
         if stop.load(Ordering::Relaxed) {
             producer.stop()?;
@@ -180,15 +179,9 @@ pub fn run(
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(line)) if line.starts_with(READY_PREFIX) => {
-                let mut synthetic = dir.clone().into_os_string();
-                synthetic.push(SYNTHETIC_SUFFIX);
-                let synthetic = PathBuf::from(synthetic);
-                let announced = &line[READY_PREFIX.len()..];
-                break if announced == synthetic.display().to_string() {
-                    synthetic
-                } else {
-                    dir
-                };
+                let synthetic = vstats_producer::synth::marked_dir(&dir);
+                let kvm = dir.join(crate::target::VCPU_FILE).exists();
+                break if kvm { dir } else { synthetic };
             }
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}

@@ -85,22 +85,6 @@ fn entry_json(e: &Entry) -> Json {
     })
 }
 
-/// Writes why Xen domains are missing, if they are, to `notices`
-/// (stderr): a note, not data, whatever the format.
-///
-/// # Errors
-///
-/// I/O errors of `notices`.
-pub fn write_xen_note(xen_note: Option<&str>, notices: &mut dyn Write) -> io::Result<()> {
-    match xen_note {
-        Some(note) => writeln!(
-            notices,
-            "xen-vcpus-stats: note: no Xen domains listed: {note}"
-        ),
-        None => Ok(()),
-    }
-}
-
 /// Writes the listing: aligned columns, or one JSON object per line
 /// (`openmetrics` is not a listing format and prints JSON too).
 ///

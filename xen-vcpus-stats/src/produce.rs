@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 
 use rustix::process::{set_parent_process_death_signal, Signal};
-use vstats_producer::synth::Synth;
+use vstats_producer::synth::{self, Synth};
 
 /// The readiness line's prefix: `published <dir>`.
 pub const READY_PREFIX: &str = "published ";
@@ -44,34 +44,10 @@ pub struct ProduceOptions {
     /// Die with this parent.
     #[arg(long)]
     pub parent: Option<u32>,
-    /// Publish the VM-less producer's tables at DIR[`SYNTHETIC_SUFFIX`],
-    /// so that its VM's name says its values are made up.
+    /// Publish the VM-less producer's tables at DIR-synthetic
+    /// ([`synth::marked_dir`]), so that its VM's name says so.
     #[arg(long)]
     pub mark_synthetic: bool,
-}
-
-/// What `--mark-synthetic` appends to the VM-less producer's directory
-/// name, hence to its VM name in every output.
-pub const SYNTHETIC_SUFFIX: &str = "-synthetic";
-
-/// Why KVM cannot be used, as the operator should read it: a missing
-/// device, a device this user may not open (not "missing"), or the
-/// library's reason.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-pub fn kvm_unusable(e: &vstats_kvm_vmm::Error) -> String {
-    use std::io::ErrorKind;
-
-    match e {
-        vstats_kvm_vmm::Error::KvmUnavailable { path, source, .. } => match source.kind() {
-            ErrorKind::NotFound => format!("no {path} ({e})"),
-            ErrorKind::PermissionDenied => format!(
-                "{path}: permission denied: this user may not open it read-write (its group, \
-                 often kvm) ({e})"
-            ),
-            _ => format!("{path} unusable ({e})"),
-        },
-        e => e.to_string(),
-    }
 }
 
 fn announce(dir: &Path) {
@@ -97,10 +73,7 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<Ex
     };
     let vm = match Vm::create(config) {
         Ok(vm) => vm,
-        Err(e @ (KvmError::KvmUnavailable { .. } | KvmError::StatsUnsupported)) => {
-            return Ok(Err(kvm_unusable(&e)))
-        }
-        Err(e) => return Err(flat(e)),
+        Err(e) => return e.unavailable_reason().map(Err).ok_or_else(|| flat(e)),
     };
     let mut publisher = Publisher::new(vm, &opts.dir).map_err(flat)?;
     let mut announced = false;
@@ -129,60 +102,27 @@ fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Result<ExitCode
     Ok(Err("the KVM monitor supports Linux on x86-64 only".into()))
 }
 
-#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
-mod tests {
-    use std::io;
-
-    use vstats_kvm_vmm::Error as KvmError;
-
-    use super::kvm_unusable;
-
-    #[test]
-    fn a_device_that_may_not_be_opened_is_not_missing() {
-        let e = |kind: io::ErrorKind| KvmError::KvmUnavailable {
-            path: "/dev/kvm".into(),
-            op: "open",
-            source: io::Error::from(kind),
-        };
-        let denied = kvm_unusable(&e(io::ErrorKind::PermissionDenied));
-        assert!(
-            denied.starts_with("/dev/kvm: permission denied: "),
-            "{denied}"
-        );
-        assert!(!denied.contains("no /dev/kvm"), "{denied}");
-        let missing = kvm_unusable(&e(io::ErrorKind::NotFound));
-        assert!(
-            missing.starts_with("no /dev/kvm (KVM unavailable: open /dev/kvm: "),
-            "{missing}"
-        );
-        let other = kvm_unusable(&e(io::ErrorKind::InvalidData));
-        assert!(other.starts_with("/dev/kvm unusable ("), "{other}");
-    }
-}
-
-/// Where the VM-less producer publishes: `--dir`, or with
-/// `--mark-synthetic` the same name plus [`SYNTHETIC_SUFFIX`].
-pub fn synthetic_dir(opts: &ProduceOptions) -> PathBuf {
-    let mut name = opts.dir.file_name().unwrap_or_default().to_owned();
-    if opts.mark_synthetic {
-        name.push(SYNTHETIC_SUFFIX);
-    }
-    opts.dir.with_file_name(name)
-}
-
 /// Runs the VM-less producer until `stop`.
 ///
 /// # Errors
 ///
 /// I/O errors publishing or removing the tables.
 pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
-    let dir = synthetic_dir(opts);
+    let dir = if opts.mark_synthetic {
+        synth::marked_dir(&opts.dir)
+    } else {
+        opts.dir.clone()
+    };
     let mut synth = Synth::new(&dir, opts.vcpus).with_context(|| {
         format!(
             "publishing the VM-less producer's tables in {}",
             dir.display()
         )
     })?;
+    eprintln!(
+        "xen-vcpus-stats: SYNTHETIC DATA: {} is no VM: made-up values",
+        dir.display()
+    );
     announce(&dir);
     let start = Instant::now();
     let mut tick: u32 = 0;
@@ -218,12 +158,6 @@ pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode>
             Err(reason) => reason,
         }
     };
-    let name = synthetic_dir(opts);
-    let name = name.file_name().unwrap_or_default().to_string_lossy();
-    eprintln!(
-        "xen-vcpus-stats: {reason}: running the VM-less producer\n\
-         xen-vcpus-stats: SYNTHETIC DATA: VM {:?} is no VM; its values are made up",
-        name
-    );
+    eprintln!("xen-vcpus-stats: {reason}: running the VM-less producer");
     run_synthetic(opts, stop)
 }

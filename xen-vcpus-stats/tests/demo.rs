@@ -101,7 +101,8 @@ fn demo_without_kvm_falls_back() {
     );
     // Marked synthetic: a banner on stderr, and the VM's name in the data.
     assert!(
-        err.contains("SYNTHETIC DATA: VM \"fallback-synthetic\" is no VM"),
+        err.contains("SYNTHETIC DATA: ")
+            && err.contains("/fallback-synthetic is no VM: made-up values"),
         "{err}"
     );
     let l = &json_lines(&o)[0];

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 pub use vstats_consumer::encode::{
-    json, kind_name, openmetrics, qmp, rfc3339, shows_rate, unit_name,
+    json, kind_name, openmetrics, qmp, rfc3339, shows_rate, si, unit_name,
 };
 use vstats_consumer::Unit;
 

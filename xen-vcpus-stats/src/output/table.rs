@@ -5,8 +5,8 @@
 //!
 //! Number formats, one per column: shares are percentages with one
 //! decimal (`37.5`); `ZERO` is a count; every other number, rates and
-//! values alike, is [`num`]: 3 significant digits with an SI prefix
-//! (`1.66k`, `2.00m`).
+//! values alike, is [`super::si`]: 3 significant digits with an SI
+//! prefix (`1.66k`, `2.00m`).
 //! Cumulative counters are shown as rates per second, instant and peak
 //! counters as values, both scaled to their unit (`s`, `B`, `cyc`);
 //! absent values are `-`, busy records `busy`. The runstate counters are
@@ -21,49 +21,12 @@ use vstats_consumer::Counter;
 
 use super::{
     grid::{Grid, SCREEN_WIDTH},
-    rfc3339, shows_rate, unit_symbol,
+    rfc3339, shows_rate, si as num, unit_symbol,
 };
 use crate::sample::{DomainSample, RecordState, Sample, Value, VcpuSample, RUNSTATES};
 
 /// The domain counters the `domain:` line shows.
 const DOMAIN_LINE: [&str; 3] = ["vcpus_online", "vcpus_max", "uptime"];
-
-/// SI prefixes of [`num`], from 10^-12 to 10^18.
-const PREFIXES: [&str; 11] = ["p", "n", "u", "m", "", "k", "M", "G", "T", "P", "E"];
-
-/// A number in 3 significant digits with an SI prefix, at most 6
-/// characters: `0`, `2.50`, `65.6`, `999`, `1.66k`, `1.18M`, `2.00m`
-/// (milli), `350u` (micro); scientific notation (`1.00e-15`) beyond
-/// the prefixes; `-` for what is not finite.
-pub fn num(x: f64) -> String {
-    if !x.is_finite() {
-        return "-".to_owned();
-    }
-    if x == 0.0 {
-        return "0".to_owned();
-    }
-    let mut p = (x.abs().log10() / 3.0).floor() as i32;
-    for _ in 0..2 {
-        let m = x / 1000f64.powi(p);
-        let a = m.abs();
-        let text = if a < 9.995 {
-            format!("{m:.2}")
-        } else if a < 99.95 {
-            format!("{m:.1}")
-        } else if a < 999.5 {
-            format!("{m:.0}")
-        } else {
-            // Rounds up to 1000: the next prefix.
-            p += 1;
-            continue;
-        };
-        return match usize::try_from(p + 4).ok().and_then(|i| PREFIXES.get(i)) {
-            Some(prefix) => format!("{text}{prefix}"),
-            None => format!("{x:.2e}"),
-        };
-    }
-    format!("{x:.2e}")
-}
 
 fn unit_label(c: &Counter) -> String {
     let u = unit_symbol(c.unit());
@@ -159,19 +122,8 @@ fn write_runstates(used: &[&VcpuSample], out: &mut dyn Write) -> io::Result<()> 
 
 /// The aggregate columns of counter `k`: sum, min, max, avg, zero.
 fn aggregate_cells(s: &Sample, k: usize, scale: f64) -> Vec<String> {
-    let Some(a) = &s.aggregates[k] else {
+    let Some((stats, zero)) = s.aggregates[k].as_ref().map(|a| a.summary()) else {
         return vec!["-".to_owned(); 5];
-    };
-    let (stats, zero) = match &a.rates {
-        Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
-        None => {
-            let v = &a.values;
-            let f = |x: Option<u64>| x.map(|x| x as f64);
-            (
-                [Some(v.sum as f64), f(v.min), f(v.max), v.average()],
-                v.zero,
-            )
-        }
     };
     let mut cells: Vec<String> = stats
         .iter()
@@ -249,29 +201,4 @@ fn write_notes(s: &Sample, hidden: usize, out: &mut dyn Write) -> io::Result<()>
         writeln!(out, "({hidden} counters zero: --all shows them)")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::num;
-
-    #[test]
-    fn numbers() {
-        assert_eq!(num(0.0), "0");
-        assert_eq!(num(0.372), "372m");
-        assert_eq!(num(2.5), "2.50");
-        assert_eq!(num(12.345), "12.3");
-        assert_eq!(num(123.45), "123");
-        assert_eq!(num(999.7), "1.00k");
-        assert_eq!(num(1659.0), "1.66k");
-        assert_eq!(num(1.18e6), "1.18M");
-        assert_eq!(num(0.002), "2.00m");
-        assert_eq!(num(3.5e-4), "350u");
-        assert_eq!(num(-2.5e9), "-2.50G");
-        assert_eq!(num(1e-15), "1.00e-15");
-        assert_eq!(num(f64::NAN), "-");
-        for x in [1e300, -1e-300, -99_999.4, -0.001_234_5, 999_999.9] {
-            assert!(num(x).len() <= 10, "{x}: {}", num(x));
-        }
-    }
 }
