@@ -150,6 +150,9 @@ impl Error {
     }
 }
 
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +182,3 @@ mod tests {
         assert_eq!(Error::InvalidConfig("x".into()).unavailable_reason(), None);
     }
 }
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;

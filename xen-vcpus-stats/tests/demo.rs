@@ -221,7 +221,11 @@ fn a_denied_kvm_device_is_not_called_missing() {
     // Not root: a device file nobody may open stands in for /dev/kvm.
     let stand_in = s.join("kvm");
     std::fs::write(&stand_in, b"").unwrap();
-    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
     let kvm = if common::is_root() {
         denied_kvm
     } else {

@@ -32,6 +32,11 @@ const TYPES: [&str; 5] = [
 const UNITS: [&str; 4] = ["bytes", "seconds", "cycles", "boolean"];
 
 type Checked = Result<(), String>;
+/// A named way to break an answer.
+type Breaker = (&'static str, fn(&mut Value));
+/// A named way to break a `query-stats` answer, given where its
+/// histogram is.
+type StatsBreaker = (&'static str, fn(&mut Value, usize));
 
 /// An object with exactly the `required` fields and any of `optional`.
 fn fields<'a>(
@@ -288,7 +293,7 @@ fn the_checker_rejects_broken_answers() {
     let (schema, samples) = synth_answers(&s);
     let types = check_schemas(&schema).unwrap();
     let sample = &samples[0];
-    let broken_schema: [(&str, fn(&mut Value)); 7] = [
+    let broken_schema: [Breaker; 7] = [
         ("bare array", |v| *v = v["return"].take()),
         ("unknown field", |v| v["return"][0]["vm"] = json!("x")),
         ("missing provider", |v| {
@@ -319,7 +324,7 @@ fn the_checker_rejects_broken_answers() {
             .position(|s| s["name"] == "halt_wait_hist")
             .unwrap()
     };
-    let broken_stats: [(&str, fn(&mut Value, usize)); 6] = [
+    let broken_stats: [StatsBreaker; 6] = [
         ("histogram as a scalar", |v, h| {
             v["return"][1]["stats"][h]["value"] = json!(5)
         }),
