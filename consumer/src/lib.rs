@@ -22,7 +22,7 @@
 //! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
 //! | [`overview`] | the host-wide view `top` shows: one row per VM of [`discover::host`] (CPU%, runnable%, blocked%, busiest rates, liveness), per-vCPU rows with histogram distributions, sorting, a name filter, reset baselines |
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
-//! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample (feature `json`) |
+//! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample and QEMU's `query-stats` answers (feature `json`) |
 //! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
 //!
 //! A front end is a few calls on top: a top-like view or the example

@@ -39,7 +39,8 @@ use crate::{
     follow::{Event, Source, Vm},
     rate,
     watch::{Stuck, StuckWatch},
-    Aggregate, Counter, Delta, Error, Kind, RecordSnapshot, RecordStatus, Result, Snapshot, Table,
+    Aggregate, Counter, Delta, Error, Kind, RecordSnapshot, RecordStatus, Result, Snapshot,
+    Summable, Table,
 };
 
 /// Names of the four standard runstate counters, in Xen's order.
@@ -180,6 +181,66 @@ pub struct Sample {
     pub aggregates: Vec<Option<CounterAggregate>>,
     /// The domain table, when there is one.
     pub domain: Option<DomainSample>,
+}
+
+/// Whether every one of the aggregated values is present and 0.
+fn all_zero<T: Summable>(a: &Aggregate<T>) -> bool {
+    a.present > 0 && a.absent == 0 && a.zero == a.present
+}
+
+/// Whether a counter is read as a rate: a cumulative scalar.
+fn reads_as_rate(c: &Counter) -> bool {
+    c.kind() == Kind::CUMULATIVE && !c.is_histogram()
+}
+
+impl CounterAggregate {
+    /// Sum, min, max and average (of the rates for a cumulative counter,
+    /// else of the values) and how many of them are 0.
+    pub fn summary(&self) -> ([Option<f64>; 4], u32) {
+        match &self.rates {
+            Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
+            None => {
+                let (v, f) = (&self.values, |x: Option<u64>| x.map(|x| x as f64));
+                let stats = [Some(v.sum as f64), f(v.min), f(v.max), v.average()];
+                (stats, v.zero)
+            }
+        }
+    }
+}
+
+impl Sample {
+    /// Whether vCPU counter `k` (an index into [`Sample::vcpu_counters`])
+    /// reads 0 on every vCPU in use: its rate for a cumulative scalar, its
+    /// value for others. Never true for a histogram, nor when a vCPU has
+    /// no value or no rate for it (busy, reset, first sample).
+    pub fn is_zero(&self, k: usize) -> bool {
+        match (self.vcpu_counters.get(k), self.aggregates.get(k)) {
+            (Some(c), Some(Some(a))) if reads_as_rate(c) => a.rates.as_ref().is_some_and(all_zero),
+            (Some(_), Some(Some(a))) => all_zero(&a.values),
+            _ => false,
+        }
+    }
+
+    /// Whether vCPU counter `k` is one of [`RUNSTATE_COUNTERS`], which
+    /// [`VcpuSample::shares`] already states as shares of the interval.
+    pub fn is_runstate(&self, k: usize) -> bool {
+        self.vcpu_counters
+            .get(k)
+            .is_some_and(|c| RUNSTATE_COUNTERS.contains(&c.name()))
+    }
+}
+
+impl DomainSample {
+    /// Whether domain counter `k` reads 0: its rate for a cumulative
+    /// scalar, its value for others; never for a histogram or an absent
+    /// value.
+    pub fn is_zero(&self, k: usize) -> bool {
+        match self.counters.get(k) {
+            Some(c) if reads_as_rate(c) => self.rates.get(k) == Some(&Some(0.0)),
+            Some(c) if !c.is_histogram() => self.values.get(k) == Some(&Value::Scalar(0)),
+            _ => false,
+        }
+    }
 }
 
 /// What to sample.

@@ -129,7 +129,56 @@ impl Error {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
     }
+
+    /// Why KVM cannot be used here, worded for an operator, when that is
+    /// what this error says (a caller then runs without a VM): a missing
+    /// device, a device this user may not open (which is not "missing"),
+    /// or a kernel without binary statistics; `None` for other errors.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        match self {
+            Error::KvmUnavailable { path, source, .. } => Some(match source.kind() {
+                io::ErrorKind::NotFound => format!("no {path} ({self})"),
+                io::ErrorKind::PermissionDenied => format!(
+                    "{path}: permission denied: this user may not open it read-write (its \
+                     group, often kvm) ({self})"
+                ),
+                _ => format!("{path} unusable ({self})"),
+            }),
+            Error::StatsUnsupported => Some(self.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_that_may_not_be_opened_is_not_missing() {
+        let e = |kind: io::ErrorKind| Error::KvmUnavailable {
+            path: "/dev/kvm".into(),
+            op: "open",
+            source: io::Error::from(kind),
+        };
+        let reason = |kind| e(kind).unavailable_reason().unwrap();
+        let denied = reason(io::ErrorKind::PermissionDenied);
+        assert!(
+            denied.starts_with("/dev/kvm: permission denied: "),
+            "{denied}"
+        );
+        assert!(!denied.contains("no /dev/kvm"), "{denied}");
+        let missing = reason(io::ErrorKind::NotFound);
+        assert!(
+            missing.starts_with("no /dev/kvm (KVM unavailable: open /dev/kvm: "),
+            "{missing}"
+        );
+        let other = reason(io::ErrorKind::InvalidData);
+        assert!(other.starts_with("/dev/kvm unusable ("), "{other}");
+        assert!(Error::StatsUnsupported.unavailable_reason().is_some());
+        assert_eq!(Error::InvalidConfig("x".into()).unavailable_reason(), None);
+    }
+}

@@ -19,7 +19,12 @@
 //! # Ok::<(), vstats_producer::publish::PublishError>(())
 //! ```
 
-use std::{path::Path, time::Instant, vec, vec::Vec};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+    vec,
+    vec::Vec,
+};
 
 use crate::{
     builder::{TableBuilder, TablePlan},
@@ -31,6 +36,19 @@ use vstats_abi::{
     desc::{Descriptor, Kind},
     publish::{DOMAIN_FILE, VCPU_FILE},
 };
+
+/// What [`marked_dir`] appends to a directory's name.
+pub const SYNTHETIC_SUFFIX: &str = "-synthetic";
+
+/// `dir` with [`SYNTHETIC_SUFFIX`] appended to its last component: where a
+/// front end that falls back to a [`Synth`] in place of a VM published as
+/// `dir` publishes it, so that the VM's name (the directory's) says that
+/// its values are made up.
+pub fn marked_dir(dir: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(dir.file_name().unwrap_or_default());
+    name.push(SYNTHETIC_SUFFIX);
+    dir.with_file_name(name)
+}
 
 /// Buckets of the synthetic `halt_wait_hist` (as KVM's).
 pub const HIST_BUCKETS: u32 = 32;
@@ -212,5 +230,13 @@ mod tests {
         let d = domain_plan().unwrap();
         assert_eq!(domain_words(2, 5).len() as u32, (d.layout.size - 8) / 8);
         assert_eq!(d.descriptors.len(), 4);
+    }
+
+    #[test]
+    fn marked_dirs_say_synthetic() {
+        assert_eq!(
+            marked_dir(Path::new("/r/demo-7")),
+            Path::new("/r/demo-7-synthetic")
+        );
     }
 }

@@ -140,6 +140,10 @@ pub struct SamplingArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Table format: also show the counters that are 0 on every vCPU
+    /// (otherwise counted and hidden).
+    #[arg(long)]
+    pub all: bool,
     /// Only these counters (comma-separated names; `*` and `?` patterns).
     /// Runstate shares are always shown.
     #[arg(long, value_name = "NAMES")]
@@ -156,6 +160,7 @@ impl SamplingArgs {
             interval: self.interval,
             count: self.count,
             format: self.format,
+            all: self.all || !self.names.is_empty(),
             engine: vstats_consumer::sample::SampleOptions {
                 names: NameFilter::new(&self.names),
                 vcpus,
@@ -185,7 +190,8 @@ pub struct SchemaArgs {
     /// The target.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Output format (openmetrics: the # TYPE, # UNIT and # HELP lines).
+    /// Output format (openmetrics: the # TYPE, # UNIT and # HELP lines;
+    /// qmp: QEMU's query-stats-schemas answer).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Only these counters (comma-separated names; `*` and `?` patterns).
@@ -274,7 +280,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 0
             };
             let (entries, note) = list::host(&a.root)?;
-            list::write(&entries, note.as_deref(), a.format, &mut out)?;
+            if let Some(note) = note {
+                eprintln!("xen-vcpus-stats: note: no Xen domains listed: {note}");
+            }
+            list::write(&entries, a.format, &mut out)?;
             out.flush()?;
             Ok(if refused == 0 {
                 ExitCode::SUCCESS

@@ -1,7 +1,9 @@
 //! `demo`: run [`crate::produce`] as a child (this executable's
 //! `__produce`, in its own process group so that a terminal's Ctrl-C
 //! reaches only `demo`), wait for its `published <dir>` line, sample the
-//! directory, then stop the child with SIGTERM.
+//! directory it names, then stop the child with SIGTERM. The VM-less
+//! producer publishes as NAME-synthetic (`__produce --mark-synthetic`), so
+//! that every output names its data synthetic.
 
 use std::{
     io::{self, BufRead, BufReader, Write},
@@ -141,7 +143,8 @@ pub fn run(
     let exe = std::env::current_exe().context("finding this executable to start the producer")?;
     let (vcpus, parent) = (opts.vcpus.to_string(), std::process::id().to_string());
     let mut child = Command::new(&exe)
-        .args(["__produce", "--vcpus", &vcpus, "--parent", &parent])
+        .args(["__produce", "--mark-synthetic", "--vcpus", &vcpus])
+        .args(["--parent", &parent])
         .args(opts.no_kvm.then_some("--no-kvm"))
         .arg("--dir")
         .arg(&dir)
@@ -168,13 +171,18 @@ pub fn run(
         });
     }
     let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
+    // Where the producer published: `dir`, or the VM-less one `dir-synthetic`.
+    let published = loop {
         if stop.load(Ordering::Relaxed) {
             producer.stop()?;
             return Ok(ExitCode::SUCCESS);
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(line)) if line.starts_with(READY_PREFIX) => break,
+            Ok(Ok(line)) if line.starts_with(READY_PREFIX) => {
+                let synthetic = vstats_producer::synth::marked_dir(&dir);
+                let kvm = dir.join(crate::target::VCPU_FILE).exists();
+                break if kvm { dir } else { synthetic };
+            }
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -189,9 +197,9 @@ pub fn run(
                 bail!("the producer exited before publishing its tables ({status})");
             }
         }
-    }
+    };
     let sample_opts = opts.sampling.options(opts.only_vcpus.clone());
-    let sampled = sample::attach(&Target::Path(dir), &sample_opts)
+    let sampled = sample::attach(&Target::Path(published), &sample_opts)
         .map_err(anyhow::Error::new)
         .and_then(|mut s| sample::run(&mut s, &sample_opts, out, notices, stop));
     let status = producer.stop()?;

@@ -85,18 +85,14 @@ fn entry_json(e: &Entry) -> Json {
     })
 }
 
-/// Writes the listing: aligned columns, one JSON object per line, or an
+/// Writes the listing: aligned columns, one JSON object per line (also
+/// for `qmp`: QEMU has no listing to mimic), or an
 /// OpenMetrics exposition (`vstats_vm_info` and `vstats_vm_producer`).
 ///
 /// # Errors
 ///
 /// I/O errors of `out`.
-pub fn write(
-    entries: &[Entry],
-    xen_note: Option<&str>,
-    format: Format,
-    out: &mut dyn Write,
-) -> io::Result<()> {
+pub fn write(entries: &[Entry], format: Format, out: &mut dyn Write) -> io::Result<()> {
     if format == Format::Openmetrics {
         let mut om = vstats_consumer::encode::openmetrics::Exposition::new();
         for e in entries {
@@ -145,9 +141,6 @@ pub fn write(
     g.write(out)?;
     if entries.is_empty() {
         writeln!(out, "(no tables)")?;
-    }
-    if let Some(note) = xen_note {
-        writeln!(out, "(Xen: {note})")?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::{
 use anyhow::Context;
 
 use rustix::process::{set_parent_process_death_signal, Signal};
-use vstats_producer::synth::Synth;
+use vstats_producer::synth::{self, Synth};
 
 /// The readiness line's prefix: `published <dir>`.
 pub const READY_PREFIX: &str = "published ";
@@ -44,6 +44,10 @@ pub struct ProduceOptions {
     /// Die with this parent.
     #[arg(long)]
     pub parent: Option<u32>,
+    /// Publish the VM-less producer's tables at DIR-synthetic
+    /// ([`synth::marked_dir`]), so that its VM's name says so.
+    #[arg(long)]
+    pub mark_synthetic: bool,
 }
 
 fn announce(dir: &Path) {
@@ -69,10 +73,7 @@ fn run_kvm(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<Result<Ex
     };
     let vm = match Vm::create(config) {
         Ok(vm) => vm,
-        Err(e @ (KvmError::KvmUnavailable { .. } | KvmError::StatsUnsupported)) => {
-            return Ok(Err(e.to_string()))
-        }
-        Err(e) => return Err(flat(e)),
+        Err(e) => return e.unavailable_reason().map(Err).ok_or_else(|| flat(e)),
     };
     let mut publisher = Publisher::new(vm, &opts.dir).map_err(flat)?;
     let mut announced = false;
@@ -107,13 +108,22 @@ fn run_kvm(_: &ProduceOptions, _: &AtomicBool) -> anyhow::Result<Result<ExitCode
 ///
 /// I/O errors publishing or removing the tables.
 pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode> {
-    let mut synth = Synth::new(&opts.dir, opts.vcpus).with_context(|| {
+    let dir = if opts.mark_synthetic {
+        synth::marked_dir(&opts.dir)
+    } else {
+        opts.dir.clone()
+    };
+    let mut synth = Synth::new(&dir, opts.vcpus).with_context(|| {
         format!(
             "publishing the VM-less producer's tables in {}",
-            opts.dir.display()
+            dir.display()
         )
     })?;
-    announce(&opts.dir);
+    eprintln!(
+        "xen-vcpus-stats: SYNTHETIC DATA: {} is no VM: made-up values",
+        dir.display()
+    );
+    announce(&dir);
     let start = Instant::now();
     let mut tick: u32 = 0;
     while crate::sample::sleep_until(start + SYNTH_PERIOD.saturating_mul(tick), stop) {
@@ -123,7 +133,7 @@ pub fn run_synthetic(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result
     synth.update();
     synth
         .remove()
-        .with_context(|| format!("removing the tables in {}", opts.dir.display()))?;
+        .with_context(|| format!("removing the tables in {}", dir.display()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,15 +150,14 @@ pub fn run(opts: &ProduceOptions, stop: &AtomicBool) -> anyhow::Result<ExitCode>
             anyhow::bail!("the parent process {parent} is gone");
         }
     }
-    if opts.no_kvm {
-        eprintln!("xen-vcpus-stats: KVM not used (--no-kvm): running the VM-less producer");
+    let reason = if opts.no_kvm {
+        "KVM not used (--no-kvm)".to_owned()
     } else {
         match run_kvm(opts, stop)? {
             Ok(code) => return Ok(code),
-            Err(reason) => {
-                eprintln!("xen-vcpus-stats: no /dev/kvm ({reason}): running the VM-less producer");
-            }
+            Err(reason) => reason,
         }
-    }
+    };
+    eprintln!("xen-vcpus-stats: {reason}: running the VM-less producer");
     run_synthetic(opts, stop)
 }

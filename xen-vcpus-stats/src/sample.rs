@@ -29,6 +29,8 @@ pub struct SampleOptions {
     pub count: Option<u64>,
     /// Output format.
     pub format: Format,
+    /// Table format: show the counters that are 0 everywhere too.
+    pub all: bool,
     /// The engine's part: `--names`, `--vcpus` and `--busy-timeout` (a
     /// record busy in at least [`BUSY_MIN_SNAPSHOTS`] consecutive
     /// snapshots spanning this long ends the run with "table busy").
@@ -121,9 +123,8 @@ pub fn run(
                 samples += 1;
             }
             Step::Sample(sample) => {
-                let written =
-                    output::write_sample(opts.format, &sample, !opts.engine.names.is_empty(), out)
-                        .and_then(|()| out.flush());
+                let written = output::write_sample(opts.format, &sample, opts.all, out)
+                    .and_then(|()| out.flush());
                 match written {
                     Ok(()) => samples += 1,
                     Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,

@@ -7,7 +7,7 @@ use vstats_consumer::{follow::Source, Counter};
 
 use crate::{
     filter::NameFilter,
-    output::{grid::Grid, json, kind_name, openmetrics, unit_name, Format},
+    output::{grid::Grid, json, kind_name, openmetrics, qmp, unit_name, Format},
     target::Vm,
 };
 
@@ -56,7 +56,7 @@ fn write_table(
 }
 
 /// Writes the schema of `att` in `format`: a table per table, one JSON
-/// object, or OpenMetrics metadata lines.
+/// object, OpenMetrics metadata lines, or a `query-stats-schemas` answer.
 ///
 /// # Errors
 ///
@@ -68,6 +68,7 @@ pub fn write(att: &Vm, format: Format, names: &NameFilter, out: &mut dyn Write) 
             write_table(out, "vCPU", att.vcpu.as_ref(), names)?;
             write_table(out, "domain", att.domain.as_ref(), names)
         }
+        Format::Qmp => qmp::write_schema(att, names, out),
         Format::Json => {
             serde_json::to_writer(&mut *out, &json::schema_json(att, names))?;
             writeln!(out)

@@ -64,7 +64,8 @@ fn demo_two_vcpus_three_json_samples() {
         assert!(lines[0]["vcpus"][0]["values"].get("halt_exits").is_some());
         println!("demo ran a live KVM VM");
     } else {
-        assert!(err.contains("no /dev/kvm ("), "{err}");
+        assert!(err.contains("SYNTHETIC DATA"), "{err}");
+        assert!(lines[0]["vm"].as_str().unwrap().ends_with("-synthetic"));
         println!("skipped the KVM part: /dev/kvm unavailable; demo ran the VM-less producer");
     }
     assert!(empty(s.path()), "the producer removed its tables");
@@ -94,12 +95,18 @@ fn demo_without_kvm_falls_back() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        err.contains("no /dev/kvm (KVM unavailable: open /nonexistent/kvm: ")
+        err.contains("no /nonexistent/kvm (KVM unavailable: open /nonexistent/kvm: ")
             && err.contains("): running the VM-less producer"),
         "{err}"
     );
+    // Marked synthetic: a banner on stderr, and the VM's name in the data.
+    assert!(
+        err.contains("SYNTHETIC DATA: ")
+            && err.contains("/fallback-synthetic is no VM: made-up values"),
+        "{err}"
+    );
     let l = &json_lines(&o)[0];
-    assert_eq!(l["vm"], "fallback");
+    assert_eq!(l["vm"], "fallback-synthetic");
     assert_eq!(l["vcpus"].as_array().unwrap().len(), 3);
     assert!(empty(s.path()));
 }
@@ -149,4 +156,98 @@ fn demo_stops_on_sigint() {
     };
     assert_eq!(status.code(), Some(0));
     assert!(empty(s.path()), "the producer removed its tables");
+}
+
+/// The fallback is marked in every format that names the VM: the table's
+/// heading and OpenMetrics' `vm` label too.
+#[test]
+fn the_synthetic_fallback_is_marked_in_every_format() {
+    for (format, needle) in [
+        ("table", "vm marked-synthetic "),
+        ("openmetrics", "vm=\"marked-synthetic\""),
+    ] {
+        let s = Scratch::new("demo-mark");
+        let o = tool()
+            .args(["demo", "--no-kvm", "--vcpus", "1", "--interval", "0.05"])
+            .args(["--count", "1", "--name", "marked", "--format", format])
+            .env("VSTATS_ROOT", s.path())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("SYNTHETIC DATA"), "{err}");
+        let out = common::stdout(&o);
+        assert!(out.contains(needle), "{format}: {out}");
+        assert!(!out.contains("\"marked\""), "{format}: {out}");
+        assert!(empty(s.path()));
+    }
+}
+
+/// A /dev/kvm this user may not open is reported as such, not as
+/// missing. Needs a user without access: as root, the demo runs as
+/// nobody (setpriv), for whom the real root:kvm 0660 device is denied.
+#[test]
+fn a_denied_kvm_device_is_not_called_missing() {
+    let denied_kvm = Path::new("/dev/kvm");
+    let s = Scratch::new("demo-denied");
+    // The producer (as nobody) publishes here.
+    std::fs::set_permissions(
+        s.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let mut cmd = if common::is_root() {
+        let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        // A device others may open would not be denied to nobody.
+        let closed = std::fs::metadata(denied_kvm)
+            .is_ok_and(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0);
+        let (Some(setpriv), true) = (setpriv, closed) else {
+            println!("skipped: needs setpriv and a /dev/kvm closed to others to run as nobody");
+            return;
+        };
+        let mut c = std::process::Command::new(setpriv);
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::BIN,
+        ]);
+        c
+    } else {
+        tool()
+    };
+    // Not root: a device file nobody may open stands in for /dev/kvm.
+    let stand_in = s.join("kvm");
+    std::fs::write(&stand_in, b"").unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    let kvm = if common::is_root() {
+        denied_kvm
+    } else {
+        &stand_in
+    };
+    let o = cmd
+        .args(["demo", "--kvm", kvm.to_str().unwrap(), "--vcpus", "1"])
+        .args(["--interval", "0.05", "--count", "1", "--name", "denied"])
+        .args(["--format", "json"])
+        .env("VSTATS_ROOT", s.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let kvm = kvm.display().to_string();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{kvm}: permission denied: this user may not open it"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("no {kvm}")), "{err}");
+    assert!(err.contains("SYNTHETIC DATA"), "{err}");
+    assert_eq!(json_lines(&o)[0]["vm"], "denied-synthetic");
 }

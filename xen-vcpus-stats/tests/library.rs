@@ -19,6 +19,7 @@ fn samples_a_synthetic_table() -> Result<(), Box<dyn std::error::Error>> {
         interval: Duration::from_millis(10),
         count: Some(1),
         format: Format::Json,
+        all: false,
         engine: vstats_consumer::sample::SampleOptions {
             names: NameFilter::new(&["exits"]),
             vcpus: None,

@@ -14,7 +14,11 @@ use std::io::{self, Write};
 pub struct Grid {
     align: &'static str,
     rows: Vec<Vec<String>>,
+    width: Option<usize>,
 }
+
+/// The width of a terminal that tables are made to fit.
+pub const SCREEN_WIDTH: usize = 80;
 
 impl Grid {
     /// A grid whose first row is `header`. `align` gives each column's
@@ -24,6 +28,7 @@ impl Grid {
         let mut g = Grid {
             align,
             rows: Vec::new(),
+            width: None,
         };
         g.row(header);
         g
@@ -39,6 +44,14 @@ impl Grid {
         );
     }
 
+    /// Makes the rows fit `width` columns: a first cell too wide for the
+    /// room the other columns leave is written on a line of its own, the
+    /// rest of its row on the next line.
+    pub fn fit(mut self, width: usize) -> Grid {
+        self.width = Some(width);
+        self
+    }
+
     /// Writes the rows, one line each.
     ///
     /// # Errors
@@ -46,14 +59,28 @@ impl Grid {
     /// I/O errors of `out`.
     pub fn write(&self, out: &mut dyn Write) -> io::Result<()> {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let width: Vec<usize> = (0..cols)
+        let mut width: Vec<usize> = (0..cols)
             .map(|i| {
                 let cells = self.rows.iter().filter_map(|r| r.get(i));
                 cells.map(|c| c.chars().count()).max().unwrap_or(0)
             })
             .collect();
+        if let (Some(limit), Some((first, rest))) = (self.width, width.split_first_mut()) {
+            let others: usize = rest.iter().map(|w| w + 2).sum();
+            *first = (*first).min(limit.saturating_sub(others));
+        }
+        let first_width = width.first().copied().unwrap_or(0);
         for r in &self.rows {
             let mut line = String::new();
+            let spill = r.first().filter(|c| c.chars().count() > first_width);
+            if let Some(c) = spill {
+                writeln!(out, "{c}")?;
+            }
+            let r: Vec<&str> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i == 0 && spill.is_some() { "" } else { c })
+                .collect();
             for (i, (c, w)) in r.iter().zip(&width).enumerate() {
                 let sep = if i == 0 { "" } else { "  " };
                 let right = self
@@ -103,6 +130,19 @@ mod tests {
         assert_eq!(
             text,
             "NAME               X\n\\u{1b}[2Jvm\\nfake  1\nété                2\n"
+        );
+    }
+
+    #[test]
+    fn a_first_cell_too_wide_gets_its_own_line() {
+        let mut g = Grid::new("<>", ["NAME", "N"]).fit(12);
+        g.row(["a", "100"]);
+        g.row(["a_very_long_name", "1"]);
+        let mut out = Vec::new();
+        g.write(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "NAME       N\na        100\na_very_long_name\n           1\n"
         );
     }
 

@@ -1,8 +1,11 @@
-//! Output formats: a readable table, JSON Lines, OpenMetrics text.
+//! Output formats: a readable table, JSON Lines, OpenMetrics text, QEMU's
+//! `query-stats` JSON.
 
 use std::io::{self, Write};
 
-pub use vstats_consumer::encode::{json, kind_name, openmetrics, rfc3339, shows_rate, unit_name};
+pub use vstats_consumer::encode::{
+    json, kind_name, openmetrics, qmp, rfc3339, shows_rate, si, unit_name,
+};
 use vstats_consumer::Unit;
 
 use crate::sample::Sample;
@@ -20,10 +23,13 @@ pub enum Format {
     Json,
     /// OpenMetrics text exposition, one per sample, each ending in `# EOF`.
     Openmetrics,
+    /// QEMU's QMP answers, one per line: `query-stats` (samples),
+    /// `query-stats-schemas` (`schema`).
+    Qmp,
 }
 
 /// Writes one sample in `format`; `all`: show every counter in the table
-/// format, even those at 0 everywhere (set when `--names` was given).
+/// format, even those at 0 everywhere (`--all`, or `--names`).
 ///
 /// # Errors
 ///
@@ -33,6 +39,7 @@ pub fn write_sample(format: Format, s: &Sample, all: bool, out: &mut dyn Write) 
         Format::Table => table::write_sample(s, all, out),
         Format::Json => json::write_sample(s, out),
         Format::Openmetrics => openmetrics::write_sample(s, out),
+        Format::Qmp => qmp::write_sample(s, out),
     }
 }
 

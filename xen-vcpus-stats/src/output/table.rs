@@ -1,36 +1,32 @@
-//! The readable table: one block per sample, counters as rows and vCPUs
-//! as columns (like `kvm_stat`, which lists counters as rows), then the
-//! aggregates across vCPUs, then the domain table.
+//! The readable table: one block per sample, made to fit 80 columns at
+//! any vCPU count. vCPUs are rows: one per vCPU with its runstate shares;
+//! then one row per counter with its aggregates across the vCPUs (like
+//! `kvm_stat`, which lists counters as rows); then the domain's counters.
 //!
+//! Number formats, one per column: shares are percentages with one
+//! decimal (`37.5`); `ZERO` is a count; every other number, rates and
+//! values alike, is [`super::si`]: 3 significant digits with an SI
+//! prefix (`1.66k`, `2.00m`).
 //! Cumulative counters are shown as rates per second, instant and peak
 //! counters as values, both scaled to their unit (`s`, `B`, `cyc`);
-//! absent values are `-`, busy records `busy`. Histograms are left to
-//! `--format json` and `--format openmetrics`.
+//! absent values are `-`, busy records `busy`. The runstate counters are
+//! the shares, and `vcpus_online`, `vcpus_max` and `uptime` are on the
+//! `domain:` line, so neither gets a row again. Counters that are 0
+//! everywhere are counted and hidden unless `all` (`--all`, `--names`);
+//! histograms are left to the other formats and counted.
 
 use std::io::{self, Write};
 
 use vstats_consumer::Counter;
 
-use super::{grid::Grid, rfc3339, shows_rate, unit_symbol};
+use super::{
+    grid::{Grid, SCREEN_WIDTH},
+    rfc3339, shows_rate, si as num, unit_symbol,
+};
 use crate::sample::{DomainSample, RecordState, Sample, Value, VcpuSample, RUNSTATES};
 
-/// A number in at most about 10 characters.
-pub fn num(x: f64) -> String {
-    let a = x.abs();
-    if !x.is_finite() {
-        "-".to_owned()
-    } else if a == 0.0 {
-        "0".to_owned()
-    } else if !(1e-3..1e9).contains(&a) {
-        format!("{x:.3e}")
-    } else if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.3}")
-    }
-}
+/// The domain counters the `domain:` line shows.
+const DOMAIN_LINE: [&str; 3] = ["vcpus_online", "vcpus_max", "uptime"];
 
 fn unit_label(c: &Counter) -> String {
     let u = unit_symbol(c.unit());
@@ -46,23 +42,13 @@ fn cell(c: &Counter, v: &Value, rate: Option<f64>) -> String {
     if shows_rate(c) {
         rate.map_or_else(|| "-".to_owned(), |x| num(x * c.scale()))
     } else {
-        match v.scalar() {
-            None => "-".to_owned(),
-            Some(x) if c.exponent() == 0 => x.to_string(),
-            Some(x) => num(x as f64 * c.scale()),
-        }
+        v.scalar()
+            .map_or_else(|| "-".to_owned(), |x| num(x as f64 * c.scale()))
     }
 }
 
-/// Whether a row is worth printing: something other than `0` in it, or
-/// `--names` asked for it.
-fn interesting(cells: &[String], all: bool) -> bool {
-    all || cells.iter().any(|c| c != "0")
-}
-
-/// Writes one sample as aligned columns, followed by a blank line.
-/// Counters that are 0 on every vCPU (or in the domain) are left out
-/// unless `all` (`--names` was given).
+/// Writes one sample, followed by a blank line. Counters that are 0 on
+/// every vCPU (or in the domain) are counted and left out unless `all`.
 ///
 /// # Errors
 ///
@@ -74,27 +60,23 @@ pub fn write_sample(s: &Sample, all: bool, out: &mut dyn Write) -> io::Result<()
         .filter(|v| v.state != RecordState::Unused)
         .collect();
     write_heading(s, used.len(), out)?;
+    let mut hidden = 0;
     if !used.is_empty() {
         write_runstates(&used, out)?;
-        write_vcpu_counters(s, &used, all, out)?;
+        hidden += write_vcpu_counters(s, all, out)?;
     }
     if let Some(d) = &s.domain {
-        write_domain_counters(d, all, out)?;
+        hidden += write_domain_counters(d, all, out)?;
     }
-    write_histogram_note(s, out)?;
+    write_notes(s, hidden, out)?;
     writeln!(out)
 }
 
-/// The sample line, and the domain line with its standard counters.
+/// The sample line, the interval line, and the domain line with its
+/// standard counters.
 fn write_heading(s: &Sample, shown: usize, out: &mut dyn Write) -> io::Result<()> {
-    write!(
-        out,
-        "sample {}  {}  vm {}  interval {:.3} s",
-        s.number,
-        rfc3339(s.wall),
-        s.vm,
-        s.interval
-    )?;
+    writeln!(out, "sample {}  vm {}  {}", s.number, s.vm, rfc3339(s.wall))?;
+    write!(out, "interval {:.3} s", s.interval)?;
     if s.nr_slots > 0 {
         write!(out, "  vCPUs {shown} shown of {} slots", s.nr_slots)?;
     }
@@ -115,24 +97,20 @@ fn write_heading(s: &Sample, shown: usize, out: &mut dyn Write) -> io::Result<()
         }
     }
     if let Some((v, c)) = get("uptime") {
-        line.push_str(&format!("  uptime {} s", num(v as f64 * c.scale())));
+        line.push_str(&format!("  uptime {:.3} s", v as f64 * c.scale()));
     }
     writeln!(out, "{line}")
 }
 
-/// A header row: two label columns, then one per shown vCPU.
-fn header(first: &str, second: &str, used: &[&VcpuSample]) -> Vec<String> {
-    let mut r = vec![first.to_owned(), second.to_owned()];
-    r.extend(used.iter().map(|v| format!("vcpu{}", v.vcpu)));
-    r
-}
-
-/// Each runstate's share of the interval, in percent, per vCPU.
+/// One row per vCPU: its record's state and each runstate's share of the
+/// interval, in percent.
 fn write_runstates(used: &[&VcpuSample], out: &mut dyn Write) -> io::Result<()> {
-    let mut g = Grid::new("<<>", header("RUNSTATE", "", used));
-    for (i, n) in RUNSTATES.iter().enumerate() {
-        let mut r = vec![(*n).to_owned(), "%".to_owned()];
-        r.extend(used.iter().map(|v| match (v.state, v.shares) {
+    let mut top = vec!["VCPU".to_owned(), "STATE".to_owned()];
+    top.extend(RUNSTATES.iter().map(|n| format!("{}%", n.to_uppercase())));
+    let mut g = Grid::new("<<>", top).fit(SCREEN_WIDTH);
+    for v in used {
+        let mut r = vec![v.vcpu.to_string(), v.state.name().to_owned()];
+        r.extend((0..RUNSTATES.len()).map(|i| match (v.state, v.shares) {
             (RecordState::Busy { .. }, _) => "busy".to_owned(),
             (_, Some(sh)) => format!("{:.1}", sh[i] * 100.0),
             (_, None) => "-".to_owned(),
@@ -144,19 +122,8 @@ fn write_runstates(used: &[&VcpuSample], out: &mut dyn Write) -> io::Result<()> 
 
 /// The aggregate columns of counter `k`: sum, min, max, avg, zero.
 fn aggregate_cells(s: &Sample, k: usize, scale: f64) -> Vec<String> {
-    let Some(a) = &s.aggregates[k] else {
+    let Some((stats, zero)) = s.aggregates[k].as_ref().map(|a| a.summary()) else {
         return vec!["-".to_owned(); 5];
-    };
-    let (stats, zero) = match &a.rates {
-        Some(r) => ([Some(r.sum), r.min, r.max, r.average()], r.zero),
-        None => {
-            let v = &a.values;
-            let f = |x: Option<u64>| x.map(|x| x as f64);
-            (
-                [Some(v.sum as f64), f(v.min), f(v.max), v.average()],
-                v.zero,
-            )
-        }
     };
     let mut cells: Vec<String> = stats
         .iter()
@@ -166,86 +133,72 @@ fn aggregate_cells(s: &Sample, k: usize, scale: f64) -> Vec<String> {
     cells
 }
 
-/// Each vCPU counter (histograms apart) per vCPU, then its aggregates.
-fn write_vcpu_counters(
-    s: &Sample,
-    used: &[&VcpuSample],
-    all: bool,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let scalars: Vec<usize> = (0..s.vcpu_counters.len())
-        .filter(|&k| !s.vcpu_counters[k].is_histogram())
-        .collect();
-    if scalars.is_empty() {
-        return Ok(());
-    }
-    let mut top = header("COUNTER", "UNIT", used);
-    top.extend(["sum", "min", "max", "avg", "zero"].map(str::to_owned));
-    let mut g = Grid::new("<<>", top);
-    for k in scalars {
-        let c = &s.vcpu_counters[k];
-        let cells: Vec<String> = used
-            .iter()
-            .map(|v| match v.state {
-                RecordState::Busy { .. } => "busy".to_owned(),
-                _ => cell(c, &v.values[k], v.rates[k]),
-            })
-            .collect();
-        if interesting(&cells, all) {
-            let mut r = vec![c.name().to_owned(), unit_label(c)];
-            r.extend(cells);
-            r.extend(aggregate_cells(s, k, c.scale()));
-            g.row(r);
+/// One row per vCPU counter (histograms and runstates apart) with its
+/// aggregates across the vCPUs in use; returns how many were hidden as 0.
+fn write_vcpu_counters(s: &Sample, all: bool, out: &mut dyn Write) -> io::Result<usize> {
+    let mut g = Grid::new(
+        "<<>",
+        ["COUNTER", "UNIT", "SUM", "MIN", "MAX", "AVG", "ZERO"],
+    )
+    .fit(SCREEN_WIDTH);
+    let (mut shown, mut hidden) = (0, 0);
+    for (k, c) in s.vcpu_counters.iter().enumerate() {
+        if c.is_histogram() || s.is_runstate(k) {
+            continue;
         }
-    }
-    g.write(out)
-}
-
-/// The domain's counters (histograms apart), when any is worth a row.
-fn write_domain_counters(d: &DomainSample, all: bool, out: &mut dyn Write) -> io::Result<()> {
-    let mut g = Grid::new("<<>", ["DOMAIN", "UNIT", "value"]);
-    let mut shown = 0;
-    for (k, c) in d.counters.iter().enumerate() {
-        let v = match d.state {
-            RecordState::Busy { .. } => "busy".to_owned(),
-            _ => cell(c, &d.values[k], d.rates[k]),
-        };
-        if !c.is_histogram() && interesting(std::slice::from_ref(&v), all) {
-            g.row([c.name().to_owned(), unit_label(c), v]);
-            shown += 1;
+        if !all && s.is_zero(k) {
+            hidden += 1;
+            continue;
         }
+        let mut r = vec![c.name().to_owned(), unit_label(c)];
+        r.extend(aggregate_cells(s, k, c.scale()));
+        g.row(r);
+        shown += 1;
     }
     if shown > 0 {
         g.write(out)?;
     }
-    Ok(())
+    Ok(hidden)
 }
 
-/// Histograms are not shown: say how many.
-fn write_histogram_note(s: &Sample, out: &mut dyn Write) -> io::Result<()> {
+/// The domain's counters (histograms and the `domain:` line's apart);
+/// returns how many were hidden as 0.
+fn write_domain_counters(d: &DomainSample, all: bool, out: &mut dyn Write) -> io::Result<usize> {
+    let mut g = Grid::new("<<>", ["DOMAIN", "UNIT", "VALUE"]).fit(SCREEN_WIDTH);
+    let (mut shown, mut hidden) = (0, 0);
+    for (k, c) in d.counters.iter().enumerate() {
+        if c.is_histogram() || DOMAIN_LINE.contains(&c.name()) {
+            continue;
+        }
+        if !all && d.is_zero(k) {
+            hidden += 1;
+            continue;
+        }
+        let v = match d.state {
+            RecordState::Busy { .. } => "busy".to_owned(),
+            _ => cell(c, &d.values[k], d.rates[k]),
+        };
+        g.row([c.name().to_owned(), unit_label(c), v]);
+        shown += 1;
+    }
+    if shown > 0 {
+        g.write(out)?;
+    }
+    Ok(hidden)
+}
+
+/// What is not shown: histograms, and counters hidden as 0.
+fn write_notes(s: &Sample, hidden: usize, out: &mut dyn Write) -> io::Result<()> {
     let count = |cs: &[Counter]| cs.iter().filter(|c| c.is_histogram()).count();
     let hists = count(&s.vcpu_counters) + s.domain.as_ref().map_or(0, |d| count(&d.counters));
     if hists > 0 {
         writeln!(
             out,
-            "({hists} histograms not shown: see --format json or openmetrics)"
+            "({hists} histograms not shown: see --format json, openmetrics or qmp)"
         )?;
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::num;
-
-    #[test]
-    fn numbers() {
-        assert_eq!(num(0.0), "0");
-        assert_eq!(num(0.372), "0.372");
-        assert_eq!(num(12.345), "12.3");
-        assert_eq!(num(123_456.7), "123457");
-        assert_eq!(num(2.5e9), "2.500e9");
-        assert_eq!(num(1e-5), "1.000e-5");
-        assert_eq!(num(f64::NAN), "-");
+    if hidden > 0 {
+        writeln!(out, "({hidden} counters zero: --all shows them)")?;
     }
+    Ok(())
 }
