@@ -242,23 +242,37 @@ impl<'a> Region<'a> {
     ) -> Option<SeqRead> {
         let seq = self.check(seq_off, 4, 4)?;
         let words = self.check(words_off, out.len().checked_mul(8)?, 8)?;
+        // One run, from `words` relative to `seq`.
+        let src = u32::try_from(words.addr().wrapping_sub(seq.addr())).ok()?;
+        let run = [guard::Run {
+            src,
+            dst: 0,
+            words: u32::try_from(out.len()).ok()?,
+            _pad: 0,
+        }];
         let attempts = attempts.max(1);
         let mut last = 0;
         for _ in 0..attempts {
-            // SAFETY: `seq` and `[words, words + 8 * out.len())` are
-            // aligned and inside the region (`check`), as `guard` asks;
-            // `out` is ours to write, `out.len()` words.
+            let mut seqs = [[0u32; 2]];
+            // SAFETY: `seq` and `[words, words + 8 * out.len())` (which is
+            // `seq + src`) are aligned and inside the region (`check`), as
+            // `guard` asks; `out` is ours to write, `out.len()` words;
+            // `seqs` holds one pair.
             let r = unsafe {
-                guard::seq_copy(
-                    seq.cast::<u32>().cast_const(),
-                    words.cast::<u64>().cast_const(),
+                guard::sweep(
+                    seq.cast_const(),
+                    0,
+                    1,
+                    &run,
                     out.as_mut_ptr(),
-                    out.len(),
+                    0,
+                    seqs.as_mut_ptr(),
                 )
             };
-            let Some([s1, s3]) = r else {
+            if r.is_err() {
                 return Some(SeqRead::Faulted);
-            };
+            }
+            let [s1, s3] = seqs[0];
             if s1 & 1 == 0 && s1 == s3 {
                 return Some(SeqRead::Read(Ok(s1)));
             }
@@ -269,6 +283,64 @@ impl<'a> Region<'a> {
             seq: last,
             attempts,
         })))
+    }
+
+    /// One pass of the seq protocol over `nrec` records of `stride` bytes
+    /// from byte `first` (each record's seq at its byte 0): copies `runs`
+    /// of each into `dst` (`dst_stride` words per record) and stores each
+    /// record's `[s1, s3]` into `seqs`. `None` when the records or the
+    /// destination do not fit (nothing read); `Some(Err(done))` when a load
+    /// faulted while record `done` was read.
+    pub(crate) fn sweep_seq(
+        &self,
+        first: u64,
+        stride: u64,
+        runs: &[guard::Run],
+        dst: &mut [u64],
+        dst_stride: usize,
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<(), usize>> {
+        let nrec = seqs.len();
+        if nrec == 0 {
+            return Some(Ok(()));
+        }
+        // The bytes every record's seq and runs need, all 8-aligned.
+        let need = runs
+            .iter()
+            .map(guard::Run::src_end)
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        if stride % 8 != 0 || runs.iter().any(|r| r.src % 8 != 0 || r.dst % 8 != 0) {
+            return None;
+        }
+        let dst_need = runs.iter().map(guard::Run::dst_end_word).max().unwrap_or(0);
+        if dst_need > dst_stride
+            || dst.len() < (nrec - 1).checked_mul(dst_stride)?.checked_add(dst_need)?
+        {
+            return None;
+        }
+        let span = stride.checked_mul(nrec as u64 - 1)?.checked_add(need)?;
+        let base = self.check(first, usize::try_from(span).ok()?, 8)?;
+        // SAFETY: every record `k < nrec` lies at `base + k * stride` with
+        // its seq and runs inside `[base, base + span)`, which `check`
+        // proved inside the region; `base` and `stride` are 8-aligned and
+        // so is every run (checked above), the seq 4-aligned; each
+        // record's destination words `[k * dst_stride, k * dst_stride +
+        // dst_need)` lie in `dst` (checked above), ours to write; `seqs`
+        // holds `nrec` pairs.
+        let r = unsafe {
+            guard::sweep(
+                base.cast_const(),
+                usize::try_from(stride).ok()?,
+                nrec,
+                runs,
+                dst.as_mut_ptr(),
+                dst_stride,
+                seqs.as_mut_ptr(),
+            )
+        };
+        Some(r)
     }
 
     /// The region `[off, off + len)`, borrowing `self`.
