@@ -184,7 +184,7 @@ mod tests;
 
 pub use counter::{Counter, Source};
 pub use error::{Error, Result};
-pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
+pub use snapshot::{RecordSnapshot, RecordStatus, RecordView, Records, Snapshot};
 pub use stats::{delta, rate, Aggregate, Delta, Summable};
 pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS};
 pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

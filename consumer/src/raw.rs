@@ -623,6 +623,21 @@ impl<'a> MemView<'a> {
         }
     }
 
+    /// The seq sweep of `Region::sweep_seq` over this view.
+    #[inline]
+    pub(crate) fn sweep_seq(
+        &self,
+        first: u64,
+        stride: u64,
+        runs: &[guard::Run],
+        dst: &mut [u64],
+        dst_stride: usize,
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<(), usize>> {
+        self.region
+            .sweep_seq(first, stride, runs, dst, dst_stride, seqs)
+    }
+
     /// As [`MemView::read_seq_words`], telling a fault apart.
     #[inline]
     pub(crate) fn read_seq(
