@@ -19,8 +19,8 @@ use std::{
 use common::{step_opts, Scratch};
 use vstats_abi::Rule;
 use vstats_consumer::{
-    delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, RecordView, Snapshot, Table,
-    DEFAULT_MAX_ATTEMPTS,
+    delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, RecordView, Snapshot,
+    Table, DEFAULT_MAX_ATTEMPTS,
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
