@@ -76,9 +76,10 @@
 //!   push six callee-saved registers before their first load of shared
 //!   memory and pop nothing before their last, so their error exits pop
 //!   the six and return 1 (the AVX2 one clears the upper vector halves
-//!   first, as its normal exit does). A sweep stores the number of records
-//!   still to read into its argument block before each record, so the
-//!   caller knows which records were read before the fault. Stores already
+//!   first, as its normal exit does). A sweep's error exit stores the number
+//!   of records left (the faulting one included, in a register the
+//!   routine keeps) into its argument block, so the caller knows which
+//!   records were read before the fault. Stores already
 //!   made into `dst` are to the caller's memory and are discarded by it.
 //! - The handler ([`install`]) is installed once, with `SA_SIGINFO |
 //!   SA_ONSTACK`. A `SIGBUS` whose instruction pointer is outside the
@@ -374,16 +375,20 @@ mod imp {
         "    ret",
     );
 
-    /// One sweep routine, its end symbol and its error exit:
-    /// `name(args: rdi) -> eax` with `args` a [`SweepArgs`]. `$copy`
-    /// copies `rcx` words from `rsi` to `rdx` (may clobber `rax`, `rcx`,
-    /// `rsi`, `rdx`, `xmm0`/`ymm0`); `$s3` loads the second seq into `eax`
-    /// (`r8` points at the record's seq, `[r11]` holds the first);
-    /// `$leave` runs before every return.
+    /// One sweep routine in two entries, its end symbol and its error
+    /// exit: `name(args: rdi) -> eax` for any number of runs and
+    /// `name_1(args: rdi) -> eax` for exactly one, with `args` a
+    /// [`SweepArgs`]. `$copy` copies `rcx` words from `rsi` to `rdx` (may
+    /// clobber `rax`, `rcx`, `rsi`, `rdx`, `xmm0`/`ymm0`); `$s3` loads the
+    /// second seq into `eax` (`r8` points at the record's seq, `[r11]`
+    /// holds the first); `$leave` runs before every return.
     ///
-    /// Registers: r8 record, r9 records left, r10 destination record,
-    /// r11 seqs, r12 stride, r13 destination stride, r14 runs, r15 run
-    /// count, rbx run, rbp runs left.
+    /// Registers: rdi the argument block (never changed), r8 record, r9
+    /// records left, r10 destination record, r11 seqs, r12 stride, r13
+    /// destination stride; multi-run: r14 runs, r15 run count, rbx run,
+    /// rbp runs left; one run: r14 its source offset, r15 its destination
+    /// offset, rbp its words. The error exit stores r9 (records left, the
+    /// faulting one included) into the block.
     macro_rules! sweep_asm {
         ($name:literal, $copy:literal, $s3:literal, $leave:literal) => {
             core::arch::global_asm!(
@@ -407,7 +412,6 @@ mod imp {
                 "    mov r13, qword ptr [rdi + 48]",
                 "    mov r11, qword ptr [rdi + 56]",
                 "2:",
-                "    mov qword ptr [rdi + 64], r9",
                 "    test r9, r9",
                 "    jz 9f",
                 // S1
@@ -439,6 +443,49 @@ mod imp {
                 "    add r11, 8",
                 "    dec r9",
                 "    jmp 2b",
+                // The one-run entry.
+                ".p2align 4",
+                concat!(".globl ", $name, "_1"),
+                concat!(".hidden ", $name, "_1"),
+                concat!($name, "_1:"),
+                "    push rbx",
+                "    push rbp",
+                "    push r12",
+                "    push r13",
+                "    push r14",
+                "    push r15",
+                "    mov r8, qword ptr [rdi]",
+                "    mov r12, qword ptr [rdi + 8]",
+                "    mov r9, qword ptr [rdi + 16]",
+                "    mov rax, qword ptr [rdi + 24]",
+                "    mov r14d, dword ptr [rax]",
+                "    mov r15d, dword ptr [rax + 4]",
+                "    mov ebp, dword ptr [rax + 8]",
+                "    mov r10, qword ptr [rdi + 40]",
+                "    mov r13, qword ptr [rdi + 48]",
+                "    mov r11, qword ptr [rdi + 56]",
+                "    test r9, r9",
+                "    jz 9f",
+                ".p2align 4",
+                "2:",
+                // S1
+                "    mov eax, dword ptr [r8]",
+                "    mov dword ptr [r11], eax",
+                "    test eax, 1",
+                "    jnz 7f",
+                "    lea rsi, [r8 + r14]",
+                "    lea rdx, [r10 + r15]",
+                "    mov rcx, rbp",
+                $copy,
+                // S3
+                $s3,
+                "7:",
+                "    mov dword ptr [r11 + 4], eax",
+                "    add r8, r12",
+                "    add r10, r13",
+                "    add r11, 8",
+                "    dec r9",
+                "    jnz 2b",
                 "9:",
                 $leave,
                 "    pop r15",
@@ -455,6 +502,7 @@ mod imp {
                 concat!(".globl ", $name, "_fixup"),
                 concat!(".hidden ", $name, "_fixup"),
                 concat!($name, "_fixup:"),
+                "    mov qword ptr [rdi + 64], r9",
                 $leave,
                 "    pop r15",
                 "    pop r14",
@@ -565,7 +613,8 @@ mod imp {
         /// Bytes.
         dst_stride: usize,
         seqs: *mut [u32; 2],
-        /// Records not yet read, stored by the routine before each one.
+        /// Records not yet read (the faulting one included), stored by
+        /// the error exit.
         left: usize,
     }
     const _: () = assert!(core::mem::offset_of!(SweepArgs, seqs) == 56);
@@ -582,12 +631,15 @@ mod imp {
         fn vstats_consumer_guard_v1_load16(src: *const u16, out: *mut u16) -> u32;
         fn vstats_consumer_guard_v1_load8(src: *const u8, out: *mut u8) -> u32;
         fn vstats_consumer_guard_v2_sweep_scalar(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_scalar_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_scalar_end();
         fn vstats_consumer_guard_v2_sweep_scalar_fixup();
         fn vstats_consumer_guard_v2_sweep_sse2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_sse2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_sse2_end();
         fn vstats_consumer_guard_v2_sweep_sse2_fixup();
         fn vstats_consumer_guard_v2_sweep_avx2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_avx2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_avx2_end();
         fn vstats_consumer_guard_v2_sweep_avx2_fixup();
     }
@@ -595,6 +647,7 @@ mod imp {
     #[cfg(feature = "broken-copy")]
     extern "C" {
         fn vstats_consumer_guard_v2_sweep_broken(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_broken_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_broken_end();
         fn vstats_consumer_guard_v2_sweep_broken_fixup();
     }
@@ -633,18 +686,24 @@ mod imp {
         dst_stride: usize,
         seqs: *mut [u32; 2],
     ) -> Result<(), usize> {
-        let f: SweepFn = match super::copy_path() {
-            CopyPath::Atomic => {
+        let one = runs.len() == 1;
+        let f: SweepFn = match (super::copy_path(), one) {
+            (CopyPath::Atomic, _) => {
                 // SAFETY: the caller's promise, which is the atomic
                 // sweep's.
                 unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) };
                 return Ok(());
             }
-            CopyPath::Scalar => vstats_consumer_guard_v2_sweep_scalar,
-            CopyPath::Sse2 => vstats_consumer_guard_v2_sweep_sse2,
-            CopyPath::Avx2 => vstats_consumer_guard_v2_sweep_avx2,
+            (CopyPath::Scalar, false) => vstats_consumer_guard_v2_sweep_scalar,
+            (CopyPath::Scalar, true) => vstats_consumer_guard_v2_sweep_scalar_1,
+            (CopyPath::Sse2, false) => vstats_consumer_guard_v2_sweep_sse2,
+            (CopyPath::Sse2, true) => vstats_consumer_guard_v2_sweep_sse2_1,
+            (CopyPath::Avx2, false) => vstats_consumer_guard_v2_sweep_avx2,
+            (CopyPath::Avx2, true) => vstats_consumer_guard_v2_sweep_avx2_1,
             #[cfg(feature = "broken-copy")]
-            CopyPath::BrokenNoRecheck => vstats_consumer_guard_v2_sweep_broken,
+            (CopyPath::BrokenNoRecheck, false) => vstats_consumer_guard_v2_sweep_broken,
+            #[cfg(feature = "broken-copy")]
+            (CopyPath::BrokenNoRecheck, true) => vstats_consumer_guard_v2_sweep_broken_1,
         };
         let mut args = SweepArgs {
             rec,
@@ -660,7 +719,8 @@ mod imp {
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
         // destinations, `seqs` and `args` (ours); the AVX2 routine is
-        // chosen only on a CPU with AVX2 (`set_copy_path`, `best`).
+        // chosen only on a CPU with AVX2 (`set_copy_path`, `best`); the
+        // one-run entry only with exactly one run.
         let r = unsafe { f(&mut args) };
         if r == 0 {
             Ok(())

@@ -451,9 +451,10 @@ impl fmt::Debug for Region<'_> {
 /// routines, and the `SIGBUS` handler installed when a file is mapped
 /// ([`crate::mem::install_fault_handler`]) turns a fault in them into a
 /// failed load (`None`) instead of the process's death. Their effect is
-/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes), so
-/// the argument below is unchanged; the repository's `docs/abi.md`, section
-/// 11, gives it in full. The atomic references of the `unsafe`
+/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes, or the
+/// SSE2/AVX2 vector loads of the record copies, whose argument is in
+/// `guard.rs`), so the argument below is unchanged; the repository's
+/// `docs/abi.md`, sections 5.6 and 11, gives it in full. The atomic references of the `unsafe`
 /// [`MemView::atomic`] and [`MemView::atomics`] are not guarded.
 /// Elsewhere, and under Miri, the loads are relaxed atomic loads and a
 /// fault is fatal.

@@ -198,7 +198,12 @@ impl RawRecordWriter {
         // 8-aligned atomics for the call (`Frames::u64s_at` made them so).
         let words = unsafe { core::slice::from_raw_parts(self.words.as_ptr(), self.len) };
         let run = words.get(first..).unwrap_or_default();
-        Some(self.sw.write(seq, || store_run(run, values)))
+        // One bounds check for the whole run when it fits (a run of known
+        // length, e.g. an array, is then stored without a check per word).
+        Some(match run.get(..values.len()) {
+            Some(run) => self.sw.write(seq, || store_run(run, values)),
+            None => self.sw.write(seq, || store_run(run, values)),
+        })
     }
 
     /// Hands this writer's seq on to the table's next split, as dropping a
