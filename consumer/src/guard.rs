@@ -273,17 +273,17 @@ unsafe fn sweep_atomic(
                 for i in 0..run.words as usize {
                     // SAFETY: word `i` of the run is an aligned, live
                     // atomic word of record `k` (caller).
-                    let w = unsafe { &*src.add(i) }.load(Ordering::Relaxed);
+                    let w = unsafe { &*src.wrapping_add(i) }.load(Ordering::Relaxed);
                     // SAFETY: the destination word is valid for writes and
                     // ours (caller).
-                    unsafe { out.add(i).write(w) };
+                    unsafe { out.wrapping_add(i).write(w) };
                 }
             }
             fence(Ordering::Acquire);
             seq.load(Ordering::Relaxed)
         };
         // SAFETY: `seqs` is valid for `nrec` writes (caller).
-        unsafe { seqs.add(k).write([s1, s3]) };
+        unsafe { seqs.wrapping_add(k).write([s1, s3]) };
     }
 }
 

@@ -75,7 +75,7 @@ pub fn delta<'p, 'c>(
 }
 
 /// The rate of change of scalar counter `c` per second of
-/// [`RecordSnapshot::taken`] time, in raw units (multiply by
+/// [`RecordView::taken`] time, in raw units (multiply by
 /// [`Counter::scale`] for [`Counter::unit`]s: a running time in
 /// nanoseconds times 1e-9 is the fraction of a CPU used).
 ///

@@ -59,7 +59,9 @@ fn protect(base: usize, prot: i32) {
 extern "C" fn on_segv(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let base = BASE.load(Ordering::Relaxed);
     // SAFETY: the kernel passes a valid `siginfo_t` with `SA_SIGINFO`.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    let info = unsafe { &*info };
+    // SAFETY: a `SIGSEGV`'s `siginfo_t` holds the faulting address.
+    let addr = unsafe { info.si_addr() } as usize;
     if base == 0 || !(base + PAGE..base + 2 * PAGE).contains(&addr) {
         // Not ours: die of it as a fault would.
         // SAFETY: restoring the default action and raising the signal
