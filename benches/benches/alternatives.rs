@@ -93,6 +93,15 @@ fn bench_all(
     g.bench_function("table_subset_runstate", |b| {
         b.iter(|| table.snapshot(black_box(&mut subset)))
     });
+    // The same without the clock read (the sampler stamps its tick once,
+    // as the KVM `pread`s are not timed either).
+    let at = std::time::Instant::now();
+    g.bench_function("table_subset_runstate_at", |b| {
+        b.iter(|| table.snapshot_at(black_box(&mut subset), at))
+    });
+    g.bench_function("table_snapshot_at", |b| {
+        b.iter(|| table.snapshot_at(black_box(&mut snap), at))
+    });
     g.bench_function("table_raw", |b| {
         b.iter(|| hot::sweep_raw(black_box(&recs), &mut raw_out, per))
     });

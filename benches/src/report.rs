@@ -464,8 +464,18 @@ impl<'a> Report<'a> {
                     Target::AtLeast(50.0),
                 ),
                 (
+                    "alternatives/table_snapshot_at",
+                    "vstats table, `Table::snapshot_at` (no clock read)",
+                    Target::None,
+                ),
+                (
                     "alternatives/table_subset_runstate",
                     "vstats table, only the 4 runstate words (`Snapshot::of_counters`)",
+                    Target::None,
+                ),
+                (
+                    "alternatives/table_subset_runstate_at",
+                    "... the same through `Table::snapshot_at` (no clock read)",
                     Target::None,
                 ),
                 (
@@ -663,10 +673,11 @@ impl<'a> Report<'a> {
 
     /// The runstate subset against KVM's stats fd (section 3's run).
     fn subset_verdict(&mut self) {
-        let ratio = match (
-            self.r.ns("alternatives/kvm_pread"),
-            self.r.ns("alternatives/table_subset_runstate"),
-        ) {
+        let subset = self
+            .r
+            .ns("alternatives/table_subset_runstate_at")
+            .or_else(|| self.r.ns("alternatives/table_subset_runstate"));
+        let ratio = match (self.r.ns("alternatives/kvm_pread"), subset) {
             (Some(k), Some(s)) if s > 0.0 => Some(k / s),
             _ => None,
         };

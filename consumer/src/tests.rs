@@ -1311,6 +1311,13 @@ fn subset_snapshot_copies_only_the_named_counters() {
     assert_eq!(s.record(1).unwrap().running(), None);
     assert_eq!(s.record(0).unwrap().running(), Some(5));
     assert_eq!(s.aggregate(&run).present, 2);
+    // Stamped with the caller's time.
+    let at = std::time::Instant::now();
+    assert_eq!(t.snapshot_at(&mut s, at), 1);
+    assert_eq!(
+        (s.taken(), s.record(0).unwrap().taken()),
+        (Some(at), Some(at))
+    );
     // Reshaped for another table, the subset is kept.
     let (_, b2) = vcpu_image(5, 1);
     let mem2 = SharedMem::from_bytes(&b2);
