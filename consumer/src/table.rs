@@ -29,8 +29,8 @@ use crate::{
 pub const MAX_HEAD_LEN: u64 = 16 << 20;
 
 /// Most record slots a table may have: 2^20. With it, a [`Snapshot`]
-/// allocates at most about 2^20 x 72 bytes plus the records' counter
-/// words (which are fewer bytes than the mapping).
+/// allocates at most 2^20 x 8 bytes (a seq pair per record) plus the
+/// records' counter words (which are fewer bytes than the mapping).
 pub const MAX_RECORDS: u32 = 1 << 20;
 
 /// Most counter words a table's records may hold in all (`nr_records x
