@@ -186,7 +186,7 @@ mod tests;
 
 pub use counter::{Counter, Source};
 pub use error::{Error, Result};
-pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
+pub use snapshot::{RecordSnapshot, RecordStatus, RecordView, Records, Snapshot};
 pub use stats::{
     bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,
 };
