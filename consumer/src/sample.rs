@@ -39,8 +39,8 @@ use crate::{
     follow::{Event, Source, Vm},
     rate,
     watch::{Stuck, StuckWatch},
-    Aggregate, Counter, Delta, Error, Kind, RecordStatus, RecordView, Result, Snapshot,
-    Summable, Table,
+    Aggregate, Counter, Delta, Error, Kind, RecordStatus, RecordView, Result, Snapshot, Summable,
+    Table,
 };
 
 /// Names of the four standard runstate counters, in Xen's order.
