@@ -262,7 +262,7 @@ pub fn bucket_bound(kind: crate::Kind, bucket_size: u32, i: usize, buckets: usiz
 
 impl Distribution {
     /// The distribution of `buckets`, the buckets of histogram counter `c`
-    /// (as [`RecordSnapshot::histogram`] reads them, or their difference
+    /// (as [`RecordView::histogram`](crate::RecordView::histogram) reads them, or their difference
     /// between two readings: [`histogram_delta`]); `None` when `c` is not
     /// a histogram.
     pub fn of(c: &Counter, buckets: &[u64]) -> Option<Distribution> {
