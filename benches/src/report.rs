@@ -611,6 +611,20 @@ impl<'a> Report<'a> {
         self.out += "\n";
     }
 
+    fn exporter(&mut self) {
+        let Some(md) = self
+            .r
+            .json
+            .get("exporter")
+            .and_then(|e| e["markdown"].as_str())
+        else {
+            return;
+        };
+        self.out += "### 6. Exporter: a scrape of 1, 100 and 1,000 VMs of 64 vCPUs\n\n";
+        self.out += md.trim_end();
+        self.out += "\n\n";
+    }
+
     fn icount(&mut self) {
         let Some(ic) = self.r.json.get("icount") else {
             return;
@@ -695,6 +709,7 @@ impl<'a> Report<'a> {
         self.alternatives();
         self.contention();
         self.scale();
+        self.exporter();
         self.icount();
         let sections = std::mem::take(&mut self.out);
         body += BEGIN;
