@@ -102,7 +102,13 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 /// Runs `scrape` `n` times, updating every table before each, and
 /// returns the run; `scrape` returns the bytes it produced.
 fn measure(host: &mut Host, n: usize, mut scrape: impl FnMut() -> usize) -> Run {
-    let mut run = Run::default();
+    // Sized up front: the harness's own buffers must not grow between
+    // the memory checkpoints.
+    let mut run = Run {
+        times_ns: Vec::with_capacity(n),
+        memory: Vec::with_capacity(CHECKPOINTS.len() + 1),
+        ..Run::default()
+    };
     for i in 1..=n {
         host.update(i as u64);
         alloc::reset_peak();
