@@ -861,5 +861,19 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("2026-01-01"));
+        assert!(
+            !md.contains("### 6. Exporter"),
+            "no exporter.json, no section"
+        );
+        fs::write(
+            d.join("exporter.json"),
+            r#"{"runs":[],"markdown":"| VMs | scrapes |\n|--:|--:|\n| 1 | 1000 |\n"}"#,
+        )
+        .unwrap();
+        let md = Report::new(&Results::load(d).unwrap()).render();
+        assert!(
+            md.contains("### 6. Exporter: a scrape of 1, 100 and 1,000 VMs of 64 vCPUs\n\n| VMs | scrapes |\n|--:|--:|\n| 1 | 1000 |\n\n"),
+            "{md}"
+        );
     }
 }
