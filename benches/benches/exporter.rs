@@ -12,6 +12,8 @@
 //!   0.0.4 (what the `prometheus` crate writes) and in OpenMetrics 1.0;
 //! * **read only**: the same discovery, opening and snapshots, no encoding
 //!   (the difference is the encoder's share);
+//! * **HTTP**: `GET /metrics` round trips (connect, request, whole answer)
+//!   to the exporter's own server on 127.0.0.1, at most 100 per VM count;
 //! * **prometheus crate**: a `Collector` registered in a `Registry` that
 //!   does the same discovery and snapshots at `collect()` and builds the
 //!   same families (`MetricFamily`, one `Metric` per series), then
@@ -28,7 +30,10 @@ use std::{
     collections::HashMap,
     fmt::Write as _,
     hint::black_box,
+    io::{Read, Write as _},
+    net::TcpStream,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
     time::Instant,
 };
 
@@ -52,7 +57,7 @@ use vstats_consumer::{
     live::Liveness,
     Counter, Kind, Snapshot, TableKind,
 };
-use vstats_exporter::scrape::Scraper;
+use vstats_exporter::{scrape::Scraper, serve};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -151,6 +156,49 @@ fn read_only(root: &Path) -> usize {
         }
     }
     records
+}
+
+/// `n` round trips of `GET /metrics` (OpenMetrics asked for, as a
+/// Prometheus server does) to the exporter's own server
+/// (`serve::serve`, on 127.0.0.1, port picked by the system): connect,
+/// send, read the whole answer. Times in ns; the bytes of the last body.
+fn http_round_trips(host: &mut Host, root: &Path, n: usize) -> Result<(Vec<f64>, usize)> {
+    let server = serve::bind("127.0.0.1:0".parse()?)?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow::anyhow!("the server has no IP address"))?;
+    let scraper = Scraper::new(root.to_path_buf());
+    let stop = AtomicBool::new(false);
+    let mut times = Vec::with_capacity(n);
+    let mut answer = Vec::new();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| serve::serve(&server, &scraper, &stop));
+        let r = (|| -> Result<()> {
+            for i in 1..=n {
+                host.update(i as u64);
+                answer.clear();
+                let t = Instant::now();
+                let mut c = TcpStream::connect(addr)?;
+                c.write_all(
+                    b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\
+                      Accept: application/openmetrics-text; version=1.0.0\r\n\
+                      Connection: close\r\n\r\n",
+                )?;
+                c.read_to_end(&mut answer)?;
+                times.push(t.elapsed().as_nanos() as f64);
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    r?;
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |h| answer.len() - h - 4);
+    Ok((times, body))
 }
 
 /// The same series as the exporter's, built at `collect()` for the
@@ -387,6 +435,9 @@ fn scenario(vms: usize, scrapes: usize, d: &vstats_benches::host::KvmDescriptors
     });
     let prom_samples = samples(&ptext);
     drop(ptext);
+    // Last: the server's worker threads leave their allocator arenas in
+    // the RSS of whatever is measured after them.
+    let (http, http_bytes) = http_round_trips(&mut host, &root, scrapes.min(100))?;
 
     Ok(json!({
         "vms": vms,
@@ -398,6 +449,12 @@ fn scenario(vms: usize, scrapes: usize, d: &vstats_benches::host::KvmDescriptors
         "vstats_text": vstats_text.json(),
         "vstats_openmetrics": vstats_om.json(),
         "read_only": reads.json(),
+        "http": {
+            "requests": http.len(),
+            "median_ns": quantile(&http, 0.5),
+            "p99_ns": quantile(&http, 0.99),
+            "body_bytes": http_bytes,
+        },
         "prometheus": prom.json(),
     }))
 }
@@ -431,8 +488,8 @@ fn markdown(d_live: bool, runs: &[Value]) -> String {
             "SYNTHETIC (no usable /dev/kvm)"
         }
     );
-    s += "| VMs | scrapes | series (text) | vstats text: median / p99 | bytes | vstats OpenMetrics: median | read only (find, open, snapshot) | `prometheus` crate: median / p99 | bytes | prometheus / vstats |\n";
-    s += "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+    s += "| VMs | scrapes | series (text) | vstats text: median / p99 | bytes | vstats OpenMetrics: median | read only (find, open, snapshot) | `GET /metrics` over HTTP (OpenMetrics): median | `prometheus` crate: median / p99 | bytes | prometheus / vstats |\n";
+    s += "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
     for r in runs {
         let t = &r["vstats_text"];
         let p = &r["prometheus"];
@@ -441,7 +498,7 @@ fn markdown(d_live: bool, runs: &[Value]) -> String {
             / t["median_ns"].as_f64().unwrap_or(f64::NAN);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} / {} | {} | {} | {} | {} / {} | {} | {}x |",
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} ({}) | {} / {} | {} | {}x |",
             r["vms"],
             t["scrapes"],
             r["text_samples"],
@@ -450,6 +507,8 @@ fn markdown(d_live: bool, runs: &[Value]) -> String {
             bytes(t["bytes"].as_f64().unwrap_or(0.0)),
             f(&r["vstats_openmetrics"]["median_ns"]),
             f(&r["read_only"]["median_ns"]),
+            f(&r["http"]["median_ns"]),
+            bytes(r["http"]["body_bytes"].as_f64().unwrap_or(0.0)),
             f(&p["median_ns"]),
             f(&p["p99_ns"]),
             bytes(p["bytes"].as_f64().unwrap_or(0.0)),
