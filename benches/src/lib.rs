@@ -36,9 +36,12 @@
 //! ```
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod alloc;
 pub mod alt;
 pub mod contention;
 pub mod fixture;
+pub mod host;
 pub mod hot;
 pub mod out;
 #[allow(unsafe_code)]

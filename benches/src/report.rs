@@ -690,6 +690,20 @@ impl<'a> Report<'a> {
         });
     }
 
+    fn exporter(&mut self) {
+        let Some(md) = self
+            .r
+            .json
+            .get("exporter")
+            .and_then(|e| e["markdown"].as_str())
+        else {
+            return;
+        };
+        self.out += "### 6. Exporter: a scrape of 1, 100 and 1,000 VMs of 64 vCPUs\n\n";
+        self.out += md.trim_end();
+        self.out += "\n\n";
+    }
+
     fn icount(&mut self) {
         let Some(ic) = self.r.json.get("icount") else {
             return;
@@ -799,6 +813,7 @@ impl<'a> Report<'a> {
         self.alternatives();
         self.contention();
         self.scale();
+        self.exporter();
         self.icount();
         let sections = std::mem::take(&mut self.out);
         body += BEGIN;
@@ -950,5 +965,19 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("2026-01-01"));
+        assert!(
+            !md.contains("### 6. Exporter"),
+            "no exporter.json, no section"
+        );
+        fs::write(
+            d.join("exporter.json"),
+            r#"{"runs":[],"markdown":"| VMs | scrapes |\n|--:|--:|\n| 1 | 1000 |\n"}"#,
+        )
+        .unwrap();
+        let md = Report::new(&Results::load(d).unwrap()).render();
+        assert!(
+            md.contains("### 6. Exporter: a scrape of 1, 100 and 1,000 VMs of 64 vCPUs\n\n| VMs | scrapes |\n|--:|--:|\n| 1 | 1000 |\n\n"),
+            "{md}"
+        );
     }
 }

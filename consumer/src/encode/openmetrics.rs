@@ -317,6 +317,54 @@ pub fn scale_text(raw: u64, base: u8, e: i8) -> String {
     fmt_f64(raw as f64 * f64::from(base).powi(i32::from(e)))
 }
 
+/// Appends `raw * base^e` as text to `out`: exactly what [`scale_text`]
+/// returns, without allocating for the common cases (no scale, and
+/// negative powers of ten, such as nanoseconds to seconds).
+fn push_scaled(out: &mut String, raw: u64, base: u8, e: i8) {
+    if e == 0 {
+        let _ = write!(out, "{raw}");
+        return;
+    }
+    if base != 10 || e > 0 {
+        out.push_str(&scale_text(raw, base, e));
+        return;
+    }
+    // The decimal digits of `raw`, then the point moved `shift` places
+    // left, trailing zeros of the fraction dropped.
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    let mut n = raw;
+    loop {
+        start -= 1;
+        if let Some(b) = buf.get_mut(start) {
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    let digits = buf.get(start..).unwrap_or_default();
+    let shift = usize::from(e.unsigned_abs());
+    let (int, frac) = digits.split_at(digits.len().saturating_sub(shift));
+    let frac_zeros = shift.saturating_sub(digits.len());
+    let frac = match frac.iter().rposition(|&d| d != b'0') {
+        Some(last) => frac.get(..=last).unwrap_or_default(),
+        None => &[],
+    };
+    let digit = |d: &u8| char::from(*d);
+    if int.is_empty() {
+        out.push('0');
+    } else {
+        out.extend(int.iter().map(digit));
+    }
+    if !frac.is_empty() {
+        out.push('.');
+        out.extend(std::iter::repeat_n('0', frac_zeros));
+        out.extend(frac.iter().map(digit));
+    }
+}
+
 /// The unit for a `# HELP` line: `count` for unit none.
 fn help_unit(c: &Counter) -> String {
     match c.unit() {
@@ -542,21 +590,38 @@ impl Exposition {
 
     /// Adds one record's values of `counters` (`value(k, c)` gives the
     /// value of counter `k`) with labels `base` (+ `state` for runstates).
+    /// `slots` caches each counter's family across the records of one
+    /// table (one entry per counter, `None` until its first value).
     fn add_record<'v>(
         &mut self,
         table: TableKind,
         counters: &[Counter],
+        slots: &mut Vec<Option<Slot>>,
         base: &str,
         ts_ms: Option<u64>,
         mut value: impl FnMut(usize, &Counter) -> Option<ValueRef<'v>>,
     ) {
-        for (k, c) in counters.iter().enumerate() {
+        slots.resize(counters.len(), None);
+        for ((k, c), slot) in counters.iter().enumerate().zip(slots.iter_mut()) {
             let Some(v) = value(k, c) else { continue };
-            let (fi, ci) = self.counter_family(table, k, c);
+            let Slot {
+                family: fi,
+                counter: ci,
+                state,
+            } = *slot.get_or_insert_with(|| {
+                let (family, counter) = self.counter_family(table, k, c);
+                Slot {
+                    family,
+                    counter,
+                    state: runstate_of(table, c),
+                }
+            });
             let start = self.labels.len();
             self.labels.push_str(base);
-            if let Some(state) = runstate_of(table, c) {
-                let _ = write!(self.labels, ",state=\"{state}\"");
+            if let Some(state) = state {
+                self.labels.push_str(",state=\"");
+                self.labels.push_str(state);
+                self.labels.push('"');
             }
             let labels = start..self.labels.len();
             let value = match v {
@@ -602,21 +667,35 @@ impl Exposition {
         let mut base = String::new();
         push_base_labels(&mut base, &s.vm, s.domid);
         let mut labels = String::new();
+        let mut slots = Vec::new();
         for v in &s.vcpus {
             if !matches!(v.state, RecordState::Ok | RecordState::Reset) {
                 continue;
             }
             labels.clear();
             let _ = write!(labels, "{base},vcpu=\"{}\"", v.vcpu);
-            self.add_record(TableKind::Vcpu, &s.vcpu_counters, &labels, ts_ms, |k, _| {
-                v.values.get(k).and_then(ValueRef::of)
-            });
+            let counters = &s.vcpu_counters;
+            self.add_record(
+                TableKind::Vcpu,
+                counters,
+                &mut slots,
+                &labels,
+                ts_ms,
+                |k, _| v.values.get(k).and_then(ValueRef::of),
+            );
         }
         if let Some(d) = &s.domain {
             if matches!(d.state, RecordState::Ok | RecordState::Reset) {
-                self.add_record(TableKind::Domain, &d.counters, &base, ts_ms, |k, _| {
-                    d.values.get(k).and_then(ValueRef::of)
-                });
+                let mut slots = Vec::new();
+                let counters = &d.counters;
+                self.add_record(
+                    TableKind::Domain,
+                    counters,
+                    &mut slots,
+                    &base,
+                    ts_ms,
+                    |k, _| d.values.get(k).and_then(ValueRef::of),
+                );
             } else {
                 self.add_counters(TableKind::Domain, &d.counters);
             }
@@ -634,6 +713,7 @@ impl Exposition {
         push_base_labels(&mut base, vm, domid);
         let mut labels = String::new();
         self.add_counters(kind, table.counters());
+        let mut slots = Vec::new();
         for r in snap.records() {
             if !r.is_consistent() || r.is_unused() {
                 continue;
@@ -643,7 +723,7 @@ impl Exposition {
             if kind == TableKind::Vcpu {
                 let _ = write!(labels, ",vcpu=\"{}\"", r.index());
             }
-            self.add_record(kind, table.counters(), &labels, None, |_, c| {
+            self.add_record(kind, table.counters(), &mut slots, &labels, None, |_, c| {
                 if c.is_histogram() {
                     r.histogram(c).map(ValueRef::Hist)
                 } else {
@@ -766,7 +846,8 @@ impl Exposition {
             let _ = writeln!(out, "# UNIT {meta_name} {u}");
         }
         let _ = writeln!(out, "# HELP {meta_name} {}", escape_help(&f.help, syntax));
-        let mut bounds: Option<(usize, Vec<u64>)> = None;
+        // The `le` texts of the last histogram counter written.
+        let mut bounds: Option<(usize, Vec<String>)> = None;
         for (pi, p) in f.points.iter().enumerate() {
             let labels = self.labels.get(p.labels.clone()).unwrap_or("");
             // A histogram series keeps only its latest point (see the
@@ -791,61 +872,78 @@ impl Exposition {
             } else {
                 ""
             };
-            let braces = |l: &str| {
-                if l.is_empty() {
-                    String::new()
-                } else {
-                    format!("{{{l}}}")
+            // `name{labels} ` (no braces without labels).
+            let head = |out: &mut String| {
+                out.push_str(&f.name);
+                out.push_str(suffix);
+                if !labels.is_empty() {
+                    out.push('{');
+                    out.push_str(labels);
+                    out.push('}');
                 }
+                out.push(' ');
             };
             match &p.value {
                 PointValue::Raw(ci, x) => {
-                    let v = f
-                        .counters
-                        .get(*ci)
-                        .map_or_else(|| x.to_string(), |c| scaled(*x, c));
-                    let _ = writeln!(out, "{}{suffix}{} {v}{ts}", f.name, braces(labels));
+                    head(out);
+                    match f.counters.get(*ci) {
+                        Some(c) => push_scaled(out, *x, c.base().0, c.exponent()),
+                        None => {
+                            let _ = write!(out, "{x}");
+                        }
+                    }
+                    out.push_str(&ts);
+                    out.push('\n');
                 }
                 PointValue::Float(x) => {
-                    let _ = writeln!(
-                        out,
-                        "{}{suffix}{} {}{ts}",
-                        f.name,
-                        braces(labels),
-                        fmt_f64(*x)
-                    );
+                    head(out);
+                    out.push_str(&fmt_f64(*x));
+                    out.push_str(&ts);
+                    out.push('\n');
                 }
                 PointValue::Hist(ci, r) => {
                     let Some(c) = f.counters.get(*ci) else {
                         continue;
                     };
                     if bounds.as_ref().is_none_or(|(i, _)| i != ci) {
-                        bounds = Some((*ci, bucket_bounds(c)));
+                        let le = bucket_bounds(c).into_iter().map(|b| scaled(b, c)).collect();
+                        bounds = Some((*ci, le));
                     }
                     let b = bounds.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
                     let h = self.buckets.get(r.clone()).unwrap_or(&[]);
                     let sep = if labels.is_empty() { "" } else { "," };
                     let mut acc: u64 = 0;
+                    let bucket = |out: &mut String, le: &str, acc: u64| {
+                        out.push_str(&f.name);
+                        out.push_str("_bucket{");
+                        out.push_str(labels);
+                        out.push_str(sep);
+                        out.push_str("le=\"");
+                        out.push_str(le);
+                        let _ = write!(out, "\"}} {acc}");
+                        out.push_str(&ts);
+                        out.push('\n');
+                    };
                     for (i, n) in h.iter().enumerate() {
                         acc = acc.saturating_add(*n);
-                        if let Some(&le) = b.get(i).filter(|_| i + 1 < h.len()) {
-                            let _ = writeln!(
-                                out,
-                                "{}_bucket{{{labels}{sep}le=\"{}\"}} {acc}{ts}",
-                                f.name,
-                                scaled(le, c)
-                            );
+                        if let Some(le) = b.get(i).filter(|_| i + 1 < h.len()) {
+                            bucket(out, le, acc);
                         }
                     }
-                    let _ = writeln!(
-                        out,
-                        "{}_bucket{{{labels}{sep}le=\"+Inf\"}} {acc}{ts}",
-                        f.name
-                    );
+                    bucket(out, "+Inf", acc);
                 }
             }
         }
     }
+}
+
+/// Where a counter's points go: its family, its index in the family's
+/// counters, its runstate (the `state` label).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    family: usize,
+    counter: usize,
+    state: Option<&'static str>,
 }
 
 /// A borrowed value of a record.
@@ -899,6 +997,43 @@ pub fn epoch_ms(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_scaled_writes_what_scale_text_returns() {
+        let raws = [
+            0u64,
+            1,
+            5,
+            9,
+            10,
+            100,
+            1_000_000_000,
+            1_234_567_891,
+            999_999_999,
+            1_000_000_001,
+            u64::MAX,
+            (1 << 63) - 1,
+        ];
+        let mut out = String::new();
+        for raw in raws {
+            for base in [10u8, 2, 3] {
+                for e in [
+                    -128i8, -30, -20, -19, -10, -9, -6, -3, -1, 0, 1, 3, 9, 30, 127,
+                ] {
+                    out.clear();
+                    out.push_str("x ");
+                    push_scaled(&mut out, raw, base, e);
+                    assert_eq!(
+                        out,
+                        format!("x {}", scale_text(raw, base, e)),
+                        "{raw} {base}^{e}"
+                    );
+                }
+            }
+        }
+        assert_eq!(scale_text(1_500_000_000, 10, -9), "1.5");
+        assert_eq!(scale_text(5, 10, -3), "0.005");
+    }
 
     #[test]
     fn exact_decimal_scaling() {
