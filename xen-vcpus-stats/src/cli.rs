@@ -133,8 +133,8 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
     pub interval: Duration,
     /// Number of samples, then exit [default: until interrupted].
-    /// OpenMetrics: with N, one exposition of timestamped points at the
-    /// end; without, one exposition per sample.
+    /// OpenMetrics: with N > 1, one exposition of timestamped points at
+    /// the end; otherwise one exposition per sample, without timestamps.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Output format.
