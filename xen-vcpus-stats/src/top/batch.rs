@@ -39,7 +39,9 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 /// The root cannot be read; writing failed.
 pub fn run(args: &TopArgs, out: &mut dyn Write, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut top = Overview::new(&args.root, SampleOptions::default());
-    top.refresh()?;
+    if let Some(note) = top.refresh()?.xen_unavailable {
+        eprintln!("xen-vcpus-stats: note: no Xen domains listed: {note}");
+    }
     let view = args.view();
     let layout = Layout::for_width(args.width.into());
     if args.csv {

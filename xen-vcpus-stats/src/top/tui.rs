@@ -67,6 +67,8 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     let _restore = Restore;
     let mut st = State {
         view: args.view(),
+        // Why no Xen domain is shown, until the first key.
+        message: (frame.xen_unavailable.as_ref()).map(|n| format!("no Xen domains listed: {n}")),
         ..State::default()
     };
     let mut refreshes: u64 = 0;
@@ -117,6 +119,8 @@ fn key(k: KeyEvent, st: &mut State, top: &mut Overview) -> bool {
         }
         return false;
     }
+    // A message stays until the next key; then the keys' help is back.
+    st.message = None;
     let sort = |st: &mut State, key: SortKey| {
         st.view.sort = key;
         st.message = Some(format!("sorted by {key}"));
@@ -300,8 +304,10 @@ mod tests {
         term.draw(|f| draw(f, &first, &mut st)).expect("draw");
         assert_eq!(st.shown, ["c", "b", "a"]);
         assert_eq!(st.selected_name.as_deref(), Some("c"));
+        st.message = Some("no Xen domains listed: not a Xen host".into());
         press(KeyCode::Down, &mut st, &mut top);
         assert_eq!(st.selected_name.as_deref(), Some("b"));
+        assert_eq!(st.message, None, "a key clears the message");
         // b is the busiest now: it moves to the top, and stays selected.
         let second = frame(vec![row("a", 10.0), row("b", 50.0), row("c", 30.0)]);
         press(KeyCode::Enter, &mut st, &mut top);
