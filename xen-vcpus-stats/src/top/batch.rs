@@ -75,11 +75,12 @@ pub fn summary(frame: &Frame, sort: &str, width: usize) -> String {
         .map_or(0, |d| d.as_secs());
     let count = |s| frame.rows.iter().filter(|r| r.state == Some(s)).count();
     let line = format!(
-        "vstats top {:02}:{:02}:{:02} UTC  {} VMs: {} live, {} stopped, {} dead  sort {sort}",
+        "vstats top {:02}:{:02}:{:02} UTC  {} VM{}: {} live, {} stopped, {} dead  sort {sort}",
         secs / 3600 % 24,
         secs / 60 % 60,
         secs % 60,
         frame.rows.len(),
+        if frame.rows.len() == 1 { "" } else { "s" },
         count(Liveness::Live),
         count(Liveness::Stopped),
         count(Liveness::Dead),
