@@ -185,7 +185,7 @@ pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
 mod tests;
 
 pub use counter::{Counter, Source};
-pub use error::{Error, Result};
+pub use error::{error_line, Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
 pub use stats::{
     bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,
