@@ -195,7 +195,7 @@ fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
         if st.view.reverse { " (reversed)" } else { "" }
     );
     let mut lines = vec![
-        Line::raw(batch::summary(frame, &sort, width)),
+        Line::raw(batch::summary(&rows, &sort, width)),
         Line::styled(
             layout.header(),
             Style::new().add_modifier(Modifier::REVERSED),
@@ -330,5 +330,23 @@ mod tests {
         term.draw(|f| draw(f, &third, &mut st)).expect("draw");
         assert_eq!(st.selected, 1);
         assert_eq!(st.selected_name.as_deref(), Some("c"));
+    }
+
+    /// The summary counts the VMs shown: those the filter keeps, as in
+    /// batch mode.
+    #[test]
+    fn the_summary_counts_the_vms_shown() {
+        let mut term = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        let top_line = |term: &Terminal<TestBackend>| -> String {
+            let buf = term.backend().buffer();
+            (0..buf.area.width).map(|x| buf[(x, 0)].symbol()).collect()
+        };
+        let mut st = State::default();
+        let f = frame(vec![row("a", 10.0), row("b", 20.0), row("c", 30.0)]);
+        term.draw(|fr| draw(fr, &f, &mut st)).expect("draw");
+        assert!(top_line(&term).contains(" 3 VMs: "), "{}", top_line(&term));
+        st.view.filter = "a".into();
+        term.draw(|fr| draw(fr, &f, &mut st)).expect("draw");
+        assert!(top_line(&term).contains(" 1 VM: "), "{}", top_line(&term));
     }
 }
