@@ -426,6 +426,13 @@ fn bad_options_and_unsafe_outputs_are_refused() {
     for i in ["0", "-5", "nan", "inf"] {
         refused(&root, &out, &["--interval", i], "invalid --interval");
     }
+    // As short as typed, not as 300 digits.
+    refused(
+        &root,
+        &out,
+        &["--interval", "1e300"],
+        "invalid --interval 1e300: ",
+    );
     refused(&root, &out, &["--count", "0"], "invalid --count");
     refused(&root, &out, &["--name", "a/b"], "invalid --name");
     refused(&root, &out, &["--name", ".."], "invalid --name");
