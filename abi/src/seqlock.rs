@@ -91,6 +91,28 @@ impl SeqWriter {
         seq.store(self.seq, order);
     }
 
+    /// W1 to W4 around `stores` (which must only do relaxed atomic stores
+    /// of the record's counters), with the seq kept in a local variable
+    /// (a register) across the update and written back to `self` once, at
+    /// the end: `begin`, the stores and `end` in one call, without the
+    /// reload of the private seq that the fence after W1 forces on
+    /// separate `begin` and `end` calls. An update already in progress
+    /// (begun, not ended) is finished by it, as `end` would.
+    #[inline]
+    pub fn write<R>(&mut self, seq: &AtomicU32, stores: impl FnOnce() -> R) -> R {
+        let s = self.seq;
+        let odd = s | 1;
+        if s & 1 == 0 {
+            seq.store(odd, Ordering::Relaxed);
+            fence(Ordering::Release);
+        }
+        let r = stores();
+        let even = odd.wrapping_add(1);
+        seq.store(even, Ordering::Release);
+        self.seq = even;
+        r
+    }
+
     /// The model's deliberately broken writer: W4 with `Relaxed` instead of
     /// `Release`. Exists only under `--cfg loom`, to show that the loom
     /// model catches a weakened ordering.
@@ -210,6 +232,15 @@ mod tests {
             seq.load(Ordering::Relaxed),
             2,
             "end without begin does nothing"
+        );
+        assert_eq!(w.write(&seq, || 5), 5);
+        assert_eq!((seq.load(Ordering::Relaxed), w.current()), (4, 4));
+        w.begin(&seq);
+        w.write(&seq, || ());
+        assert_eq!(
+            (seq.load(Ordering::Relaxed), w.current()),
+            (6, 6),
+            "write finishes an update in progress"
         );
         assert_eq!(SeqWriter::new(5).current(), 6);
         let mut w = SeqWriter::new(u32::MAX - 1);

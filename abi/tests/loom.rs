@@ -22,6 +22,8 @@ struct Record {
 #[derive(Clone, Copy)]
 enum Variant {
     Correct,
+    /// The writer's batched form, `SeqWriter::write`.
+    Batched,
     WeakWriterEnd,
     WeakReaderFence,
 }
@@ -39,6 +41,13 @@ fn model(variant: Variant) {
         let writer = thread::spawn(move || {
             let mut sw = SeqWriter::new(0);
             for v in 1..=UPDATES {
+                if let Variant::Batched = variant {
+                    sw.write(&w.seq, || {
+                        w.a.store(v, loom::sync::atomic::Ordering::Relaxed);
+                        w.b.store(v, loom::sync::atomic::Ordering::Relaxed);
+                    });
+                    continue;
+                }
                 sw.begin(&w.seq);
                 w.a.store(v, loom::sync::atomic::Ordering::Relaxed);
                 w.b.store(v, loom::sync::atomic::Ordering::Relaxed);
@@ -74,6 +83,11 @@ fn model(variant: Variant) {
 #[test]
 fn no_torn_snapshot_is_accepted() {
     model(Variant::Correct);
+}
+
+#[test]
+fn no_torn_snapshot_is_accepted_from_a_batched_writer() {
+    model(Variant::Batched);
 }
 
 /// Runs the model on a broken variant and returns its failure message.

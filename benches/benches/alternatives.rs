@@ -79,6 +79,29 @@ fn bench_all(
     g.bench_function("table_snapshot", |b| {
         b.iter(|| table.snapshot(black_box(&mut snap)))
     });
+    // The four runstate words of every vCPU, nothing else.
+    let runstate: Vec<_> = [
+        "runstate_running_time",
+        "runstate_runnable_time",
+        "runstate_blocked_time",
+        "runstate_offline_time",
+    ]
+    .iter()
+    .filter_map(|n| table.counter(n))
+    .collect();
+    let mut subset = Snapshot::of_counters(table, runstate.iter().copied());
+    g.bench_function("table_subset_runstate", |b| {
+        b.iter(|| table.snapshot(black_box(&mut subset)))
+    });
+    // The same without the clock read (the sampler stamps its tick once,
+    // as the KVM `pread`s are not timed either).
+    let at = std::time::Instant::now();
+    g.bench_function("table_subset_runstate_at", |b| {
+        b.iter(|| table.snapshot_at(black_box(&mut subset), at))
+    });
+    g.bench_function("table_snapshot_at", |b| {
+        b.iter(|| table.snapshot_at(black_box(&mut snap), at))
+    });
     g.bench_function("table_raw", |b| {
         b.iter(|| hot::sweep_raw(black_box(&recs), &mut raw_out, per))
     });

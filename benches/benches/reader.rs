@@ -6,7 +6,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use vstats_benches::{criterion_config, fixture::ShmFixture, hot};
-use vstats_consumer::{RecordSnapshot, Snapshot};
+use vstats_consumer::{
+    mem::{copy_path, set_copy_path, CopyPath},
+    RecordSnapshot, Snapshot,
+};
 
 fn one_record(c: &mut Criterion) {
     let mut fx = ShmFixture::vcpu("reader-record", 64, 64).expect("a table in /dev/shm");
@@ -62,6 +65,16 @@ fn sweep(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("snapshot", n), &n, |b, _| {
             b.iter(|| table.snapshot(black_box(&mut snap)))
         });
+        // The same snapshot on each copy path this machine runs.
+        let best = copy_path();
+        for path in CopyPath::available() {
+            set_copy_path(path);
+            let id = format!("snapshot_{}", path.name());
+            g.bench_with_input(BenchmarkId::new(id, n), &n, |b, _| {
+                b.iter(|| table.snapshot(black_box(&mut snap)))
+            });
+        }
+        set_copy_path(best);
     }
     g.finish();
 }

@@ -74,6 +74,22 @@ fn main() {
     let mut g = c.benchmark_group("scale");
     g.sample_size(10);
     g.bench_function("pass_warm", |b| b.iter(|| pass(black_box(&mut snaps))));
+    // The baseline: a `memcpy` of every table's record area (the same
+    // bytes), warm.
+    let mut bufs: Vec<Vec<u8>> = fixtures
+        .iter()
+        .map(|fx| vec![0u8; fx.record_area().1])
+        .collect();
+    g.bench_function("memcpy_warm", |b| {
+        b.iter(|| {
+            let mut ok = true;
+            for (fx, buf) in fixtures.iter().zip(bufs.iter_mut()) {
+                ok &= fx.memcpy(black_box(fx.record_area().0), buf);
+            }
+            black_box(&mut bufs);
+            ok
+        })
+    });
     g.bench_function("pass_cold", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

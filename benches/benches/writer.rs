@@ -43,6 +43,13 @@ fn writer(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("producer_update_words", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(1);
+            hot::producer_update_words4(w, black_box(v))
+        })
+    });
+
     // Round robin over 64 records (64 vCPUs, say): consecutive updates do
     // not depend on each other through the writer's private seq, so this
     // is the cost of an update rather than the latency of the chain
@@ -62,6 +69,13 @@ fn writer(c: &mut Criterion) {
             v = v.wrapping_add(1);
             i = (i + 1) % all.len();
             hot::producer_update4(all[i], black_box(v))
+        })
+    });
+    g.bench_function("producer_update_words_rr64", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(1);
+            i = (i + 1) % all.len();
+            hot::producer_update_words4(all[i], black_box(v))
         })
     });
 

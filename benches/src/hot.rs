@@ -72,6 +72,17 @@ pub fn producer_update4(w: &mut RecordWriter<'_>, v: u64) -> bool {
     })
 }
 
+/// The same update through the batched API: `RecordWriter::update_words`
+/// of the four values (seq kept in a register, one bounds check).
+#[inline(never)]
+pub fn producer_update_words4(w: &mut RecordWriter<'_>, v: u64) -> bool {
+    w.update_words(
+        0,
+        &[v, v.wrapping_add(1), v.wrapping_add(2), v.wrapping_add(3)],
+    )
+    .is_some()
+}
+
 /// The seq protocol around the same four stores, without the producer's
 /// API: W1 seq odd, W2 release fence, W3 four relaxed stores, W4 seq even
 /// (release).

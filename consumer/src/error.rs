@@ -127,6 +127,23 @@ pub enum Error {
     /// table that was not opened from a file.
     #[error("the table was not opened from a file")]
     NotFileBacked,
+    /// A VM name that names no directory under the root.
+    #[error("no VM named {name:?}: {} does not exist", .dir.display())]
+    NoSuchVm {
+        /// The name asked for.
+        name: String,
+        /// The directory that would hold its tables.
+        dir: PathBuf,
+    },
+    /// A VM name that cannot be a directory name
+    /// ([`vstats_abi::publish::check_name`]).
+    #[error("invalid VM name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A VM directory without a `vcpu` or `domain` table file.
     #[error("{}: no stats table in this directory (no `vcpu` or `domain` file)", .dir.display())]
     NoTable {

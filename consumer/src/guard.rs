@@ -1,42 +1,86 @@
-//! Loads from shared memory that survive the memory going away: a file
-//! truncated while it is mapped makes loads of the lost pages fault with
-//! `SIGBUS`, which would kill the reader. The loads of [`crate::mem`]
-//! go through the few routines below, written in assembly so that their
-//! address range is known; a process-wide `SIGBUS` handler sends a fault
-//! inside that range to the routines' error exit, the way the kernel's
-//! exception tables treat a faulting `copy_from_user`. The caller sees
-//! "faulted" and reports the table as lost, never dies.
+//! Loads from shared memory that survive the memory going away, and the
+//! consistent copy of records that every snapshot goes through.
+//!
+//! A file truncated while it is mapped makes loads of the lost pages fault
+//! with `SIGBUS`, which would kill the reader. The loads of [`crate::mem`]
+//! and the record copies of [`crate::Table`] go through the few routines
+//! below, written in assembly so that their address ranges are known; a
+//! process-wide `SIGBUS` handler sends a fault inside one of those ranges
+//! to that routine's error exit, the way the kernel's exception tables
+//! treat a faulting `copy_from_user`. The caller sees "faulted" and reports
+//! the table as lost, never dies.
 //!
 //! Built on Linux x86-64 outside Miri (`GUARDED` is true there); on other
-//! targets and under Miri the same functions are relaxed atomic loads and
-//! a fault is not survived.
+//! targets and under Miri (and loom) every copy is the per-word atomic
+//! path below ([`CopyPath::Atomic`]) and a fault is not survived.
+//!
+//! # The record sweep
+//!
+//! `sweep` copies, from each of `nrec` records `stride` bytes apart, a
+//! list of runs of counter words, each inside the record's own seq window:
+//! load the seq (S1); when even, copy every run; load the seq again (S3);
+//! store both seqs for the caller, who keeps a record's copy only when
+//! `s1` is even and `s1 == s3`, and retries the others one by one. One call
+//! reads a whole table, so the per-record cost is the seq protocol and the
+//! copy, not a function call and its bookkeeping. Four implementations:
+//!
+//! | [`CopyPath`] | copy of a run | where |
+//! |---|---|---|
+//! | `Atomic` | one relaxed `AtomicU64` load per word, acquire fences at S1 and S3 | every target; the only one under Miri and loom |
+//! | `Scalar` | one 8-byte `mov` per word | Linux x86-64 |
+//! | `Sse2` | 16-byte `movdqu` loads, an 8-byte `mov` for an odd tail | Linux x86-64 (SSE2 is baseline) |
+//! | `Avx2` | 32-byte `vmovdqu` loads, then 16 and 8 | Linux x86-64 CPUs with AVX2 (run-time detection) |
+//!
+//! The fastest available path is chosen once per process (AVX2 when the
+//! CPU has it, else SSE2); `VSTATS_COPY_PATH=atomic|scalar|sse2|avx2` in
+//! the environment, read at that moment, or [`crate::mem::set_copy_path`]
+//! choose another (tests and benchmarks run every path).
 //!
 //! # Soundness
 //!
-//! - The routines only load from the shared memory (plain `mov`s of 1, 2,
-//!   4 or 8 aligned bytes) and store into memory the caller owns
-//!   exclusively (`dst`, `out`). On x86-64 an aligned `mov` of up to 8
-//!   bytes is single-copy atomic, and it is the very instruction a Rust
-//!   `Relaxed` atomic load compiles to. So each routine's effect is one the
-//!   Rust abstract machine can produce with relaxed atomic loads (what the
-//!   inline-assembly rules ask of an `asm` block); a racing store of the
-//!   producer is not a data race. Whatever values a racy copy holds, the
-//!   seq protocol decides whether it is used: a copy is kept only when the
-//!   seq was even and equal before and after it.
-//! - Ordering. The seq read routine (`seq_copy`) loads the seq (S1), the
-//!   words, then the seq again (S3) in program order. x86-64 never
-//!   reorders a load with an older load (TSO), so the acquire fences of S1
-//!   and S3 in `vstats_abi::seqlock`, which compile to no instruction on
-//!   x86-64, are implied; the routine being an opaque call, the compiler
-//!   cannot move our other accesses across it either. The fences that
-//!   remain in Rust are the acquire fence after the magic in
+//! - What the assembly does, in Rust's terms. The routines only load from
+//!   the shared memory and store into memory the caller owns exclusively
+//!   (`dst`, `seqs`, the argument block). Inline and global assembly is
+//!   outside Rust's memory model: the rules ask only that its effect be
+//!   one the abstract machine could produce. A load of the shared memory
+//!   by these routines is, in effect, a relaxed atomic load of each of the
+//!   bytes it covers (racing stores of the producer are then not a data
+//!   race, and the bytes may come from different stores); the 8-byte
+//!   `mov`s are exactly what a `Relaxed` `AtomicU64` load compiles to. A
+//!   racy copy may hold any mixture of old and new bytes, and that is
+//!   allowed: what decides whether a copy is used is the seq protocol
+//!   (the argument `atomic-maybe-uninit` and the kernel's user-copy
+//!   routines rest on), never the values copied.
+//! - What the assembly may assume: every seq is 4-aligned and every run
+//!   8-aligned and inside a mapping of `crate::raw` (its bounds and
+//!   alignment check ran once for the whole sweep), and the destination
+//!   is private. Vector loads need no more than 8-byte alignment
+//!   (`movdqu`/`vmovdqu` take any address); no 16- or 32-byte atomicity is
+//!   assumed, only that each byte is loaded once.
+//! - Ordering. S1, the copy and S3 are loads in program order. x86-64
+//!   never reorders a load with an older load (TSO), and that holds for
+//!   `movdqu` and `vmovdqu` as for `mov` (only non-temporal loads and
+//!   string operations are weaker, and none is used), so the acquire
+//!   fences after S1 and before S3 in `vstats_abi::seqlock`, which compile
+//!   to no instruction on x86-64, are implied. The routines are opaque
+//!   calls, so the compiler moves none of our accesses across them. The
+//!   fences that remain in Rust are the acquire fence after the magic in
 //!   `MemView::copy_prefix` (publication of the head) and those of the
-//!   atomic path (Miri, other targets).
-//! - Recovery. The routines are leaf functions that push nothing, so at a
-//!   fault inside them the stack is as at entry: the handler rewrites the
-//!   saved instruction pointer to the error exit, which returns 1 to the
-//!   caller. Stores already made into `dst` are to the caller's memory and
-//!   are discarded by it.
+//!   atomic path.
+//! - The deliberately broken path (feature `broken-copy`, used only by the
+//!   test that shows the protocol catches tearing) skips S3 and reports
+//!   `s3 = s1`; it is never chosen unless a test asks for it by name.
+//! - Recovery. The single loads are leaf routines that push nothing, so at
+//!   a fault the stack is as at entry: the handler rewrites the saved
+//!   instruction pointer to their error exit, which returns 1. The sweeps
+//!   push six callee-saved registers before their first load of shared
+//!   memory and pop nothing before their last, so their error exits pop
+//!   the six and return 1 (the AVX2 one clears the upper vector halves
+//!   first, as its normal exit does). A sweep's error exit stores the number
+//!   of records left (the faulting one included, in a register the
+//!   routine keeps) into its argument block, so the caller knows which
+//!   records were read before the fault. Stores already
+//!   made into `dst` are to the caller's memory and are discarded by it.
 //! - The handler ([`install`]) is installed once, with `SA_SIGINFO |
 //!   SA_ONSTACK`. A `SIGBUS` whose instruction pointer is outside the
 //!   routines goes to the handler that was there before (the standard
@@ -45,7 +89,234 @@
 //!   restored and the signal raised again, so the process dies of it as it
 //!   would have without us.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// The routine every consistent copy of record words goes through; see
+/// [`crate::mem::copy_path`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CopyPath {
+    /// Relaxed `AtomicU64` loads with the acquire fences of
+    /// `vstats_abi::seqlock`: every target, and the only path under Miri
+    /// and loom. Not fault-guarded: where it is chosen on Linux x86-64, a
+    /// truncated table file kills the reader.
+    Atomic,
+    /// Fault-guarded assembly, one 8-byte load per word (Linux x86-64).
+    Scalar,
+    /// Fault-guarded assembly with 16-byte SSE2 loads (Linux x86-64).
+    Sse2,
+    /// Fault-guarded assembly with 32-byte AVX2 loads (Linux x86-64 CPUs
+    /// with AVX2).
+    Avx2,
+    /// A deliberately broken copy that does not re-read the seq after the
+    /// copy: for the test that shows tearing is caught, never otherwise.
+    #[cfg(feature = "broken-copy")]
+    #[doc(hidden)]
+    BrokenNoRecheck,
+}
+
+impl CopyPath {
+    fn code(self) -> u8 {
+        match self {
+            CopyPath::Atomic => 1,
+            CopyPath::Scalar => 2,
+            CopyPath::Sse2 => 3,
+            CopyPath::Avx2 => 4,
+            #[cfg(feature = "broken-copy")]
+            CopyPath::BrokenNoRecheck => 5,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<CopyPath> {
+        Some(match c {
+            1 => CopyPath::Atomic,
+            2 => CopyPath::Scalar,
+            3 => CopyPath::Sse2,
+            4 => CopyPath::Avx2,
+            #[cfg(feature = "broken-copy")]
+            5 => CopyPath::BrokenNoRecheck,
+            _ => return None,
+        })
+    }
+
+    /// The path's name, as `VSTATS_COPY_PATH` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyPath::Atomic => "atomic",
+            CopyPath::Scalar => "scalar",
+            CopyPath::Sse2 => "sse2",
+            CopyPath::Avx2 => "avx2",
+            #[cfg(feature = "broken-copy")]
+            CopyPath::BrokenNoRecheck => "broken-no-recheck",
+        }
+    }
+
+    /// Every path this build and CPU can run, slowest first.
+    pub fn available() -> Vec<CopyPath> {
+        [
+            CopyPath::Atomic,
+            CopyPath::Scalar,
+            CopyPath::Sse2,
+            CopyPath::Avx2,
+        ]
+        .into_iter()
+        .filter(|p| imp::can_run(*p))
+        .collect()
+    }
+}
+
+/// The chosen path's code; 0 until first use.
+static PATH: AtomicU8 = AtomicU8::new(0);
+
+/// The path copies go through (chosen at first use).
+pub(crate) fn copy_path() -> CopyPath {
+    if let Some(p) = CopyPath::from_code(PATH.load(Ordering::Relaxed)) {
+        return p;
+    }
+    let wanted = std::env::var("VSTATS_COPY_PATH").ok().and_then(|v| {
+        [
+            CopyPath::Atomic,
+            CopyPath::Scalar,
+            CopyPath::Sse2,
+            CopyPath::Avx2,
+        ]
+        .into_iter()
+        .find(|p| p.name() == v && imp::can_run(*p))
+    });
+    let p = wanted.unwrap_or_else(imp::best);
+    // A racing first use chooses the same path (or the one a caller set).
+    let _ = PATH.compare_exchange(0, p.code(), Ordering::Relaxed, Ordering::Relaxed);
+    CopyPath::from_code(PATH.load(Ordering::Relaxed)).unwrap_or(p)
+}
+
+/// Chooses `p` for every later copy in this process; false (nothing
+/// changes) when this build or CPU cannot run it.
+pub(crate) fn set_copy_path(p: CopyPath) -> bool {
+    if !imp::can_run(p) {
+        return false;
+    }
+    PATH.store(p.code(), Ordering::Relaxed);
+    true
+}
+
+/// One run of counter words copied from each record of a sweep: `words`
+/// words from byte `src` of the record to byte `dst` of the record's
+/// destination. The layout is the assembly's (16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Byte offset of the run in the record (a multiple of 8).
+    pub(crate) src: u32,
+    /// Byte offset of the run in the destination record (a multiple of 8).
+    pub(crate) dst: u32,
+    /// Words in the run.
+    pub(crate) words: u32,
+    pub(crate) _pad: u32,
+}
+
+impl Run {
+    /// Counter words `[first, first + words)` of a record (word 0 at byte
+    /// 8), to the same words of the destination.
+    pub(crate) fn counters(first: u32, words: u32) -> Run {
+        Run {
+            src: first.saturating_mul(8).saturating_add(8),
+            dst: first.saturating_mul(8),
+            words,
+            _pad: 0,
+        }
+    }
+
+    /// Byte just past the run in the record.
+    pub(crate) fn src_end(&self) -> u64 {
+        u64::from(self.src) + 8 * u64::from(self.words)
+    }
+
+    /// Word just past the run in the destination.
+    pub(crate) fn dst_end_word(&self) -> usize {
+        (self.dst / 8) as usize + self.words as usize
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Run>() == 16);
+
+/// The per-word atomic sweep ([`CopyPath::Atomic`]): the reader side of
+/// `vstats_abi::seqlock` (S1-S4) with relaxed loads and acquire fences.
+/// Never fails.
+///
+/// # Safety
+///
+/// As for [`sweep`].
+unsafe fn sweep_atomic(
+    rec: *const u8,
+    stride: usize,
+    nrec: usize,
+    runs: &[Run],
+    dst: *mut u64,
+    dst_stride: usize,
+    seqs: *mut [u32; 2],
+) {
+    for k in 0..nrec {
+        let r = rec.wrapping_add(k.wrapping_mul(stride));
+        let d = dst.wrapping_add(k.wrapping_mul(dst_stride));
+        // SAFETY: the seq of record `k` is an aligned, live atomic location
+        // (the caller's promise; atomics are `UnsafeCell`s, so sharing
+        // them is fine).
+        let seq = unsafe { &*r.cast::<AtomicU32>() };
+        let s1 = seq.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let s3 = if s1 & 1 == 1 {
+            s1
+        } else {
+            for run in runs {
+                let src = r.wrapping_add(run.src as usize).cast::<AtomicU64>();
+                let out = d.wrapping_add((run.dst / 8) as usize);
+                for i in 0..run.words as usize {
+                    // SAFETY: word `i` of the run is an aligned, live
+                    // atomic word of record `k` (caller).
+                    let w = unsafe { &*src.wrapping_add(i) }.load(Ordering::Relaxed);
+                    // SAFETY: the destination word is valid for writes and
+                    // ours (caller).
+                    unsafe { out.wrapping_add(i).write(w) };
+                }
+            }
+            fence(Ordering::Acquire);
+            seq.load(Ordering::Relaxed)
+        };
+        // SAFETY: `seqs` is valid for `nrec` writes (caller).
+        unsafe { seqs.wrapping_add(k).write([s1, s3]) };
+    }
+}
+
+/// One pass of the seq protocol over `nrec` records: for record `k` at
+/// `rec + k * stride`, loads its seq (S1), copies every run when it is
+/// even into `dst + k * dst_stride` (words), loads the seq again (S3) and
+/// stores `[s1, s3]` into `seqs[k]` (`s3 == s1` when `s1` is odd and
+/// nothing was copied). `Err(done)` when a load faulted while record
+/// `done` was read: records before it are complete, the rest are not.
+///
+/// # Safety
+///
+/// The caller promises, for every `k < nrec`: the seq at `rec + k *
+/// stride` (4-aligned) and each run's words at `rec + k * stride +
+/// run.src` (8-aligned) lie in a region of `crate::raw` (invariants 2 and
+/// 3, or a mapping that shrank); `dst + k * dst_stride + run.dst / 8` is
+/// valid for `run.words` writes for each run and no one else accesses it;
+/// `seqs` is valid for `nrec` writes.
+#[inline]
+pub(crate) unsafe fn sweep(
+    rec: *const u8,
+    stride: usize,
+    nrec: usize,
+    runs: &[Run],
+    dst: *mut u64,
+    dst_stride: usize,
+    seqs: *mut [u32; 2],
+) -> Result<(), usize> {
+    // SAFETY: the caller's promise, passed on.
+    unsafe { imp::sweep(rec, stride, nrec, runs, dst, dst_stride, seqs) }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom)))]
 mod imp {
     use core::{
         ffi::{c_int, c_void},
@@ -53,41 +324,18 @@ mod imp {
     };
     use std::sync::{Once, OnceLock};
 
+    use super::{CopyPath, Run};
+
     // Intel syntax (the default). The routines between `start` and `end`
-    // may fault on their loads from `src`/`seq`; `fixup` is their error
-    // exit. Symbols carry the crate and a version, and are hidden, so two
-    // copies of the crate in one binary do not clash.
+    // may fault on their loads from `src`; `fixup` is their error exit.
+    // Symbols carry the crate and a version, and are hidden, so two copies
+    // of the crate in one binary do not clash.
     core::arch::global_asm!(
         ".text",
         ".p2align 4",
         ".globl vstats_consumer_guard_v1_start",
         ".hidden vstats_consumer_guard_v1_start",
         "vstats_consumer_guard_v1_start:",
-        // seq_copy(seq: rdi, src: rsi, dst: rdx, n: rcx, seqs: r8) -> eax
-        // Loads seq into seqs[0]; when even, copies n words from src to
-        // dst; loads seq again into seqs[1] (seqs[1] = seqs[0] when odd).
-        ".globl vstats_consumer_guard_v1_seq_copy",
-        ".hidden vstats_consumer_guard_v1_seq_copy",
-        "vstats_consumer_guard_v1_seq_copy:",
-        "    xor eax, eax",
-        "    mov r9d, dword ptr [rdi]",
-        "    mov dword ptr [r8], r9d",
-        "    test r9d, 1",
-        "    jnz 6f",
-        "    test rcx, rcx",
-        "    jz 5f",
-        "4:",
-        "    mov r10, qword ptr [rsi]",
-        "    mov qword ptr [rdx], r10",
-        "    add rsi, 8",
-        "    add rdx, 8",
-        "    dec rcx",
-        "    jnz 4b",
-        "5:",
-        "    mov r9d, dword ptr [rdi]",
-        "6:",
-        "    mov dword ptr [r8 + 4], r9d",
-        "    ret",
         // load_N(src: rdi, out: rsi) -> eax
         ".globl vstats_consumer_guard_v1_load64",
         ".hidden vstats_consumer_guard_v1_load64",
@@ -127,24 +375,359 @@ mod imp {
         "    ret",
     );
 
+    /// One sweep routine in two entries, its end symbol and its error
+    /// exit: `name(args: rdi) -> eax` for any number of runs and
+    /// `name_1(args: rdi) -> eax` for exactly one, with `args` a
+    /// [`SweepArgs`]. `$copy` copies `rcx` words from `rsi` to `rdx` (may
+    /// clobber `rax`, `rcx`, `rsi`, `rdx`, `xmm0`/`ymm0`); `$s3` loads the
+    /// second seq into `eax` (`r8` points at the record's seq, `[r11]`
+    /// holds the first); `$leave` runs before every return.
+    ///
+    /// Registers: rdi the argument block (never changed), r8 record, r9
+    /// records left, r10 destination record, r11 seqs, r12 stride, r13
+    /// destination stride; multi-run: r14 runs, r15 run count, rbx run,
+    /// rbp runs left; one run: r14 its source offset, r15 its destination
+    /// offset, rbp its words. The error exit stores r9 (records left, the
+    /// faulting one included) into the block.
+    macro_rules! sweep_asm {
+        ($name:literal, $copy:literal, $s3:literal, $leave:literal) => {
+            core::arch::global_asm!(
+                ".text",
+                ".p2align 4",
+                concat!(".globl ", $name),
+                concat!(".hidden ", $name),
+                concat!($name, ":"),
+                "    push rbx",
+                "    push rbp",
+                "    push r12",
+                "    push r13",
+                "    push r14",
+                "    push r15",
+                "    mov r8, qword ptr [rdi]",
+                "    mov r12, qword ptr [rdi + 8]",
+                "    mov r9, qword ptr [rdi + 16]",
+                "    mov r14, qword ptr [rdi + 24]",
+                "    mov r15, qword ptr [rdi + 32]",
+                "    mov r10, qword ptr [rdi + 40]",
+                "    mov r13, qword ptr [rdi + 48]",
+                "    mov r11, qword ptr [rdi + 56]",
+                "2:",
+                "    test r9, r9",
+                "    jz 9f",
+                // S1
+                "    mov eax, dword ptr [r8]",
+                "    mov dword ptr [r11], eax",
+                "    test eax, 1",
+                "    jnz 7f",
+                "    mov rbx, r14",
+                "    mov rbp, r15",
+                "3:",
+                "    test rbp, rbp",
+                "    jz 6f",
+                "    mov esi, dword ptr [rbx]",
+                "    add rsi, r8",
+                "    mov edx, dword ptr [rbx + 4]",
+                "    add rdx, r10",
+                "    mov ecx, dword ptr [rbx + 8]",
+                $copy,
+                "    add rbx, 16",
+                "    dec rbp",
+                "    jmp 3b",
+                "6:",
+                // S3
+                $s3,
+                "7:",
+                "    mov dword ptr [r11 + 4], eax",
+                "    add r8, r12",
+                "    add r10, r13",
+                "    add r11, 8",
+                "    dec r9",
+                "    jmp 2b",
+                // The one-run entry.
+                ".p2align 4",
+                concat!(".globl ", $name, "_1"),
+                concat!(".hidden ", $name, "_1"),
+                concat!($name, "_1:"),
+                "    push rbx",
+                "    push rbp",
+                "    push r12",
+                "    push r13",
+                "    push r14",
+                "    push r15",
+                "    mov r8, qword ptr [rdi]",
+                "    mov r12, qword ptr [rdi + 8]",
+                "    mov r9, qword ptr [rdi + 16]",
+                "    mov rax, qword ptr [rdi + 24]",
+                "    mov r14d, dword ptr [rax]",
+                "    mov r15d, dword ptr [rax + 4]",
+                "    mov ebp, dword ptr [rax + 8]",
+                "    mov r10, qword ptr [rdi + 40]",
+                "    mov r13, qword ptr [rdi + 48]",
+                "    mov r11, qword ptr [rdi + 56]",
+                "    test r9, r9",
+                "    jz 9f",
+                ".p2align 4",
+                "2:",
+                // S1
+                "    mov eax, dword ptr [r8]",
+                "    mov dword ptr [r11], eax",
+                "    test eax, 1",
+                "    jnz 7f",
+                "    lea rsi, [r8 + r14]",
+                "    lea rdx, [r10 + r15]",
+                "    mov rcx, rbp",
+                $copy,
+                // S3
+                $s3,
+                "7:",
+                "    mov dword ptr [r11 + 4], eax",
+                "    add r8, r12",
+                "    add r10, r13",
+                "    add r11, 8",
+                "    dec r9",
+                "    jnz 2b",
+                "9:",
+                $leave,
+                "    pop r15",
+                "    pop r14",
+                "    pop r13",
+                "    pop r12",
+                "    pop rbp",
+                "    pop rbx",
+                "    xor eax, eax",
+                "    ret",
+                concat!(".globl ", $name, "_end"),
+                concat!(".hidden ", $name, "_end"),
+                concat!($name, "_end:"),
+                concat!(".globl ", $name, "_fixup"),
+                concat!(".hidden ", $name, "_fixup"),
+                concat!($name, "_fixup:"),
+                "    mov qword ptr [rdi + 64], r9",
+                $leave,
+                "    pop r15",
+                "    pop r14",
+                "    pop r13",
+                "    pop r12",
+                "    pop rbp",
+                "    pop rbx",
+                "    mov eax, 1",
+                "    ret",
+            );
+        };
+    }
+
+    sweep_asm!(
+        "vstats_consumer_guard_v2_sweep_scalar",
+        "    test rcx, rcx
+             jz 15f
+         14: mov rax, qword ptr [rsi]
+             mov qword ptr [rdx], rax
+             add rsi, 8
+             add rdx, 8
+             dec rcx
+             jnz 14b
+         15:",
+        "    mov eax, dword ptr [r8]",
+        "    nop"
+    );
+
+    sweep_asm!(
+        "vstats_consumer_guard_v2_sweep_sse2",
+        "    cmp rcx, 2
+             jb 13f
+         12: movdqu xmm0, xmmword ptr [rsi]
+             movdqu xmmword ptr [rdx], xmm0
+             add rsi, 16
+             add rdx, 16
+             sub rcx, 2
+             cmp rcx, 2
+             jae 12b
+         13: test rcx, rcx
+             jz 15f
+             mov rax, qword ptr [rsi]
+             mov qword ptr [rdx], rax
+         15:",
+        "    mov eax, dword ptr [r8]",
+        "    nop"
+    );
+
+    sweep_asm!(
+        "vstats_consumer_guard_v2_sweep_avx2",
+        "    cmp rcx, 4
+             jb 13f
+         12: vmovdqu ymm0, ymmword ptr [rsi]
+             vmovdqu ymmword ptr [rdx], ymm0
+             add rsi, 32
+             add rdx, 32
+             sub rcx, 4
+             cmp rcx, 4
+             jae 12b
+         13: cmp rcx, 2
+             jb 14f
+             vmovdqu xmm0, xmmword ptr [rsi]
+             vmovdqu xmmword ptr [rdx], xmm0
+             add rsi, 16
+             add rdx, 16
+             sub rcx, 2
+         14: test rcx, rcx
+             jz 15f
+             mov rax, qword ptr [rsi]
+             mov qword ptr [rdx], rax
+         15:",
+        "    mov eax, dword ptr [r8]",
+        "    vzeroupper"
+    );
+
+    // The broken copy: the SSE2 routine without S3 (the first seq is
+    // reported again). Only the tearing test selects it.
+    #[cfg(feature = "broken-copy")]
+    sweep_asm!(
+        "vstats_consumer_guard_v2_sweep_broken",
+        "    cmp rcx, 2
+             jb 13f
+         12: movdqu xmm0, xmmword ptr [rsi]
+             movdqu xmmword ptr [rdx], xmm0
+             add rsi, 16
+             add rdx, 16
+             sub rcx, 2
+             cmp rcx, 2
+             jae 12b
+         13: test rcx, rcx
+             jz 15f
+             mov rax, qword ptr [rsi]
+             mov qword ptr [rdx], rax
+         15:",
+        "    mov eax, dword ptr [r11]",
+        "    nop"
+    );
+
+    /// The sweeps' argument block (offsets are the assembly's).
+    #[repr(C)]
+    struct SweepArgs {
+        rec: *const u8,
+        stride: usize,
+        nrec: usize,
+        runs: *const Run,
+        nruns: usize,
+        dst: *mut u64,
+        /// Bytes.
+        dst_stride: usize,
+        seqs: *mut [u32; 2],
+        /// Records not yet read (the faulting one included), stored by
+        /// the error exit.
+        left: usize,
+    }
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, seqs) == 56);
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, left) == 64);
+
+    type SweepFn = unsafe extern "C" fn(*mut SweepArgs) -> u32;
+
     extern "C" {
         fn vstats_consumer_guard_v1_start();
         fn vstats_consumer_guard_v1_end();
         fn vstats_consumer_guard_v1_fixup();
-        fn vstats_consumer_guard_v1_seq_copy(
-            seq: *const u32,
-            src: *const u64,
-            dst: *mut u64,
-            n: usize,
-            seqs: *mut u32,
-        ) -> u32;
         fn vstats_consumer_guard_v1_load64(src: *const u64, out: *mut u64) -> u32;
         fn vstats_consumer_guard_v1_load32(src: *const u32, out: *mut u32) -> u32;
         fn vstats_consumer_guard_v1_load16(src: *const u16, out: *mut u16) -> u32;
         fn vstats_consumer_guard_v1_load8(src: *const u8, out: *mut u8) -> u32;
+        fn vstats_consumer_guard_v2_sweep_scalar(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_scalar_1(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_scalar_end();
+        fn vstats_consumer_guard_v2_sweep_scalar_fixup();
+        fn vstats_consumer_guard_v2_sweep_sse2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_sse2_1(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_sse2_end();
+        fn vstats_consumer_guard_v2_sweep_sse2_fixup();
+        fn vstats_consumer_guard_v2_sweep_avx2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_avx2_1(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_avx2_end();
+        fn vstats_consumer_guard_v2_sweep_avx2_fixup();
+    }
+
+    #[cfg(feature = "broken-copy")]
+    extern "C" {
+        fn vstats_consumer_guard_v2_sweep_broken(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_broken_1(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v2_sweep_broken_end();
+        fn vstats_consumer_guard_v2_sweep_broken_fixup();
     }
 
     pub(crate) const GUARDED: bool = true;
+
+    /// Whether this CPU can run `p`.
+    pub(super) fn can_run(p: CopyPath) -> bool {
+        match p {
+            CopyPath::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            _ => true,
+        }
+    }
+
+    /// The fastest path this CPU runs.
+    pub(super) fn best() -> CopyPath {
+        if can_run(CopyPath::Avx2) {
+            CopyPath::Avx2
+        } else {
+            CopyPath::Sse2
+        }
+    }
+
+    /// As [`super::sweep`].
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`].
+    #[inline]
+    pub(super) unsafe fn sweep(
+        rec: *const u8,
+        stride: usize,
+        nrec: usize,
+        runs: &[Run],
+        dst: *mut u64,
+        dst_stride: usize,
+        seqs: *mut [u32; 2],
+    ) -> Result<(), usize> {
+        let one = runs.len() == 1;
+        let f: SweepFn = match (super::copy_path(), one) {
+            (CopyPath::Atomic, _) => {
+                // SAFETY: the caller's promise, which is the atomic
+                // sweep's.
+                unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) };
+                return Ok(());
+            }
+            (CopyPath::Scalar, false) => vstats_consumer_guard_v2_sweep_scalar,
+            (CopyPath::Scalar, true) => vstats_consumer_guard_v2_sweep_scalar_1,
+            (CopyPath::Sse2, false) => vstats_consumer_guard_v2_sweep_sse2,
+            (CopyPath::Sse2, true) => vstats_consumer_guard_v2_sweep_sse2_1,
+            (CopyPath::Avx2, false) => vstats_consumer_guard_v2_sweep_avx2,
+            (CopyPath::Avx2, true) => vstats_consumer_guard_v2_sweep_avx2_1,
+            #[cfg(feature = "broken-copy")]
+            (CopyPath::BrokenNoRecheck, false) => vstats_consumer_guard_v2_sweep_broken,
+            #[cfg(feature = "broken-copy")]
+            (CopyPath::BrokenNoRecheck, true) => vstats_consumer_guard_v2_sweep_broken_1,
+        };
+        let mut args = SweepArgs {
+            rec,
+            stride,
+            nrec,
+            runs: runs.as_ptr(),
+            nruns: runs.len(),
+            dst,
+            dst_stride: dst_stride.wrapping_mul(8),
+            seqs,
+            left: nrec,
+        };
+        // SAFETY: the caller's promise: the routine loads only the seqs
+        // and runs of the `nrec` records, stores only into the
+        // destinations, `seqs` and `args` (ours); the AVX2 routine is
+        // chosen only on a CPU with AVX2 (`set_copy_path`, `best`); the
+        // one-run entry only with exactly one run.
+        let r = unsafe { f(&mut args) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(nrec.saturating_sub(args.left))
+        }
+    }
 
     /// The handler that was installed before ours.
     static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
@@ -176,12 +759,48 @@ mod imp {
         PREVIOUS.get().is_some()
     }
 
-    /// The handler: only atomic loads, `sigaction` and `raise`, all
+    /// The error exit for a fault at `pc`, when `pc` is inside one of the
+    /// routines.
+    fn fixup_for(pc: usize) -> Option<usize> {
+        let a = |f: unsafe extern "C" fn()| f as *const () as usize;
+        let s = |f: SweepFn| f as *const () as usize;
+        let ranges = [
+            (
+                a(vstats_consumer_guard_v1_start),
+                a(vstats_consumer_guard_v1_end),
+                a(vstats_consumer_guard_v1_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v2_sweep_scalar),
+                a(vstats_consumer_guard_v2_sweep_scalar_end),
+                a(vstats_consumer_guard_v2_sweep_scalar_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v2_sweep_sse2),
+                a(vstats_consumer_guard_v2_sweep_sse2_end),
+                a(vstats_consumer_guard_v2_sweep_sse2_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v2_sweep_avx2),
+                a(vstats_consumer_guard_v2_sweep_avx2_end),
+                a(vstats_consumer_guard_v2_sweep_avx2_fixup),
+            ),
+            #[cfg(feature = "broken-copy")]
+            (
+                s(vstats_consumer_guard_v2_sweep_broken),
+                a(vstats_consumer_guard_v2_sweep_broken_end),
+                a(vstats_consumer_guard_v2_sweep_broken_fixup),
+            ),
+        ];
+        ranges
+            .iter()
+            .find(|(start, end, _)| (*start..*end).contains(&pc))
+            .map(|r| r.2)
+    }
+
+    /// The handler: only address comparisons, `sigaction` and `raise`, all
     /// async-signal safe.
     extern "C" fn on_sigbus(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-        let start = vstats_consumer_guard_v1_start as *const () as usize;
-        let end = vstats_consumer_guard_v1_end as *const () as usize;
-        let fixup = vstats_consumer_guard_v1_fixup as *const () as usize;
         let uc = ctx.cast::<libc::ucontext_t>();
         if !uc.is_null() {
             // SAFETY: with `SA_SIGINFO` the kernel passes the interrupted
@@ -189,8 +808,7 @@ mod imp {
             // handler may modify; the new instruction pointer takes effect
             // on return.
             let rip = unsafe { &mut (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] };
-            let pc = *rip as usize;
-            if (start..end).contains(&pc) {
+            if let Some(fixup) = fixup_for(*rip as usize) {
                 *rip = fixup as i64;
                 return;
             }
@@ -223,28 +841,6 @@ mod imp {
         }
     }
 
-    /// One attempt of the seq protocol: `Some([s1, s3])` (`s3 == s1` when
-    /// `s1` is odd and nothing was copied), `None` when a load faulted.
-    ///
-    /// # Safety
-    ///
-    /// `seq` (4-aligned) and `src..src + n` (8-aligned) lie in a region of
-    /// `crate::raw` (invariants 2 and 3, or a mapping that shrank);
-    /// `dst` is valid for `n` writes.
-    #[inline]
-    pub(crate) unsafe fn seq_copy(
-        seq: *const u32,
-        src: *const u64,
-        dst: *mut u64,
-        n: usize,
-    ) -> Option<[u32; 2]> {
-        let mut seqs = [0u32; 2];
-        // SAFETY: the caller's promise; the routine loads only from `seq`
-        // and `src..src + n`, stores only into `dst` and `seqs`.
-        let r = unsafe { vstats_consumer_guard_v1_seq_copy(seq, src, dst, n, seqs.as_mut_ptr()) };
-        (r == 0).then_some(seqs)
-    }
-
     macro_rules! load_fn {
         ($name:ident, $t:ty, $sym:ident) => {
             /// One guarded load; `None` when it faulted.
@@ -268,9 +864,11 @@ mod imp {
     load_fn!(load_u8, u8, vstats_consumer_guard_v1_load8);
 }
 
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(miri))))]
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom))))]
 mod imp {
-    use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+    use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+    use super::{CopyPath, Run};
 
     pub(crate) const GUARDED: bool = false;
 
@@ -279,37 +877,34 @@ mod imp {
         false
     }
 
-    /// As the guarded version, with relaxed atomic loads and the acquire
-    /// fences of `vstats_abi::seqlock`; never `None`.
+    /// Only the atomic path runs here.
+    pub(super) fn can_run(p: CopyPath) -> bool {
+        p == CopyPath::Atomic
+    }
+
+    /// The atomic path.
+    pub(super) fn best() -> CopyPath {
+        CopyPath::Atomic
+    }
+
+    /// The atomic sweep; never fails.
     ///
     /// # Safety
     ///
-    /// As the guarded version.
+    /// As [`super::sweep`].
     #[inline]
-    pub(crate) unsafe fn seq_copy(
-        seq: *const u32,
-        src: *const u64,
+    pub(super) unsafe fn sweep(
+        rec: *const u8,
+        stride: usize,
+        nrec: usize,
+        runs: &[Run],
         dst: *mut u64,
-        n: usize,
-    ) -> Option<[u32; 2]> {
-        // SAFETY: `seq` is an aligned, live atomic location (the caller's
-        // promise; atomics are `UnsafeCell`s, so sharing them is fine).
-        let seq = unsafe { &*seq.cast::<AtomicU32>() };
-        let s1 = seq.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        if s1 & 1 == 1 {
-            return Some([s1, s1]);
-        }
-        for i in 0..n {
-            // SAFETY: `src + i` is an aligned, live word (caller), and
-            // `dst + i` is valid for writes (caller).
-            unsafe {
-                let w = &*src.add(i).cast::<AtomicU64>();
-                dst.add(i).write(w.load(Ordering::Relaxed));
-            }
-        }
-        fence(Ordering::Acquire);
-        Some([s1, seq.load(Ordering::Relaxed)])
+        dst_stride: usize,
+        seqs: *mut [u32; 2],
+    ) -> Result<(), usize> {
+        // SAFETY: the caller's promise, which is the atomic sweep's.
+        unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) };
+        Ok(())
     }
 
     macro_rules! load_fn {
@@ -333,4 +928,4 @@ mod imp {
     load_fn!(load_u8, u8, AtomicU8);
 }
 
-pub(crate) use imp::{install, load_u16, load_u32, load_u64, load_u8, seq_copy, GUARDED};
+pub(crate) use imp::{install, load_u16, load_u32, load_u64, load_u8, GUARDED};

@@ -17,20 +17,22 @@
 //! | [`delta`], [`rate`], [`Aggregate`] (`stats`) | what two snapshots or many records say together; `Aggregate<u64>` for values, `Aggregate<f64>` for rates |
 //! | [`watch`] | the one rule for records stuck mid-update ([`watch::StuckWatch`]) |
 //! | [`filter`] | which counters ([`filter::NameFilter`], `*`/`?` patterns) and which vCPUs ([`filter::VcpuList`]) |
-//! | [`discover`] | the VMs published under a root directory: [`discover::list`] |
+//! | [`discover`] | the VMs published under a root directory ([`discover::list`]); every VM of the host, Xen domains included ([`discover::host`]) |
 //! | [`live`] | whether a VM directory's producer is live, stopped or dead (a lock tested without taking it), and pruning dead ones |
 //! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
+//! | [`target`] | what a command line names (a file, a directory, a name under the root, a Xen domain), opened as a [`follow::Vm`] |
 //! | [`overview`] | the host-wide view `top` shows: one row per VM of [`discover::host`] (CPU%, runnable%, blocked%, busiest rates, liveness), per-vCPU rows with histogram distributions, sorting, a name filter, reset baselines |
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
 //! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample and QEMU's `query-stats` answers (feature `json`) |
 //! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
 //!
-//! A front end is a few calls on top: a top-like view or the example
-//! `examples/running_share.rs` is [`discover::list`] + [`sample::Sampler`]
-//! per VM; a Prometheus exporter is [`discover::list`] + [`follow::Vm`]
-//! per VM + a [`Snapshot`] of each table at scrape time +
-//! [`encode::openmetrics::Exposition`]; an xcp-rrdd plugin is
-//! [`sample::Sampler::step`] + its own file writer.
+//! A front end is a few calls on top: `top` is an [`overview::Overview`];
+//! the example `examples/running_share.rs` is [`discover::list`] +
+//! [`sample::Sampler`] per VM; the Prometheus exporter is
+//! [`discover::host`] + a [`Snapshot`] of each table at scrape time +
+//! [`encode::openmetrics::Exposition`]; the xcp-rrdd plugin is
+//! [`discover::host`] + a runstate-only [`Snapshot::of_counters`] of each
+//! vCPU table + its own file writer.
 //!
 //! # Examples
 //!
@@ -177,6 +179,7 @@ pub mod sample;
 mod snapshot;
 mod stats;
 mod table;
+pub mod target;
 pub mod watch;
 #[cfg(feature = "xen")]
 pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
@@ -186,7 +189,7 @@ mod tests;
 
 pub use counter::{Counter, Source};
 pub use error::{error_line, Error, Result};
-pub use snapshot::{RecordSnapshot, RecordStatus, Snapshot};
+pub use snapshot::{RecordSnapshot, RecordStatus, RecordView, Records, Snapshot};
 pub use stats::{
     bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,
 };

@@ -55,7 +55,25 @@ pub fn install_fault_handler() -> bool {
     crate::guard::install()
 }
 
+/// The routine consistent record copies go through in this process (see
+/// [`CopyPath`]): chosen at first use, the fastest this build and CPU run
+/// (AVX2, else SSE2 on Linux x86-64; the per-word atomic path elsewhere
+/// and under Miri), unless `VSTATS_COPY_PATH` (`atomic`, `scalar`, `sse2`
+/// or `avx2`) named another that runs here.
+pub fn copy_path() -> CopyPath {
+    crate::guard::copy_path()
+}
+
+/// Chooses the copy routine for every later read in this process (tests
+/// and benchmarks run each path). Returns false, changing nothing, when
+/// this build or CPU cannot run `path`. [`CopyPath::Atomic`] is not
+/// fault-guarded: with it, a truncated table file kills the reader.
+pub fn set_copy_path(path: CopyPath) -> bool {
+    crate::guard::set_copy_path(path)
+}
+
 pub use crate::{
+    guard::CopyPath,
     mmap::FileId,
     raw::{AtomicInt, MemView, MemViewMut},
 };

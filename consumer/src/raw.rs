@@ -242,23 +242,37 @@ impl<'a> Region<'a> {
     ) -> Option<SeqRead> {
         let seq = self.check(seq_off, 4, 4)?;
         let words = self.check(words_off, out.len().checked_mul(8)?, 8)?;
+        // One run, from `words` relative to `seq`.
+        let src = u32::try_from(words.addr().wrapping_sub(seq.addr())).ok()?;
+        let run = [guard::Run {
+            src,
+            dst: 0,
+            words: u32::try_from(out.len()).ok()?,
+            _pad: 0,
+        }];
         let attempts = attempts.max(1);
         let mut last = 0;
         for _ in 0..attempts {
-            // SAFETY: `seq` and `[words, words + 8 * out.len())` are
-            // aligned and inside the region (`check`), as `guard` asks;
-            // `out` is ours to write, `out.len()` words.
+            let mut seqs = [[0u32; 2]];
+            // SAFETY: `seq` and `[words, words + 8 * out.len())` (which is
+            // `seq + src`) are aligned and inside the region (`check`), as
+            // `guard` asks; `out` is ours to write, `out.len()` words;
+            // `seqs` holds one pair.
             let r = unsafe {
-                guard::seq_copy(
-                    seq.cast::<u32>().cast_const(),
-                    words.cast::<u64>().cast_const(),
+                guard::sweep(
+                    seq.cast_const(),
+                    0,
+                    1,
+                    &run,
                     out.as_mut_ptr(),
-                    out.len(),
+                    0,
+                    seqs.as_mut_ptr(),
                 )
             };
-            let Some([s1, s3]) = r else {
+            if r.is_err() {
                 return Some(SeqRead::Faulted);
-            };
+            }
+            let [s1, s3] = seqs[0];
             if s1 & 1 == 0 && s1 == s3 {
                 return Some(SeqRead::Read(Ok(s1)));
             }
@@ -269,6 +283,64 @@ impl<'a> Region<'a> {
             seq: last,
             attempts,
         })))
+    }
+
+    /// One pass of the seq protocol over `nrec` records of `stride` bytes
+    /// from byte `first` (each record's seq at its byte 0): copies `runs`
+    /// of each into `dst` (`dst_stride` words per record) and stores each
+    /// record's `[s1, s3]` into `seqs`. `None` when the records or the
+    /// destination do not fit (nothing read); `Some(Err(done))` when a load
+    /// faulted while record `done` was read.
+    pub(crate) fn sweep_seq(
+        &self,
+        first: u64,
+        stride: u64,
+        runs: &[guard::Run],
+        dst: &mut [u64],
+        dst_stride: usize,
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<(), usize>> {
+        let nrec = seqs.len();
+        if nrec == 0 {
+            return Some(Ok(()));
+        }
+        // The bytes every record's seq and runs need, all 8-aligned.
+        let need = runs
+            .iter()
+            .map(guard::Run::src_end)
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        if stride % 8 != 0 || runs.iter().any(|r| r.src % 8 != 0 || r.dst % 8 != 0) {
+            return None;
+        }
+        let dst_need = runs.iter().map(guard::Run::dst_end_word).max().unwrap_or(0);
+        if dst_need > dst_stride
+            || dst.len() < (nrec - 1).checked_mul(dst_stride)?.checked_add(dst_need)?
+        {
+            return None;
+        }
+        let span = stride.checked_mul(nrec as u64 - 1)?.checked_add(need)?;
+        let base = self.check(first, usize::try_from(span).ok()?, 8)?;
+        // SAFETY: every record `k < nrec` lies at `base + k * stride` with
+        // its seq and runs inside `[base, base + span)`, which `check`
+        // proved inside the region; `base` and `stride` are 8-aligned and
+        // so is every run (checked above), the seq 4-aligned; each
+        // record's destination words `[k * dst_stride, k * dst_stride +
+        // dst_need)` lie in `dst` (checked above), ours to write; `seqs`
+        // holds `nrec` pairs.
+        let r = unsafe {
+            guard::sweep(
+                base.cast_const(),
+                usize::try_from(stride).ok()?,
+                nrec,
+                runs,
+                dst.as_mut_ptr(),
+                dst_stride,
+                seqs.as_mut_ptr(),
+            )
+        };
+        Some(r)
     }
 
     /// The region `[off, off + len)`, borrowing `self`.
@@ -379,9 +451,10 @@ impl fmt::Debug for Region<'_> {
 /// routines, and the `SIGBUS` handler installed when a file is mapped
 /// ([`crate::mem::install_fault_handler`]) turns a fault in them into a
 /// failed load (`None`) instead of the process's death. Their effect is
-/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes), so
-/// the argument below is unchanged; the repository's `docs/abi.md`, section
-/// 11, gives it in full. The atomic references of the `unsafe`
+/// that of relaxed atomic loads (aligned `mov`s of at most 8 bytes, or the
+/// SSE2/AVX2 vector loads of the record copies, whose argument is in
+/// `guard.rs`), so the argument below is unchanged; the repository's
+/// `docs/abi.md`, sections 5.6 and 11, gives it in full. The atomic references of the `unsafe`
 /// [`MemView::atomic`] and [`MemView::atomics`] are not guarded.
 /// Elsewhere, and under Miri, the loads are relaxed atomic loads and a
 /// fault is fatal.
@@ -549,6 +622,21 @@ impl<'a> MemView<'a> {
             SeqRead::Read(r) => Some(r),
             SeqRead::Faulted => None,
         }
+    }
+
+    /// The seq sweep of `Region::sweep_seq` over this view.
+    #[inline]
+    pub(crate) fn sweep_seq(
+        &self,
+        first: u64,
+        stride: u64,
+        runs: &[guard::Run],
+        dst: &mut [u64],
+        dst_stride: usize,
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<(), usize>> {
+        self.region
+            .sweep_seq(first, stride, runs, dst, dst_stride, seqs)
     }
 
     /// As [`MemView::read_seq_words`], telling a fault apart.

@@ -39,8 +39,8 @@ use crate::{
     follow::{Event, Source, Vm},
     rate,
     watch::{Stuck, StuckWatch},
-    Aggregate, Counter, Delta, Error, Kind, RecordSnapshot, RecordStatus, Result, Snapshot,
-    Summable, Table,
+    Aggregate, Counter, Delta, Error, Kind, RecordStatus, RecordView, Result, Snapshot, Summable,
+    Table,
 };
 
 /// Names of the four standard runstate counters, in Xen's order.
@@ -361,7 +361,8 @@ fn select(att: &Vm, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Sele
 
 impl Value {
     /// Counter `c`'s value in record `r`.
-    pub fn of(r: &RecordSnapshot, c: &Counter) -> Value {
+    pub fn of<'r>(r: impl Into<RecordView<'r>>, c: &Counter) -> Value {
+        let r = r.into();
         if c.is_histogram() {
             r.histogram(c)
                 .map_or(Value::Absent, |h| Value::Histogram(h.to_vec()))
@@ -372,13 +373,13 @@ impl Value {
 }
 
 /// The rate of a cumulative scalar counter, `None` for other kinds.
-fn cumulative_rate(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Option<f64> {
+fn cumulative_rate(prev: RecordView<'_>, cur: RecordView<'_>, c: &Counter) -> Option<f64> {
     (c.kind() == Kind::CUMULATIVE && !c.is_histogram())
         .then(|| rate(prev, cur, c))
         .flatten()
 }
 
-fn state(prev: &RecordSnapshot, cur: &RecordSnapshot, any: Option<&Counter>) -> RecordState {
+fn state(prev: RecordView<'_>, cur: RecordView<'_>, any: Option<&Counter>) -> RecordState {
     match cur.status() {
         RecordStatus::Busy { seq, .. } => RecordState::Busy { seq },
         _ if cur.is_unused() => RecordState::Unused,
@@ -390,8 +391,8 @@ fn state(prev: &RecordSnapshot, cur: &RecordSnapshot, any: Option<&Counter>) -> 
 }
 
 fn vcpu_sample(
-    prev: &RecordSnapshot,
-    cur: &RecordSnapshot,
+    prev: RecordView<'_>,
+    cur: RecordView<'_>,
     sel: &Selection,
     any: Option<&Counter>,
 ) -> VcpuSample {

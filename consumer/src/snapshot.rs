@@ -1,15 +1,26 @@
 //! Snapshots: private copies of records, filled by [`Table::snapshot`] and
 //! [`Table::snapshot_record`], and what can be read from them.
+//!
+//! A [`Snapshot`] is flat: one buffer of counter words for all its records
+//! (record `i`'s words at `[i * n, (i + 1) * n)`), one `[s1, s3]` seq pair
+//! per record, and the table's fields (generation, magic, `abi_size`) and
+//! the time stamped once per snapshot. [`Snapshot::record`] and
+//! [`Snapshot::records`] hand out [`RecordView`]s into it; a
+//! [`RecordSnapshot`] is one record's own copy (what
+//! [`Table::snapshot_record`] fills), read through the same methods. A
+//! snapshot made with [`Snapshot::of_counters`] copies only the words of
+//! the counters named, each record inside its own seq window: the cost of
+//! a sweep scales with what a sampler reads.
 
 use std::time::Instant;
 
 use vstats_abi::{
-    record::{domain_off, is_active, vcpu_off, RECORD_PREFIX},
+    record::{domain_off, is_active, vcpu_off, INACTIVE, RECORD_PREFIX},
     seqlock::Busy,
     VCPU_STATS_MAGIC,
 };
 
-use crate::{stats::Aggregate, table::words_per_record, Counter, Table};
+use crate::{guard::Run, stats::Aggregate, table::words_per_record, Counter, Table};
 
 /// How a record's last read went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +38,9 @@ pub enum RecordStatus {
     },
 }
 
-/// What every record snapshot of one table is stamped with, computed once
-/// per [`Table::snapshot`].
-#[derive(Clone, Copy, Debug)]
+/// What every record of one table is stamped with, computed once per
+/// [`Table::snapshot`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RecordStamp {
     generation: u64,
     magic: u32,
@@ -46,76 +57,40 @@ impl RecordStamp {
     }
 }
 
-/// A private copy of one record: its counter words `[8, size)`, the seq
-/// value they are consistent with, and when they were read.
+/// One record as read: a view into a [`Snapshot`] (from
+/// [`Snapshot::record`] and [`Snapshot::records`]) or into a
+/// [`RecordSnapshot`] ([`RecordSnapshot::view`]). `Copy`: a pointer, a
+/// length and a few stamped fields.
 ///
-/// Values are read through [`RecordSnapshot::get`] and friends, which
-/// return `None` for a counter that is absent: the record was not read
+/// Values are read through [`RecordView::get`] and friends, which return
+/// `None` for a counter that is absent: the record was not read
 /// consistently, the counter lies outside the record (beyond `size`, or
-/// beyond `abi_size` for a standard field), or it is inactive (top bit
-/// set: not provided, or overflowed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordSnapshot {
-    words: Box<[u64]>,
+/// beyond `abi_size` for a standard field), it is inactive (top bit set:
+/// not provided, or overflowed), or the snapshot was made with
+/// [`Snapshot::of_counters`] and the counter was not among those named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    words: &'a [u64],
     taken: Option<Instant>,
-    generation: u64,
+    stamp: RecordStamp,
     index: u32,
     seq: u32,
-    magic: u32,
-    abi_size: u32,
     status: RecordStatus,
 }
 
-impl RecordSnapshot {
-    /// An unread buffer shaped for `table`'s records.
-    pub fn new(table: &Table) -> RecordSnapshot {
-        let info = table.info();
-        RecordSnapshot {
-            words: vec![0; words_per_record(info)].into_boxed_slice(),
-            taken: None,
-            generation: info.generation(),
-            index: 0,
-            seq: 0,
-            magic: info.header.magic,
-            abi_size: info.abi_size,
-            status: RecordStatus::NotRead,
-        }
+impl<'a> From<&'a RecordSnapshot> for RecordView<'a> {
+    fn from(r: &'a RecordSnapshot) -> RecordView<'a> {
+        r.view()
     }
+}
 
-    /// Makes `self` ready to receive record `i` of `table`.
-    pub(crate) fn prepare(&mut self, table: &Table, i: u32) {
-        let info = table.info();
-        self.stamp(i, &RecordStamp::of(info), words_per_record(info));
+impl<'a> From<&RecordView<'a>> for RecordView<'a> {
+    fn from(r: &RecordView<'a>) -> RecordView<'a> {
+        *r
     }
+}
 
-    /// Makes `self` ready to receive record `i` (`n` counter words) of the
-    /// table `stamp` describes.
-    #[inline]
-    pub(crate) fn stamp(&mut self, i: u32, stamp: &RecordStamp, n: usize) {
-        if self.words.len() != n {
-            self.words = vec![0; n].into_boxed_slice();
-        }
-        self.generation = stamp.generation;
-        self.magic = stamp.magic;
-        self.abi_size = stamp.abi_size;
-        self.index = i;
-    }
-
-    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.words
-    }
-
-    /// Records the outcome of a read (`None`: the record could not be
-    /// located, which validation rules out).
-    pub(crate) fn finish(&mut self, r: Option<Result<u32, Busy>>, taken: Instant) {
-        self.taken = Some(taken);
-        (self.seq, self.status) = match r {
-            Some(Ok(seq)) => (seq, RecordStatus::Consistent),
-            Some(Err(Busy { seq, attempts })) => (seq, RecordStatus::Busy { seq, attempts }),
-            None => (0, RecordStatus::NotRead),
-        };
-    }
-
+impl<'a> RecordView<'a> {
     /// The record's index in the table.
     pub fn index(&self) -> u32 {
         self.index
@@ -139,44 +114,46 @@ impl RecordSnapshot {
 
     /// The generation of the table it was read from.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.stamp.generation
     }
 
-    /// When it was read (`None` before the first read).
+    /// When it was read (`None` before the first read); for a record of a
+    /// [`Snapshot`], the snapshot's time.
     pub fn taken(&self) -> Option<Instant> {
         self.taken
     }
 
     /// Whether the record comes from a vCPU table.
     pub fn is_vcpu(&self) -> bool {
-        self.magic == VCPU_STATS_MAGIC
+        self.stamp.magic == VCPU_STATS_MAGIC
     }
 
     /// The table's magic.
     pub(crate) fn magic(&self) -> u32 {
-        self.magic
+        self.stamp.magic
     }
 
     /// The raw counter words `[8, size)` as copied, inactive markers
-    /// included; empty unless the read was consistent.
-    pub fn words(&self) -> &[u64] {
+    /// included (and for words a [`Snapshot::of_counters`] did not copy);
+    /// empty unless the read was consistent.
+    pub fn words(&self) -> &'a [u64] {
         if self.is_consistent() {
-            &self.words
+            self.words
         } else {
             &[]
         }
     }
 
     /// Whether the slot is unused: read consistently and every counter
-    /// word within `size` is inactive (a record with no counter words at
-    /// all counts as unused).
+    /// word within `size` (that was copied) is inactive (a record with no
+    /// counter words at all counts as unused).
     pub fn is_unused(&self) -> bool {
         self.is_consistent() && self.words.iter().all(|&w| !is_active(w))
     }
 
     /// The words of `c`, if they lie inside the copied record (and inside
     /// `abi_size` for a standard field) and the read was consistent.
-    fn span(&self, c: &Counter) -> Option<&[u64]> {
+    fn span(&self, c: &Counter) -> Option<&'a [u64]> {
         if c.source() == crate::Source::Standard && !self.has_std_field(c.offset()) {
             return None;
         }
@@ -187,7 +164,10 @@ impl RecordSnapshot {
 
     /// `TableInfo::has_std_field` for the table this was read from.
     fn has_std_field(&self, offset: u32) -> bool {
-        offset >= RECORD_PREFIX && offset.checked_add(8).is_some_and(|e| e <= self.abi_size)
+        offset >= RECORD_PREFIX
+            && offset
+                .checked_add(8)
+                .is_some_and(|e| e <= self.stamp.abi_size)
     }
 
     /// The value of the scalar counter `c`; `None` when absent (see the
@@ -204,7 +184,7 @@ impl RecordSnapshot {
 
     /// The buckets of the histogram `c`; `None` when absent, when any
     /// bucket is inactive, or when `c` is not a histogram.
-    pub fn histogram(&self, c: &Counter) -> Option<&[u64]> {
+    pub fn histogram(&self, c: &Counter) -> Option<&'a [u64]> {
         if !c.is_histogram() {
             return None;
         }
@@ -260,8 +240,137 @@ impl RecordSnapshot {
     }
 }
 
+/// A private copy of one record: its counter words `[8, size)`, the seq
+/// value they are consistent with, and when they were read. Filled by
+/// [`Table::snapshot_record`]; read through the methods of
+/// [`RecordView`], which it repeats ([`RecordSnapshot::view`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSnapshot {
+    words: Box<[u64]>,
+    taken: Option<Instant>,
+    stamp: RecordStamp,
+    index: u32,
+    seq: u32,
+    status: RecordStatus,
+}
+
+/// `RecordSnapshot`'s readers, each the [`RecordView`] method of the same
+/// name.
+macro_rules! view_methods {
+    ($($(#[$m:meta])* $vis:vis fn $name:ident(&self $(, $a:ident: $t:ty)*) -> $r:ty;)*) => {$(
+        $(#[$m])*
+        $vis fn $name(&self $(, $a: $t)*) -> $r {
+            self.view().$name($($a),*)
+        }
+    )*};
+}
+
+impl RecordSnapshot {
+    /// An unread buffer shaped for `table`'s records.
+    pub fn new(table: &Table) -> RecordSnapshot {
+        let info = table.info();
+        RecordSnapshot {
+            words: vec![0; words_per_record(info)].into_boxed_slice(),
+            taken: None,
+            stamp: RecordStamp::of(info),
+            index: 0,
+            seq: 0,
+            status: RecordStatus::NotRead,
+        }
+    }
+
+    /// This record as a [`RecordView`], the type [`Snapshot::record`]
+    /// returns.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            words: &self.words,
+            taken: self.taken,
+            stamp: self.stamp,
+            index: self.index,
+            seq: self.seq,
+            status: self.status,
+        }
+    }
+
+    /// Makes `self` ready to receive record `i` of `table`.
+    pub(crate) fn prepare(&mut self, table: &Table, i: u32) {
+        let info = table.info();
+        let n = words_per_record(info);
+        if self.words.len() != n {
+            self.words = vec![0; n].into_boxed_slice();
+        }
+        self.stamp = RecordStamp::of(info);
+        self.index = i;
+    }
+
+    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
+        &mut self.words
+    }
+
+    /// Records the outcome of a read (`None`: the record could not be
+    /// located, which validation rules out).
+    pub(crate) fn finish(&mut self, r: Option<Result<u32, Busy>>, taken: Instant) {
+        self.taken = Some(taken);
+        (self.seq, self.status) = match r {
+            Some(Ok(seq)) => (seq, RecordStatus::Consistent),
+            Some(Err(Busy { seq, attempts })) => (seq, RecordStatus::Busy { seq, attempts }),
+            None => (0, RecordStatus::NotRead),
+        };
+    }
+
+    /// The raw counter words `[8, size)` as copied, inactive markers
+    /// included; empty unless the read was consistent.
+    pub fn words(&self) -> &[u64] {
+        self.view().words()
+    }
+
+    /// The buckets of the histogram `c`; see [`RecordView::histogram`].
+    pub fn histogram(&self, c: &Counter) -> Option<&[u64]> {
+        self.view().histogram(c)
+    }
+
+    view_methods! {
+        /// The record's index in the table.
+        pub fn index(&self) -> u32;
+        /// How the last read went.
+        pub fn status(&self) -> RecordStatus;
+        /// Whether the last read was consistent.
+        pub fn is_consistent(&self) -> bool;
+        /// The (even) seq value the copy is consistent with; the last seq
+        /// seen when busy.
+        pub fn seq(&self) -> u32;
+        /// The generation of the table it was read from.
+        pub fn generation(&self) -> u64;
+        /// When it was read (`None` before the first read).
+        pub fn taken(&self) -> Option<Instant>;
+        /// Whether the record comes from a vCPU table.
+        pub fn is_vcpu(&self) -> bool;
+        /// Whether the slot is unused; see [`RecordView::is_unused`].
+        pub fn is_unused(&self) -> bool;
+        /// The value of the scalar counter `c`; see [`RecordView::get`].
+        pub fn get(&self, c: &Counter) -> Option<u64>;
+        /// vCPU `runstate_running_time`, nanoseconds (`None` in a domain
+        /// table or when absent).
+        pub fn running(&self) -> Option<u64>;
+        /// vCPU `runstate_runnable_time`, nanoseconds.
+        pub fn runnable(&self) -> Option<u64>;
+        /// vCPU `runstate_blocked_time`, nanoseconds.
+        pub fn blocked(&self) -> Option<u64>;
+        /// vCPU `runstate_offline_time`, nanoseconds.
+        pub fn offline(&self) -> Option<u64>;
+        /// Domain `vcpus_online` (`None` in a vCPU table or when absent).
+        pub fn vcpus_online(&self) -> Option<u64>;
+        /// Domain `vcpus_max`.
+        pub fn vcpus_max(&self) -> Option<u64>;
+        /// Domain `uptime`, nanoseconds.
+        pub fn uptime(&self) -> Option<u64>;
+    }
+}
+
 /// A private copy of every record of a table, filled by
-/// [`Table::snapshot`].
+/// [`Table::snapshot`]: one flat buffer of counter words, one seq pair per
+/// record, the table's fields and the time stamped once. Made for one
+/// table shape; refilling it for a table of that shape never allocates.
 ///
 /// Busy records: a record that stays mid-update for every attempt does not
 /// fail the snapshot. It gets status [`RecordStatus::Busy`], its counters
@@ -269,52 +378,179 @@ impl RecordSnapshot {
 /// returned by [`Table::snapshot`]); [`Snapshot::busy`] lists them.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    records: Vec<RecordSnapshot>,
+    /// Record `i`'s counter words at `[i * per, (i + 1) * per)`.
+    words: Vec<u64>,
+    /// Record `i`'s `[s1, s3]`: consistent when `s1` is even and equal to
+    /// `s3`; otherwise busy, with `s1` the last seq seen.
+    seqs: Vec<[u32; 2]>,
+    /// Counter words per record.
+    per: usize,
+    /// What each record copies.
+    runs: Vec<Run>,
+    /// The counter words named ([`Snapshot::of_counters`]) as `[first,
+    /// end)` ranges, sorted and merged; `None`: every word.
+    subset: Option<Vec<(usize, usize)>>,
+    stamp: RecordStamp,
+    /// Records read by the last snapshot (the rest are not read).
+    read: u32,
+    /// Attempts a busy record was given.
+    attempts: u32,
     taken: Option<Instant>,
     busy: u32,
 }
 
 impl Snapshot {
-    /// An unread snapshot shaped for `table`: allocates `nr_records`
-    /// record buffers once; refilling it never allocates.
+    /// An unread snapshot shaped for `table`: allocates its buffers once
+    /// (`nr_records x (size - 8) / 8` words); refilling it never
+    /// allocates.
     pub fn new(table: &Table) -> Snapshot {
-        let proto = RecordSnapshot::new(table);
-        Snapshot {
-            records: (0..table.nr_records())
-                .map(|i| RecordSnapshot {
-                    index: i,
-                    ..proto.clone()
-                })
+        Snapshot::shaped(table, None)
+    }
+
+    /// An unread snapshot of `table` that copies only the words of
+    /// `counters` (e.g. the four runstate times): each record copies those
+    /// words, and nothing else, inside its seq window. The other counters
+    /// read as absent. Counters of another table are taken by their word
+    /// positions.
+    pub fn of_counters<'c>(
+        table: &Table,
+        counters: impl IntoIterator<Item = &'c Counter>,
+    ) -> Snapshot {
+        let mut ranges: Vec<(usize, usize)> = counters
+            .into_iter()
+            .map(|c| {
+                let first = c.first_word();
+                (first, first.saturating_add(c.count() as usize))
+            })
+            .filter(|(a, b)| a < b)
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        Snapshot::shaped(table, Some(merged))
+    }
+
+    fn shaped(table: &Table, subset: Option<Vec<(usize, usize)>>) -> Snapshot {
+        let info = table.info();
+        let per = words_per_record(info);
+        let nr = table.nr_records() as usize;
+        let runs: Vec<Run> = match &subset {
+            None => vec![Run::counters(0, per as u32)],
+            Some(ranges) => ranges
+                .iter()
+                .filter(|(a, _)| *a < per)
+                .map(|&(a, b)| Run::counters(a as u32, (b.min(per) - a) as u32))
                 .collect(),
+        };
+        // Words no run copies read as inactive (absent), never as 0.
+        let fill = if subset.is_some() { INACTIVE } else { 0 };
+        Snapshot {
+            words: vec![fill; nr * per],
+            seqs: vec![[0, 0]; nr],
+            per,
+            runs,
+            subset,
+            stamp: RecordStamp::of(info),
+            read: 0,
+            attempts: 0,
             taken: None,
             busy: 0,
         }
     }
 
-    /// Reshapes for `table` if it has another number of records.
+    /// Reshapes for `table` if its records have another number or size.
     pub(crate) fn prepare(&mut self, table: &Table) {
-        if self.records.len() != table.nr_records() as usize {
-            *self = Snapshot::new(table);
+        if self.seqs.len() != table.nr_records() as usize
+            || self.per != words_per_record(table.info())
+        {
+            *self = Snapshot::shaped(table, self.subset.take());
         }
+        self.stamp = RecordStamp::of(table.info());
     }
 
-    pub(crate) fn records_mut(&mut self) -> &mut [RecordSnapshot] {
-        &mut self.records
+    /// The buffers [`Table::snapshot`] fills: words, seqs, words per
+    /// record, runs.
+    pub(crate) fn parts_mut(&mut self) -> (&mut [u64], &mut [[u32; 2]], usize, &[Run]) {
+        (&mut self.words, &mut self.seqs, self.per, &self.runs)
     }
 
-    pub(crate) fn finish(&mut self, taken: Instant, busy: u32) {
+    pub(crate) fn finish(&mut self, taken: Instant, read: u32, attempts: u32, busy: u32) {
         self.taken = Some(taken);
+        self.read = read;
+        self.attempts = attempts;
         self.busy = busy;
     }
 
+    /// Counter words per record (`(size - 8) / 8`), the stride of
+    /// [`Snapshot::words`].
+    pub fn words_per_record(&self) -> usize {
+        self.per
+    }
+
+    /// The flat buffer: record `i`'s counter words at `[i * n, (i + 1) *
+    /// n)`, `n` = [`Snapshot::words_per_record`], whatever the records'
+    /// status (check it through [`Snapshot::record`]).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Whether the snapshot copies only some counters
+    /// ([`Snapshot::of_counters`]).
+    pub fn is_subset(&self) -> bool {
+        self.subset.is_some()
+    }
+
+    /// Number of record slots.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Whether the table has no record slots.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
     /// Every record slot, in index order.
-    pub fn records(&self) -> &[RecordSnapshot] {
-        &self.records
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            snap: self,
+            range: 0..self.seqs.len() as u32,
+        }
     }
 
     /// Record `i`, `None` when out of range.
-    pub fn record(&self, i: u32) -> Option<&RecordSnapshot> {
-        self.records.get(usize::try_from(i).ok()?)
+    pub fn record(&self, i: u32) -> Option<RecordView<'_>> {
+        let k = usize::try_from(i).ok()?;
+        let [s1, s3] = *self.seqs.get(k)?;
+        let start = k.checked_mul(self.per)?;
+        let words = self.words.get(start..start.checked_add(self.per)?)?;
+        let status = if i >= self.read {
+            RecordStatus::NotRead
+        } else if s1 & 1 == 0 && s1 == s3 {
+            RecordStatus::Consistent
+        } else {
+            RecordStatus::Busy {
+                seq: s1,
+                attempts: self.attempts,
+            }
+        };
+        Some(RecordView {
+            words,
+            taken: self.taken,
+            stamp: self.stamp,
+            index: i,
+            seq: if status == RecordStatus::NotRead {
+                0
+            } else {
+                s1
+            },
+            status,
+        })
     }
 
     /// When the snapshot was taken (before its first record was read);
@@ -330,20 +566,71 @@ impl Snapshot {
 
     /// The busy records' indices and their [`RecordStatus::Busy`] details.
     pub fn busy(&self) -> impl Iterator<Item = (u32, RecordStatus)> + '_ {
-        self.records
-            .iter()
+        self.records()
             .filter(|r| matches!(r.status, RecordStatus::Busy { .. }))
             .map(|r| (r.index, r.status))
     }
 
     /// Whether the snapshot was taken and every record read consistently.
     pub fn is_complete(&self) -> bool {
-        self.taken.is_some() && self.records.iter().all(RecordSnapshot::is_consistent)
+        self.taken.is_some() && self.records().all(|r| r.is_consistent())
     }
 
     /// Sum, min, max, average, zeros and presence of scalar counter `c`
     /// across the records (unused, busy and absent ones count as absent).
     pub fn aggregate(&self, c: &Counter) -> Aggregate {
-        self.records.iter().map(|r| r.get(c)).collect()
+        self.records().map(|r| r.get(c)).collect()
     }
 }
+
+/// The records of a [`Snapshot`], in index order, as [`RecordView`]s.
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    snap: &'a Snapshot,
+    range: std::ops::Range<u32>,
+}
+
+impl<'a> Records<'a> {
+    /// The same records, from the start of what is left (for code written
+    /// against a slice: `snap.records().iter()`).
+    pub fn iter(&self) -> Records<'a> {
+        self.clone()
+    }
+
+    /// Records left.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether none are left.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// Record `i` of the snapshot (whatever was iterated already).
+    pub fn get(&self, i: u32) -> Option<RecordView<'a>> {
+        self.snap.record(i)
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = RecordView<'a>;
+
+    fn next(&mut self) -> Option<RecordView<'a>> {
+        let i = self.range.next()?;
+        self.snap.record(i)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Records<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let i = self.range.next_back()?;
+        self.snap.record(i)
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}

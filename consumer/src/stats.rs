@@ -1,7 +1,7 @@
 //! What two snapshots, or many records, say together: deltas, rates and
 //! aggregates.
 
-use crate::{Counter, RecordSnapshot};
+use crate::{Counter, RecordView};
 
 /// The change of a scalar counter between two readings of one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,12 @@ fn seq_forward(prev: u32, cur: u32) -> bool {
 /// `Absent` if either reading is not consistent, then `Reset`, then
 /// `Absent` if the counter is absent from either, then `Value` or
 /// `Decreased`.
-pub fn delta(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Delta {
+pub fn delta<'p, 'c>(
+    prev: impl Into<RecordView<'p>>,
+    cur: impl Into<RecordView<'c>>,
+    c: &Counter,
+) -> Delta {
+    let (prev, cur) = (prev.into(), cur.into());
     if !prev.is_consistent() || !cur.is_consistent() {
         return Delta::Absent;
     }
@@ -70,14 +75,19 @@ pub fn delta(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Delta 
 }
 
 /// The rate of change of scalar counter `c` per second of
-/// [`RecordSnapshot::taken`] time, in raw units (multiply by
+/// [`RecordView::taken`] time, in raw units (multiply by
 /// [`Counter::scale`] for [`Counter::unit`]s: a running time in
 /// nanoseconds times 1e-9 is the fraction of a CPU used).
 ///
 /// `None` when [`delta`] is not a value, except that an instant counter's
 /// decrease gives a negative rate; also `None` when the readings have no
 /// timestamps or `cur` was not taken after `prev`.
-pub fn rate(prev: &RecordSnapshot, cur: &RecordSnapshot, c: &Counter) -> Option<f64> {
+pub fn rate<'p, 'c>(
+    prev: impl Into<RecordView<'p>>,
+    cur: impl Into<RecordView<'c>>,
+    c: &Counter,
+) -> Option<f64> {
+    let (prev, cur) = (prev.into(), cur.into());
     let secs = cur
         .taken()?
         .checked_duration_since(prev.taken()?)?
@@ -252,7 +262,7 @@ pub fn bucket_bound(kind: crate::Kind, bucket_size: u32, i: usize, buckets: usiz
 
 impl Distribution {
     /// The distribution of `buckets`, the buckets of histogram counter `c`
-    /// (as [`RecordSnapshot::histogram`] reads them, or their difference
+    /// (as [`RecordView::histogram`](crate::RecordView::histogram) reads them, or their difference
     /// between two readings: [`histogram_delta`]); `None` when `c` is not
     /// a histogram.
     pub fn of(c: &Counter, buckets: &[u64]) -> Option<Distribution> {

@@ -19,7 +19,6 @@ use crate::{
     mem::{FileId, MemView},
     mmap::{open_regular, page_size, Follow},
     raw::SeqRead,
-    snapshot::RecordStamp,
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
 };
@@ -30,8 +29,8 @@ use crate::{
 pub const MAX_HEAD_LEN: u64 = 16 << 20;
 
 /// Most record slots a table may have: 2^20. With it, a [`Snapshot`]
-/// allocates at most about 2^20 x 72 bytes plus the records' counter
-/// words (which are fewer bytes than the mapping).
+/// allocates at most 2^20 x 8 bytes (a seq pair per record) plus the
+/// records' counter words (which are fewer bytes than the mapping).
 pub const MAX_RECORDS: u32 = 1 << 20;
 
 /// Most counter words a table's records may hold in all (`nr_records x
@@ -418,35 +417,101 @@ impl Table {
     /// record is consistent. The worst case is `nr_records *
     /// max_attempts` attempts.
     pub fn snapshot(&self, snap: &mut Snapshot) -> u32 {
+        self.snapshot_at(snap, Instant::now())
+    }
+
+    /// As [`Table::snapshot`], stamped `taken` instead of reading the clock
+    /// ([`Snapshot::taken`] and every record's `taken` are `taken`): for a
+    /// sampler that reads many tables per tick and takes one time for all
+    /// of them, and for small snapshots (a [`Snapshot::of_counters`] of a
+    /// few words), whose cost the clock read (`clock_gettime` through the
+    /// vDSO, some 20 ns in a VM) would otherwise dominate.
+    pub fn snapshot_at(&self, snap: &mut Snapshot, taken: Instant) -> u32 {
         snap.prepare(self);
-        let taken = Instant::now();
-        // Per-table work once, not per record: the record geometry, which
-        // validation proved inside the mapping (R7), and what every record
-        // snapshot is stamped with.
-        let n = words_per_record(&self.info);
-        let stride = u64::from(self.info.header.stride);
-        let stamp = RecordStamp::of(&self.info);
-        let mut off = u64::from(self.info.header.offset);
-        let mut busy = 0;
+        let nr = self.info.nr_records;
+        let attempts = self.max_attempts;
         // A table lost to truncation is not read again: every load of it
         // would fault, one signal per record.
-        let mut lost = self.is_lost();
-        for (i, rec) in (0..self.info.nr_records).zip(snap.records_mut()) {
-            rec.stamp(i, &stamp, n);
-            let r = if lost {
-                None
-            } else {
-                self.read_at(off, rec.words_mut())
-            };
-            lost = lost || (r.is_none() && self.is_lost());
-            if matches!(r, Some(Err(_))) {
-                busy += 1;
-            }
-            rec.finish(r, taken);
-            off = off.wrapping_add(stride);
+        if self.is_lost() {
+            snap.finish(taken, 0, attempts, 0);
+            return 0;
         }
-        snap.finish(taken, busy);
+        // Per-table work once, not per record: the record geometry, which
+        // validation proved inside the mapping (R7) and the view checks
+        // once for the whole sweep.
+        let first = u64::from(self.info.header.offset);
+        let stride = u64::from(self.info.header.stride);
+        let (words, seqs, per, runs) = snap.parts_mut();
+        let mut read = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
+            Some(Ok(())) => nr,
+            Some(Err(done)) => {
+                self.lost.store(true, Ordering::Relaxed);
+                u32::try_from(done).unwrap_or(0)
+            }
+            // Geometry outside the mapping: ruled out by validation.
+            None => 0,
+        };
+        // The records the first pass found mid-update or changing, one at
+        // a time, with the attempts left.
+        let mut busy = 0;
+        for i in 0..read {
+            let k = i as usize;
+            let Some(&[s1, s3]) = seqs.get(k) else { break };
+            if s1 & 1 == 0 && s1 == s3 {
+                continue;
+            }
+            let off = first.wrapping_add(stride.wrapping_mul(u64::from(i)));
+            let dst = words.get_mut(k * per..).unwrap_or_default();
+            let Some(seq) = seqs.get_mut(k..=k) else {
+                break;
+            };
+            match self.retry(off, runs, dst, per, seq, attempts.saturating_sub(1)) {
+                Some(true) => {}
+                Some(false) => busy += 1,
+                None => {
+                    read = i;
+                    break;
+                }
+            }
+        }
+        snap.finish(taken, read, attempts, busy);
         busy
+    }
+
+    /// Reads the record at byte `off` again, up to `attempts` times, after
+    /// a first attempt left `seq[0]` inconsistent. `Some(true)` when
+    /// consistent; `Some(false)` when still busy (`seq[0]` then holds the
+    /// last seq seen, as `[s, s]` when odd and `[s, s + 1]` when even);
+    /// `None` when a load faulted (the table is then lost) or the record
+    /// is not inside the mapping.
+    fn retry(
+        &self,
+        off: u64,
+        runs: &[crate::guard::Run],
+        dst: &mut [u64],
+        per: usize,
+        seq: &mut [[u32; 2]],
+        attempts: u32,
+    ) -> Option<bool> {
+        let last_of = |[s1, s3]: [u32; 2]| if s1 & 1 == 1 { s1 } else { s3 };
+        let mut last = last_of(*seq.first()?);
+        for _ in 0..attempts {
+            core::hint::spin_loop();
+            match self.map.sweep_seq(off, 0, runs, dst, per, seq)? {
+                Ok(()) => {}
+                Err(_) => {
+                    self.lost.store(true, Ordering::Relaxed);
+                    return None;
+                }
+            }
+            let [s1, s3] = *seq.first()?;
+            if s1 & 1 == 0 && s1 == s3 {
+                return Some(true);
+            }
+            last = last_of([s1, s3]);
+        }
+        *seq.first_mut()? = [last, last.wrapping_add(1 - (last & 1))];
+        Some(false)
     }
 
     /// Whether the producer changed the table since it was validated:

@@ -128,6 +128,39 @@ fn set_words_stores_a_run_and_stops_at_the_record_end() {
 }
 
 #[test]
+fn update_words_is_one_whole_update_of_a_run() {
+    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
+        let (control, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        assert_eq!(
+            w.update_words(1, &[5, 1 << 63, 7, 8, 9]),
+            Some(3),
+            "words 1-3"
+        );
+        assert_eq!(w.seq(), 2);
+        assert_eq!(w.update_words(4, &[1]), Some(0), "beyond the record");
+        assert_eq!(w.seq(), 4, "an empty update is still an update");
+        // An update left open is finished by it.
+        assert!(w.begin().is_some(), "begun, never finished");
+        assert_eq!(w.seq(), 5);
+        assert_eq!(w.update_words(0, &[11]), Some(1));
+        assert_eq!(w.seq(), 6);
+        control.set_enabled(false);
+        assert_eq!(w.update_words(0, &[12]), None, "disabled: nothing stored");
+        assert_eq!(w.seq(), 6);
+        control.set_enabled(true);
+    });
+    let r = u64::from(l.offset);
+    assert_eq!(u32_at(&b, r), 6);
+    assert_eq!(u64_at(&b, r + 8), 11);
+    assert_eq!(u64_at(&b, r + 16), 5);
+    assert_eq!(u64_at(&b, r + 24), INACTIVE, "overflow stores inactive");
+    assert_eq!(u64_at(&b, r + 32), 7);
+    assert_eq!(u64_at(&b, r + 40), INACTIVE, "padding untouched");
+}
+
+#[test]
 fn abandoned_update_leaves_seq_odd_until_the_next_one() {
     let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
     let mut seen = 0;

@@ -178,6 +178,34 @@ impl RawRecordWriter {
         }
     }
 
+    /// As [`RecordWriter::update_words`].
+    ///
+    /// # Safety
+    ///
+    /// As [`RawRecordWriter::begin`], for the duration of the call.
+    #[inline]
+    pub unsafe fn update_words(&mut self, first: usize, values: &[u64]) -> Option<usize> {
+        // SAFETY: invariant 1: the table, and so its `Control`, is alive
+        // and in place; `Control` is only used through `&`.
+        let control = unsafe { self.control.as_ref() };
+        if !self.sw.in_update() && !control.is_enabled() {
+            return None;
+        }
+        // SAFETY: invariant 2: the seq word is valid for the call, and only
+        // ever accessed atomically.
+        let seq = unsafe { self.seq.as_ref() };
+        // SAFETY: invariant 2: `len` counter words at `words` are valid,
+        // 8-aligned atomics for the call (`Frames::u64s_at` made them so).
+        let words = unsafe { core::slice::from_raw_parts(self.words.as_ptr(), self.len) };
+        let run = words.get(first..).unwrap_or_default();
+        // One bounds check for the whole run when it fits (a run of known
+        // length, e.g. an array, is then stored without a check per word).
+        Some(match run.get(..values.len()) {
+            Some(run) => self.sw.write(seq, || store_run(run, values)),
+            None => self.sw.write(seq, || store_run(run, values)),
+        })
+    }
+
     /// Hands this writer's seq on to the table's next split, as dropping a
     /// [`RecordWriter`] does.
     ///
@@ -285,6 +313,23 @@ impl<'t> RecordWriter<'t> {
         unsafe { self.raw.update(f) }
     }
 
+    /// One whole update that stores `values` into counter words `first,
+    /// first + 1, ...` (as [`Update::set_words`] does: a value with the top
+    /// bit set stores the inactive marker; words beyond the record are not
+    /// stored). Returns how many words were stored, or `None`, storing
+    /// nothing, while the table is disabled. The fast path for a writer
+    /// that publishes a run of counters at once: the seq stays in a
+    /// register from the odd store to the even one
+    /// (`vstats_abi::seqlock::SeqWriter::write`), one bounds check covers
+    /// the run, and the inactive marker is chosen without a branch.
+    /// An update begun with [`RecordWriter::begin`] and not finished is
+    /// finished by it.
+    #[inline]
+    pub fn update_words(&mut self, first: usize, values: &[u64]) -> Option<usize> {
+        // SAFETY: as in `begin`.
+        unsafe { self.raw.update_words(first, values) }
+    }
+
     /// The seq value this writer last stored (its private copy).
     #[inline]
     pub fn seq(&self) -> u32 {
@@ -325,12 +370,7 @@ impl Update<'_> {
     /// were.
     #[inline]
     pub fn set_words(&mut self, first: usize, values: &[u64]) -> usize {
-        let words = self.words.get(first..).unwrap_or_default();
-        for (word, &v) in words.iter().zip(values) {
-            let v = if v & INACTIVE_BIT != 0 { INACTIVE } else { v };
-            word.store(v, Ordering::Relaxed);
-        }
-        words.len().min(values.len())
+        store_run(self.words.get(first..).unwrap_or_default(), values)
     }
 
     /// Stores counter word `i` given by its byte offset in the record (a
@@ -369,4 +409,20 @@ impl Update<'_> {
     pub fn finish(self) {
         self.sw.end(self.seq);
     }
+}
+
+// What `store_run`'s branch-free marker relies on.
+const _: () = assert!(INACTIVE == u64::MAX && INACTIVE_BIT == 1 << 63);
+
+/// Stores `values` into `run` (as many as both hold), a value with the top
+/// bit set as the inactive marker; returns how many were stored.
+#[inline]
+fn store_run(run: &[AtomicU64], values: &[u64]) -> usize {
+    for (word, &v) in run.iter().zip(values) {
+        // All ones (`INACTIVE`) when the top bit is set, else `v`: the
+        // arithmetic shift spreads the top bit, no branch.
+        let v = v | ((v as i64 >> 63) as u64);
+        word.store(v, Ordering::Relaxed);
+    }
+    run.len().min(values.len())
 }

@@ -26,22 +26,6 @@ pub const EXIT_BAD_TABLE: u8 = vstats_invariants::report::EXIT_VIOLATION;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `--name` names no directory under the root.
-    #[error("no VM named {name:?}: {} does not exist", .dir.display())]
-    NoSuchVm {
-        /// The name asked for.
-        name: String,
-        /// The directory that would hold its tables.
-        dir: PathBuf,
-    },
-    /// A name that cannot be a directory name.
-    #[error("invalid VM name {name:?}: {reason}")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
     /// The consumer's error, as it is.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),

@@ -17,18 +17,26 @@ use vstats_benches::{
     hot::{self, PlainRecord, SeqRecord},
     out,
 };
-use vstats_consumer::{RecordSnapshot, Snapshot};
+use vstats_consumer::{
+    mem::{set_copy_path, CopyPath},
+    RecordSnapshot, Snapshot,
+};
 
-const OPS: [&str; 9] = [
+const OPS: [&str; 14] = [
     "plain_atomic",
     "seqlock",
     "producer_update",
+    "producer_update_words",
     "memcpy_record",
     "read_words",
     "snapshot_record",
     "memcpy_64",
     "sweep_raw_64",
     "snapshot_64",
+    "snapshot_64_atomic",
+    "snapshot_64_scalar",
+    "snapshot_64_sse2",
+    "snapshot_64_avx2",
 ];
 
 fn perform(op: &str, n: u64) -> Result<()> {
@@ -53,6 +61,13 @@ fn perform(op: &str, n: u64) -> Result<()> {
             let mut w = ws.next().context("record 0")?;
             for v in 0..n {
                 hot::producer_update4(&mut w, black_box(v));
+            }
+        }
+        "producer_update_words" => {
+            let mut ws = fx.writers();
+            let mut w = ws.next().context("record 0")?;
+            for v in 0..n {
+                hot::producer_update_words4(&mut w, black_box(v));
             }
         }
         "memcpy_record" | "memcpy_64" => {
@@ -85,7 +100,15 @@ fn perform(op: &str, n: u64) -> Result<()> {
                 black_box(hot::sweep_raw(black_box(&recs), &mut out, words));
             }
         }
-        "snapshot_64" => {
+        "snapshot_64" | "snapshot_64_atomic" | "snapshot_64_scalar" | "snapshot_64_sse2"
+        | "snapshot_64_avx2" => {
+            if let Some(name) = op.strip_prefix("snapshot_64_") {
+                let path = CopyPath::available()
+                    .into_iter()
+                    .find(|p| p.name() == name)
+                    .with_context(|| format!("copy path {name} does not run here"))?;
+                set_copy_path(path);
+            }
             let t = fx.consumer();
             let mut snap = Snapshot::new(t);
             for _ in 0..n {

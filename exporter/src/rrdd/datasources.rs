@@ -33,7 +33,7 @@
 //!   the same time). With one vCPU they are exact: running, runnable,
 //!   blocked plus offline, and 0 for the mixed states.
 
-use vstats_consumer::{discover::Host, live::Liveness, Snapshot};
+use vstats_consumer::{discover::Host, live::Liveness, sample::RUNSTATE_COUNTERS, Snapshot};
 
 use super::protocol::{Datasource, DsType, DsValue, Owner};
 
@@ -179,7 +179,8 @@ pub struct Skipped {
 }
 
 /// The datasources of every live VM of `host` ([`vm_datasources`]), read
-/// from one snapshot of each vCPU table. VMs whose producer is stopped or
+/// from one snapshot of each vCPU table that copies only the runstate
+/// words ([`Snapshot::of_counters`]). VMs whose producer is stopped or
 /// dead (frozen values) are left out, as are vCPUs whose record is unused
 /// or busy in the snapshot.
 pub fn host_datasources(host: &Host) -> (Vec<Datasource>, Skipped) {
@@ -199,7 +200,11 @@ pub fn host_datasources(host: &Host) -> (Vec<Datasource>, Skipped) {
         let Some(src) = vm.vcpu.as_ref() else {
             continue;
         };
-        let mut snap = Snapshot::new(&src.table);
+        // Only the four runstate words of each record are copied.
+        let runstates = RUNSTATE_COUNTERS
+            .iter()
+            .filter_map(|n| src.table.counter(n));
+        let mut snap = Snapshot::of_counters(&src.table, runstates);
         src.table.snapshot(&mut snap);
         let vcpus: Vec<VcpuTimes> = snap
             .records()

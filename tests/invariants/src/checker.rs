@@ -683,7 +683,7 @@ impl Checker {
         let mut fails = Vec::new();
         for rec in live.snap.records() {
             live.records
-                .check(rec, &self.opts, vcpu && running_known, &at, &mut fails);
+                .check(&rec, &self.opts, vcpu && running_known, &at, &mut fails);
         }
         for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5] {
             self.book.pass(id);

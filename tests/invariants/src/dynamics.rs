@@ -8,7 +8,7 @@ use vstats_abi::{
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
     Kind, Rule,
 };
-use vstats_consumer::{watch::StuckWatch, RecordSnapshot, RecordStatus, Table};
+use vstats_consumer::{watch::StuckWatch, RecordStatus, RecordView, Table};
 
 use crate::{checker::CheckOptions, report::Evidence};
 
@@ -113,7 +113,7 @@ impl Baselines {
     /// of the records; `r16` says whether R16 applies to the table.
     pub(crate) fn check(
         &mut self,
-        rec: &RecordSnapshot,
+        rec: &RecordView<'_>,
         opts: &CheckOptions,
         r16: bool,
         at: &At,
@@ -136,7 +136,7 @@ impl Baselines {
 
     /// D1: a record's seq (consistent or busy) never steps backwards, in
     /// serial-number arithmetic. Also notes whether it ever moved.
-    fn check_seq_order(&mut self, rec: &RecordSnapshot, at: &At, fails: &mut Fails) {
+    fn check_seq_order(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
         let i = rec.index();
         let seq = match rec.status() {
             RecordStatus::Consistent => rec.seq(),
@@ -169,7 +169,7 @@ impl Baselines {
     /// any other reading ends the run).
     fn check_odd_bound(
         &mut self,
-        rec: &RecordSnapshot,
+        rec: &RecordView<'_>,
         opts: &CheckOptions,
         at: &At,
         fails: &mut Fails,
@@ -200,7 +200,7 @@ impl Baselines {
     /// D1: counters change only with a new seq (a writer whose private seq
     /// restarted reuses seq values, and a reader straddling such an update
     /// accepts a torn copy).
-    fn check_seq_covers_counters(&mut self, rec: &RecordSnapshot, at: &At, fails: &mut Fails) {
+    fn check_seq_covers_counters(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
         let (i, words) = (rec.index(), rec.words());
         let Some(slot) = self.last_read.get_mut(i as usize) else {
             return;
@@ -234,7 +234,7 @@ impl Baselines {
 
     /// D5: a counter word with its top bit set is all ones (reported once
     /// per word).
-    fn check_canonical_inactive(&mut self, rec: &RecordSnapshot, at: &At, fails: &mut Fails) {
+    fn check_canonical_inactive(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
         let i = rec.index();
         for (k, &w) in rec.words().iter().enumerate() {
             if w & INACTIVE_BIT != 0 && w != INACTIVE && self.reported.insert((Rule::D5, i, k)) {
@@ -250,7 +250,7 @@ impl Baselines {
     /// D3, D4: active cumulative and peak scalars never decrease; an
     /// inactive reading (absent, overflowed, unplugged) ends a counter's
     /// life, and a later active value starts a new one.
-    fn check_monotonic(&mut self, rec: &RecordSnapshot, at: &At, fails: &mut Fails) {
+    fn check_monotonic(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
         let (i, words) = (rec.index(), rec.words());
         let nm = self.mono.len();
         for (m, mono) in self.mono.iter().enumerate() {
@@ -270,7 +270,7 @@ impl Baselines {
 
     /// R16: a used vCPU slot (one with an active counter) has its running
     /// time active (reported once per record).
-    fn check_running_active(&mut self, rec: &RecordSnapshot, at: &At, fails: &mut Fails) {
+    fn check_running_active(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
         let (i, words) = (rec.index(), rec.words());
         let used = words.iter().any(|&w| is_active(w));
         let running = words.first().is_some_and(|&w| is_active(w));

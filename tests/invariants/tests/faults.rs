@@ -19,8 +19,8 @@ use std::{
 use common::{step_opts, Scratch};
 use vstats_abi::Rule;
 use vstats_consumer::{
-    delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, Snapshot, Table,
-    DEFAULT_MAX_ATTEMPTS,
+    delta, mem::MemViewMut, Delta, Error, RecordSnapshot, RecordStatus, RecordView, Snapshot,
+    Table, DEFAULT_MAX_ATTEMPTS,
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
@@ -76,7 +76,8 @@ impl Drop for Proc {
 /// Record `i`'s running time and runnable time are consistent with one
 /// step of the fault producer (running = k * (1000 + i), runnable = k *
 /// 100): a torn read would mix two steps.
-fn consistent_step(snap: &RecordSnapshot) -> Option<u64> {
+fn consistent_step<'a>(snap: impl Into<RecordView<'a>>) -> Option<u64> {
+    let snap = snap.into();
     let i = u64::from(snap.index());
     let (run, runnable) = (snap.running()?, snap.runnable()?);
     let k = run / (1000 + i);

@@ -67,14 +67,32 @@ fn start_producer(path: &Path, records: u32, mode: &str, ready: &str) -> Produce
 /// Runs the consumer process; returns its summary as (key, value) pairs and
 /// its exit code.
 fn run_consumer(path: &Path, snapshots: u64, extra: &[&str]) -> (Vec<(String, u64)>, i32) {
-    let out = Command::new(CONSUMER)
-        .arg(path)
-        .arg(snapshots.to_string())
-        .args(extra)
-        .output()
-        .unwrap();
+    run_consumer_on(path, snapshots, extra, None)
+}
+
+/// As `run_consumer`, with the consumer's record copies on `copy_path`
+/// (`VSTATS_COPY_PATH`), which it must confirm.
+fn run_consumer_on(
+    path: &Path,
+    snapshots: u64,
+    extra: &[&str],
+    copy_path: Option<&str>,
+) -> (Vec<(String, u64)>, i32) {
+    let mut cmd = Command::new(CONSUMER);
+    cmd.arg(path).arg(snapshots.to_string()).args(extra);
+    if let Some(p) = copy_path {
+        cmd.env("VSTATS_COPY_PATH", p);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("consumer: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("consumer: {stdout}{stderr}");
+    if let Some(p) = copy_path {
+        assert!(
+            stderr.contains(&format!("copy_path={p}")),
+            "the consumer did not copy on {p}"
+        );
+    }
     let summary = stdout
         .split_whitespace()
         .filter_map(|kv| kv.split_once('='))
@@ -102,17 +120,42 @@ fn a_million_snapshots_across_processes_none_torn() {
     let dir = Scratch::new("million");
     let path = dir.table();
     let _producer = start_producer(&path, 4, "run", "ready");
-    let (summary, code) = run_consumer(&path, n, &[]);
-    assert_eq!(get(&summary, "snapshots"), n);
-    assert_eq!(get(&summary, "torn"), 0, "a torn snapshot was accepted");
-    assert_eq!(code, 0);
-    // The reader really saw the writer move: many distinct published
-    // updates, not one frozen value.
-    assert!(get(&summary, "consistent") > 0);
-    assert!(
-        get(&summary, "distinct") > 100,
-        "the producer did not visibly update"
-    );
+    // The default path (the vector assembly on Linux x86-64), then each
+    // path by name (those this machine cannot run are skipped).
+    for copy_path in [
+        None,
+        Some("atomic"),
+        Some("scalar"),
+        Some("sse2"),
+        Some("avx2"),
+    ] {
+        if copy_path.is_some_and(|p| !path_runs_here(p)) {
+            eprintln!("skipped: copy path {copy_path:?} does not run here");
+            continue;
+        }
+        let (summary, code) = run_consumer_on(&path, n, &[], copy_path);
+        assert_eq!(get(&summary, "snapshots"), n, "{copy_path:?}");
+        assert_eq!(
+            get(&summary, "torn"),
+            0,
+            "a torn snapshot was accepted ({copy_path:?})"
+        );
+        assert_eq!(code, 0, "{copy_path:?}");
+        // The reader really saw the writer move: many distinct published
+        // updates, not one frozen value.
+        assert!(get(&summary, "consistent") > 0, "{copy_path:?}");
+        assert!(
+            get(&summary, "distinct") > 100,
+            "the producer did not visibly update ({copy_path:?})"
+        );
+    }
+}
+
+/// Whether the copy path called `name` runs in this build on this CPU.
+fn path_runs_here(name: &str) -> bool {
+    vstats_consumer::mem::CopyPath::available()
+        .iter()
+        .any(|p| p.name() == name)
 }
 
 #[test]

@@ -38,6 +38,8 @@ fn run() -> Result<u64, String> {
     if records == 0 {
         return Err("table has no records".into());
     }
+    // Which copy routine the reads go through (`VSTATS_COPY_PATH`).
+    eprintln!("copy_path={}", vstats_consumer::mem::copy_path().name());
     let mut snap = RecordSnapshot::new(&table);
     let (mut consistent, mut busy, mut torn, mut taken) = (0u64, 0u64, 0u64, 0u64);
     let mut distinct = BTreeSet::new();
