@@ -267,6 +267,36 @@ impl fmt::Display for Origin<'_> {
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `err` and its sources as one line, `outer: inner: ...`, as a front end
+/// prints an error: like anyhow's `{:#}`, except that a source whose message
+/// the line already holds is not repeated. Errors of this workspace (this
+/// crate's, the producer's, `vstats-kvm-vmm`'s) put their source's message
+/// into their own and also return it from `source()`, so that `{err}` alone
+/// is complete; printed through a chain, the OS error came twice
+/// (`cannot create directory /x: Not a directory (os error 20): Not a
+/// directory (os error 20)`).
+///
+/// # Examples
+///
+/// ```
+/// let e = std::io::Error::from_raw_os_error(2);
+/// let line = vstats_consumer::error_line(&e);
+/// assert_eq!(line, "No such file or directory (os error 2)");
+/// ```
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let m = e.to_string();
+        if !m.is_empty() && !line.contains(&m) {
+            line.push_str(": ");
+            line.push_str(&m);
+        }
+        next = e.source();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +326,30 @@ mod tests {
         assert!(e.to_string().starts_with("<raw mapping>: "), "{e}");
         assert!(e.to_string().contains("R2: magic 0x00000001"), "{e}");
         assert_eq!(Error::NotFileBacked.rule(), None);
+    }
+
+    #[test]
+    fn error_line_says_each_source_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot create directory /x: {source}")]
+        struct WithSource {
+            source: io::Error,
+        }
+        #[derive(Debug, thiserror::Error)]
+        #[error("--out /x")]
+        struct Outer {
+            source: WithSource,
+        }
+        let e = Outer {
+            source: WithSource {
+                source: io::Error::from_raw_os_error(20),
+            },
+        };
+        assert_eq!(
+            error_line(&e),
+            "--out /x: cannot create directory /x: Not a directory (os error 20)"
+        );
+        let lone = io::Error::from_raw_os_error(2);
+        assert_eq!(error_line(&lone), "No such file or directory (os error 2)");
     }
 }

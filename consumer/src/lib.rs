@@ -188,7 +188,7 @@ pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
 mod tests;
 
 pub use counter::{Counter, Source};
-pub use error::{Error, Result};
+pub use error::{error_line, Error, Result};
 pub use snapshot::{RecordSnapshot, RecordStatus, RecordView, Records, Snapshot};
 pub use stats::{
     bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,

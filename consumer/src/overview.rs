@@ -459,8 +459,15 @@ impl SortKey {
     }
 
     /// Compares two rows by this key, in its natural order (see each
-    /// key), unknown values last; ties by name, then domid.
+    /// key), unknown values last; ties by name, then domid. Percentages
+    /// are compared to one decimal, as they are shown.
     pub fn compare(self, a: &VmRow, b: &VmRow) -> Ordering {
+        /// A percentage at the resolution a view shows (one decimal), so
+        /// that VMs that look alike keep their order (by name) instead of
+        /// trading places at every refresh on noise below 0.05.
+        fn shown(v: Option<f64>) -> Option<f64> {
+            v.map(|v| (v * 10.0).round())
+        }
         /// Highest first, `None` last.
         fn desc(a: Option<f64>, b: Option<f64>) -> Ordering {
             match (a, b) {
@@ -485,9 +492,9 @@ impl SortKey {
                 (None, None) => Ordering::Equal,
             },
             SortKey::Vcpus => b.vcpus.cmp(&a.vcpus),
-            SortKey::Cpu => desc(a.cpu, b.cpu),
-            SortKey::Runnable => desc(a.runnable, b.runnable),
-            SortKey::Blocked => desc(a.blocked, b.blocked),
+            SortKey::Cpu => desc(shown(a.cpu), shown(b.cpu)),
+            SortKey::Runnable => desc(shown(a.runnable), shown(b.runnable)),
+            SortKey::Blocked => desc(shown(a.blocked), shown(b.blocked)),
             SortKey::Rate => desc(a.busiest().map(Rate::scaled), b.busiest().map(Rate::scaled)),
             SortKey::State => state(a).cmp(&state(b)),
         };
@@ -593,6 +600,21 @@ mod tests {
         assert_eq!(names(&v), ["a", "b", "c"], "dead first");
         v.filter = "B".into();
         assert_eq!(names(&v), ["b"]);
+        // Percentages that show alike (170.0) sort by name, whatever the
+        // noise below the decimal shown.
+        let alike = vec![
+            row("y", Some(170.04), live),
+            row("x", Some(169.96), live),
+            row("z", Some(170.2), live),
+        ];
+        let mut r = alike.clone();
+        View {
+            sort: SortKey::Cpu,
+            ..View::default()
+        }
+        .apply(&mut r);
+        let order: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(order, ["z", "x", "y"]);
     }
 
     #[test]

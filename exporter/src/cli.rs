@@ -59,7 +59,10 @@ pub fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vstats-exporter: {e:#}");
+            eprintln!(
+                "vstats-exporter: {}",
+                vstats_consumer::error_line(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

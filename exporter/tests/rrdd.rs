@@ -426,6 +426,13 @@ fn bad_options_and_unsafe_outputs_are_refused() {
     for i in ["0", "-5", "nan", "inf"] {
         refused(&root, &out, &["--interval", i], "invalid --interval");
     }
+    // As short as typed, not as 300 digits.
+    refused(
+        &root,
+        &out,
+        &["--interval", "1e300"],
+        "invalid --interval 1e300: ",
+    );
     refused(&root, &out, &["--count", "0"], "invalid --count");
     refused(&root, &out, &["--name", "a/b"], "invalid --name");
     refused(&root, &out, &["--name", ".."], "invalid --name");
@@ -441,6 +448,13 @@ fn bad_options_and_unsafe_outputs_are_refused() {
     fs::create_dir(&open).unwrap();
     fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
     refused(&root, &open, &["--count", "1"], "writable by other users");
+    // A regular file on the way: the OS error is said once.
+    let file = s.0.join("file");
+    fs::write(&file, b"").unwrap();
+    let o = rrdd(&root, &file.join("metrics"), &["--count", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
     // A symlink as the file.
     fs::create_dir(&out).unwrap();
     let target = s.0.join("target");

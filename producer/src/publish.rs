@@ -334,11 +334,16 @@ fn open_root(root: &Path, vm_dir: &Path, opts: PublishOptions) -> Result<OwnedFd
     check_dir(&st, &path, euid, names.is_empty())?;
     for (i, name) in names.iter().enumerate() {
         path.push(name);
+        let mut denied = None;
         let created = match rustix::fs::mkdirat(&fd, *name, Mode::from_raw_mode(opts.root_mode)) {
             Ok(()) => true,
             Err(Errno::EXIST) => false,
-            // No right to create here: fine if it exists (the open says).
-            Err(Errno::ACCESS | Errno::PERM | Errno::ROFS) => false,
+            // No right to create here: fine if it exists (the open says;
+            // if it does not, the refusal is the reason).
+            Err(e @ (Errno::ACCESS | Errno::PERM | Errno::ROFS)) => {
+                denied = Some(e);
+                false
+            }
             Err(e) => return Err(io_err(Op::CreateDir, &path)(e)),
         };
         let next = match rustix::fs::openat(&fd, *name, dir_flags, Mode::empty()) {
@@ -353,7 +358,12 @@ fn open_root(root: &Path, vm_dir: &Path, opts: PublishOptions) -> Result<OwnedFd
                     io_err(Op::CreateDir, vm_dir)(e)
                 });
             }
-            Err(e) => return Err(io_err(Op::OpenDir, &path)(e)),
+            Err(e) => {
+                return Err(match (e, denied) {
+                    (Errno::NOENT, Some(d)) => io_err(Op::CreateDir, &path)(d),
+                    _ => io_err(Op::OpenDir, &path)(e),
+                })
+            }
         };
         let mut st = rustix::fs::fstat(&next).map_err(io_err(Op::Stat, &path))?;
         if created && st.st_uid == euid {
@@ -994,6 +1004,34 @@ mod tests {
         let root = std::env::temp_dir().join(format!("vstats-pub-{what}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         root
+    }
+
+    /// A missing root that may not be created is reported as such
+    /// ("cannot create directory: Operation not permitted"), not as the
+    /// open that followed ("cannot open directory: No such file").
+    #[test]
+    fn a_root_that_may_not_be_made_says_why() {
+        // sysfs refuses mkdir to everyone, root included (EPERM; EACCES for
+        // other users).
+        if !Path::new("/sys/kernel").is_dir() {
+            std::println!("skipped: no sysfs at /sys");
+            return;
+        }
+        let dir = Path::new("/sys/kernel/vstats-no-such-dir");
+        let err = open_safe_dir(dir, 0o755).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                PublishError::Io { op: Op::CreateDir, path, source }
+                    if path == dir && source.kind() == io::ErrorKind::PermissionDenied
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot create directory /sys/kernel/vstats-no-such-dir: "),
+            "{err}"
+        );
     }
 
     fn plan() -> TablePlan {

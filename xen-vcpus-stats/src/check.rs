@@ -18,14 +18,14 @@ use crate::{
 pub struct CheckConfig {
     /// How long to sample the target, in seconds (at least one sample is
     /// taken).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub duration: Duration,
     /// Seconds between samples.
-    #[arg(long, value_name = "SECONDS", default_value = "0.01", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "0.01", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub interval: Duration,
     /// How long a record may stay mid-update at one seq value before rule
     /// D2 fails, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub odd_bound: Duration,
     /// Print the report as one JSON object.
     #[arg(long)]

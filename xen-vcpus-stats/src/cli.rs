@@ -130,12 +130,12 @@ pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
     /// Seconds between samples (fractions allowed).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub interval: Duration,
     /// Number of samples, then exit [default: until interrupted].
-    /// OpenMetrics: with N, one exposition of timestamped points at the
-    /// end; without, one exposition per sample.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// OpenMetrics: with N > 1, one exposition of timestamped points at
+    /// the end; otherwise one exposition per sample, without timestamps.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -150,7 +150,7 @@ pub struct SamplingArgs {
     pub names: Vec<String>,
     /// A record found mid-update in 3 consecutive snapshots over this many
     /// seconds ends the run: "table busy" (exit code 3).
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub busy_timeout: Duration,
 }
 

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         // ends there, as with any Unix filter, and that is no error.
         Err(err) if xen_vcpus_stats::error::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("xen-vcpus-stats: {err:#}");
+            let line = vstats_consumer::error_line(err.as_ref());
+            eprintln!("xen-vcpus-stats: {line}");
             ExitCode::from(xen_vcpus_stats::exit_code(&err))
         }
     }

@@ -86,9 +86,11 @@ pub fn run(
     let start = Instant::now();
     let mut samples = 0;
     let mut tick: u32 = 0;
-    // OpenMetrics with a count: one exposition of timestamped points,
-    // written at the end (also when stopped early).
-    let mut om = (opts.format == Format::Openmetrics && opts.count.is_some())
+    // OpenMetrics with a count of 2 or more: one exposition of timestamped
+    // points, written at the end (also when stopped early). One sample is
+    // a snapshot, as a scrape is: no timestamps, so that text parsers
+    // (promtool, a textfile collector) read it too.
+    let mut om = (opts.format == Format::Openmetrics && opts.count.is_some_and(|n| n > 1))
         .then(output::openmetrics::Exposition::new);
     while opts.count.is_none_or(|n| samples < n) {
         tick = tick.saturating_add(1);

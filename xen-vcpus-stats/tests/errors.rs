@@ -248,6 +248,38 @@ fn usage_errors() {
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["--format", "xml", "--name", "x"]);
     assert_eq!(o.status.code(), Some(2));
+    // A negative number is read as a value, and refused as one (not as an
+    // unknown option "-1").
+    for (args, needle) in [
+        (
+            &["top", "-b", "-d", "-1"][..],
+            "-1 is not between 0 (excluded) and 86400",
+        ),
+        (
+            &["top", "-b", "-n", "-1"],
+            "invalid value '-1' for '--iterations <N>'",
+        ),
+        (
+            &["--name", "x", "--interval", "-0.5"],
+            "-0.5 is not between 0",
+        ),
+        (
+            &["--name", "x", "--count", "-2"],
+            "invalid value '-2' for '--count <N>'",
+        ),
+        (
+            &["check", "--name", "x", "--duration", "-1"],
+            "-1 is not between 0",
+        ),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = common::stderr(&o);
+        assert!(
+            err.contains(needle) && !err.contains("unexpected argument"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -496,7 +496,7 @@ fn readable_table() {
     for gone in ["runstate_", "uptime ", "vcpus_online ", "vcpus_max "] {
         assert!(!lines.iter().any(|l| l.starts_with(gone)), "{gone}: {text}");
     }
-    assert!(text.contains("(1 histograms not shown"), "{text}");
+    assert!(text.contains("(1 histogram not shown"), "{text}");
     synth.remove().unwrap();
 }
 
@@ -530,7 +530,7 @@ fn table_fits_80_columns_and_counts_hidden_zeros() {
         // and hidden, shown by --all.
         let even = [&args[..], &["--vcpus", "0,2"]].concat();
         let t = stdout(&sample_live(&mut synth, &even));
-        assert!(t.contains("\n(1 counters zero: --all shows them)\n"), "{t}");
+        assert!(t.contains("\n(1 counter zero: --all shows them)\n"), "{t}");
         assert!(!t.contains("\npending_irqs "), "{t}");
         let t = stdout(&sample_live(&mut synth, &[&even[..], &["--all"]].concat()));
         assert!(!t.contains("counters zero"), "{t}");

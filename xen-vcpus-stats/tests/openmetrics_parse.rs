@@ -98,3 +98,42 @@ fn sample_and_list_parse_as_openmetrics() {
     assert_eq!(parse(&py, &list), (2, 4));
     synth.remove().unwrap();
 }
+
+/// `--count 1` is one snapshot, as a scrape is: one exposition without
+/// timestamps (what a push or a file-based collector needs; timestamped
+/// points are for `--count` 2 and more).
+#[test]
+fn one_sample_is_a_snapshot_without_timestamps() {
+    let s = Scratch::new("om-one");
+    let dir = s.join("vm1");
+    let mut synth = Synth::new(&dir, 2).unwrap();
+    let mut c = tool();
+    c.args(["sample", "--path", dir.to_str().unwrap()]).args([
+        "--interval",
+        "0.05",
+        "--count",
+        "1",
+        "--format",
+        "openmetrics",
+    ]);
+    let o = run_while(c, || synth.update());
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let text = stdout(&o);
+    assert_eq!(text.matches("# EOF").count(), 1);
+    assert!(text.ends_with("# EOF\n"));
+    let points: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(points.len() >= 8, "{text}");
+    for p in &points {
+        // name{labels} value: no timestamp after the value.
+        let (_, value) = p.rsplit_once("} ").unwrap_or_else(|| panic!("{p}"));
+        assert!(!value.contains(' '), "a timestamp: {p}");
+    }
+    if let Some(py) = python() {
+        let (families, samples) = parse(&py, &text);
+        assert!(
+            families >= 10 && samples == points.len(),
+            "{families} {samples}"
+        );
+    }
+    synth.remove().unwrap();
+}

@@ -79,10 +79,22 @@ fn batch_prints_every_vm_three_times_within_80_columns() {
     let o = tool()
         .args(["top", "-b", "-d", "1", "-n", "3", "--root"])
         .arg(root.path())
+        .env("VSTATS_XENFOREIGNMEMORY_LIB", "/nonexistent.so")
         .output()
         .unwrap();
     let out = stdout(&o);
-    assert!(o.status.success(), "{out}{}", common::stderr(&o));
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{out}{err}");
+    // Why no Xen domain is listed: once, on stderr (as `list` says it).
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "xen-vcpus-stats: note: no Xen domains listed: Xen backend unavailable: \
+             /nonexistent.so not found"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("Xen backend"), "not on stdout: {out}");
     for l in out.lines() {
         assert!(l.chars().count() <= 80, "wider than 80: {l:?}");
     }

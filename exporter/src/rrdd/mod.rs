@@ -75,7 +75,7 @@ pub struct RrddArgs {
 #[non_exhaustive]
 pub enum RrddError {
     /// `--interval` is not a positive, finite number of seconds.
-    #[error("invalid --interval {interval}: a positive number of seconds is needed")]
+    #[error("invalid --interval {interval:?}: a positive number of seconds below 2^64 is needed")]
     Interval {
         /// As given.
         interval: f64,

@@ -21,7 +21,8 @@ pub enum Format {
     Table,
     /// One JSON object per line (JSON Lines).
     Json,
-    /// OpenMetrics text exposition, one per sample, each ending in `# EOF`.
+    /// OpenMetrics 1.0: an exposition ending in `# EOF` per sample, or one
+    /// of timestamped points for `--count` N > 1.
     Openmetrics,
     /// QEMU's QMP answers, one per line: `query-stats` (samples),
     /// `query-stats-schemas` (`schema`).

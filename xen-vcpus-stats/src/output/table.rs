@@ -192,13 +192,15 @@ fn write_notes(s: &Sample, hidden: usize, out: &mut dyn Write) -> io::Result<()>
     let count = |cs: &[Counter]| cs.iter().filter(|c| c.is_histogram()).count();
     let hists = count(&s.vcpu_counters) + s.domain.as_ref().map_or(0, |d| count(&d.counters));
     if hists > 0 {
+        let s = if hists == 1 { "" } else { "s" };
         writeln!(
             out,
-            "({hists} histograms not shown: see --format json, openmetrics or qmp)"
+            "({hists} histogram{s} not shown: see --format json, openmetrics or qmp)"
         )?;
     }
     if hidden > 0 {
-        writeln!(out, "({hidden} counters zero: --all shows them)")?;
+        let s = if hidden == 1 { "" } else { "s" };
+        writeln!(out, "({hidden} counter{s} zero: --all shows them)")?;
     }
     Ok(())
 }

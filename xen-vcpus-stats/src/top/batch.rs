@@ -39,7 +39,9 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) -> bool {
 /// The root cannot be read; writing failed.
 pub fn run(args: &TopArgs, out: &mut dyn Write, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut top = Overview::new(&args.root, SampleOptions::default());
-    top.refresh()?;
+    if let Some(note) = top.refresh()?.xen_unavailable {
+        eprintln!("xen-vcpus-stats: note: no Xen domains listed: {note}");
+    }
     let view = args.view();
     let layout = Layout::for_width(args.width.into());
     if args.csv {
@@ -65,19 +67,20 @@ pub fn run(args: &TopArgs, out: &mut dyn Write, stop: &AtomicBool) -> anyhow::Re
     Ok(())
 }
 
-/// The first line of a frame: the time, how many VMs in which state, the
-/// sort; elided to `width`.
-pub fn summary(frame: &Frame, sort: &str, width: usize) -> String {
+/// The first line of a frame: the time, how many of the VMs shown (the
+/// rows after the filter) are in which state, the sort; elided to `width`.
+pub fn summary(rows: &[VmRow], sort: &str, width: usize) -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let count = |s| frame.rows.iter().filter(|r| r.state == Some(s)).count();
+    let count = |s| rows.iter().filter(|r| r.state == Some(s)).count();
     let line = format!(
-        "vstats top {:02}:{:02}:{:02} UTC  {} VMs: {} live, {} stopped, {} dead  sort {sort}",
+        "vstats top {:02}:{:02}:{:02} UTC  {} VM{}: {} live, {} stopped, {} dead  sort {sort}",
         secs / 3600 % 24,
         secs / 60 % 60,
         secs % 60,
-        frame.rows.len(),
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         count(Liveness::Live),
         count(Liveness::Stopped),
         count(Liveness::Dead),
@@ -104,7 +107,7 @@ fn write_text(
         args.sort,
         if args.reverse { " (reversed)" } else { "" }
     );
-    writeln!(out, "{}", summary(frame, &sort, width))?;
+    writeln!(out, "{}", summary(&frame.rows, &sort, width))?;
     writeln!(out, "{}", layout.header())?;
     for r in &frame.rows {
         writeln!(out, "{}", layout.vm_line(r))?;

@@ -23,11 +23,11 @@ pub struct TopArgs {
     pub batch: bool,
     /// Seconds between refreshes (fractions allowed).
     #[arg(short, long, value_name = "SECONDS", default_value = "1",
-          value_parser = crate::cli::parse_seconds)]
+          value_parser = crate::cli::parse_seconds, allow_negative_numbers = true)]
     pub delay: Duration,
     /// Refreshes, then exit [default: until q, or interrupted].
     #[arg(short = 'n', long, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub iterations: Option<u64>,
     /// Batch mode, as CSV: a header line once, then one line per VM per
     /// refresh.

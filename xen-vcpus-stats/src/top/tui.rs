@@ -40,8 +40,13 @@ struct State {
     view: View,
     /// Names of the expanded VMs.
     expanded: HashSet<String>,
-    /// The selected VM's position among the shown rows.
+    /// The selected VM's position among the rows last drawn.
     selected: usize,
+    /// The selected VM's name: the selection follows the VM when a
+    /// refresh reorders the rows, so `Enter` expands the VM marked.
+    selected_name: Option<String>,
+    /// The names of the rows last drawn, in order.
+    shown: Vec<String>,
     /// The filter being typed, when `/` was pressed.
     typing: Option<String>,
     /// A message for the status line (a reset, a rescan error).
@@ -62,6 +67,8 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     let _restore = Restore;
     let mut st = State {
         view: args.view(),
+        // Why no Xen domain is shown, until the first key.
+        message: (frame.xen_unavailable.as_ref()).map(|n| format!("no Xen domains listed: {n}")),
         ..State::default()
     };
     let mut refreshes: u64 = 0;
@@ -101,6 +108,7 @@ fn key(k: KeyEvent, st: &mut State, top: &mut Overview) -> bool {
             KeyCode::Enter => {
                 st.view.filter = st.typing.take().unwrap_or_default();
                 st.selected = 0;
+                st.selected_name = None;
             }
             KeyCode::Esc => st.typing = None,
             KeyCode::Backspace => {
@@ -111,6 +119,8 @@ fn key(k: KeyEvent, st: &mut State, top: &mut Overview) -> bool {
         }
         return false;
     }
+    // A message stays until the next key; then the keys' help is back.
+    st.message = None;
     let sort = |st: &mut State, key: SortKey| {
         st.view.sort = key;
         st.message = Some(format!("sorted by {key}"));
@@ -118,8 +128,8 @@ fn key(k: KeyEvent, st: &mut State, top: &mut Overview) -> bool {
     match k.code {
         KeyCode::Char('q') | KeyCode::Esc => return true,
         KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => return true,
-        KeyCode::Up | KeyCode::Char('k') => st.selected = st.selected.saturating_sub(1),
-        KeyCode::Down | KeyCode::Char('j') => st.selected = st.selected.saturating_add(1),
+        KeyCode::Up | KeyCode::Char('k') => select(st, st.selected.saturating_sub(1)),
+        KeyCode::Down | KeyCode::Char('j') => select(st, st.selected.saturating_add(1)),
         KeyCode::Enter | KeyCode::Char(' ') | KeyCode::Char('e') => st.toggle = true,
         KeyCode::Char('n') => sort(st, SortKey::Name),
         KeyCode::Char('i') => sort(st, SortKey::Id),
@@ -147,6 +157,13 @@ fn key(k: KeyEvent, st: &mut State, top: &mut Overview) -> bool {
     false
 }
 
+/// Selects the row at `i` of those last drawn (the last one past the
+/// end).
+fn select(st: &mut State, i: usize) {
+    st.selected = i.min(st.shown.len().saturating_sub(1));
+    st.selected_name = st.shown.get(st.selected).cloned();
+}
+
 /// Draws the frame: a summary line, the column header, the rows (with
 /// the expanded VMs' vCPUs), a status line.
 fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
@@ -155,7 +172,16 @@ fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
     let layout = Layout::for_width(width);
     let mut rows = frame.rows.clone();
     st.view.apply(&mut rows);
-    st.selected = st.selected.min(rows.len().saturating_sub(1));
+    // The selected VM where it is now; the same position when it went away.
+    if let Some(i) = st
+        .selected_name
+        .as_ref()
+        .and_then(|n| rows.iter().position(|r| &r.name == n))
+    {
+        st.selected = i;
+    }
+    st.shown = rows.iter().map(|r| r.name.clone()).collect();
+    select(st, st.selected);
     if std::mem::take(&mut st.toggle) {
         if let Some(r) = rows.get(st.selected) {
             if !st.expanded.remove(&r.name) {
@@ -169,7 +195,7 @@ fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
         if st.view.reverse { " (reversed)" } else { "" }
     );
     let mut lines = vec![
-        Line::raw(batch::summary(frame, &sort, width)),
+        Line::raw(batch::summary(&rows, &sort, width)),
         Line::styled(
             layout.header(),
             Style::new().add_modifier(Modifier::REVERSED),
@@ -219,4 +245,108 @@ fn draw(f: &mut ratatui::Frame<'_>, frame: &Frame, st: &mut State) {
     };
     lines.push(Line::raw(elide(&status, width)));
     f.render_widget(Paragraph::new(lines), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::{backend::TestBackend, Terminal};
+    use vstats_consumer::{discover::Backend, overview::VmRow};
+
+    use super::*;
+
+    fn row(name: &str, cpu: f64) -> VmRow {
+        VmRow {
+            name: name.into(),
+            backend: Backend::File,
+            domid: None,
+            vcpus: 1,
+            cpu: Some(cpu),
+            runnable: None,
+            blocked: None,
+            rates: Vec::new(),
+            state: None,
+            note: None,
+            vcpu_rows: Vec::new(),
+        }
+    }
+
+    fn frame(rows: Vec<VmRow>) -> Frame {
+        Frame {
+            rows,
+            xen_unavailable: None,
+        }
+    }
+
+    fn press(code: KeyCode, st: &mut State, top: &mut Overview) {
+        assert!(
+            !key(KeyEvent::from(code), st, top),
+            "{code:?} does not quit"
+        );
+    }
+
+    /// A refresh that reorders the rows moves the selection with its VM,
+    /// and `Enter` expands the VM selected, not the one now at its place.
+    #[test]
+    fn the_selection_follows_its_vm() {
+        let mut term = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        let mut top = Overview::new(
+            std::path::Path::new("/nonexistent"),
+            SampleOptions::default(),
+        );
+        let mut st = State {
+            view: View {
+                sort: SortKey::Cpu,
+                ..View::default()
+            },
+            ..State::default()
+        };
+        let first = frame(vec![row("a", 10.0), row("b", 20.0), row("c", 30.0)]);
+        term.draw(|f| draw(f, &first, &mut st)).expect("draw");
+        assert_eq!(st.shown, ["c", "b", "a"]);
+        assert_eq!(st.selected_name.as_deref(), Some("c"));
+        st.message = Some("no Xen domains listed: not a Xen host".into());
+        press(KeyCode::Down, &mut st, &mut top);
+        assert_eq!(st.selected_name.as_deref(), Some("b"));
+        assert_eq!(st.message, None, "a key clears the message");
+        // b is the busiest now: it moves to the top, and stays selected.
+        let second = frame(vec![row("a", 10.0), row("b", 50.0), row("c", 30.0)]);
+        press(KeyCode::Enter, &mut st, &mut top);
+        term.draw(|f| draw(f, &second, &mut st)).expect("draw");
+        assert_eq!(st.shown, ["b", "c", "a"]);
+        assert_eq!(st.selected, 0);
+        assert_eq!(st.selected_name.as_deref(), Some("b"));
+        assert!(
+            st.expanded.contains("b") && st.expanded.len() == 1,
+            "{:?}",
+            st.expanded
+        );
+        // Past the end: the last row; a VM that went away leaves the
+        // selection at its position.
+        for _ in 0..5 {
+            press(KeyCode::Down, &mut st, &mut top);
+        }
+        assert_eq!(st.selected_name.as_deref(), Some("a"));
+        let third = frame(vec![row("b", 50.0), row("c", 30.0)]);
+        term.draw(|f| draw(f, &third, &mut st)).expect("draw");
+        assert_eq!(st.selected, 1);
+        assert_eq!(st.selected_name.as_deref(), Some("c"));
+    }
+
+    /// The summary counts the VMs shown: those the filter keeps, as in
+    /// batch mode.
+    #[test]
+    fn the_summary_counts_the_vms_shown() {
+        let mut term = Terminal::new(TestBackend::new(80, 24)).expect("test terminal");
+        let top_line = |term: &Terminal<TestBackend>| -> String {
+            let buf = term.backend().buffer();
+            (0..buf.area.width).map(|x| buf[(x, 0)].symbol()).collect()
+        };
+        let mut st = State::default();
+        let f = frame(vec![row("a", 10.0), row("b", 20.0), row("c", 30.0)]);
+        term.draw(|fr| draw(fr, &f, &mut st)).expect("draw");
+        assert!(top_line(&term).contains(" 3 VMs: "), "{}", top_line(&term));
+        st.view.filter = "a".into();
+        term.draw(|fr| draw(fr, &f, &mut st)).expect("draw");
+        assert!(top_line(&term).contains(" 1 VM: "), "{}", top_line(&term));
+    }
 }
