@@ -25,7 +25,7 @@ pub enum Error {
         error: vstats_abi::Error,
     },
     /// The file could not be opened or mapped for lack of permission.
-    #[error("{}: permission denied: {io}", .path.display())]
+    #[error("{}: permission denied{}", .path.display(), denied_detail(.io))]
     PermissionDenied {
         /// The file.
         path: PathBuf,
@@ -297,6 +297,17 @@ pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
+/// What a permission error adds to "permission denied": nothing for
+/// `EACCES` (its text would say it again), the OS error otherwise
+/// (`EPERM`, or an error that carries no code).
+fn denied_detail(io: &io::Error) -> String {
+    if io.raw_os_error() == Some(libc::EACCES) {
+        String::new()
+    } else {
+        format!(" ({io})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +362,17 @@ mod tests {
         );
         let lone = io::Error::from_raw_os_error(2);
         assert_eq!(error_line(&lone), "No such file or directory (os error 2)");
+    }
+
+    #[test]
+    fn permission_denied_says_it_once() {
+        let p = Path::new("/t/vcpu");
+        let e = Error::io(p, io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.to_string(), "/t/vcpu: permission denied");
+        let e = Error::io(p, io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(
+            e.to_string(),
+            "/t/vcpu: permission denied (Operation not permitted (os error 1))"
+        );
     }
 }

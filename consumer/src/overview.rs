@@ -207,7 +207,9 @@ impl Overview {
     }
 
     /// Rescans the root and samples every VM: the rows since the last
-    /// refresh. A VM seen for the first time has no shares or rates yet.
+    /// refresh. A VM seen for the first time has no shares or rates yet;
+    /// one whose producer is dead or stopped has no rates (its values are
+    /// frozen).
     /// A VM that cannot be opened or sampled still has its row, with the
     /// reason in [`VmRow::note`].
     ///
@@ -272,6 +274,11 @@ impl Overview {
                     None
                 }
             };
+            if matches!(row.state, Some(Liveness::Dead | Liveness::Stopped)) {
+                // Frozen values: a rate of 0 would claim an idle VM.
+                row.rates.clear();
+                row.vcpu_rows.iter_mut().for_each(|v| v.rates.clear());
+            }
             if let Some(s) = sampler {
                 kept.insert(key, s);
             }

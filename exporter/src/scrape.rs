@@ -129,14 +129,17 @@ impl Scraper {
                 for v in host.vms {
                     st.vms += 1;
                     e.add_vm_info(&v.name, v.backend.as_str(), &v.source, v.domid, v.producer);
-                    if v.producer == Some(Liveness::Dead) {
-                        st.dead += 1;
-                        continue;
-                    }
+                    // A directory whose tables do not open is an error,
+                    // whatever its lock says; an opened one whose producer
+                    // is dead has frozen values, not exported.
                     let Ok(vm) = v.vm else {
                         st.errors += 1;
                         continue;
                     };
+                    if v.producer == Some(Liveness::Dead) {
+                        st.dead += 1;
+                        continue;
+                    }
                     for s in vm.sources() {
                         let mut snap = Snapshot::new(&s.table);
                         st.busy += u64::from(s.table.snapshot(&mut snap));

@@ -192,8 +192,22 @@ fn csv_has_a_header_once_and_the_columns() {
             f[11].parse::<f64>().unwrap();
         } else {
             assert_eq!((f[2], f[5], f[9], f[6]), ("vm00", "4", "dead", ""), "{l}");
+            // Frozen values have no rate (not a rate of 0).
+            assert_eq!((f[10], f[11]), ("", ""), "{l}");
         }
     }
+    // CSV has no per-vCPU lines: asking for them is a usage error.
+    let o = tool()
+        .args(["top", "--csv", "--vcpus", "-n", "1", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A private tmux server, killed on drop (even when the test fails).

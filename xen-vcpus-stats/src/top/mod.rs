@@ -30,8 +30,8 @@ pub struct TopArgs {
           value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub iterations: Option<u64>,
     /// Batch mode, as CSV: a header line once, then one line per VM per
-    /// refresh.
-    #[arg(long)]
+    /// refresh (no per-vCPU lines: not with --vcpus).
+    #[arg(long, conflicts_with = "vcpus")]
     pub csv: bool,
     /// Sort by this column: name, id, vcpus, cpu, runnable, blocked, rate,
     /// state (numbers highest first).
