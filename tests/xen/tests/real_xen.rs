@@ -156,13 +156,21 @@ fn real_xen_error_paths() {
         .unwrap_or_else(|| panic!("{}", ctx("no domU id")));
     assert_ne!(domu, 0);
     if std::env::var_os("XEN_IMAGE").is_none() {
-        let info = &r.runs["xl-info"].stdout;
+        // The version as dom0's kernel reads it from the hypervisor
+        // (/sys/hypervisor/version). `xl info` says it too, but Debian's
+        // `xl info` sometimes segfaults under QEMU's TCG (seen in two of
+        // many boots, with the rest of the toolstack working), so its
+        // answer is checked only when it gave one.
+        let version = r.step("hypervisor").unwrap_or_default();
         assert!(
-            info.iter()
-                .any(|l| l.starts_with("xen_version") && l.contains(": 4.17.")),
+            version.starts_with("4.17."),
             "{}",
             ctx("Debian's hypervisor is 4.17")
         );
+        let info = &r.runs["xl-info"].stdout;
+        if let Some(l) = info.iter().find(|l| l.starts_with("xen_version")) {
+            assert!(l.contains(": 4.17."), "{}", ctx("xl info: 4.17"));
+        }
     }
 
     // `list`: dom0 and the domU, named from xenstore, each with the reason
