@@ -1010,6 +1010,7 @@ mod tests {
     /// ("cannot create directory: Operation not permitted"), not as the
     /// open that followed ("cannot open directory: No such file").
     #[test]
+    #[cfg_attr(miri, ignore = "files, flock and mmap of a file are beyond Miri")]
     fn a_root_that_may_not_be_made_says_why() {
         // sysfs refuses mkdir to everyone, root included (EPERM; EACCES for
         // other users).
