@@ -120,6 +120,10 @@ impl Source {
     ///
     /// An I/O error checking the file.
     pub fn restarted(&self) -> Result<bool> {
+        // Reading the header to tell staleness faults on a file truncated
+        // under it, which marks the table lost: that is the truncation
+        // below, not a restart to reopen.
+        let stale = !self.table.is_lost() && self.table.is_stale();
         if self.table.is_lost() {
             // A truncated file that a new one replaced is a restart;
             // truncated in place, the table is gone.
@@ -128,7 +132,7 @@ impl Source {
                 _ => self.table.check_lost().map(|()| true),
             };
         }
-        if self.table.is_stale() {
+        if stale {
             return Ok(true);
         }
         match self.origin {
