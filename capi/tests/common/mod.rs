@@ -66,13 +66,18 @@ pub fn include_dir() -> PathBuf {
 }
 
 /// The `libvstats_capi.a` cargo built for this test run: the newest of
-/// `target/<profile>/libvstats_capi.a` and `target/<profile>/deps/libvstats_capi-*.a`
-/// (the test executable lives in `target/<profile>/deps/`).
+/// `target/<profile>/libvstats_capi.a`, `target/<profile>/deps/libvstats_capi.a`
+/// (the name cargo gives it since the crate is also a `cdylib`) and
+/// `target/<profile>/deps/libvstats_capi-*.a` (the test executable lives in
+/// `target/<profile>/deps/`).
 pub fn staticlib() -> PathBuf {
     let exe = env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     let profile = deps.parent().unwrap();
-    let mut found: Vec<PathBuf> = vec![profile.join("libvstats_capi.a")];
+    let mut found: Vec<PathBuf> = vec![
+        profile.join("libvstats_capi.a"),
+        deps.join("libvstats_capi.a"),
+    ];
     if let Ok(rd) = fs::read_dir(deps) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
