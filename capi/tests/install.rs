@@ -1,5 +1,6 @@
-//! The installed C library: `scripts/install-capi` installs into a
-//! temporary `DESTDIR`, and the C producer (`tests/c/producer.c`) is built
+//! The installed C library: `scripts/install-capi` refuses bad arguments,
+//! builds, then installs into a temporary `DESTDIR` without cargo (as under
+//! sudo), and the C producer (`tests/c/producer.c`) is built
 //! against the installed files with nothing but what
 //! `pkg-config --cflags --libs vstats` gives, once linked to the shared
 //! library and once (`--static`) to the archive; both publish what
@@ -16,10 +17,10 @@ mod common;
 use std::{
     collections::BTreeSet,
     env,
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Output},
     time::Instant,
 };
 
@@ -167,30 +168,54 @@ fn installed_library_builds_the_c_producer_through_pkg_config() {
     let dir = TempDir::new("install");
     let dest = dir.path().join("dest");
 
-    let start = Instant::now();
     // The workspace's target directory, which this test was built into
-    // (target/<profile>/deps/install-<hash>), with the cargo running it.
+    // (target/<profile>/deps/install-<hash>), and the cargo running it.
     let exe = env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap();
-    let o = Command::new("bash")
-        .arg(workspace().join("scripts/install-capi"))
-        .env("CARGO", env!("CARGO"))
-        .env("CARGO_TARGET_DIR", target)
-        .env("DESTDIR", &dest)
-        .env("PREFIX", PREFIX)
-        .env_remove("LIBDIR")
-        .output()
-        .unwrap();
+    let script = |step: &str, prefix: &str, cargo: &OsStr| {
+        Command::new("bash")
+            .arg(workspace().join("scripts/install-capi"))
+            .arg(step)
+            .env("CARGO", cargo)
+            .env("CARGO_TARGET_DIR", target)
+            .env("DESTDIR", &dest)
+            .env("PREFIX", prefix)
+            .env_remove("LIBDIR")
+            .output()
+            .unwrap()
+    };
+    let succeeded = |o: &Output| {
+        assert!(
+            o.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let cargo = OsStr::new(env!("CARGO"));
+
+    // Bad arguments are refused before anything is built or written.
+    for (step, prefix, error) in [
+        ("bogus", PREFIX, "unknown step 'bogus'"),
+        ("install", "opt/vstats", "PREFIX must be an absolute path"),
+        ("install", "/opt/../etc", "must not contain '.' or '..'"),
+    ] {
+        let o = script(step, prefix, cargo);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{step} {prefix}: {stderr}");
+        assert!(stderr.contains(error), "{step} {prefix}: {stderr}");
+    }
+    assert!(!dest.exists());
+
+    // The build as the user, then the install without cargo (as under sudo).
+    let start = Instant::now();
+    succeeded(&script("build", PREFIX, cargo));
     eprintln!(
-        "scripts/install-capi took {:.1} s",
+        "scripts/install-capi build took {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(!dest.exists(), "the build installs nothing");
+    succeeded(&script("install", PREFIX, OsStr::new("/nonexistent/cargo")));
 
     // Only DESTDIR+PREFIX was written.
     let names = |d: &Path| -> Vec<String> {
