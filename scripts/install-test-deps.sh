@@ -19,6 +19,7 @@ missing=()
 for p in tmux prometheus python3-venv; do
   have_pkg "$p" || missing+=("$p")
 done
+have_pkg pkg-config || missing+=(pkg-config) # capi/tests/install.rs builds C against the installed library with it
 if [ ${#missing[@]} != 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test clients missing (${missing[*]}) and not root: not installing" >&2
