@@ -299,9 +299,9 @@ struct xen_stats_desc {
      */
     char name[XEN_STATS_DESC_NAME_LEN];
     /*
-     * Record-relative byte offset of the counter: inside the
-     * producer-specific area, a multiple of 8; count words from there
-     * stay inside the area; no two counters overlap (R20).
+     * Record-relative byte offset of the counter, a multiple of 8: its
+     * count words lie inside the producer-specific area (R20), and no two
+     * counters overlap.
      */
     uint32_t offset;
     /* 64-bit words: 1, or the bucket count of a histogram (R12). */
