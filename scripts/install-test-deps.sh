@@ -16,7 +16,7 @@ venv=target/test-venv
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
-for p in tmux prometheus python3-venv; do
+for p in tmux prometheus python3-venv gcc-multilib; do
   have_pkg "$p" || missing+=("$p")
 done
 have_pkg pkg-config || missing+=(pkg-config) # capi/tests/install.rs builds C against the installed library with it
