@@ -17,7 +17,7 @@ use crate::guest::{self, CHECKSUM_PORT, GUEST_CODE, GUEST_LOAD_ADDR, REPORT_PORT
 use crate::report::{VcpuReport, VcpuSink, VmReport};
 use crate::runstate::{Accounting, RunState, SchedSample, SchedStat};
 use crate::stats::KvmStats;
-use crate::sys::{self, GuestMemory, KickableThread};
+use crate::sys::{self, GuestMemory, KickableThread, RunPage};
 
 /// `KVM_CAP_BINARY_STATS_FD`.
 const CAP_BINARY_STATS_FD: u64 = 203;
@@ -28,7 +28,8 @@ const KVM_API_VERSION: i32 = 12;
 const TSS_ADDR: usize = 0xfffb_d000;
 const PAGE_SIZE: usize = 4096;
 /// How often `stop` re-sends the kick signal to a vCPU thread that has not
-/// exited yet (covers a signal that landed just before `KVM_RUN`).
+/// exited yet (covers a scoped thread that had not recorded its pthread id
+/// at the first kick).
 const KICK_RETRY: Duration = Duration::from_micros(500);
 
 /// How to build a VM.
@@ -175,6 +176,8 @@ struct Snapshot {
 struct VcpuShared {
     stats: Arc<KvmStats>,
     snapshot: Mutex<Snapshot>,
+    /// The vCPU's `kvm_run` page, for `immediate_exit` at stop.
+    run_page: RunPage,
 }
 
 impl VcpuShared {
@@ -336,6 +339,7 @@ impl Vm {
             let stats =
                 sys::get_stats_fd(&fd).map_err(|e| Error::io("KVM_GET_STATS_FD (vCPU)", e))?;
             let stats = Arc::new(KvmStats::from_file(stats)?);
+            let run_page = RunPage::map(&fd).map_err(|e| Error::io("mmap kvm_run", e))?;
             let mut report = VcpuReport::new(id, created_ns, 0);
             report.guest_spin_iters = config.guest_spin_iters;
             let shared = Arc::new(VcpuShared {
@@ -346,6 +350,7 @@ impl Vm {
                     stats_ns: 0,
                 }),
                 stats,
+                run_page,
             });
             vcpus.push(PendingVcpu {
                 fd,
@@ -895,14 +900,21 @@ impl RunningVm<'_> {
         }
     }
 
-    /// Stops every vCPU (sets the stop flag, wakes halted vCPUs, kicks
-    /// running ones out of `KVM_RUN` with the kick signal until they exit),
-    /// joins the threads and returns the final reports.
+    /// Stops every vCPU (sets the stop flag, sets `immediate_exit` in each
+    /// vCPU's `kvm_run`, wakes halted vCPUs, kicks running ones out of
+    /// `KVM_RUN` with the kick signal), joins the threads and returns the
+    /// final reports.
     ///
-    /// The kick is re-sent every 500 µs until the thread has exited: that
-    /// covers a signal that arrives after the thread checked the stop flag
-    /// but before it entered `KVM_RUN` (the race `immediate_exit` closes
-    /// in VMMs whose handler can reach `kvm_run`).
+    /// A vCPU in `KVM_RUN` returns `EINTR` on the signal, even one whose
+    /// guest never exits. A vCPU thread that
+    /// checked the stop flag just before the flag was set, and enters
+    /// `KVM_RUN` only after the signal was handled, finds `immediate_exit`
+    /// set (it was written before the signal was sent) and returns `EINTR`
+    /// at once instead of running the guest. `immediate_exit` is never
+    /// cleared: a stopping vCPU does not enter the guest again. The kick is
+    /// still re-sent every 500 µs until the thread has exited, for a
+    /// scoped thread that had not yet recorded its pthread id (it is then
+    /// only unparked).
     ///
     /// A vCPU that failed (see [`StoppedVm::vcpu_errors`]) still has a final
     /// report; `Err` is returned only if the final VM stats cannot be read.
@@ -936,6 +948,9 @@ impl RunningVm<'_> {
     fn shutdown(&mut self) {
         self.control.stop.store(true, Ordering::SeqCst);
         for vcpu in &self.vcpus {
+            // Before the signal: a `KVM_RUN` entered after the signal was
+            // handled must see it.
+            vcpu.shared.run_page.request_immediate_exit();
             if let Some(handle) = &vcpu.thread {
                 let _ = handle.kick(self.kick_signal);
             }
