@@ -13,7 +13,7 @@ use kvm_bindings::kvm_regs;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::error::{Error, Result};
-use crate::guest::{self, CHECKSUM_PORT, GUEST_CODE, GUEST_LOAD_ADDR, REPORT_PORT};
+use crate::guest::{self, GuestMode, CHECKSUM_PORT, GUEST_LOAD_ADDR, REPORT_PORT};
 use crate::report::{VcpuReport, VcpuSink, VmReport};
 use crate::runstate::{Accounting, RunState, SchedSample, SchedStat};
 use crate::stats::KvmStats;
@@ -36,6 +36,8 @@ const KICK_RETRY: Duration = Duration::from_micros(500);
 pub struct VmConfig {
     /// Number of vCPUs (1 ..= the host's `KVM_CAP_MAX_VCPUS`).
     pub nr_vcpus: u32,
+    /// The guest program every vCPU runs.
+    pub guest_mode: GuestMode,
     /// Guest RAM in bytes: a multiple of 4 KiB, at least 8 KiB.
     pub mem_size: usize,
     /// The KVM device.
@@ -67,6 +69,7 @@ impl Default for VmConfig {
     fn default() -> Self {
         Self {
             nr_vcpus: 1,
+            guest_mode: GuestMode::Default,
             mem_size: 1 << 20,
             kvm_path: PathBuf::from("/dev/kvm"),
             guest_spin_iters: 10_000,
@@ -84,6 +87,7 @@ impl fmt::Debug for VmConfig {
         let sinks: Vec<bool> = self.sinks.iter().map(Option::is_some).collect();
         f.debug_struct("VmConfig")
             .field("nr_vcpus", &self.nr_vcpus)
+            .field("guest_mode", &self.guest_mode)
             .field("mem_size", &self.mem_size)
             .field("kvm_path", &self.kvm_path)
             .field("guest_spin_iters", &self.guest_spin_iters)
@@ -105,6 +109,12 @@ impl VmConfig {
         }
     }
 
+    /// Sets the guest program.
+    pub fn with_guest_mode(mut self, mode: GuestMode) -> Self {
+        self.guest_mode = mode;
+        self
+    }
+
     /// Sets the sink of vCPU `vcpu_id` (replacing any earlier one).
     pub fn with_sink(mut self, vcpu_id: u32, sink: impl VcpuSink + 'static) -> Self {
         let index = vcpu_id as usize;
@@ -120,7 +130,8 @@ impl VmConfig {
         if self.nr_vcpus == 0 {
             return bad("nr_vcpus must be at least 1".into());
         }
-        let min = (GUEST_LOAD_ADDR as usize + GUEST_CODE.len()).next_multiple_of(PAGE_SIZE);
+        let code = self.guest_mode.code();
+        let min = (GUEST_LOAD_ADDR as usize + code.len()).next_multiple_of(PAGE_SIZE);
         if self.mem_size < min || self.mem_size % PAGE_SIZE != 0 {
             return bad(format!(
                 "mem_size {} must be a multiple of {PAGE_SIZE} and at least {min}",
@@ -160,6 +171,9 @@ fn nanos(d: Duration) -> u64 {
 struct Control {
     stop: AtomicBool,
     online: AtomicU32,
+    /// vCPUs whose [`GuestMode::SpinNoExit`] guest has made its one report
+    /// (counted after the checkpoint of that report was committed).
+    spinning: AtomicU32,
 }
 
 /// What a vCPU thread last published, for readers on other threads.
@@ -231,6 +245,7 @@ struct PendingVcpu {
 /// offline.
 pub struct Vm {
     created_ns: u64,
+    guest_mode: GuestMode,
     kvm_max_vcpus: u32,
     spin: u32,
     compute_target_ns: Option<u64>,
@@ -307,7 +322,7 @@ impl Vm {
         let mut memory =
             GuestMemory::new(config.mem_size).map_err(|e| Error::io("mmap guest memory", e))?;
         memory
-            .write(GUEST_LOAD_ADDR as usize, &GUEST_CODE)
+            .write(GUEST_LOAD_ADDR as usize, config.guest_mode.code())
             .map_err(|e| Error::io("loading the guest program", e))?;
         let memory = Arc::new(memory);
         sys::register_memory(&vm_fd, 0, 0, &memory)
@@ -362,6 +377,7 @@ impl Vm {
             .map_err(|e| Error::io("sigaction (kick signal)", e))?;
         Ok(Vm {
             created_ns,
+            guest_mode: config.guest_mode,
             kvm_max_vcpus,
             spin: config.guest_spin_iters,
             compute_target_ns: config.guest_compute.map(nanos),
@@ -501,6 +517,7 @@ impl Vm {
             report.guest_spin_iters = self.spin;
             let thread = VcpuThread {
                 id,
+                guest_mode: self.guest_mode,
                 _memory: Arc::clone(&self.memory),
                 report,
                 acct: Accounting::new(self.created_ns),
@@ -538,6 +555,7 @@ impl Vm {
 /// What a vCPU thread owns; `'s` bounds its sink.
 struct VcpuThread<'s> {
     id: u32,
+    guest_mode: GuestMode,
     fd: VcpuFd,
     /// Declared after `fd`: the guest RAM stays mapped until the vCPU fd is
     /// closed.
@@ -626,10 +644,11 @@ impl VcpuThread<'_> {
             let left = vstats_producer::monotonic_ns();
             self.report.kvm_run_ns += left.saturating_sub(entered);
             self.report.exits += 1;
+            let mut started_spinning = false;
             match action {
                 Action::Out(port, value) => {
                     self.report.io_exits += 1;
-                    self.on_out(port, value);
+                    started_spinning = self.on_out(port, value);
                 }
                 Action::In => self.report.io_exits += 1,
                 Action::Interrupted => self.report.interrupted += 1,
@@ -648,13 +667,28 @@ impl VcpuThread<'_> {
                 }
             }
             let (now, sample) = self.sample();
-            self.commit(now, sample, None, false);
+            // The spinning guest's one report is the last checkpoint until
+            // stop: it carries fresh KVM stats.
+            self.commit(now, sample, None, started_spinning);
+            if started_spinning {
+                self.control.spinning.fetch_add(1, Ordering::SeqCst);
+            }
         }
         Ok(())
     }
 
-    fn on_out(&mut self, port: u16, value: u32) {
+    /// Handles a guest `out`. Returns true when it is the
+    /// [`GuestMode::SpinNoExit`] guest's report, the vCPU's last exit until
+    /// the VM stops.
+    fn on_out(&mut self, port: u16, value: u32) -> bool {
         match port {
+            REPORT_PORT if self.guest_mode == GuestMode::SpinNoExit => {
+                self.report.guest_iterations = u64::from(value);
+                self.report.guest_reports += 1;
+                let first = !self.report.guest_spinning;
+                self.report.guest_spinning = true;
+                return first;
+            }
             REPORT_PORT => {
                 self.report.guest_iterations = u64::from(value);
                 self.report.guest_reports += 1;
@@ -669,6 +703,7 @@ impl VcpuThread<'_> {
             }
             _ => self.report.unknown_io += 1,
         }
+        false
     }
 
     /// Blocks until the wake-up timer fires. Returns false if the VM is
@@ -843,6 +878,17 @@ impl RunningVm<'_> {
         self.control.online.load(Ordering::SeqCst)
     }
 
+    /// vCPUs whose [`GuestMode::SpinNoExit`] guest has made its one report
+    /// and now spins without exits (always 0 in [`GuestMode::Default`]).
+    ///
+    /// A vCPU is counted once the checkpoint of that report is complete:
+    /// its sink has run (a publisher's record holds it) and
+    /// [`RunningVm::vcpu_report`] sees it. From then on the vCPU thread
+    /// writes nothing until the VM stops.
+    pub fn vcpus_spinning(&self) -> u32 {
+        self.control.spinning.load(Ordering::SeqCst)
+    }
+
     /// The VM-wide KVM stats (shareable: reads take `&self`).
     pub fn vm_stats(&self) -> &Arc<KvmStats> {
         &self.vm_stats
@@ -906,7 +952,7 @@ impl RunningVm<'_> {
     /// final reports.
     ///
     /// A vCPU in `KVM_RUN` returns `EINTR` on the signal, even one whose
-    /// guest never exits. A vCPU thread that
+    /// guest never exits ([`GuestMode::SpinNoExit`]). A vCPU thread that
     /// checked the stop flag just before the flag was set, and enters
     /// `KVM_RUN` only after the signal was handled, finds `immediate_exit`
     /// set (it was written before the signal was sent) and returns `EINTR`
