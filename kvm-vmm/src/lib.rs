@@ -38,6 +38,7 @@
 //! ```text
 //! vstats-vmm --name NAME [--vcpus N] [--dir DIR] [--seconds S]
 //!            [--stats-refresh-ms MS] [--domain-period-ms MS] [--halt-ms MS]
+//!            [--spin-no-exit]
 //! ```
 //!
 //! Linux on x86-64 only. Without an accessible `/dev/kvm`,
