@@ -166,3 +166,17 @@ fn no_copy_mixes_halves_of_two_writes() {
     );
     drop(writer);
 }
+
+#[test]
+fn thirty_two_bit_builds_copy_in_halves_on_the_atomic_path() {
+    use crate::mem::{copy_path, CopyPath, SURVIVES_TRUNCATION};
+    let bits32 = cfg!(target_pointer_width = "32");
+    assert_eq!(vstats_abi::seqlock::WORDS_IN_HALVES, bits32);
+    // The fault-guarded assembly is x86-64 only.
+    let guarded = cfg!(all(target_os = "linux", target_arch = "x86_64", not(miri)));
+    assert_eq!(SURVIVES_TRUNCATION, guarded);
+    if bits32 {
+        assert_eq!(CopyPath::available(), [CopyPath::Atomic]);
+        assert_eq!(copy_path(), CopyPath::Atomic);
+    }
+}
