@@ -62,6 +62,7 @@ proptest! {
             desc_count,
             page_size: 1u32.checked_shl(page_shift).unwrap_or(0),
             cacheline: 1u32.checked_shl(line_shift).unwrap_or(0),
+            ..LayoutParams::vcpu(0)
         };
         if let Ok(l) = Layout::compute(&p) {
             prop_assert!(l.stride >= l.size && l.stride.is_power_of_two());
