@@ -2,10 +2,13 @@
 //! inactive marker.
 //!
 //! A record is `u32 seq; u32 _pad; u64 counters[...]`. The structs below
-//! are this revision's view of the standard fields; a producer may append
-//! producer-specific counters after them (described by descriptors), and a
-//! later revision may append standard fields. Only appending is
-//! compatible.
+//! are this revision's view of the standard fields: [`VcpuStats`] (r2, 40
+//! bytes) and [`VcpuStatsR3`] (r3, 56 bytes, r2's record with the current
+//! [`RunState`] and its entry time appended). An r2 producer may append
+//! producer-specific counters after `abi_size` (described by r2
+//! descriptors); an r3 producer puts them in the producer-specific area
+//! after `size` (described by r3 descriptors). A later revision may append
+//! standard fields. Only appending is compatible.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
