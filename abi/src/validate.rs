@@ -188,8 +188,8 @@ pub struct Validation {
     /// The table's geometry, `None` when a violation made the rest of the
     /// table unreadable (R1 to R6, `offset` beyond the mapping, R9, R10, a
     /// head copy too short) or the visitor stopped the walk. With
-    /// violations of R7, R8, R18 or R11 to R13 it is the geometry the
-    /// header claims: do not read records with it.
+    /// violations of R7, R8, R11 to R13 or R18 to R23 it is the geometry
+    /// the header claims: do not read records with it.
     pub info: Option<TableInfo>,
     /// The rules that were checked: the others were not, because a broken
     /// rule they depend on (or the visitor) stopped the walk, or because
