@@ -442,19 +442,22 @@ impl Table {
         let first = u64::from(self.info.header.offset);
         let stride = u64::from(self.info.header.stride);
         let (words, seqs, per, runs) = snap.parts_mut();
-        let mut read = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
-            Some(Ok(())) => nr,
+        let (mut read, bad) = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
+            Some(Ok(bad)) => (nr, bad),
             Some(Err(done)) => {
                 self.lost.store(true, Ordering::Relaxed);
-                u32::try_from(done).unwrap_or(0)
+                (u32::try_from(done).unwrap_or(0), true)
             }
             // Geometry outside the mapping: ruled out by validation.
-            None => 0,
+            None => (0, false),
         };
         // The records the first pass found mid-update or changing, one at
-        // a time, with the attempts left.
+        // a time, with the attempts left. The sweep says whether there are
+        // any (its status is fused into the copy loop), so a table read
+        // consistently in one pass costs no second pass over its seqs.
         let mut busy = 0;
-        for i in 0..read {
+        let retry_to = if bad { read } else { 0 };
+        for i in 0..retry_to {
             let k = i as usize;
             let Some(&[s1, s3]) = seqs.get(k) else { break };
             if s1 & 1 == 0 && s1 == s3 {
@@ -498,7 +501,7 @@ impl Table {
         for _ in 0..attempts {
             core::hint::spin_loop();
             match self.map.sweep_seq(off, 0, runs, dst, per, seq)? {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(_) => {
                     self.lost.store(true, Ordering::Relaxed);
                     return None;
