@@ -184,10 +184,17 @@ impl CopyPath {
 static PATH: AtomicU8 = AtomicU8::new(0);
 
 /// The path copies go through (chosen at first use).
+#[inline]
 pub(crate) fn copy_path() -> CopyPath {
-    if let Some(p) = CopyPath::from_code(PATH.load(Ordering::Relaxed)) {
-        return p;
+    match CopyPath::from_code(PATH.load(Ordering::Relaxed)) {
+        Some(p) => p,
+        None => choose_path(),
     }
+}
+
+/// The first use's choice of [`copy_path`].
+#[cold]
+fn choose_path() -> CopyPath {
     let wanted = std::env::var("VSTATS_COPY_PATH").ok().and_then(|v| {
         [
             CopyPath::Atomic,
@@ -650,6 +657,9 @@ mod imp {
     /// ymm0-ymm3 only. The error exit stores r9 into the block.
     macro_rules! sweep_short_asm {
         ($name:literal, $copy:literal, $leave:literal) => {
+            sweep_short_asm!($name, $copy, "    xor ecx, eax", $leave);
+        };
+        ($name:literal, $copy:literal, $status:literal, $leave:literal) => {
             core::arch::global_asm!(
                 ".text",
                 ".p2align 4",
@@ -689,7 +699,7 @@ mod imp {
                 // record.
                 "    mov ecx, dword ptr [r8]",
                 "    mov dword ptr [r11 + 4], ecx",
-                "    xor ecx, eax",
+                $status,
                 "    or esi, ecx",
                 "7:",
                 "    add r8, r12",
@@ -792,6 +802,69 @@ mod imp {
         "    vzeroupper"
     );
 
+    // 17 words and more, AVX2: a loop of four 32-byte loads (128 bytes)
+    // over the first `lead` bytes (`tail` = `lead`, the largest multiple
+    // of 128 below the run's bytes; `neg` = -`lead`), then the run's last
+    // 128 bytes (at `back` = bytes - 128 - `lead` from the loop's end).
+    // The copy uses rax, so the status reloads s1 from the seqs.
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_ylong",
+        "    lea rdx, [r8 + rbp]
+             lea rcx, [r10 + rbx]
+             mov rax, qword ptr [rdi + 88]
+         16: vmovdqu ymm0, ymmword ptr [rdx + rax]
+             vmovdqu ymm1, ymmword ptr [rdx + rax + 32]
+             vmovdqu ymm2, ymmword ptr [rdx + rax + 64]
+             vmovdqu ymm3, ymmword ptr [rdx + rax + 96]
+             vmovdqu ymmword ptr [rcx + rax], ymm0
+             vmovdqu ymmword ptr [rcx + rax + 32], ymm1
+             vmovdqu ymmword ptr [rcx + rax + 64], ymm2
+             vmovdqu ymmword ptr [rcx + rax + 96], ymm3
+             add rax, 128
+             jnz 16b
+             mov rax, qword ptr [rdi + 96]
+             vmovdqu ymm0, ymmword ptr [rdx + rax]
+             vmovdqu ymm1, ymmword ptr [rdx + rax + 32]
+             vmovdqu ymm2, ymmword ptr [rdx + rax + 64]
+             vmovdqu ymm3, ymmword ptr [rdx + rax + 96]
+             vmovdqu ymmword ptr [rcx + rax], ymm0
+             vmovdqu ymmword ptr [rcx + rax + 32], ymm1
+             vmovdqu ymmword ptr [rcx + rax + 64], ymm2
+             vmovdqu ymmword ptr [rcx + rax + 96], ymm3",
+        "    xor ecx, dword ptr [r11]",
+        "    vzeroupper"
+    );
+
+    // 9 words and more, SSE2: as the AVX2 one with four 16-byte loads (64
+    // bytes a round; `lead` a multiple of 64, the last 64 bytes after).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_xlong",
+        "    lea rdx, [r8 + rbp]
+             lea rcx, [r10 + rbx]
+             mov rax, qword ptr [rdi + 88]
+         16: movdqu xmm0, xmmword ptr [rdx + rax]
+             movdqu xmm1, xmmword ptr [rdx + rax + 16]
+             movdqu xmm2, xmmword ptr [rdx + rax + 32]
+             movdqu xmm3, xmmword ptr [rdx + rax + 48]
+             movdqu xmmword ptr [rcx + rax], xmm0
+             movdqu xmmword ptr [rcx + rax + 16], xmm1
+             movdqu xmmword ptr [rcx + rax + 32], xmm2
+             movdqu xmmword ptr [rcx + rax + 48], xmm3
+             add rax, 64
+             jnz 16b
+             mov rax, qword ptr [rdi + 96]
+             movdqu xmm0, xmmword ptr [rdx + rax]
+             movdqu xmm1, xmmword ptr [rdx + rax + 16]
+             movdqu xmm2, xmmword ptr [rdx + rax + 32]
+             movdqu xmm3, xmmword ptr [rdx + rax + 48]
+             movdqu xmmword ptr [rcx + rax], xmm0
+             movdqu xmmword ptr [rcx + rax + 16], xmm1
+             movdqu xmmword ptr [rcx + rax + 32], xmm2
+             movdqu xmmword ptr [rcx + rax + 48], xmm3",
+        "    xor ecx, dword ptr [r11]",
+        "    nop"
+    );
+
     /// The sweeps' argument block (offsets are the assembly's).
     #[repr(C)]
     struct SweepArgs {
@@ -811,13 +884,19 @@ mod imp {
         /// a routine that returns 0; 0 on entry).
         bad: u32,
         _pad: u32,
-        /// The short-run routines' tail offset (bytes into the run).
+        /// The short-run routines' tail offset (bytes into the run); the
+        /// long-run ones' `lead`.
         tail: usize,
+        /// The long-run routines' `-lead` (wrapping).
+        neg: usize,
+        /// The long-run routines' `bytes - unit - lead` (wrapping).
+        back: usize,
     }
     const _: () = assert!(core::mem::offset_of!(SweepArgs, seqs) == 56);
     const _: () = assert!(core::mem::offset_of!(SweepArgs, left) == 64);
     const _: () = assert!(core::mem::offset_of!(SweepArgs, bad) == 72);
     const _: () = assert!(core::mem::offset_of!(SweepArgs, tail) == 80);
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, back) == 96);
 
     type SweepFn = unsafe extern "C" fn(*mut SweepArgs) -> u32;
 
@@ -834,11 +913,9 @@ mod imp {
         fn vstats_consumer_guard_v2_sweep_scalar_end();
         fn vstats_consumer_guard_v2_sweep_scalar_fixup();
         fn vstats_consumer_guard_v2_sweep_sse2(args: *mut SweepArgs) -> u32;
-        fn vstats_consumer_guard_v2_sweep_sse2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_sse2_end();
         fn vstats_consumer_guard_v2_sweep_sse2_fixup();
         fn vstats_consumer_guard_v2_sweep_avx2(args: *mut SweepArgs) -> u32;
-        fn vstats_consumer_guard_v2_sweep_avx2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_avx2_end();
         fn vstats_consumer_guard_v2_sweep_avx2_fixup();
         fn vstats_consumer_guard_v3_sweep_w1(args: *mut SweepArgs) -> u32;
@@ -856,6 +933,12 @@ mod imp {
         fn vstats_consumer_guard_v3_sweep_y4(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v3_sweep_y4_end();
         fn vstats_consumer_guard_v3_sweep_y4_fixup();
+        fn vstats_consumer_guard_v3_sweep_ylong(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_ylong_end();
+        fn vstats_consumer_guard_v3_sweep_ylong_fixup();
+        fn vstats_consumer_guard_v3_sweep_xlong(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_xlong_end();
+        fn vstats_consumer_guard_v3_sweep_xlong_fixup();
     }
 
     #[cfg(feature = "broken-copy")]
@@ -922,7 +1005,7 @@ mod imp {
     ///
     /// As [`super::sweep`], and `can_run(path)`.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub(super) unsafe fn sweep_on(
         path: CopyPath,
         rec: *const u8,
@@ -939,7 +1022,21 @@ mod imp {
                 super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs)
             });
         }
-        let (f, tail) = choose(path, runs);
+        let (f, tail, unit) = choose(path, runs);
+        // A long-run routine's loop covers `lead` bytes (`tail`), a
+        // multiple of `unit` below the run's bytes, then its last `unit`.
+        let bytes = match runs {
+            [r] => 8 * r.words as usize,
+            _ => 0,
+        };
+        let (neg, back) = if unit == 0 {
+            (0, 0)
+        } else {
+            (
+                tail.wrapping_neg(),
+                bytes.wrapping_sub(unit).wrapping_sub(tail),
+            )
+        };
         let mut args = SweepArgs {
             rec,
             stride,
@@ -953,6 +1050,8 @@ mod imp {
             bad: 0,
             _pad: 0,
             tail,
+            neg,
+            back,
         };
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
@@ -969,37 +1068,42 @@ mod imp {
         }
     }
 
-    /// The routine for `path` (not the atomic one) and `runs`, and the
-    /// tail offset a short-run routine needs: one run of 1 to 4 words (8
-    /// with AVX2 or SSE2's four loads, 16 with AVX2's four) goes to a
-    /// routine without a copy loop, whose loads cover exactly the run's
+    /// The routine for `path` (not the atomic one) and `runs`, the tail
+    /// offset (or `lead`) it needs, and a long-run routine's unit (0 for
+    /// the others). On SSE2 and AVX2, one run of 1 to 8 words (16 with
+    /// AVX2) goes to a routine without a copy loop, a longer one to a
+    /// routine whose loop moves four vectors a round and whose last round
+    /// ends at the run's end; the loads of both cover exactly the run's
     /// bytes (some twice).
     #[inline]
-    fn choose(path: CopyPath, runs: &[Run]) -> (SweepFn, usize) {
+    fn choose(path: CopyPath, runs: &[Run]) -> (SweepFn, usize, usize) {
         let short = match runs {
             [r] => r.words as usize,
             _ => 0,
         };
         let bytes = short * 8;
+        // The largest multiple of `unit` below `bytes` (at least `unit`
+        // where it is used: bytes > unit).
+        let lead = |unit: usize| (bytes - 1) / unit * unit;
         match (path, short) {
-            (CopyPath::Sse2 | CopyPath::Avx2, 1) => (vstats_consumer_guard_v3_sweep_w1, 0),
+            (CopyPath::Sse2 | CopyPath::Avx2, 1) => (vstats_consumer_guard_v3_sweep_w1, 0, 0),
             (CopyPath::Sse2 | CopyPath::Avx2, 2..=4) => {
-                (vstats_consumer_guard_v3_sweep_x2, bytes - 16)
+                (vstats_consumer_guard_v3_sweep_x2, bytes - 16, 0)
             }
-            (CopyPath::Sse2, 5..=8) => (vstats_consumer_guard_v3_sweep_x4, bytes - 32),
-            (CopyPath::Avx2, 5..=8) => (vstats_consumer_guard_v3_sweep_y2, bytes - 32),
-            (CopyPath::Avx2, 9..=16) => (vstats_consumer_guard_v3_sweep_y4, bytes - 64),
-            (CopyPath::Scalar, 0) => (vstats_consumer_guard_v2_sweep_scalar, 0),
-            (CopyPath::Sse2, 0) => (vstats_consumer_guard_v2_sweep_sse2, 0),
-            (CopyPath::Avx2, 0) => (vstats_consumer_guard_v2_sweep_avx2, 0),
+            (CopyPath::Sse2, 5..=8) => (vstats_consumer_guard_v3_sweep_x4, bytes - 32, 0),
+            (CopyPath::Sse2, 9..) => (vstats_consumer_guard_v3_sweep_xlong, lead(64), 64),
+            (CopyPath::Avx2, 5..=8) => (vstats_consumer_guard_v3_sweep_y2, bytes - 32, 0),
+            (CopyPath::Avx2, 9..=16) => (vstats_consumer_guard_v3_sweep_y4, bytes - 64, 0),
+            (CopyPath::Avx2, 17..) => (vstats_consumer_guard_v3_sweep_ylong, lead(128), 128),
+            (CopyPath::Scalar, 0) => (vstats_consumer_guard_v2_sweep_scalar, 0, 0),
+            (CopyPath::Sse2, 0) => (vstats_consumer_guard_v2_sweep_sse2, 0, 0),
             #[cfg(feature = "broken-copy")]
-            (CopyPath::BrokenNoRecheck, 0) => (vstats_consumer_guard_v2_sweep_broken, 0),
+            (CopyPath::BrokenNoRecheck, 0) => (vstats_consumer_guard_v2_sweep_broken, 0, 0),
             #[cfg(feature = "broken-copy")]
-            (CopyPath::BrokenNoRecheck, _) => (vstats_consumer_guard_v2_sweep_broken_1, 0),
-            (CopyPath::Scalar, _) => (vstats_consumer_guard_v2_sweep_scalar_1, 0),
-            (CopyPath::Sse2, _) => (vstats_consumer_guard_v2_sweep_sse2_1, 0),
+            (CopyPath::BrokenNoRecheck, _) => (vstats_consumer_guard_v2_sweep_broken_1, 0, 0),
+            (CopyPath::Scalar, _) => (vstats_consumer_guard_v2_sweep_scalar_1, 0, 0),
             // The atomic path never gets here (`sweep`); AVX2 otherwise.
-            (CopyPath::Avx2 | CopyPath::Atomic, _) => (vstats_consumer_guard_v2_sweep_avx2_1, 0),
+            (CopyPath::Avx2 | CopyPath::Atomic, _) => (vstats_consumer_guard_v2_sweep_avx2, 0, 0),
         }
     }
 
@@ -1083,6 +1187,16 @@ mod imp {
                 s(vstats_consumer_guard_v3_sweep_y4),
                 a(vstats_consumer_guard_v3_sweep_y4_end),
                 a(vstats_consumer_guard_v3_sweep_y4_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_ylong),
+                a(vstats_consumer_guard_v3_sweep_ylong_end),
+                a(vstats_consumer_guard_v3_sweep_ylong_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_xlong),
+                a(vstats_consumer_guard_v3_sweep_xlong_end),
+                a(vstats_consumer_guard_v3_sweep_xlong_fixup),
             ),
             #[cfg(feature = "broken-copy")]
             (
@@ -1369,7 +1483,7 @@ mod tests {
         assert_eq!(r, 0);
         let words_of = p.cast::<u64>();
         for path in CopyPath::available() {
-            for words in 1..=16usize {
+            for words in 1..=40usize {
                 // One record whose run ends at the page's end.
                 let rec = PAGE / 8 - words - 1;
                 for j in 0..=words {
