@@ -292,6 +292,7 @@ impl<'a> Region<'a> {
     /// destination do not fit (nothing read); `Some(Ok(bad))`, `bad` false
     /// when every record was consistent; `Some(Err(done))` when a load
     /// faulted while record `done` was read.
+    #[inline]
     pub(crate) fn sweep_seq(
         &self,
         first: u64,

@@ -455,9 +455,34 @@ impl Table {
         // a time, with the attempts left. The sweep says whether there are
         // any (its status is fused into the copy loop), so a table read
         // consistently in one pass costs no second pass over its seqs.
+        let busy = if bad {
+            self.retry_pass(first, stride, snap, &mut read, attempts)
+        } else {
+            0
+        };
+        snap.finish(taken, read, attempts, busy);
+        busy
+    }
+
+    /// The second pass of [`Table::snapshot_at`], when its sweep found
+    /// records mid-update or changing: each of the first `read` records
+    /// that is not consistent is read again with `attempts - 1` attempts.
+    /// Returns the number still busy; `read` becomes the index of a record
+    /// whose read faulted. Out of line: a consistent table never gets
+    /// here, and the sweep's caller stays small.
+    #[cold]
+    #[inline(never)]
+    fn retry_pass(
+        &self,
+        first: u64,
+        stride: u64,
+        snap: &mut Snapshot,
+        read: &mut u32,
+        attempts: u32,
+    ) -> u32 {
+        let (words, seqs, per, runs) = snap.parts_mut();
         let mut busy = 0;
-        let retry_to = if bad { read } else { 0 };
-        for i in 0..retry_to {
+        for i in 0..*read {
             let k = i as usize;
             let Some(&[s1, s3]) = seqs.get(k) else { break };
             if s1 & 1 == 0 && s1 == s3 {
@@ -472,12 +497,11 @@ impl Table {
                 Some(true) => {}
                 Some(false) => busy += 1,
                 None => {
-                    read = i;
+                    *read = i;
                     break;
                 }
             }
         }
-        snap.finish(taken, read, attempts, busy);
         busy
     }
 
