@@ -896,3 +896,208 @@ fn accrue(w: &mut [u64; 6], now: u64) {
     }
     w[5] = now;
 }
+
+/// A consumer rule's corpus entry (R26-R28 are not producer faults): a
+/// table, written whole to a file, and the reading every consumer must make
+/// of it ([`ReadingFixture::expected`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadingFixture {
+    /// R26: an r3 table with clock 1 whose vCPUs are running, blocked,
+    /// offline and runnable (the last entered after `now`: clocks that
+    /// disagree), read at a fixed `now`.
+    ExtrapolateClock1,
+    /// R27: an r2 table whose histogram has one inactive bucket in vCPU 0
+    /// and none in vCPU 1.
+    HistogramOneInactive,
+    /// R28: an r2 table with a linear and a log2 histogram of 4 buckets.
+    LinearHistogramLastBucket,
+}
+
+/// What a consumer must read from a [`ReadingFixture`]'s table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectedReading {
+    /// R26: each vCPU's four runstate times brought up to `now_ns` of the
+    /// table's clock (`None`: inactive).
+    UpToDate {
+        /// The instant, in the table's clock (1, host `CLOCK_MONOTONIC`).
+        now_ns: u64,
+        /// Per vCPU, in slot order: running, runnable, blocked, offline.
+        times: Vec<[Option<u64>; 4]>,
+    },
+    /// R27: the histogram `name` is absent as a whole in `absent_in`, and
+    /// reads as `present` in the other records.
+    HistogramAbsent {
+        /// The histogram's name.
+        name: &'static str,
+        /// The record whose histogram has an inactive bucket.
+        absent_in: u32,
+        /// `(record, buckets)` of the records that read it.
+        present: Vec<(u32, Vec<u64>)>,
+    },
+    /// R28: each histogram's bucket ranges `[lo, hi)`, `hi` `None` for the
+    /// open-ended last bucket.
+    BucketRanges(Vec<(&'static str, Vec<(u64, Option<u64>)>)>),
+}
+
+/// `now` of [`ReadingFixture::ExtrapolateClock1`]: 1.0005 s.
+const FIXTURE_NOW: u64 = 1_000_500_000;
+
+/// The words of [`ReadingFixture::ExtrapolateClock1`]'s records: the four
+/// times, `runstate`, `runstate_entry_time`.
+const FIXTURE_RUNSTATES: [[u64; 6]; 4] = [
+    // running since 1 s, 400 ns accrued there.
+    [400, 10, 20, 0, 0, 1_000_000_000],
+    // blocked since 0.999 s.
+    [1_000, 2_000, 3_000, 0, 2, 999_000_000],
+    // offline since now.
+    [5, 6, 7, 8, 3, FIXTURE_NOW],
+    // runnable since after now: clamped, nothing added.
+    [1, 2, 3, 4, 1, FIXTURE_NOW + 100_000],
+];
+
+/// A linear histogram of 4 buckets, 1000 wide (R28).
+const LINEAR_HIST: Descriptor = Descriptor {
+    bucket_size: 1000,
+    ..EXIT_HIST
+};
+
+/// A log2 histogram of 4 buckets after [`LINEAR_HIST`] (R28).
+const LOG2_HIST: Descriptor = Descriptor {
+    offset: 40 + 8 * HIST_BUCKETS,
+    count: HIST_BUCKETS,
+    kind: Kind::LOG2_HIST,
+    bucket_size: 0,
+    ..Descriptor::scalar(
+        "exit_log2_hist",
+        72,
+        Kind::CUMULATIVE,
+        Unit::NONE,
+        Base::POW10,
+        0,
+    )
+};
+
+impl ReadingFixture {
+    /// Every fixture.
+    pub const ALL: &'static [ReadingFixture] = &[
+        ReadingFixture::ExtrapolateClock1,
+        ReadingFixture::HistogramOneInactive,
+        ReadingFixture::LinearHistogramLastBucket,
+    ];
+
+    /// The fixture's name (design 8.1).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReadingFixture::ExtrapolateClock1 => "extrapolate-clock1",
+            ReadingFixture::HistogramOneInactive => "histogram-one-inactive",
+            ReadingFixture::LinearHistogramLastBucket => "linear-histogram-last-bucket",
+        }
+    }
+
+    /// The consumer rule it pins.
+    pub const fn rule(self) -> Rule {
+        match self {
+            ReadingFixture::ExtrapolateClock1 => Rule::R26,
+            ReadingFixture::HistogramOneInactive => Rule::R27,
+            ReadingFixture::LinearHistogramLastBucket => Rule::R28,
+        }
+    }
+
+    /// Writes the fixture's table to `path` (replacing any file there), as
+    /// a published table that nobody updates.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors writing the file.
+    pub fn write(self, path: &Path) -> io::Result<()> {
+        let (params, descs, records): (LayoutParams, Vec<Descriptor>, Vec<Vec<u64>>) = match self {
+            ReadingFixture::ExtrapolateClock1 => (
+                LayoutParams {
+                    clock: CLOCK_HOST_MONOTONIC,
+                    ..LayoutParams::vcpu_r3(FIXTURE_RUNSTATES.len() as u32)
+                },
+                Vec::new(),
+                FIXTURE_RUNSTATES.iter().map(|r| r.to_vec()).collect(),
+            ),
+            ReadingFixture::HistogramOneInactive => {
+                let mut d = VCPU_STD_DESCRIPTORS.to_vec();
+                d.push(EXIT_HIST);
+                (
+                    LayoutParams {
+                        record_size: 40 + 8 * HIST_BUCKETS,
+                        desc_count: 5,
+                        ..LayoutParams::vcpu(2)
+                    },
+                    d,
+                    vec![
+                        vec![100, 10, 1, 0, 1, 2, u64::MAX, 4],
+                        vec![200, 20, 2, 0, 1, 2, 3, 4],
+                    ],
+                )
+            }
+            ReadingFixture::LinearHistogramLastBucket => {
+                let mut d = VCPU_STD_DESCRIPTORS.to_vec();
+                d.extend([LINEAR_HIST, LOG2_HIST]);
+                (
+                    LayoutParams {
+                        record_size: 40 + 16 * HIST_BUCKETS,
+                        desc_count: 6,
+                        ..LayoutParams::vcpu(1)
+                    },
+                    d,
+                    vec![vec![100, 10, 1, 0, 5, 4, 3, 2, 1, 1, 1, 7]],
+                )
+            }
+        };
+        let layout = Layout::compute(&params).map_err(invalid)?;
+        let mut buf = vec![0u8; usize::try_from(layout.mapping_len()).map_err(invalid)?];
+        layout
+            .write_headers(&mut buf, VCPU_STATS_MAGIC, 1, &descs)
+            .map_err(invalid)?;
+        layout.fill_records(&mut buf).map_err(invalid)?;
+        for (i, words) in records.iter().enumerate() {
+            let at = layout.record_offset(i as u32).unwrap_or(0) + u64::from(RECORD_PREFIX);
+            for (k, w) in words.iter().enumerate() {
+                put64(&mut buf, at + 8 * k as u64, *w);
+            }
+        }
+        let tmp = path.with_extension("fixture-tmp");
+        std::fs::write(&tmp, &buf)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The reading every consumer must make of the fixture's table.
+    pub fn expected(self) -> ExpectedReading {
+        match self {
+            ReadingFixture::ExtrapolateClock1 => ExpectedReading::UpToDate {
+                now_ns: FIXTURE_NOW,
+                times: vec![
+                    [Some(500_400), Some(10), Some(20), Some(0)],
+                    [Some(1_000), Some(2_000), Some(1_503_000), Some(0)],
+                    [Some(5), Some(6), Some(7), Some(8)],
+                    [Some(1), Some(2), Some(3), Some(4)],
+                ],
+            },
+            ReadingFixture::HistogramOneInactive => ExpectedReading::HistogramAbsent {
+                name: "exit_hist",
+                absent_in: 0,
+                present: vec![(1, vec![1, 2, 3, 4])],
+            },
+            ReadingFixture::LinearHistogramLastBucket => ExpectedReading::BucketRanges(vec![
+                (
+                    "exit_hist",
+                    vec![
+                        (0, Some(1000)),
+                        (1000, Some(2000)),
+                        (2000, Some(3000)),
+                        (3000, None),
+                    ],
+                ),
+                (
+                    "exit_log2_hist",
+                    vec![(0, Some(1)), (1, Some(2)), (2, Some(4)), (4, None)],
+                ),
+            ]),
+        }
+    }
+}

@@ -452,3 +452,96 @@ fn r3_evidence_names_record_field_and_values() {
         assert!(!f.invalidates(), "{}", f.name());
     }
 }
+
+/// The bucket ranges of a histogram by the spec's definition (R28),
+/// computed here from the descriptor alone: linear bucket i counts `[i *
+/// w, (i + 1) * w)`, log2 bucket 0 counts 0 and bucket i `[2^(i-1), 2^i)`;
+/// the last bucket is open-ended.
+fn spec_ranges(kind: vstats_abi::Kind, count: u32, width: u32) -> Vec<(u64, Option<u64>)> {
+    (0..u64::from(count))
+        .map(|i| {
+            let (lo, hi) = if kind == vstats_abi::Kind::LINEAR_HIST {
+                (i * u64::from(width), (i + 1) * u64::from(width))
+            } else if i == 0 {
+                (0, 1)
+            } else {
+                (1 << (i - 1), 1 << i)
+            };
+            (lo, (i + 1 < u64::from(count)).then_some(hi))
+        })
+        .collect()
+}
+
+/// The reading fixtures of the consumer rules: each table read by
+/// `vstats-consumer` must give the stored expected reading. R26 compares
+/// with the consumer's normative computation
+/// (`vstats_consumer::runstate::Runstate::from_words` over a snapshot),
+/// R27 with `RecordView::histogram`. R28 has no consumer API yet (the
+/// OpenMetrics encoder's `le` bounds land with step 5 of the r3 plan): the
+/// expected ranges are compared with the spec's definition computed from
+/// the descriptors the consumer reads, and step 5 adds the encoder's.
+#[test]
+fn reading_fixtures_read_as_expected() {
+    use vstats_consumer::runstate::{Runstate, TimeBase};
+    use vstats_invariants::fault::{ExpectedReading, ReadingFixture};
+
+    let scratch = Scratch::new("fixtures");
+    for &fx in ReadingFixture::ALL {
+        let path = scratch.path(fx.name());
+        fx.write(&path).unwrap();
+        let t = vstats_consumer::Table::open(&path).unwrap();
+        let mut snap = vstats_consumer::Snapshot::new(&t);
+        assert_eq!(t.snapshot(&mut snap), 0, "{}", fx.name());
+        match fx.expected() {
+            ExpectedReading::UpToDate { now_ns, times } => {
+                assert_eq!(fx.rule(), Rule::R26);
+                assert_eq!(t.nr_records() as usize, times.len());
+                let base = TimeBase::from_clock(t.info().clock);
+                assert_eq!(base, TimeBase::HostMonotonic);
+                for (i, want) in times.iter().enumerate() {
+                    let w = snap.record(i as u32).unwrap().words();
+                    let r = Runstate::from_words(
+                        [w[0], w[1], w[2], w[3]],
+                        w[4],
+                        w[5],
+                        base,
+                        Some(now_ns),
+                    );
+                    assert_eq!(&r.times_ns, want, "{} vCPU {i}", fx.name());
+                    assert!(r.extrapolated, "{} vCPU {i}", fx.name());
+                }
+            }
+            ExpectedReading::HistogramAbsent {
+                name,
+                absent_in,
+                present,
+            } => {
+                assert_eq!(fx.rule(), Rule::R27);
+                let c = t.counter(name).unwrap();
+                let rec = snap.record(absent_in).unwrap();
+                assert!(rec.is_consistent());
+                assert_eq!(rec.histogram(c), None, "{}", fx.name());
+                for (i, buckets) in present {
+                    let got = snap.record(i).unwrap().histogram(c).map(<[u64]>::to_vec);
+                    assert_eq!(got, Some(buckets), "{} record {i}", fx.name());
+                }
+            }
+            ExpectedReading::BucketRanges(hists) => {
+                assert_eq!(fx.rule(), Rule::R28);
+                for (name, ranges) in hists {
+                    let c = t.counter(name).unwrap();
+                    assert!(c.is_histogram());
+                    assert_eq!(c.count() as usize, ranges.len(), "{name}");
+                    assert_eq!(
+                        spec_ranges(c.kind(), c.count(), c.bucket_size()),
+                        ranges,
+                        "{name}"
+                    );
+                    assert_eq!(ranges.last().unwrap().1, None, "{name}: open-ended");
+                    // Every bucket is active: the histogram reads whole.
+                    assert!(snap.record(0).unwrap().histogram(c).is_some(), "{name}");
+                }
+            }
+        }
+    }
+}
