@@ -105,7 +105,7 @@ pub enum Target {
     },
     /// An already opened consumer table without a raw view (e.g. one the
     /// Xen backend mapped). Rules that need every byte of the mapping (P4,
-    /// D7, P9) are skipped, D6 covers only the header and extension header
+    /// P13, D7, P9, P15) are skipped, D6 covers only the header and extension header
     /// (`Table::is_stale`): `vstats_consumer::Table` exposes no loads
     /// outside the head and the records. Prefer [`Target::Memory`].
     Table {
