@@ -934,10 +934,13 @@ pub enum ExpectedReading {
         /// `(record, buckets)` of the records that read it.
         present: Vec<(u32, Vec<u64>)>,
     },
-    /// R28: each histogram's bucket ranges `[lo, hi)`, `hi` `None` for the
-    /// open-ended last bucket.
-    BucketRanges(Vec<(&'static str, Vec<(u64, Option<u64>)>)>),
+    /// R28: each histogram's name and bucket ranges.
+    BucketRanges(Vec<(&'static str, Vec<BucketRange>)>),
 }
+
+/// A histogram bucket's range `[lo, hi)`, `hi` `None` for the open-ended
+/// last bucket (R28).
+pub type BucketRange = (u64, Option<u64>);
 
 /// `now` of [`ReadingFixture::ExtrapolateClock1`]: 1.0005 s.
 const FIXTURE_NOW: u64 = 1_000_500_000;
