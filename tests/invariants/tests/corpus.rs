@@ -545,3 +545,33 @@ fn reading_fixtures_read_as_expected() {
         }
     }
 }
+
+/// D10's other half: up-to-date times that grow faster than the clock (a
+/// producer that adds 10 s of running time in an update, in a few
+/// microseconds of the clock) fail D10, and only D10.
+#[test]
+fn d10_catches_times_that_outrun_the_clock() {
+    let scratch = Scratch::new("d10-fast");
+    let path = scratch.path("vcpu");
+    let r = with_r3_table(&path, 7, VCPUS, |d| {
+        let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
+        d.step();
+        c.sample();
+        // Record 2, written by hand with the seq protocol (the driver
+        // writes it no more).
+        let raw = d.raw();
+        let at = d.layout().record_offset(2).unwrap();
+        let seq = raw.load::<u32>(at).unwrap();
+        let running = raw.load::<u64>(at + 8).unwrap();
+        raw.store::<u32>(at, seq + 1);
+        raw.store::<u64>(at + 8, running + 10_000_000_000);
+        raw.store::<u32>(at, seq + 2);
+        c.sample();
+        c.finish()
+    })
+    .unwrap();
+    assert_eq!(r.failed(), [Rule::D10], "{r}");
+    let e = &r.rule(Rule::D10).unwrap().evidence[0];
+    assert_eq!(e.record, Some(2), "{r}");
+    assert!(e.detail.contains("grew by"), "{r}");
+}

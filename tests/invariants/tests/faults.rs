@@ -369,5 +369,16 @@ fn published_faults_of_the_new_rules_are_named_by_the_checker_process() {
             "{}: {json:#}",
             fault.name()
         );
+        // A validation fault: the consumer refuses the table with the rule.
+        if fault.invalidates() {
+            match Table::open(&path) {
+                Err(Error::Invalid { error, .. }) => {
+                    assert_eq!(Some(error.rule()), fault.rule(), "{}", fault.name())
+                }
+                other => panic!("{}: not refused: {other:?}", fault.name()),
+            }
+        } else {
+            assert!(Table::open(&path).is_ok(), "{}", fault.name());
+        }
     }
 }
