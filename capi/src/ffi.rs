@@ -1,4 +1,4 @@
-//! The `extern "C"` functions of `include/vstats.h` and the opaque state
+//! The `extern "C"` functions of `include/vstats_producer.h` and the opaque state
 //! they keep in caller-provided storage. The only module with `unsafe`.
 //!
 //! # Design
@@ -444,7 +444,7 @@ unsafe fn install(a: &InitArgs, layout: Layout, table: Table<'static>) -> c_int 
 ///
 /// # Errors
 ///
-/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// The `VSTATS_E*` codes listed in `include/vstats_producer.h`; nothing is written
 /// then.
 ///
 /// # Safety
@@ -509,7 +509,7 @@ pub unsafe extern "C" fn vstats_table_init_contiguous(
 ///
 /// # Errors
 ///
-/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// The `VSTATS_E*` codes listed in `include/vstats_producer.h`; nothing is written
 /// then.
 ///
 /// # Safety

@@ -1,11 +1,16 @@
-//! The C API of the vstats producer, for hypervisors written in C (Xen).
+//! The C API of vstats, for hypervisors written in C (Xen) and C readers.
 //!
-//! This crate builds `libvstats_capi.a`, a static library that exports the
-//! functions declared in the hand-written header `capi/include/vstats.h`.
-//! The header also carries the ABI itself (`struct vstats_header`,
-//! `struct vstats_ext_header`, `struct vstats_desc`, the record structs,
-//! magics and resource ids, each pinned with `_Static_assert`s), so a C
-//! consumer can include it without linking anything.
+//! This crate builds `libvstats_capi.a` (installed as `libvstats.a` and
+//! `libvstats.so`), a library that exports the functions declared in the
+//! hand-written headers of `capi/include/`:
+//!
+//! | header | what |
+//! |---|---|
+//! | `xen/stats_table.h` | the ABI itself, Xen-style (`struct xen_stats_header`, the records, magics, resource ids); a consumer can include it without linking anything |
+//! | `vstats_producer.h` | the producer API (this module's [`vstats_layout`], `vstats_table_*`, `vstats_writer_*`, `vstats_publication_*`) |
+//! | `vstats_reader.h` | the reader API (feature `reader`, on by default: `vstats_reader_*`, `vstats_snapshot_*`) |
+//! | `vstats_errno.h` | the `VSTATS_E*` codes both share |
+//! | `vstats.h` | the compatibility header of r2 for one release: the producer API and the old `VSTATS_*` names of the ABI |
 //!
 //! The functions are thin: the layout arithmetic is
 //! [`vstats_abi::layout`], table initialisation and the seq protocol are
@@ -39,7 +44,7 @@
 //! # Using it from C
 //!
 //! ```c
-//! #include "vstats.h"
+//! #include "vstats.h"   /* r2 names: struct vstats_vcpu_stats until the r3 flip */
 //!
 //! static struct vstats_table table;
 //! static struct vstats_writer writers[NR_VCPUS];
@@ -94,8 +99,9 @@ pub mod error;
 mod ffi;
 
 pub use error::{
-    VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL, VSTATS_ENOSPC,
-    VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
+    VSTATS_E2BIG, VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
+    VSTATS_EIO, VSTATS_ENODATA, VSTATS_ENOENT, VSTATS_ENOSPC, VSTATS_ENOTRECOVERABLE,
+    VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_ESTALE, VSTATS_OK,
 };
 pub use ffi::{
     vstats_domain_std_descs, vstats_layout, vstats_strerror, vstats_table_init_contiguous,

@@ -154,6 +154,12 @@ fn header_constants_and_layouts_match_the_rust_crates() {
         ("VSTATS_EPROTO", VSTATS_EPROTO.into()),
         ("VSTATS_EBADMSG", VSTATS_EBADMSG.into()),
         ("VSTATS_EOVERFLOW", VSTATS_EOVERFLOW.into()),
+        ("VSTATS_ENOENT", VSTATS_ENOENT.into()),
+        ("VSTATS_EIO", VSTATS_EIO.into()),
+        ("VSTATS_E2BIG", VSTATS_E2BIG.into()),
+        ("VSTATS_ENODATA", VSTATS_ENODATA.into()),
+        ("VSTATS_ESTALE", VSTATS_ESTALE.into()),
+        ("VSTATS_ENOTRECOVERABLE", VSTATS_ENOTRECOVERABLE.into()),
         (
             "sizeof(struct vstats_layout)",
             size_of::<VstatsLayout>() as i64,

@@ -68,6 +68,12 @@ int main(void)
     P(VSTATS_EPROTO);
     P(VSTATS_EBADMSG);
     P(VSTATS_EOVERFLOW);
+    P(VSTATS_ENOENT);
+    P(VSTATS_EIO);
+    P(VSTATS_E2BIG);
+    P(VSTATS_ENODATA);
+    P(VSTATS_ESTALE);
+    P(VSTATS_ENOTRECOVERABLE);
     P(sizeof(struct vstats_layout));
     P(sizeof(struct vstats_table));
     P(sizeof(struct vstats_writer));
