@@ -97,6 +97,8 @@ extern crate std;
 
 pub mod error;
 mod ffi;
+#[cfg(feature = "reader")]
+mod reader;
 
 pub use error::{
     VSTATS_E2BIG, VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
@@ -113,6 +115,16 @@ pub use ffi::{
 pub use ffi::{
     vstats_publication_close, vstats_publication_generation, vstats_publication_open,
     vstats_publication_table, VstatsPublication,
+};
+#[cfg(feature = "reader")]
+pub use reader::{
+    vstats_reader_clock, vstats_reader_close, vstats_reader_counter_count,
+    vstats_reader_counter_index, vstats_reader_counter_info, vstats_reader_generation,
+    vstats_reader_kind, vstats_reader_nr_records, vstats_reader_open, vstats_reader_open_memory,
+    vstats_reader_validate, vstats_snapshot_init, vstats_snapshot_record_status,
+    vstats_snapshot_size, vstats_snapshot_take, vstats_snapshot_value, VstatsReader,
+    VstatsSnapshot, VSTATS_RECORD_BUSY, VSTATS_RECORD_NOT_READ, VSTATS_RECORD_OK,
+    VSTATS_RECORD_UNUSED, VSTATS_RUNSTATE_UNKNOWN,
 };
 
 /// The library never panics; this handler only satisfies the linker of a

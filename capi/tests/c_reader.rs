@@ -1,0 +1,191 @@
+//! The C reader API (`include/vstats_reader.h`): a C sampler
+//! (`tests/c/reader.c`) built against the library reads the tables of a
+//! live synthetic producer, and what it prints is compared, value for
+//! value, with what the Rust consumer reads from the same tables at the
+//! same moment (the producer writes between rounds, never during one).
+//! While the producer writes without pause, every record the C sampler
+//! reads is consistent. Hostile inputs give the documented error codes.
+
+mod common;
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread,
+};
+
+use common::{c_source, compile, have, run, TempDir};
+use vstats_consumer::{RecordStatus, Snapshot, Table};
+use vstats_producer::synth::Synth;
+
+/// Checks `reader hostile` makes (each must give its documented code).
+const HOSTILE_CHECKS: u32 = 58;
+
+/// What `reader dump PATH NOW_NS` prints, from the Rust consumer.
+fn rust_dump(path: &Path, _now_ns: u64) -> String {
+    let t = Table::open(path).unwrap();
+    let mut o = String::new();
+    let counters = t.counters();
+    writeln!(
+        o,
+        "table kind={} records={} generation={} clock={} counters={}",
+        t.info().header.magic,
+        t.nr_records(),
+        t.generation(),
+        0,
+        counters.len()
+    )
+    .unwrap();
+    for (i, c) in counters.iter().enumerate() {
+        writeln!(
+            o,
+            "counter {i} {} offset={} count={} kind={} unit={} base={} exp={} bucket={}",
+            c.name(),
+            c.offset(),
+            c.count(),
+            c.kind().0,
+            c.unit().0,
+            c.base().0,
+            c.exponent(),
+            c.bucket_size()
+        )
+        .unwrap();
+    }
+    let mut snap = Snapshot::new(&t);
+    let busy = t.snapshot(&mut snap);
+    writeln!(o, "take {busy}").unwrap();
+    for (i, rec) in (0u32..).zip(snap.records()) {
+        let status = match rec.status() {
+            RecordStatus::Consistent if rec.is_unused() => "unused",
+            RecordStatus::Consistent => "ok",
+            RecordStatus::Busy { .. } => "busy",
+            RecordStatus::NotRead => "notread",
+        };
+        writeln!(o, "rec {i} {status}").unwrap();
+        if !rec.is_consistent() {
+            continue;
+        }
+        for c in counters {
+            write!(o, "val {i} {}", c.name()).unwrap();
+            let values: Vec<Option<u64>> = if c.is_histogram() {
+                match rec.histogram(c) {
+                    Some(b) => b.iter().copied().map(Some).collect(),
+                    None => vec![None; c.count() as usize],
+                }
+            } else {
+                vec![rec.get(c)]
+            };
+            for v in values {
+                match v {
+                    Some(v) => write!(o, " {v}").unwrap(),
+                    None => o.push_str(" -"),
+                }
+            }
+            o.push('\n');
+        }
+    }
+    o
+}
+
+/// Runs the C sampler and returns its standard output; fails on an error.
+fn c_run(prog: &Path, args: &[&str]) -> String {
+    let out = run(prog, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "reader {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn c_sampler_reads_what_the_rust_consumer_reads() {
+    if !have("gcc", "c_sampler_reads_what_the_rust_consumer_reads") {
+        return;
+    }
+    let dir = TempDir::new("reader");
+    let prog = compile(dir.path(), "reader", &[c_source("reader.c")], true);
+    let vm = dir.path().join("vm");
+    let mut synth = Synth::new(&vm, 5).unwrap();
+    for round in 0..4u64 {
+        synth.update();
+        // A fixed "now" far ahead of every entry time, so that both sides
+        // extrapolate alike.
+        let now = (1 << 50) + round;
+        for file in ["vcpu", "domain"] {
+            let path = vm.join(file);
+            let c = c_run(&prog, &["dump", path.to_str().unwrap(), &now.to_string()]);
+            let rust = rust_dump(&path, now);
+            assert_eq!(c, rust, "round {round}, {file}");
+            assert!(c.contains("\nrec 0 ok\n"), "{c}");
+            assert!(c.lines().filter(|l| l.starts_with("val ")).count() > 0);
+        }
+    }
+    synth.remove().unwrap();
+}
+
+#[test]
+fn c_sampler_sees_only_consistent_records_while_the_producer_writes() {
+    if !have(
+        "gcc",
+        "c_sampler_sees_only_consistent_records_while_the_producer_writes",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("reader-live");
+    let prog = compile(dir.path(), "reader", &[c_source("reader.c")], true);
+    let vm = dir.path().join("vm");
+    let synth = Arc::new(Mutex::new(Synth::new(&vm, 8).unwrap()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (synth, stop) = (Arc::clone(&synth), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                synth.lock().unwrap().update();
+                n += 1;
+            }
+            n
+        })
+    };
+    let out = c_run(&prog, &["live", vm.join("vcpu").to_str().unwrap(), "2000"]);
+    stop.store(true, Ordering::Relaxed);
+    let updates = writer.join().unwrap();
+    assert!(updates > 0);
+    assert!(out.starts_with("live snapshots=2000 torn=0 "), "{out}");
+    Arc::into_inner(synth)
+        .unwrap()
+        .into_inner()
+        .unwrap()
+        .remove()
+        .unwrap();
+}
+
+#[test]
+fn hostile_inputs_give_the_documented_errors() {
+    if !have("gcc", "hostile_inputs_give_the_documented_errors") {
+        return;
+    }
+    let dir = TempDir::new("reader-hostile");
+    let prog = compile(dir.path(), "reader", &[c_source("reader.c")], true);
+    let vm = dir.path().join("vm");
+    let synth = Synth::new(&vm, 3).unwrap();
+    let scratch = dir.path().join("scratch");
+    let out = c_run(
+        &prog,
+        &[
+            "hostile",
+            vm.join("vcpu").to_str().unwrap(),
+            scratch.to_str().unwrap(),
+        ],
+    );
+    assert!(out.starts_with("hostile checks="), "{out}");
+    let n: u32 = out["hostile checks=".len()..].trim().parse().unwrap();
+    assert_eq!(n, HOSTILE_CHECKS, "{out}");
+    synth.remove().unwrap();
+}
