@@ -223,7 +223,9 @@ static int hostile(const char *path, const char *scratch)
     bad[0] ^= 0x5a;
     spill(scratch, bad, len);
     CHECK_EQ("bad magic", vstats_reader_open(scratch, &r), VSTATS_EBADMSG);
-    spill(scratch, good, len / 2);
+    uint32_t offset;
+    memcpy(&offset, good + 4, 4);
+    spill(scratch, good, offset + 8); /* the head and a piece of record 0 */
     CHECK_EQ("records cut off", vstats_reader_open(scratch, &r), VSTATS_EBADMSG);
 
     /* Memory the caller mapped. */
