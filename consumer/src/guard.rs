@@ -12,7 +12,10 @@
 //!
 //! Built on Linux x86-64 outside Miri (`GUARDED` is true there); on other
 //! targets and under Miri (and loom) every copy is the per-word atomic
-//! path below ([`CopyPath::Atomic`]) and a fault is not survived.
+//! path below ([`CopyPath::Atomic`]) and a fault is not survived. On
+//! 32-bit targets that path loads each word as two 32-bit halves
+//! (`vstats_abi::seqlock::Word`; its module docs, "32-bit consumers",
+//! give the argument).
 //!
 //! # The record sweep
 //!
@@ -26,7 +29,7 @@
 //!
 //! | [`CopyPath`] | copy of a run | where |
 //! |---|---|---|
-//! | `Atomic` | one relaxed `AtomicU64` load per word, acquire fences at S1 and S3 | every target; the only one under Miri and loom |
+//! | `Atomic` | one relaxed `AtomicU64` load per word (two `AtomicU32` loads on 32-bit targets), acquire fences at S1 and S3 | every target; the only one under Miri and loom |
 //! | `Scalar` | one 8-byte `mov` per word | Linux x86-64 |
 //! | `Sse2` | 16-byte `movdqu` loads, an 8-byte `mov` for an odd tail | Linux x86-64 (SSE2 is baseline) |
 //! | `Avx2` | 32-byte `vmovdqu` loads, then 16 and 8 | Linux x86-64 CPUs with AVX2 (run-time detection) |
@@ -91,14 +94,16 @@
 
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use vstats_abi::seqlock::Word;
+
 /// The routine every consistent copy of record words goes through; see
 /// [`crate::mem::copy_path`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CopyPath {
-    /// Relaxed `AtomicU64` loads with the acquire fences of
-    /// `vstats_abi::seqlock`: every target, and the only path under Miri
-    /// and loom. Not fault-guarded: where it is chosen on Linux x86-64, a
+    /// Relaxed `AtomicU64` loads (two `AtomicU32` loads per word on 32-bit
+    /// targets) with the acquire fences of `vstats_abi::seqlock`: every
+    /// target, and the only path under Miri and loom. Not fault-guarded: where it is chosen on Linux x86-64, a
     /// truncated table file kills the reader.
     Atomic,
     /// Fault-guarded assembly, one 8-byte load per word (Linux x86-64).
@@ -240,8 +245,9 @@ impl Run {
 const _: () = assert!(core::mem::size_of::<Run>() == 16);
 
 /// The per-word atomic sweep ([`CopyPath::Atomic`]): the reader side of
-/// `vstats_abi::seqlock` (S1-S4) with relaxed loads and acquire fences.
-/// Never fails.
+/// `vstats_abi::seqlock` (S1-S4) with relaxed loads and acquire fences,
+/// each word loaded by [`Word::load_relaxed`] (in two halves on 32-bit
+/// targets). Never fails.
 ///
 /// # Safety
 ///
@@ -273,7 +279,7 @@ unsafe fn sweep_atomic(
                 for i in 0..run.words as usize {
                     // SAFETY: word `i` of the run is an aligned, live
                     // atomic word of record `k` (caller).
-                    let w = unsafe { &*src.wrapping_add(i) }.load(Ordering::Relaxed);
+                    let w = unsafe { &*src.wrapping_add(i) }.load_relaxed();
                     // SAFETY: the destination word is valid for writes and
                     // ours (caller).
                     unsafe { out.wrapping_add(i).write(w) };
@@ -868,6 +874,8 @@ mod imp {
 mod imp {
     use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+    use vstats_abi::seqlock::Word;
+
     use super::{CopyPath, Run};
 
     pub(crate) const GUARDED: bool = false;
@@ -908,7 +916,7 @@ mod imp {
     }
 
     macro_rules! load_fn {
-        ($name:ident, $t:ty, $a:ty) => {
+        ($name:ident, $t:ty, $a:ty, $load:expr) => {
             /// A relaxed atomic load; never `None`.
             ///
             /// # Safety
@@ -918,14 +926,19 @@ mod imp {
             pub(crate) unsafe fn $name(src: *const $t) -> Option<$t> {
                 // SAFETY: the caller's promise; `$a` has the size and
                 // alignment of `$t`.
-                Some(unsafe { &*src.cast::<$a>() }.load(Ordering::Relaxed))
+                let a = unsafe { &*src.cast::<$a>() };
+                Some($load(a))
             }
         };
     }
-    load_fn!(load_u64, u64, AtomicU64);
-    load_fn!(load_u32, u32, AtomicU32);
-    load_fn!(load_u16, u16, AtomicU16);
-    load_fn!(load_u8, u8, AtomicU8);
+    // In two 32-bit halves on 32-bit targets (`Word`).
+    load_fn!(load_u64, u64, AtomicU64, Word::load_relaxed);
+    load_fn!(load_u32, u32, AtomicU32, |a: &AtomicU32| a
+        .load(Ordering::Relaxed));
+    load_fn!(load_u16, u16, AtomicU16, |a: &AtomicU16| a
+        .load(Ordering::Relaxed));
+    load_fn!(load_u8, u8, AtomicU8, |a: &AtomicU8| a
+        .load(Ordering::Relaxed));
 }
 
 pub(crate) use imp::{install, load_u16, load_u32, load_u64, load_u8, GUARDED};
