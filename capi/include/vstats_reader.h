@@ -162,6 +162,23 @@ int vstats_snapshot_record_status(const struct vstats_snapshot *s, uint32_t rec)
 int vstats_snapshot_value(const struct vstats_snapshot *s, uint32_t rec, uint32_t idx,
                           uint32_t bucket, uint64_t *value);
 
+/* What vstats_snapshot_runstate() stores as the state when there is none. */
+#define VSTATS_RUNSTATE_UNKNOWN 0xffffffffU
+
+/*
+ * vCPU rec's runstate times as of the last take's "now" (R26): times_ns[0..4)
+ * in RUNSTATE_running.._offline order (XEN_STATS_INACTIVE for an absent
+ * one), the time since runstate_entry_time added to the current state's
+ * when the table's clock is named and "now" was read (*extrapolated = 1),
+ * else the times as of the last state change (*extrapolated = 0). *state is
+ * the current state, RUNSTATE_*, or VSTATS_RUNSTATE_UNKNOWN when the record
+ * has none (r1, r2) or it is inactive. Errors: VSTATS_EFAULT (an output
+ * NULL), VSTATS_EINVAL (not a vCPU table), VSTATS_ERANGE, VSTATS_EBUSY (the
+ * record was busy), VSTATS_ENODATA (the record was not read).
+ */
+int vstats_snapshot_runstate(const struct vstats_snapshot *s, uint32_t rec, uint64_t times_ns[4],
+                             uint32_t *state, int *extrapolated);
+
 #ifdef __cplusplus
 }
 #endif

@@ -122,8 +122,8 @@ pub use reader::{
     vstats_reader_counter_index, vstats_reader_counter_info, vstats_reader_generation,
     vstats_reader_kind, vstats_reader_nr_records, vstats_reader_open, vstats_reader_open_memory,
     vstats_reader_validate, vstats_snapshot_init, vstats_snapshot_record_status,
-    vstats_snapshot_size, vstats_snapshot_take, vstats_snapshot_value, VstatsReader,
-    VstatsSnapshot, VSTATS_RECORD_BUSY, VSTATS_RECORD_NOT_READ, VSTATS_RECORD_OK,
+    vstats_snapshot_runstate, vstats_snapshot_size, vstats_snapshot_take, vstats_snapshot_value,
+    VstatsReader, VstatsSnapshot, VSTATS_RECORD_BUSY, VSTATS_RECORD_NOT_READ, VSTATS_RECORD_OK,
     VSTATS_RECORD_UNUSED, VSTATS_RUNSTATE_UNKNOWN,
 };
 

@@ -46,10 +46,14 @@ use std::{
 
 use vstats_abi::{
     desc::{Descriptor, NAME_LEN},
-    record::{is_active, INACTIVE, RECORD_PREFIX},
+    record::{is_active, vcpu_off, INACTIVE, RECORD_PREFIX},
     seqlock::Busy,
 };
-use vstats_consumer::{mem::MemView, Counter, Error, Source, Table};
+use vstats_consumer::{
+    mem::MemView,
+    runstate::{Clock, HostMonotonic, Runstate, TimeBase, RUNSTATE_COUNT},
+    Counter, Error, Source, Table,
+};
 
 use crate::error::{
     VSTATS_E2BIG, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL, VSTATS_EIO,
@@ -357,8 +361,8 @@ pub unsafe extern "C" fn vstats_reader_clock(r: *const VstatsReader) -> u32 {
 }
 
 /// The table's `clock` word (0 when its header has none).
-fn table_clock(_t: &Table) -> u32 {
-    0
+fn table_clock(t: &Table) -> u32 {
+    t.info().clock
 }
 
 /// `uint32_t vstats_reader_counter_count(r)`: the counters of each record
@@ -824,9 +828,15 @@ fn take(t: &Table, p: Snap<'_>, now_ns: u64) -> c_int {
     }
 }
 
-/// "Now" in `t`'s clock, when this library can read it.
-fn clock_now(_t: &Table) -> Option<u64> {
-    None
+/// "Now" in `t`'s clock, when this library can read it: the host's
+/// `CLOCK_MONOTONIC` for [`TimeBase::HostMonotonic`]; Xen system time is
+/// not read here (the consumer's Xen clock is behind its `xen` feature, a
+/// dependency the C library does not take): the caller passes it.
+fn clock_now(t: &Table) -> Option<u64> {
+    match TimeBase::from_clock(t.info().clock) {
+        TimeBase::HostMonotonic => HostMonotonic.now_ns(),
+        _ => None,
+    }
 }
 
 /// Record `rec` of a prepared snapshot: its status and words.
@@ -949,4 +959,104 @@ pub unsafe extern "C" fn vstats_snapshot_value(
         unsafe { value.write(v) };
         VSTATS_OK
     })
+}
+
+/// `int vstats_snapshot_runstate(s, rec, uint64_t times_ns[4], uint32_t
+/// *state, int *extrapolated)`: vCPU `rec`'s runstate times as of the last
+/// take's "now" (R26, design 4.3): the four times (`RUNSTATE_running` to
+/// `_offline`; `XEN_STATS_INACTIVE` for an absent one), the open interval
+/// since `runstate_entry_time` added to the current state's when the
+/// table's clock is named and "now" was read (`*extrapolated` 1), else as
+/// of the last state change (`*extrapolated` 0). `*state` is the current
+/// state, `VSTATS_RUNSTATE_UNKNOWN` when the record has none (r1/r2) or it
+/// is inactive.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT` (not a prepared buffer, an output NULL or misaligned),
+/// `VSTATS_EINVAL` (not a vCPU table), `VSTATS_ERANGE` (`rec` is not a
+/// slot), `VSTATS_EBUSY` (the record was busy), `VSTATS_ENODATA` (the
+/// record was not read).
+///
+/// # Safety
+///
+/// As [`vstats_snapshot_record_status`], and `times_ns` NULL or valid for
+/// writing 4 values, `state` and `extrapolated` NULL or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn vstats_snapshot_runstate(
+    s: *const VstatsSnapshot,
+    rec: u32,
+    times_ns: *mut u64,
+    state: *mut u32,
+    extrapolated: *mut c_int,
+) -> c_int {
+    guarded(|| {
+        // SAFETY: the caller's promise.
+        let (p, r) = match unsafe { snap(s) } {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        if !aligned(times_ns) || !aligned(state) || !aligned(extrapolated) {
+            return VSTATS_EFAULT;
+        }
+        if !r.table.is_vcpu() {
+            return VSTATS_EINVAL;
+        }
+        let (status, words) = match record(&p, rec) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        match status {
+            VSTATS_RECORD_BUSY => return VSTATS_EBUSY,
+            VSTATS_RECORD_NOT_READ => return VSTATS_ENODATA,
+            _ => {}
+        }
+        let rs = runstate_of(&r.table, words, p.head.now_ns);
+        let times = rs.times_ns.map(|t| t.unwrap_or(INACTIVE));
+        let st = rs
+            .state
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(VSTATS_RUNSTATE_UNKNOWN);
+        // SAFETY: non-null, aligned and valid for writing 4 values (the
+        // caller's promise).
+        let out = unsafe { core::slice::from_raw_parts_mut(times_ns, RUNSTATE_COUNT) };
+        out.copy_from_slice(&times);
+        // SAFETY: non-null, aligned and writable (the caller's promise).
+        unsafe { state.write(st) };
+        // SAFETY: as above.
+        unsafe { extrapolated.write(c_int::from(rs.extrapolated)) };
+        VSTATS_OK
+    })
+}
+
+/// R26 over a consistent vCPU record's words, at `now_ns` ([`INACTIVE`]:
+/// unreadable): the consumer's computation, fed with the standard fields
+/// the table's record has.
+fn runstate_of(t: &Table, words: &[u64], now_ns: u64) -> Runstate {
+    let info = t.info();
+    let word = |off: u32| -> u64 {
+        if !info.has_std_field(off) {
+            return INACTIVE;
+        }
+        let i = ((off - RECORD_PREFIX) / 8) as usize;
+        words.get(i).copied().unwrap_or(INACTIVE)
+    };
+    let times = [
+        vcpu_off::RUNNING,
+        vcpu_off::RUNNABLE,
+        vcpu_off::BLOCKED,
+        vcpu_off::OFFLINE,
+    ]
+    .map(word);
+    if !info.has_std_field(vcpu_off::RUNSTATE) || !info.has_std_field(vcpu_off::ENTRY) {
+        return Runstate::from_times(times);
+    }
+    let now = is_active(now_ns).then_some(now_ns);
+    Runstate::from_words(
+        times,
+        word(vcpu_off::RUNSTATE),
+        word(vcpu_off::ENTRY),
+        TimeBase::from_clock(info.clock),
+        now,
+    )
 }

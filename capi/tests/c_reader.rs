@@ -19,14 +19,24 @@ use std::{
 };
 
 use common::{c_source, compile, have, run, TempDir};
-use vstats_consumer::{RecordStatus, Snapshot, Table};
+use vstats_abi::{
+    header::CLOCK_HOST_MONOTONIC,
+    layout::{Layout, LayoutParams},
+    record::{vcpu_off, INACTIVE, RECORD_PREFIX},
+    VCPU_STATS_MAGIC,
+};
+use vstats_consumer::{
+    runstate::{Runstate, TimeBase},
+    RecordStatus, Snapshot, Table,
+};
 use vstats_producer::synth::Synth;
 
 /// Checks `reader hostile` makes (each must give its documented code).
-const HOSTILE_CHECKS: u32 = 58;
+const HOSTILE_CHECKS: u32 = 63;
 
-/// What `reader dump PATH NOW_NS` prints, from the Rust consumer.
-fn rust_dump(path: &Path, _now_ns: u64) -> String {
+/// What `reader dump PATH NOW_NS` prints, from the Rust consumer (R26's
+/// computation: `vstats_consumer::runstate`).
+fn rust_dump(path: &Path, now_ns: u64) -> String {
     let t = Table::open(path).unwrap();
     let mut o = String::new();
     let counters = t.counters();
@@ -36,7 +46,7 @@ fn rust_dump(path: &Path, _now_ns: u64) -> String {
         t.info().header.magic,
         t.nr_records(),
         t.generation(),
-        0,
+        t.info().clock,
         counters.len()
     )
     .unwrap();
@@ -87,8 +97,51 @@ fn rust_dump(path: &Path, _now_ns: u64) -> String {
             }
             o.push('\n');
         }
+        if t.is_vcpu() {
+            let rs = runstate(&t, rec.words(), now_ns);
+            let [t0, t1, t2, t3] = rs.times_ns.map(|t| t.unwrap_or(INACTIVE));
+            let state = rs
+                .state
+                .and_then(|s| u32::try_from(s).ok())
+                .unwrap_or(u32::MAX);
+            let ext = u8::from(rs.extrapolated);
+            writeln!(
+                o,
+                "runstate {i} state={state} extrapolated={ext} {t0} {t1} {t2} {t3}"
+            )
+            .unwrap();
+        }
     }
     o
+}
+
+/// R26 for a record's words, from the fields the table's record has.
+fn runstate(t: &Table, words: &[u64], now_ns: u64) -> Runstate {
+    let word = |off: u32| {
+        if t.info().has_std_field(off) {
+            words[((off - RECORD_PREFIX) / 8) as usize]
+        } else {
+            INACTIVE
+        }
+    };
+    let times = [
+        vcpu_off::RUNNING,
+        vcpu_off::RUNNABLE,
+        vcpu_off::BLOCKED,
+        vcpu_off::OFFLINE,
+    ]
+    .map(word);
+    if !t.info().has_std_field(vcpu_off::ENTRY) {
+        return Runstate::from_times(times);
+    }
+    let base = TimeBase::from_clock(t.info().clock);
+    Runstate::from_words(
+        times,
+        word(vcpu_off::RUNSTATE),
+        word(vcpu_off::ENTRY),
+        base,
+        Some(now_ns),
+    )
 }
 
 /// Runs the C sampler and returns its standard output; fails on an error.
@@ -123,10 +176,72 @@ fn c_sampler_reads_what_the_rust_consumer_reads() {
             let rust = rust_dump(&path, now);
             assert_eq!(c, rust, "round {round}, {file}");
             assert!(c.contains("\nrec 0 ok\n"), "{c}");
+            assert_eq!(
+                c.lines().filter(|l| l.starts_with("runstate ")).count(),
+                if file == "vcpu" { 5 } else { 0 },
+                "{c}"
+            );
             assert!(c.lines().filter(|l| l.starts_with("val ")).count() > 0);
         }
     }
     synth.remove().unwrap();
+}
+
+/// An r3 vCPU table written by hand from the abi crate's layout (the
+/// library's producers write r2 until they flip to r3): `clock`
+/// host-monotonic, record `i` in state `i % 4` since `1000 * (i + 1)` ns,
+/// and with record 3 unused.
+fn r3_table(path: &Path) {
+    let p = LayoutParams {
+        clock: CLOCK_HOST_MONOTONIC,
+        ..LayoutParams::vcpu_r3(5)
+    };
+    let l = Layout::compute(&p).unwrap();
+    let mut buf = vec![0u8; usize::try_from(l.mapping_len()).unwrap()];
+    l.fill_records(&mut buf).unwrap();
+    l.write_headers(&mut buf, VCPU_STATS_MAGIC, 9, &[]).unwrap();
+    for i in 0..5u32 {
+        if i == 3 {
+            continue;
+        }
+        let at = usize::try_from(l.record_offset(i).unwrap()).unwrap();
+        let k = u64::from(i);
+        let words = [10 + k, 20 + k, 30 + k, 40 + k, k % 4, 1000 * (k + 1)];
+        buf[at..at + 4].copy_from_slice(&2u32.to_ne_bytes());
+        for (j, w) in words.iter().enumerate() {
+            let o = at + 8 + 8 * j;
+            buf[o..o + 8].copy_from_slice(&w.to_ne_bytes());
+        }
+    }
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn c_sampler_brings_r3_runstate_times_up_to_date_as_the_rust_consumer() {
+    if !have(
+        "gcc",
+        "c_sampler_brings_r3_runstate_times_up_to_date_as_the_rust_consumer",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("reader-r3");
+    let prog = compile(dir.path(), "reader", &[c_source("reader.c")], true);
+    let path = dir.path().join("vcpu");
+    r3_table(&path);
+    for now in [1u64, 2500, 1 << 40] {
+        let c = c_run(&prog, &["dump", path.to_str().unwrap(), &now.to_string()]);
+        assert_eq!(c, rust_dump(&path, now), "now {now}");
+        assert!(c.starts_with("table kind=2864434397 records=5 generation=9 clock=1 "));
+        assert!(c.contains("\nrec 3 unused\n"), "{c}");
+        // Record 1: runnable since 2000 ns, 21 ns accrued there.
+        let want = if now >= 2000 { 21 + now - 2000 } else { 21 };
+        assert!(
+            c.contains(&format!(
+                "\nrunstate 1 state=1 extrapolated=1 11 {want} 31 41\n"
+            )),
+            "now {now}: {c}"
+        );
+    }
 }
 
 #[test]

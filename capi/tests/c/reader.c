@@ -118,6 +118,16 @@ static int dump(const char *path, uint64_t now_ns)
             }
             printf("\n");
         }
+        uint64_t t[4];
+        uint32_t state;
+        int ext;
+        rc = vstats_snapshot_runstate(s, i, t, &state, &ext);
+        if (rc == 0)
+            printf("runstate %" PRIu32 " state=%" PRIu32 " extrapolated=%d %" PRIu64 " %" PRIu64
+                   " %" PRIu64 " %" PRIu64 "\n",
+                   i, state, ext, t[0], t[1], t[2], t[3]);
+        else if (rc != VSTATS_EINVAL)
+            printf("runstate %" PRIu32 " error%d\n", i, rc);
     }
     free(s);
     vstats_reader_close(r);
@@ -283,6 +293,19 @@ static int hostile(const char *path, const char *scratch)
     CHECK_EQ("value counter past the end", vstats_snapshot_value(s, 0, nc, 0, &v),
              VSTATS_ERANGE);
     CHECK_EQ("value bucket past the end", vstats_snapshot_value(s, 0, 0, 1, &v), VSTATS_ERANGE);
+
+    uint64_t t[4];
+    uint32_t state;
+    int ext;
+    CHECK_EQ("runstate", vstats_snapshot_runstate(s, 0, t, &state, &ext), 0);
+    CHECK_EQ("runstate NULL times", vstats_snapshot_runstate(s, 0, NULL, &state, &ext),
+             VSTATS_EFAULT);
+    CHECK_EQ("runstate NULL state", vstats_snapshot_runstate(s, 0, t, NULL, &ext),
+             VSTATS_EFAULT);
+    CHECK_EQ("runstate NULL extrapolated", vstats_snapshot_runstate(s, 0, t, &state, NULL),
+             VSTATS_EFAULT);
+    CHECK_EQ("runstate past the end", vstats_snapshot_runstate(s, nr, t, &state, &ext),
+             VSTATS_ERANGE);
 
     /* A snapshot of one reader given to another. */
     CHECK_EQ("second reader", vstats_reader_open(path, &r2), 0);
