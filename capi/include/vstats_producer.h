@@ -69,8 +69,9 @@ extern "C" {
 #define VSTATS_DOMAIN_W_UPTIME VSTATS_WORD(offsetof(struct xen_domain_stats, uptime))
 
 /*
- * Where everything lives. The first six fields are the request, the rest
- * is computed by vstats_layout() (docs/abi.md section 8). Plain data: copy
+ * Where everything lives. The first six fields are the request (with
+ * clock, xstats_size and xdesc_count for vstats_layout_r3()), the rest is
+ * computed by vstats_layout() or vstats_layout_r3() (docs/abi.md section 8). Plain data: copy
  * it freely, but pass it to vstats_table_init_*() unchanged (they recompute
  * it and refuse one that differs).
  */
@@ -87,10 +88,17 @@ struct vstats_layout {
     uint32_t _pad;        /* zero */
     uint64_t frames;      /* computed: pages the table occupies */
     uint64_t mapping_len; /* computed: frames * page_size, the bytes to provide */
+    uint32_t ext_size;    /* computed: the header's ext_size, 40 (r2) or 72 (r3) */
+    uint32_t clock;       /* r3: XEN_STATS_CLOCK_* (0 from vstats_layout()) */
+    uint32_t xstats_size; /* r3: bytes of the producer-specific area (0: none) */
+    uint32_t xdesc_count; /* r3: descriptors of that area */
+    uint32_t xstats_offset; /* computed, r3: record-relative start of the area (0: none) */
+    uint32_t xdesc_offset;  /* computed, r3: where its descriptors start (0: none) */
 };
-/* size: 56 bytes */
-VSTATS_STATIC_ASSERT(sizeof(struct vstats_layout) == 56, "vstats_layout size");
+/* size: 80 bytes */
+VSTATS_STATIC_ASSERT(sizeof(struct vstats_layout) == 80, "vstats_layout size");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_layout, frames) == 40, "vstats_layout frames");
+VSTATS_STATIC_ASSERT(offsetof(struct vstats_layout, ext_size) == 56, "vstats_layout ext_size");
 
 /*
  * A published table: caller-allocated, opaque. Initialised by
@@ -131,6 +139,21 @@ extern const struct xen_stats_desc vstats_domain_std_descs[VSTATS_DOMAIN_STD_DES
 int vstats_layout(uint32_t nr_records, uint32_t record_size, uint32_t abi_size,
                   uint32_t desc_count, uint32_t page_size, uint32_t cacheline,
                   struct vstats_layout *out);
+
+/*
+ * Computes the layout of an r3 table into *out: standard records of `size`
+ * bytes (sizeof(struct xen_vcpu_stats) or sizeof(struct xen_domain_stats)),
+ * a producer-specific area of xstats_size bytes after each (a multiple of
+ * 8; 0 for none), xdesc_count descriptors of it, and the time base `clock`
+ * (XEN_STATS_CLOCK_*). Errors as vstats_layout().
+ *
+ * The library's tables are still r2: until its producer writes r3 heads,
+ * vstats_table_init_*() and vstats_publication_table() refuse an r3
+ * layout with VSTATS_EINVAL. The layout serves to size memory meanwhile.
+ */
+int vstats_layout_r3(uint32_t nr_records, uint32_t size, uint32_t xstats_size,
+                     uint32_t xdesc_count, uint32_t clock, uint32_t page_size,
+                     uint32_t cacheline, struct vstats_layout *out);
 
 /*
  * Lays out and publishes a table in `len` bytes of contiguous memory at
@@ -223,6 +246,17 @@ int vstats_writer_set(struct vstats_writer *w, uint32_t word, uint64_t value);
 
 /* Marks counter word `word` inactive (absent). Errors as vstats_writer_set(). */
 int vstats_writer_set_inactive(struct vstats_writer *w, uint32_t word);
+
+/*
+ * Stores the current runstate (RUNSTATE_running..RUNSTATE_offline) and when
+ * it was entered (entry_ns, in the table's clock) into the runstate and
+ * runstate_entry_time words of an r3 vCPU record (P11: the four times are
+ * accrued up to entry_ns). An entry_ns with the top bit set is stored as
+ * XEN_STATS_INACTIVE. Errors: VSTATS_EPROTO (outside an update),
+ * VSTATS_EINVAL (state > 3, R25), VSTATS_ERANGE (the record has no such
+ * words, e.g. an r2 record); nothing is stored then.
+ */
+int vstats_writer_set_runstate(struct vstats_writer *w, uint32_t state, uint64_t entry_ns);
 
 /* Marks every counter of the record inactive: the slot reads as unused
  * (R16; a vCPU that went away). Errors: VSTATS_EPROTO. */

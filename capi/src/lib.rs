@@ -106,9 +106,10 @@ pub use error::{
     VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_ESTALE, VSTATS_OK,
 };
 pub use ffi::{
-    vstats_domain_std_descs, vstats_layout, vstats_strerror, vstats_table_init_contiguous,
-    vstats_table_init_pages, vstats_table_set_enabled, vstats_vcpu_std_descs, vstats_writer_begin,
-    vstats_writer_end, vstats_writer_get, vstats_writer_set, vstats_writer_set_inactive,
+    vstats_domain_std_descs, vstats_layout, vstats_layout_r3, vstats_strerror,
+    vstats_table_init_contiguous, vstats_table_init_pages, vstats_table_set_enabled,
+    vstats_vcpu_std_descs, vstats_writer_begin, vstats_writer_end, vstats_writer_get,
+    vstats_writer_set, vstats_writer_set_inactive, vstats_writer_set_runstate,
     vstats_writer_set_unused, vstats_writer_update, VstatsLayout, VstatsTable, VstatsWriter,
 };
 #[cfg(feature = "std")]

@@ -125,6 +125,14 @@ fn header_constants_and_layouts_match_the_rust_crates() {
             word(vstats_abi::record::vcpu_off::OFFLINE),
         ),
         (
+            "VSTATS_VCPU_W_RUNSTATE",
+            word(vstats_abi::record::vcpu_off::RUNSTATE),
+        ),
+        (
+            "VSTATS_VCPU_W_RUNSTATE_ENTRY",
+            word(vstats_abi::record::vcpu_off::ENTRY),
+        ),
+        (
             "VSTATS_DOMAIN_W_VCPUS_ONLINE",
             word(vstats_abi::record::domain_off::VCPUS_ONLINE),
         ),
