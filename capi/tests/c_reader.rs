@@ -304,3 +304,51 @@ fn hostile_inputs_give_the_documented_errors() {
     assert_eq!(n, HOSTILE_CHECKS, "{out}");
     synth.remove().unwrap();
 }
+
+/// Each header of the split stands alone, as C11 and as C++11, under the
+/// strictest warnings, and the three together (the shim includes the
+/// producer header; the reader header may come before or after).
+#[test]
+fn each_header_compiles_alone_in_c_and_cxx() {
+    if !have("gcc", "each_header_compiles_alone_in_c_and_cxx") {
+        return;
+    }
+    let dir = TempDir::new("reader-headers");
+    let sets: [&[&str]; 5] = [
+        &["vstats_reader.h"],
+        &["vstats_producer.h"],
+        &["vstats.h"],
+        &["vstats_reader.h", "vstats.h"],
+        &["vstats.h", "vstats_reader.h", "vstats_producer.h"],
+    ];
+    for (n, set) in sets.iter().enumerate() {
+        let src = dir.path().join(format!("h{n}.c"));
+        let mut text: String = set.iter().map(|h| format!("#include \"{h}\"\n")).collect();
+        text.push_str("int main(void) { return VSTATS_OK; }\n");
+        std::fs::write(&src, text).unwrap();
+        for (cc, std) in [("gcc", "-std=c11"), ("g++", "-std=c++11")] {
+            if !have(cc, "each_header_compiles_alone_in_c_and_cxx") {
+                continue;
+            }
+            let o = std::process::Command::new(cc)
+                .args([
+                    std,
+                    "-Wall",
+                    "-Wextra",
+                    "-Wpedantic",
+                    "-Werror",
+                    "-fsyntax-only",
+                ])
+                .args(["-x", if cc == "gcc" { "c" } else { "c++" }, "-I"])
+                .arg(common::include_dir())
+                .arg(&src)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{cc} {set:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
