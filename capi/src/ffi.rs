@@ -1,5 +1,6 @@
-//! The `extern "C"` functions of `include/vstats_producer.h` and the opaque state
-//! they keep in caller-provided storage. The only module with `unsafe`.
+//! The `extern "C"` functions of `include/vstats_producer.h` and the opaque
+//! state they keep in caller-provided storage. With `reader.rs`, the only
+//! modules with `unsafe`.
 //!
 //! # Design
 //!

@@ -69,6 +69,25 @@
 //! `vstats_table_init_pages` instead, as an array of page pointers that
 //! must outlive the table.
 //!
+//! Reading from C (`vstats_reader.h`; the library maps and validates the
+//! table and copies records with the seq protocol, as `vstats-consumer`
+//! does, since it is that crate underneath):
+//!
+//! ```c
+//! #include "vstats_reader.h"
+//!
+//! struct vstats_reader *r;
+//! vstats_reader_open("/dev/shm/vstats/vm1/vcpu", &r);
+//! size_t n = vstats_snapshot_size(r);
+//! struct vstats_snapshot *s = malloc(n);
+//! vstats_snapshot_init(s, n, r);
+//! vstats_snapshot_take(r, s, 0);               // 0: read the table's clock
+//! uint64_t t[4]; uint32_t state; int ext;
+//! vstats_snapshot_runstate(s, vcpu, t, &state, &ext);   // R26, up to date
+//! free(s);
+//! vstats_reader_close(r);
+//! ```
+//!
 //! # Design
 //!
 //! `vstats_table_init_*` builds the producer's `Table` in the caller's

@@ -724,11 +724,12 @@ pub unsafe extern "C" fn vstats_snapshot_init(
 /// `int vstats_snapshot_take(r, s, uint64_t now_ns)`: copies every record
 /// of `r`'s table into `s`, each consistently (the seq protocol, with the
 /// reader's bounded retries), then takes "now" for the up-to-date runstate
-/// times: `now_ns` when non-zero (in the table's clock, read by the caller
-/// after this call's copy would be too late: pass 0 unless you read the
-/// clock yourself), else the table's clock read after the copy
-/// (`XEN_STATS_CLOCK_HOST_MONOTONIC`: `CLOCK_MONOTONIC`; other clocks are
-/// not read here, so their times are not extrapolated).
+/// times: `now_ns` when non-zero (the caller's reading of the table's
+/// clock; read before this call, it is older than the copy, and an entry
+/// time after it counts as "no time since", R26), else the table's clock
+/// read here after the copy (`XEN_STATS_CLOCK_HOST_MONOTONIC`:
+/// `CLOCK_MONOTONIC`; other clocks are not read here, so their times are
+/// not extrapolated unless the caller passes `now_ns`).
 ///
 /// Returns the number of records found busy (0: all consistent), or a
 /// negative code.
