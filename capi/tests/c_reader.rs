@@ -260,12 +260,15 @@ fn c_sampler_sees_only_consistent_records_while_the_producer_writes() {
     let writer = {
         let (synth, stop) = (Arc::clone(&synth), Arc::clone(&stop));
         thread::spawn(move || {
+            // At least one update, however the threads are scheduled.
             let mut n: u64 = 0;
-            while !stop.load(Ordering::Relaxed) {
+            loop {
                 synth.lock().unwrap().update();
                 n += 1;
+                if stop.load(Ordering::Relaxed) {
+                    break n;
+                }
             }
-            n
         })
     };
     let out = c_run(&prog, &["live", vm.join("vcpu").to_str().unwrap(), "2000"]);
