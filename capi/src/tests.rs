@@ -9,7 +9,9 @@ use std::{thread, vec, vec::Vec};
 
 use vstats_abi::{
     desc::Descriptor,
-    record::{INACTIVE, VCPU_STATS_SIZE},
+    header::CLOCK_HOST_MONOTONIC,
+    layout::{Layout, LayoutParams},
+    record::{INACTIVE, VCPU_STATS_SIZE, VCPU_STATS_SIZE_R3},
     validate::validate,
     VCPU_STATS_MAGIC,
 };
@@ -85,6 +87,10 @@ impl W {
     fn end(self) -> i32 {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_end(self.0) }
+    }
+    fn set_runstate(self, state: u32, entry: u64) -> i32 {
+        // SAFETY: as in `begin`.
+        unsafe { vstats_writer_set_runstate(self.0, state, entry) }
     }
     fn update(self, first: u32, vals: &[u64]) -> i32 {
         let n = vals.len() as u32;
@@ -449,4 +455,104 @@ fn strerror_is_static_and_nul_terminated() {
         let s = unsafe { core::ffi::CStr::from_ptr(p) };
         assert!(!s.to_bytes().is_empty());
     }
+}
+
+#[test]
+fn layout_r3_matches_the_abi_crate_and_reports_errors() {
+    let r3 = |nr, size, xstats, xdescs, clock| {
+        let mut l = VstatsLayout::default();
+        // SAFETY: `l` is a valid, writable layout.
+        let r = unsafe { vstats_layout_r3(nr, size, xstats, xdescs, clock, 4096, 64, &mut l) };
+        (r, l)
+    };
+    let (r, l) = r3(4, VCPU_STATS_SIZE_R3, 0, 0, CLOCK_HOST_MONOTONIC);
+    assert_eq!(r, VSTATS_OK);
+    assert_eq!((l.size, l.stride, l.offset, l.frames), (56, 64, 128, 1));
+    assert_eq!(
+        (l.ext_size, l.clock, l.abi_size, l.desc_count),
+        (72, 1, 56, 0)
+    );
+    assert_eq!((l.xstats_offset, l.xstats_size, l.xdesc_offset), (0, 0, 0));
+
+    let (r, l) = r3(4, VCPU_STATS_SIZE_R3, 320, 2, CLOCK_HOST_MONOTONIC);
+    assert_eq!(r, VSTATS_OK);
+    let want = Layout::compute(&LayoutParams {
+        clock: CLOCK_HOST_MONOTONIC,
+        xstats_size: 320,
+        xdesc_count: 2,
+        ..LayoutParams::vcpu_r3(4)
+    })
+    .unwrap();
+    assert_eq!(
+        (l.offset, l.stride, l.frames, l.mapping_len),
+        (want.offset, want.stride, want.frames, want.mapping_len())
+    );
+    assert_eq!(
+        (
+            l.xstats_offset,
+            l.xstats_size,
+            l.xdesc_offset,
+            l.xdesc_count
+        ),
+        (56, 320, 88, 2)
+    );
+
+    // The r2 function fills the r3 fields as r2 has them.
+    let l2 = layout(4, VCPU_STATS_SIZE, 4, 4096);
+    assert_eq!(
+        (l2.ext_size, l2.clock, l2.xstats_size, l2.xdesc_count),
+        (40, 0, 0, 0)
+    );
+
+    assert_eq!(
+        r3(4, 56, 12, 0, 1).0,
+        VSTATS_EINVAL,
+        "area not a multiple of 8"
+    );
+    assert_eq!(
+        r3(4, 56, 8192, 0, 1).0,
+        VSTATS_EINVAL,
+        "record beyond the page"
+    );
+    // SAFETY: a NULL `out` is allowed.
+    let r = unsafe { vstats_layout_r3(1, 56, 0, 0, 1, 4096, 64, ptr::null_mut()) };
+    assert_eq!(r, VSTATS_EFAULT);
+}
+
+#[test]
+fn init_refuses_an_r3_layout_until_the_producer_writes_r3() {
+    let mut l = VstatsLayout::default();
+    // SAFETY: `l` is writable.
+    let r = unsafe { vstats_layout_r3(2, 56, 0, 0, 1, 4096, 64, &mut l) };
+    assert_eq!(r, VSTATS_OK);
+    let f = Fixture::alloc(l);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_EINVAL);
+    assert!(f.bytes().iter().all(|&b| b == 0x5a), "nothing written");
+}
+
+#[test]
+fn set_runstate_stores_both_words_or_nothing() {
+    // An r2 record has no runstate words.
+    let f = Fixture::new(1);
+    let w = f.get(0).unwrap();
+    assert_eq!(w.set_runstate(0, 5), VSTATS_EPROTO, "outside an update");
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(1, 5), VSTATS_ERANGE);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert!((0..4).all(|k| f.word(0, k) == INACTIVE));
+
+    // A 56-byte record (r2 layout, two producer words where r3 has them;
+    // the producer writes r3 tables only after its flip).
+    let f = Fixture::alloc(layout(1, VCPU_STATS_SIZE_R3, 4, 4096));
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &vstats_vcpu_std_descs), VSTATS_OK);
+    let w = f.get(0).unwrap();
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(4, 5), VSTATS_EINVAL, "R25: states 0 to 3");
+    assert_eq!(w.set_runstate(2, 12_345), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert_eq!((f.word(0, 4), f.word(0, 5)), (2, 12_345));
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(3, 1 << 63), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert_eq!((f.word(0, 4), f.word(0, 5)), (3, INACTIVE));
 }

@@ -161,6 +161,18 @@ int main(int argc, char **argv)
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, NULL, writers, NR), VSTATS_EFAULT);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR - 1), VSTATS_ENOSPC);
     CHECK(INIT(NULL, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR), VSTATS_EFAULT);
+    /* An r3 layout: computed, refused by init until the library writes r3. */
+    struct vstats_layout l3;
+    CHECK(vstats_layout_r3(NR, sizeof(struct xen_vcpu_stats), 0, 0,
+                           XEN_STATS_CLOCK_HOST_MONOTONIC, VSTATS_DEFAULT_PAGE_SIZE,
+                           VSTATS_DEFAULT_CACHELINE, &l3),
+          VSTATS_OK);
+    if (l3.ext_size != XEN_STATS_EXT_SIZE_R3 || l3.size != 56 || l3.stride != 64 ||
+        l3.offset != 128 || l3.clock != XEN_STATS_CLOCK_HOST_MONOTONIC || l.ext_size != 40) {
+        fprintf(stderr, "r3 layout not as designed\n");
+        return 1;
+    }
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l3, NULL, writers, NR), VSTATS_EINVAL);
     if (!scattered)
         CHECK(vstats_table_init_contiguous(&table, region, (size_t)l.mapping_len - 1,
                                            VSTATS_VCPU_STATS_MAGIC, &l, descs, GENERATION,
@@ -204,7 +216,11 @@ int main(int argc, char **argv)
     CHECK(vstats_writer_begin(ws[0]), VSTATS_OK);
     CHECK(vstats_writer_begin(ws[0]), VSTATS_EPROTO);
     CHECK(vstats_writer_set(ws[0], 5, 1), VSTATS_ERANGE); /* 5 words: 0..4 */
+    /* An r2 record of 5 words has no runstate_entry_time (word 5): nothing
+     * is stored, word 4 (c_custom_events) included. */
+    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_running, 1), VSTATS_ERANGE);
     CHECK(vstats_writer_end(ws[0]), VSTATS_OK);
+    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_running, 1), VSTATS_EPROTO);
 
     /* Disabled: nothing happens. */
     where = "disabled";
