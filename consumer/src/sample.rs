@@ -448,14 +448,16 @@ pub struct SampleDiagnostics {
     pub negative_deltas: u64,
 }
 
-/// Shares from up-to-date times at the two snapshots' clock readings, when
-/// both were extrapolated and the clock moved forward.
-fn clock_shares(
+/// The deltas of the up-to-date times between the two snapshots' clock
+/// readings (negative ones clamped to 0 and counted), and the time between
+/// those readings, ns: when both were extrapolated and the clock moved
+/// forward.
+fn clock_deltas(
     prev: RecordView<'_>,
     cur: RecordView<'_>,
     (a, b): (&Runstate, &Runstate),
     diag: &mut SampleDiagnostics,
-) -> Option<[f64; 4]> {
+) -> Option<([u64; 4], u64)> {
     if !(a.extrapolated && b.extrapolated) {
         return None;
     }
@@ -471,7 +473,12 @@ fn clock_shares(
             0
         });
     }
-    Some(deltas.map(|d| (d as f64 / elapsed as f64).min(1.0)))
+    Some((deltas, elapsed))
+}
+
+/// Which of the four standard runstate times counter `c` is, if any.
+fn runstate_index(sel: &Selection, c: &Counter) -> Option<usize> {
+    sel.runstate.iter().position(|r| r.as_ref() == Some(c))
 }
 
 fn vcpu_sample(
@@ -485,12 +492,13 @@ fn vcpu_sample(
     let runstate = cur.up_to_date();
     diag.runstate.count(&runstate);
     let clocked = match state {
-        RecordState::Ok => clock_shares(prev, cur, (&prev.up_to_date(), &runstate), diag),
+        RecordState::Ok => clock_deltas(prev, cur, (&prev.up_to_date(), &runstate), diag),
         _ => None,
     };
     let (shares, share_base) = match clocked {
-        Some(sh) => {
+        Some((deltas, elapsed)) => {
             diag.shares_by_clock += 1;
+            let sh = deltas.map(|d| (d as f64 / elapsed as f64).min(1.0));
             (Some(sh), Some(ShareBase::TableClock))
         }
         None => {
@@ -525,15 +533,28 @@ fn vcpu_sample(
         runstate,
         shares,
         share_base,
+        // A standard runstate counter reads up to date, and its rate is
+        // its up-to-date delta over the table-clock interval, so that
+        // values, rates and shares agree.
         values: sel
             .vcpu_counters
             .iter()
-            .map(|c| Value::of(cur, c))
+            .map(|c| match runstate_index(sel, c) {
+                Some(k) if runstate.extrapolated => {
+                    runstate.times_ns[k].map_or(Value::Absent, Value::Scalar)
+                }
+                _ => Value::of(cur, c),
+            })
             .collect(),
         rates: sel
             .vcpu_counters
             .iter()
-            .map(|c| cumulative_rate(prev, cur, c))
+            .map(|c| match (runstate_index(sel, c), clocked) {
+                (Some(k), Some((deltas, elapsed))) => {
+                    Some(deltas[k] as f64 / (elapsed as f64 / 1e9))
+                }
+                _ => cumulative_rate(prev, cur, c),
+            })
             .collect(),
     }
 }
@@ -931,6 +952,16 @@ mod tests {
             assert!(run > 1000 && run <= 1000 + (now - e), "{run}");
             assert_eq!(v0.runstate_ns[1..], [Some(10), Some(20), Some(0)]);
             assert_eq!(v1.runstate_ns[0], Some(1000));
+            // Values and rates of the runstate counters agree with it.
+            let k = x
+                .vcpu_counters
+                .iter()
+                .position(|c| c.name() == "runstate_running_time");
+            let k = k.unwrap();
+            assert_eq!(v0.values[k], Value::Scalar(run));
+            let rate = v0.rates[k].unwrap();
+            assert!((rate - 1e9).abs() < 1.0, "{rate} ns/s");
+            assert_eq!(v1.rates[k], Some(0.0));
             assert_eq!(v2.state, RecordState::Unused);
             assert_eq!((v2.shares, v2.share_base), (None, None));
             assert!(!v2.runstate.extrapolated);
