@@ -892,9 +892,16 @@ impl Exposition {
             let labels = &self.labels;
             for f in &mut self.families {
                 // Stable: the points of a series stay in the order added
-                // (oldest first).
-                f.points
-                    .sort_by(|a, b| labels[a.labels.clone()].cmp(&labels[b.labels.clone()]));
+                // (oldest first). A stateset's point is all its states
+                // (the last label), kept together per timestamp.
+                let key = |p: &Point| {
+                    let l = labels.get(p.labels.clone()).unwrap_or("");
+                    match f.ty {
+                        MetricType::StateSet => l.rfind(RUNSTATE_FAMILY).map_or(l, |i| &l[..i]),
+                        _ => l,
+                    }
+                };
+                f.points.sort_by(|a, b| key(a).cmp(key(b)));
             }
         }
         for f in &self.families {
