@@ -552,6 +552,23 @@ impl Snapshot {
         Snapshot::shaped(table, Some(merged))
     }
 
+    /// An unread snapshot of a vCPU table that copies only its runstate:
+    /// the four standard times and, in an r3 table, `runstate` and
+    /// `runstate_entry_time`, so that [`RecordView::up_to_date`] works on
+    /// it (a [`Snapshot::of_counters`] of the four times leaves the state
+    /// out, and nothing is extrapolated). For readers that need nothing
+    /// else (the rrdd plugin).
+    pub fn of_runstate(table: &Table) -> Snapshot {
+        let info = table.info();
+        let end = if info.is_vcpu() && info.has_std_field(vcpu_off::ENTRY) {
+            vcpu_off::ENTRY + 8
+        } else {
+            vcpu_off::OFFLINE + 8
+        };
+        let words = ((end - RECORD_PREFIX) / 8) as usize;
+        Snapshot::shaped(table, Some(vec![(0, words)]))
+    }
+
     fn shaped(table: &Table, subset: Option<Vec<(usize, usize)>>) -> Snapshot {
         let info = table.info();
         let per = words_per_record(info);

@@ -719,6 +719,35 @@ fn r3_snapshots_read_the_table_clock_after_the_copy() {
 }
 
 #[test]
+fn runstate_snapshots_copy_the_state_and_entry_of_r3_tables() {
+    let entry = vstats_abi::clock::monotonic_ns();
+    let (_, b) = r3_image(2, vstats_abi::header::CLOCK_HOST_MONOTONIC, entry);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::of_runstate(&t);
+    assert!(s.is_subset());
+    t.snapshot(&mut s);
+    let at = s.taken_at_ns().unwrap();
+    let r = s.record(1).unwrap();
+    let up = r.up_to_date();
+    assert!(up.extrapolated);
+    assert_eq!(up.times_ns[0], Some(2000 + (at - entry)));
+    // Only those six words: nothing past them would be copied (an r3
+    // record has none, so check the count).
+    assert_eq!(s.words_per_record(), 6);
+    assert_eq!(r.words().len(), 6);
+    // An r2 table: the four times only, never extrapolated.
+    let (_, b) = vcpu_image(2, 1);
+    let mem2 = SharedMem::from_bytes(&b);
+    let t2 = mem2.table().unwrap();
+    let mut s2 = Snapshot::of_runstate(&t2);
+    t2.snapshot(&mut s2);
+    let up = s2.record(1).unwrap().up_to_date();
+    assert!(!up.extrapolated);
+    assert_eq!(up.times_ns, [Some(100), Some(101), Some(102), Some(103)]);
+}
+
+#[test]
 fn r3_records_without_a_readable_clock_are_not_extrapolated() {
     // clock 0 (unnamed) and an unknown clock: no clock read at all.
     for clock in [0, 7] {
