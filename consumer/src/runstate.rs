@@ -132,7 +132,7 @@ impl Clock for HostMonotonic {
 
 /// "Now" in `base`, read once: [`HostMonotonic`] for
 /// [`TimeBase::HostMonotonic`]; with the feature `xen`, the process's one
-/// [`crate::xen::clock::XenSystemClock`] (opened on first use, see
+/// `xen::clock::XenSystemClock` (opened on first use, see
 /// [`xen_clock_unavailable`]) for [`TimeBase::XenSystem`]; `None` for
 /// other bases, and when the clock cannot be read. What
 /// [`crate::Snapshot::taken_at_ns`] is stamped with, after the copy.
@@ -160,7 +160,7 @@ fn xen_clock() -> std::result::Result<&'static crate::xen::clock::XenSystemClock
 }
 
 /// Why Xen system time cannot be read in this process (the
-/// [`crate::xen::clock::XenSystemClock::open`] error, as text; the clock
+/// `xen::clock::XenSystemClock::open` error, as text; the clock
 /// is opened here if no snapshot did yet), `None` when it can be. Without
 /// the feature `xen`: always "built without the xen feature". For a front end's one-line notice
 /// that times are "as of the last state change".
