@@ -99,6 +99,31 @@ fn json_lines_shape_and_values() {
         let vcpus = l["vcpus"].as_array().unwrap();
         assert_eq!(vcpus.len(), 3);
         for (i, v) in vcpus.iter().enumerate() {
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                [
+                    "vcpu",
+                    "status",
+                    "runstate",
+                    "share_base",
+                    "runstate_ns",
+                    "current_runstate",
+                    "runstate_entry_time",
+                    "extrapolated",
+                    "rates",
+                    "values"
+                ]
+            );
+            // Extrapolated (r3 with a clock) or not (r2), the shares say
+            // which denominator they used.
+            let extrapolated = v["extrapolated"].as_bool().unwrap();
+            let base = v["share_base"].as_str().unwrap();
+            assert!(["clock", "deltas"].contains(&base), "{base}");
+            if extrapolated {
+                assert!(v["runstate_entry_time"].is_u64(), "{v}");
+                assert!(v["current_runstate"].is_string(), "{v}");
+            }
             assert_eq!(v["vcpu"], i as u64);
             assert_eq!(v["status"], "ok");
             // Runstate shares: the model's fractions, summing to 1.
