@@ -15,7 +15,7 @@ use vstats_abi::{
     Rule, VCPU_STATS_MAGIC,
 };
 use vstats_invariants::{
-    compat::{incompatible, r1, r2, r3, value_for, CompatError, Reading},
+    compat::{incompatible, r1, r2, r4x as r3, value_for, CompatError, Reading},
     report::EXIT_VIOLATION,
     Checker, Report, Status, Target,
 };

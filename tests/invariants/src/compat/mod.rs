@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | [`r1`] | `seq, pad0, runstate_running_time` (16 B) | 16-byte header only | RFC v3, October 2023 |
 //! | [`r2`] | r1 + runnable, blocked, offline times (40 B) | + extension header, descriptors | this revision of `docs/abi.md` |
-//! | [`r3`] | r2 + `preemptions`, `max_runnable_latency` (56 B) | as r2 | a later revision that appended two counters |
+//! | [`r4x`] | r2 + `preemptions`, `max_runnable_latency` (56 B) | as r2 | a later revision that appended two counters |
 //! | [`incompatible`] | 128-bit counters, reordered | new magic `0xaabbcce0` | a deliberate break (producer only) |
 //!
 //! The modules share no ABI code on purpose: each declares its own
@@ -28,7 +28,7 @@ use std::io;
 pub mod incompatible;
 pub mod r1;
 pub mod r2;
-pub mod r3;
+pub mod r4x;
 
 /// What a consumer read of one vCPU: the seq it is consistent with and,
 /// for each field the consumer's revision knows, its value or `None` when

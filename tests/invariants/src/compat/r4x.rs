@@ -1,4 +1,4 @@
-//! Revision r3: a later revision that appended two counters to r2's
+//! Revision r4x (called r3 before ABI r3 took that name): a later revision that appended two counters to r2's
 //! record: `preemptions` (cumulative, a count) and `max_runnable_latency`
 //! (peak, ns). Nothing else changed: only appending is compatible.
 //!
@@ -159,7 +159,7 @@ impl Producer {
             stride,
         );
         let len = roundup(offset + u64::from(nr) * stride, PAGE);
-        let tmp = path.with_extension("r3-tmp");
+        let tmp = path.with_extension("r4x-tmp");
         let map = MemViewMut::create_file(&tmp, len)?;
         map.store::<u32>(0, 0);
         map.store::<u32>(4, offset as u32);
