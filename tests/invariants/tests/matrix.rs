@@ -835,3 +835,70 @@ fn an_incompatible_magic_is_refused_by_every_consumer() {
     assert_eq!(report.tables[0].failed(), [Rule::R2], "{report}");
     assert_eq!(report.exit_code(), EXIT_VIOLATION);
 }
+
+/// A copy of the table at `src` at `dst` with the `u32` words `patch`
+/// (byte offset, value) changed.
+fn patched(src: &Path, dst: &Path, patch: &[(usize, u32)]) {
+    let mut b = std::fs::read(src).unwrap();
+    for &(o, v) in patch {
+        b[o..o + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    std::fs::write(dst, b).unwrap();
+}
+
+#[test]
+fn the_r3_model_refuses_what_the_r3_rules_refuse() {
+    // The r3 consumer of the matrix is a model written from the spec: it
+    // must refuse what the spec's rules refuse, or its passing cells say
+    // little. Its table: 4 vCPUs, size 56, area [56, 72), stride 128, two
+    // r3 descriptors at 88, offset 256.
+    let scratch = Scratch::new("r3-rules");
+    let p = publish(Rev::R3, &scratch.path("r3"));
+    for (what, patch, rule) in [
+        ("abi_size < size", &[(32, 48)][..], "R21"),
+        (
+            "an r2 descriptor count",
+            &[(40, 1), (36, 88), (44, 64)][..],
+            "R21",
+        ),
+        ("area past the stride", &[(68, 128)][..], "R19"),
+        ("area inside the record", &[(64, 48)][..], "R19"),
+        ("a descriptor with no area", &[(64, 0), (68, 0)][..], "R20"),
+        ("a descriptor outside the area", &[(88 + 48, 72)][..], "R20"),
+        ("size 48 in an r3 table", &[(8, 48), (32, 48)][..], "R22"),
+        (
+            "a marker that is not the frozen one",
+            &[(16, 0x3278_7376)][..],
+            "R9",
+        ),
+    ] {
+        let dst = scratch.path("patched");
+        patched(&p.path, &dst, patch);
+        match r3::Consumer::open(&dst, VCPUS) {
+            Err(CompatError::Invalid(why)) => {
+                assert!(why.starts_with(&format!("{rule}:")), "{what}: {why}")
+            }
+            r => panic!("{what}: not refused with {rule}: {r:?}"),
+        }
+    }
+    // A descriptor named after a standard field: `runstate` (R20).
+    let dst = scratch.path("std-name");
+    let mut b = std::fs::read(&p.path).unwrap();
+    b[88..136].fill(0);
+    b[88..96].copy_from_slice(b"runstate");
+    std::fs::write(&dst, b).unwrap();
+    match r3::Consumer::open(&dst, VCPUS) {
+        Err(CompatError::Invalid(why)) => assert!(why.starts_with("R20:"), "{why}"),
+        r => panic!("standard name: {r:?}"),
+    }
+    // A domain table is not read as a vCPU table (R2 for this kind).
+    let dst = scratch.path("domain");
+    r3::publish_domain(&dst, 1, domain_value).unwrap();
+    assert!(matches!(
+        r3::Consumer::open(&dst, VCPUS),
+        Err(CompatError::Incompatible {
+            found: 0xd057_a75e,
+            ..
+        })
+    ));
+}
