@@ -846,32 +846,58 @@ fn patched(src: &Path, dst: &Path, patch: &[(usize, u32)]) {
     std::fs::write(dst, b).unwrap();
 }
 
+/// What is broken, the `u32` words changed (byte offset, value), and the
+/// rule that refuses it.
+type R3Fault = (&'static str, &'static [(usize, u32)], &'static str);
+
+/// Broken variants of the r3 model's table (4 vCPUs, size 56, area [56,
+/// 72), stride 128, two r3 descriptors at 88, offset 256): what is
+/// broken, the words changed, and the rule that refuses it.
+const R3_FAULTS: &[R3Fault] = &[
+    ("abi_size < size", &[(32, 48)], "R21"),
+    (
+        "an r2 descriptor count",
+        &[(40, 1), (36, 88), (44, 64)],
+        "R21",
+    ),
+    ("area past the stride", &[(68, 128)], "R19"),
+    ("area inside the record", &[(64, 48)], "R19"),
+    ("a descriptor with no area", &[(64, 0), (68, 0)], "R20"),
+    ("a descriptor outside the area", &[(88 + 48, 72)], "R20"),
+    (
+        "a descriptor named runstate",
+        &[
+            (88, 0x736e_7572),
+            (92, 0x6574_6174),
+            (96, 0),
+            (100, 0),
+            (104, 0),
+            (108, 0),
+            (112, 0),
+            (116, 0),
+            (120, 0),
+            (124, 0),
+            (128, 0),
+            (132, 0),
+        ],
+        "R20",
+    ),
+    ("size 48 in an r3 table", &[(8, 48), (32, 48)], "R22"),
+    (
+        "a marker that is not the frozen one",
+        &[(16, 0x3278_7376)],
+        "R9",
+    ),
+];
+
 #[test]
 fn the_r3_model_refuses_what_the_r3_rules_refuse() {
     // The r3 consumer of the matrix is a model written from the spec: it
     // must refuse what the spec's rules refuse, or its passing cells say
-    // little. Its table: 4 vCPUs, size 56, area [56, 72), stride 128, two
-    // r3 descriptors at 88, offset 256.
+    // little.
     let scratch = Scratch::new("r3-rules");
     let p = publish(Rev::R3, &scratch.path("r3"));
-    for (what, patch, rule) in [
-        ("abi_size < size", &[(32, 48)][..], "R21"),
-        (
-            "an r2 descriptor count",
-            &[(40, 1), (36, 88), (44, 64)][..],
-            "R21",
-        ),
-        ("area past the stride", &[(68, 128)][..], "R19"),
-        ("area inside the record", &[(64, 48)][..], "R19"),
-        ("a descriptor with no area", &[(64, 0), (68, 0)][..], "R20"),
-        ("a descriptor outside the area", &[(88 + 48, 72)][..], "R20"),
-        ("size 48 in an r3 table", &[(8, 48), (32, 48)][..], "R22"),
-        (
-            "a marker that is not the frozen one",
-            &[(16, 0x3278_7376)][..],
-            "R9",
-        ),
-    ] {
+    for (what, patch, rule) in R3_FAULTS {
         let dst = scratch.path("patched");
         patched(&p.path, &dst, patch);
         match r3::Consumer::open(&dst, VCPUS) {
@@ -880,16 +906,6 @@ fn the_r3_model_refuses_what_the_r3_rules_refuse() {
             }
             r => panic!("{what}: not refused with {rule}: {r:?}"),
         }
-    }
-    // A descriptor named after a standard field: `runstate` (R20).
-    let dst = scratch.path("std-name");
-    let mut b = std::fs::read(&p.path).unwrap();
-    b[88..136].fill(0);
-    b[88..96].copy_from_slice(b"runstate");
-    std::fs::write(&dst, b).unwrap();
-    match r3::Consumer::open(&dst, VCPUS) {
-        Err(CompatError::Invalid(why)) => assert!(why.starts_with("R20:"), "{why}"),
-        r => panic!("standard name: {r:?}"),
     }
     // A domain table is not read as a vCPU table (R2 for this kind).
     let dst = scratch.path("domain");
@@ -901,4 +917,40 @@ fn the_r3_model_refuses_what_the_r3_rules_refuse() {
             ..
         })
     ));
+}
+
+#[test]
+fn the_abi_validator_agrees_with_the_r3_model() {
+    // The model and vstats-abi share no code: they agree on every
+    // producer's table (valid) and on each broken r3 table (the same
+    // rule), for the rules the abi crate on this branch knows.
+    let scratch = Scratch::new("r3-abi");
+    let validate = |path: &Path| {
+        let b = std::fs::read(path).unwrap();
+        let offset = u32::from_ne_bytes(b[4..8].try_into().unwrap()) as usize;
+        vstats_abi::validate(&b[..offset.min(b.len())], b.len() as u64)
+    };
+    for prev in PRODUCERS {
+        let p = publish(prev, &scratch.path(&format!("{prev:?}")));
+        if let Err(e) = validate(&p.path) {
+            panic!("{prev:?}: {e}");
+        }
+    }
+    let p = publish(Rev::R3, &scratch.path("r3"));
+    let mut unknown = Vec::new();
+    for (what, patch, rule) in R3_FAULTS {
+        let dst = scratch.path("patched");
+        patched(&p.path, &dst, patch);
+        match Rule::from_id(rule) {
+            Some(want) => {
+                let e = validate(&dst).expect_err(what);
+                assert_eq!(e.rule(), want, "{what}: {e}");
+            }
+            None => unknown.push(*rule),
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.dedup();
+        println!("skipped: vstats-abi does not know {unknown:?} yet (issue 12 step 1)");
+    }
 }
