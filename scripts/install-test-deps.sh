@@ -16,9 +16,10 @@ venv=target/test-venv
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 missing=()
-for p in tmux prometheus python3-venv; do
+for p in tmux prometheus python3-venv gcc-multilib; do
   have_pkg "$p" || missing+=("$p")
 done
+have_pkg pkg-config || missing+=(pkg-config) # capi/tests/install.rs builds C against the installed library with it
 if [ ${#missing[@]} != 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test clients missing (${missing[*]}) and not root: not installing" >&2

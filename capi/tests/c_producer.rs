@@ -6,7 +6,7 @@ mod common;
 
 use std::{collections::HashMap, fs};
 
-use common::{c_source, compile, have, run, TempDir};
+use common::{c_source, compile, have, producer, run, TempDir};
 use vstats_abi::{
     header::{EXT_HEADER_OFFSET, EXT_HEADER_SIZE, HEADER_SIZE},
     layout::{DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE, MAX_DESCRIPTORS},
@@ -21,42 +21,6 @@ use vstats_abi::{
 use vstats_capi::*;
 use vstats_consumer::{Snapshot, Table};
 
-const NR: u32 = 64;
-const K: u64 = 100;
-
-fn check_table(path: &std::path::Path) {
-    // The file validates with the ABI crate, reserved bytes are zero (P1).
-    let bytes = fs::read(path).unwrap();
-    let info = validate(&bytes, bytes.len() as u64).unwrap();
-    assert_eq!(first_nonzero_reserved(&bytes, &info), None);
-    assert_eq!(info.nr_records, NR);
-
-    // And the Rust consumer reads the pattern back.
-    let table = Table::open(path).unwrap();
-    assert!(table.is_vcpu());
-    assert_eq!(table.nr_records(), NR);
-    assert_eq!(table.generation(), 42);
-    let custom = table.counter("c_custom_events").expect("the C descriptor");
-    let offline = table.counter("runstate_offline_time").unwrap();
-    let mut snap = Snapshot::new(&table);
-    assert_eq!(table.snapshot(&mut snap), 0, "no record busy");
-    for i in 0..NR - 2 {
-        let r = snap.record(i).unwrap();
-        let b = 1000 * u64::from(i);
-        assert!(r.is_consistent() && !r.is_unused(), "record {i}");
-        assert_eq!(r.running(), Some(b + K), "record {i}");
-        assert_eq!(r.runnable(), Some(b + 2 * K), "record {i}");
-        assert_eq!(r.blocked(), Some(b + 3 * K), "record {i}");
-        let want_offline = (i % 2 == 0 || i == 3).then_some(b + 4 * K);
-        assert_eq!(r.offline(), want_offline, "record {i}");
-        assert_eq!(r.get(offline), want_offline, "record {i}");
-        assert_eq!(r.get(custom), Some(u64::from(i) * K), "record {i}");
-        assert_eq!(r.seq() % 2, 0);
-    }
-    assert!(snap.record(NR - 2).unwrap().is_unused(), "hot-unplugged");
-    assert!(snap.record(NR - 1).unwrap().is_unused(), "never handed out");
-}
-
 #[test]
 fn c_producer_publishes_what_the_rust_consumer_reads() {
     if !have("gcc", "c_producer_publishes_what_the_rust_consumer_reads") {
@@ -64,22 +28,7 @@ fn c_producer_publishes_what_the_rust_consumer_reads() {
     }
     let dir = TempDir::new("producer");
     let prog = compile(dir.path(), "producer", &[c_source("producer.c")], true);
-    for mode in ["contig", "pages"] {
-        let path = dir.path().join(format!("vcpu-{mode}"));
-        let out = run(&prog, &[path.to_str().unwrap(), mode]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.starts_with("ok frames=2"),
-            "{mode}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        check_table(&path);
-    }
-    assert_eq!(
-        fs::read(dir.path().join("vcpu-contig")).unwrap(),
-        fs::read(dir.path().join("vcpu-pages")).unwrap(),
-        "scattered frames hold the same table"
-    );
+    producer::check_runs(&prog, dir.path());
 }
 
 #[test]

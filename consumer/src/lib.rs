@@ -22,6 +22,7 @@
 //! | [`follow`] | a VM's tables ([`follow::Vm`]) followed across producer restarts and removal in one call, reported as [`follow::Event`]s |
 //! | [`target`] | what a command line names (a file, a directory, a name under the root, a Xen domain), opened as a [`follow::Vm`] |
 //! | [`overview`] | the host-wide view `top` shows: one row per VM of [`discover::host`] (CPU%, runnable%, blocked%, busiest rates, liveness), per-vCPU rows with histogram distributions, sorting, a name filter, reset baselines |
+//! | [`runstate`] | up-to-date runstate times (R26): the open interval since the current state's entry added at an instant of the table's clock ([`runstate::TimeBase`], [`runstate::Clock`]), a pure function over a record's words |
 //! | [`sample`] | the sampling engine: a [`sample::Sampler`] turns snapshot pairs into [`sample::Sample`]s (runstate shares, values, rates, aggregates) |
 //! | [`encode`] | encoders with no command line in them: OpenMetrics from one snapshot or a sample ([`encode::openmetrics::Exposition`]); JSON of a sample and QEMU's `query-stats` answers (feature `json`) |
 //! | `xen` (feature `xen`) | the Xen backend: map a domain's tables with libxenforeignmemory, list domains through libxenstore, both loaded at run time |
@@ -175,6 +176,7 @@ mod mmap;
 pub mod overview;
 #[allow(unsafe_code)]
 mod raw;
+pub mod runstate;
 pub mod sample;
 mod snapshot;
 mod stats;

@@ -1,6 +1,13 @@
-//! The guest program: 29 bytes of hand-assembled 16-bit real-mode x86 code.
+//! The guest programs: hand-assembled 16-bit real-mode x86 code.
 //!
-//! Every vCPU runs the same code from [`GUEST_LOAD_ADDR`] with `CS.base = 0`.
+//! [`GuestMode`] picks one per VM ([`crate::VmConfig::guest_mode`]):
+//! [`GUEST_CODE`], the default, computes, reports and halts in a loop (below);
+//! [`SPIN_CODE`] reports once and then spins without a single exit (see
+//! [`GuestMode::SpinNoExit`]).
+//!
+//! # The default program
+//!
+//! 29 bytes. Every vCPU runs the same code from [`GUEST_LOAD_ADDR`] with `CS.base = 0`.
 //! The VMM seeds the registers: `ESI` = spin iterations (`N`, at least 1),
 //! `EBX` = `EDI` = 0. Nothing touches memory, so the vCPUs share the code
 //! page without interfering. One iteration of the endless outer loop is:
@@ -69,6 +76,53 @@ pub const GUEST_CODE: [u8; 29] = [
     0xEB, 0xE3,
 ];
 
+/// The second program, 13 bytes: `out` 1 to [`REPORT_PORT`] once (one
+/// `KVM_EXIT_IO`), then `jmp $` forever. Nothing in it leaves the guest
+/// again: with no in-kernel irqchip no interrupt is injected, and host
+/// interrupts and preemption of the vCPU thread are handled inside
+/// `KVM_RUN` without returning to the VMM, so only a signal to the vCPU
+/// thread (or `kvm_run.immediate_exit`) ends the `KVM_RUN` call.
+#[rustfmt::skip]
+pub const SPIN_CODE: [u8; 13] = [
+    // 0x00        mov eax, 1          ; the one report: "iteration 1"
+    0x66, 0xB8, 0x01, 0x00, 0x00, 0x00,
+    // 0x06        mov dx, REPORT_PORT
+    0xBA, PORT_LO, PORT_HI,
+    // 0x09        out dx, eax         ; KVM_EXIT_IO: the VMM marks the vCPU spinning
+    0x66, 0xEF,
+    // 0x0b spin:  jmp spin            ; rel8 -2 -> 0x0b: no exit ever again
+    0xEB, 0xFE,
+];
+
+/// Which guest program every vCPU of a VM runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GuestMode {
+    /// [`GUEST_CODE`]: compute, report, halt until the VMM's timer wakes
+    /// the vCPU, repeat. Many exits per second; the calibration of
+    /// [`crate::VmConfig::guest_compute`] applies.
+    #[default]
+    Default,
+    /// [`SPIN_CODE`]: one report to [`REPORT_PORT`] (the VMM checkpoints
+    /// the vCPU as running and counts it in
+    /// [`crate::RunningVm::vcpus_spinning`], and its reports say
+    /// [`crate::VcpuReport::guest_spinning`]), then a `jmp $` that never
+    /// exits: the vCPU is 100 % running while the VMM, which accounts only
+    /// at exits, writes nothing. Stopping it takes the kick signal
+    /// ([`crate::RunningVm::stop`]). The configuration's spin count and
+    /// compute target are not used.
+    SpinNoExit,
+}
+
+impl GuestMode {
+    /// The machine code of this mode, loaded at [`GUEST_LOAD_ADDR`].
+    pub const fn code(self) -> &'static [u8] {
+        match self {
+            GuestMode::Default => &GUEST_CODE,
+            GuestMode::SpinNoExit => &SPIN_CODE,
+        }
+    }
+}
+
 /// What one outer iteration with `spin` inner iterations adds to the
 /// guest's 32-bit checksum: `spin(spin+1)/2 mod 2^32`.
 pub fn checksum_step(spin: u32) -> u32 {
@@ -87,6 +141,23 @@ mod tests {
         // jmp at 0x1b (2 bytes) jumps back to 0x00.
         assert_eq!(0x1d + i32::from(GUEST_CODE[0x1c] as i8), 0x00);
         assert_eq!(GUEST_CODE[0x1a], 0xF4);
+    }
+
+    #[test]
+    fn spin_program() {
+        // mov eax, imm32 loads 1; mov dx loads the report port.
+        assert_eq!(u32::from_le_bytes(SPIN_CODE[2..6].try_into().unwrap()), 1);
+        assert_eq!(
+            u16::from_le_bytes([SPIN_CODE[7], SPIN_CODE[8]]),
+            REPORT_PORT
+        );
+        assert_eq!(&SPIN_CODE[9..11], &[0x66, 0xEF], "out dx, eax");
+        // jmp at 0x0b (2 bytes) jumps to itself.
+        assert_eq!(SPIN_CODE[0x0b], 0xEB);
+        assert_eq!(0x0d + i32::from(SPIN_CODE[0x0c] as i8), 0x0b);
+        assert_eq!(SPIN_CODE.len(), 0x0d);
+        assert_eq!(GuestMode::SpinNoExit.code(), &SPIN_CODE);
+        assert_eq!(GuestMode::default().code(), &GUEST_CODE);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! running a tiny hand-assembled x86 real-mode guest ([`guest`]) that
 //! computes for about a millisecond, reports its progress through port
 //! I/O, halts, is woken by a per-vCPU timer in the VMM, and repeats
-//! forever. While it runs, the crate measures what a Xen-style statistics
+//! forever ([`GuestMode::Default`]; [`GuestMode::SpinNoExit`] instead
+//! reports once and then spins without a single exit). While it runs, the crate measures what a Xen-style statistics
 //! table wants to publish:
 //!
 //! * per-vCPU **runstate times** in Xen order (running, runnable, blocked,
@@ -37,6 +38,7 @@
 //! ```text
 //! vstats-vmm --name NAME [--vcpus N] [--dir DIR] [--seconds S]
 //!            [--stats-refresh-ms MS] [--domain-period-ms MS] [--halt-ms MS]
+//!            [--spin-no-exit]
 //! ```
 //!
 //! Linux on x86-64 only. Without an accessible `/dev/kvm`,
@@ -86,6 +88,7 @@ mod sys; // the only module with `unsafe`: it opts in with `#![allow(unsafe_code
 mod vm;
 
 pub use error::{Error, Result};
+pub use guest::GuestMode;
 pub use publish::Publisher;
 pub use report::{VcpuReport, VcpuSink, VmReport};
 pub use runstate::RunState;

@@ -53,6 +53,10 @@ pub struct VcpuReport {
     pub guest_iterations: u64,
     /// Number of iteration reports received.
     pub guest_reports: u64,
+    /// True once the [`crate::guest::GuestMode::SpinNoExit`] guest has made
+    /// its one report: from then on it spins without exits (always false
+    /// in the default mode).
+    pub guest_spinning: bool,
     /// Checksum reports that did not match the VMM's model of the guest
     /// computation (see [`crate::guest`]).
     pub guest_checksum_errors: u64,
@@ -96,6 +100,7 @@ impl VcpuReport {
             wakeups: 0,
             guest_iterations: 0,
             guest_reports: 0,
+            guest_spinning: false,
             guest_checksum_errors: 0,
             guest_spin_iters: 0,
             guest_recalibrations: 0,

@@ -1,5 +1,6 @@
 //! Every `unsafe` operation of the crate: raw libc calls, the guest memory
-//! mapping, the `KVM_GET_STATS_FD` ioctl and the vCPU kick signal.
+//! mapping, the `KVM_GET_STATS_FD` ioctl, the vCPU kick signal and the
+//! second mapping of each vCPU's `kvm_run` page (for `immediate_exit`).
 //!
 //! The rest of the crate is `#![deny(unsafe_code)]`; this module opts in
 //! and wraps each operation in a safe function whose arguments cannot break
@@ -11,11 +12,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle, Thread};
 
-use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::VmFd;
+use kvm_bindings::{kvm_run, kvm_userspace_memory_region};
+use kvm_ioctls::{VcpuFd, VmFd};
 
 /// `KVM_GET_STATS_FD`: `_IO(KVMIO, 0xce)`, valid on VM and vCPU fds (kernel
 /// 5.14+). kvm-ioctls 0.25 does not wrap it.
@@ -141,6 +143,92 @@ pub(crate) fn get_stats_fd(fd: &impl AsRawFd) -> io::Result<File> {
     // SAFETY: `rc` is a freshly created descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(rc) };
     Ok(File::from(owned))
+}
+
+/// Bytes of `struct kvm_run` this crate maps: all of it lies in the vCPU
+/// mapping's first page (page offset 0), which is the run page.
+const KVM_RUN_LEN: usize = std::mem::size_of::<kvm_run>();
+const _: () = assert!(KVM_RUN_LEN <= 4096, "kvm_run fits the run page");
+/// Where `immediate_exit` lies in `struct kvm_run`.
+const IMMEDIATE_EXIT: usize = std::mem::offset_of!(kvm_run, immediate_exit);
+const _: () = assert!(IMMEDIATE_EXIT < KVM_RUN_LEN);
+
+/// A mapping of a vCPU's `kvm_run` page of its own, so that any thread can
+/// set `immediate_exit` while the vCPU thread owns the [`VcpuFd`] (and
+/// kvm-ioctls' mapping of the same page).
+///
+/// Invariants: 1. `ptr` is the start of a live `MAP_SHARED` mapping of
+/// `KVM_RUN_LEN` bytes at offset 0 of a vCPU fd, created in
+/// [`RunPage::map`] and unmapped only in `Drop`; the mapping holds its own
+/// reference to the file, so it stays valid after the vCPU fd is closed.
+/// 2. Through this mapping the crate only ever stores to the
+/// `immediate_exit` byte, atomically.
+#[derive(Debug)]
+pub(crate) struct RunPage {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: `RunPage` is an address of a mapping it owns (invariant 1); the
+// only access through it is an atomic byte store (invariant 2), which is
+// sound from any thread.
+unsafe impl Send for RunPage {}
+// SAFETY: as for `Send`: `&RunPage` allows only the atomic store.
+unsafe impl Sync for RunPage {}
+
+impl RunPage {
+    /// Maps the run page of `vcpu` (read-write, shared with the kernel and
+    /// with kvm-ioctls' own mapping).
+    pub(crate) fn map(vcpu: &VcpuFd) -> io::Result<Self> {
+        // SAFETY: a new shared mapping of a vCPU fd at a kernel-chosen
+        // address aliases no Rust memory; KVM maps the run page at offset
+        // 0 for any length up to the vCPU mmap size, which is at least one
+        // page (`KVM_RUN_LEN <= 4096`). The result is checked below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                KVM_RUN_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                vcpu.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(addr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Self { ptr })
+    }
+
+    /// Sets `kvm_run.immediate_exit` to 1: from now on every `KVM_RUN` of
+    /// this vCPU returns `EINTR` before entering the guest. A `KVM_RUN`
+    /// already in the guest is not affected; a signal ends it.
+    pub(crate) fn request_immediate_exit(&self) {
+        // In bounds (`IMMEDIATE_EXIT < KVM_RUN_LEN`, asserted above).
+        let byte = self.ptr.as_ptr().wrapping_add(IMMEDIATE_EXIT);
+        // SAFETY: `byte` lies inside the live mapping (invariant 1) and a
+        // `u8` is always aligned. No Rust reference covers this mapping
+        // (invariant 2); the kernel only reads the byte (at `KVM_RUN`
+        // entry), and kvm-ioctls writes it only in `set_kvm_immediate_exit`,
+        // which this crate never calls, through its own mapping: accesses
+        // from outside the Rust abstract machine, like the kernel's own
+        // writes to the run page, so no non-atomic Rust access races with
+        // this store.
+        let flag = unsafe { AtomicU8::from_ptr(byte) };
+        // Release: ordered before the kick signal that follows it.
+        flag.store(1, Ordering::Release);
+    }
+}
+
+impl Drop for RunPage {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `KVM_RUN_LEN` describe exactly the mapping
+        // created in `map`, which nothing else unmaps (invariant 1); no
+        // reference into it exists.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), KVM_RUN_LEN);
+        }
+    }
 }
 
 extern "C" fn kick_handler(_signal: libc::c_int) {}
@@ -300,5 +388,40 @@ impl<'s, T: Send + 's> KickableThread<'s, T> {
             KickableThread::Owned(h) => h.join(),
             KickableThread::Scoped { handle, .. } => handle.join(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kvm_ioctls::Kvm;
+
+    use super::*;
+
+    /// `immediate_exit` written through the crate's own mapping is the
+    /// byte KVM reads: `KVM_RUN` returns `EINTR` without entering the
+    /// guest (which has no memory and no code: entering it would fail
+    /// differently or never return).
+    #[test]
+    fn immediate_exit_through_own_mapping() {
+        let kvm = match Kvm::new() {
+            Ok(kvm) => kvm,
+            Err(e) => {
+                println!("skipped: /dev/kvm unavailable: {e}");
+                return;
+            }
+        };
+        let vm = kvm.create_vm().unwrap();
+        let mut vcpu = vm.create_vcpu(0).unwrap();
+        let page = RunPage::map(&vcpu).unwrap();
+        assert_eq!(vcpu.get_kvm_run().immediate_exit, 0);
+        page.request_immediate_exit();
+        assert_eq!(vcpu.get_kvm_run().immediate_exit, 1, "one page, two maps");
+        for _ in 0..2 {
+            let e = vcpu.run().expect_err("KVM_RUN returns at once");
+            assert_eq!(e.errno(), libc::EINTR);
+        }
+        // The mapping outlives the vCPU fd (it holds the file).
+        drop(vcpu);
+        page.request_immediate_exit();
     }
 }

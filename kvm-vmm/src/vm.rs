@@ -13,11 +13,11 @@ use kvm_bindings::kvm_regs;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::error::{Error, Result};
-use crate::guest::{self, CHECKSUM_PORT, GUEST_CODE, GUEST_LOAD_ADDR, REPORT_PORT};
+use crate::guest::{self, GuestMode, CHECKSUM_PORT, GUEST_LOAD_ADDR, REPORT_PORT};
 use crate::report::{VcpuReport, VcpuSink, VmReport};
 use crate::runstate::{Accounting, RunState, SchedSample, SchedStat};
 use crate::stats::KvmStats;
-use crate::sys::{self, GuestMemory, KickableThread};
+use crate::sys::{self, GuestMemory, KickableThread, RunPage};
 
 /// `KVM_CAP_BINARY_STATS_FD`.
 const CAP_BINARY_STATS_FD: u64 = 203;
@@ -28,13 +28,16 @@ const KVM_API_VERSION: i32 = 12;
 const TSS_ADDR: usize = 0xfffb_d000;
 const PAGE_SIZE: usize = 4096;
 /// How often `stop` re-sends the kick signal to a vCPU thread that has not
-/// exited yet (covers a signal that landed just before `KVM_RUN`).
+/// exited yet (covers a scoped thread that had not recorded its pthread id
+/// at the first kick).
 const KICK_RETRY: Duration = Duration::from_micros(500);
 
 /// How to build a VM.
 pub struct VmConfig {
     /// Number of vCPUs (1 ..= the host's `KVM_CAP_MAX_VCPUS`).
     pub nr_vcpus: u32,
+    /// The guest program every vCPU runs.
+    pub guest_mode: GuestMode,
     /// Guest RAM in bytes: a multiple of 4 KiB, at least 8 KiB.
     pub mem_size: usize,
     /// The KVM device.
@@ -66,6 +69,7 @@ impl Default for VmConfig {
     fn default() -> Self {
         Self {
             nr_vcpus: 1,
+            guest_mode: GuestMode::Default,
             mem_size: 1 << 20,
             kvm_path: PathBuf::from("/dev/kvm"),
             guest_spin_iters: 10_000,
@@ -83,6 +87,7 @@ impl fmt::Debug for VmConfig {
         let sinks: Vec<bool> = self.sinks.iter().map(Option::is_some).collect();
         f.debug_struct("VmConfig")
             .field("nr_vcpus", &self.nr_vcpus)
+            .field("guest_mode", &self.guest_mode)
             .field("mem_size", &self.mem_size)
             .field("kvm_path", &self.kvm_path)
             .field("guest_spin_iters", &self.guest_spin_iters)
@@ -104,6 +109,12 @@ impl VmConfig {
         }
     }
 
+    /// Sets the guest program.
+    pub fn with_guest_mode(mut self, mode: GuestMode) -> Self {
+        self.guest_mode = mode;
+        self
+    }
+
     /// Sets the sink of vCPU `vcpu_id` (replacing any earlier one).
     pub fn with_sink(mut self, vcpu_id: u32, sink: impl VcpuSink + 'static) -> Self {
         let index = vcpu_id as usize;
@@ -119,7 +130,8 @@ impl VmConfig {
         if self.nr_vcpus == 0 {
             return bad("nr_vcpus must be at least 1".into());
         }
-        let min = (GUEST_LOAD_ADDR as usize + GUEST_CODE.len()).next_multiple_of(PAGE_SIZE);
+        let code = self.guest_mode.code();
+        let min = (GUEST_LOAD_ADDR as usize + code.len()).next_multiple_of(PAGE_SIZE);
         if self.mem_size < min || self.mem_size % PAGE_SIZE != 0 {
             return bad(format!(
                 "mem_size {} must be a multiple of {PAGE_SIZE} and at least {min}",
@@ -159,6 +171,9 @@ fn nanos(d: Duration) -> u64 {
 struct Control {
     stop: AtomicBool,
     online: AtomicU32,
+    /// vCPUs whose [`GuestMode::SpinNoExit`] guest has made its one report
+    /// (counted after the checkpoint of that report was committed).
+    spinning: AtomicU32,
 }
 
 /// What a vCPU thread last published, for readers on other threads.
@@ -175,6 +190,8 @@ struct Snapshot {
 struct VcpuShared {
     stats: Arc<KvmStats>,
     snapshot: Mutex<Snapshot>,
+    /// The vCPU's `kvm_run` page, for `immediate_exit` at stop.
+    run_page: RunPage,
 }
 
 impl VcpuShared {
@@ -228,6 +245,7 @@ struct PendingVcpu {
 /// offline.
 pub struct Vm {
     created_ns: u64,
+    guest_mode: GuestMode,
     kvm_max_vcpus: u32,
     spin: u32,
     compute_target_ns: Option<u64>,
@@ -304,7 +322,7 @@ impl Vm {
         let mut memory =
             GuestMemory::new(config.mem_size).map_err(|e| Error::io("mmap guest memory", e))?;
         memory
-            .write(GUEST_LOAD_ADDR as usize, &GUEST_CODE)
+            .write(GUEST_LOAD_ADDR as usize, config.guest_mode.code())
             .map_err(|e| Error::io("loading the guest program", e))?;
         let memory = Arc::new(memory);
         sys::register_memory(&vm_fd, 0, 0, &memory)
@@ -336,6 +354,7 @@ impl Vm {
             let stats =
                 sys::get_stats_fd(&fd).map_err(|e| Error::io("KVM_GET_STATS_FD (vCPU)", e))?;
             let stats = Arc::new(KvmStats::from_file(stats)?);
+            let run_page = RunPage::map(&fd).map_err(|e| Error::io("mmap kvm_run", e))?;
             let mut report = VcpuReport::new(id, created_ns, 0);
             report.guest_spin_iters = config.guest_spin_iters;
             let shared = Arc::new(VcpuShared {
@@ -346,6 +365,7 @@ impl Vm {
                     stats_ns: 0,
                 }),
                 stats,
+                run_page,
             });
             vcpus.push(PendingVcpu {
                 fd,
@@ -357,6 +377,7 @@ impl Vm {
             .map_err(|e| Error::io("sigaction (kick signal)", e))?;
         Ok(Vm {
             created_ns,
+            guest_mode: config.guest_mode,
             kvm_max_vcpus,
             spin: config.guest_spin_iters,
             compute_target_ns: config.guest_compute.map(nanos),
@@ -496,6 +517,7 @@ impl Vm {
             report.guest_spin_iters = self.spin;
             let thread = VcpuThread {
                 id,
+                guest_mode: self.guest_mode,
                 _memory: Arc::clone(&self.memory),
                 report,
                 acct: Accounting::new(self.created_ns),
@@ -533,6 +555,7 @@ impl Vm {
 /// What a vCPU thread owns; `'s` bounds its sink.
 struct VcpuThread<'s> {
     id: u32,
+    guest_mode: GuestMode,
     fd: VcpuFd,
     /// Declared after `fd`: the guest RAM stays mapped until the vCPU fd is
     /// closed.
@@ -621,10 +644,11 @@ impl VcpuThread<'_> {
             let left = vstats_producer::monotonic_ns();
             self.report.kvm_run_ns += left.saturating_sub(entered);
             self.report.exits += 1;
+            let mut started_spinning = false;
             match action {
                 Action::Out(port, value) => {
                     self.report.io_exits += 1;
-                    self.on_out(port, value);
+                    started_spinning = self.on_out(port, value);
                 }
                 Action::In => self.report.io_exits += 1,
                 Action::Interrupted => self.report.interrupted += 1,
@@ -643,13 +667,28 @@ impl VcpuThread<'_> {
                 }
             }
             let (now, sample) = self.sample();
-            self.commit(now, sample, None, false);
+            // The spinning guest's one report is the last checkpoint until
+            // stop: it carries fresh KVM stats.
+            self.commit(now, sample, None, started_spinning);
+            if started_spinning {
+                self.control.spinning.fetch_add(1, Ordering::SeqCst);
+            }
         }
         Ok(())
     }
 
-    fn on_out(&mut self, port: u16, value: u32) {
+    /// Handles a guest `out`. Returns true when it is the
+    /// [`GuestMode::SpinNoExit`] guest's report, the vCPU's last exit until
+    /// the VM stops.
+    fn on_out(&mut self, port: u16, value: u32) -> bool {
         match port {
+            REPORT_PORT if self.guest_mode == GuestMode::SpinNoExit => {
+                self.report.guest_iterations = u64::from(value);
+                self.report.guest_reports += 1;
+                let first = !self.report.guest_spinning;
+                self.report.guest_spinning = true;
+                return first;
+            }
             REPORT_PORT => {
                 self.report.guest_iterations = u64::from(value);
                 self.report.guest_reports += 1;
@@ -664,6 +703,7 @@ impl VcpuThread<'_> {
             }
             _ => self.report.unknown_io += 1,
         }
+        false
     }
 
     /// Blocks until the wake-up timer fires. Returns false if the VM is
@@ -838,6 +878,17 @@ impl RunningVm<'_> {
         self.control.online.load(Ordering::SeqCst)
     }
 
+    /// vCPUs whose [`GuestMode::SpinNoExit`] guest has made its one report
+    /// and now spins without exits (always 0 in [`GuestMode::Default`]).
+    ///
+    /// A vCPU is counted once the checkpoint of that report is complete:
+    /// its sink has run (a publisher's record holds it) and
+    /// [`RunningVm::vcpu_report`] sees it. From then on the vCPU thread
+    /// writes nothing until the VM stops.
+    pub fn vcpus_spinning(&self) -> u32 {
+        self.control.spinning.load(Ordering::SeqCst)
+    }
+
     /// The VM-wide KVM stats (shareable: reads take `&self`).
     pub fn vm_stats(&self) -> &Arc<KvmStats> {
         &self.vm_stats
@@ -895,14 +946,21 @@ impl RunningVm<'_> {
         }
     }
 
-    /// Stops every vCPU (sets the stop flag, wakes halted vCPUs, kicks
-    /// running ones out of `KVM_RUN` with the kick signal until they exit),
-    /// joins the threads and returns the final reports.
+    /// Stops every vCPU (sets the stop flag, sets `immediate_exit` in each
+    /// vCPU's `kvm_run`, wakes halted vCPUs, kicks running ones out of
+    /// `KVM_RUN` with the kick signal), joins the threads and returns the
+    /// final reports.
     ///
-    /// The kick is re-sent every 500 µs until the thread has exited: that
-    /// covers a signal that arrives after the thread checked the stop flag
-    /// but before it entered `KVM_RUN` (the race `immediate_exit` closes
-    /// in VMMs whose handler can reach `kvm_run`).
+    /// A vCPU in `KVM_RUN` returns `EINTR` on the signal, even one whose
+    /// guest never exits ([`GuestMode::SpinNoExit`]). A vCPU thread that
+    /// checked the stop flag just before the flag was set, and enters
+    /// `KVM_RUN` only after the signal was handled, finds `immediate_exit`
+    /// set (it was written before the signal was sent) and returns `EINTR`
+    /// at once instead of running the guest. `immediate_exit` is never
+    /// cleared: a stopping vCPU does not enter the guest again. The kick is
+    /// still re-sent every 500 µs until the thread has exited, for a
+    /// scoped thread that had not yet recorded its pthread id (it is then
+    /// only unparked).
     ///
     /// A vCPU that failed (see [`StoppedVm::vcpu_errors`]) still has a final
     /// report; `Err` is returned only if the final VM stats cannot be read.
@@ -936,6 +994,9 @@ impl RunningVm<'_> {
     fn shutdown(&mut self) {
         self.control.stop.store(true, Ordering::SeqCst);
         for vcpu in &self.vcpus {
+            // Before the signal: a `KVM_RUN` entered after the signal was
+            // handled must see it.
+            vcpu.shared.run_page.request_immediate_exit();
             if let Some(handle) = &vcpu.thread {
                 let _ = handle.kick(self.kick_signal);
             }

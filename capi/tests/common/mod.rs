@@ -1,11 +1,15 @@
 //! Shared by the integration tests: compiling the C programs of `tests/c/`
 //! with `gcc` (skipping with a printed reason where there is none), finding
 //! the static library cargo built next to the test executable, and
-//! temporary directories.
+//! temporary directories; what the C producer must publish (`producer`).
 #![allow(dead_code)]
 
+pub mod producer;
+
 use std::{
-    env, fs,
+    env,
+    ffi::OsString,
+    fs,
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
@@ -66,13 +70,18 @@ pub fn include_dir() -> PathBuf {
 }
 
 /// The `libvstats_capi.a` cargo built for this test run: the newest of
-/// `target/<profile>/libvstats_capi.a` and `target/<profile>/deps/libvstats_capi-*.a`
-/// (the test executable lives in `target/<profile>/deps/`).
+/// `target/<profile>/libvstats_capi.a`, `target/<profile>/deps/libvstats_capi.a`
+/// (the name cargo gives it since the crate is also a `cdylib`) and
+/// `target/<profile>/deps/libvstats_capi-*.a` (the test executable lives in
+/// `target/<profile>/deps/`).
 pub fn staticlib() -> PathBuf {
     let exe = env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     let profile = deps.parent().unwrap();
-    let mut found: Vec<PathBuf> = vec![profile.join("libvstats_capi.a")];
+    let mut found: Vec<PathBuf> = vec![
+        profile.join("libvstats_capi.a"),
+        deps.join("libvstats_capi.a"),
+    ];
     if let Ok(rd) = fs::read_dir(deps) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -103,9 +112,29 @@ pub fn compile_with(
     link: bool,
     extra: &[&str],
 ) -> PathBuf {
+    let mut cflags: Vec<OsString> = extra.iter().map(OsString::from).collect();
+    cflags.extend(["-I".into(), include_dir().into()]);
+    let mut libs: Vec<OsString> = Vec::new();
+    if link {
+        libs.push(staticlib().into());
+        libs.extend(["-lpthread", "-ldl", "-lm"].map(OsString::from));
+    }
+    compile_flags(dir, name, sources, &cflags, &libs)
+}
+
+/// Compiles C sources into `dir/name` with strict warnings, `cflags` before
+/// the sources and `libs` after them (no include directory or library of
+/// its own).
+pub fn compile_flags(
+    dir: &Path,
+    name: &str,
+    sources: &[PathBuf],
+    cflags: &[OsString],
+    libs: &[OsString],
+) -> PathBuf {
     let out = dir.join(name);
     let mut cmd = Command::new("gcc");
-    cmd.args(extra)
+    cmd.args(cflags)
         .args([
             "-std=c11",
             "-O2",
@@ -115,14 +144,10 @@ pub fn compile_with(
             "-Wpedantic",
             "-Werror",
         ])
-        .arg("-I")
-        .arg(include_dir())
         .args(sources)
         .arg("-o")
-        .arg(&out);
-    if link {
-        cmd.arg(staticlib()).args(["-lpthread", "-ldl", "-lm"]);
-    }
+        .arg(&out)
+        .args(libs);
     let o = cmd.output().unwrap();
     assert!(
         o.status.success(),

@@ -109,6 +109,13 @@ static QUIET: XtlLogger = XtlLogger {
     destroy: quiet_destroy,
 };
 
+/// [`QUIET`] as the `xentoollog_logger *` the Xen libraries take (also
+/// libxenctrl's, for the clock): it lives forever and is only called
+/// through.
+pub(super) fn quiet_logger() -> *mut c_void {
+    std::ptr::addr_of!(QUIET).cast_mut().cast::<c_void>()
+}
+
 /// The foreign-memory functions of the loaded library.
 struct Fns {
     close: CloseFn,
@@ -185,7 +192,7 @@ impl Handle {
         let unmap_resource = unsafe { lib.symbol("xenforeignmemory_unmap_resource") }?;
         // SAFETY: as above; optional (Xen 4.15 and later).
         let resource_size = unsafe { lib.symbol("xenforeignmemory_resource_size") }.ok();
-        let logger = std::ptr::addr_of!(QUIET).cast_mut().cast::<c_void>();
+        let logger = quiet_logger();
         // SAFETY: `open` is xenforeignmemory_open; the logger is a valid
         // `xentoollog_logger` that lives forever and that the library only
         // calls through (it never writes it or calls `destroy` on a logger

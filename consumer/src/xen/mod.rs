@@ -48,6 +48,7 @@
 //! | `loader` | `dlopen` of the libraries (and the environment variables that name others), symbol lookup |
 //! | `foreign` | libxenforeignmemory: open, resource size, map, unmap, and the classification of each `errno` |
 //! | `store` | libxenstore: the domains and their names ([`XenStore`]) |
+//! | [`clock`] | Xen system time in dom0 ([`XenSystemClock`]): the pvclock of dom0's `shared_info`, mapped through libxenctrl and libxenforeignmemory |
 //!
 //! # Threads
 //!
@@ -60,6 +61,7 @@
 //! handles may be moved between threads: the headers restrict them only
 //! across `fork`.
 
+pub mod clock;
 mod foreign;
 mod loader;
 mod store;
@@ -68,6 +70,7 @@ use std::{io, sync::Arc};
 
 use vstats_consumer::{mem::MemView, Table};
 
+pub use clock::{XenSystemClock, CONTROL_LIB_ENV};
 pub use foreign::{MAX_FRAMES, XEN_FRAME_SIZE};
 pub use loader::{FOREIGNMEMORY_LIB, FOREIGNMEMORY_LIB_ENV, XENSTORE_LIB, XENSTORE_LIB_ENV};
 pub use store::{DomainEntry, XenStore};
@@ -89,6 +92,8 @@ pub enum Interface {
     ForeignMemory,
     /// libxenstore (xenstored's socket or `/dev/xen/xenbus`).
     XenStore,
+    /// libxenctrl (`/dev/xen/privcmd`), for the clock.
+    Control,
 }
 
 impl std::fmt::Display for Interface {
@@ -97,6 +102,7 @@ impl std::fmt::Display for Interface {
         f.write_str(match self {
             Interface::ForeignMemory => "foreign-memory",
             Interface::XenStore => "xenstore",
+            Interface::Control => "control",
         })
     }
 }
@@ -267,6 +273,31 @@ pub enum Error {
         /// Bytes it asks for.
         need: u64,
     },
+    /// `xc_domain_getinfolist` gave no information about the domain
+    /// (for the clock: dom0's `shared_info_frame`).
+    #[error("cannot read domain {domid}'s information from Xen (xc_domain_getinfolist): {io}")]
+    DomainInfo {
+        /// The domain id.
+        domid: u16,
+        /// `errno` (`ESRCH` when Xen listed another domain).
+        io: io::Error,
+    },
+    /// Xen refused to map dom0's `shared_info` frame read-only (the
+    /// clock; `docs/abi-r3-design.md`, open question 2).
+    #[error("cannot map dom0's shared_info frame {frame:#x} read-only: {io}")]
+    SharedInfo {
+        /// The frame (GMFN).
+        frame: u64,
+        /// `errno`.
+        io: io::Error,
+    },
+    /// This architecture has no way to read Xen system time from user
+    /// space here (x86-64 only; Arm is the design's open question 1).
+    #[error("Xen system time cannot be read on {arch} (x86-64 only)")]
+    ClockUnsupported {
+        /// `std::env::consts::ARCH`.
+        arch: &'static str,
+    },
     /// A xenstore read failed.
     #[error("xenstore: reading {path}: {io}")]
     XenStore {
@@ -317,9 +348,7 @@ fn refusal_text(io: &io::Error) -> String {
 /// root.
 fn open_text(interface: Interface, io: &io::Error) -> String {
     match io.raw_os_error() {
-        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO)
-            if interface == Interface::ForeignMemory =>
-        {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) if interface != Interface::XenStore => {
             format!(
             "{io}: no /dev/xen/privcmd (not running in a Xen domain, or the xen-privcmd module \
              is not loaded)"

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use vstats_kvm_vmm::publish::{check_name, default_dir, DEFAULT_DOMAIN_PERIOD};
-use vstats_kvm_vmm::{Publisher, Vm, VmConfig};
+use vstats_kvm_vmm::{GuestMode, Publisher, Vm, VmConfig};
 use vstats_producer::publish::PublishOptions;
 
 /// Run a KVM VM and publish its vCPU and domain statistics live through
 /// vstats shared-memory tables.
 ///
-/// Prints `published <dir>` on stdout once the tables are live, runs until
+/// Prints `published <dir>` on stdout once the tables are live (and, with
+/// `--spin-no-exit`, `spinning` once every vCPU's guest spins), runs until
 /// SIGINT or SIGTERM (or `--seconds`), then stops the VM, writes the final
 /// values and removes the tables and the directory.
 #[derive(Debug, Parser)]
@@ -49,6 +50,12 @@ struct Args {
     /// How long a halted vCPU stays blocked before its timer wakes it.
     #[arg(long, default_value_t = 2)]
     halt_ms: u64,
+    /// Run the guest that reports once and then spins without a single
+    /// exit (`jmp $`) instead of the compute-report-halt loop: the vCPU
+    /// records stay as of that report while the vCPUs run 100 %. Prints
+    /// `spinning` on stdout once every vCPU's guest spins.
+    #[arg(long)]
+    spin_no_exit: bool,
     /// The KVM device.
     #[arg(long, default_value = "/dev/kvm")]
     kvm: PathBuf,
@@ -151,6 +158,11 @@ fn run() -> anyhow::Result<ExitCode> {
         stats_refresh: Duration::from_millis(args.stats_refresh_ms),
         halt_wake: Duration::from_millis(args.halt_ms),
         kvm_path: args.kvm,
+        guest_mode: if args.spin_no_exit {
+            GuestMode::SpinNoExit
+        } else {
+            GuestMode::Default
+        },
         ..VmConfig::new(args.vcpus)
     };
     let vm = Vm::create(config).map_err(flat)?;
@@ -158,14 +170,22 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut publisher = Publisher::with_options(vm, &dir, opts).map_err(flat)?;
 
     let mut announced = false;
+    let mut spinning = !args.spin_no_exit;
     let period = Duration::from_millis(args.domain_period_ms.max(1));
     let stopping = || stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d);
-    let result = publisher.run_until(period, stopping, |_| {
+    // A reader that went away must not stop the VM.
+    let say = |line: &dyn std::fmt::Display| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    };
+    let result = publisher.run_until(period, stopping, |running| {
         if !announced {
             announced = true;
-            let mut out = std::io::stdout().lock();
-            // A reader that went away must not stop the VM.
-            let _ = writeln!(out, "published {}", dir.display()).and_then(|()| out.flush());
+            say(&format_args!("published {}", dir.display()));
+        }
+        if !spinning && running.vcpus_spinning() == running.nr_vcpus() {
+            spinning = true;
+            say(&"spinning");
         }
         ControlFlow::Continue(())
     });

@@ -32,7 +32,16 @@ pub fn kvm_or_skip() -> bool {
 
 /// Starts `cmd` (stdout and stderr piped) and waits for its
 /// `published <dir>` line, which it returns with the child.
-pub fn start_cmd(mut cmd: Command) -> (Child, String) {
+pub fn start_cmd(cmd: Command) -> (Child, String) {
+    let (child, mut lines) = start_cmd_lines(cmd, &["published "]);
+    (child, lines.remove(0))
+}
+
+/// Starts `cmd` (stdout and stderr piped) and waits, [`START_TIMEOUT`] in
+/// all, for one stdout line per entry of `prefixes`, each starting with
+/// its prefix; returns them with the child. Kills the child and fails
+/// when a line is missing or different.
+pub fn start_cmd_lines(mut cmd: Command, prefixes: &[&str]) -> (Child, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,22 +49,33 @@ pub fn start_cmd(mut cmd: Command) -> (Child, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let wanted = prefixes.len();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut stdout = BufReader::new(stdout);
+        for _ in 0..wanted {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
     });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) if line.starts_with("published ") => (child, line),
-        other => {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "no `published` line: {other:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+    let until = Instant::now() + START_TIMEOUT;
+    let mut lines = Vec::new();
+    for prefix in prefixes {
+        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with(prefix) => lines.push(line),
+            other => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "no `{prefix}` line after {lines:?}: {other:?}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
         }
     }
+    (child, lines)
 }
 
 /// [`start_cmd`] of the binary with `args`.
