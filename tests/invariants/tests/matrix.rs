@@ -24,6 +24,7 @@ use std::{
 
 use common::{step_opts, Scratch};
 use vstats_abi::{desc::Descriptor, Rule, TableKind};
+use vstats_consumer::runstate::{Runstate, TimeBase};
 use vstats_invariants::{
     compat::{
         incompatible, producer_value_for, r1, r2, r3, r4x, up_to_date_for, value_for, CompatError,
@@ -235,6 +236,15 @@ fn consume_vstats(path: &Path) -> Reads {
         Err(e) => return vec![Err(CompatError::Invalid(e.to_string()))],
     };
     let standard = |n: &str| R3_FIELDS.contains(&n);
+    // The table's clock, from the r3 header when there is one (byte 56;
+    // absent, hence 0, before r3).
+    let head = t.head();
+    let word = |o: usize| {
+        head.get(o..o + 4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+    };
+    let r3 = word(16).is_some_and(|m| m != 0) && word(20).is_some_and(|e| e >= 72);
+    let clock = if r3 { word(56).unwrap_or(0) } else { 0 };
     (0..VCPUS)
         .map(|v| {
             let mut snap = vstats_consumer::RecordSnapshot::new(&t);
@@ -252,11 +262,28 @@ fn consume_vstats(path: &Path) -> Reads {
                 .filter(|c| !standard(c.name()) && !c.is_histogram())
                 .map(|c| (c.name().to_owned(), snap.get(c)))
                 .collect();
+            // R26 with the consumer library's computation, over the
+            // record's words (times at 8..40, state at 40, entry at 48),
+            // at the matrix's `now`. (Wiring it into snapshots with a `now`
+            // read after the copy is the rest of step 5.)
+            let w = snap.words();
+            let up_to_date = (r3 && w.len() >= 6)
+                .then(|| {
+                    Runstate::from_words(
+                        [w[0], w[1], w[2], w[3]],
+                        w[4],
+                        w[5],
+                        TimeBase::from_clock(clock),
+                        Some(NOW),
+                    )
+                })
+                .filter(|r| r.extrapolated)
+                .map(|r| r.times_ns);
             Ok(Reading {
                 seq: snap.seq(),
                 fields,
                 producer,
-                up_to_date: None,
+                up_to_date,
             })
         })
         .collect()
@@ -423,7 +450,8 @@ fn check_reading(p: &Published, c: Rev, v: u32, r: &Reading) -> String {
     }
     // R26: consumers that implement it extrapolate exactly when the
     // table names a clock; the others report times as of the last update.
-    let want = (matches!(c, Rev::R3 | Rev::R4x) && p.clock).then(|| up_to_date_for(v, NOW));
+    let want =
+        (matches!(c, Rev::R3 | Rev::R4x | Rev::Vstats) && p.clock).then(|| up_to_date_for(v, NOW));
     assert_eq!(r.up_to_date, want, "{cell}: up-to-date times");
     format!(
         "{common} common, {} absent",
