@@ -4,7 +4,9 @@
 #   - Debian's `prometheus` package (the Prometheus server and `promtool`),
 #   - python3-venv, and a virtual environment at target/test-venv holding
 #     `prometheus_client` from PyPI (the reference OpenMetrics and text
-#     parsers).
+#     parsers),
+#   - gcc-multilib (the 32-bit C runtime that links the i686 tests of
+#     scripts/test, which read every 64-bit word as two 32-bit halves).
 # Debian packages need root (CI runs as root); the virtual environment does
 # not. Prints the environment for the tests on its last line
 # (`VSTATS_PYTHON=...`); exits 1 when something could not be installed.

@@ -19,8 +19,9 @@ pub enum Error {
     /// The magic is none this revision knows.
     #[error(
         "R2: magic {found:#010x} is not a stats table this revision reads \
-         (vCPU {:#010x}, domain {:#010x})",
+         (vCPU {:#010x}, domain {:#010x} or the legacy {:#010x})",
         crate::VCPU_STATS_MAGIC,
+        crate::header::DOMAIN_STATS_MAGIC_R3,
         crate::DOMAIN_STATS_MAGIC
     )]
     BadMagic {
@@ -258,6 +259,109 @@ pub enum Error {
         /// The number of records it has.
         nr_records: u32,
     },
+    /// R19: the producer-specific area is not after the standard record,
+    /// not inside the stride or the page, or misaligned (or has an offset
+    /// but no size).
+    #[error(
+        "R19: producer-specific area of {xstats_size} bytes at record byte {xstats_offset} \
+         is not 8-aligned after the {size}-byte record inside the {stride}-byte stride \
+         and the {page_size}-byte page"
+    )]
+    XstatsOutOfBounds {
+        /// `xstats_offset`.
+        xstats_offset: u32,
+        /// `xstats_size`.
+        xstats_size: u32,
+        /// The header's size.
+        size: u32,
+        /// The header's stride.
+        stride: u32,
+        /// The page size.
+        page_size: u32,
+    },
+    /// R20: the r3 descriptor array is not inside `[16 + ext_size,
+    /// offset)`, is misaligned, or its fields are not all zero when empty.
+    #[error(
+        "R20: r3 descriptor array at {xdesc_offset} ({xdesc_count} x {xdesc_stride} bytes) \
+         is not inside [{head_end}, {offset}) or is misaligned"
+    )]
+    XdescTableOutOfBounds {
+        /// `xdesc_offset`.
+        xdesc_offset: u32,
+        /// `xdesc_count`.
+        xdesc_count: u32,
+        /// `xdesc_stride`.
+        xdesc_stride: u32,
+        /// End of the header, `16 + ext_size`.
+        head_end: u32,
+        /// The header's offset.
+        offset: u32,
+    },
+    /// R20: an r3 descriptor's counter is not inside the producer-specific
+    /// area (or is misaligned, or there is no area).
+    #[error(
+        "R20: r3 descriptor {index}: {count} word(s) at record byte {offset} are not inside \
+         the producer-specific area [{xstats_offset}, {xstats_offset} + {xstats_size})"
+    )]
+    XdescOutsideArea {
+        /// Descriptor index.
+        index: u32,
+        /// The counter's record-relative offset.
+        offset: u32,
+        /// Its number of words.
+        count: u32,
+        /// `xstats_offset`.
+        xstats_offset: u32,
+        /// `xstats_size`.
+        xstats_size: u32,
+    },
+    /// R20: an r3 descriptor carries the name of a standard field.
+    #[error("R20: r3 descriptor {index}: carries the name of standard field {std_index}")]
+    XdescStandardName {
+        /// Descriptor index.
+        index: u32,
+        /// Index of the standard field in the kind's r3 record
+        /// ([`crate::TableKind::std_descriptors_r3`]).
+        std_index: u32,
+    },
+    /// R20: two r3 descriptors cover the same bytes.
+    #[error("R20: r3 descriptor {index}: overlaps r3 descriptor {other}")]
+    XdescOverlap {
+        /// Descriptor index.
+        index: u32,
+        /// Index of the earlier one.
+        other: u32,
+    },
+    /// R21: an r3 header uses a field of r2's descriptor scheme.
+    #[error("R21: an r3 header has {field} {value}, it must be {expected}")]
+    R3LegacyField {
+        /// [`ExtField::AbiSize`], [`ExtField::DescOffset`],
+        /// [`ExtField::DescCount`] or [`ExtField::DescStride`].
+        field: ExtField,
+        /// Its value.
+        value: u32,
+        /// The value r3 requires (`size` for `abi_size`, else 0).
+        expected: u32,
+    },
+    /// R22: a vCPU table's record is too small.
+    #[error("R22: vCPU record size {size} is below {min}")]
+    VcpuRecordTooSmall {
+        /// The header's size.
+        size: u32,
+        /// The smallest size allowed (16, or 56 in an r3 table).
+        min: u32,
+    },
+    /// R23: a domain table without the extension header.
+    #[error(
+        "R23: a domain table has the extension header, this one has none \
+         (marker {marker:#010x}, offset {offset})"
+    )]
+    DomainWithoutExt {
+        /// The word at byte 16 (0 when `offset` leaves no room for it).
+        marker: u32,
+        /// The header's offset.
+        offset: u32,
+    },
     /// A layout request is out of range.
     #[error("L1: layout parameter {param} = {value} is out of range")]
     BadLayoutParam {
@@ -298,6 +402,14 @@ impl Error {
             | Error::DescOverlap { .. }
             | Error::DescStdMismatch { .. } => Rule::R13,
             Error::DomainRecordCount { .. } => Rule::R18,
+            Error::XstatsOutOfBounds { .. } => Rule::R19,
+            Error::XdescTableOutOfBounds { .. }
+            | Error::XdescOutsideArea { .. }
+            | Error::XdescStandardName { .. }
+            | Error::XdescOverlap { .. } => Rule::R20,
+            Error::R3LegacyField { .. } => Rule::R21,
+            Error::VcpuRecordTooSmall { .. } => Rule::R22,
+            Error::DomainWithoutExt { .. } => Rule::R23,
             Error::BadLayoutParam { .. } => Rule::L1,
         }
     }
@@ -411,6 +523,14 @@ names! {
         DescriptorCount => "descriptor count",
         /// The index of a descriptor that was not given.
         DescriptorIndex => "descriptor index",
+        /// [`crate::layout::LayoutParams::ext_size`].
+        ExtSize => "ext_size",
+        /// [`crate::layout::LayoutParams::clock`].
+        Clock => "clock",
+        /// [`crate::layout::LayoutParams::xstats_size`].
+        XstatsSize => "xstats_size",
+        /// [`crate::layout::LayoutParams::xdesc_count`].
+        XdescCount => "xdesc_count",
     }
 }
 
@@ -502,6 +622,42 @@ mod tests {
                 param: LayoutParam::DescriptorIndex,
                 value: 4,
             },
+            Error::XstatsOutOfBounds {
+                xstats_offset: 56,
+                xstats_size: 64,
+                size: 56,
+                stride: 64,
+                page_size: 4096,
+            },
+            Error::XdescTableOutOfBounds {
+                xdesc_offset: 64,
+                xdesc_count: 1,
+                xdesc_stride: 64,
+                head_end: 88,
+                offset: 192,
+            },
+            Error::XdescOutsideArea {
+                index: 0,
+                offset: 8,
+                count: 1,
+                xstats_offset: 56,
+                xstats_size: 8,
+            },
+            Error::XdescStandardName {
+                index: 0,
+                std_index: 0,
+            },
+            Error::XdescOverlap { index: 1, other: 0 },
+            Error::R3LegacyField {
+                field: ExtField::DescCount,
+                value: 4,
+                expected: 0,
+            },
+            Error::VcpuRecordTooSmall { size: 8, min: 56 },
+            Error::DomainWithoutExt {
+                marker: 0,
+                offset: 64,
+            },
         ];
         let rules: Vec<_> = errors.iter().map(Error::rule).collect();
         for (e, rule) in errors.iter().zip(&rules) {
@@ -528,8 +684,15 @@ mod tests {
         assert_eq!(
             errors[1].to_string(),
             "R2: magic 0x00000001 is not a stats table this revision reads \
-             (vCPU 0xaabbccdd, domain 0xaabbccde)"
+             (vCPU 0xaabbccdd, domain 0xd057a75e or the legacy 0xaabbccde)"
         );
+        assert_eq!(
+            errors[35].to_string(),
+            "R21: an r3 header has desc_count 4, it must be 0"
+        );
+        for r in [Rule::R19, Rule::R20, Rule::R21, Rule::R22, Rule::R23] {
+            assert!(rules.contains(&r), "{r}");
+        }
         assert_eq!(HeaderField::Magic.to_string(), "magic");
         assert_eq!(ExtField::Generation.name(), "generation");
     }

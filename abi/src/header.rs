@@ -1,5 +1,18 @@
-//! The table header (`Header`, v3-compatible) and the vstats extension
-//! header (`ExtHeader`) that lives in the header's reserved area.
+//! The table header (`Header`, v3-compatible), the vstats extension
+//! header (`ExtHeader`, r2) that lives in the header's reserved area, and
+//! the r3 header (`R3Header`) appended to it at byte 56.
+//!
+//! ```text
+//! 0        16                      56                      88
+//! +--------+-----------------------+-----------------------+
+//! | Header | ExtHeader (r2)        | R3Header (r3)         |
+//! | 16 B   | 40 B: marker..gen     | 32 B: clock..         |
+//! +--------+-----------------------+-----------------------+
+//! ```
+//!
+//! A table is "r3 or later" when its marker at byte 16 is [`HDR_MARKER`]
+//! and its `ext_size` is at least [`EXT_HEADER_SIZE_R3`]; fields past
+//! `16 + ext_size` are absent and read as zero.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -14,10 +27,19 @@ pub const XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS: u32 = 1;
 /// Magic of a per-vCPU stats table: RFC v3's `VCPU_STATS_MAGIC`. It doubles
 /// as the ABI version and changes only for a deliberate break.
 pub const VCPU_STATS_MAGIC: u32 = 0xaabb_ccdd;
-/// Magic of a per-domain stats table.
+/// Magic of a per-domain stats table as r2 producers write it. r3
+/// consumers still accept it (the legacy domain magic, rule R2); r3
+/// producers write [`DOMAIN_STATS_MAGIC_R3`].
 pub const DOMAIN_STATS_MAGIC: u32 = 0xaabb_ccde;
+/// Magic of a per-domain stats table written by an r3 producer: unrelated
+/// to [`VCPU_STATS_MAGIC`], so it never reads as "the next version" of the
+/// vCPU table.
+pub const DOMAIN_STATS_MAGIC_R3: u32 = 0xd057_a75e;
 /// Magic of the extension header (`"vsx1"` read as little-endian bytes).
 pub const EXT_MAGIC: u32 = u32::from_le_bytes(*b"vsx1");
+/// The word at byte 16 of an r2 or later header (`hdr_marker`, r2's
+/// `ext_magic`): frozen at `"vsx1"`, not a version. 0 only on a v3 page.
+pub const HDR_MARKER: u32 = EXT_MAGIC;
 
 /// Size of [`Header`] in bytes.
 pub const HEADER_SIZE: u32 = 16;
@@ -27,6 +49,24 @@ pub const EXT_HEADER_OFFSET: u32 = HEADER_SIZE;
 pub const EXT_HEADER_SIZE: u32 = 40;
 /// First byte after the extension header.
 pub const EXT_HEADER_END: u32 = EXT_HEADER_OFFSET + EXT_HEADER_SIZE;
+/// Byte offset of [`R3Header`] in the table (right after the r2 extension
+/// header).
+pub const R3_HEADER_OFFSET: u32 = EXT_HEADER_END;
+/// Size of [`R3Header`] in bytes.
+pub const R3_HEADER_SIZE: u32 = 32;
+/// First byte after the r3 header: the end of an r3 table's header.
+pub const HEADER_R3_END: u32 = R3_HEADER_OFFSET + R3_HEADER_SIZE;
+/// `ext_size` of an r3 header: the bytes after byte 16 an r3 producer
+/// knows (r2's 40 plus the r3 header's 32).
+pub const EXT_HEADER_SIZE_R3: u32 = HEADER_R3_END - EXT_HEADER_OFFSET;
+
+/// [`R3Header::clock`]: the time base is not named (r1 and r2 tables); a
+/// consumer does not extrapolate.
+pub const CLOCK_NONE: u32 = 0;
+/// [`R3Header::clock`]: the host's `CLOCK_MONOTONIC`, in nanoseconds.
+pub const CLOCK_HOST_MONOTONIC: u32 = 1;
+/// [`R3Header::clock`]: Xen system time (`NOW()`), in nanoseconds.
+pub const CLOCK_XEN_SYSTEM: u32 = 2;
 
 /// The table header at byte 0, identical to RFC v3's `vcpu_shmem_stats`.
 ///
@@ -79,6 +119,54 @@ pub struct ExtHeader {
 }
 // size: 40 bytes
 
+/// The r3 header at byte 56, after the [`ExtHeader`]: the table's clock,
+/// the producer-specific area of every record and the r3 descriptor array.
+/// Present when `ext_size >= 72`; otherwise every field reads as zero.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct R3Header {
+    /// Time base of every nanosecond value in the table: [`CLOCK_NONE`],
+    /// [`CLOCK_HOST_MONOTONIC`] or [`CLOCK_XEN_SYSTEM`]; a consumer does
+    /// not extrapolate with another value (R26).
+    pub clock: u32,
+    /// Reserved, zero (P1).
+    pub _rsvd0: u32,
+    /// Record-relative start of the producer-specific area, 0 when there
+    /// is none; `>= size` and a multiple of 8 (R19).
+    pub xstats_offset: u32,
+    /// Bytes of the producer-specific area, a multiple of 8, 0 when none.
+    pub xstats_size: u32,
+    /// Table offset of the r3 descriptor array, 0 when there is none.
+    pub xdesc_offset: u32,
+    /// Number of r3 descriptors (no ABI maximum).
+    pub xdesc_count: u32,
+    /// Distance between r3 descriptors: `>= 64` when `xdesc_count > 0`,
+    /// 0 otherwise.
+    pub xdesc_stride: u32,
+    /// Reserved, zero (P1).
+    pub _rsvd1: u32,
+}
+// size: 32 bytes
+
+const _: () = {
+    assert!(core::mem::size_of::<R3Header>() == R3_HEADER_SIZE as usize);
+    assert!(core::mem::offset_of!(R3Header, clock) == 0);
+    assert!(core::mem::offset_of!(R3Header, _rsvd0) == 4);
+    assert!(core::mem::offset_of!(R3Header, xstats_offset) == 8);
+    assert!(core::mem::offset_of!(R3Header, xstats_size) == 12);
+    assert!(core::mem::offset_of!(R3Header, xdesc_offset) == 16);
+    assert!(core::mem::offset_of!(R3Header, xdesc_count) == 20);
+    assert!(core::mem::offset_of!(R3Header, xdesc_stride) == 24);
+    assert!(core::mem::offset_of!(R3Header, _rsvd1) == 28);
+    assert!(R3_HEADER_OFFSET == 56);
+    assert!(HEADER_R3_END == 88);
+    assert!(EXT_HEADER_SIZE_R3 == 72);
+    assert!(HDR_MARKER == 0x3178_7376);
+    assert!(R3_HEADER_OFFSET % 8 == 0);
+};
+
 const _: () = {
     assert!(core::mem::size_of::<Header>() == HEADER_SIZE as usize);
     assert!(core::mem::offset_of!(Header, magic) == 0);
@@ -95,13 +183,16 @@ const _: () = {
     assert!(core::mem::offset_of!(ExtHeader, desc_count) == 24);
     assert!(core::mem::offset_of!(ExtHeader, desc_stride) == 28);
     assert!(core::mem::offset_of!(ExtHeader, generation) == 32);
-    assert!(core::mem::align_of::<ExtHeader>() == 8);
+    // C's natural alignment of a struct holding a `uint64_t`: 8 on 64-bit
+    // targets, 4 on i386 (where a `u64` is 4-aligned); the table puts it at
+    // an 8-aligned offset either way.
+    assert!(core::mem::align_of::<ExtHeader>() == core::mem::align_of::<u64>());
     assert!(EXT_HEADER_OFFSET % 8 == 0);
 };
 
 #[cfg(test)]
 mod tests {
-    use zerocopy::IntoBytes;
+    use zerocopy::{FromBytes, IntoBytes};
 
     use super::*;
 
@@ -140,6 +231,69 @@ mod tests {
                 b'v', b's', b'x', b'1', 40, 0, 0, 0, 2, 0, 0, 0, 12, 0, 0, 0, 40, 0, 0, 0, 56, 0,
                 0, 0, 4, 0, 0, 0, 64, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1
             ]
+        );
+    }
+
+    #[test]
+    fn golden_r3_header_bytes() {
+        // The whole 88-byte head of an r3 vCPU table as the Xen hypervisor
+        // writes it: 4 vCPUs, no producer area, no descriptors, Xen clock.
+        let h = Header {
+            magic: VCPU_STATS_MAGIC,
+            offset: 128,
+            size: 56,
+            stride: 64,
+        };
+        let e = ExtHeader {
+            ext_magic: HDR_MARKER,
+            ext_size: EXT_HEADER_SIZE_R3,
+            nr_records: 4,
+            page_shift: 12,
+            abi_size: 56,
+            desc_offset: 0,
+            desc_count: 0,
+            desc_stride: 0,
+            generation: 0x0102_0304_0506_0708,
+        };
+        let r = R3Header {
+            clock: CLOCK_XEN_SYSTEM,
+            _rsvd0: 0,
+            xstats_offset: 56,
+            xstats_size: 320,
+            xdesc_offset: 88,
+            xdesc_count: 3,
+            xdesc_stride: 64,
+            _rsvd1: 0,
+        };
+        let mut head = [0u8; HEADER_R3_END as usize];
+        head[..16].copy_from_slice(h.as_bytes());
+        head[16..56].copy_from_slice(e.as_bytes());
+        head[56..88].copy_from_slice(r.as_bytes());
+        #[rustfmt::skip]
+        let expect: [u8; 88] = [
+            // Header
+            0xdd, 0xcc, 0xbb, 0xaa, 128, 0, 0, 0, 56, 0, 0, 0, 64, 0, 0, 0,
+            // ExtHeader: marker, ext_size 72, nr 4, page_shift 12
+            b'v', b's', b'x', b'1', 72, 0, 0, 0, 4, 0, 0, 0, 12, 0, 0, 0,
+            // abi_size 56, the r2 descriptor array empty
+            56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            // generation
+            8, 7, 6, 5, 4, 3, 2, 1,
+            // R3Header: clock 2, _rsvd0, xstats 56 + 320 (0x140)
+            2, 0, 0, 0, 0, 0, 0, 0, 56, 0, 0, 0, 0x40, 1, 0, 0,
+            // xdesc at 88, 3 of them, stride 64, _rsvd1
+            88, 0, 0, 0, 3, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        #[cfg(target_endian = "little")]
+        assert_eq!(head, expect);
+        assert_eq!(
+            DOMAIN_STATS_MAGIC_R3.to_le_bytes(),
+            [0x5e, 0xa7, 0x57, 0xd0]
+        );
+        assert_eq!(
+            R3Header::read_from_bytes(&head[56..88]).unwrap(),
+            r,
+            "the r3 header reads back from its bytes"
         );
     }
 }

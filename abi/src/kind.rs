@@ -7,10 +7,10 @@ use core::fmt;
 use crate::{
     desc::Descriptor,
     header::{
-        DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
-        XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+        DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R3, VCPU_STATS_MAGIC,
+        XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
     },
-    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
+    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS_R3},
 };
 
 /// The kind of a stats table.
@@ -33,8 +33,8 @@ use crate::{
 pub enum TableKind {
     /// One record per vCPU ([`VCPU_STATS_MAGIC`], [`crate::VcpuStats`]).
     Vcpu,
-    /// One record for the domain ([`DOMAIN_STATS_MAGIC`],
-    /// [`crate::DomainStats`]).
+    /// One record for the domain ([`DOMAIN_STATS_MAGIC_R3`], or the legacy
+    /// [`DOMAIN_STATS_MAGIC`] of r2; [`crate::DomainStats`]).
     Domain,
 }
 
@@ -42,7 +42,7 @@ impl TableKind {
     /// Both kinds, the vCPU table first.
     pub const ALL: [TableKind; 2] = [TableKind::Vcpu, TableKind::Domain];
 
-    /// The magic a table of this kind carries.
+    /// The magic an r2 producer writes for a table of this kind.
     pub const fn magic(self) -> u32 {
         match self {
             TableKind::Vcpu => VCPU_STATS_MAGIC,
@@ -50,12 +50,22 @@ impl TableKind {
         }
     }
 
+    /// The magic an r3 producer writes for a table of this kind (the
+    /// domain table's magic changed in r3, rule R2).
+    pub const fn magic_r3(self) -> u32 {
+        match self {
+            TableKind::Vcpu => VCPU_STATS_MAGIC,
+            TableKind::Domain => DOMAIN_STATS_MAGIC_R3,
+        }
+    }
+
     /// The kind a magic announces, `None` for a magic this revision does
-    /// not read.
+    /// not read. Both domain magics (r3's and the legacy r2 one) announce
+    /// a domain table.
     pub const fn from_magic(magic: u32) -> Option<TableKind> {
         match magic {
             VCPU_STATS_MAGIC => Some(TableKind::Vcpu),
-            DOMAIN_STATS_MAGIC => Some(TableKind::Domain),
+            DOMAIN_STATS_MAGIC | DOMAIN_STATS_MAGIC_R3 => Some(TableKind::Domain),
             _ => None,
         }
     }
@@ -96,6 +106,18 @@ impl TableKind {
     }
 }
 
+impl TableKind {
+    /// The standard fields of this kind's r3 record, in offset order: the
+    /// names an r3 descriptor must not carry (R20) and the built-in table
+    /// a consumer reads standard fields by.
+    pub const fn std_descriptors_r3(self) -> &'static [Descriptor] {
+        match self {
+            TableKind::Vcpu => VCPU_STD_DESCRIPTORS_R3,
+            TableKind::Domain => DOMAIN_STD_DESCRIPTORS,
+        }
+    }
+}
+
 impl fmt::Display for TableKind {
     /// `vCPU` or `domain`, as prose names the table ("the vCPU table").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,6 +138,7 @@ mod tests {
     fn each_kind_round_trips() {
         for k in TableKind::ALL {
             assert_eq!(TableKind::from_magic(k.magic()), Some(k));
+            assert_eq!(TableKind::from_magic(k.magic_r3()), Some(k));
             assert_eq!(TableKind::from_resource_id(k.resource_id()), Some(k));
         }
         assert_eq!(TableKind::from_magic(0), None);
@@ -124,5 +147,9 @@ mod tests {
         assert_eq!(TableKind::Domain.to_string(), "domain");
         assert_eq!(TableKind::Domain.file_name(), "domain");
         assert_eq!(TableKind::Domain.std_descriptors().len(), 3);
+        assert_eq!(TableKind::Domain.magic_r3(), 0xd057_a75e);
+        assert_eq!(TableKind::Domain.magic(), 0xaabb_ccde);
+        assert_eq!(TableKind::Vcpu.std_descriptors_r3().len(), 6);
+        assert_eq!(TableKind::from_magic(0xaabb_ccdf), None);
     }
 }

@@ -5,6 +5,12 @@
 //! The consumer copies the head of the mapping (`[0, offset)`) into private
 //! memory first and validates the copy: the producer cannot change what was
 //! checked after the check (no double fetch).
+//!
+//! Three header shapes are read: a v3 page (no extension header), an r2
+//! header (`ext_size < 72`, validated exactly as before r3), and an r3
+//! header (`ext_size >= 72`), whose r2 descriptor fields must be empty
+//! (R21) and which adds the producer-specific area (R19) and the r3
+//! descriptor array (R20).
 
 use core::ops::ControlFlow;
 
@@ -14,11 +20,11 @@ use crate::{
     desc::{Descriptor, DESCRIPTOR_SIZE},
     error::{ExtField, HeaderField, Quantity},
     header::{
-        ExtHeader, Header, EXT_HEADER_END, EXT_HEADER_OFFSET, EXT_HEADER_SIZE, EXT_MAGIC,
-        HEADER_SIZE,
+        ExtHeader, Header, R3Header, EXT_HEADER_END, EXT_HEADER_OFFSET, EXT_HEADER_SIZE,
+        EXT_HEADER_SIZE_R3, EXT_MAGIC, HEADER_SIZE, R3_HEADER_OFFSET,
     },
     layout::{DEFAULT_PAGE_SIZE, MAX_DESCRIPTORS},
-    record::RECORD_PREFIX,
+    record::{RECORD_PREFIX, VCPU_STATS_SIZE_R3},
     Error, Result, Rule, RuleSet, TableKind, VCPU_STATS_MAGIC,
 };
 
@@ -28,8 +34,8 @@ pub const MIN_PAGE_SHIFT: u32 = 12;
 pub const MAX_PAGE_SHIFT: u32 = 30;
 
 /// A validated table's geometry: every record slot `i < nr_records` lies in
-/// `[record_offset(i), record_offset(i) + size)` inside the mapping and
-/// inside one page.
+/// `[record_offset(i), record_offset(i) + record_extent())` inside the
+/// mapping and inside one page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableInfo {
     /// The header as validated.
@@ -47,6 +53,20 @@ pub struct TableInfo {
     pub abi_size: u32,
     /// Mapped length the table was validated against.
     pub mapped_len: u64,
+    /// The time base of the table's nanosecond values
+    /// ([`crate::header::CLOCK_NONE`] without an r3 header).
+    pub clock: u32,
+    /// Record-relative start of the producer-specific area, 0 when there
+    /// is none (always without an r3 header).
+    pub xstats_offset: u32,
+    /// Bytes of the producer-specific area, 0 when there is none.
+    pub xstats_size: u32,
+    /// Table offset of the r3 descriptor array, 0 when there is none.
+    pub xdesc_offset: u32,
+    /// Number of r3 descriptors (0 without an r3 header).
+    pub xdesc_count: u32,
+    /// Distance between r3 descriptors (0 when there are none).
+    pub xdesc_stride: u32,
 }
 
 impl TableInfo {
@@ -104,6 +124,36 @@ impl TableInfo {
     pub fn generation(&self) -> u64 {
         self.ext.map_or(0, |e| e.generation)
     }
+
+    /// Whether the table has the r3 header (`ext_size >= 72`): its
+    /// standard fields are read by position within `size`, its r2
+    /// descriptor array is empty, and its producer-specific counters are
+    /// described by the r3 descriptors.
+    #[inline]
+    pub fn is_r3(&self) -> bool {
+        self.ext.is_some_and(|e| e.ext_size >= EXT_HEADER_SIZE_R3)
+    }
+
+    /// Bytes of each slot under the record's seq word: `max(size,
+    /// xstats_offset + xstats_size)`.
+    #[inline]
+    pub fn record_extent(&self) -> u32 {
+        // R19 held: xstats_offset + xstats_size <= stride, no overflow.
+        self.header
+            .size
+            .max(self.xstats_offset.saturating_add(self.xstats_size))
+    }
+
+    /// r3 descriptor `i`, read from `head`, the same copy that was
+    /// validated; `None` when `i` is not one.
+    pub fn xdescriptor(&self, head: &[u8], i: u32) -> Option<Descriptor> {
+        if i >= self.xdesc_count {
+            return None;
+        }
+        let at = u64::from(self.xdesc_offset) + u64::from(i) * u64::from(self.xdesc_stride);
+        let bytes = head.get(usize::try_from(at).ok()?..)?;
+        Descriptor::read_from_prefix(bytes).ok().map(|(d, _)| d)
+    }
 }
 
 /// Reads a `u32` at `at` from `b`, `None` when out of range.
@@ -138,11 +188,13 @@ pub struct Validation {
     /// The table's geometry, `None` when a violation made the rest of the
     /// table unreadable (R1 to R6, `offset` beyond the mapping, R9, R10, a
     /// head copy too short) or the visitor stopped the walk. With
-    /// violations of R7, R8, R18 or R11 to R13 it is the geometry the
-    /// header claims: do not read records with it.
+    /// violations of R7, R8, R11 to R13 or R18 to R23 it is the geometry
+    /// the header claims: do not read records with it.
     pub info: Option<TableInfo>,
     /// The rules that were checked: the others were not, because a broken
-    /// rule they depend on (or the visitor) stopped the walk.
+    /// rule they depend on (or the visitor) stopped the walk, or because
+    /// they concern a header the table does not have (R19 to R22 are
+    /// checked only on a table with the r3 header).
     pub checked: RuleSet,
 }
 
@@ -152,12 +204,18 @@ pub struct Validation {
 ///
 /// A violation that leaves the rest of the table unreadable stops the walk
 /// (a bad header field, R9, R10, `offset` beyond the mapping, a head copy
-/// too short: [`Error::HeadTruncated`]). Violations of R7, R8 and R18 do
-/// not: the descriptors are still checked. Each descriptor is checked on
+/// too short: [`Error::HeadTruncated`]). Violations of R7, R8, R18 and
+/// R19 to R23 do not: the descriptors are still checked (the r3 ones
+/// unless their array itself breaks R20). Each r2 descriptor is checked on
 /// its own fields (R11, R12, R13), then for duplicate names (R11) and
 /// overlaps (R13) against each earlier descriptor whose own fields held,
-/// then for the standard-name rule (R13). Allocates nothing; the work is
-/// bounded by the head's length (at most 1024 descriptors, R9).
+/// then for the standard-name rule (R13); each r3 descriptor on its own
+/// fields (R11, R12), its place in the producer-specific area and the
+/// standard-name ban (R20), then for duplicate names (R11) and overlaps
+/// (R20). Allocates nothing; the work is bounded by the head's length (at
+/// most 1024 r2 descriptors, R9; the r3 array has no ABI bound and its
+/// pairwise checks are quadratic in its count, so a consumer bounds the
+/// head it copies).
 ///
 /// # Examples
 ///
@@ -235,14 +293,29 @@ fn walk<B>(
         Ok(l) if l < head.len() => &head[..l],
         _ => head,
     };
-    // R9, R10: the extension header, when its magic says it is there.
+    // R9, R10: the extension header, when its marker says it is there.
     checked.insert(Rule::R9);
-    let ext = parse_ext(head, &header).inspect_err(|e| {
+    let parsed = parse_ext(head, &header).inspect_err(|e| {
         if e.rule() == Rule::R10 {
             checked.insert(Rule::R10);
         }
     })?;
     checked.insert(Rule::R10);
+    let (ext, r3) = match parsed {
+        Some((e, r3)) => (Some(e), r3),
+        None => (None, None),
+    };
+    let kind = TableKind::from_magic(magic);
+    // R23: a domain table has the extension header.
+    checked.insert(Rule::R23);
+    if kind == Some(TableKind::Domain) && ext.is_none() {
+        let marker = if offset >= EXT_HEADER_OFFSET + 4 {
+            u32_at(head, EXT_HEADER_OFFSET as usize).unwrap_or(0)
+        } else {
+            0
+        };
+        report(visit, Error::DomainWithoutExt { marker, offset })?;
+    }
     let (nr_records, page_size, abi_size) = match ext {
         Some(e) => (e.nr_records, 1u32 << e.page_shift, e.abi_size),
         // A v3 table: as many whole strides as the mapping holds.
@@ -255,6 +328,44 @@ fn walk<B>(
             )
         }
     };
+    // R21, R19, R22: the r3 header's own rules. The extent R8 checks
+    // covers the producer-specific area once R19 says it is sound.
+    let mut extent = size;
+    if let (Some(e), Some(r)) = (ext, r3) {
+        checked.insert(Rule::R21);
+        for (field, value, expected) in [
+            (ExtField::AbiSize, e.abi_size, size),
+            (ExtField::DescOffset, e.desc_offset, 0),
+            (ExtField::DescCount, e.desc_count, 0),
+            (ExtField::DescStride, e.desc_stride, 0),
+        ] {
+            if value != expected {
+                report(
+                    visit,
+                    Error::R3LegacyField {
+                        field,
+                        value,
+                        expected,
+                    },
+                )?;
+            }
+        }
+        checked.insert(Rule::R19);
+        match check_xstats(&r, size, stride, page_size) {
+            Ok(()) => extent = extent.max(r.xstats_offset + r.xstats_size),
+            Err(e) => report(visit, e)?,
+        }
+        checked.insert(Rule::R22);
+        if kind == Some(TableKind::Vcpu) && size < VCPU_STATS_SIZE_R3 {
+            report(
+                visit,
+                Error::VcpuRecordTooSmall {
+                    size,
+                    min: VCPU_STATS_SIZE_R3,
+                },
+            )?;
+        }
+    }
     // R7: the records fit the mapping.
     checked.insert(Rule::R7);
     match u64::from(nr_records)
@@ -276,21 +387,35 @@ fn walk<B>(
         )?,
         Some(_) => {}
     }
-    // R8: no record crosses a page boundary.
+    // R8: no record (with its producer-specific area) crosses a page
+    // boundary.
     checked.insert(Rule::R8);
-    if let Err(e) = check_pages(offset, size, stride, nr_records, page_size) {
+    if let Err(e) = check_pages(offset, extent, stride, nr_records, page_size) {
         report(visit, e)?;
     }
+    // R18: exactly one record (a domain table without the extension header
+    // broke R23 instead: its record count is only the mapping's).
     checked.insert(Rule::R18);
-    if let Err(e) = check_record_count(magic, nr_records) {
-        report(visit, e)?;
+    if ext.is_some() {
+        if let Err(e) = check_record_count(magic, nr_records) {
+            report(visit, e)?;
+        }
     }
-    // R11-R13: the descriptors.
+    // R11-R13: the r2 descriptors; R11, R12 and R20: the r3 descriptors.
     checked.insert(Rule::R11);
     checked.insert(Rule::R12);
     checked.insert(Rule::R13);
-    if let Some(e) = ext {
-        walk_descriptors(head, &e, magic, size, visit)?;
+    let r = r3.unwrap_or_default();
+    match (ext, r3) {
+        (Some(e), None) => walk_descriptors(head, &e, magic, size, visit)?,
+        (Some(e), Some(r)) => {
+            checked.insert(Rule::R20);
+            match check_xdesc_table(&e, &r, offset) {
+                Ok(()) => walk_xdescriptors(head, &r, magic, visit)?,
+                Err(e) => report(visit, e)?,
+            }
+        }
+        (None, _) => {}
     }
     Ok(TableInfo {
         header,
@@ -299,7 +424,70 @@ fn walk<B>(
         page_size,
         abi_size,
         mapped_len,
+        clock: r.clock,
+        xstats_offset: r.xstats_offset,
+        xstats_size: r.xstats_size,
+        xdesc_offset: r.xdesc_offset,
+        xdesc_count: r.xdesc_count,
+        xdesc_stride: r.xdesc_stride,
     })
+}
+
+/// R19: the producer-specific area `[xstats_offset, xstats_offset +
+/// xstats_size)` lies after the standard record, 8-aligned, inside the
+/// stride and the page; without an area both fields are 0.
+fn check_xstats(r: &R3Header, size: u32, stride: u32, page: u32) -> Result<()> {
+    let end = u64::from(r.xstats_offset) + u64::from(r.xstats_size);
+    let ok = if r.xstats_size == 0 {
+        r.xstats_offset == 0
+    } else {
+        r.xstats_offset >= size
+            && r.xstats_offset % 8 == 0
+            && r.xstats_size % 8 == 0
+            && end <= u64::from(stride)
+            && end <= u64::from(page)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::XstatsOutOfBounds {
+            xstats_offset: r.xstats_offset,
+            xstats_size: r.xstats_size,
+            size,
+            stride,
+            page_size: page,
+        })
+    }
+}
+
+/// R20, the array: the r3 descriptors lie in `[16 + ext_size, offset)`,
+/// 8-aligned, at least 64 bytes apart; without descriptors its offset and
+/// stride are 0.
+fn check_xdesc_table(e: &ExtHeader, r: &R3Header, offset: u32) -> Result<()> {
+    let head_end = EXT_HEADER_OFFSET.saturating_add(e.ext_size);
+    let ok = if r.xdesc_count == 0 {
+        r.xdesc_offset == 0 && r.xdesc_stride == 0
+    } else {
+        let end = u64::from(r.xdesc_count)
+            .checked_mul(r.xdesc_stride.into())
+            .and_then(|l| l.checked_add(r.xdesc_offset.into()));
+        r.xdesc_stride >= DESCRIPTOR_SIZE
+            && r.xdesc_stride % 8 == 0
+            && r.xdesc_offset >= head_end
+            && r.xdesc_offset % 8 == 0
+            && end.is_some_and(|end| end <= u64::from(offset))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::XdescTableOutOfBounds {
+            xdesc_offset: r.xdesc_offset,
+            xdesc_count: r.xdesc_count,
+            xdesc_stride: r.xdesc_stride,
+            head_end,
+            offset,
+        })
+    }
 }
 
 /// R1 to R6 and `offset <= mapped_len` (part of R7), on the header; then
@@ -383,7 +571,9 @@ fn check_header(head: &[u8], mapped_len: u64, checked: &mut RuleSet) -> Result<H
     Ok(header)
 }
 
-fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
+/// R9 and, for an r2 header, R10: the extension header, and the r3 header
+/// when `ext_size` says it is there (`None` for a v3 table).
+fn parse_ext(head: &[u8], h: &Header) -> Result<Option<(ExtHeader, Option<R3Header>)>> {
     // No room for an extension header below offset: a v3 table.
     if h.offset < EXT_HEADER_END {
         return Ok(None);
@@ -413,6 +603,18 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
     if !(MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT).contains(&e.page_shift) {
         return bad(ExtField::PageShift, e.page_shift);
     }
+    if e.ext_size >= EXT_HEADER_SIZE_R3 {
+        // An r3 header: it lies below offset (ext_end <= offset), which the
+        // head holds. Its r2 descriptor fields are R21's, not checked here.
+        let at = R3_HEADER_OFFSET as usize;
+        let Some(Ok((r3, _))) = head.get(at..).map(R3Header::read_from_prefix) else {
+            return Err(Error::HeadTruncated {
+                need: EXT_HEADER_OFFSET + EXT_HEADER_SIZE_R3,
+                have: head.len() as u64,
+            });
+        };
+        return Ok(Some((e, Some(r3))));
+    }
     if e.abi_size < RECORD_PREFIX || e.abi_size % 8 != 0 || e.abi_size > h.size {
         return bad(ExtField::AbiSize, e.abi_size);
     }
@@ -437,7 +639,7 @@ fn parse_ext(head: &[u8], h: &Header) -> Result<Option<ExtHeader>> {
             });
         }
     }
-    Ok(Some(e))
+    Ok(Some((e, None)))
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -532,8 +734,8 @@ pub fn check_descriptor_set(
 }
 
 /// Descriptors whose own fields held, for the pairwise checks: one bit per
-/// index below [`MAX_DESCRIPTORS`] (R9 bounds a table's count by it; a
-/// producer's larger set is checked with [`Descriptor::check_self`] again).
+/// index below [`MAX_DESCRIPTORS`] (R9 bounds an r2 table's count by it; a
+/// larger set, a producer's or an r3 array, is checked again by `again`).
 struct SelfOk([u64; MAX_DESCRIPTORS as usize / 64]);
 
 impl SelfOk {
@@ -543,10 +745,10 @@ impl SelfOk {
         }
     }
 
-    fn get(&self, i: u32, d: &Descriptor, size: u32) -> bool {
+    fn get(&self, i: u32, again: impl FnOnce() -> bool) -> bool {
         match self.0.get(i as usize / 64) {
             Some(w) => w & (1 << (i % 64)) != 0,
-            None => d.check_self(i, size).is_ok(),
+            None => again(),
         }
     }
 }
@@ -572,7 +774,7 @@ fn descriptor_walk<B>(
         let (lo, hi) = (d.offset, d.offset + 8 * d.count);
         for j in 0..i {
             let o = get(j)?;
-            if !ok.get(j, &o, size) {
+            if !ok.get(j, || o.check_self(j, size).is_ok()) {
                 continue;
             }
             if o.name == d.name {
@@ -598,22 +800,199 @@ fn descriptor_walk<B>(
     Ok(())
 }
 
+/// Reads r3 descriptor `i` of the r3 header `r` from `head`.
+fn read_xdescriptor(head: &[u8], r: &R3Header, i: u32) -> Result<Descriptor> {
+    let at = u64::from(r.xdesc_offset) + u64::from(i) * u64::from(r.xdesc_stride);
+    usize::try_from(at)
+        .ok()
+        .and_then(|at| head.get(at..))
+        .and_then(|b| Descriptor::read_from_prefix(b).ok())
+        .map(|(d, _)| d)
+        .ok_or(Error::HeadTruncated {
+            need: u32::try_from(at + u64::from(DESCRIPTOR_SIZE)).unwrap_or(u32::MAX),
+            have: head.len() as u64,
+        })
+}
+
+fn walk_xdescriptors<B>(
+    head: &[u8],
+    r: &R3Header,
+    magic: u32,
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+) -> core::result::Result<(), Halt<B>> {
+    xdescriptor_walk(
+        r.xdesc_count,
+        magic,
+        r.xstats_offset,
+        r.xstats_size,
+        |i| read_xdescriptor(head, r, i),
+        visit,
+    )
+}
+
+/// Checks `count` r3 descriptors of a table with `magic` whose
+/// producer-specific area is `[xstats_offset, xstats_offset +
+/// xstats_size)` against every r3 descriptor rule (R11, R12, R20),
+/// fetching descriptor `i` with `get`. For a producer about to publish an
+/// r3 table.
+///
+/// The pairwise checks (duplicate names, overlaps) are quadratic in
+/// `count`, which r3 does not bound: a consumer bounds it by the head it
+/// is willing to copy.
+///
+/// # Errors
+///
+/// The first rule broken (in the order of [`violations`]), or whatever
+/// `get` returns.
+pub fn check_xdescriptor_set(
+    count: u32,
+    magic: u32,
+    xstats_offset: u32,
+    xstats_size: u32,
+    get: impl Fn(u32) -> Result<Descriptor>,
+) -> Result<()> {
+    match xdescriptor_walk(
+        count,
+        magic,
+        xstats_offset,
+        xstats_size,
+        get,
+        &mut ControlFlow::Break,
+    ) {
+        Ok(()) => Ok(()),
+        Err(Halt::Broken(e) | Halt::Stopped(e)) => Err(e),
+    }
+}
+
+/// R20 for one r3 descriptor whose own fields (R11, R12) held: its
+/// counter lies inside the producer-specific area.
+fn xdesc_placement(d: &Descriptor, index: u32, xstats_offset: u32, xstats_size: u32) -> Result<()> {
+    let end = u64::from(d.offset) + 8 * u64::from(d.count);
+    let area_end = u64::from(xstats_offset) + u64::from(xstats_size);
+    if xstats_size == 0 || d.offset < xstats_offset || end > area_end {
+        return Err(Error::XdescOutsideArea {
+            index,
+            offset: d.offset,
+            count: d.count,
+            xstats_offset,
+            xstats_size,
+        });
+    }
+    Ok(())
+}
+
+/// The r3 descriptor rules in the order of [`violations`]: per descriptor
+/// its own fields (R11, R12; a misplaced counter is R20, not R13), its
+/// placement in the area (R20), the standard-name ban (R20), then
+/// duplicate names (R11) and overlaps (R20) against each earlier
+/// descriptor that held.
+fn xdescriptor_walk<B>(
+    count: u32,
+    magic: u32,
+    xstats_offset: u32,
+    xstats_size: u32,
+    get: impl Fn(u32) -> Result<Descriptor>,
+    visit: &mut impl FnMut(Error) -> ControlFlow<B>,
+) -> core::result::Result<(), Halt<B>> {
+    let std = TableKind::from_magic(magic).map_or(&[][..], TableKind::std_descriptors_r3);
+    let placed = |d: &Descriptor, i: u32| {
+        // u32::MAX as the record size: check_self then checks only the
+        // descriptor's own fields and its alignment.
+        d.check_self(i, u32::MAX).is_ok()
+            && xdesc_placement(d, i, xstats_offset, xstats_size).is_ok()
+    };
+    let mut ok = SelfOk([0; MAX_DESCRIPTORS as usize / 64]);
+    for i in 0..count {
+        let d = get(i)?;
+        match d.check_self(i, u32::MAX) {
+            Ok(()) => {}
+            // Alignment or an offset that overflows: a counter not in the
+            // area.
+            Err(e) if e.rule() == Rule::R13 => {
+                report(
+                    visit,
+                    Error::XdescOutsideArea {
+                        index: i,
+                        offset: d.offset,
+                        count: d.count,
+                        xstats_offset,
+                        xstats_size,
+                    },
+                )?;
+                continue;
+            }
+            Err(e) => {
+                report(visit, e)?;
+                continue;
+            }
+        }
+        let inside = xdesc_placement(&d, i, xstats_offset, xstats_size);
+        if let Some(k) = std.iter().position(|s| s.name == d.name) {
+            report(
+                visit,
+                Error::XdescStandardName {
+                    index: i,
+                    std_index: k as u32,
+                },
+            )?;
+        }
+        if let Err(e) = inside {
+            report(visit, e)?;
+            continue;
+        }
+        ok.set(i);
+        // Placement proved offset + 8 * count <= 2^33: no overflow below.
+        let (lo, hi) = (
+            u64::from(d.offset),
+            u64::from(d.offset) + 8 * u64::from(d.count),
+        );
+        for j in 0..i {
+            let o = get(j)?;
+            if !ok.get(j, || placed(&o, j)) {
+                continue;
+            }
+            if o.name == d.name {
+                report(visit, Error::DescNameDuplicate { index: i, other: j })?;
+            }
+            let (olo, ohi) = (
+                u64::from(o.offset),
+                u64::from(o.offset) + 8 * u64::from(o.count),
+            );
+            if lo < ohi && olo < hi {
+                report(visit, Error::XdescOverlap { index: i, other: j })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Offsets of reserved bytes in `[16, offset)` that are not zero: bytes
-/// outside the extension header and the descriptors. The consumer does not
-/// enforce this (a later revision may define them); the invariant checker
-/// does. Returns the first such offset.
+/// outside the extension header and the descriptors, and the r3 header's
+/// `_rsvd0` and `_rsvd1` (P1). The consumer does not enforce this (a later
+/// revision may define them); the invariant checker does. Returns the
+/// first such offset.
 pub fn first_nonzero_reserved(head: &[u8], info: &TableInfo) -> Option<u32> {
     let end = (info.header.offset as usize).min(head.len());
-    let mut used = [(0usize, 0usize); 2];
+    let mut used = [(0usize, 0usize); 5];
     if let Some(e) = info.ext {
-        used[0] = (
-            EXT_HEADER_OFFSET as usize,
-            (EXT_HEADER_OFFSET + e.ext_size) as usize,
-        );
+        let ext_end = (EXT_HEADER_OFFSET + e.ext_size) as usize;
+        used[0] = (EXT_HEADER_OFFSET as usize, ext_end);
         used[1] = (
             e.desc_offset as usize,
-            e.desc_offset as usize + (e.desc_count * e.desc_stride) as usize,
+            e.desc_offset as usize + e.desc_count.saturating_mul(e.desc_stride) as usize,
         );
+        if info.is_r3() {
+            // The r3 header minus its two reserved words.
+            let r3 = R3_HEADER_OFFSET as usize;
+            used[0] = (EXT_HEADER_OFFSET as usize, r3 + 4);
+            used[2] = (r3 + 8, r3 + 28);
+            used[3] = (r3 + 32, ext_end);
+            used[4] = (
+                info.xdesc_offset as usize,
+                (info.xdesc_offset as usize)
+                    .saturating_add(info.xdesc_count.saturating_mul(info.xdesc_stride) as usize),
+            );
+        }
     }
     (HEADER_SIZE as usize..end)
         .find(|&i| head[i] != 0 && !used.iter().any(|&(lo, hi)| (lo..hi).contains(&i)))
@@ -1061,6 +1440,421 @@ mod tests {
         let (errors, v) = all(&b);
         assert_eq!(errors.len(), 1);
         assert!(v.checked.contains(R9) && !v.checked.contains(R10) && !v.checked.contains(R7));
+    }
+
+    // ------------------------------------------------------------- r3
+
+    const R3_AREA: u32 = 8 * 8;
+
+    fn xd(name: &str, offset: u32) -> Descriptor {
+        Descriptor::scalar(name, offset, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0)
+    }
+
+    /// A laid-out r3 table: header, descriptors and fill, as a producer
+    /// writes it.
+    fn r3_image(p: &LayoutParams, magic: u32, descs: &[Descriptor]) -> (Layout, Vec<u8>) {
+        let l = Layout::compute(p).unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, magic, 11, descs).unwrap();
+        l.fill_records(&mut b).unwrap();
+        (l, b)
+    }
+
+    /// An r3 vCPU table of 3 vCPUs with an 8-word producer area and two
+    /// descriptors in it.
+    fn r3_good() -> (Layout, Vec<u8>) {
+        let p = LayoutParams {
+            xstats_size: R3_AREA,
+            xdesc_count: 2,
+            clock: crate::header::CLOCK_HOST_MONOTONIC,
+            ..LayoutParams::vcpu_r3(3)
+        };
+        r3_image(&p, VCPU_STATS_MAGIC, &[xd("exits", 56), xd("halts", 64)])
+    }
+
+    fn rules(b: &[u8]) -> Vec<Rule> {
+        all(b).0.iter().map(Error::rule).collect()
+    }
+
+    #[test]
+    fn accepts_r3_tables() {
+        let (l, b) = r3_good();
+        let info = validate(&b, b.len() as u64).unwrap();
+        assert!(info.is_r3());
+        assert_eq!(info.clock, 1);
+        assert_eq!((info.xstats_offset, info.xstats_size), (56, R3_AREA));
+        assert_eq!(
+            (info.xdesc_offset, info.xdesc_count, info.xdesc_stride),
+            (88, 2, 64)
+        );
+        assert_eq!(info.record_extent(), 120);
+        assert_eq!(info.desc_count(), 0, "no r2 descriptors");
+        assert_eq!(info.descriptor(&b, 0), None);
+        assert_eq!(info.xdescriptor(&b, 1).unwrap().name_str(), Some("halts"));
+        assert_eq!(info.xdescriptor(&b, 2), None);
+        assert!(info.has_std_field(crate::record::vcpu_off::ENTRY));
+        assert!(!info.has_std_field(56));
+        assert_eq!(info.nr_records, 3);
+        assert_eq!(first_nonzero_reserved(&b, &info), None);
+        assert_eq!(l.stride, 128);
+        // Every rule checked, none broken.
+        let (errors, v) = all(&b);
+        assert!(errors.is_empty());
+        for r in [
+            Rule::R19,
+            Rule::R20,
+            Rule::R21,
+            Rule::R22,
+            Rule::R23,
+            Rule::R18,
+        ] {
+            assert!(v.checked.contains(r), "{r}");
+        }
+        // The Xen hypervisor's table: nothing optional.
+        let (_, b) = r3_image(&LayoutParams::vcpu_r3(64), VCPU_STATS_MAGIC, &[]);
+        let info = validate(&b, b.len() as u64).unwrap();
+        assert!(info.is_r3() && info.xstats_size == 0 && info.xdesc_count == 0);
+        // Domain tables, with the r3 magic and with the legacy one.
+        for magic in [crate::header::DOMAIN_STATS_MAGIC_R3, DOMAIN_STATS_MAGIC] {
+            let (_, b) = r3_image(&LayoutParams::domain_r3(), magic, &[]);
+            let info = validate(&b, b.len() as u64).unwrap();
+            assert_eq!(info.kind(), TableKind::Domain);
+        }
+        // An r2 table has none of the r3 fields and is not checked by them.
+        let b = table(2);
+        let (errors, v) = all(&b);
+        assert!(errors.is_empty());
+        let info = v.info.unwrap();
+        assert!(!info.is_r3());
+        assert_eq!((info.clock, info.xstats_size, info.xdesc_count), (0, 0, 0));
+        assert!(!v.checked.contains(Rule::R19) && v.checked.contains(Rule::R23));
+    }
+
+    #[test]
+    fn r2_accepts_the_r3_domain_magic() {
+        let l = Layout::compute(&LayoutParams::domain()).unwrap();
+        let mut b = vec![0u8; 4096];
+        l.write_headers(
+            &mut b,
+            crate::header::DOMAIN_STATS_MAGIC_R3,
+            1,
+            crate::record::DOMAIN_STD_DESCRIPTORS,
+        )
+        .unwrap();
+        assert_eq!(validate(&b, 4096).unwrap().kind(), TableKind::Domain);
+        put32(&mut b, 0, 0xaabb_ccdf);
+        assert_eq!(rules(&b), [Rule::R2]);
+    }
+
+    #[test]
+    fn r19_the_area_lies_after_the_record_inside_the_stride() {
+        let (_, good) = r3_good();
+        // The corpus fault: xstats_offset = size, xstats_size = stride.
+        let mut b = good.clone();
+        put32(&mut b, 68, 128);
+        assert_eq!(
+            err(&b),
+            Error::XstatsOutOfBounds {
+                xstats_offset: 56,
+                xstats_size: 128,
+                size: 56,
+                stride: 128,
+                page_size: 4096
+            }
+        );
+        assert_eq!(rules(&b), [Rule::R19]);
+        for (at, v) in [
+            (64, 48), // inside the standard record
+            (64, 60), // misaligned
+            (68, 12), // size misaligned
+            (64, 0),  // an area without its offset
+        ] {
+            let mut b = good.clone();
+            put32(&mut b, at, v);
+            let r = rules(&b);
+            assert_eq!(r.first(), Some(&Rule::R19), "{at} = {v}: {r:?}");
+            assert!(!r.contains(&Rule::R8), "{at} = {v}: {r:?}");
+        }
+        // An offset without an area.
+        let (_, mut b) = r3_image(&LayoutParams::vcpu_r3(1), VCPU_STATS_MAGIC, &[]);
+        put32(&mut b, 64, 56);
+        assert_eq!(rules(&b), [Rule::R19]);
+    }
+
+    #[test]
+    fn r8_counts_the_producer_area() {
+        // Record 30 at byte 4032: its 56 standard bytes end in the page,
+        // its area (to byte 120 of the record) does not.
+        let p = LayoutParams {
+            xstats_size: 64,
+            ..LayoutParams::vcpu_r3(40)
+        };
+        let l = Layout::compute(&p).unwrap();
+        assert_eq!((l.stride, l.offset, l.frames), (128, 128, 2));
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[]).unwrap();
+        assert!(validate(&b, b.len() as u64).is_ok());
+        put32(&mut b, 4, 192);
+        assert_eq!(
+            err(&b),
+            Error::RecordStraddlesPage {
+                record: 30,
+                start: 4032,
+                page_size: 4096
+            }
+        );
+        assert_eq!(rules(&b), [Rule::R8]);
+        // Without the area the same geometry is fine.
+        put32(&mut b, 64, 0);
+        put32(&mut b, 68, 0);
+        assert!(validate(&b, b.len() as u64).is_ok());
+    }
+
+    #[test]
+    fn r20_the_descriptor_array_lies_in_the_head() {
+        let (_, good) = r3_good();
+        for (at, v) in [
+            (72, 56),  // inside the header
+            (72, 92),  // misaligned
+            (76, 100), // past offset
+            (80, 32),  // stride below 64
+        ] {
+            let mut b = good.clone();
+            put32(&mut b, at, v);
+            let e = err(&b);
+            assert!(
+                matches!(e, Error::XdescTableOutOfBounds { head_end: 88, .. }),
+                "{at} = {v}: {e:?}"
+            );
+            assert_eq!(rules(&b), [Rule::R20], "{at} = {v}");
+        }
+        // No descriptors: offset and stride are 0.
+        let (_, mut b) = r3_image(&LayoutParams::vcpu_r3(1), VCPU_STATS_MAGIC, &[]);
+        put32(&mut b, 80, 64);
+        assert_eq!(rules(&b), [Rule::R20]);
+    }
+
+    #[test]
+    fn r20_descriptors_describe_only_the_area() {
+        let p = LayoutParams {
+            xstats_size: R3_AREA,
+            xdesc_count: 2,
+            ..LayoutParams::vcpu_r3(2)
+        };
+        let mk = |descs: &[Descriptor]| r3_image(&p, VCPU_STATS_MAGIC, descs).1;
+        // The corpus fault: a standard name in the area.
+        let b = mk(&[xd("exits", 56), xd("runstate_running_time", 64)]);
+        assert_eq!(
+            err(&b),
+            Error::XdescStandardName {
+                index: 1,
+                std_index: 0
+            }
+        );
+        assert_eq!(rules(&b), [Rule::R20]);
+        // r3 names too: runstate_entry_time is standard in r3.
+        let b = mk(&[xd("exits", 56), xd("runstate_entry_time", 64)]);
+        assert_eq!(
+            err(&b),
+            Error::XdescStandardName {
+                index: 1,
+                std_index: 5
+            }
+        );
+        // A counter in the standard record (R13 would have let it through
+        // in an r2 table: offset 8 is inside size).
+        let b = mk(&[xd("exits", 56), xd("mine", 8)]);
+        assert_eq!(
+            err(&b),
+            Error::XdescOutsideArea {
+                index: 1,
+                offset: 8,
+                count: 1,
+                xstats_offset: 56,
+                xstats_size: R3_AREA
+            }
+        );
+        assert_eq!(rules(&b), [Rule::R20]);
+        // Past the area, and misaligned.
+        let b = mk(&[xd("exits", 56), xd("mine", 56 + R3_AREA)]);
+        assert_eq!(rules(&b), [Rule::R20]);
+        let b = mk(&[xd("exits", 56), xd("mine", 60)]);
+        assert!(matches!(err(&b), Error::XdescOutsideArea { index: 1, .. }));
+        // Overlap, and a duplicate name (R11 as in r2).
+        let b = mk(&[xd("exits", 56), xd("halts", 56)]);
+        assert_eq!(err(&b), Error::XdescOverlap { index: 1, other: 0 });
+        assert_eq!(rules(&b), [Rule::R20]);
+        let b = mk(&[xd("exits", 56), xd("exits", 64)]);
+        assert_eq!(rules(&b), [Rule::R11]);
+        // A descriptor without an area.
+        let p = LayoutParams {
+            xdesc_count: 1,
+            ..LayoutParams::vcpu_r3(1)
+        };
+        let (_, b) = r3_image(&p, VCPU_STATS_MAGIC, &[xd("exits", 56)]);
+        assert!(matches!(
+            err(&b),
+            Error::XdescOutsideArea { xstats_size: 0, .. }
+        ));
+        // The producer's check agrees with the table's.
+        let descs = [xd("exits", 56), xd("runstate", 64)];
+        assert_eq!(
+            check_xdescriptor_set(2, VCPU_STATS_MAGIC, 56, R3_AREA, |i| Ok(descs[i as usize])),
+            Err(Error::XdescStandardName {
+                index: 1,
+                std_index: 4
+            })
+        );
+        assert_eq!(
+            check_xdescriptor_set(1, VCPU_STATS_MAGIC, 56, R3_AREA, |i| Ok(descs[i as usize])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "1100 descriptors checked pairwise: over a million name compares, minutes under Miri"
+    )]
+    fn r9_no_descriptor_cap_in_r3() {
+        // 1100 r3 descriptors (r2 caps its array at 1024), one per word of
+        // a 64 KiB-page record's area.
+        let n = 1100u32;
+        let p = LayoutParams {
+            xstats_size: 8 * n,
+            xdesc_count: n,
+            page_size: 65536,
+            ..LayoutParams::vcpu_r3(2)
+        };
+        let names: Vec<std::string::String> = (0..n).map(|i| std::format!("c{i}")).collect();
+        let descs: Vec<_> = (0..n).map(|i| xd(&names[i as usize], 56 + 8 * i)).collect();
+        let (_, b) = r3_image(&p, VCPU_STATS_MAGIC, &descs);
+        let info = validate(&b, b.len() as u64).unwrap();
+        assert_eq!(info.xdesc_count, n);
+        // The last descriptor overlapping the first is still found past
+        // the 1024 tracked by bits.
+        let mut descs = descs;
+        descs[n as usize - 1].offset = 56;
+        let (_, b) = r3_image(&p, VCPU_STATS_MAGIC, &descs);
+        assert_eq!(
+            err(&b),
+            Error::XdescOverlap {
+                index: n - 1,
+                other: 0
+            }
+        );
+    }
+
+    #[test]
+    fn r21_an_r3_header_has_no_r2_descriptors() {
+        let (_, good) = r3_good();
+        // The corpus fault: desc_count = 4.
+        let mut b = good.clone();
+        put32(&mut b, 40, 4);
+        assert_eq!(
+            err(&b),
+            Error::R3LegacyField {
+                field: ExtField::DescCount,
+                value: 4,
+                expected: 0
+            }
+        );
+        assert_eq!(rules(&b), [Rule::R21]);
+        // abi_size below size: R21, not r2's R9 (which allows it).
+        let mut b = good.clone();
+        put32(&mut b, 32, 40);
+        assert_eq!(rules(&b), [Rule::R21]);
+        // abi_size above size: R21 too, not R9.
+        let mut b = good.clone();
+        put32(&mut b, 32, 64);
+        assert_eq!(rules(&b), [Rule::R21]);
+        for at in [36, 44] {
+            let mut b = good.clone();
+            put32(&mut b, at, 88);
+            assert_eq!(rules(&b), [Rule::R21], "{at}");
+        }
+    }
+
+    #[test]
+    fn r22_an_r3_vcpu_record_holds_the_r3_fields() {
+        let p = LayoutParams {
+            record_size: 48,
+            abi_size: 48,
+            ..LayoutParams::vcpu_r3(2)
+        };
+        let (_, b) = r3_image(&p, VCPU_STATS_MAGIC, &[]);
+        assert_eq!(err(&b), Error::VcpuRecordTooSmall { size: 48, min: 56 });
+        assert_eq!(rules(&b), [Rule::R22]);
+        // A domain record is not a vCPU record.
+        let (_, b) = r3_image(&LayoutParams::domain_r3(), DOMAIN_STATS_MAGIC, &[]);
+        assert!(validate(&b, b.len() as u64).is_ok());
+    }
+
+    #[test]
+    fn r23_a_domain_table_has_the_extension_header_r18_only_counts() {
+        // A v3-style domain table: 16-byte header, no extension header.
+        for magic in [DOMAIN_STATS_MAGIC, crate::header::DOMAIN_STATS_MAGIC_R3] {
+            let mut b = vec![0u8; 4096];
+            b[..16].copy_from_slice(
+                Header {
+                    magic,
+                    offset: 64,
+                    size: 32,
+                    stride: 64,
+                }
+                .as_bytes(),
+            );
+            assert_eq!(
+                err(&b),
+                Error::DomainWithoutExt {
+                    marker: 0,
+                    offset: 64
+                }
+            );
+            // R23, and not R18: the record count of a table without the
+            // extension header is only the mapping's.
+            assert_eq!(rules(&b), [Rule::R23]);
+        }
+        // Too little room below offset for the marker.
+        let mut b = vec![0u8; 4096];
+        b[..16].copy_from_slice(
+            Header {
+                magic: DOMAIN_STATS_MAGIC,
+                offset: 16,
+                size: 32,
+                stride: 4080,
+            }
+            .as_bytes(),
+        );
+        assert_eq!(
+            err(&b),
+            Error::DomainWithoutExt {
+                marker: 0,
+                offset: 16
+            }
+        );
+        // An r3 domain table with two records is R18's.
+        let p = LayoutParams {
+            nr_records: 2,
+            ..LayoutParams::domain_r3()
+        };
+        let (_, b) = r3_image(&p, crate::header::DOMAIN_STATS_MAGIC_R3, &[]);
+        assert_eq!(rules(&b), [Rule::R18]);
+    }
+
+    #[test]
+    fn r3_reserved_words_are_p1() {
+        let (_, b) = r3_good();
+        let info = validate(&b, b.len() as u64).unwrap();
+        for at in [60usize, 84] {
+            let mut b = b.clone();
+            put32(&mut b, at, 1);
+            assert_eq!(first_nonzero_reserved(&b, &info), Some(at as u32));
+        }
+        // Between the r3 descriptors and offset.
+        let mut b = b.clone();
+        b[216] = 1;
+        assert_eq!(first_nonzero_reserved(&b, &info), Some(216));
     }
 
     #[test]

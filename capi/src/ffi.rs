@@ -116,6 +116,10 @@ impl VstatsLayout {
             desc_count: self.desc_count,
             page_size: self.page_size,
             cacheline: self.cacheline,
+            ext_size: vstats_abi::header::EXT_HEADER_SIZE,
+            clock: 0,
+            xstats_size: 0,
+            xdesc_count: 0,
         }
     }
 
@@ -283,6 +287,10 @@ pub unsafe extern "C" fn vstats_layout(
         desc_count,
         page_size,
         cacheline,
+        ext_size: vstats_abi::header::EXT_HEADER_SIZE,
+        clock: 0,
+        xstats_size: 0,
+        xdesc_count: 0,
     };
     match Layout::compute(&params) {
         Ok(l) => {

@@ -30,84 +30,7 @@ use vstats_abi::{
     XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
 
-// step 1 replaces these with vstats_abi's: this whole module becomes
-// `use vstats_abi as r3_names;` (same paths, same names, as listed for
-// step 1 in the round's brief; values from docs/abi-r3-design.md 2, 3.2,
-// 3.3 and 4.2).
-mod r3_names {
-    pub mod header {
-        /// The r3 domain table magic.
-        pub const DOMAIN_STATS_MAGIC_R3: u32 = 0xd057_a75e;
-        /// The frozen word at byte 16 (`"vsx1"`).
-        pub const HDR_MARKER: u32 = 0x3178_7376;
-        /// Where the r3 part of the header starts.
-        pub const R3_HEADER_OFFSET: u32 = 56;
-        /// Bytes of the r3 part of the header.
-        pub const R3_HEADER_SIZE: u32 = 32;
-        /// End of the r3 header.
-        pub const HEADER_R3_END: u32 = 88;
-        /// `ext_size` of an r3 header.
-        pub const EXT_HEADER_SIZE_R3: u32 = 72;
-        /// `clock`: unnamed.
-        pub const CLOCK_NONE: u32 = 0;
-        /// `clock`: the host's `CLOCK_MONOTONIC`.
-        pub const CLOCK_HOST_MONOTONIC: u32 = 1;
-        /// `clock`: Xen system time.
-        pub const CLOCK_XEN_SYSTEM: u32 = 2;
-
-        /// The r3 part of the header, at byte 56.
-        #[repr(C)]
-        pub struct R3Header {
-            pub clock: u32,
-            pub _rsvd0: u32,
-            pub xstats_offset: u32,
-            pub xstats_size: u32,
-            pub xdesc_offset: u32,
-            pub xdesc_count: u32,
-            pub xdesc_stride: u32,
-            pub _rsvd1: u32,
-        }
-    }
-
-    pub mod record {
-        /// `sizeof` of the r3 vCPU record.
-        pub const VCPU_STATS_SIZE_R3: u32 = 56;
-
-        /// Offsets of the r3 vCPU record's new fields.
-        pub mod vcpu_off {
-            /// The current state.
-            pub const RUNSTATE: u32 = 40;
-            /// When the current state was entered.
-            pub const ENTRY: u32 = 48;
-        }
-
-        /// The r3 vCPU record.
-        #[repr(C)]
-        pub struct VcpuStatsR3 {
-            pub seq: u32,
-            pub _pad: u32,
-            pub runstate_running_time: u64,
-            pub runstate_runnable_time: u64,
-            pub runstate_blocked_time: u64,
-            pub runstate_offline_time: u64,
-            pub runstate: u64,
-            pub runstate_entry_time: u64,
-        }
-
-        /// A vCPU's state, Xen's `RUNSTATE_*`.
-        pub struct RunState(pub u64);
-
-        impl RunState {
-            pub const RUNNING: RunState = RunState(0);
-            pub const RUNNABLE: RunState = RunState(1);
-            pub const BLOCKED: RunState = RunState(2);
-            pub const OFFLINE: RunState = RunState(3);
-            pub const COUNT: usize = 4;
-        }
-    }
-}
-
-use r3_names::{
+use vstats_abi::{
     header::{
         R3Header, CLOCK_HOST_MONOTONIC, CLOCK_NONE, CLOCK_XEN_SYSTEM, DOMAIN_STATS_MAGIC_R3,
         EXT_HEADER_SIZE_R3, HDR_MARKER, HEADER_R3_END, R3_HEADER_OFFSET, R3_HEADER_SIZE,
@@ -338,11 +261,11 @@ fn expected() -> BTreeMap<String, u64> {
         ),
         (
             "offsetof(xen_vcpu_stats,runstate)",
-            n(r3_names::record::vcpu_off::RUNSTATE),
+            n(vstats_abi::record::vcpu_off::RUNSTATE),
         ),
         (
             "offsetof(xen_vcpu_stats,runstate_entry_time)",
-            n(r3_names::record::vcpu_off::ENTRY),
+            n(vstats_abi::record::vcpu_off::ENTRY),
         ),
         // struct xen_domain_stats
         ("sizeof(xen_domain_stats)", n(DOMAIN_STATS_SIZE)),
@@ -395,8 +318,8 @@ fn rust_constants_agree_among_themselves() {
         vcpu_off::RUNNABLE,
         vcpu_off::BLOCKED,
         vcpu_off::OFFLINE,
-        r3_names::record::vcpu_off::RUNSTATE,
-        r3_names::record::vcpu_off::ENTRY,
+        vstats_abi::record::vcpu_off::RUNSTATE,
+        vstats_abi::record::vcpu_off::ENTRY,
     ];
     assert_eq!(times.map(n), consts.map(n));
     assert_eq!(n(size_of::<DomainStats>()), n(DOMAIN_STATS_SIZE));

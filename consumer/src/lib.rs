@@ -188,6 +188,8 @@ pub mod xen; // its modules `loader`, `foreign`, `store` allow `unsafe`
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_halves;
 
 pub use counter::{Counter, Source};
 pub use error::{error_line, Error, Result};

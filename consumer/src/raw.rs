@@ -14,7 +14,7 @@ use core::{
 };
 use std::sync::Arc;
 
-use vstats_abi::seqlock::Busy;
+use vstats_abi::seqlock::{Busy, Word};
 
 use crate::{guard, Error, Result, Table};
 
@@ -41,7 +41,8 @@ pub trait AtomicInt: sealed::Sealed + Copy + Send + Sync + 'static {
     /// The atomic type of the same size and alignment (`AtomicU32` for
     /// `u32` ...).
     type Atomic: Send + Sync;
-    /// A relaxed load.
+    /// A relaxed load (of a `u64`: two 32-bit loads on 32-bit targets,
+    /// see [`MemView`], "Read-only memory").
     fn load_relaxed(a: &Self::Atomic) -> Self;
     /// A relaxed store.
     fn store_relaxed(a: &Self::Atomic, v: Self);
@@ -56,13 +57,13 @@ pub trait AtomicInt: sealed::Sealed + Copy + Send + Sync + 'static {
 }
 
 macro_rules! atomic_int {
-    ($($t:ty => $a:ty, $g:ident),*) => {$(
+    ($($t:ty => $a:ty, $g:ident, $load:expr),*) => {$(
         impl sealed::Sealed for $t {}
         impl AtomicInt for $t {
             type Atomic = $a;
             #[inline]
             fn load_relaxed(a: &$a) -> $t {
-                a.load(Ordering::Relaxed)
+                $load(a)
             }
             #[inline]
             fn store_relaxed(a: &$a, v: $t) {
@@ -81,10 +82,12 @@ macro_rules! atomic_int {
 }
 
 atomic_int!(
-    u8 => AtomicU8, load_u8,
-    u16 => AtomicU16, load_u16,
-    u32 => AtomicU32, load_u32,
-    u64 => AtomicU64, load_u64
+    u8 => AtomicU8, load_u8, |a: &AtomicU8| a.load(Ordering::Relaxed),
+    u16 => AtomicU16, load_u16, |a: &AtomicU16| a.load(Ordering::Relaxed),
+    u32 => AtomicU32, load_u32, |a: &AtomicU32| a.load(Ordering::Relaxed),
+    // In two 32-bit halves on 32-bit targets (see `MemView`, "Read-only
+    // memory").
+    u64 => AtomicU64, load_u64, Word::load_relaxed
 );
 
 /// Whatever keeps a view's memory mapped: dropped after the last access of
@@ -132,7 +135,8 @@ impl<'a> Region<'a> {
         let Some(nn) = NonNull::new(ptr) else {
             return Err(Error::BadPointer { addr: 0 });
         };
-        if !ptr.cast::<u64>().is_aligned() {
+        // 8, not `align_of::<u64>()`, which is 4 on i686.
+        if !ptr.cast::<AtomicU64>().is_aligned() {
             return Err(Error::BadPointer { addr: ptr.addr() });
         }
         Ok(Region {
@@ -289,8 +293,10 @@ impl<'a> Region<'a> {
     /// from byte `first` (each record's seq at its byte 0): copies `runs`
     /// of each into `dst` (`dst_stride` words per record) and stores each
     /// record's `[s1, s3]` into `seqs`. `None` when the records or the
-    /// destination do not fit (nothing read); `Some(Err(done))` when a load
+    /// destination do not fit (nothing read); `Some(Ok(bad))`, `bad` false
+    /// when every record was consistent; `Some(Err(done))` when a load
     /// faulted while record `done` was read.
+    #[inline]
     pub(crate) fn sweep_seq(
         &self,
         first: u64,
@@ -299,10 +305,10 @@ impl<'a> Region<'a> {
         dst: &mut [u64],
         dst_stride: usize,
         seqs: &mut [[u32; 2]],
-    ) -> Option<core::result::Result<(), usize>> {
+    ) -> Option<core::result::Result<bool, usize>> {
         let nrec = seqs.len();
         if nrec == 0 {
-            return Some(Ok(()));
+            return Some(Ok(false));
         }
         // The bytes every record's seq and runs need, all 8-aligned.
         let need = runs
@@ -439,8 +445,16 @@ impl fmt::Debug for Region<'_> {
 /// `Relaxed` and at most 8 bytes at a time, takes its orderings from
 /// fences (as `vstats_abi::seqlock` does, step S1), and hands out atomic
 /// references only through `unsafe` accessors whose callers promise the
-/// same. On 32-bit targets the 8-byte loads are outside that guarantee;
-/// the crate is meant for 64-bit hosts.
+/// same. On 32-bit targets an 8-byte load is outside that guarantee (what
+/// it compiles to is not promised: without SSE2 or x87 on x86 it is a
+/// `lock cmpxchg8b`, which writes and faults on a read-only mapping), so
+/// there every `u64` is loaded as two
+/// relaxed 32-bit loads of its halves (`vstats_abi::seqlock::Word`): the
+/// copies of record words inside their seq window, where a torn pair is
+/// caught exactly as a torn record is (`vstats_abi::seqlock`, "32-bit
+/// consumers"), and [`MemView::load`] of a `u64`, whose halves a racing
+/// write may then split: such a load is meaningful only inside a seq
+/// window (this crate makes none outside one).
 ///
 /// # Truncation
 ///
@@ -566,7 +580,9 @@ impl<'a> MemView<'a> {
     ///
     /// The memory may be mapped read-only: the caller promises to use the
     /// reference only for `Relaxed` loads (with fences for ordering), as
-    /// the seq protocol of `vstats_abi::seqlock` does.
+    /// the seq protocol of `vstats_abi::seqlock` does. On 32-bit targets a
+    /// `&AtomicU64` must be loaded with `vstats_abi::seqlock::Word::
+    /// load_relaxed` (two 32-bit loads), never `AtomicU64::load`.
     #[inline]
     pub unsafe fn atomic<T: AtomicInt>(&self, off: u64) -> Option<&T::Atomic> {
         self.region.atomic::<T>(off)
@@ -634,7 +650,7 @@ impl<'a> MemView<'a> {
         dst: &mut [u64],
         dst_stride: usize,
         seqs: &mut [[u32; 2]],
-    ) -> Option<core::result::Result<(), usize>> {
+    ) -> Option<core::result::Result<bool, usize>> {
         self.region
             .sweep_seq(first, stride, runs, dst, dst_stride, seqs)
     }
@@ -905,7 +921,8 @@ mod tests {
         // SAFETY: a null pointer is refused before any access.
         let e = unsafe { Table::from_raw(core::ptr::null(), 4096) }.unwrap_err();
         assert!(matches!(e, Error::BadPointer { addr: 0 }), "{e:?}");
-        let words = [0u64; 4];
+        // 8-aligned on every target (a `u64` is 4-aligned on i686).
+        let words = [const { AtomicU64::new(0) }; 4];
         let p = words.as_ptr().cast::<u8>().wrapping_add(4);
         // SAFETY: `[p, p + 16)` lies inside `words`, which outlives the
         // call; the misaligned pointer is refused before any access.
@@ -915,7 +932,8 @@ mod tests {
 
     #[test]
     fn foreign_memory_must_be_aligned() {
-        let words = Arc::new([0u64; 4]);
+        // 8-aligned on every target (a `u64` is 4-aligned on i686).
+        let words = Arc::new([const { AtomicU64::new(0) }; 4]);
         let p = words.as_ptr().cast::<u8>().wrapping_add(4);
         // SAFETY: `[p, p + 8)` lies inside `words`, which the owner keeps
         // alive; the misaligned pointer is refused before any access.

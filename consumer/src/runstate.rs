@@ -42,19 +42,12 @@
 //! assert_eq!(r.times_ns, [Some(900), Some(10), Some(20), Some(0)]);
 //! ```
 
-use vstats_abi::record::is_active;
-
-/// `clock` value of r1/r2 tables: the time base is unnamed.
-// The abi crate's `header::CLOCK_NONE` (ABI r3, step 1) once it lands.
-const CLOCK_NONE: u32 = 0;
-/// `clock` value: host `CLOCK_MONOTONIC` in ns (`header::CLOCK_HOST_MONOTONIC`).
-const CLOCK_HOST_MONOTONIC: u32 = 1;
-/// `clock` value: Xen system time in ns (`header::CLOCK_XEN_SYSTEM`).
-const CLOCK_XEN_SYSTEM: u32 = 2;
+use vstats_abi::header::{CLOCK_HOST_MONOTONIC, CLOCK_NONE, CLOCK_XEN_SYSTEM};
+use vstats_abi::record::{is_active, RunState};
 
 /// The number of runstates, `RUNSTATE_running` (0) to `RUNSTATE_offline`
 /// (3), in Xen's order.
-pub const RUNSTATE_COUNT: usize = 4;
+pub const RUNSTATE_COUNT: usize = RunState::COUNT;
 
 /// The time base of every nanosecond value of a table: the header's
 /// `clock` word (byte 56 of an r3 header; absent, hence

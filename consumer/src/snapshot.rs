@@ -464,13 +464,21 @@ impl Snapshot {
     }
 
     /// Reshapes for `table` if its records have another number or size.
+    #[inline]
     pub(crate) fn prepare(&mut self, table: &Table) {
         if self.seqs.len() != table.nr_records() as usize
             || self.per != words_per_record(table.info())
         {
-            *self = Snapshot::shaped(table, self.subset.take());
+            self.reshape(table);
         }
         self.stamp = RecordStamp::of(table.info());
+    }
+
+    /// Out of line: a snapshot refilled for its own table never reshapes.
+    #[cold]
+    #[inline(never)]
+    fn reshape(&mut self, table: &Table) {
+        *self = Snapshot::shaped(table, self.subset.take());
     }
 
     /// The buffers [`Table::snapshot`] fills: words, seqs, words per

@@ -993,6 +993,10 @@ fn produced_tables_of_many_shapes_are_read_back() {
             abi_size: size.min(VCPU_STATS_SIZE),
             desc_count: 0,
             nr_records: n,
+            ext_size: vstats_abi::header::EXT_HEADER_SIZE,
+            clock: 0,
+            xstats_size: 0,
+            xdesc_count: 0,
         };
         let (l, b) = image(&p, VCPU_STATS_MAGIC, 1, &[]);
         let mem = SharedMem::from_bytes(&b);

@@ -300,6 +300,10 @@ impl TableBuilder {
             desc_count,
             page_size,
             cacheline: self.cacheline,
+            ext_size: vstats_abi::header::EXT_HEADER_SIZE,
+            clock: 0,
+            xstats_size: 0,
+            xdesc_count: 0,
         })?;
         check_descriptor_set(desc_count, self.magic, self.size, |i| {
             self.descriptors

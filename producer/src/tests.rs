@@ -488,7 +488,7 @@ proptest! {
         let record_size = 8 + 8 * words;
         let abi_size = 8 + 8 * abi_words.min(words);
         let ndesc = desc_words.min(words);
-        let p = LayoutParams { nr_records: nr, record_size, abi_size, desc_count: ndesc, page_size: 1 << page_shift, cacheline: 1 << line_shift };
+        let p = LayoutParams { nr_records: nr, record_size, abi_size, desc_count: ndesc, page_size: 1 << page_shift, cacheline: 1 << line_shift, ext_size: vstats_abi::header::EXT_HEADER_SIZE, clock: 0, xstats_size: 0, xdesc_count: 0 };
         let l = Layout::compute(&p).unwrap();
         let descs = descs_for(ndesc);
         let b = with_table(l, &descs, |t| {
