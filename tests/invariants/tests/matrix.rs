@@ -236,15 +236,8 @@ fn consume_vstats(path: &Path) -> Reads {
         Err(e) => return vec![Err(CompatError::Invalid(e.to_string()))],
     };
     let standard = |n: &str| R3_FIELDS.contains(&n);
-    // The table's clock, from the r3 header when there is one (byte 56;
-    // absent, hence 0, before r3).
-    let head = t.head();
-    let word = |o: usize| {
-        head.get(o..o + 4)
-            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-    };
-    let r3 = word(16).is_some_and(|m| m != 0) && word(20).is_some_and(|e| e >= 72);
-    let clock = if r3 { word(56).unwrap_or(0) } else { 0 };
+    // The table's clock (0 without an r3 header).
+    let (r3, clock) = (t.info().is_r3(), t.info().clock);
     (0..VCPUS)
         .map(|v| {
             let mut snap = vstats_consumer::RecordSnapshot::new(&t);
@@ -632,14 +625,11 @@ fn checker_gaps(p: &Published, failed: &[Rule]) -> Vec<Rule> {
     match p.rev {
         // No v3 profile yet: zero fill fails P4 (pad 0, slots "used").
         Rev::R1 => failed.iter().copied().filter(|r| *r == Rule::P4).collect(),
-        // An r2 checker reads the r3 descriptor array as reserved bytes
-        // (P1) and the producer-specific area as padding (P4): a checker
-        // of the wrong revision (design section 3.6).
-        Rev::R3 | Rev::R4x => failed
-            .iter()
-            .copied()
-            .filter(|r| [Rule::P1, Rule::P4].contains(r))
-            .collect(),
+        // The checker's fill scan does not know the producer-specific
+        // area yet and reads it as padding (P4): a checker of the wrong
+        // revision (design section 3.6). (Its P1 knows the r3 header and
+        // descriptor array since step 1.)
+        Rev::R3 | Rev::R4x => failed.iter().copied().filter(|r| *r == Rule::P4).collect(),
         Rev::R2 | Rev::Vstats | Rev::C => Vec::new(),
     }
 }
@@ -785,27 +775,18 @@ fn domain_tables() {
         assert_eq!(c.read().unwrap().fields, want, "{prev:?} -> r3");
         let c = r4x::DomainConsumer::open(&path).unwrap();
         assert_eq!(c.read().unwrap().fields, want, "{prev:?} -> r4x");
-        // The real consumer reads the r3 magic once the abi crate knows
-        // it (issue 12 step 1); before, it refuses it with R2.
-        let knows_r3 = TableKind::from_magic(r3::DOMAIN_STATS_MAGIC).is_some();
-        match vstats_consumer::Table::open(&path) {
-            Ok(t) => {
-                assert!(!r3_magic || knows_r3, "{prev:?}");
-                assert!(!t.is_vcpu());
-                let mut snap = vstats_consumer::RecordSnapshot::new(&t);
-                t.snapshot_record(0, &mut snap).unwrap();
-                let got = vec![
-                    ("vcpus_online", snap.vcpus_online()),
-                    ("vcpus_max", snap.vcpus_max()),
-                    ("uptime", snap.uptime()),
-                ];
-                assert_eq!(got, want, "{prev:?} -> vstats");
-            }
-            Err(e) => {
-                assert!(r3_magic && !knows_r3, "{prev:?} -> vstats: {e}");
-                assert_eq!(e.rule(), Some(Rule::R2), "{e}");
-            }
-        }
+        // The real consumer: both magics (since step 1).
+        assert!(TableKind::from_magic(magic).is_some_and(|k| k == TableKind::Domain));
+        let t = vstats_consumer::Table::open(&path).unwrap();
+        assert!(!t.is_vcpu());
+        let mut snap = vstats_consumer::RecordSnapshot::new(&t);
+        t.snapshot_record(0, &mut snap).unwrap();
+        let got = vec![
+            ("vcpus_online", snap.vcpus_online()),
+            ("vcpus_max", snap.vcpus_max()),
+            ("uptime", snap.uptime()),
+        ];
+        assert_eq!(got, want, "{prev:?} -> vstats");
         // The spec-only C consumer follows r2's spec: it refuses the r3
         // magic with R2.
         if let Some(bin) = c_consumer() {
@@ -965,20 +946,56 @@ fn the_abi_validator_agrees_with_the_r3_model() {
         }
     }
     let p = publish(Rev::R3, &scratch.path("r3"));
-    let mut unknown = Vec::new();
     for (what, patch, rule) in R3_FAULTS {
         let dst = scratch.path("patched");
         patched(&p.path, &dst, patch);
-        match Rule::from_id(rule) {
-            Some(want) => {
-                let e = validate(&dst).expect_err(what);
-                assert_eq!(e.rule(), want, "{what}: {e}");
-            }
-            None => unknown.push(*rule),
-        }
+        let e = validate(&dst).expect_err(what);
+        assert_eq!(Some(e.rule()), Rule::from_id(rule), "{what}: {e}");
     }
-    if !unknown.is_empty() {
-        unknown.dedup();
-        println!("skipped: vstats-abi does not know {unknown:?} yet (issue 12 step 1)");
-    }
+}
+
+#[test]
+fn the_r3_model_and_the_abi_crate_agree_on_every_number() {
+    // Written apart (the model from the spec, the crate by step 1): the
+    // numbers they share must be equal.
+    use vstats_abi::{header, record};
+    assert_eq!(r3::VCPU_STATS_MAGIC, vstats_abi::VCPU_STATS_MAGIC);
+    assert_eq!(r3::DOMAIN_STATS_MAGIC, header::DOMAIN_STATS_MAGIC_R3);
+    assert_eq!(r3::DOMAIN_STATS_MAGIC_R2, vstats_abi::DOMAIN_STATS_MAGIC);
+    assert_eq!(r3::HDR_MARKER, header::HDR_MARKER);
+    assert_eq!(
+        [
+            r3::CLOCK_NONE,
+            r3::CLOCK_HOST_MONOTONIC,
+            r3::CLOCK_XEN_SYSTEM
+        ],
+        [
+            header::CLOCK_NONE,
+            header::CLOCK_HOST_MONOTONIC,
+            header::CLOCK_XEN_SYSTEM
+        ]
+    );
+    assert_eq!(
+        16 + size_of::<r3::ExtHeader>() as u32,
+        header::HEADER_R3_END
+    );
+    assert_eq!(
+        size_of::<r3::ExtHeader>() as u32,
+        header::EXT_HEADER_SIZE_R3
+    );
+    assert_eq!(size_of::<r3::VcpuStats>(), size_of::<record::VcpuStatsR3>());
+    assert_eq!(
+        size_of::<r3::VcpuStats>() as u32,
+        record::VCPU_STATS_SIZE_R3
+    );
+    let offset = |name: &str| r3::FIELDS.iter().find(|f| f.0 == name).unwrap().1;
+    assert_eq!(offset("runstate"), record::vcpu_off::RUNSTATE);
+    assert_eq!(offset("runstate_entry_time"), record::vcpu_off::ENTRY);
+    assert_eq!(
+        (size_of::<r3::DomainStats>(), size_of::<r3::Header>()),
+        (
+            size_of::<vstats_abi::DomainStats>(),
+            size_of::<vstats_abi::header::Header>()
+        )
+    );
 }
