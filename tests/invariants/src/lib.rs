@@ -21,9 +21,10 @@
 //! * `fault` (feature `testing`): fault-injecting producers, one per rule,
 //!   for the corpus of broken tables the checker must catch, and the
 //!   reading fixtures of the consumer rules.
-//! * `compat` (feature `testing`): three revisions of the vCPU record,
-//!   each with its own producer and consumer built from its own copy of
-//!   the definitions.
+//! * `compat` (feature `testing`): four revisions of the table (r1 = RFC
+//!   v3, r2, r3, and r4x, a hypothetical later one), each with its own
+//!   producer and consumer built from its own copy of the definitions,
+//!   and a deliberately incompatible producer.
 //! * Memory is read through the consumer's one view,
 //!   [`vstats_consumer::mem::MemView`] (re-exported here); this crate
 //!   has no `unsafe` of its own.
