@@ -134,7 +134,8 @@ pub struct VmRow {
     pub rates: Vec<Rate>,
     /// The producer's liveness; `None` when it cannot be told.
     pub state: Option<Liveness>,
-    /// What else happened this refresh: a restart, an error.
+    /// What else happened this refresh: a restart, an error; else
+    /// [`crate::follow::RFC_V3_NOTE`] for an RFC v3 vCPU table.
     pub note: Option<String>,
     /// Its vCPUs.
     pub vcpu_rows: Vec<VcpuRow>,
@@ -280,6 +281,8 @@ impl Overview {
                 row.vcpu_rows.iter_mut().for_each(|v| v.rates.clear());
             }
             if let Some(s) = sampler {
+                // An RFC v3 table's note, when nothing else happened.
+                row.note = row.note.or_else(|| s.vm().note().map(str::to_owned));
                 kept.insert(key, s);
             }
             rows.push(row);

@@ -221,6 +221,9 @@ pub struct Sample {
     pub aggregates: Vec<Option<CounterAggregate>>,
     /// The domain table, when there is one.
     pub domain: Option<DomainSample>,
+    /// [`crate::follow::RFC_V3_NOTE`] for an RFC v3 vCPU table, whose
+    /// vCPU 0 alone is sampled ([`Vm::note`]).
+    pub note: Option<&'static str>,
 }
 
 /// Whether every one of the aggregated values is present and 0.
@@ -371,18 +374,20 @@ fn select(att: &Vm, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Sele
             });
         }
     }
+    // Of an RFC v3 table, record 0 only (`Vm::vcpu_records`).
+    let shown = att.vcpu_records();
     let vcpus = match (vt, vcpus) {
-        (Some(t), Some(list)) => {
-            if let Some(&v) = list.0.iter().find(|&&v| v >= t.nr_records()) {
+        (Some(_), Some(list)) => {
+            if let Some(&v) = list.0.iter().find(|&&v| v >= shown) {
                 return Err(Error::NoSuchVcpu {
                     vcpu: v,
                     target: att.origin.clone(),
-                    nr_records: t.nr_records(),
+                    nr_records: shown,
                 });
             }
             list.0.clone()
         }
-        (Some(t), None) => (0..t.nr_records()).collect(),
+        (Some(_), None) => (0..shown).collect(),
         (None, Some(_)) => {
             return Err(Error::NoVcpuTable {
                 target: att.origin.clone(),
@@ -853,6 +858,7 @@ impl Sampler {
             vcpus,
             aggregates,
             domain,
+            note: self.att.note(),
         }
     }
 }

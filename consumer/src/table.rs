@@ -326,6 +326,13 @@ impl Table {
         self.info.generation()
     }
 
+    /// Whether this is a genuine RFC v3 table (no extension header): only
+    /// record 0 (vCPU 0) is meaningful, the vCPU count is the toolstack's
+    /// (docs/abi.md 9.1).
+    pub fn is_rfc_v3(&self) -> bool {
+        self.info.ext.is_none()
+    }
+
     /// The counters of each record: from the table's descriptors when it
     /// has any; otherwise (RFC v3 producers, or none given) this
     /// revision's standard fields that fit the table's `abi_size`.

@@ -112,7 +112,7 @@ pub fn to_json(s: &Sample) -> Json {
             "values": values(&d.counters, &d.values),
         })
     });
-    json!({
+    let mut j = json!({
         "sample": s.number,
         "timestamp": rfc3339(s.wall),
         "monotonic_ns": s.monotonic_ns,
@@ -125,7 +125,11 @@ pub fn to_json(s: &Sample) -> Json {
         "vcpus": s.vcpus.iter().map(|v| vcpu(v, &s.vcpu_counters)).collect::<Vec<_>>(),
         "aggregates": aggregates,
         "domain": domain,
-    })
+    });
+    if let (Some(obj), Some(note)) = (j.as_object_mut(), s.note) {
+        obj.insert("note".into(), note.into());
+    }
+    j
 }
 
 /// Writes the sample as one line of JSON.
