@@ -350,6 +350,76 @@ pub(crate) unsafe fn sweep(
     unsafe { imp::sweep(rec, stride, nrec, runs, dst, dst_stride, seqs) }
 }
 
+/// A sweep chosen once: its runs, record stride, number of records and
+/// destination stride, and the routine the copy path in use then picked
+/// for them, with the values that routine needs computed (what
+/// [`sweep`] works out on every call). [`sweep_routine`] runs it. It
+/// holds no pointer, so it is valid for any records and destinations;
+/// when the copy path changes ([`set_copy_path`]) the next
+/// [`sweep_routine`] chooses again.
+#[derive(Clone, Debug)]
+pub(crate) struct Routine {
+    /// The code of the copy path `chosen` was made for.
+    code: u8,
+    runs: Box<[Run]>,
+    /// The routine and its arguments but the pointers.
+    chosen: imp::Chosen,
+}
+
+impl Routine {
+    /// The routine for `nrec` records `stride` bytes apart, copying
+    /// `runs` of each into a destination of `dst_stride` words per record,
+    /// on the copy path in use.
+    pub(crate) fn new(runs: &[Run], stride: usize, nrec: usize, dst_stride: usize) -> Routine {
+        let path = copy_path();
+        Routine {
+            code: path.code(),
+            runs: runs.into(),
+            chosen: imp::chosen(path, runs, stride, nrec, dst_stride),
+        }
+    }
+
+    /// The records it sweeps.
+    #[inline]
+    pub(crate) fn nrec(&self) -> usize {
+        self.chosen.nrec()
+    }
+
+    /// The copy path changed since the choice: choose again.
+    #[cold]
+    #[inline(never)]
+    fn rechoose(&mut self) {
+        let path = copy_path();
+        self.code = path.code();
+        let (stride, nrec, dst_stride) = self.chosen.geometry();
+        self.chosen = imp::chosen(path, &self.runs, stride, nrec, dst_stride);
+    }
+}
+
+/// [`sweep`] of `r`'s records, runs and strides from `rec` into `dst`
+/// and `seqs`, through the routine chosen for them (chosen again first
+/// when the copy path changed since).
+///
+/// # Safety
+///
+/// As for [`sweep`] with `r`'s stride, number of records, runs and
+/// destination stride.
+#[inline]
+pub(crate) unsafe fn sweep_routine(
+    r: &mut Routine,
+    rec: *const u8,
+    dst: *mut u64,
+    seqs: *mut [u32; 2],
+) -> Result<bool, usize> {
+    if r.code != PATH.load(Ordering::Relaxed) {
+        r.rechoose();
+    }
+    // SAFETY: the caller's promise for `r`'s geometry, which is what
+    // `r.chosen` holds; it was made for `r.runs` on the path in use
+    // (checked above), one this CPU runs (`copy_path`).
+    unsafe { imp::run_chosen(&mut r.chosen, rec, &r.runs, dst, seqs) }
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom)))]
 mod imp {
     use core::{
@@ -873,6 +943,7 @@ mod imp {
 
     /// The sweeps' argument block (offsets are the assembly's).
     #[repr(C)]
+    #[derive(Clone, Debug)]
     struct SweepArgs {
         rec: *const u8,
         stride: usize,
@@ -1022,13 +1093,63 @@ mod imp {
         dst_stride: usize,
         seqs: *mut [u32; 2],
     ) -> Result<bool, usize> {
-        if path == CopyPath::Atomic {
-            // SAFETY: the caller's promise, which is the atomic sweep's.
-            return Ok(unsafe {
-                super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs)
-            });
+        let mut c = chosen(path, runs, stride, nrec, dst_stride);
+        // SAFETY: the caller's promise; `c` is made for `runs` and this
+        // geometry on `path`, which this CPU runs (the caller's promise).
+        unsafe { run_chosen(&mut c, rec, runs, dst, seqs) }
+    }
+
+    /// A routine chosen for a list of runs and a geometry on one copy
+    /// path: the function (`None`: the atomic path) and its argument
+    /// block filled in but for the pointers and the outputs, which
+    /// [`run_chosen`] stores on each call (6 stores instead of 14, and no
+    /// choice). Its pointers are the last call's, stale between calls.
+    #[derive(Clone, Debug)]
+    pub(super) struct Chosen {
+        f: Option<SweepFn>,
+        args: SweepArgs,
+    }
+
+    // SAFETY: the pointers in `args` are read only by the routine that
+    // `run_chosen` calls, after storing the caller's into them (null
+    // before the first call, stale after a call, never dereferenced
+    // then): `Chosen` is in effect plain data (a function pointer and
+    // integers), which any thread may own.
+    unsafe impl Send for Chosen {}
+    // SAFETY: as for `Send`; nothing reads the pointers through a
+    // `&Chosen`.
+    unsafe impl Sync for Chosen {}
+
+    impl Chosen {
+        /// The records it sweeps.
+        #[inline]
+        pub(super) fn nrec(&self) -> usize {
+            self.args.nrec
         }
-        let (f, tail, unit) = choose(path, runs);
+
+        /// Stride, records and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize, usize) {
+            (self.args.stride, self.args.nrec, self.args.dst_stride / 8)
+        }
+    }
+
+    /// The routine for `runs` of `nrec` records `stride` bytes apart into
+    /// a destination of `dst_stride` words per record, on `path` (one
+    /// this CPU runs).
+    #[inline]
+    pub(super) fn chosen(
+        path: CopyPath,
+        runs: &[Run],
+        stride: usize,
+        nrec: usize,
+        dst_stride: usize,
+    ) -> Chosen {
+        let (f, tail, unit) = if path == CopyPath::Atomic {
+            (None, 0, 0)
+        } else {
+            let (f, tail, unit) = choose(path, runs);
+            (Some(f), tail, unit)
+        };
         // A long-run routine's loop covers `lead` bytes (`tail`), a
         // multiple of `unit` below the run's bytes, then its last `unit`.
         let bytes = match runs {
@@ -1043,34 +1164,66 @@ mod imp {
                 bytes.wrapping_sub(unit).wrapping_sub(tail),
             )
         };
-        let mut args = SweepArgs {
-            rec,
-            stride,
-            nrec,
-            runs: runs.as_ptr(),
-            nruns: runs.len(),
-            dst,
-            dst_stride: dst_stride.wrapping_mul(8),
-            seqs,
-            left: nrec,
-            bad: 0,
-            _pad: 0,
-            tail,
-            neg,
-            back,
+        Chosen {
+            f,
+            args: SweepArgs {
+                rec: ptr::null(),
+                stride,
+                nrec,
+                runs: ptr::null(),
+                nruns: runs.len(),
+                dst: ptr::null_mut(),
+                dst_stride: dst_stride.wrapping_mul(8),
+                seqs: ptr::null_mut(),
+                left: nrec,
+                bad: 0,
+                _pad: 0,
+                tail,
+                neg,
+                back,
+            },
+        }
+    }
+
+    /// Runs the routine `c` over the records at `rec`.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`] with `c`'s geometry, and `c` was chosen
+    /// ([`chosen`]) for `runs` on a path this CPU runs.
+    #[inline(always)]
+    pub(super) unsafe fn run_chosen(
+        c: &mut Chosen,
+        rec: *const u8,
+        runs: &[Run],
+        dst: *mut u64,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        let a = &mut c.args;
+        let Some(f) = c.f else {
+            // SAFETY: the caller's promise, which is the atomic sweep's.
+            return Ok(unsafe {
+                super::sweep_atomic(rec, a.stride, a.nrec, runs, dst, a.dst_stride / 8, seqs)
+            });
         };
+        a.rec = rec;
+        a.runs = runs.as_ptr();
+        a.dst = dst;
+        a.seqs = seqs;
+        a.left = a.nrec;
+        a.bad = 0;
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
         // destinations, `seqs` and `args` (ours); the AVX2 routine is
         // chosen only on a CPU with AVX2 (`set_copy_path`, `best`); the
         // one-run and short-run entries only with exactly one run, the
         // short ones only for the words they cover, with the tail that
-        // keeps their loads inside the run (`choose`).
-        let r = unsafe { f(&mut args) };
+        // keeps their loads inside the run (`choose`, for these `runs`).
+        let r = unsafe { f(a) };
         if r == 0 {
-            Ok(args.bad != 0)
+            Ok(a.bad != 0)
         } else {
-            Err(nrec.saturating_sub(args.left))
+            Err(a.nrec.saturating_sub(a.left))
         }
     }
 
@@ -1325,6 +1478,60 @@ mod imp {
     ) -> Result<bool, usize> {
         // SAFETY: the caller's promise, which is the atomic sweep's.
         Ok(unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) })
+    }
+
+    /// The only routine here, the atomic sweep, and its geometry.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Chosen {
+        stride: usize,
+        nrec: usize,
+        dst_stride: usize,
+    }
+
+    impl Chosen {
+        /// The records it sweeps.
+        #[inline]
+        pub(super) fn nrec(&self) -> usize {
+            self.nrec
+        }
+
+        /// Stride, records and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize, usize) {
+            (self.stride, self.nrec, self.dst_stride)
+        }
+    }
+
+    /// The atomic sweep of this geometry, whatever `path` and `runs`.
+    #[inline]
+    pub(super) fn chosen(
+        _path: CopyPath,
+        _runs: &[Run],
+        stride: usize,
+        nrec: usize,
+        dst_stride: usize,
+    ) -> Chosen {
+        Chosen {
+            stride,
+            nrec,
+            dst_stride,
+        }
+    }
+
+    /// The atomic sweep; never fails.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`] with `c`'s geometry.
+    #[inline]
+    pub(super) unsafe fn run_chosen(
+        c: &mut Chosen,
+        rec: *const u8,
+        runs: &[Run],
+        dst: *mut u64,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        // SAFETY: the caller's promise, which is the atomic sweep's.
+        unsafe { sweep(rec, c.stride, c.nrec, runs, dst, c.dst_stride, seqs) }
     }
 
     /// As [`sweep`]: only the atomic path runs here.

@@ -22,6 +22,8 @@ use vstats_abi::{
 
 use crate::{
     guard::Run,
+    mem::MemView,
+    raw::SweepPlan,
     runstate::{self, Runstate, TimeBase, RUNSTATE_COUNT},
     stats::Aggregate,
     table::words_per_record,
@@ -502,6 +504,11 @@ pub struct Snapshot {
     per: usize,
     /// What each record copies.
     runs: Vec<Run>,
+    /// The last sweep's bounds check and routine, kept for the next
+    /// (`crate::raw::SweepPlan`: used only when made for the same
+    /// mapping, geometry and buffers, else made again). Dropped with the
+    /// buffers when the snapshot is reshaped.
+    plan: Option<SweepPlan>,
     /// The counter words named ([`Snapshot::of_counters`]) as `[first,
     /// end)` ranges, sorted and merged; `None`: every word.
     subset: Option<Vec<(usize, usize)>>,
@@ -588,6 +595,7 @@ impl Snapshot {
             seqs: vec![[0, 0]; nr],
             per,
             runs,
+            plan: None,
             subset,
             stamp: RecordStamp::of(info),
             read: 0,
@@ -620,6 +628,43 @@ impl Snapshot {
     /// record, runs.
     pub(crate) fn parts_mut(&mut self) -> (&mut [u64], &mut [[u32; 2]], usize, &[Run]) {
         (&mut self.words, &mut self.seqs, self.per, &self.runs)
+    }
+
+    /// One pass of the seq protocol over every record of the table mapped
+    /// by `map`, whose records start at byte `first`, `stride` bytes apart
+    /// (`crate::raw::Region::sweep_seq`), through the plan kept from the
+    /// last sweep when it was made for this mapping and geometry (a few
+    /// compares), else through a new one.
+    #[inline]
+    pub(crate) fn sweep(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+    ) -> Option<Result<bool, usize>> {
+        if let Some(plan) = &mut self.plan {
+            if let Some(r) = map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
+            {
+                return Some(r);
+            }
+        }
+        self.replan(map, first, stride)
+    }
+
+    /// The first sweep, or one of another table or mapping: checks the
+    /// sweep and chooses its routine, keeps that plan, sweeps. `None`
+    /// when the records do not fit the mapping (no plan is kept).
+    #[cold]
+    #[inline(never)]
+    fn replan(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+    ) -> Option<Result<bool, usize>> {
+        self.plan = map.plan_sweep(first, stride, self.seqs.len(), &self.runs, self.per);
+        let plan = self.plan.as_mut()?;
+        map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
     }
 
     /// Records the outcome of a sweep, and reads the table's clock once,

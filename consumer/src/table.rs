@@ -438,11 +438,11 @@ impl Table {
         }
         // Per-table work once, not per record: the record geometry, which
         // validation proved inside the mapping (R7) and the view checks
-        // once for the whole sweep.
+        // once for the whole sweep, and once only for as long as `snap`
+        // is refilled from this table (`Snapshot::sweep`).
         let first = u64::from(self.info.header.offset);
         let stride = u64::from(self.info.header.stride);
-        let (words, seqs, per, runs) = snap.parts_mut();
-        let (mut read, bad) = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
+        let (mut read, bad) = match snap.sweep(&self.map, first, stride) {
             Some(Ok(bad)) => (nr, bad),
             Some(Err(done)) => {
                 self.lost.store(true, Ordering::Relaxed);
