@@ -362,7 +362,9 @@ pub(crate) struct Routine {
     /// The code of the copy path `chosen` was made for.
     code: u8,
     runs: Box<[Run]>,
-    /// The routine and its arguments but the pointers.
+    /// The records it was chosen for (a call may sweep fewer).
+    nrec: usize,
+    /// The routine and its arguments but the pointers and the count.
     chosen: imp::Chosen,
 }
 
@@ -375,14 +377,15 @@ impl Routine {
         Routine {
             code: path.code(),
             runs: runs.into(),
-            chosen: imp::chosen(path, runs, stride, nrec, dst_stride),
+            nrec,
+            chosen: imp::chosen(path, runs, stride, dst_stride),
         }
     }
 
     /// The records it sweeps.
     #[inline]
     pub(crate) fn nrec(&self) -> usize {
-        self.chosen.nrec()
+        self.nrec
     }
 
     /// The copy path changed since the choice: choose again.
@@ -391,33 +394,34 @@ impl Routine {
     fn rechoose(&mut self) {
         let path = copy_path();
         self.code = path.code();
-        let (stride, nrec, dst_stride) = self.chosen.geometry();
-        self.chosen = imp::chosen(path, &self.runs, stride, nrec, dst_stride);
+        let (stride, dst_stride) = self.chosen.geometry();
+        self.chosen = imp::chosen(path, &self.runs, stride, dst_stride);
     }
 }
 
-/// [`sweep`] of `r`'s records, runs and strides from `rec` into `dst`
-/// and `seqs`, through the routine chosen for them (chosen again first
-/// when the copy path changed since).
+/// [`sweep`] of `nrec` records with `r`'s runs and strides from `rec`
+/// into `dst` and `seqs`, through the routine chosen for them (chosen
+/// again first when the copy path changed since).
 ///
 /// # Safety
 ///
-/// As for [`sweep`] with `r`'s stride, number of records, runs and
+/// As for [`sweep`] with `nrec` records and `r`'s stride, runs and
 /// destination stride.
 #[inline]
 pub(crate) unsafe fn sweep_routine(
     r: &mut Routine,
     rec: *const u8,
+    nrec: usize,
     dst: *mut u64,
     seqs: *mut [u32; 2],
 ) -> Result<bool, usize> {
     if r.code != PATH.load(Ordering::Relaxed) {
         r.rechoose();
     }
-    // SAFETY: the caller's promise for `r`'s geometry, which is what
-    // `r.chosen` holds; it was made for `r.runs` on the path in use
-    // (checked above), one this CPU runs (`copy_path`).
-    unsafe { imp::run_chosen(&mut r.chosen, rec, &r.runs, dst, seqs) }
+    // SAFETY: the caller's promise for these records and `r`'s geometry,
+    // which is what `r.chosen` holds; it was made for `r.runs` on the
+    // path in use (checked above), one this CPU runs (`copy_path`).
+    unsafe { imp::run_chosen(&mut r.chosen, rec, nrec, &r.runs, dst, seqs) }
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom)))]
@@ -1093,17 +1097,18 @@ mod imp {
         dst_stride: usize,
         seqs: *mut [u32; 2],
     ) -> Result<bool, usize> {
-        let mut c = chosen(path, runs, stride, nrec, dst_stride);
+        let mut c = chosen(path, runs, stride, dst_stride);
         // SAFETY: the caller's promise; `c` is made for `runs` and this
         // geometry on `path`, which this CPU runs (the caller's promise).
-        unsafe { run_chosen(&mut c, rec, runs, dst, seqs) }
+        unsafe { run_chosen(&mut c, rec, nrec, runs, dst, seqs) }
     }
 
     /// A routine chosen for a list of runs and a geometry on one copy
     /// path: the function (`None`: the atomic path) and its argument
-    /// block filled in but for the pointers and the outputs, which
-    /// [`run_chosen`] stores on each call (6 stores instead of 14, and no
-    /// choice). Its pointers are the last call's, stale between calls.
+    /// block filled in but for the pointers, the count and the outputs,
+    /// which [`run_chosen`] stores on each call (7 stores instead of 14,
+    /// and no choice). Its pointers are the last call's, stale between
+    /// calls.
     #[derive(Clone, Debug)]
     pub(super) struct Chosen {
         f: Option<SweepFn>,
@@ -1121,29 +1126,17 @@ mod imp {
     unsafe impl Sync for Chosen {}
 
     impl Chosen {
-        /// The records it sweeps.
-        #[inline]
-        pub(super) fn nrec(&self) -> usize {
-            self.args.nrec
-        }
-
-        /// Stride, records and destination stride (words).
-        pub(super) fn geometry(&self) -> (usize, usize, usize) {
-            (self.args.stride, self.args.nrec, self.args.dst_stride / 8)
+        /// Stride and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize) {
+            (self.args.stride, self.args.dst_stride / 8)
         }
     }
 
-    /// The routine for `runs` of `nrec` records `stride` bytes apart into
-    /// a destination of `dst_stride` words per record, on `path` (one
-    /// this CPU runs).
+    /// The routine for `runs` of records `stride` bytes apart into a
+    /// destination of `dst_stride` words per record, on `path` (one this
+    /// CPU runs).
     #[inline]
-    pub(super) fn chosen(
-        path: CopyPath,
-        runs: &[Run],
-        stride: usize,
-        nrec: usize,
-        dst_stride: usize,
-    ) -> Chosen {
+    pub(super) fn chosen(path: CopyPath, runs: &[Run], stride: usize, dst_stride: usize) -> Chosen {
         let (f, tail, unit) = if path == CopyPath::Atomic {
             (None, 0, 0)
         } else {
@@ -1169,13 +1162,13 @@ mod imp {
             args: SweepArgs {
                 rec: ptr::null(),
                 stride,
-                nrec,
+                nrec: 0,
                 runs: ptr::null(),
                 nruns: runs.len(),
                 dst: ptr::null_mut(),
                 dst_stride: dst_stride.wrapping_mul(8),
                 seqs: ptr::null_mut(),
-                left: nrec,
+                left: 0,
                 bad: 0,
                 _pad: 0,
                 tail,
@@ -1185,7 +1178,7 @@ mod imp {
         }
     }
 
-    /// Runs the routine `c` over the records at `rec`.
+    /// Runs the routine `c` over the `nrec` records at `rec`.
     ///
     /// # Safety
     ///
@@ -1195,6 +1188,7 @@ mod imp {
     pub(super) unsafe fn run_chosen(
         c: &mut Chosen,
         rec: *const u8,
+        nrec: usize,
         runs: &[Run],
         dst: *mut u64,
         seqs: *mut [u32; 2],
@@ -1203,14 +1197,15 @@ mod imp {
         let Some(f) = c.f else {
             // SAFETY: the caller's promise, which is the atomic sweep's.
             return Ok(unsafe {
-                super::sweep_atomic(rec, a.stride, a.nrec, runs, dst, a.dst_stride / 8, seqs)
+                super::sweep_atomic(rec, a.stride, nrec, runs, dst, a.dst_stride / 8, seqs)
             });
         };
         a.rec = rec;
+        a.nrec = nrec;
         a.runs = runs.as_ptr();
         a.dst = dst;
         a.seqs = seqs;
-        a.left = a.nrec;
+        a.left = nrec;
         a.bad = 0;
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
@@ -1223,7 +1218,7 @@ mod imp {
         if r == 0 {
             Ok(a.bad != 0)
         } else {
-            Err(a.nrec.saturating_sub(a.left))
+            Err(nrec.saturating_sub(a.left))
         }
     }
 
@@ -1484,20 +1479,13 @@ mod imp {
     #[derive(Clone, Copy, Debug)]
     pub(super) struct Chosen {
         stride: usize,
-        nrec: usize,
         dst_stride: usize,
     }
 
     impl Chosen {
-        /// The records it sweeps.
-        #[inline]
-        pub(super) fn nrec(&self) -> usize {
-            self.nrec
-        }
-
-        /// Stride, records and destination stride (words).
-        pub(super) fn geometry(&self) -> (usize, usize, usize) {
-            (self.stride, self.nrec, self.dst_stride)
+        /// Stride and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize) {
+            (self.stride, self.dst_stride)
         }
     }
 
@@ -1507,14 +1495,9 @@ mod imp {
         _path: CopyPath,
         _runs: &[Run],
         stride: usize,
-        nrec: usize,
         dst_stride: usize,
     ) -> Chosen {
-        Chosen {
-            stride,
-            nrec,
-            dst_stride,
-        }
+        Chosen { stride, dst_stride }
     }
 
     /// The atomic sweep; never fails.
@@ -1526,12 +1509,13 @@ mod imp {
     pub(super) unsafe fn run_chosen(
         c: &mut Chosen,
         rec: *const u8,
+        nrec: usize,
         runs: &[Run],
         dst: *mut u64,
         seqs: *mut [u32; 2],
     ) -> Result<bool, usize> {
         // SAFETY: the caller's promise, which is the atomic sweep's.
-        unsafe { sweep(rec, c.stride, c.nrec, runs, dst, c.dst_stride, seqs) }
+        unsafe { sweep(rec, c.stride, nrec, runs, dst, c.dst_stride, seqs) }
     }
 
     /// As [`sweep`]: only the atomic path runs here.

@@ -254,39 +254,14 @@ impl<'a> Region<'a> {
             words: u32::try_from(out.len()).ok()?,
             _pad: 0,
         }];
-        let attempts = attempts.max(1);
-        let mut last = 0;
-        for _ in 0..attempts {
-            let mut seqs = [[0u32; 2]];
+        let dst = out.as_mut_ptr();
+        Some(seq_attempts(attempts, |seqs| {
             // SAFETY: `seq` and `[words, words + 8 * out.len())` (which is
             // `seq + src`) are aligned and inside the region (`check`), as
             // `guard` asks; `out` is ours to write, `out.len()` words;
             // `seqs` holds one pair.
-            let r = unsafe {
-                guard::sweep(
-                    seq.cast_const(),
-                    0,
-                    1,
-                    &run,
-                    out.as_mut_ptr(),
-                    0,
-                    seqs.as_mut_ptr(),
-                )
-            };
-            if r.is_err() {
-                return Some(SeqRead::Faulted);
-            }
-            let [s1, s3] = seqs[0];
-            if s1 & 1 == 0 && s1 == s3 {
-                return Some(SeqRead::Read(Ok(s1)));
-            }
-            last = if s1 & 1 == 1 { s1 } else { s3 };
-            core::hint::spin_loop();
-        }
-        Some(SeqRead::Read(Err(Busy {
-            seq: last,
-            attempts,
-        })))
+            unsafe { guard::sweep(seq.cast_const(), 0, 1, &run, dst, 0, seqs.as_mut_ptr()) }
+        }))
     }
 
     /// One pass of the seq protocol over `nrec` records of `stride` bytes
@@ -310,7 +285,7 @@ impl<'a> Region<'a> {
         if nrec == 0 {
             return Some(Ok(false));
         }
-        let (base, dst_min) = self.check_sweep(first, stride, nrec, runs, dst_stride)?;
+        let (base, dst_min, _) = self.check_sweep(first, stride, nrec, runs, dst_stride)?;
         if dst.len() < dst_min {
             return None;
         }
@@ -341,7 +316,7 @@ impl<'a> Region<'a> {
     /// 8-aligned, and every run fits a destination record of
     /// `dst_stride` words. The answer depends only on the arguments and on
     /// the region's address and length (the cache of [`SweepPlan`] rests
-    /// on it).
+    /// on it). Also the words one record's destination needs.
     #[inline]
     fn check_sweep(
         &self,
@@ -350,7 +325,7 @@ impl<'a> Region<'a> {
         nrec: usize,
         runs: &[guard::Run],
         dst_stride: usize,
-    ) -> Option<(*mut u8, usize)> {
+    ) -> Option<(*mut u8, usize, usize)> {
         // The bytes every record's seq and runs need, all 8-aligned.
         let need = runs
             .iter()
@@ -370,7 +345,7 @@ impl<'a> Region<'a> {
         let span = stride.checked_mul(last as u64)?.checked_add(need)?;
         usize::try_from(stride).ok()?;
         let base = self.check(first, usize::try_from(span).ok()?, 8)?;
-        Some((base, dst_min))
+        Some((base, dst_min, dst_need))
     }
 
     /// Checks a sweep once (as [`Region::sweep_seq`] does on every call)
@@ -385,10 +360,11 @@ impl<'a> Region<'a> {
         runs: &[guard::Run],
         dst_stride: usize,
     ) -> Option<SweepPlan> {
-        let dst_min = if nrec == 0 {
-            0
+        let (dst_min, dst_need) = if nrec == 0 {
+            (0, usize::MAX)
         } else {
-            self.check_sweep(first, stride, nrec, runs, dst_stride)?.1
+            let (_, min, need) = self.check_sweep(first, stride, nrec, runs, dst_stride)?;
+            (min, need)
         };
         Some(SweepPlan {
             addr: self.ptr.as_ptr().addr(),
@@ -396,7 +372,9 @@ impl<'a> Region<'a> {
             first,
             first_off: usize::try_from(first).ok()?,
             stride,
+            stride_off: usize::try_from(stride).ok()?,
             dst_min,
+            dst_need,
             routine: guard::Routine::new(runs, usize::try_from(stride).ok()?, nrec, dst_stride),
         })
     }
@@ -442,11 +420,57 @@ impl<'a> Region<'a> {
             guard::sweep_routine(
                 &mut plan.routine,
                 base.cast_const(),
+                seqs.len(),
                 dst.as_mut_ptr(),
                 seqs.as_mut_ptr(),
             )
         };
         Some(r)
+    }
+
+    /// [`Region::read_seq`] of record `i` of `plan` (at byte `first + i *
+    /// stride`) into `out`, up to `attempts` attempts, without checking
+    /// its bounds again: `None` (nothing read) unless `plan` was made for
+    /// a region of this address and length, `first` and `stride`, `i` is
+    /// one of its records and `out` holds the words one record needs.
+    #[inline]
+    fn read_planned(
+        &self,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        i: u32,
+        out: &mut [u64],
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        let k = usize::try_from(i).ok()?;
+        if plan.addr != self.ptr.as_ptr().addr()
+            || plan.len != self.len
+            || plan.first != first
+            || plan.stride != stride
+            || k >= plan.routine.nrec()
+            || out.len() < plan.dst_need
+        {
+            return None;
+        }
+        // Record `k < nrec`: `check_sweep` proved it inside a region of
+        // this address and length, so no step overflows.
+        let rec = self
+            .ptr
+            .as_ptr()
+            .wrapping_add(plan.first_off)
+            .wrapping_add(k.wrapping_mul(plan.stride_off))
+            .cast_const();
+        let dst = out.as_mut_ptr();
+        Some(seq_attempts(attempts, |seqs| {
+            // SAFETY: as in `sweep_planned`, for the one record `k <
+            // nrec` at `rec`: its seq and runs are inside this region,
+            // aligned (`plan_sweep`'s check, which depends only on the
+            // region's address and length); `out` holds the `dst_need`
+            // words its destination needs (checked above), ours to
+            // write; `seqs` holds one pair.
+            unsafe { guard::sweep_routine(&mut plan.routine, rec, 1, dst, seqs.as_mut_ptr()) }
+        }))
     }
 
     /// The region `[off, off + len)`, borrowing `self`.
@@ -497,6 +521,34 @@ impl fmt::Debug for Region<'_> {
     }
 }
 
+/// The seq protocol's attempts at one record (S1-S4 of
+/// `vstats_abi::seqlock`, at most `attempts`, at least one): `sweep`
+/// sweeps the record once into its `[s1, s3]`.
+#[inline]
+fn seq_attempts(
+    attempts: u32,
+    mut sweep: impl FnMut(&mut [[u32; 2]; 1]) -> core::result::Result<bool, usize>,
+) -> SeqRead {
+    let attempts = attempts.max(1);
+    let mut last = 0;
+    for _ in 0..attempts {
+        let mut seqs = [[0u32; 2]];
+        if sweep(&mut seqs).is_err() {
+            return SeqRead::Faulted;
+        }
+        let [s1, s3] = seqs[0];
+        if s1 & 1 == 0 && s1 == s3 {
+            return SeqRead::Read(Ok(s1));
+        }
+        last = if s1 & 1 == 1 { s1 } else { s3 };
+        core::hint::spin_loop();
+    }
+    SeqRead::Read(Err(Busy {
+        seq: last,
+        attempts,
+    }))
+}
+
 /// A sweep (see `Region::sweep_seq`) whose bounds were checked once and
 /// whose routine was chosen once, for the records of one table geometry
 /// in a region of one address and length: what a [`crate::Snapshot`]
@@ -506,8 +558,8 @@ impl fmt::Debug for Region<'_> {
 /// It is a cache keyed by everything the check depends on: the region's
 /// address and length, the first record's offset, the stride, the number
 /// of records and the destination's length. [`MemView::sweep_planned`]
-/// compares all of them on every call and refuses (reads nothing) when
-/// one differs, so a plan used with another table, another mapping (even
+/// (and [`MemView::read_planned`], for one of its records) compare all
+/// of them on every call and refuse (read nothing) when one differs, so a plan used with another table, another mapping (even
 /// one at the same address with another length) or another shape is
 /// never trusted; the runs are the plan's own and never change. A plan
 /// used with another region of the same address and length is still
@@ -523,8 +575,13 @@ pub(crate) struct SweepPlan {
     /// `first` as a `usize` (it fits: it was checked).
     first_off: usize,
     stride: u64,
-    /// Words a destination needs.
+    /// `stride` as a `usize`.
+    stride_off: usize,
+    /// Words a destination of all the records needs.
     dst_min: usize,
+    /// Words one record's destination needs (`usize::MAX` without
+    /// records: no record can be read).
+    dst_need: usize,
     routine: guard::Routine,
 }
 
@@ -815,16 +872,22 @@ impl<'a> MemView<'a> {
         self.region.sweep_planned(plan, first, stride, dst, seqs)
     }
 
-    /// As [`MemView::read_seq_words`], telling a fault apart.
+    /// Record `i` of `plan` read with the seq protocol into `out`, as
+    /// [`MemView::read_seq_words`], telling a fault apart; `None` (nothing
+    /// read) when `plan` was not made for this view and these records, or
+    /// `out` is too short (see [`SweepPlan`]).
     #[inline]
-    pub(crate) fn read_seq(
+    pub(crate) fn read_planned(
         &self,
-        seq_off: u64,
-        words_off: u64,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        i: u32,
         out: &mut [u64],
         attempts: u32,
     ) -> Option<SeqRead> {
-        self.region.read_seq(seq_off, words_off, out, attempts)
+        self.region
+            .read_planned(plan, first, stride, i, out, attempts)
     }
 }
 
@@ -1245,6 +1308,19 @@ mod tests {
             Some(Ok(false))
         );
         assert_eq!(d.to_vec(), want);
+        // One record of the plan, as `snapshot_record` reads it; not a
+        // record past its count, nor into a short destination.
+        let mut one = [0u64; 3];
+        assert_eq!(
+            v.read_planned(&mut plan, 0, 32, 2, &mut one, 1),
+            Some(SeqRead::Read(Ok(4)))
+        );
+        assert_eq!(one, [20, 21, 22]);
+        assert_eq!(v.read_planned(&mut plan, 0, 32, 4, &mut one, 1), None);
+        assert_eq!(v.read_planned(&mut plan, 0, 32, 1, &mut one[..2], 1), None);
+        assert_eq!(v.read_planned(&mut plan, 32, 32, 1, &mut one, 1), None);
+        assert_eq!(short.read_planned(&mut plan, 0, 32, 1, &mut one, 1), None);
+        assert_eq!(one, [20, 21, 22], "nothing read");
         // Never planned: past the end, a misaligned stride, a run that
         // does not fit a destination record.
         assert!(v.plan_sweep(32, 32, 4, &runs, 3).is_none());

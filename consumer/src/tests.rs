@@ -1529,12 +1529,25 @@ fn a_snapshot_refilled_elsewhere_reads_what_a_fresh_one_reads() {
     assert_ne!(fresh(&t1, false), fresh(&t2, false));
     let mut s = Snapshot::new(&t1);
     let mut sub = Snapshot::of_runstate(&t1);
+    let mut rec = RecordSnapshot::new(&t1);
     for t in [&t1, &t2, &t1_short, &t1, &t2] {
         assert_eq!(t.snapshot(&mut s), 0);
         assert_eq!(words(&s), fresh(t, false));
         assert_eq!(t.snapshot(&mut sub), 0);
         assert_eq!(words(&sub), fresh(t, true));
+        for i in [3, 0] {
+            t.snapshot_record(i, &mut rec).unwrap();
+            assert_eq!(rec.words(), &fresh(t, false)[i as usize][..]);
+        }
     }
+    // A table of another record count: the plan's records are not its.
+    let (_, b8) = vcpu_image(8, 1);
+    let m8 = SharedMem::from_bytes(&b8);
+    let t8 = m8.table().unwrap();
+    t8.snapshot_record(7, &mut rec).unwrap();
+    assert_eq!(rec.words(), &fresh(&t8, false)[7][..]);
+    t1.snapshot_record(3, &mut rec).unwrap();
+    assert_eq!(rec.words(), &fresh(&t1, false)[3][..]);
     // The copy path changes between refills (not to the atomic path on a
     // guarded build: other tests of this process truncate mapped files).
     let best = copy_path();
