@@ -50,6 +50,13 @@
 //! the environment, read at that moment, or [`crate::mem::set_copy_path`]
 //! choose another (tests and benchmarks run every path).
 //!
+//! The routine for a given list of runs is chosen once too: a [`Routine`]
+//! holds it with its argument block filled in but for the pointers, and a
+//! snapshot keeps it, with the sweep's bounds check, in a
+//! `crate::raw::SweepPlan` for as long as it is refilled from the same
+//! table (see there for what invalidates it). [`sweep_routine`] chooses
+//! again when the copy path changed since.
+//!
 //! # Soundness
 //!
 //! - What the assembly does, in Rust's terms. The routines only load from
@@ -67,7 +74,9 @@
 //!   routines rest on), never the values copied.
 //! - What the assembly may assume: every seq is 4-aligned and every run
 //!   8-aligned and inside a mapping of `crate::raw` (its bounds and
-//!   alignment check ran once for the whole sweep), and the destination
+//!   alignment check ran once for the whole sweep, or once for a
+//!   `SweepPlan` that is used only with a region of the same address and
+//!   length and the same geometry), and the destination
 //!   is private. Vector loads need no more than 8-byte alignment
 //!   (`movdqu`/`vmovdqu` take any address); no 16- or 32-byte atomicity is
 //!   assumed, only that each byte of the run is loaded at least once
