@@ -50,6 +50,13 @@
 //! the environment, read at that moment, or [`crate::mem::set_copy_path`]
 //! choose another (tests and benchmarks run every path).
 //!
+//! The routine for a given list of runs is chosen once too: a [`Routine`]
+//! holds it with its argument block filled in but for the pointers, and a
+//! snapshot keeps it, with the sweep's bounds check, in a
+//! `crate::raw::SweepPlan` for as long as it is refilled from the same
+//! table (see there for what invalidates it). [`sweep_routine`] chooses
+//! again when the copy path changed since.
+//!
 //! # Soundness
 //!
 //! - What the assembly does, in Rust's terms. The routines only load from
@@ -67,7 +74,9 @@
 //!   routines rest on), never the values copied.
 //! - What the assembly may assume: every seq is 4-aligned and every run
 //!   8-aligned and inside a mapping of `crate::raw` (its bounds and
-//!   alignment check ran once for the whole sweep), and the destination
+//!   alignment check ran once for the whole sweep, or once for a
+//!   `SweepPlan` that is used only with a region of the same address and
+//!   length and the same geometry), and the destination
 //!   is private. Vector loads need no more than 8-byte alignment
 //!   (`movdqu`/`vmovdqu` take any address); no 16- or 32-byte atomicity is
 //!   assumed, only that each byte of the run is loaded at least once
@@ -348,6 +357,80 @@ pub(crate) unsafe fn sweep(
 ) -> Result<bool, usize> {
     // SAFETY: the caller's promise, passed on.
     unsafe { imp::sweep(rec, stride, nrec, runs, dst, dst_stride, seqs) }
+}
+
+/// A sweep chosen once: its runs, record stride, number of records and
+/// destination stride, and the routine the copy path in use then picked
+/// for them, with the values that routine needs computed (what
+/// [`sweep`] works out on every call). [`sweep_routine`] runs it. It
+/// holds no pointer, so it is valid for any records and destinations;
+/// when the copy path changes ([`set_copy_path`]) the next
+/// [`sweep_routine`] chooses again.
+#[derive(Clone, Debug)]
+pub(crate) struct Routine {
+    /// The code of the copy path `chosen` was made for.
+    code: u8,
+    runs: Box<[Run]>,
+    /// The records it was chosen for (a call may sweep fewer).
+    nrec: usize,
+    /// The routine and its arguments but the pointers and the count.
+    chosen: imp::Chosen,
+}
+
+impl Routine {
+    /// The routine for `nrec` records `stride` bytes apart, copying
+    /// `runs` of each into a destination of `dst_stride` words per record,
+    /// on the copy path in use.
+    pub(crate) fn new(runs: &[Run], stride: usize, nrec: usize, dst_stride: usize) -> Routine {
+        let path = copy_path();
+        Routine {
+            code: path.code(),
+            runs: runs.into(),
+            nrec,
+            chosen: imp::chosen(path, runs, stride, dst_stride),
+        }
+    }
+
+    /// The records it sweeps.
+    #[inline]
+    pub(crate) fn nrec(&self) -> usize {
+        self.nrec
+    }
+
+    /// The copy path changed since the choice: choose again.
+    #[cold]
+    #[inline(never)]
+    fn rechoose(&mut self) {
+        let path = copy_path();
+        self.code = path.code();
+        let (stride, dst_stride) = self.chosen.geometry();
+        self.chosen = imp::chosen(path, &self.runs, stride, dst_stride);
+    }
+}
+
+/// [`sweep`] of `nrec` records with `r`'s runs and strides from `rec`
+/// into `dst` and `seqs`, through the routine chosen for them (chosen
+/// again first when the copy path changed since).
+///
+/// # Safety
+///
+/// As for [`sweep`] with `nrec` records and `r`'s stride, runs and
+/// destination stride.
+#[inline]
+pub(crate) unsafe fn sweep_routine(
+    r: &mut Routine,
+    rec: *const u8,
+    nrec: usize,
+    dst: *mut u64,
+    seqs: *mut [u32; 2],
+) -> Result<bool, usize> {
+    if r.code != PATH.load(Ordering::Relaxed) {
+        r.rechoose();
+    }
+    // SAFETY: the caller's promise for these records and `r`'s geometry,
+    // which is what `r.chosen` holds; it was made for `r.runs` on the
+    // path in use (checked above), one this CPU runs (`copy_path`).
+    unsafe { imp::run_chosen(&mut r.chosen, rec, nrec, &r.runs, dst, seqs) }
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom)))]
@@ -873,6 +956,7 @@ mod imp {
 
     /// The sweeps' argument block (offsets are the assembly's).
     #[repr(C)]
+    #[derive(Clone, Debug)]
     struct SweepArgs {
         rec: *const u8,
         stride: usize,
@@ -1022,13 +1106,52 @@ mod imp {
         dst_stride: usize,
         seqs: *mut [u32; 2],
     ) -> Result<bool, usize> {
-        if path == CopyPath::Atomic {
-            // SAFETY: the caller's promise, which is the atomic sweep's.
-            return Ok(unsafe {
-                super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs)
-            });
+        let mut c = chosen(path, runs, stride, dst_stride);
+        // SAFETY: the caller's promise; `c` is made for `runs` and this
+        // geometry on `path`, which this CPU runs (the caller's promise).
+        unsafe { run_chosen(&mut c, rec, nrec, runs, dst, seqs) }
+    }
+
+    /// A routine chosen for a list of runs and a geometry on one copy
+    /// path: the function (`None`: the atomic path) and its argument
+    /// block filled in but for the pointers, the count and the outputs,
+    /// which [`run_chosen`] stores on each call (7 stores instead of 14,
+    /// and no choice). Its pointers are the last call's, stale between
+    /// calls.
+    #[derive(Clone, Debug)]
+    pub(super) struct Chosen {
+        f: Option<SweepFn>,
+        args: SweepArgs,
+    }
+
+    // SAFETY: the pointers in `args` are read only by the routine that
+    // `run_chosen` calls, after storing the caller's into them (null
+    // before the first call, stale after a call, never dereferenced
+    // then): `Chosen` is in effect plain data (a function pointer and
+    // integers), which any thread may own.
+    unsafe impl Send for Chosen {}
+    // SAFETY: as for `Send`; nothing reads the pointers through a
+    // `&Chosen`.
+    unsafe impl Sync for Chosen {}
+
+    impl Chosen {
+        /// Stride and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize) {
+            (self.args.stride, self.args.dst_stride / 8)
         }
-        let (f, tail, unit) = choose(path, runs);
+    }
+
+    /// The routine for `runs` of records `stride` bytes apart into a
+    /// destination of `dst_stride` words per record, on `path` (one this
+    /// CPU runs).
+    #[inline]
+    pub(super) fn chosen(path: CopyPath, runs: &[Run], stride: usize, dst_stride: usize) -> Chosen {
+        let (f, tail, unit) = if path == CopyPath::Atomic {
+            (None, 0, 0)
+        } else {
+            let (f, tail, unit) = choose(path, runs);
+            (Some(f), tail, unit)
+        };
         // A long-run routine's loop covers `lead` bytes (`tail`), a
         // multiple of `unit` below the run's bytes, then its last `unit`.
         let bytes = match runs {
@@ -1043,34 +1166,68 @@ mod imp {
                 bytes.wrapping_sub(unit).wrapping_sub(tail),
             )
         };
-        let mut args = SweepArgs {
-            rec,
-            stride,
-            nrec,
-            runs: runs.as_ptr(),
-            nruns: runs.len(),
-            dst,
-            dst_stride: dst_stride.wrapping_mul(8),
-            seqs,
-            left: nrec,
-            bad: 0,
-            _pad: 0,
-            tail,
-            neg,
-            back,
+        Chosen {
+            f,
+            args: SweepArgs {
+                rec: ptr::null(),
+                stride,
+                nrec: 0,
+                runs: ptr::null(),
+                nruns: runs.len(),
+                dst: ptr::null_mut(),
+                dst_stride: dst_stride.wrapping_mul(8),
+                seqs: ptr::null_mut(),
+                left: 0,
+                bad: 0,
+                _pad: 0,
+                tail,
+                neg,
+                back,
+            },
+        }
+    }
+
+    /// Runs the routine `c` over the `nrec` records at `rec`.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`] with `c`'s geometry, and `c` was chosen
+    /// ([`chosen`]) for `runs` on a path this CPU runs.
+    #[inline(always)]
+    pub(super) unsafe fn run_chosen(
+        c: &mut Chosen,
+        rec: *const u8,
+        nrec: usize,
+        runs: &[Run],
+        dst: *mut u64,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        let a = &mut c.args;
+        let Some(f) = c.f else {
+            // SAFETY: the caller's promise, which is the atomic sweep's.
+            return Ok(unsafe {
+                super::sweep_atomic(rec, a.stride, nrec, runs, dst, a.dst_stride / 8, seqs)
+            });
         };
+        a.rec = rec;
+        a.nrec = nrec;
+        a.runs = runs.as_ptr();
+        a.dst = dst;
+        a.seqs = seqs;
+        a.left = nrec;
+        a.bad = 0;
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
         // destinations, `seqs` and `args` (ours); the AVX2 routine is
         // chosen only on a CPU with AVX2 (`set_copy_path`, `best`); the
         // one-run and short-run entries only with exactly one run, the
         // short ones only for the words they cover, with the tail that
-        // keeps their loads inside the run (`choose`).
-        let r = unsafe { f(&mut args) };
+        // keeps their loads inside the run (`choose`, for these `runs`).
+        let r = unsafe { f(a) };
         if r == 0 {
-            Ok(args.bad != 0)
+            Ok(a.bad != 0)
         } else {
-            Err(nrec.saturating_sub(args.left))
+            Err(nrec.saturating_sub(a.left))
         }
     }
 
@@ -1325,6 +1482,49 @@ mod imp {
     ) -> Result<bool, usize> {
         // SAFETY: the caller's promise, which is the atomic sweep's.
         Ok(unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) })
+    }
+
+    /// The only routine here, the atomic sweep, and its geometry.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Chosen {
+        stride: usize,
+        dst_stride: usize,
+    }
+
+    impl Chosen {
+        /// Stride and destination stride (words).
+        pub(super) fn geometry(&self) -> (usize, usize) {
+            (self.stride, self.dst_stride)
+        }
+    }
+
+    /// The atomic sweep of this geometry, whatever `path` and `runs`.
+    #[inline]
+    pub(super) fn chosen(
+        _path: CopyPath,
+        _runs: &[Run],
+        stride: usize,
+        dst_stride: usize,
+    ) -> Chosen {
+        Chosen { stride, dst_stride }
+    }
+
+    /// The atomic sweep; never fails.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`] with `c`'s geometry.
+    #[inline]
+    pub(super) unsafe fn run_chosen(
+        c: &mut Chosen,
+        rec: *const u8,
+        nrec: usize,
+        runs: &[Run],
+        dst: *mut u64,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        // SAFETY: the caller's promise, which is the atomic sweep's.
+        unsafe { sweep(rec, c.stride, nrec, runs, dst, c.dst_stride, seqs) }
     }
 
     /// As [`sweep`]: only the atomic path runs here.

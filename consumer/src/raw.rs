@@ -254,39 +254,14 @@ impl<'a> Region<'a> {
             words: u32::try_from(out.len()).ok()?,
             _pad: 0,
         }];
-        let attempts = attempts.max(1);
-        let mut last = 0;
-        for _ in 0..attempts {
-            let mut seqs = [[0u32; 2]];
+        let dst = out.as_mut_ptr();
+        Some(seq_attempts(attempts, |seqs| {
             // SAFETY: `seq` and `[words, words + 8 * out.len())` (which is
             // `seq + src`) are aligned and inside the region (`check`), as
             // `guard` asks; `out` is ours to write, `out.len()` words;
             // `seqs` holds one pair.
-            let r = unsafe {
-                guard::sweep(
-                    seq.cast_const(),
-                    0,
-                    1,
-                    &run,
-                    out.as_mut_ptr(),
-                    0,
-                    seqs.as_mut_ptr(),
-                )
-            };
-            if r.is_err() {
-                return Some(SeqRead::Faulted);
-            }
-            let [s1, s3] = seqs[0];
-            if s1 & 1 == 0 && s1 == s3 {
-                return Some(SeqRead::Read(Ok(s1)));
-            }
-            last = if s1 & 1 == 1 { s1 } else { s3 };
-            core::hint::spin_loop();
-        }
-        Some(SeqRead::Read(Err(Busy {
-            seq: last,
-            attempts,
-        })))
+            unsafe { guard::sweep(seq.cast_const(), 0, 1, &run, dst, 0, seqs.as_mut_ptr()) }
+        }))
     }
 
     /// One pass of the seq protocol over `nrec` records of `stride` bytes
@@ -310,31 +285,16 @@ impl<'a> Region<'a> {
         if nrec == 0 {
             return Some(Ok(false));
         }
-        // The bytes every record's seq and runs need, all 8-aligned.
-        let need = runs
-            .iter()
-            .map(guard::Run::src_end)
-            .max()
-            .unwrap_or(0)
-            .max(4);
-        if stride % 8 != 0 || runs.iter().any(|r| r.src % 8 != 0 || r.dst % 8 != 0) {
+        let (base, dst_min, _) = self.check_sweep(first, stride, nrec, runs, dst_stride)?;
+        if dst.len() < dst_min {
             return None;
         }
-        let dst_need = runs.iter().map(guard::Run::dst_end_word).max().unwrap_or(0);
-        if dst_need > dst_stride
-            || dst.len() < (nrec - 1).checked_mul(dst_stride)?.checked_add(dst_need)?
-        {
-            return None;
-        }
-        let span = stride.checked_mul(nrec as u64 - 1)?.checked_add(need)?;
-        let base = self.check(first, usize::try_from(span).ok()?, 8)?;
         // SAFETY: every record `k < nrec` lies at `base + k * stride` with
-        // its seq and runs inside `[base, base + span)`, which `check`
-        // proved inside the region; `base` and `stride` are 8-aligned and
-        // so is every run (checked above), the seq 4-aligned; each
-        // record's destination words `[k * dst_stride, k * dst_stride +
-        // dst_need)` lie in `dst` (checked above), ours to write; `seqs`
-        // holds `nrec` pairs.
+        // its seq and runs inside the region, 8-aligned (the seq
+        // 4-aligned), as `check_sweep` proved; each record's destination
+        // words `[k * dst_stride, k * dst_stride + dst_need)` lie in `dst`
+        // (`dst_min`, checked above), ours to write; `seqs` holds `nrec`
+        // pairs.
         let r = unsafe {
             guard::sweep(
                 base.cast_const(),
@@ -347,6 +307,170 @@ impl<'a> Region<'a> {
             )
         };
         Some(r)
+    }
+
+    /// The bounds of a sweep of `nrec >= 1` records (see
+    /// [`Region::sweep_seq`]): the address of byte `first` and the words a
+    /// destination needs (`(nrec - 1) * dst_stride` plus the last
+    /// record's), when every record's seq and runs lie inside the region,
+    /// 8-aligned, and every run fits a destination record of
+    /// `dst_stride` words. The answer depends only on the arguments and on
+    /// the region's address and length (the cache of [`SweepPlan`] rests
+    /// on it). Also the words one record's destination needs.
+    #[inline]
+    fn check_sweep(
+        &self,
+        first: u64,
+        stride: u64,
+        nrec: usize,
+        runs: &[guard::Run],
+        dst_stride: usize,
+    ) -> Option<(*mut u8, usize, usize)> {
+        // The bytes every record's seq and runs need, all 8-aligned.
+        let need = runs
+            .iter()
+            .map(guard::Run::src_end)
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        if stride % 8 != 0 || runs.iter().any(|r| r.src % 8 != 0 || r.dst % 8 != 0) {
+            return None;
+        }
+        let dst_need = runs.iter().map(guard::Run::dst_end_word).max().unwrap_or(0);
+        if dst_need > dst_stride {
+            return None;
+        }
+        let last = nrec.checked_sub(1)?;
+        let dst_min = last.checked_mul(dst_stride)?.checked_add(dst_need)?;
+        let span = stride.checked_mul(last as u64)?.checked_add(need)?;
+        usize::try_from(stride).ok()?;
+        let base = self.check(first, usize::try_from(span).ok()?, 8)?;
+        Some((base, dst_min, dst_need))
+    }
+
+    /// Checks a sweep once (as [`Region::sweep_seq`] does on every call)
+    /// and chooses its routine: the plan [`Region::sweep_planned`] runs.
+    /// `None` when the records do not fit the region or the runs do not
+    /// fit a destination record.
+    fn plan_sweep(
+        &self,
+        first: u64,
+        stride: u64,
+        nrec: usize,
+        runs: &[guard::Run],
+        dst_stride: usize,
+    ) -> Option<SweepPlan> {
+        let (dst_min, dst_need) = if nrec == 0 {
+            (0, usize::MAX)
+        } else {
+            let (_, min, need) = self.check_sweep(first, stride, nrec, runs, dst_stride)?;
+            (min, need)
+        };
+        Some(SweepPlan {
+            addr: self.ptr.as_ptr().addr(),
+            len: self.len,
+            first,
+            first_off: usize::try_from(first).ok()?,
+            stride,
+            stride_off: usize::try_from(stride).ok()?,
+            dst_min,
+            dst_need,
+            routine: guard::Routine::new(runs, usize::try_from(stride).ok()?, nrec, dst_stride),
+        })
+    }
+
+    /// [`Region::sweep_seq`] of `plan`'s records and runs from byte
+    /// `first`, `stride` bytes apart, without checking them again: `None`
+    /// (nothing read) unless `plan` was made for exactly these (a region
+    /// of this address and length, `first`, `stride`, `seqs.len()`
+    /// records, a `dst` of at least the words it needs). Six compares
+    /// instead of the whole check.
+    #[inline]
+    fn sweep_planned(
+        &self,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        dst: &mut [u64],
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<bool, usize>> {
+        if plan.addr != self.ptr.as_ptr().addr()
+            || plan.len != self.len
+            || plan.first != first
+            || plan.stride != stride
+            || plan.routine.nrec() != seqs.len()
+            || dst.len() < plan.dst_min
+        {
+            return None;
+        }
+        // `check` would give this address for `first` (it did, for a
+        // region of this address and length), with this region's
+        // provenance; never dereferenced when there are no records.
+        let base = self.ptr.as_ptr().wrapping_add(plan.first_off);
+        // SAFETY: `plan_sweep` proved, for a region of this address and
+        // length (the result of `check_sweep` depends on nothing else),
+        // that every record `k < nrec` at `base + k * stride` has its seq
+        // and runs inside the region, aligned; so they are inside this
+        // region, mapped (invariant 2) and written by others only
+        // atomically (invariant 3). `dst` holds at least the `dst_min`
+        // words the records' destinations need (checked above), ours to
+        // write; `seqs` holds `nrec` pairs (checked above). The routine's
+        // runs, strides and count are those checked: it owns them.
+        let r = unsafe {
+            guard::sweep_routine(
+                &mut plan.routine,
+                base.cast_const(),
+                seqs.len(),
+                dst.as_mut_ptr(),
+                seqs.as_mut_ptr(),
+            )
+        };
+        Some(r)
+    }
+
+    /// [`Region::read_seq`] of record `i` of `plan` (at byte `first + i *
+    /// stride`) into `out`, up to `attempts` attempts, without checking
+    /// its bounds again: `None` (nothing read) unless `plan` was made for
+    /// a region of this address and length, `first` and `stride`, `i` is
+    /// one of its records and `out` holds the words one record needs.
+    #[inline]
+    fn read_planned(
+        &self,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        i: u32,
+        out: &mut [u64],
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        let k = usize::try_from(i).ok()?;
+        if plan.addr != self.ptr.as_ptr().addr()
+            || plan.len != self.len
+            || plan.first != first
+            || plan.stride != stride
+            || k >= plan.routine.nrec()
+            || out.len() < plan.dst_need
+        {
+            return None;
+        }
+        // Record `k < nrec`: `check_sweep` proved it inside a region of
+        // this address and length, so no step overflows.
+        let rec = self
+            .ptr
+            .as_ptr()
+            .wrapping_add(plan.first_off)
+            .wrapping_add(k.wrapping_mul(plan.stride_off))
+            .cast_const();
+        let dst = out.as_mut_ptr();
+        Some(seq_attempts(attempts, |seqs| {
+            // SAFETY: as in `sweep_planned`, for the one record `k <
+            // nrec` at `rec`: its seq and runs are inside this region,
+            // aligned (`plan_sweep`'s check, which depends only on the
+            // region's address and length); `out` holds the `dst_need`
+            // words its destination needs (checked above), ours to
+            // write; `seqs` holds one pair.
+            unsafe { guard::sweep_routine(&mut plan.routine, rec, 1, dst, seqs.as_mut_ptr()) }
+        }))
     }
 
     /// The region `[off, off + len)`, borrowing `self`.
@@ -395,6 +519,70 @@ impl fmt::Debug for Region<'_> {
             .field("owned", &self.owner.is_some())
             .finish()
     }
+}
+
+/// The seq protocol's attempts at one record (S1-S4 of
+/// `vstats_abi::seqlock`, at most `attempts`, at least one): `sweep`
+/// sweeps the record once into its `[s1, s3]`.
+#[inline]
+fn seq_attempts(
+    attempts: u32,
+    mut sweep: impl FnMut(&mut [[u32; 2]; 1]) -> core::result::Result<bool, usize>,
+) -> SeqRead {
+    let attempts = attempts.max(1);
+    let mut last = 0;
+    for _ in 0..attempts {
+        let mut seqs = [[0u32; 2]];
+        if sweep(&mut seqs).is_err() {
+            return SeqRead::Faulted;
+        }
+        let [s1, s3] = seqs[0];
+        if s1 & 1 == 0 && s1 == s3 {
+            return SeqRead::Read(Ok(s1));
+        }
+        last = if s1 & 1 == 1 { s1 } else { s3 };
+        core::hint::spin_loop();
+    }
+    SeqRead::Read(Err(Busy {
+        seq: last,
+        attempts,
+    }))
+}
+
+/// A sweep (see `Region::sweep_seq`) whose bounds were checked once and
+/// whose routine was chosen once, for the records of one table geometry
+/// in a region of one address and length: what a [`crate::Snapshot`]
+/// keeps so that refilling it costs no bounds check of the whole sweep
+/// and no choice of routine.
+///
+/// It is a cache keyed by everything the check depends on: the region's
+/// address and length, the first record's offset, the stride, the number
+/// of records and the destination's length. [`MemView::sweep_planned`]
+/// (and [`MemView::read_planned`], for one of its records) compare all
+/// of them on every call and refuse (read nothing) when one differs, so a plan used with another table, another mapping (even
+/// one at the same address with another length) or another shape is
+/// never trusted; the runs are the plan's own and never change. A plan
+/// used with another region of the same address and length is still
+/// sound: the check's answer would be the same, and that region's own
+/// invariants keep the memory mapped. The copy path is checked too
+/// (`guard::sweep_routine` chooses again when it changed).
+#[derive(Clone, Debug)]
+pub(crate) struct SweepPlan {
+    /// Address and length of the region it was checked against.
+    addr: usize,
+    len: usize,
+    first: u64,
+    /// `first` as a `usize` (it fits: it was checked).
+    first_off: usize,
+    stride: u64,
+    /// `stride` as a `usize`.
+    stride_off: usize,
+    /// Words a destination of all the records needs.
+    dst_min: usize,
+    /// Words one record's destination needs (`usize::MAX` without
+    /// records: no record can be read).
+    dst_need: usize,
+    routine: guard::Routine,
 }
 
 /// A read-only view of mapped memory that another party may write at any
@@ -655,16 +843,51 @@ impl<'a> MemView<'a> {
             .sweep_seq(first, stride, runs, dst, dst_stride, seqs)
     }
 
-    /// As [`MemView::read_seq_words`], telling a fault apart.
-    #[inline]
-    pub(crate) fn read_seq(
+    /// Checks a sweep of `nrec` records once and chooses its routine (see
+    /// [`SweepPlan`]); `None` when it does not fit this view.
+    pub(crate) fn plan_sweep(
         &self,
-        seq_off: u64,
-        words_off: u64,
+        first: u64,
+        stride: u64,
+        nrec: usize,
+        runs: &[guard::Run],
+        dst_stride: usize,
+    ) -> Option<SweepPlan> {
+        self.region
+            .plan_sweep(first, stride, nrec, runs, dst_stride)
+    }
+
+    /// The sweep of `plan` over this view: as [`MemView::sweep_seq`], and
+    /// `None` (nothing read) when `plan` was not made for this view, these
+    /// records and a destination of this size (see [`SweepPlan`]).
+    #[inline]
+    pub(crate) fn sweep_planned(
+        &self,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        dst: &mut [u64],
+        seqs: &mut [[u32; 2]],
+    ) -> Option<core::result::Result<bool, usize>> {
+        self.region.sweep_planned(plan, first, stride, dst, seqs)
+    }
+
+    /// Record `i` of `plan` read with the seq protocol into `out`, as
+    /// [`MemView::read_seq_words`], telling a fault apart; `None` (nothing
+    /// read) when `plan` was not made for this view and these records, or
+    /// `out` is too short (see [`SweepPlan`]).
+    #[inline]
+    pub(crate) fn read_planned(
+        &self,
+        plan: &mut SweepPlan,
+        first: u64,
+        stride: u64,
+        i: u32,
         out: &mut [u64],
         attempts: u32,
     ) -> Option<SeqRead> {
-        self.region.read_seq(seq_off, words_off, out, attempts)
+        self.region
+            .read_planned(plan, first, stride, i, out, attempts)
     }
 }
 
@@ -1026,6 +1249,89 @@ mod tests {
         let sub = w.subview(8, 8).unwrap();
         assert!(sub.store::<u64>(0, 43));
         assert_eq!(r.load::<u64>(8), Some(43));
+    }
+
+    #[test]
+    fn a_sweep_plan_is_used_only_where_it_was_made() {
+        // 4 records of 32 bytes: seq 2k, then 3 words 10k + w.
+        let mut b = vec![0u8; 128];
+        for k in 0..4usize {
+            b[32 * k..32 * k + 4].copy_from_slice(&(2 * k as u32).to_ne_bytes());
+            for w in 0..3 {
+                let at = 32 * k + 8 + 8 * w;
+                b[at..at + 8].copy_from_slice(&(10 * k as u64 + w as u64).to_ne_bytes());
+            }
+        }
+        let want: Vec<u64> = (0..4u64)
+            .flat_map(|k| (0..3).map(move |w| 10 * k + w))
+            .collect();
+        let v = MemView::from_bytes(&b);
+        let runs = [guard::Run::counters(0, 3)];
+        let mut plan = v.plan_sweep(0, 32, 4, &runs, 3).unwrap();
+        let mut dst = [0u64; 12];
+        let mut seqs = [[9u32; 2]; 4];
+        assert_eq!(
+            v.sweep_planned(&mut plan, 0, 32, &mut dst, &mut seqs),
+            Some(Ok(false))
+        );
+        assert_eq!(dst.to_vec(), want);
+        assert_eq!(seqs, [[0, 0], [2, 2], [4, 4], [6, 6]]);
+        // Another first record, stride, record count, a short destination:
+        // refused, nothing read.
+        let mut d = [0u64; 12];
+        let mut q = [[9u32; 2]; 4];
+        assert_eq!(v.sweep_planned(&mut plan, 8, 32, &mut d, &mut q), None);
+        assert_eq!(v.sweep_planned(&mut plan, 0, 24, &mut d, &mut q), None);
+        assert_eq!(v.sweep_planned(&mut plan, 0, 32, &mut d, &mut q[..3]), None);
+        assert_eq!(
+            v.sweep_planned(&mut plan, 0, 32, &mut d[..11], &mut q),
+            None
+        );
+        // Another region: the same bytes elsewhere, or the same address
+        // with another length: refused.
+        let elsewhere = MemView::from_bytes(&b);
+        assert_eq!(
+            elsewhere.sweep_planned(&mut plan, 0, 32, &mut d, &mut q),
+            None
+        );
+        let short = v.subview(0, 100).unwrap();
+        assert_eq!(short.sweep_planned(&mut plan, 0, 32, &mut d, &mut q), None);
+        assert_eq!((d, q), ([0; 12], [[9; 2]; 4]), "nothing read");
+        assert!(
+            short.plan_sweep(0, 32, 4, &runs, 3).is_none(),
+            "the last record is past the end"
+        );
+        // The same address and length: the check would say the same.
+        let same = v.subview(0, 128).unwrap();
+        assert_eq!(
+            same.sweep_planned(&mut plan, 0, 32, &mut d, &mut q),
+            Some(Ok(false))
+        );
+        assert_eq!(d.to_vec(), want);
+        // One record of the plan, as `snapshot_record` reads it; not a
+        // record past its count, nor into a short destination.
+        let mut one = [0u64; 3];
+        assert_eq!(
+            v.read_planned(&mut plan, 0, 32, 2, &mut one, 1),
+            Some(SeqRead::Read(Ok(4)))
+        );
+        assert_eq!(one, [20, 21, 22]);
+        assert_eq!(v.read_planned(&mut plan, 0, 32, 4, &mut one, 1), None);
+        assert_eq!(v.read_planned(&mut plan, 0, 32, 1, &mut one[..2], 1), None);
+        assert_eq!(v.read_planned(&mut plan, 32, 32, 1, &mut one, 1), None);
+        assert_eq!(short.read_planned(&mut plan, 0, 32, 1, &mut one, 1), None);
+        assert_eq!(one, [20, 21, 22], "nothing read");
+        // Never planned: past the end, a misaligned stride, a run that
+        // does not fit a destination record.
+        assert!(v.plan_sweep(32, 32, 4, &runs, 3).is_none());
+        assert!(v.plan_sweep(0, 36, 3, &runs, 3).is_none());
+        assert!(v.plan_sweep(0, 32, 4, &runs, 2).is_none());
+        // No records: nothing to check or read.
+        let mut none = v.plan_sweep(0, 32, 0, &runs, 3).unwrap();
+        assert_eq!(
+            v.sweep_planned(&mut none, 0, 32, &mut [], &mut []),
+            Some(Ok(false))
+        );
     }
 
     #[test]

@@ -22,6 +22,8 @@ use vstats_abi::{
 
 use crate::{
     guard::Run,
+    mem::MemView,
+    raw::{SeqRead, SweepPlan},
     runstate::{self, Runstate, TimeBase, RUNSTATE_COUNT},
     stats::Aggregate,
     table::words_per_record,
@@ -342,6 +344,9 @@ impl<'a> RecordView<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordSnapshot {
     words: Box<[u64]>,
+    /// The bounds check of the table's records and the routine chosen
+    /// for them, kept from the last read.
+    plan: PlanCache,
     taken: Option<Instant>,
     taken_at_ns: Option<u64>,
     stamp: RecordStamp,
@@ -349,6 +354,19 @@ pub struct RecordSnapshot {
     seq: u32,
     status: RecordStatus,
 }
+
+/// A [`SweepPlan`] kept between reads: a cache, not part of the value, so
+/// every two compare equal.
+#[derive(Clone, Debug)]
+struct PlanCache(Option<SweepPlan>);
+
+impl PartialEq for PlanCache {
+    fn eq(&self, _: &PlanCache) -> bool {
+        true
+    }
+}
+
+impl Eq for PlanCache {}
 
 /// `RecordSnapshot`'s readers, each the [`RecordView`] method of the same
 /// name.
@@ -367,6 +385,7 @@ impl RecordSnapshot {
         let info = table.info();
         RecordSnapshot {
             words: vec![0; words_per_record(info)].into_boxed_slice(),
+            plan: PlanCache(None),
             taken: None,
             taken_at_ns: None,
             stamp: RecordStamp::of(info),
@@ -391,18 +410,69 @@ impl RecordSnapshot {
     }
 
     /// Makes `self` ready to receive record `i` of `table`.
+    #[inline]
     pub(crate) fn prepare(&mut self, table: &Table, i: u32) {
         let info = table.info();
         let n = words_per_record(info);
         if self.words.len() != n {
-            self.words = vec![0; n].into_boxed_slice();
+            self.reshape(n);
         }
         self.stamp = RecordStamp::of(info);
         self.index = i;
     }
 
-    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.words
+    /// Out of line: a buffer refilled from tables of its record size
+    /// never reshapes.
+    #[cold]
+    #[inline(never)]
+    fn reshape(&mut self, n: usize) {
+        self.words = vec![0; n].into_boxed_slice();
+        self.plan = PlanCache(None);
+    }
+
+    /// Reads record `i` of the `nrec` records of the table mapped by
+    /// `map` (at byte `first`, `stride` bytes apart) into the words, with
+    /// at most `attempts` attempts, through the plan kept from the last
+    /// read when it was made for this mapping and geometry (a few
+    /// compares), else through a new one. `None` when the records do not
+    /// fit the mapping or `i` is not one of them.
+    #[inline]
+    pub(crate) fn read(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+        nrec: u32,
+        i: u32,
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        if let Some(plan) = &mut self.plan.0 {
+            if let Some(r) = map.read_planned(plan, first, stride, i, &mut self.words, attempts) {
+                return Some(r);
+            }
+        }
+        self.replan(map, first, stride, nrec, i, attempts)
+    }
+
+    /// The first read, or one of another table or mapping: checks the
+    /// records, chooses the routine, keeps that plan, reads.
+    #[cold]
+    #[inline(never)]
+    fn replan(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+        nrec: u32,
+        i: u32,
+        attempts: u32,
+    ) -> Option<SeqRead> {
+        let per = self.words.len();
+        let runs = [Run::counters(0, u32::try_from(per).ok()?)];
+        self.plan =
+            PlanCache(map.plan_sweep(first, stride, usize::try_from(nrec).ok()?, &runs, per));
+        let plan = self.plan.0.as_mut()?;
+        map.read_planned(plan, first, stride, i, &mut self.words, attempts)
     }
 
     /// Records the outcome of a read (`None`: the record could not be
@@ -502,6 +572,11 @@ pub struct Snapshot {
     per: usize,
     /// What each record copies.
     runs: Vec<Run>,
+    /// The last sweep's bounds check and routine, kept for the next
+    /// (`crate::raw::SweepPlan`: used only when made for the same
+    /// mapping, geometry and buffers, else made again). Dropped with the
+    /// buffers when the snapshot is reshaped.
+    plan: Option<SweepPlan>,
     /// The counter words named ([`Snapshot::of_counters`]) as `[first,
     /// end)` ranges, sorted and merged; `None`: every word.
     subset: Option<Vec<(usize, usize)>>,
@@ -588,6 +663,7 @@ impl Snapshot {
             seqs: vec![[0, 0]; nr],
             per,
             runs,
+            plan: None,
             subset,
             stamp: RecordStamp::of(info),
             read: 0,
@@ -620,6 +696,43 @@ impl Snapshot {
     /// record, runs.
     pub(crate) fn parts_mut(&mut self) -> (&mut [u64], &mut [[u32; 2]], usize, &[Run]) {
         (&mut self.words, &mut self.seqs, self.per, &self.runs)
+    }
+
+    /// One pass of the seq protocol over every record of the table mapped
+    /// by `map`, whose records start at byte `first`, `stride` bytes apart
+    /// (`crate::raw::Region::sweep_seq`), through the plan kept from the
+    /// last sweep when it was made for this mapping and geometry (a few
+    /// compares), else through a new one.
+    #[inline]
+    pub(crate) fn sweep(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+    ) -> Option<Result<bool, usize>> {
+        if let Some(plan) = &mut self.plan {
+            if let Some(r) = map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
+            {
+                return Some(r);
+            }
+        }
+        self.replan(map, first, stride)
+    }
+
+    /// The first sweep, or one of another table or mapping: checks the
+    /// sweep and chooses its routine, keeps that plan, sweeps. `None`
+    /// when the records do not fit the mapping (no plan is kept).
+    #[cold]
+    #[inline(never)]
+    fn replan(
+        &mut self,
+        map: &MemView<'_>,
+        first: u64,
+        stride: u64,
+    ) -> Option<Result<bool, usize>> {
+        self.plan = map.plan_sweep(first, stride, self.seqs.len(), &self.runs, self.per);
+        let plan = self.plan.as_mut()?;
+        map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
     }
 
     /// Records the outcome of a sweep, and reads the table's clock once,

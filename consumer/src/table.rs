@@ -356,28 +356,6 @@ impl Table {
         self.max_attempts = attempts.max(1);
     }
 
-    /// Reads record `i` with the seq protocol into `words` (the counter
-    /// words `[8, size)`). `None` only if the validated geometry does not
-    /// fit the mapping, which validation rules out.
-    fn read_record(&self, i: u32, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
-        self.read_at(self.info.record_offset(i)?, words)
-    }
-
-    /// Reads the record at byte `off` (`words.len()` counter words) into
-    /// `words`; `None` when it is not inside the mapping. The bounds are
-    /// checked by the view, on every read, whatever validation proved.
-    #[inline]
-    fn read_at(&self, off: u64, words: &mut [u64]) -> Option<std::result::Result<u32, Busy>> {
-        let counters = off.checked_add(u64::from(RECORD_PREFIX))?;
-        match self.map.read_seq(off, counters, words, self.max_attempts)? {
-            SeqRead::Read(r) => Some(r),
-            SeqRead::Faulted => {
-                self.lost.store(true, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-
     /// Reads record `i` consistently into `out`, lock-free and without a
     /// system call (the timestamp is `Instant::now()`, a vDSO call on
     /// Linux x86-64 with a TSC-like clocksource). `out` is reshaped
@@ -399,7 +377,19 @@ impl Table {
         }
         out.prepare(self, i);
         let taken = Instant::now();
-        let r = self.read_record(i, out.words_mut());
+        // Checked by the view once for as long as `out` reads this table
+        // (`RecordSnapshot::read`); validation proved it inside (R7).
+        let first = u64::from(self.info.header.offset);
+        let stride = u64::from(self.info.header.stride);
+        let nr = self.info.nr_records;
+        let r = match out.read(&self.map, first, stride, nr, i, self.max_attempts) {
+            Some(SeqRead::Read(r)) => Some(r),
+            Some(SeqRead::Faulted) => {
+                self.lost.store(true, Ordering::Relaxed);
+                None
+            }
+            None => None,
+        };
         out.finish(r, taken);
         match r {
             Some(Err(Busy { seq, attempts })) => Err(Error::Busy {
@@ -445,11 +435,11 @@ impl Table {
         }
         // Per-table work once, not per record: the record geometry, which
         // validation proved inside the mapping (R7) and the view checks
-        // once for the whole sweep.
+        // once for the whole sweep, and once only for as long as `snap`
+        // is refilled from this table (`Snapshot::sweep`).
         let first = u64::from(self.info.header.offset);
         let stride = u64::from(self.info.header.stride);
-        let (words, seqs, per, runs) = snap.parts_mut();
-        let (mut read, bad) = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
+        let (mut read, bad) = match snap.sweep(&self.map, first, stride) {
             Some(Ok(bad)) => (nr, bad),
             Some(Err(done)) => {
                 self.lost.store(true, Ordering::Relaxed);

@@ -1493,6 +1493,79 @@ fn subset_snapshot_copies_only_the_named_counters() {
     assert_eq!((r4.running(), r4.runnable()), (Some(400), None));
 }
 
+/// A snapshot keeps its sweep's plan (bounds checked once, routine chosen
+/// once) only for the mapping, geometry and copy path it was made for:
+/// refilled from another table of the same shape, from a shorter mapping
+/// of the same memory, or after the copy path changed, it reads what a
+/// fresh snapshot reads.
+#[test]
+fn a_snapshot_refilled_elsewhere_reads_what_a_fresh_one_reads() {
+    use crate::mem::{copy_path, set_copy_path, CopyPath};
+    let (l, b1) = vcpu_image(4, 1);
+    let mut b2 = b1.clone();
+    for i in 0..4 {
+        for k in 0..(l.size as usize - 8) / 8 {
+            put64(
+                &mut b2,
+                word(&l, i, k),
+                7000 + 100 * u64::from(i) + k as u64,
+            );
+        }
+    }
+    let (m1, m2) = (SharedMem::from_bytes(&b1), SharedMem::from_bytes(&b2));
+    let (t1, t2) = (m1.table().unwrap(), m2.table().unwrap());
+    let t1_short = m1.table_raw(b1.len() - 8).unwrap();
+    let words =
+        |s: &Snapshot| -> Vec<Vec<u64>> { s.records().map(|r| r.words().to_vec()).collect() };
+    let fresh = |t: &Table, runstate: bool| {
+        let mut f = if runstate {
+            Snapshot::of_runstate(t)
+        } else {
+            Snapshot::new(t)
+        };
+        assert_eq!(t.snapshot(&mut f), 0);
+        words(&f)
+    };
+    assert_ne!(fresh(&t1, false), fresh(&t2, false));
+    let mut s = Snapshot::new(&t1);
+    let mut sub = Snapshot::of_runstate(&t1);
+    let mut rec = RecordSnapshot::new(&t1);
+    for t in [&t1, &t2, &t1_short, &t1, &t2] {
+        assert_eq!(t.snapshot(&mut s), 0);
+        assert_eq!(words(&s), fresh(t, false));
+        assert_eq!(t.snapshot(&mut sub), 0);
+        assert_eq!(words(&sub), fresh(t, true));
+        for i in [3, 0] {
+            t.snapshot_record(i, &mut rec).unwrap();
+            assert_eq!(rec.words(), &fresh(t, false)[i as usize][..]);
+        }
+    }
+    // A table of another record count: the plan's records are not its.
+    let (_, b8) = vcpu_image(8, 1);
+    let m8 = SharedMem::from_bytes(&b8);
+    let t8 = m8.table().unwrap();
+    t8.snapshot_record(7, &mut rec).unwrap();
+    assert_eq!(rec.words(), &fresh(&t8, false)[7][..]);
+    t1.snapshot_record(3, &mut rec).unwrap();
+    assert_eq!(rec.words(), &fresh(&t1, false)[3][..]);
+    // The copy path changes between refills (not to the atomic path on a
+    // guarded build: other tests of this process truncate mapped files).
+    let best = copy_path();
+    for p in CopyPath::available()
+        .into_iter()
+        .filter(|p| *p != CopyPath::Atomic || !crate::mem::SURVIVES_TRUNCATION)
+    {
+        assert!(set_copy_path(p), "{p:?}");
+        for t in [&t1, &t2] {
+            assert_eq!(t.snapshot(&mut s), 0);
+            assert_eq!(words(&s), fresh(t, false), "{p:?}");
+            assert_eq!(t.snapshot(&mut sub), 0);
+            assert_eq!(words(&sub), fresh(t, true), "{p:?}");
+        }
+    }
+    assert!(set_copy_path(best));
+}
+
 /// Every copy path this build runs reads the same values and never a torn
 /// record. (Not the atomic path on a guarded build: it is not
 /// fault-guarded, and other tests of this process truncate mapped files;
