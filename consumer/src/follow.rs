@@ -418,6 +418,23 @@ impl Vm {
         v3.then_some(RFC_V3_NOTE)
     }
 
+    /// Why the vCPU table's runstate times are not brought up to date
+    /// (R26), when its clock is Xen system time and that clock cannot be
+    /// read here (docs/abi.md 2.6); for front ends to show once.
+    pub fn clock_note(&self) -> Option<String> {
+        use crate::runstate::{xen_clock_unavailable, TimeBase};
+        let s = self.vcpu.as_ref()?;
+        if TimeBase::from_clock(s.table.info().clock) != TimeBase::XenSystem {
+            return None;
+        }
+        xen_clock_unavailable().map(|why| {
+            format!(
+                "Xen system time cannot be read ({why}): runstate times are as of each \
+                 vCPU's last state change"
+            )
+        })
+    }
+
     /// What the VM's tables hold, read now (one snapshot of the vCPU
     /// table): a listing's line.
     pub fn summary(&self) -> VmSummary {

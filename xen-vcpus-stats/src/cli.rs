@@ -255,6 +255,9 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     if let (Some(note), false) = (sampler.vm().note(), opts.format == Format::Json) {
         writeln!(err, "xen-vcpus-stats: note: {note}")?;
     }
+    if let Some(note) = sampler.vm().clock_note() {
+        writeln!(err, "xen-vcpus-stats: note: {note}")?;
+    }
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
     Ok(ExitCode::SUCCESS)
 }
