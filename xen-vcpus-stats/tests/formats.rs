@@ -206,7 +206,7 @@ fn absent_unused_and_idle() {
     let path = s.join("vcpu");
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::vcpu(3)).unwrap(),
+        layout: Layout::compute(&LayoutParams::vcpu_r2(3)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };

@@ -1057,7 +1057,7 @@ mod tests {
             record::VCPU_STD_DESCRIPTORS,
             VCPU_STATS_MAGIC,
         };
-        let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+        let layout = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
         let mut bytes = vec![0u8; layout.mapping_len() as usize];
         layout
             .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)
@@ -1149,7 +1149,7 @@ mod tests {
         let params = LayoutParams {
             record_size: 64,
             desc_count: descs.len() as u32,
-            ..LayoutParams::vcpu(1)
+            ..LayoutParams::vcpu_r2(1)
         };
         let layout = Layout::compute(&params).unwrap();
         let mut bytes = vec![0u8; layout.mapping_len() as usize];

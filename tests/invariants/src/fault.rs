@@ -22,8 +22,8 @@ use vstats_abi::{
     desc::{Base, Descriptor, Kind, Unit, DESCRIPTOR_SIZE},
     header::EXT_HEADER_OFFSET,
     layout::{Layout, LayoutParams},
-    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
-    Rule, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
+    Rule, DOMAIN_STATS_MAGIC_R2, VCPU_STATS_MAGIC,
 };
 use vstats_producer::{shm::ShmTable, RecordWriter, TableSpec};
 
@@ -148,7 +148,7 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 LayoutParams {
                     record_size: 56,
                     desc_count: 6,
-                    ..LayoutParams::vcpu(nr)
+                    ..LayoutParams::vcpu_r2(nr)
                 },
                 d,
             )
@@ -159,31 +159,31 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 offset: 16,
                 ..EXITS
             };
-            (LayoutParams::vcpu(nr), d)
+            (LayoutParams::vcpu_r2(nr), d)
         }
         Fault::V3RecordAddress => (
             LayoutParams {
                 record_size: 16,
                 abi_size: 16,
                 desc_count: 1,
-                ..LayoutParams::vcpu(nr)
+                ..LayoutParams::vcpu_r2(nr)
             },
             std[..1].to_vec(),
         ),
         // Two pages, so that a stride can make record 1 cross the first
         // page boundary while the records still fit the mapping.
-        Fault::RecordStraddlesPage => (LayoutParams::vcpu(nr.max(64)), std),
+        Fault::RecordStraddlesPage => (LayoutParams::vcpu_r2(nr.max(64)), std),
         // The producer refuses a domain table of two records: publish the
         // domain record in a two-record table with the vCPU magic, then
         // turn it into a domain table by hand.
         Fault::DomainTwoRecords => (
             LayoutParams {
                 nr_records: 2,
-                ..LayoutParams::domain()
+                ..LayoutParams::domain_r2()
             },
             DOMAIN_STD_DESCRIPTORS.to_vec(),
         ),
-        _ => (LayoutParams::vcpu(nr), std),
+        _ => (LayoutParams::vcpu_r2(nr), std),
     };
     let layout = Layout::compute(&params).map_err(invalid)?;
     Ok((layout, descs))
@@ -279,10 +279,10 @@ fn apply_static(
                 .collect();
             raw.store_bytes(desc(5), &name)
         }
-        Fault::DomainTwoRecords => raw.store::<u32>(0, DOMAIN_STATS_MAGIC),
+        Fault::DomainTwoRecords => raw.store::<u32>(0, DOMAIN_STATS_MAGIC_R2),
         // kind, unit, base, exponent: cumulative, seconds, 10, +3.
         Fault::BadExponent => raw.store::<u32>(desc(0) + 56, u32::from_ne_bytes([0, 2, 10, 3])),
-        Fault::CounterOutsideRecord => raw.store::<u32>(desc(3) + 48, VCPU_STATS_SIZE),
+        Fault::CounterOutsideRecord => raw.store::<u32>(desc(3) + 48, VCPU_STATS_SIZE_R2),
         Fault::ReservedNonzero => raw.store::<u32>(u64::from(l.offset) - 8, 1),
         Fault::PaddingNotInactive => {
             let start = u64::from(l.offset);
