@@ -105,17 +105,19 @@ impl ShmTable {
             mode: 0o644,
             group: None,
         };
-        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, access).map_err(to_io)
+        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, access, |_| {}).map_err(to_io)
     }
 
     /// Creates table `file` in the directory `dir` (whose path is
-    /// `path`'s parent) with file mode `mode`.
+    /// `path`'s parent) with file mode `mode`; `seed` writes records
+    /// before the file is renamed into place (P10).
     pub(crate) fn create_at(
         dir: BorrowedFd<'_>,
         path: &Path,
         file: &str,
         spec: &TableSpec<'_>,
         access: Access,
+        seed: impl FnOnce(Writers<'_>),
     ) -> Result<ShmTable, PublishError> {
         let invalid = |source| PublishError::Table {
             path: path.to_path_buf(),
@@ -132,7 +134,9 @@ impl ShmTable {
             // escapes (see `ShmTable`).
             #[allow(unsafe_code)]
             let frames = unsafe { Frames::contiguous(base, len) };
-            table = Some(Table::init(frames, spec).map_err(invalid)?);
+            let mut t = Table::init(frames, spec).map_err(invalid)?;
+            seed(t.split().1);
+            table = Some(t);
             Ok(())
         })?;
         let table = table.ok_or_else(|| PublishError::Removed {
@@ -165,6 +169,15 @@ impl ShmTable {
     /// The control switches and one writer per record.
     pub fn split(&mut self) -> (&Control, Writers<'_>) {
         self.table.split()
+    }
+
+    /// Unmaps the table without retiring it ([`Table::forsake`]), as a
+    /// producer that dies leaves it: the file keeps its magic and its
+    /// records' last values.
+    pub fn forsake(self) {
+        let ShmTable { table, _map, .. } = self;
+        table.forsake();
+        drop(_map);
     }
 
     /// Removes the file (consumers that have it mapped keep their

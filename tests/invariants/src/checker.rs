@@ -871,6 +871,6 @@ fn generation_in(raw: &MemView<'_>) -> u64 {
 fn record_of(kind: Outside) -> Option<u32> {
     match kind {
         Outside::Pad(i) | Outside::Padding(i) => Some(i),
-        Outside::Tail => None,
+        Outside::Tail | Outside::TailSlot => None,
     }
 }

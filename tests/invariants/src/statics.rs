@@ -19,6 +19,10 @@ pub(crate) enum Outside {
     /// A `u64` (or, at the very end of an odd-sized mapping, a `u32`) after
     /// the last record.
     Tail,
+    /// The seq and `_pad` words (one `u64`) of a slot position after the
+    /// last record of an r3 table, laid out as an unused slot (P13: seq 0,
+    /// `_pad` all ones).
+    TailSlot,
 }
 
 impl Outside {
@@ -27,8 +31,8 @@ impl Outside {
         match self {
             Outside::Pad(_) => 4,
             Outside::Padding(_) => 8,
-            Outside::Tail if off + 8 <= len => 8,
-            Outside::Tail => 4,
+            Outside::Tail | Outside::TailSlot if off + 8 <= len => 8,
+            Outside::Tail | Outside::TailSlot => 4,
         }
     }
 
@@ -38,34 +42,45 @@ impl Outside {
             Outside::Pad(i) => format!("record {i} _pad"),
             Outside::Padding(i) => format!("padding after record {i} (between size and stride)"),
             Outside::Tail => "tail after the last record".to_owned(),
+            Outside::TailSlot => "seq and _pad of a tail slot after the last record".to_owned(),
         }
     }
 }
 
 /// Calls `f(offset, kind)` for every word of `[offset, len)` outside the
 /// records' seq words and counters: each record's `_pad`, the padding
-/// between `size` and `stride`, and the tail after the last record. Bytes
-/// of a mapping whose length is not a multiple of 4 that are left over are
-/// not visited.
+/// between `size` and `stride` (but for an r3 table's producer-specific
+/// area, which holds counters), and the tail after the last record (in an
+/// r3 table, whole strides of it are unused slots, P13). Bytes of a mapping
+/// whose length is not a multiple of 4 that are left over are not visited.
 pub(crate) fn for_each_outside(info: &TableInfo, len: u64, mut f: impl FnMut(u64, Outside)) {
     let (offset, size, stride) = (
         u64::from(info.header.offset),
         u64::from(info.header.size),
         u64::from(info.header.stride),
     );
+    let area = u64::from(info.xstats_offset)..u64::from(info.record_extent());
     for i in 0..info.nr_records {
         let start = offset + u64::from(i) * stride;
         f(start + 4, Outside::Pad(i));
         let mut off = start + size;
         while off < start + stride {
-            f(off, Outside::Padding(i));
+            if info.xstats_size == 0 || !area.contains(&(off - start)) {
+                f(off, Outside::Padding(i));
+            }
             off += 8;
         }
     }
     let mut off = offset + u64::from(info.nr_records) * stride;
     while off + 4 <= len {
-        f(off, Outside::Tail);
-        off += Outside::Tail.width(off, len);
+        let slot = info.is_r3() && (off - offset) % stride == 0 && off + stride <= len;
+        let kind = if slot {
+            Outside::TailSlot
+        } else {
+            Outside::Tail
+        };
+        f(off, kind);
+        off += kind.width(off, len);
     }
 }
 
@@ -77,10 +92,16 @@ pub(crate) fn load_outside(raw: &MemView<'_>, off: u64, kind: Outside) -> Option
     }
 }
 
-/// The inactive marker of a word of this kind and width.
+/// The inactive marker of a word of this kind and width (an unused slot's
+/// seq 0 and `_pad` for a tail slot).
 pub(crate) fn marker(kind: Outside, off: u64, len: u64) -> u64 {
-    match kind.width(off, len) {
-        8 => INACTIVE,
+    match (kind, kind.width(off, len)) {
+        (Outside::TailSlot, 8) => {
+            let pad = PAD_INACTIVE.to_ne_bytes();
+            u64::from_ne_bytes([0, 0, 0, 0, pad[0], pad[1], pad[2], pad[3]])
+        }
+        (Outside::TailSlot, _) => 0,
+        (_, 8) => INACTIVE,
         _ => u64::from(PAD_INACTIVE),
     }
 }
@@ -223,7 +244,7 @@ mod tests {
             record_size: size,
             abi_size: 40,
             desc_count: descs.len() as u32,
-            ..LayoutParams::vcpu(2)
+            ..LayoutParams::vcpu_r2(2)
         })
         .unwrap();
         let mut b = vec![0u8; l.mapping_len() as usize];

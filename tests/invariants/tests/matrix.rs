@@ -64,7 +64,7 @@ fn publish(rev: Rev, path: &Path) {
             (0..VCPUS).for_each(|v| p.update(v, |f| value_for(v, f)));
         }
         Rev::Vstats => {
-            let layout = Layout::compute(&LayoutParams::vcpu(VCPUS)).unwrap();
+            let layout = Layout::compute(&LayoutParams::vcpu_r2(VCPUS)).unwrap();
             let spec = TableSpec {
                 magic: VCPU_STATS_MAGIC,
                 layout,
@@ -81,6 +81,8 @@ fn publish(rev: Rev, path: &Path) {
                     }
                 });
             }
+            // Left as written (not retired, P15), for the consumers.
+            shm.forsake();
         }
     }
 }
