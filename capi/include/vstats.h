@@ -59,7 +59,8 @@ extern "C" {
 
 /* Table magics; each doubles as the ABI version (R2). */
 #define VSTATS_VCPU_STATS_MAGIC 0xaabbccddu /* RFC v3's VCPU_STATS_MAGIC */
-#define VSTATS_DOMAIN_STATS_MAGIC 0xaabbccdeu
+#define VSTATS_DOMAIN_STATS_MAGIC 0xd057a75eu /* r3; readers also accept the r2 one */
+#define VSTATS_DOMAIN_STATS_MAGIC_R2 0xaabbccdeu
 /* Magic of the extension header: the bytes "vsx1". */
 #define VSTATS_EXT_MAGIC 0x31787376u
 
@@ -136,7 +137,9 @@ struct vstats_desc {
 /* size: 64 bytes */
 
 /* A record: u32 seq; u32 _pad; u64 counters[]. The vCPU record of this
- * revision (r2); r1 (RFC v3) stops after runstate_running_time. */
+ * revision (r3); r2 stops after runstate_offline_time (40 bytes), r1 (RFC
+ * v3) after runstate_running_time. The four times are accrued up to
+ * runstate_entry_time; the time since then belongs to runstate. */
 struct vstats_vcpu_stats {
     uint32_t seq;  /* even at rest, odd during an update */
     uint32_t _pad; /* VSTATS_PAD_INACTIVE */
@@ -144,8 +147,17 @@ struct vstats_vcpu_stats {
     uint64_t runstate_runnable_time; /* cumulative, ns */
     uint64_t runstate_blocked_time;  /* cumulative, ns */
     uint64_t runstate_offline_time;  /* cumulative, ns */
+    uint64_t runstate;               /* instant: VSTATS_RUNSTATE_* */
+    uint64_t runstate_entry_time;    /* instant, ns in the table's clock */
 };
-/* size: 40 bytes */
+/* size: 56 bytes */
+#define VSTATS_VCPU_STATS_SIZE 56u
+
+/* The states of runstate (Xen's RUNSTATE_* numbering). */
+#define VSTATS_RUNSTATE_RUNNING 0u
+#define VSTATS_RUNSTATE_RUNNABLE 1u
+#define VSTATS_RUNSTATE_BLOCKED 2u
+#define VSTATS_RUNSTATE_OFFLINE 3u
 
 /* The domain record of this revision (r1), one per domain table. */
 struct vstats_domain_stats {
@@ -184,13 +196,16 @@ VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, base) == 58, "base");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, exponent) == 59, "exponent");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, bucket_size) == 60, "bucket_size");
 
-VSTATS_STATIC_ASSERT(sizeof(struct vstats_vcpu_stats) == 40, "vstats_vcpu_stats size");
+VSTATS_STATIC_ASSERT(sizeof(struct vstats_vcpu_stats) == VSTATS_VCPU_STATS_SIZE,
+                     "vstats_vcpu_stats size");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, seq) == 0, "seq");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, _pad) == 4, "_pad");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_running_time) == 8, "running");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_runnable_time) == 16, "runnable");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_blocked_time) == 24, "blocked");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_offline_time) == 32, "offline");
+VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate) == 40, "runstate");
+VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_entry_time) == 48, "entry");
 
 VSTATS_STATIC_ASSERT(sizeof(struct vstats_domain_stats) == 32, "vstats_domain_stats size");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, vcpus_online) == 8, "vcpus_online");
@@ -205,6 +220,8 @@ VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, uptime) == 24, "uptime
 #define VSTATS_VCPU_W_RUNNABLE VSTATS_WORD(offsetof(struct vstats_vcpu_stats, runstate_runnable_time))
 #define VSTATS_VCPU_W_BLOCKED VSTATS_WORD(offsetof(struct vstats_vcpu_stats, runstate_blocked_time))
 #define VSTATS_VCPU_W_OFFLINE VSTATS_WORD(offsetof(struct vstats_vcpu_stats, runstate_offline_time))
+#define VSTATS_VCPU_W_RUNSTATE VSTATS_WORD(offsetof(struct vstats_vcpu_stats, runstate))
+#define VSTATS_VCPU_W_ENTRY VSTATS_WORD(offsetof(struct vstats_vcpu_stats, runstate_entry_time))
 #define VSTATS_DOMAIN_W_VCPUS_ONLINE VSTATS_WORD(offsetof(struct vstats_domain_stats, vcpus_online))
 #define VSTATS_DOMAIN_W_VCPUS_MAX VSTATS_WORD(offsetof(struct vstats_domain_stats, vcpus_max))
 #define VSTATS_DOMAIN_W_UPTIME VSTATS_WORD(offsetof(struct vstats_domain_stats, uptime))
@@ -223,7 +240,7 @@ VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, uptime) == 24, "uptime
 #define VSTATS_ENOSPC (-28)    /* the memory is smaller than the layout needs */
 #define VSTATS_ERANGE (-34)    /* a record index or counter word out of range */
 #define VSTATS_EPROTO (-71)    /* begin/set/end called out of order */
-#define VSTATS_EBADMSG (-74)   /* a descriptor breaks R11-R13 */
+#define VSTATS_EBADMSG (-74)   /* a descriptor breaks R11-R13 or R20 */
 #define VSTATS_EOVERFLOW (-75) /* the layout does not fit the header's 32-bit fields */
 
 /* A static, NUL-terminated description of a VSTATS_E* code (any int). */
@@ -238,8 +255,9 @@ const char *vstats_strerror(int err);
 struct vstats_layout {
     uint32_t nr_records;  /* record slots (vCPUs; 1 for a domain table) */
     uint32_t size;        /* bytes of a record, seq included: multiple of 8, <= page_size */
-    uint32_t abi_size;    /* standard part of the record: 8 <= abi_size <= size */
-    uint32_t desc_count;  /* descriptors, <= VSTATS_MAX_DESCRIPTORS */
+    uint32_t abi_size;    /* the standard record (the header's size); [abi_size, size) is
+                           * the producer-specific area */
+    uint32_t desc_count;  /* descriptors of the producer-specific area (r3) */
     uint32_t page_size;   /* power of two in [4096, 1 GiB] */
     uint32_t cacheline;   /* power of two in [8, page_size] */
     uint32_t offset;      /* computed: where record 0 starts */
@@ -274,17 +292,20 @@ struct vstats_writer {
     VSTATS_ALIGNAS(64) uint64_t opaque[8];
 };
 
-/* The standard descriptors of this revision, in record order, for
- * layouts whose abi_size is sizeof(struct vstats_vcpu_stats) (resp.
- * sizeof(struct vstats_domain_stats)). */
+/* The standard descriptors of r2 (the four times; the domain fields), in
+ * record order. r3 tables do not publish them: standard fields are known by
+ * position (R20 refuses a producer descriptor with their names). */
 #define VSTATS_VCPU_STD_DESC_COUNT 4u
 #define VSTATS_DOMAIN_STD_DESC_COUNT 3u
 extern const struct vstats_desc vstats_vcpu_std_descs[VSTATS_VCPU_STD_DESC_COUNT];
 extern const struct vstats_desc vstats_domain_std_descs[VSTATS_DOMAIN_STD_DESC_COUNT];
 
 /*
- * Computes the layout of a table (docs/abi.md section 8) into *out.
- * Errors: VSTATS_EFAULT (out is NULL), VSTATS_EINVAL (a parameter out of
+ * Computes the layout of an r3 table (docs/abi.md section 8) into *out:
+ * abi_size is the standard record (sizeof(struct vstats_vcpu_stats) or
+ * sizeof(struct vstats_domain_stats)), [abi_size, record_size) the
+ * producer-specific area, desc_count the descriptors of its counters; the
+ * table's clock is the host's CLOCK_MONOTONIC. Errors: VSTATS_EFAULT (out is NULL), VSTATS_EINVAL (a parameter out of
  * range), VSTATS_EOVERFLOW (the table would not fit 32-bit offsets).
  */
 int vstats_layout(uint32_t nr_records, uint32_t record_size, uint32_t abi_size,
@@ -298,7 +319,8 @@ int vstats_layout(uint32_t nr_records, uint32_t record_size, uint32_t abi_size,
  *
  * magic: VSTATS_VCPU_STATS_MAGIC or VSTATS_DOMAIN_STATS_MAGIC.
  * descs: l->desc_count descriptors (may be NULL when that is 0), checked
- *        against R11-R13 and copied into the table; not used afterwards.
+ *        against R11-R13 and R20 (each inside [abi_size, size), no standard
+ *        field's name) and copied into the table; not used afterwards.
  * generation: differs from that of any table published earlier under the
  *        same name (a restart), e.g. a boot counter or a timestamp.
  *
@@ -315,7 +337,7 @@ int vstats_layout(uint32_t nr_records, uint32_t record_size, uint32_t abi_size,
  * Errors: VSTATS_EFAULT (NULL or misaligned t, base or writers),
  * VSTATS_EINVAL (bad magic, a layout that vstats_layout() would not
  * produce), VSTATS_ENOSPC (len or nr_writers too small), VSTATS_EBADMSG
- * (a descriptor breaks R11-R13), VSTATS_EOVERFLOW.
+ * (a descriptor breaks R11-R13 or R20), VSTATS_EOVERFLOW.
  */
 int vstats_table_init_contiguous(struct vstats_table *t, void *base, size_t len,
                                  uint32_t magic, const struct vstats_layout *l,
@@ -379,6 +401,12 @@ int vstats_writer_begin(struct vstats_writer *w);
  * update), VSTATS_ERANGE (word beyond the record, nothing stored).
  */
 int vstats_writer_set(struct vstats_writer *w, uint32_t word, uint64_t value);
+
+/* Stores a vCPU record's current state (VSTATS_RUNSTATE_*) and when it was
+ * entered (entry_ns, host CLOCK_MONOTONIC nanoseconds), beside the four
+ * times, which are accrued up to entry_ns. Errors as vstats_writer_set()
+ * (VSTATS_ERANGE: not a vCPU record). */
+int vstats_writer_set_runstate(struct vstats_writer *w, uint64_t state, uint64_t entry_ns);
 
 /* Marks counter word `word` inactive (absent). Errors as vstats_writer_set(). */
 int vstats_writer_set_inactive(struct vstats_writer *w, uint32_t word);

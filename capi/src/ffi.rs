@@ -108,36 +108,61 @@ const _: () = {
 };
 
 impl VstatsLayout {
+    /// The r3 layout a `struct vstats_layout` stands for: the standard
+    /// record is `abi_size` bytes (the header's `size`), `[abi_size,
+    /// size)` is the producer-specific area, `desc_count` r3 descriptors
+    /// describe it, and the clock is the host's `CLOCK_MONOTONIC`.
     fn params(&self) -> LayoutParams {
-        LayoutParams {
-            nr_records: self.nr_records,
-            record_size: self.size,
-            abi_size: self.abi_size,
-            desc_count: self.desc_count,
-            page_size: self.page_size,
-            cacheline: self.cacheline,
-            ext_size: vstats_abi::header::EXT_HEADER_SIZE,
-            clock: 0,
-            xstats_size: 0,
-            xdesc_count: 0,
-        }
+        r3_params(
+            self.nr_records,
+            self.size,
+            self.abi_size,
+            self.desc_count,
+            self.page_size,
+            self.cacheline,
+        )
     }
 
     fn new(l: &Layout, cacheline: u32) -> VstatsLayout {
         VstatsLayout {
             nr_records: l.nr_records,
-            size: l.size,
-            abi_size: l.abi_size,
-            desc_count: l.desc_count,
+            size: l.record_extent(),
+            abi_size: l.size,
+            desc_count: l.xdesc_count,
             page_size: l.page_size,
             cacheline,
             offset: l.offset,
             stride: l.stride,
-            desc_offset: l.desc_offset,
+            desc_offset: l.xdesc_offset,
             _pad: 0,
             frames: l.frames,
             mapping_len: l.mapping_len(),
         }
+    }
+}
+
+/// The r3 layout parameters of `vstats_layout()`'s arguments (see
+/// [`VstatsLayout::params`]); a `size` below `abi_size` gives an area
+/// size `Layout::compute` refuses.
+fn r3_params(
+    nr_records: u32,
+    size: u32,
+    abi_size: u32,
+    desc_count: u32,
+    page_size: u32,
+    cacheline: u32,
+) -> LayoutParams {
+    LayoutParams {
+        nr_records,
+        record_size: abi_size,
+        abi_size,
+        desc_count: 0,
+        page_size,
+        cacheline,
+        ext_size: vstats_abi::header::EXT_HEADER_SIZE_R3,
+        clock: vstats_abi::header::CLOCK_HOST_MONOTONIC,
+        xstats_size: size.checked_sub(abi_size).unwrap_or(u32::MAX),
+        xdesc_count: desc_count,
     }
 }
 
@@ -280,18 +305,14 @@ pub unsafe extern "C" fn vstats_layout(
     if out.is_null() {
         return VSTATS_EFAULT;
     }
-    let params = LayoutParams {
+    let params = r3_params(
         nr_records,
         record_size,
         abi_size,
         desc_count,
         page_size,
         cacheline,
-        ext_size: vstats_abi::header::EXT_HEADER_SIZE,
-        clock: 0,
-        xstats_size: 0,
-        xdesc_count: 0,
-    };
+    );
     match Layout::compute(&params) {
         Ok(l) => {
             // SAFETY: `out` is non-null and valid for a write (the caller's
@@ -339,17 +360,18 @@ unsafe fn check_args<'d>(a: &InitArgs) -> Result<(Layout, &'d [Descriptor]), c_i
     if (a.nr_writers as u64) < u64::from(layout.nr_records) {
         return Err(VSTATS_ENOSPC);
     }
-    let descs: &[Descriptor] = if layout.desc_count == 0 {
+    let descs: &[Descriptor] = if layout.xdesc_count == 0 {
         &[]
     } else {
         if !aligned(a.descs, align_of::<Descriptor>()) {
             return Err(VSTATS_EFAULT);
         }
         // SAFETY: `descs` is non-null, aligned, and valid for reading
-        // `desc_count` descriptors for 'd (the caller's promise; at most
-        // 1024 * 64 bytes, as `Layout::compute` bounds `desc_count`);
-        // every bit pattern is a valid `Descriptor` (integers only).
-        unsafe { core::slice::from_raw_parts(a.descs, layout.desc_count as usize) }
+        // `desc_count` descriptors for 'd (the caller's promise; they
+        // precede record 0 in the table's head, so `Layout::compute` kept
+        // their bytes below 4 GiB); every bit pattern is a valid
+        // `Descriptor` (integers only).
+        unsafe { core::slice::from_raw_parts(a.descs, layout.xdesc_count as usize) }
     };
     Ok((layout, descs))
 }
@@ -822,6 +844,36 @@ pub unsafe extern "C" fn vstats_writer_set(w: *mut VstatsWriter, word: u32, valu
     unsafe {
         in_update(w, |u| {
             if u.set(word as usize, value) {
+                VSTATS_OK
+            } else {
+                VSTATS_ERANGE
+            }
+        })
+    }
+}
+
+/// `int vstats_writer_set_runstate(w, state, entry_ns)`: stores a vCPU
+/// record's current state (`VSTATS_RUNSTATE_*`) and when it was entered
+/// (host `CLOCK_MONOTONIC` ns), beside the four times.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (outside an update), `VSTATS_ERANGE`
+/// (the record has no room for them: not a vCPU record).
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_set_runstate(
+    w: *mut VstatsWriter,
+    state: u64,
+    entry_ns: u64,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        in_update(w, |u| {
+            if u.set_runstate(vstats_abi::RunState(state), entry_ns) {
                 VSTATS_OK
             } else {
                 VSTATS_ERANGE

@@ -9,13 +9,26 @@ use std::{thread, vec, vec::Vec};
 
 use vstats_abi::{
     desc::Descriptor,
-    record::{INACTIVE, VCPU_STATS_SIZE},
+    record::{vcpu_off, RunState, INACTIVE, VCPU_STATS_SIZE},
     validate::validate,
     VCPU_STATS_MAGIC,
 };
 
 use crate::{error::*, ffi::*};
 
+/// `n` producer counters right after the standard vCPU record.
+fn own(n: u32) -> Vec<Descriptor> {
+    (0..n)
+        .map(|i| {
+            Descriptor::builder(&std::format!("c{i}"))
+                .at(VCPU_STATS_SIZE + 8 * i)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// An r3 vCPU layout: records of `size` bytes (the standard record, then
+/// the producer area), `descs` r3 descriptors.
 fn layout(nr: u32, size: u32, descs: u32, page: u32) -> VstatsLayout {
     let mut l = VstatsLayout::default();
     // SAFETY: `l` is a valid, writable layout.
@@ -74,6 +87,10 @@ impl W {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_set(self.0, word, v) }
     }
+    fn set_runstate(self, state: u64, entry: u64) -> i32 {
+        // SAFETY: as in `begin`.
+        unsafe { vstats_writer_set_runstate(self.0, state, entry) }
+    }
     fn set_inactive(self, word: u32) -> i32 {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_set_inactive(self.0, word) }
@@ -106,8 +123,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(nr: u32) -> Fixture {
-        let f = Fixture::alloc(layout(nr, VCPU_STATS_SIZE, 4, 4096));
-        assert_eq!(f.init(VCPU_STATS_MAGIC, &vstats_vcpu_std_descs), VSTATS_OK);
+        let f = Fixture::alloc(layout(nr, VCPU_STATS_SIZE, 0, 4096));
+        assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
         f
     }
 
@@ -187,21 +204,29 @@ impl Fixture {
 
 #[test]
 fn layout_matches_the_abi_crate_and_reports_errors() {
-    let l = layout(4, VCPU_STATS_SIZE, 4, 4096);
+    // r3 (design 3.9): the 88-byte head, no descriptors.
+    let l = layout(4, VCPU_STATS_SIZE, 0, 4096);
     assert_eq!(
         (l.offset, l.stride, l.frames, l.mapping_len),
-        (320, 64, 1, 4096)
+        (128, 64, 1, 4096)
     );
-    assert_eq!(l.desc_offset, 56);
+    assert_eq!((l.size, l.abi_size, l.desc_offset), (56, 56, 0));
+    // One producer counter: its r3 descriptor follows the head.
+    let l = layout(4, VCPU_STATS_SIZE + 8, 1, 4096);
+    assert_eq!((l.offset, l.stride), (192, 64));
+    assert_eq!(l.desc_offset, 88);
     let mut out = VstatsLayout::default();
     // SAFETY: `out` is writable.
-    let r = unsafe { vstats_layout(1, 40, 40, 0, 3000, 64, &mut out) };
+    let r = unsafe { vstats_layout(1, 56, 56, 0, 3000, 64, &mut out) };
     assert_eq!(r, VSTATS_EINVAL);
     // SAFETY: `out` is writable.
-    let r = unsafe { vstats_layout(1, 44, 40, 0, 4096, 64, &mut out) };
+    let r = unsafe { vstats_layout(1, 60, 56, 0, 4096, 64, &mut out) };
+    assert_eq!(r, VSTATS_EINVAL);
+    // SAFETY: `out` is writable. A record smaller than its standard part.
+    let r = unsafe { vstats_layout(1, 48, 56, 0, 4096, 64, &mut out) };
     assert_eq!(r, VSTATS_EINVAL);
     // SAFETY: a NULL `out` is allowed.
-    let r = unsafe { vstats_layout(1, 40, 40, 0, 4096, 64, ptr::null_mut()) };
+    let r = unsafe { vstats_layout(1, 56, 56, 0, 4096, 64, ptr::null_mut()) };
     assert_eq!(r, VSTATS_EFAULT);
 }
 
@@ -211,7 +236,10 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     let info = validate(&f.bytes(), f.layout.mapping_len).unwrap();
     assert_eq!(info.nr_records, 3);
     assert_eq!(info.generation(), 7);
-    assert_eq!(info.desc_count(), 4);
+    assert!(info.is_r3());
+    assert_eq!(info.clock, vstats_abi::header::CLOCK_HOST_MONOTONIC);
+    // Standard fields are not described (r3).
+    assert_eq!((info.desc_count(), info.xdesc_count), (0, 0));
 
     let w = f.get(1).unwrap();
     assert_eq!(f.get(1), Err(VSTATS_EBUSY), "a writer is handed out once");
@@ -224,7 +252,7 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     assert_eq!(w.set(0, 100), VSTATS_OK);
     assert_eq!(w.set(1, 1 << 63), VSTATS_OK);
     assert_eq!(w.set_inactive(2), VSTATS_OK);
-    assert_eq!(w.set(4, 1), VSTATS_ERANGE);
+    assert_eq!(w.set(6, 1), VSTATS_ERANGE, "6 words: 0..5");
     assert_eq!(w.update(0, &[1]), VSTATS_EPROTO);
     assert_eq!(w.end(), VSTATS_OK);
     assert_eq!(f.seq(1), 2);
@@ -237,17 +265,26 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     assert_eq!(f.word(1, 2), INACTIVE);
     assert_eq!(f.word(0, 0), INACTIVE, "other records untouched");
 
-    assert_eq!(w.update(2, &[5, 6, 7]), VSTATS_ERANGE);
+    assert_eq!(w.update(4, &[5, 6, 7]), VSTATS_ERANGE);
     assert_eq!(f.seq(1), 2, "a refused update stores nothing");
     assert_eq!(w.update(1, &[5, 6, 7]), VSTATS_OK);
     assert_eq!(w.update(4, &[]), VSTATS_OK);
     assert_eq!(f.seq(1), 6);
     assert_eq!([f.word(1, 1), f.word(1, 2), f.word(1, 3)], [5, 6, 7]);
 
+    // The state and its entry time, beside the times.
+    assert_eq!(w.set_runstate(2, 77), VSTATS_EPROTO, "outside an update");
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(RunState::BLOCKED.0, 77), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    let at = |off: u32| (off - 8) / 8;
+    assert_eq!(f.word(1, at(vcpu_off::RUNSTATE)), 2);
+    assert_eq!(f.word(1, at(vcpu_off::ENTRY)), 77);
+
     assert_eq!(w.begin(), VSTATS_OK);
     assert_eq!(w.set_unused(), VSTATS_OK);
     assert_eq!(w.end(), VSTATS_OK);
-    assert!((0..4).all(|k| f.word(1, k) == INACTIVE));
+    assert!((0..6).all(|k| f.word(1, k) == INACTIVE));
     validate(&f.bytes(), f.layout.mapping_len).unwrap();
 }
 
@@ -278,19 +315,26 @@ fn disabling_stops_new_updates_but_an_open_one_completes() {
 
 #[test]
 fn init_refuses_bad_arguments_and_writes_nothing() {
-    let l = layout(2, VCPU_STATS_SIZE, 4, 4096);
+    let l = layout(2, VCPU_STATS_SIZE + 16, 2, 4096);
     let f = Fixture::alloc(l);
-    let descs = &vstats_vcpu_std_descs;
+    let descs = &own(2);
     let pristine = f.bytes();
     let mut small = Fixture::alloc(l);
     small.nr_writers = 1;
     let mut tampered = Fixture::alloc(l);
-    tampered.layout.stride = 128;
-    let mut dup = vstats_vcpu_std_descs;
+    tampered.layout.stride = l.stride * 2;
+    let mut dup = own(2);
     dup[1].name = dup[0].name;
+    // A producer counter may not carry a standard field's name (R20).
+    let mut std_name = own(2);
+    std_name[1].name = vstats_vcpu_std_descs[0].name;
+    // The r2 standard descriptors lie outside the producer area (R20).
+    let std = &vstats_vcpu_std_descs[..2];
 
     assert_eq!(f.init(0x1234, descs), VSTATS_EINVAL);
     assert_eq!(f.init(VCPU_STATS_MAGIC, &dup), VSTATS_EBADMSG);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &std_name), VSTATS_EBADMSG);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, std), VSTATS_EBADMSG);
     assert_eq!(small.init(VCPU_STATS_MAGIC, descs), VSTATS_ENOSPC);
     assert_eq!(tampered.init(VCPU_STATS_MAGIC, descs), VSTATS_EINVAL);
     let init = |base: *mut c_void, len: usize, descs: *const Descriptor| {
@@ -376,7 +420,8 @@ fn concurrent_gets_hand_each_writer_out_once() {
 fn scattered_pages_hold_the_same_table() {
     let page = 4096usize;
     let nr = 100u32;
-    let l = layout(nr, 136, 4, page as u32);
+    let l = layout(nr, 136, 10, page as u32);
+    let descs = own(10);
     assert!(l.frames >= 3);
     // Pages allocated separately, handed over in reverse allocation order.
     let mut heap: Vec<Heap<u64>> = (0..l.frames)
@@ -397,7 +442,7 @@ fn scattered_pages_hold_the_same_table() {
                 l.frames as usize,
                 VCPU_STATS_MAGIC,
                 &l,
-                vstats_vcpu_std_descs.as_ptr(),
+                descs.as_ptr(),
                 3,
                 f.writers,
                 nr as usize,
