@@ -267,7 +267,7 @@ impl Families {
                 name.push_str("_total");
                 proto::MetricType::COUNTER
             }
-            MetricType::Gauge => proto::MetricType::GAUGE,
+            MetricType::Gauge | MetricType::StateSet => proto::MetricType::GAUGE,
             MetricType::Histogram => proto::MetricType::HISTOGRAM,
             MetricType::Unknown => proto::MetricType::UNTYPED,
         };

@@ -716,7 +716,7 @@ impl<'a> Report<'a> {
         self.out += "|---|--:|--:|\n";
         let empty = serde_json::Map::new();
         let ops = ic.as_object().unwrap_or(&empty);
-        let rows: [(&str, &str, Option<&str>); 15] = [
+        let rows: [(&str, &str, Option<&str>); 19] = [
             (
                 "plain_atomic",
                 "writer: plain struct, 4 relaxed stores",
@@ -783,6 +783,26 @@ impl<'a> Report<'a> {
                 "snapshot_64_avx2",
                 "sweep of 64 records, AVX2 assembly",
                 Some("memcpy_64"),
+            ),
+            (
+                "snapshot_64_at",
+                "sweep of 64 records: `Table::snapshot_at` (no clock read)",
+                Some("memcpy_64"),
+            ),
+            (
+                "memcpy_kvm4",
+                "4 KVM-shaped records (142 words): `memcpy` of their area",
+                None,
+            ),
+            (
+                "snapshot_kvm4_at",
+                "4 KVM-shaped records: `Table::snapshot_at`",
+                Some("memcpy_kvm4"),
+            ),
+            (
+                "subset_kvm4_at",
+                "4 KVM-shaped records: runstate subset, `snapshot_at`",
+                Some("memcpy_kvm4"),
             ),
         ];
         for (k, label, base) in rows {

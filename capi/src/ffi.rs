@@ -1,5 +1,6 @@
-//! The `extern "C"` functions of `include/vstats.h` and the opaque state
-//! they keep in caller-provided storage. The only module with `unsafe`.
+//! The `extern "C"` functions of `include/vstats_producer.h` and the opaque
+//! state they keep in caller-provided storage. With `reader.rs`, the only
+//! modules with `unsafe`.
 //!
 //! # Design
 //!
@@ -46,7 +47,7 @@ use core::{
 use vstats_abi::{
     desc::Descriptor,
     layout::{Layout, LayoutParams},
-    record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
+    record::{vcpu_off, RunState, DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS},
 };
 use vstats_producer::{Control, Frames, RawRecordWriter, Table, TableSpec, Update};
 
@@ -68,18 +69,22 @@ macro_rules! field {
     };
 }
 
-/// `struct vstats_layout`: a layout request (the first six fields) and its
-/// result. Plain data.
+/// `struct vstats_layout`: a layout request and its result. Plain data.
+///
+/// The request is the first six fields, plus `clock`, `xstats_size` and
+/// `xdesc_count` for [`vstats_layout_r3`]; everything else is computed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VstatsLayout {
     /// Record slots.
     pub nr_records: u32,
-    /// Bytes of a record, seq included.
+    /// Bytes of a record, seq included: the standard record and the
+    /// producer-specific area after it.
     pub size: u32,
-    /// Bytes of the record defined by the ABI revision.
+    /// Bytes of the standard record (the header's `size`).
     pub abi_size: u32,
-    /// Number of descriptors.
+    /// Number of descriptors of the producer-specific area (r3's
+    /// `xdesc_count`).
     pub desc_count: u32,
     /// Page size.
     pub page_size: u32,
@@ -89,7 +94,8 @@ pub struct VstatsLayout {
     pub offset: u32,
     /// Computed: distance between records.
     pub stride: u32,
-    /// Computed: where the descriptors start, 0 when there are none.
+    /// Computed: where the descriptors start, 0 when there are none (r3's
+    /// `xdesc_offset`).
     pub desc_offset: u32,
     /// Zero.
     pub _pad: u32,
@@ -97,14 +103,29 @@ pub struct VstatsLayout {
     pub frames: u64,
     /// Computed: `frames * page_size`.
     pub mapping_len: u64,
+    /// Computed: the header's `ext_size`, 72 (r3).
+    pub ext_size: u32,
+    /// r3 request: the table's clock (`XEN_STATS_CLOCK_*`);
+    /// [`vstats_layout`] sets `XEN_STATS_CLOCK_HOST_MONOTONIC`.
+    pub clock: u32,
+    /// r3 request: bytes of the producer-specific area (`size - abi_size`).
+    pub xstats_size: u32,
+    /// r3 request: number of r3 descriptors (`desc_count`).
+    pub xdesc_count: u32,
+    /// r3, computed: record-relative start of the producer-specific area.
+    pub xstats_offset: u32,
+    /// r3, computed: where the r3 descriptors start, 0 when none.
+    pub xdesc_offset: u32,
 }
-// size: 56 bytes
+// size: 80 bytes
 
 const _: () = {
-    assert!(size_of::<VstatsLayout>() == 56);
+    assert!(size_of::<VstatsLayout>() == 80);
     assert!(core::mem::offset_of!(VstatsLayout, offset) == 24);
     assert!(core::mem::offset_of!(VstatsLayout, frames) == 40);
     assert!(core::mem::offset_of!(VstatsLayout, mapping_len) == 48);
+    assert!(core::mem::offset_of!(VstatsLayout, ext_size) == 56);
+    assert!(core::mem::offset_of!(VstatsLayout, xdesc_offset) == 76);
 };
 
 impl VstatsLayout {
@@ -113,14 +134,18 @@ impl VstatsLayout {
     /// size)` is the producer-specific area, `desc_count` r3 descriptors
     /// describe it, and the clock is the host's `CLOCK_MONOTONIC`.
     fn params(&self) -> LayoutParams {
-        r3_params(
-            self.nr_records,
-            self.size,
-            self.abi_size,
-            self.desc_count,
-            self.page_size,
-            self.cacheline,
-        )
+        LayoutParams {
+            nr_records: self.nr_records,
+            record_size: self.abi_size,
+            abi_size: self.abi_size,
+            desc_count: 0,
+            page_size: self.page_size,
+            cacheline: self.cacheline,
+            ext_size: self.ext_size,
+            clock: self.clock,
+            xstats_size: self.xstats_size,
+            xdesc_count: self.xdesc_count,
+        }
     }
 
     fn new(l: &Layout, cacheline: u32) -> VstatsLayout {
@@ -137,6 +162,12 @@ impl VstatsLayout {
             _pad: 0,
             frames: l.frames,
             mapping_len: l.mapping_len(),
+            ext_size: l.ext_size,
+            clock: l.clock,
+            xstats_size: l.xstats_size,
+            xdesc_count: l.xdesc_count,
+            xstats_offset: l.xstats_offset,
+            xdesc_offset: l.xdesc_offset,
         }
     }
 }
@@ -163,6 +194,27 @@ fn r3_params(
         clock: vstats_abi::header::CLOCK_HOST_MONOTONIC,
         xstats_size: size.checked_sub(abi_size).unwrap_or(u32::MAX),
         xdesc_count: desc_count,
+    }
+}
+
+/// Computes `params` into `*out`.
+///
+/// # Safety
+///
+/// The caller promises that `out` is NULL or valid for writing a
+/// `struct vstats_layout`.
+unsafe fn compute_into(params: &LayoutParams, out: *mut VstatsLayout) -> c_int {
+    if out.is_null() {
+        return VSTATS_EFAULT;
+    }
+    match Layout::compute(params) {
+        Ok(l) => {
+            // SAFETY: `out` is non-null and valid for a write (the caller's
+            // promise); unaligned writes are allowed.
+            unsafe { out.write_unaligned(VstatsLayout::new(&l, params.cacheline)) };
+            VSTATS_OK
+        }
+        Err(e) => from_abi(e),
     }
 }
 
@@ -302,9 +354,6 @@ pub unsafe extern "C" fn vstats_layout(
     cacheline: u32,
     out: *mut VstatsLayout,
 ) -> c_int {
-    if out.is_null() {
-        return VSTATS_EFAULT;
-    }
     let params = r3_params(
         nr_records,
         record_size,
@@ -313,15 +362,48 @@ pub unsafe extern "C" fn vstats_layout(
         page_size,
         cacheline,
     );
-    match Layout::compute(&params) {
-        Ok(l) => {
-            // SAFETY: `out` is non-null and valid for a write (the caller's
-            // promise); unaligned writes are allowed.
-            unsafe { out.write_unaligned(VstatsLayout::new(&l, cacheline)) };
-            VSTATS_OK
-        }
-        Err(e) => from_abi(e),
-    }
+    // SAFETY: the caller's promise.
+    unsafe { compute_into(&params, out) }
+}
+
+/// `int vstats_layout_r3(...)`: computes the layout of an r3 table
+/// (design 3.9): the standard record of `size` bytes, a producer-specific
+/// area of `xstats_size` bytes after it, `xdesc_count` r3 descriptors,
+/// the time base `clock`.
+///
+/// # Errors
+///
+/// As [`vstats_layout`].
+///
+/// # Safety
+///
+/// As [`vstats_layout`].
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn vstats_layout_r3(
+    nr_records: u32,
+    size: u32,
+    xstats_size: u32,
+    xdesc_count: u32,
+    clock: u32,
+    page_size: u32,
+    cacheline: u32,
+    out: *mut VstatsLayout,
+) -> c_int {
+    let params = LayoutParams {
+        nr_records,
+        record_size: size,
+        abi_size: size,
+        desc_count: 0,
+        page_size,
+        cacheline,
+        ext_size: vstats_abi::header::EXT_HEADER_SIZE_R3,
+        clock,
+        xstats_size,
+        xdesc_count,
+    };
+    // SAFETY: the caller's promise.
+    unsafe { compute_into(&params, out) }
 }
 
 /// The arguments both init functions share.
@@ -352,6 +434,11 @@ unsafe fn check_args<'d>(a: &InitArgs) -> Result<(Layout, &'d [Descriptor]), c_i
     let given = unsafe { a.l.read_unaligned() };
     let layout = Layout::compute(&given.params()).map_err(|_| VSTATS_EINVAL)?;
     if VstatsLayout::new(&layout, given.cacheline) != given {
+        return Err(VSTATS_EINVAL);
+    }
+    // The library publishes r3 tables only: both layout calls give r3
+    // layouts, so an r2 one was not made by them.
+    if !layout.is_r3() {
         return Err(VSTATS_EINVAL);
     }
     if layout.nr_records > 0 && !aligned(a.writers, align_of::<Slot>()) {
@@ -474,7 +561,7 @@ unsafe fn install(a: &InitArgs, layout: Layout, table: Table<'static>) -> c_int 
 ///
 /// # Errors
 ///
-/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// The `VSTATS_E*` codes listed in `include/vstats_producer.h`; nothing is written
 /// then.
 ///
 /// # Safety
@@ -539,7 +626,7 @@ pub unsafe extern "C" fn vstats_table_init_contiguous(
 ///
 /// # Errors
 ///
-/// The `VSTATS_E*` codes listed in `include/vstats.h`; nothing is written
+/// The `VSTATS_E*` codes listed in `include/vstats_producer.h`; nothing is written
 /// then.
 ///
 /// # Safety
@@ -852,36 +939,6 @@ pub unsafe extern "C" fn vstats_writer_set(w: *mut VstatsWriter, word: u32, valu
     }
 }
 
-/// `int vstats_writer_set_runstate(w, state, entry_ns)`: stores a vCPU
-/// record's current state (`VSTATS_RUNSTATE_*`) and when it was entered
-/// (host `CLOCK_MONOTONIC` ns), beside the four times.
-///
-/// # Errors
-///
-/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (outside an update), `VSTATS_ERANGE`
-/// (the record has no room for them: not a vCPU record).
-///
-/// # Safety
-///
-/// As [`vstats_writer_begin`].
-#[no_mangle]
-pub unsafe extern "C" fn vstats_writer_set_runstate(
-    w: *mut VstatsWriter,
-    state: u64,
-    entry_ns: u64,
-) -> c_int {
-    // SAFETY: the caller's promise.
-    unsafe {
-        in_update(w, |u| {
-            if u.set_runstate(vstats_abi::RunState(state), entry_ns) {
-                VSTATS_OK
-            } else {
-                VSTATS_ERANGE
-            }
-        })
-    }
-}
-
 /// `int vstats_writer_set_inactive(w, word)`: marks counter word `word`
 /// inactive.
 ///
@@ -898,6 +955,48 @@ pub unsafe extern "C" fn vstats_writer_set_inactive(w: *mut VstatsWriter, word: 
     unsafe {
         in_update(w, |u| {
             if u.set_inactive(word as usize) {
+                VSTATS_OK
+            } else {
+                VSTATS_ERANGE
+            }
+        })
+    }
+}
+
+/// `int vstats_writer_set_runstate(w, state, entry_ns)`: stores the
+/// current runstate (`RUNSTATE_running` .. `RUNSTATE_offline`) and when it
+/// was entered (ns in the table's clock) into an r3 vCPU record's
+/// `runstate` and `runstate_entry_time` words. An `entry_ns` with the top
+/// bit set is stored as inactive.
+///
+/// # Errors
+///
+/// `VSTATS_EFAULT`, `VSTATS_EPROTO` (outside an update), `VSTATS_EINVAL`
+/// (`state > 3`, R25; nothing stored), `VSTATS_ERANGE` (the record has no
+/// such words, e.g. an r2 record; nothing stored).
+///
+/// # Safety
+///
+/// As [`vstats_writer_begin`].
+#[no_mangle]
+pub unsafe extern "C" fn vstats_writer_set_runstate(
+    w: *mut VstatsWriter,
+    state: u32,
+    entry_ns: u64,
+) -> c_int {
+    let word = |off: u32| ((off - vstats_abi::record::RECORD_PREFIX) / 8) as usize;
+    // SAFETY: the caller's promise.
+    unsafe {
+        in_update(w, |u| {
+            if !RunState(u64::from(state)).is_known() {
+                return VSTATS_EINVAL;
+            }
+            // The higher word first: when it is beyond the record, nothing
+            // is stored; when it is not, the lower one is not either.
+            if !u.set(word(vcpu_off::ENTRY), entry_ns) {
+                return VSTATS_ERANGE;
+            }
+            if u.set(word(vcpu_off::RUNSTATE), u64::from(state)) {
                 VSTATS_OK
             } else {
                 VSTATS_ERANGE

@@ -1,11 +1,16 @@
-//! The C API of the vstats producer, for hypervisors written in C (Xen).
+//! The C API of vstats, for hypervisors written in C (Xen) and C readers.
 //!
-//! This crate builds `libvstats_capi.a`, a static library that exports the
-//! functions declared in the hand-written header `capi/include/vstats.h`.
-//! The header also carries the ABI itself (`struct vstats_header`,
-//! `struct vstats_ext_header`, `struct vstats_desc`, the record structs,
-//! magics and resource ids, each pinned with `_Static_assert`s), so a C
-//! consumer can include it without linking anything.
+//! This crate builds `libvstats_capi.a` (installed as `libvstats.a` and
+//! `libvstats.so`), a library that exports the functions declared in the
+//! hand-written headers of `capi/include/`:
+//!
+//! | header | what |
+//! |---|---|
+//! | `xen/stats_table.h` | the ABI itself, Xen-style (`struct xen_stats_header`, the records, magics, resource ids); a consumer can include it without linking anything |
+//! | `vstats_producer.h` | the producer API (this module's [`vstats_layout`], `vstats_table_*`, `vstats_writer_*`, `vstats_publication_*`) |
+//! | `vstats_reader.h` | the reader API (feature `reader`, on by default: `vstats_reader_*`, `vstats_snapshot_*`) |
+//! | `vstats_errno.h` | the `VSTATS_E*` codes both share |
+//! | `vstats.h` | the compatibility header of r2 for one release: the producer API and the old `VSTATS_*` names of the ABI |
 //!
 //! The functions are thin: the layout arithmetic is
 //! [`vstats_abi::layout`], table initialisation and the seq protocol are
@@ -39,7 +44,7 @@
 //! # Using it from C
 //!
 //! ```c
-//! #include "vstats.h"
+//! #include "vstats.h"   /* r2 names: struct vstats_vcpu_stats until the r3 flip */
 //!
 //! static struct vstats_table table;
 //! static struct vstats_writer writers[NR_VCPUS];
@@ -63,6 +68,25 @@
 //! Frames that are not virtually contiguous go to
 //! `vstats_table_init_pages` instead, as an array of page pointers that
 //! must outlive the table.
+//!
+//! Reading from C (`vstats_reader.h`; the library maps and validates the
+//! table and copies records with the seq protocol, as `vstats-consumer`
+//! does, since it is that crate underneath):
+//!
+//! ```c
+//! #include "vstats_reader.h"
+//!
+//! struct vstats_reader *r;
+//! vstats_reader_open("/dev/shm/vstats/vm1/vcpu", &r);
+//! size_t n = vstats_snapshot_size(r);
+//! struct vstats_snapshot *s = malloc(n);
+//! vstats_snapshot_init(s, n, r);
+//! vstats_snapshot_take(r, s, 0);               // 0: read the table's clock
+//! uint64_t t[4]; uint32_t state; int ext;
+//! vstats_snapshot_runstate(s, vcpu, t, &state, &ext);   // R26, up to date
+//! free(s);
+//! vstats_reader_close(r);
+//! ```
 //!
 //! # Design
 //!
@@ -92,21 +116,35 @@ extern crate std;
 
 pub mod error;
 mod ffi;
+#[cfg(feature = "reader")]
+mod reader;
 
 pub use error::{
-    VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL, VSTATS_ENOSPC,
-    VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_OK,
+    VSTATS_E2BIG, VSTATS_EAGAIN, VSTATS_EBADMSG, VSTATS_EBUSY, VSTATS_EFAULT, VSTATS_EINVAL,
+    VSTATS_EIO, VSTATS_ENODATA, VSTATS_ENOENT, VSTATS_ENOSPC, VSTATS_ENOTRECOVERABLE,
+    VSTATS_EOVERFLOW, VSTATS_EPROTO, VSTATS_ERANGE, VSTATS_ESTALE, VSTATS_OK,
 };
 pub use ffi::{
-    vstats_domain_std_descs, vstats_layout, vstats_strerror, vstats_table_init_contiguous,
-    vstats_table_init_pages, vstats_table_set_enabled, vstats_vcpu_std_descs, vstats_writer_begin,
-    vstats_writer_end, vstats_writer_get, vstats_writer_set, vstats_writer_set_inactive,
+    vstats_domain_std_descs, vstats_layout, vstats_layout_r3, vstats_strerror,
+    vstats_table_init_contiguous, vstats_table_init_pages, vstats_table_set_enabled,
+    vstats_vcpu_std_descs, vstats_writer_begin, vstats_writer_end, vstats_writer_get,
+    vstats_writer_set, vstats_writer_set_inactive, vstats_writer_set_runstate,
     vstats_writer_set_unused, vstats_writer_update, VstatsLayout, VstatsTable, VstatsWriter,
 };
 #[cfg(feature = "std")]
 pub use ffi::{
     vstats_publication_close, vstats_publication_generation, vstats_publication_open,
     vstats_publication_table, VstatsPublication,
+};
+#[cfg(feature = "reader")]
+pub use reader::{
+    vstats_reader_clock, vstats_reader_close, vstats_reader_counter_count,
+    vstats_reader_counter_index, vstats_reader_counter_info, vstats_reader_generation,
+    vstats_reader_kind, vstats_reader_nr_records, vstats_reader_open, vstats_reader_open_memory,
+    vstats_reader_validate, vstats_snapshot_init, vstats_snapshot_record_status,
+    vstats_snapshot_runstate, vstats_snapshot_size, vstats_snapshot_take, vstats_snapshot_value,
+    VstatsReader, VstatsSnapshot, VSTATS_RECORD_BUSY, VSTATS_RECORD_NOT_READ, VSTATS_RECORD_OK,
+    VSTATS_RECORD_UNUSED, VSTATS_RUNSTATE_UNKNOWN,
 };
 
 /// The library never panics; this handler only satisfies the linker of a

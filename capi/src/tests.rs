@@ -9,7 +9,9 @@ use std::{thread, vec, vec::Vec};
 
 use vstats_abi::{
     desc::Descriptor,
-    record::{vcpu_off, RunState, INACTIVE, VCPU_STATS_SIZE},
+    header::CLOCK_HOST_MONOTONIC,
+    layout::{Layout, LayoutParams},
+    record::{vcpu_off, RunState, INACTIVE, VCPU_STATS_SIZE, VCPU_STATS_SIZE_R3},
     validate::validate,
     VCPU_STATS_MAGIC,
 };
@@ -87,10 +89,6 @@ impl W {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_set(self.0, word, v) }
     }
-    fn set_runstate(self, state: u64, entry: u64) -> i32 {
-        // SAFETY: as in `begin`.
-        unsafe { vstats_writer_set_runstate(self.0, state, entry) }
-    }
     fn set_inactive(self, word: u32) -> i32 {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_set_inactive(self.0, word) }
@@ -102,6 +100,10 @@ impl W {
     fn end(self) -> i32 {
         // SAFETY: as in `begin`.
         unsafe { vstats_writer_end(self.0) }
+    }
+    fn set_runstate(self, state: u32, entry: u64) -> i32 {
+        // SAFETY: as in `begin`.
+        unsafe { vstats_writer_set_runstate(self.0, state, entry) }
     }
     fn update(self, first: u32, vals: &[u64]) -> i32 {
         let n = vals.len() as u32;
@@ -275,7 +277,7 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     // The state and its entry time, beside the times.
     assert_eq!(w.set_runstate(2, 77), VSTATS_EPROTO, "outside an update");
     assert_eq!(w.begin(), VSTATS_OK);
-    assert_eq!(w.set_runstate(RunState::BLOCKED.0, 77), VSTATS_OK);
+    assert_eq!(w.set_runstate(RunState::BLOCKED.0 as u32, 77), VSTATS_OK);
     assert_eq!(w.end(), VSTATS_OK);
     let at = |off: u32| (off - 8) / 8;
     assert_eq!(f.word(1, at(vcpu_off::RUNSTATE)), 2);
@@ -494,4 +496,120 @@ fn strerror_is_static_and_nul_terminated() {
         let s = unsafe { core::ffi::CStr::from_ptr(p) };
         assert!(!s.to_bytes().is_empty());
     }
+}
+
+#[test]
+fn layout_r3_matches_the_abi_crate_and_reports_errors() {
+    let r3 = |nr, size, xstats, xdescs, clock| {
+        let mut l = VstatsLayout::default();
+        // SAFETY: `l` is a valid, writable layout.
+        let r = unsafe { vstats_layout_r3(nr, size, xstats, xdescs, clock, 4096, 64, &mut l) };
+        (r, l)
+    };
+    let (r, l) = r3(4, VCPU_STATS_SIZE_R3, 0, 0, CLOCK_HOST_MONOTONIC);
+    assert_eq!(r, VSTATS_OK);
+    assert_eq!((l.size, l.stride, l.offset, l.frames), (56, 64, 128, 1));
+    assert_eq!(
+        (l.ext_size, l.clock, l.abi_size, l.desc_count),
+        (72, 1, 56, 0)
+    );
+    assert_eq!((l.xstats_offset, l.xstats_size, l.xdesc_offset), (0, 0, 0));
+
+    let (r, l) = r3(4, VCPU_STATS_SIZE_R3, 320, 2, CLOCK_HOST_MONOTONIC);
+    assert_eq!(r, VSTATS_OK);
+    let want = Layout::compute(&LayoutParams {
+        clock: CLOCK_HOST_MONOTONIC,
+        xstats_size: 320,
+        xdesc_count: 2,
+        ..LayoutParams::vcpu_r3(4)
+    })
+    .unwrap();
+    assert_eq!(
+        (l.offset, l.stride, l.frames, l.mapping_len),
+        (want.offset, want.stride, want.frames, want.mapping_len())
+    );
+    assert_eq!(
+        (
+            l.xstats_offset,
+            l.xstats_size,
+            l.xdesc_offset,
+            l.xdesc_count
+        ),
+        (56, 320, 88, 2)
+    );
+
+    // vstats_layout() lays out the same r3 table with clock 1: its
+    // [abi_size, size) is the producer-specific area.
+    let l2 = layout(4, VCPU_STATS_SIZE + 320, 2, 4096);
+    assert_eq!(
+        (l2.ext_size, l2.clock, l2.xstats_size, l2.xdesc_count),
+        (72, 1, 320, 2)
+    );
+    assert_eq!(l2, l);
+
+    assert_eq!(
+        r3(4, 56, 12, 0, 1).0,
+        VSTATS_EINVAL,
+        "area not a multiple of 8"
+    );
+    assert_eq!(
+        r3(4, 56, 8192, 0, 1).0,
+        VSTATS_EINVAL,
+        "record beyond the page"
+    );
+    // SAFETY: a NULL `out` is allowed.
+    let r = unsafe { vstats_layout_r3(1, 56, 0, 0, 1, 4096, 64, ptr::null_mut()) };
+    assert_eq!(r, VSTATS_EFAULT);
+}
+
+#[test]
+fn init_publishes_an_r3_layout_and_refuses_an_r2_one() {
+    let mut l = VstatsLayout::default();
+    // SAFETY: `l` is writable.
+    let r = unsafe { vstats_layout_r3(2, 56, 0, 0, 1, 4096, 64, &mut l) };
+    assert_eq!(r, VSTATS_OK);
+    // The library writes r3 tables only: an r2 layout (ext_size 40, no
+    // clock), which neither layout call makes, is refused untouched.
+    let mut r2 = l;
+    (r2.ext_size, r2.clock) = (40, 0);
+    let f = Fixture::alloc(r2);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_EINVAL);
+    assert!(f.bytes().iter().all(|&b| b == 0x5a), "nothing written");
+
+    let f = Fixture::alloc(l);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
+    let info = validate(&f.bytes(), f.layout.mapping_len).unwrap();
+    assert!(info.is_r3());
+    assert_eq!(info.clock, CLOCK_HOST_MONOTONIC);
+}
+
+#[test]
+fn set_runstate_stores_both_words_or_nothing() {
+    // A domain record (32 bytes) has no runstate words.
+    let mut l = VstatsLayout::default();
+    // SAFETY: `l` is writable.
+    let r = unsafe { vstats_layout(1, 32, 32, 0, 4096, 64, &mut l) };
+    assert_eq!(r, VSTATS_OK);
+    let f = Fixture::alloc(l);
+    assert_eq!(f.init(vstats_abi::DOMAIN_STATS_MAGIC, &[]), VSTATS_OK);
+    let w = f.get(0).unwrap();
+    assert_eq!(w.set_runstate(0, 5), VSTATS_EPROTO, "outside an update");
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(1, 5), VSTATS_ERANGE);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert!((0..3).all(|k| f.word(0, k) == INACTIVE));
+
+    // The 56-byte r3 vCPU record.
+    let f = Fixture::alloc(layout(1, VCPU_STATS_SIZE_R3, 0, 4096));
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
+    let w = f.get(0).unwrap();
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(4, 5), VSTATS_EINVAL, "R25: states 0 to 3");
+    assert_eq!(w.set_runstate(2, 12_345), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert_eq!((f.word(0, 4), f.word(0, 5)), (2, 12_345));
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(3, 1 << 63), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    assert_eq!((f.word(0, 4), f.word(0, 5)), (3, INACTIVE));
 }

@@ -152,6 +152,10 @@ fn header_constants_and_layouts_match_the_rust_crates() {
             vstats_abi::RunState::OFFLINE.0 as i64,
         ),
         (
+            "VSTATS_VCPU_W_RUNSTATE_ENTRY",
+            word(vstats_abi::record::vcpu_off::ENTRY),
+        ),
+        (
             "VSTATS_DOMAIN_W_VCPUS_ONLINE",
             word(vstats_abi::record::domain_off::VCPUS_ONLINE),
         ),
@@ -181,6 +185,12 @@ fn header_constants_and_layouts_match_the_rust_crates() {
         ("VSTATS_EPROTO", VSTATS_EPROTO.into()),
         ("VSTATS_EBADMSG", VSTATS_EBADMSG.into()),
         ("VSTATS_EOVERFLOW", VSTATS_EOVERFLOW.into()),
+        ("VSTATS_ENOENT", VSTATS_ENOENT.into()),
+        ("VSTATS_EIO", VSTATS_EIO.into()),
+        ("VSTATS_E2BIG", VSTATS_E2BIG.into()),
+        ("VSTATS_ENODATA", VSTATS_ENODATA.into()),
+        ("VSTATS_ESTALE", VSTATS_ESTALE.into()),
+        ("VSTATS_ENOTRECOVERABLE", VSTATS_ENOTRECOVERABLE.into()),
         (
             "sizeof(struct vstats_layout)",
             size_of::<VstatsLayout>() as i64,

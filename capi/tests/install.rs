@@ -4,7 +4,9 @@
 //! against the installed files with nothing but what
 //! `pkg-config --cflags --libs vstats` gives, once linked to the shared
 //! library and once (`--static`) to the archive; both publish what
-//! `c_producer.rs` checks. The installed archive carries no debug info,
+//! `c_producer.rs` checks. The C sampler (`tests/c/reader.c`) is built
+//! the same two ways, from the installed `vstats_reader.h`, and reads a
+//! live table, hostile inputs included. The installed archive carries no debug info,
 //! the shared library has its soname and exports the C API and nothing
 //! else.
 //!
@@ -25,6 +27,7 @@ use std::{
 };
 
 use common::{c_source, compile_flags, have, producer, TempDir};
+use vstats_producer::synth::Synth;
 
 /// Where the test installs, below its `DESTDIR` (not a system prefix, whose
 /// directories pkg-config would drop from its answers).
@@ -342,5 +345,28 @@ fn installed_library_builds_the_c_producer_through_pkg_config() {
             "{name}: {needed:?}"
         );
         producer::check_runs(&prog, &out);
+
+        let reader = compile_flags(&out, "reader", &[c_source("reader.c")], &cflags, &libs);
+        let vm = out.join("vm");
+        let synth = Synth::new(&vm, 2).unwrap();
+        let vcpu = vm.join("vcpu");
+        let vcpu = vcpu.to_str().unwrap();
+        let scratch = out.join("scratch");
+        for (args, want) in [
+            (&["dump", vcpu, "1"][..], "\nrec 1 ok\n"),
+            (
+                &["hostile", vcpu, scratch.to_str().unwrap()],
+                "hostile checks=",
+            ),
+        ] {
+            let o = Command::new(&reader).args(args).output().unwrap();
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success() && stdout.contains(want),
+                "{name}: reader {args:?}: {stdout}{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        synth.remove().unwrap();
     }
 }

@@ -28,10 +28,17 @@ use crate::{
 
 pub use vstats_abi::publish::{DOMAIN_FILE, VCPU_FILE};
 
+/// What front ends say about a genuine RFC v3 vCPU table
+/// ([`Table::is_rfc_v3`], docs/abi.md 9.1), whose vCPUs other than 0 they
+/// do not show.
+pub const RFC_V3_NOTE: &str =
+    "RFC v3 table: only vCPU 0 is meaningful; vCPU count from the toolstack";
+
 /// What a VM's tables hold ([`Vm::summary`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmSummary {
-    /// vCPU slots in use (read consistently, not unused).
+    /// vCPU slots in use (read consistently, not unused); of an RFC v3
+    /// table, record 0 only.
     pub vcpus: u32,
     /// vCPU slots.
     pub slots: u32,
@@ -41,6 +48,8 @@ pub struct VmSummary {
     pub domain_table: bool,
     /// Generation of the vCPU (else domain) table.
     pub generation: u64,
+    /// [`RFC_V3_NOTE`] for an RFC v3 vCPU table ([`Vm::note`]).
+    pub note: Option<&'static str>,
 }
 
 /// Where a table comes from, and how to open it again.
@@ -392,15 +401,34 @@ impl Vm {
         self.sources().next().map_or(0, |s| s.table.generation())
     }
 
+    /// The records front ends show as vCPUs: every slot of the vCPU
+    /// table, or only record 0 of an RFC v3 table (its other records are
+    /// unknown, docs/abi.md 9.1); 0 without a vCPU table.
+    pub fn vcpu_records(&self) -> u32 {
+        self.vcpu.as_ref().map_or(0, |s| match s.table.is_rfc_v3() {
+            true => s.table.nr_records().min(1),
+            false => s.table.nr_records(),
+        })
+    }
+
+    /// [`RFC_V3_NOTE`] when the vCPU table is an RFC v3 table
+    /// ([`Table::is_rfc_v3`]), for front ends to show once.
+    pub fn note(&self) -> Option<&'static str> {
+        let v3 = self.vcpu.as_ref().is_some_and(|s| s.table.is_rfc_v3());
+        v3.then_some(RFC_V3_NOTE)
+    }
+
     /// What the VM's tables hold, read now (one snapshot of the vCPU
     /// table): a listing's line.
     pub fn summary(&self) -> VmSummary {
+        let shown = self.vcpu_records() as usize;
         let (vcpus, slots, counters) = self.vcpu.as_ref().map_or((0, 0, 0), |s| {
             let mut snap = crate::Snapshot::new(&s.table);
             s.table.snapshot(&mut snap);
             let used = snap
                 .records()
                 .iter()
+                .take(shown)
                 .filter(|r| r.is_consistent() && !r.is_unused())
                 .count();
             (used as u32, s.table.nr_records(), s.table.counters().len())
@@ -411,6 +439,7 @@ impl Vm {
             counters,
             domain_table: self.domain.is_some(),
             generation: self.generation(),
+            note: self.note(),
         }
     }
 
@@ -669,6 +698,42 @@ mod tests {
             })
         );
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "directories, files and locks are beyond Miri's isolation"
+    )]
+    fn an_rfc_v3_table_shows_vcpu_0_only_with_the_note() {
+        use crate::sample::{SampleOptions, Sampler, Step, Value};
+        let dir = std::env::temp_dir().join(format!("vstats-follow-v3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // v3's page: the 16-byte header (offset 64, size 16, stride 64),
+        // zero fill, vCPU 0 written (seq 2, running time 5000); vCPU 1's
+        // record as v3's writer would leave it, zero but for its time.
+        let mut page = vec![0u8; 4096];
+        for (at, v) in [(0, VCPU_STATS_MAGIC), (4, 64), (8, 16), (12, 64), (64, 2)] {
+            page[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        page[72..80].copy_from_slice(&5_000u64.to_ne_bytes());
+        page[136..144].copy_from_slice(&7_000u64.to_ne_bytes());
+        std::fs::write(dir.join(VCPU_FILE), &page).unwrap();
+        let vm = Vm::open_dir(&dir, "v3".into()).unwrap();
+        assert!(vm.vcpu.as_ref().unwrap().table.is_rfc_v3());
+        assert_eq!(vm.vcpu.as_ref().unwrap().table.nr_records(), 63);
+        assert_eq!((vm.vcpu_records(), vm.note()), (1, Some(RFC_V3_NOTE)));
+        let sum = vm.summary();
+        assert_eq!((sum.vcpus, sum.slots, sum.note), (1, 63, Some(RFC_V3_NOTE)));
+        let mut s = Sampler::new(vm, &SampleOptions::default()).unwrap();
+        let Step::Sample(sample) = s.step().unwrap() else {
+            panic!("a sample")
+        };
+        assert_eq!(sample.vcpus.len(), 1);
+        assert_eq!(sample.vcpus[0].vcpu, 0);
+        assert_eq!(sample.vcpus[0].values, [Value::Scalar(5_000)]);
+        assert_eq!(sample.note, Some(RFC_V3_NOTE));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -25,7 +25,10 @@
 //! store both seqs for the caller, who keeps a record's copy only when
 //! `s1` is even and `s1 == s3`, and retries the others one by one. One call
 //! reads a whole table, so the per-record cost is the seq protocol and the
-//! copy, not a function call and its bookkeeping. Four implementations:
+//! copy, not a function call and its bookkeeping. The status is fused into
+//! the loop: the routine also says whether any record was odd or changed,
+//! so a table read consistently in one pass costs no second pass over its
+//! seqs. Four implementations:
 //!
 //! | [`CopyPath`] | copy of a run | where |
 //! |---|---|---|
@@ -33,6 +36,14 @@
 //! | `Scalar` | one 8-byte `mov` per word | Linux x86-64 |
 //! | `Sse2` | 16-byte `movdqu` loads, an 8-byte `mov` for an odd tail | Linux x86-64 (SSE2 is baseline) |
 //! | `Avx2` | 32-byte `vmovdqu` loads, then 16 and 8 | Linux x86-64 CPUs with AVX2 (run-time detection) |
+//!
+//! A sweep of exactly one run of 1 to 16 words (a whole record of up to
+//! 17 words, or a few counters of a subset) goes, on the SSE2 and AVX2
+//! paths, to a routine without a copy loop: a fixed two or four vector
+//! loads (one 8-byte load for one word), the first at the run's start and
+//! the last ending at its end, overlapping in between when the run is not
+//! a multiple of the vector. Runs of other lengths, several runs, and the
+//! scalar path go through the copy loops.
 //!
 //! The fastest available path is chosen once per process (AVX2 when the
 //! CPU has it, else SSE2); `VSTATS_COPY_PATH=atomic|scalar|sse2|avx2` in
@@ -59,7 +70,11 @@
 //!   alignment check ran once for the whole sweep), and the destination
 //!   is private. Vector loads need no more than 8-byte alignment
 //!   (`movdqu`/`vmovdqu` take any address); no 16- or 32-byte atomicity is
-//!   assumed, only that each byte is loaded once.
+//!   assumed, only that each byte of the run is loaded at least once
+//!   between S1 and S3 and no byte outside it is loaded. The short-run
+//!   routines load some bytes twice (overlapping loads); the later load's
+//!   value is the one stored, and both lie between S1 and S3, so the
+//!   argument is unchanged: the copy is used only when `s1 == s3`.
 //! - Ordering. S1, the copy and S3 are loads in program order. x86-64
 //!   never reorders a load with an older load (TSO), and that holds for
 //!   `movdqu` and `vmovdqu` as for `mov` (only non-temporal loads and
@@ -78,8 +93,8 @@
 //!   instruction pointer to their error exit, which returns 1. The sweeps
 //!   push six callee-saved registers before their first load of shared
 //!   memory and pop nothing before their last, so their error exits pop
-//!   the six and return 1 (the AVX2 one clears the upper vector halves
-//!   first, as its normal exit does). A sweep's error exit stores the number
+//!   the six and return 1 (the AVX2 ones clear the upper vector halves
+//!   first, as their normal exits do). A sweep's error exit stores the number
 //!   of records left (the faulting one included, in a register the
 //!   routine keeps) into its argument block, so the caller knows which
 //!   records were read before the fault. Stores already
@@ -174,10 +189,17 @@ impl CopyPath {
 static PATH: AtomicU8 = AtomicU8::new(0);
 
 /// The path copies go through (chosen at first use).
+#[inline]
 pub(crate) fn copy_path() -> CopyPath {
-    if let Some(p) = CopyPath::from_code(PATH.load(Ordering::Relaxed)) {
-        return p;
+    match CopyPath::from_code(PATH.load(Ordering::Relaxed)) {
+        Some(p) => p,
+        None => choose_path(),
     }
+}
+
+/// The first use's choice of [`copy_path`].
+#[cold]
+fn choose_path() -> CopyPath {
     let wanted = std::env::var("VSTATS_COPY_PATH").ok().and_then(|v| {
         [
             CopyPath::Atomic,
@@ -260,7 +282,8 @@ unsafe fn sweep_atomic(
     dst: *mut u64,
     dst_stride: usize,
     seqs: *mut [u32; 2],
-) {
+) -> bool {
+    let mut bad = 0;
     for k in 0..nrec {
         let r = rec.wrapping_add(k.wrapping_mul(stride));
         let d = dst.wrapping_add(k.wrapping_mul(dst_stride));
@@ -288,17 +311,22 @@ unsafe fn sweep_atomic(
             fence(Ordering::Acquire);
             seq.load(Ordering::Relaxed)
         };
+        bad |= (s1 ^ s3) | (s1 & 1);
         // SAFETY: `seqs` is valid for `nrec` writes (caller).
         unsafe { seqs.wrapping_add(k).write([s1, s3]) };
     }
+    bad != 0
 }
 
 /// One pass of the seq protocol over `nrec` records: for record `k` at
 /// `rec + k * stride`, loads its seq (S1), copies every run when it is
 /// even into `dst + k * dst_stride` (words), loads the seq again (S3) and
 /// stores `[s1, s3]` into `seqs[k]` (`s3 == s1` when `s1` is odd and
-/// nothing was copied). `Err(done)` when a load faulted while record
-/// `done` was read: records before it are complete, the rest are not.
+/// nothing was copied). `Ok(bad)`: `bad` is false when every record was
+/// read consistently (each `s1` even and equal to its `s3`), so the
+/// caller need not look at `seqs` at all. `Err(done)` when a load faulted
+/// while record `done` was read: records before it are complete, the rest
+/// are not.
 ///
 /// # Safety
 ///
@@ -317,7 +345,7 @@ pub(crate) unsafe fn sweep(
     dst: *mut u64,
     dst_stride: usize,
     seqs: *mut [u32; 2],
-) -> Result<(), usize> {
+) -> Result<bool, usize> {
     // SAFETY: the caller's promise, passed on.
     unsafe { imp::sweep(rec, stride, nrec, runs, dst, dst_stride, seqs) }
 }
@@ -424,7 +452,7 @@ mod imp {
                 "    mov eax, dword ptr [r8]",
                 "    mov dword ptr [r11], eax",
                 "    test eax, 1",
-                "    jnz 7f",
+                "    jnz 8f",
                 "    mov rbx, r14",
                 "    mov rbp, r15",
                 "3:",
@@ -444,11 +472,18 @@ mod imp {
                 $s3,
                 "7:",
                 "    mov dword ptr [r11 + 4], eax",
+                // Status: s1 ^ s3 is nonzero for a changed record.
+                "    xor eax, dword ptr [r11]",
+                "    or dword ptr [rdi + 72], eax",
                 "    add r8, r12",
                 "    add r10, r13",
                 "    add r11, 8",
                 "    dec r9",
                 "    jmp 2b",
+                // An odd s1: nothing copied, s3 = s1, the record is busy.
+                "8:",
+                "    or dword ptr [rdi + 72], 1",
+                "    jmp 7b",
                 // The one-run entry.
                 ".p2align 4",
                 concat!(".globl ", $name, "_1"),
@@ -478,7 +513,7 @@ mod imp {
                 "    mov eax, dword ptr [r8]",
                 "    mov dword ptr [r11], eax",
                 "    test eax, 1",
-                "    jnz 7f",
+                "    jnz 8f",
                 "    lea rsi, [r8 + r14]",
                 "    lea rdx, [r10 + r15]",
                 "    mov rcx, rbp",
@@ -487,6 +522,9 @@ mod imp {
                 $s3,
                 "7:",
                 "    mov dword ptr [r11 + 4], eax",
+                // Status: s1 ^ s3 is nonzero for a changed record.
+                "    xor eax, dword ptr [r11]",
+                "    or dword ptr [rdi + 72], eax",
                 "    add r8, r12",
                 "    add r10, r13",
                 "    add r11, 8",
@@ -502,6 +540,9 @@ mod imp {
                 "    pop rbx",
                 "    xor eax, eax",
                 "    ret",
+                "8:",
+                "    or dword ptr [rdi + 72], 1",
+                "    jmp 7b",
                 concat!(".globl ", $name, "_end"),
                 concat!(".hidden ", $name, "_end"),
                 concat!($name, "_end:"),
@@ -607,6 +648,229 @@ mod imp {
         "    nop"
     );
 
+    /// The short-run sweeps: exactly one run, of a few words, copied
+    /// with a fixed number of possibly overlapping loads and stores and no
+    /// loop (`name(args: rdi) -> eax`, with `args` a [`SweepArgs`] whose
+    /// `tail` is the run's bytes minus the bytes one pair of `$copy`'s
+    /// loads covers). The status pass is fused into the loop: `bad` is
+    /// nonzero when some record's `s1` was odd or differed from its `s3`.
+    ///
+    /// Registers: rdi the argument block, r8 record, r9 records left, r10
+    /// destination record, r11 seqs, r12 stride, r13 destination stride,
+    /// r14 the run's source offset, r15 its destination offset, rbp the
+    /// source offset of its tail, rbx the destination offset of its tail,
+    /// esi the status, eax s1, ecx s3. `$copy` may use rdx and xmm0-xmm3 /
+    /// ymm0-ymm3 only. The error exit stores r9 into the block.
+    macro_rules! sweep_short_asm {
+        ($name:literal, $copy:literal, $leave:literal) => {
+            sweep_short_asm!($name, $copy, "    xor ecx, eax", $leave);
+        };
+        ($name:literal, $copy:literal, $status:literal, $leave:literal) => {
+            core::arch::global_asm!(
+                ".text",
+                ".p2align 4",
+                concat!(".globl ", $name),
+                concat!(".hidden ", $name),
+                concat!($name, ":"),
+                "    push rbx",
+                "    push rbp",
+                "    push r12",
+                "    push r13",
+                "    push r14",
+                "    push r15",
+                "    mov r8, qword ptr [rdi]",
+                "    mov r12, qword ptr [rdi + 8]",
+                "    mov r9, qword ptr [rdi + 16]",
+                "    mov rax, qword ptr [rdi + 24]",
+                "    mov r14d, dword ptr [rax]",
+                "    mov r15d, dword ptr [rax + 4]",
+                "    mov rbp, qword ptr [rdi + 80]",
+                "    lea rbx, [r15 + rbp]",
+                "    add rbp, r14",
+                "    mov r10, qword ptr [rdi + 40]",
+                "    mov r13, qword ptr [rdi + 48]",
+                "    mov r11, qword ptr [rdi + 56]",
+                "    xor esi, esi",
+                "    test r9, r9",
+                "    jz 9f",
+                ".p2align 4",
+                "2:",
+                // S1
+                "    mov eax, dword ptr [r8]",
+                "    mov dword ptr [r11], eax",
+                "    test eax, 1",
+                "    jnz 8f",
+                $copy,
+                // S3, and the status: s1 ^ s3 is nonzero for a changed
+                // record.
+                "    mov ecx, dword ptr [r8]",
+                "    mov dword ptr [r11 + 4], ecx",
+                $status,
+                "    or esi, ecx",
+                "7:",
+                "    add r8, r12",
+                "    add r10, r13",
+                "    add r11, 8",
+                "    dec r9",
+                "    jnz 2b",
+                "9:",
+                "    mov dword ptr [rdi + 72], esi",
+                $leave,
+                "    pop r15",
+                "    pop r14",
+                "    pop r13",
+                "    pop r12",
+                "    pop rbp",
+                "    pop rbx",
+                "    xor eax, eax",
+                "    ret",
+                // An odd s1: nothing copied, s3 = s1, the record is busy.
+                "8:",
+                "    mov dword ptr [r11 + 4], eax",
+                "    or esi, 1",
+                "    jmp 7b",
+                concat!(".globl ", $name, "_end"),
+                concat!(".hidden ", $name, "_end"),
+                concat!($name, "_end:"),
+                concat!(".globl ", $name, "_fixup"),
+                concat!(".hidden ", $name, "_fixup"),
+                concat!($name, "_fixup:"),
+                "    mov qword ptr [rdi + 64], r9",
+                $leave,
+                "    pop r15",
+                "    pop r14",
+                "    pop r13",
+                "    pop r12",
+                "    pop rbp",
+                "    pop rbx",
+                "    mov eax, 1",
+                "    ret",
+            );
+        };
+    }
+
+    // One word (tail 0).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_w1",
+        "    mov rdx, qword ptr [r8 + r14]
+             mov qword ptr [r10 + r15], rdx",
+        "    nop"
+    );
+
+    // 2 to 4 words: two 16-byte loads, at the start and at the end of the
+    // run (tail = bytes - 16; they overlap for 3 words, coincide for 2).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_x2",
+        "    movdqu xmm0, xmmword ptr [r8 + r14]
+             movdqu xmm1, xmmword ptr [r8 + rbp]
+             movdqu xmmword ptr [r10 + r15], xmm0
+             movdqu xmmword ptr [r10 + rbx], xmm1",
+        "    nop"
+    );
+
+    // 5 to 8 words, SSE2: the first 32 bytes and the last 32 (tail =
+    // bytes - 32).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_x4",
+        "    movdqu xmm0, xmmword ptr [r8 + r14]
+             movdqu xmm1, xmmword ptr [r8 + r14 + 16]
+             movdqu xmm2, xmmword ptr [r8 + rbp]
+             movdqu xmm3, xmmword ptr [r8 + rbp + 16]
+             movdqu xmmword ptr [r10 + r15], xmm0
+             movdqu xmmword ptr [r10 + r15 + 16], xmm1
+             movdqu xmmword ptr [r10 + rbx], xmm2
+             movdqu xmmword ptr [r10 + rbx + 16], xmm3",
+        "    nop"
+    );
+
+    // 5 to 8 words, AVX2: two 32-byte loads (tail = bytes - 32).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_y2",
+        "    vmovdqu ymm0, ymmword ptr [r8 + r14]
+             vmovdqu ymm1, ymmword ptr [r8 + rbp]
+             vmovdqu ymmword ptr [r10 + r15], ymm0
+             vmovdqu ymmword ptr [r10 + rbx], ymm1",
+        "    vzeroupper"
+    );
+
+    // 9 to 16 words, AVX2: the first 64 bytes and the last 64 (tail =
+    // bytes - 64).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_y4",
+        "    vmovdqu ymm0, ymmword ptr [r8 + r14]
+             vmovdqu ymm1, ymmword ptr [r8 + r14 + 32]
+             vmovdqu ymm2, ymmword ptr [r8 + rbp]
+             vmovdqu ymm3, ymmword ptr [r8 + rbp + 32]
+             vmovdqu ymmword ptr [r10 + r15], ymm0
+             vmovdqu ymmword ptr [r10 + r15 + 32], ymm1
+             vmovdqu ymmword ptr [r10 + rbx], ymm2
+             vmovdqu ymmword ptr [r10 + rbx + 32], ymm3",
+        "    vzeroupper"
+    );
+
+    // 17 words and more, AVX2: a loop of four 32-byte loads (128 bytes)
+    // over the first `lead` bytes (`tail` = `lead`, the largest multiple
+    // of 128 below the run's bytes; `neg` = -`lead`), then the run's last
+    // 128 bytes (at `back` = bytes - 128 - `lead` from the loop's end).
+    // The copy uses rax, so the status reloads s1 from the seqs.
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_ylong",
+        "    lea rdx, [r8 + rbp]
+             lea rcx, [r10 + rbx]
+             mov rax, qword ptr [rdi + 88]
+         16: vmovdqu ymm0, ymmword ptr [rdx + rax]
+             vmovdqu ymm1, ymmword ptr [rdx + rax + 32]
+             vmovdqu ymm2, ymmword ptr [rdx + rax + 64]
+             vmovdqu ymm3, ymmword ptr [rdx + rax + 96]
+             vmovdqu ymmword ptr [rcx + rax], ymm0
+             vmovdqu ymmword ptr [rcx + rax + 32], ymm1
+             vmovdqu ymmword ptr [rcx + rax + 64], ymm2
+             vmovdqu ymmword ptr [rcx + rax + 96], ymm3
+             add rax, 128
+             jnz 16b
+             mov rax, qword ptr [rdi + 96]
+             vmovdqu ymm0, ymmword ptr [rdx + rax]
+             vmovdqu ymm1, ymmword ptr [rdx + rax + 32]
+             vmovdqu ymm2, ymmword ptr [rdx + rax + 64]
+             vmovdqu ymm3, ymmword ptr [rdx + rax + 96]
+             vmovdqu ymmword ptr [rcx + rax], ymm0
+             vmovdqu ymmword ptr [rcx + rax + 32], ymm1
+             vmovdqu ymmword ptr [rcx + rax + 64], ymm2
+             vmovdqu ymmword ptr [rcx + rax + 96], ymm3",
+        "    xor ecx, dword ptr [r11]",
+        "    vzeroupper"
+    );
+
+    // 9 words and more, SSE2: as the AVX2 one with four 16-byte loads (64
+    // bytes a round; `lead` a multiple of 64, the last 64 bytes after).
+    sweep_short_asm!(
+        "vstats_consumer_guard_v3_sweep_xlong",
+        "    lea rdx, [r8 + rbp]
+             lea rcx, [r10 + rbx]
+             mov rax, qword ptr [rdi + 88]
+         16: movdqu xmm0, xmmword ptr [rdx + rax]
+             movdqu xmm1, xmmword ptr [rdx + rax + 16]
+             movdqu xmm2, xmmword ptr [rdx + rax + 32]
+             movdqu xmm3, xmmword ptr [rdx + rax + 48]
+             movdqu xmmword ptr [rcx + rax], xmm0
+             movdqu xmmword ptr [rcx + rax + 16], xmm1
+             movdqu xmmword ptr [rcx + rax + 32], xmm2
+             movdqu xmmword ptr [rcx + rax + 48], xmm3
+             add rax, 64
+             jnz 16b
+             mov rax, qword ptr [rdi + 96]
+             movdqu xmm0, xmmword ptr [rdx + rax]
+             movdqu xmm1, xmmword ptr [rdx + rax + 16]
+             movdqu xmm2, xmmword ptr [rdx + rax + 32]
+             movdqu xmm3, xmmword ptr [rdx + rax + 48]
+             movdqu xmmword ptr [rcx + rax], xmm0
+             movdqu xmmword ptr [rcx + rax + 16], xmm1
+             movdqu xmmword ptr [rcx + rax + 32], xmm2
+             movdqu xmmword ptr [rcx + rax + 48], xmm3",
+        "    xor ecx, dword ptr [r11]",
+        "    nop"
+    );
+
     /// The sweeps' argument block (offsets are the assembly's).
     #[repr(C)]
     struct SweepArgs {
@@ -622,9 +886,23 @@ mod imp {
         /// Records not yet read (the faulting one included), stored by
         /// the error exit.
         left: usize,
+        /// Nonzero when some record was found odd or changed (stored by
+        /// a routine that returns 0; 0 on entry).
+        bad: u32,
+        _pad: u32,
+        /// The short-run routines' tail offset (bytes into the run); the
+        /// long-run ones' `lead`.
+        tail: usize,
+        /// The long-run routines' `-lead` (wrapping).
+        neg: usize,
+        /// The long-run routines' `bytes - unit - lead` (wrapping).
+        back: usize,
     }
     const _: () = assert!(core::mem::offset_of!(SweepArgs, seqs) == 56);
     const _: () = assert!(core::mem::offset_of!(SweepArgs, left) == 64);
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, bad) == 72);
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, tail) == 80);
+    const _: () = assert!(core::mem::offset_of!(SweepArgs, back) == 96);
 
     type SweepFn = unsafe extern "C" fn(*mut SweepArgs) -> u32;
 
@@ -641,13 +919,32 @@ mod imp {
         fn vstats_consumer_guard_v2_sweep_scalar_end();
         fn vstats_consumer_guard_v2_sweep_scalar_fixup();
         fn vstats_consumer_guard_v2_sweep_sse2(args: *mut SweepArgs) -> u32;
-        fn vstats_consumer_guard_v2_sweep_sse2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_sse2_end();
         fn vstats_consumer_guard_v2_sweep_sse2_fixup();
         fn vstats_consumer_guard_v2_sweep_avx2(args: *mut SweepArgs) -> u32;
-        fn vstats_consumer_guard_v2_sweep_avx2_1(args: *mut SweepArgs) -> u32;
         fn vstats_consumer_guard_v2_sweep_avx2_end();
         fn vstats_consumer_guard_v2_sweep_avx2_fixup();
+        fn vstats_consumer_guard_v3_sweep_w1(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_w1_end();
+        fn vstats_consumer_guard_v3_sweep_w1_fixup();
+        fn vstats_consumer_guard_v3_sweep_x2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_x2_end();
+        fn vstats_consumer_guard_v3_sweep_x2_fixup();
+        fn vstats_consumer_guard_v3_sweep_x4(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_x4_end();
+        fn vstats_consumer_guard_v3_sweep_x4_fixup();
+        fn vstats_consumer_guard_v3_sweep_y2(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_y2_end();
+        fn vstats_consumer_guard_v3_sweep_y2_fixup();
+        fn vstats_consumer_guard_v3_sweep_y4(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_y4_end();
+        fn vstats_consumer_guard_v3_sweep_y4_fixup();
+        fn vstats_consumer_guard_v3_sweep_ylong(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_ylong_end();
+        fn vstats_consumer_guard_v3_sweep_ylong_fixup();
+        fn vstats_consumer_guard_v3_sweep_xlong(args: *mut SweepArgs) -> u32;
+        fn vstats_consumer_guard_v3_sweep_xlong_end();
+        fn vstats_consumer_guard_v3_sweep_xlong_fixup();
     }
 
     #[cfg(feature = "broken-copy")]
@@ -691,25 +988,60 @@ mod imp {
         dst: *mut u64,
         dst_stride: usize,
         seqs: *mut [u32; 2],
-    ) -> Result<(), usize> {
-        let one = runs.len() == 1;
-        let f: SweepFn = match (super::copy_path(), one) {
-            (CopyPath::Atomic, _) => {
-                // SAFETY: the caller's promise, which is the atomic
-                // sweep's.
-                unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) };
-                return Ok(());
-            }
-            (CopyPath::Scalar, false) => vstats_consumer_guard_v2_sweep_scalar,
-            (CopyPath::Scalar, true) => vstats_consumer_guard_v2_sweep_scalar_1,
-            (CopyPath::Sse2, false) => vstats_consumer_guard_v2_sweep_sse2,
-            (CopyPath::Sse2, true) => vstats_consumer_guard_v2_sweep_sse2_1,
-            (CopyPath::Avx2, false) => vstats_consumer_guard_v2_sweep_avx2,
-            (CopyPath::Avx2, true) => vstats_consumer_guard_v2_sweep_avx2_1,
-            #[cfg(feature = "broken-copy")]
-            (CopyPath::BrokenNoRecheck, false) => vstats_consumer_guard_v2_sweep_broken,
-            #[cfg(feature = "broken-copy")]
-            (CopyPath::BrokenNoRecheck, true) => vstats_consumer_guard_v2_sweep_broken_1,
+    ) -> Result<bool, usize> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe {
+            sweep_on(
+                super::copy_path(),
+                rec,
+                stride,
+                nrec,
+                runs,
+                dst,
+                dst_stride,
+                seqs,
+            )
+        }
+    }
+
+    /// As [`sweep`], on `path` (one this CPU runs: `copy_path` and the
+    /// tests choose only such paths).
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`], and `can_run(path)`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) unsafe fn sweep_on(
+        path: CopyPath,
+        rec: *const u8,
+        stride: usize,
+        nrec: usize,
+        runs: &[Run],
+        dst: *mut u64,
+        dst_stride: usize,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        if path == CopyPath::Atomic {
+            // SAFETY: the caller's promise, which is the atomic sweep's.
+            return Ok(unsafe {
+                super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs)
+            });
+        }
+        let (f, tail, unit) = choose(path, runs);
+        // A long-run routine's loop covers `lead` bytes (`tail`), a
+        // multiple of `unit` below the run's bytes, then its last `unit`.
+        let bytes = match runs {
+            [r] => 8 * r.words as usize,
+            _ => 0,
+        };
+        let (neg, back) = if unit == 0 {
+            (0, 0)
+        } else {
+            (
+                tail.wrapping_neg(),
+                bytes.wrapping_sub(unit).wrapping_sub(tail),
+            )
         };
         let mut args = SweepArgs {
             rec,
@@ -721,17 +1053,63 @@ mod imp {
             dst_stride: dst_stride.wrapping_mul(8),
             seqs,
             left: nrec,
+            bad: 0,
+            _pad: 0,
+            tail,
+            neg,
+            back,
         };
         // SAFETY: the caller's promise: the routine loads only the seqs
         // and runs of the `nrec` records, stores only into the
         // destinations, `seqs` and `args` (ours); the AVX2 routine is
         // chosen only on a CPU with AVX2 (`set_copy_path`, `best`); the
-        // one-run entry only with exactly one run.
+        // one-run and short-run entries only with exactly one run, the
+        // short ones only for the words they cover, with the tail that
+        // keeps their loads inside the run (`choose`).
         let r = unsafe { f(&mut args) };
         if r == 0 {
-            Ok(())
+            Ok(args.bad != 0)
         } else {
             Err(nrec.saturating_sub(args.left))
+        }
+    }
+
+    /// The routine for `path` (not the atomic one) and `runs`, the tail
+    /// offset (or `lead`) it needs, and a long-run routine's unit (0 for
+    /// the others). On SSE2 and AVX2, one run of 1 to 8 words (16 with
+    /// AVX2) goes to a routine without a copy loop, a longer one to a
+    /// routine whose loop moves four vectors a round and whose last round
+    /// ends at the run's end; the loads of both cover exactly the run's
+    /// bytes (some twice).
+    #[inline]
+    fn choose(path: CopyPath, runs: &[Run]) -> (SweepFn, usize, usize) {
+        let short = match runs {
+            [r] => r.words as usize,
+            _ => 0,
+        };
+        let bytes = short * 8;
+        // The largest multiple of `unit` below `bytes` (at least `unit`
+        // where it is used: bytes > unit).
+        let lead = |unit: usize| (bytes - 1) / unit * unit;
+        match (path, short) {
+            (CopyPath::Sse2 | CopyPath::Avx2, 1) => (vstats_consumer_guard_v3_sweep_w1, 0, 0),
+            (CopyPath::Sse2 | CopyPath::Avx2, 2..=4) => {
+                (vstats_consumer_guard_v3_sweep_x2, bytes - 16, 0)
+            }
+            (CopyPath::Sse2, 5..=8) => (vstats_consumer_guard_v3_sweep_x4, bytes - 32, 0),
+            (CopyPath::Sse2, 9..) => (vstats_consumer_guard_v3_sweep_xlong, lead(64), 64),
+            (CopyPath::Avx2, 5..=8) => (vstats_consumer_guard_v3_sweep_y2, bytes - 32, 0),
+            (CopyPath::Avx2, 9..=16) => (vstats_consumer_guard_v3_sweep_y4, bytes - 64, 0),
+            (CopyPath::Avx2, 17..) => (vstats_consumer_guard_v3_sweep_ylong, lead(128), 128),
+            (CopyPath::Scalar, 0) => (vstats_consumer_guard_v2_sweep_scalar, 0, 0),
+            (CopyPath::Sse2, 0) => (vstats_consumer_guard_v2_sweep_sse2, 0, 0),
+            #[cfg(feature = "broken-copy")]
+            (CopyPath::BrokenNoRecheck, 0) => (vstats_consumer_guard_v2_sweep_broken, 0, 0),
+            #[cfg(feature = "broken-copy")]
+            (CopyPath::BrokenNoRecheck, _) => (vstats_consumer_guard_v2_sweep_broken_1, 0, 0),
+            (CopyPath::Scalar, _) => (vstats_consumer_guard_v2_sweep_scalar_1, 0, 0),
+            // The atomic path never gets here (`sweep`); AVX2 otherwise.
+            (CopyPath::Avx2 | CopyPath::Atomic, _) => (vstats_consumer_guard_v2_sweep_avx2, 0, 0),
         }
     }
 
@@ -790,6 +1168,41 @@ mod imp {
                 s(vstats_consumer_guard_v2_sweep_avx2),
                 a(vstats_consumer_guard_v2_sweep_avx2_end),
                 a(vstats_consumer_guard_v2_sweep_avx2_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_w1),
+                a(vstats_consumer_guard_v3_sweep_w1_end),
+                a(vstats_consumer_guard_v3_sweep_w1_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_x2),
+                a(vstats_consumer_guard_v3_sweep_x2_end),
+                a(vstats_consumer_guard_v3_sweep_x2_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_x4),
+                a(vstats_consumer_guard_v3_sweep_x4_end),
+                a(vstats_consumer_guard_v3_sweep_x4_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_y2),
+                a(vstats_consumer_guard_v3_sweep_y2_end),
+                a(vstats_consumer_guard_v3_sweep_y2_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_y4),
+                a(vstats_consumer_guard_v3_sweep_y4_end),
+                a(vstats_consumer_guard_v3_sweep_y4_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_ylong),
+                a(vstats_consumer_guard_v3_sweep_ylong_end),
+                a(vstats_consumer_guard_v3_sweep_ylong_fixup),
+            ),
+            (
+                s(vstats_consumer_guard_v3_sweep_xlong),
+                a(vstats_consumer_guard_v3_sweep_xlong_end),
+                a(vstats_consumer_guard_v3_sweep_xlong_fixup),
             ),
             #[cfg(feature = "broken-copy")]
             (
@@ -909,10 +1322,30 @@ mod imp {
         dst: *mut u64,
         dst_stride: usize,
         seqs: *mut [u32; 2],
-    ) -> Result<(), usize> {
+    ) -> Result<bool, usize> {
         // SAFETY: the caller's promise, which is the atomic sweep's.
-        unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) };
-        Ok(())
+        Ok(unsafe { super::sweep_atomic(rec, stride, nrec, runs, dst, dst_stride, seqs) })
+    }
+
+    /// As [`sweep`]: only the atomic path runs here.
+    ///
+    /// # Safety
+    ///
+    /// As [`super::sweep`].
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn sweep_on(
+        _path: CopyPath,
+        rec: *const u8,
+        stride: usize,
+        nrec: usize,
+        runs: &[Run],
+        dst: *mut u64,
+        dst_stride: usize,
+        seqs: *mut [u32; 2],
+    ) -> Result<bool, usize> {
+        // SAFETY: the caller's promise.
+        unsafe { sweep(rec, stride, nrec, runs, dst, dst_stride, seqs) }
     }
 
     macro_rules! load_fn {
@@ -942,3 +1375,162 @@ mod imp {
 }
 
 pub(crate) use imp::{install, load_u16, load_u32, load_u64, load_u8, GUARDED};
+
+#[cfg(test)]
+mod tests {
+    use super::{imp, CopyPath, Run};
+
+    /// Records of `stride` bytes: seq at byte 0 (even, except the records
+    /// in `odd`), then words `1000 * k + j`.
+    fn records(nrec: usize, stride: usize, odd: &[usize]) -> Vec<u64> {
+        let per = stride / 8;
+        let mut m = vec![0u64; nrec * per];
+        for k in 0..nrec {
+            let seq: u64 = if odd.contains(&k) { 7 } else { 2 * k as u64 };
+            m[k * per] = seq;
+            for j in 1..per {
+                m[k * per + j] = 1000 * k as u64 + j as u64;
+            }
+        }
+        m
+    }
+
+    /// Every path, every run length from 0 to 40 words (each short-run
+    /// routine and the loops), one run and two, some records odd: the
+    /// words copied are exactly the runs' (the rest of the destination
+    /// untouched), the seqs are stored, and the status says whether a
+    /// record was odd.
+    #[test]
+    fn every_path_copies_exactly_the_runs_and_reports_the_status() {
+        let max_words = if cfg!(miri) { 10 } else { 40 };
+        for path in CopyPath::available() {
+            for words in 0..=max_words {
+                for two in [false, true] {
+                    for odd in [&[][..], &[1][..]] {
+                        let stride = 8 * (words + 8);
+                        let nrec = 3;
+                        let m = records(nrec, stride, odd);
+                        let runs: Vec<Run> = if two {
+                            vec![Run::counters(0, 1), Run::counters(2, words as u32)]
+                        } else {
+                            vec![Run::counters(1, words as u32)]
+                        };
+                        let dst_stride = words + 4;
+                        let mut dst = vec![u64::MAX; nrec * dst_stride];
+                        let mut seqs = vec![[9u32, 9]; nrec];
+                        // SAFETY: every record's seq and runs lie in `m`
+                        // (aligned: a `u64` buffer, runs at multiples of
+                        // 8), which nothing else accesses; each record's
+                        // destination runs lie in `dst`; `seqs` holds
+                        // `nrec` pairs; `path` runs here (`available`).
+                        let r = unsafe {
+                            imp::sweep_on(
+                                path,
+                                m.as_ptr().cast(),
+                                stride,
+                                nrec,
+                                &runs,
+                                dst.as_mut_ptr(),
+                                dst_stride,
+                                seqs.as_mut_ptr(),
+                            )
+                        };
+                        let ctx = format!("{path:?} words {words} two {two} odd {odd:?}");
+                        assert_eq!(r, Ok(!odd.is_empty()), "{ctx}");
+                        for k in 0..nrec {
+                            let s = if odd.contains(&k) {
+                                [7, 7]
+                            } else {
+                                [2 * k as u32; 2]
+                            };
+                            assert_eq!(seqs[k], s, "{ctx}");
+                            let mut want = vec![u64::MAX; dst_stride];
+                            if !odd.contains(&k) {
+                                for run in &runs {
+                                    for i in 0..run.words as usize {
+                                        let src = run.src as usize / 8 + i;
+                                        want[run.dst as usize / 8 + i] =
+                                            1000 * k as u64 + src as u64;
+                                    }
+                                }
+                            }
+                            assert_eq!(
+                                &dst[k * dst_stride..(k + 1) * dst_stride],
+                                &want[..],
+                                "{ctx} record {k}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The short-run routines load nothing past the run: a run that ends
+    /// where the mapping's readable part ends (the next page is
+    /// inaccessible, so a load past it would kill the test) reads back.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri), not(loom)))]
+    #[test]
+    fn short_runs_load_nothing_past_their_end() {
+        const PAGE: usize = 4096;
+        // SAFETY: a fresh private anonymous mapping of two pages.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: the second page of our mapping.
+        let r = unsafe {
+            libc::mprotect(
+                p.cast::<u8>().wrapping_add(PAGE).cast(),
+                PAGE,
+                libc::PROT_NONE,
+            )
+        };
+        assert_eq!(r, 0);
+        let words_of = p.cast::<u64>();
+        for path in CopyPath::available() {
+            for words in 1..=40usize {
+                // One record whose run ends at the page's end.
+                let rec = PAGE / 8 - words - 1;
+                for j in 0..=words {
+                    // SAFETY: inside the first page, ours, 8-aligned.
+                    unsafe {
+                        words_of
+                            .wrapping_add(rec + j)
+                            .write(if j == 0 { 4 } else { j as u64 })
+                    };
+                }
+                let runs = [Run::counters(0, words as u32)];
+                let mut dst = vec![0u64; words];
+                let mut seqs = [[0u32; 2]];
+                // SAFETY: the record's seq and run lie in the first page
+                // (readable, aligned, written by no one meanwhile); `dst`
+                // holds the run; `seqs` one pair; `path` runs here.
+                let r = unsafe {
+                    imp::sweep_on(
+                        path,
+                        words_of.wrapping_add(rec).cast::<u8>().cast_const(),
+                        0,
+                        1,
+                        &runs,
+                        dst.as_mut_ptr(),
+                        words,
+                        seqs.as_mut_ptr(),
+                    )
+                };
+                assert_eq!(r, Ok(false), "{path:?} {words}");
+                assert_eq!(seqs[0], [4, 4]);
+                assert_eq!(dst, (1..=words as u64).collect::<Vec<_>>(), "{path:?}");
+            }
+        }
+        // SAFETY: our mapping, no longer used.
+        assert_eq!(unsafe { libc::munmap(p, 2 * PAGE) }, 0);
+    }
+}

@@ -134,7 +134,8 @@ pub struct VmRow {
     pub rates: Vec<Rate>,
     /// The producer's liveness; `None` when it cannot be told.
     pub state: Option<Liveness>,
-    /// What else happened this refresh: a restart, an error.
+    /// What else happened this refresh: a restart, an error; else
+    /// [`crate::follow::RFC_V3_NOTE`] for an RFC v3 vCPU table.
     pub note: Option<String>,
     /// Its vCPUs.
     pub vcpu_rows: Vec<VcpuRow>,
@@ -280,6 +281,8 @@ impl Overview {
                 row.vcpu_rows.iter_mut().for_each(|v| v.rates.clear());
             }
             if let Some(s) = sampler {
+                // An RFC v3 table's note, when nothing else happened.
+                row.note = row.note.or_else(|| s.vm().note().map(str::to_owned));
                 kept.insert(key, s);
             }
             rows.push(row);
@@ -664,6 +667,19 @@ mod tests {
         let lin = Counter::for_tests("l", Kind::LINEAR_HIST, 4, 10);
         let d = Distribution::of(&lin, &[1, 0, 0, 1]).unwrap();
         assert_eq!((d.p50, d.p99), (Some(10.0), Some(f64::INFINITY)));
+        // R28: the last bucket is open-ended, log2 as linear.
+        let d = Distribution::of(&log2, &[0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        assert_eq!(d.p50, Some(f64::INFINITY));
+        assert_eq!(crate::bucket_bound(Kind::LOG2_HIST, 0, 6, 8), Some(64.0));
+        assert_eq!(
+            crate::bucket_bound(Kind::LOG2_HIST, 0, 7, 8),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(crate::bucket_bound(Kind::LINEAR_HIST, 10, 2, 4), Some(30.0));
+        assert_eq!(
+            crate::bucket_bound(Kind::LINEAR_HIST, 10, 3, 4),
+            Some(f64::INFINITY)
+        );
         let scalar = Counter::for_tests("s", Kind::CUMULATIVE, 1, 0);
         assert_eq!(Distribution::of(&scalar, &[1]), None);
         assert_eq!(crate::histogram_delta(&[1, 2], &[3, 2]), Some(vec![2, 0]));

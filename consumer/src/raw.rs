@@ -293,8 +293,10 @@ impl<'a> Region<'a> {
     /// from byte `first` (each record's seq at its byte 0): copies `runs`
     /// of each into `dst` (`dst_stride` words per record) and stores each
     /// record's `[s1, s3]` into `seqs`. `None` when the records or the
-    /// destination do not fit (nothing read); `Some(Err(done))` when a load
+    /// destination do not fit (nothing read); `Some(Ok(bad))`, `bad` false
+    /// when every record was consistent; `Some(Err(done))` when a load
     /// faulted while record `done` was read.
+    #[inline]
     pub(crate) fn sweep_seq(
         &self,
         first: u64,
@@ -303,10 +305,10 @@ impl<'a> Region<'a> {
         dst: &mut [u64],
         dst_stride: usize,
         seqs: &mut [[u32; 2]],
-    ) -> Option<core::result::Result<(), usize>> {
+    ) -> Option<core::result::Result<bool, usize>> {
         let nrec = seqs.len();
         if nrec == 0 {
-            return Some(Ok(()));
+            return Some(Ok(false));
         }
         // The bytes every record's seq and runs need, all 8-aligned.
         let need = runs
@@ -648,7 +650,7 @@ impl<'a> MemView<'a> {
         dst: &mut [u64],
         dst_stride: usize,
         seqs: &mut [[u32; 2]],
-    ) -> Option<core::result::Result<(), usize>> {
+    ) -> Option<core::result::Result<bool, usize>> {
         self.region
             .sweep_seq(first, stride, runs, dst, dst_stride, seqs)
     }

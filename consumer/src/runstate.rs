@@ -130,6 +130,59 @@ impl Clock for HostMonotonic {
     }
 }
 
+/// "Now" in `base`, read once: [`HostMonotonic`] for
+/// [`TimeBase::HostMonotonic`]; with the feature `xen`, the process's one
+/// `xen::clock::XenSystemClock` (opened on first use, see
+/// [`xen_clock_unavailable`]) for [`TimeBase::XenSystem`]; `None` for
+/// other bases, and when the clock cannot be read. What
+/// [`crate::Snapshot::taken_at_ns`] is stamped with, after the copy.
+pub fn now_in(base: TimeBase) -> Option<u64> {
+    match base {
+        TimeBase::HostMonotonic => HostMonotonic.now_ns(),
+        #[cfg(feature = "xen")]
+        TimeBase::XenSystem => xen_clock().ok().and_then(Clock::now_ns),
+        _ => None,
+    }
+}
+
+/// The process's Xen system clock, opened once (the outcome is kept,
+/// success or failure: a host without libxenctrl does not retry at every
+/// snapshot).
+#[cfg(feature = "xen")]
+fn xen_clock() -> std::result::Result<&'static crate::xen::clock::XenSystemClock, &'static str> {
+    static CLOCK: std::sync::OnceLock<
+        std::result::Result<crate::xen::clock::XenSystemClock, String>,
+    > = std::sync::OnceLock::new();
+    CLOCK
+        .get_or_init(|| crate::xen::clock::XenSystemClock::open().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+/// Why Xen system time cannot be read in this process (the
+/// `xen::clock::XenSystemClock::open` error, as text; the clock
+/// is opened here if no snapshot did yet), `None` when it can be. Without
+/// the feature `xen`: always "built without the xen feature". For a front end's one-line notice
+/// that times are "as of the last state change".
+pub fn xen_clock_unavailable() -> Option<&'static str> {
+    #[cfg(feature = "xen")]
+    {
+        xen_clock().err()
+    }
+    #[cfg(not(feature = "xen"))]
+    {
+        Some("built without the xen feature")
+    }
+}
+
+/// The up-to-date runstate of a record (R26) at `now_ns`, in the record's
+/// table clock: [`crate::RecordView::up_to_date_at`]. For `now_ns`, pass
+/// the snapshot's [`crate::Snapshot::taken_at_ns`] (read after the copy),
+/// or call [`crate::RecordView::up_to_date`], which does.
+pub fn up_to_date<'a>(rec: impl Into<crate::RecordView<'a>>, now_ns: Option<u64>) -> Runstate {
+    rec.into().up_to_date_at(now_ns)
+}
+
 /// A word as a value: `Some` when active (R14: top bit clear).
 fn active(word: u64) -> Option<u64> {
     is_active(word).then_some(word)

@@ -4,6 +4,13 @@
 //! counter's rate, aggregates across vCPUs ([`Aggregate`] of values and of
 //! rates), and the domain table's values and rates. Selection: counters
 //! by name pattern ([`NameFilter`]), vCPUs by index ([`VcpuList`]).
+//! Runstate shares are computed here and nowhere else: from the
+//! up-to-date times (R26, [`crate::RecordView::up_to_date`]) at each
+//! snapshot's [`Snapshot::taken_at_ns`], over the time between the two in
+//! the table's clock ([`ShareBase::TableClock`]); for r1/r2 tables and
+//! when the clock cannot be read, over the sum of the four deltas as
+//! before ([`ShareBase::DeltaSum`]). [`Sampler::diagnostics`] counts
+//! which, and the negative per-state deltas clamped to 0.
 //! A record that stays busy ends sampling ([`Error::Stuck`],
 //! [`crate::watch`]); a producer that restarts is re-attached
 //! ([`Step::Event`]).
@@ -38,6 +45,7 @@ use crate::{
     filter::{NameFilter, VcpuList},
     follow::{Event, Source, Vm},
     rate,
+    runstate::{self, Runstate},
     watch::{Stuck, StuckWatch},
     Aggregate, Counter, Delta, Error, Kind, RecordStatus, RecordView, Result, Snapshot, Summable,
     Table,
@@ -104,6 +112,31 @@ impl RecordState {
     }
 }
 
+/// What the denominator of [`VcpuSample::shares`] was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareBase {
+    /// The time between the two snapshots in the table's clock (the
+    /// difference of their [`Snapshot::taken_at_ns`]), over up-to-date
+    /// times (R26) at those instants: numerator and denominator in one
+    /// clock, right for a vCPU that stayed in one state.
+    TableClock,
+    /// The fallback (r1 and r2 tables, an unreadable or unknown clock, a
+    /// state not extrapolated): the sum of the four deltas of the times
+    /// as last written, which is 0, hence no shares, when the producer
+    /// did not write the record during the interval.
+    DeltaSum,
+}
+
+impl ShareBase {
+    /// `"clock"` or `"deltas"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ShareBase::TableClock => "clock",
+            ShareBase::DeltaSum => "deltas",
+        }
+    }
+}
+
 /// One vCPU in a sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VcpuSample {
@@ -111,13 +144,20 @@ pub struct VcpuSample {
     pub vcpu: u32,
     /// How its record read.
     pub state: RecordState,
-    /// Raw runstate times (ns) now, Xen order.
+    /// Runstate times (ns) now, Xen order: brought up to the snapshot's
+    /// time when [`Runstate::extrapolated`] (R26), else as last written.
     pub runstate_ns: [Option<u64>; 4],
+    /// The up-to-date runstate now: current state, its entry time, the
+    /// times of [`VcpuSample::runstate_ns`], and whether they were
+    /// extrapolated.
+    pub runstate: Runstate,
     /// Share of the interval in each runstate: the runstate's delta over
-    /// the sum of the four deltas. `None` when a delta is missing (busy,
-    /// reset, absent counter) or the four deltas sum to 0 (the producer
-    /// did not update the record during the interval).
+    /// the interval ([`VcpuSample::share_base`] says which). `None` when a
+    /// delta is missing (busy, reset, absent counter) or, on the
+    /// fallback, the four deltas sum to 0.
     pub shares: Option<[f64; 4]>,
+    /// The shares' denominator, `None` when there are no shares.
+    pub share_base: Option<ShareBase>,
     /// Every selected counter's value, parallel to
     /// [`Sample::vcpu_counters`].
     pub values: Vec<Value>,
@@ -181,6 +221,9 @@ pub struct Sample {
     pub aggregates: Vec<Option<CounterAggregate>>,
     /// The domain table, when there is one.
     pub domain: Option<DomainSample>,
+    /// [`crate::follow::RFC_V3_NOTE`] for an RFC v3 vCPU table, whose
+    /// vCPU 0 alone is sampled ([`Vm::note`]).
+    pub note: Option<&'static str>,
 }
 
 /// Whether every one of the aggregated values is present and 0.
@@ -331,18 +374,20 @@ fn select(att: &Vm, names: &NameFilter, vcpus: Option<&VcpuList>) -> Result<Sele
             });
         }
     }
+    // Of an RFC v3 table, record 0 only (`Vm::vcpu_records`).
+    let shown = att.vcpu_records();
     let vcpus = match (vt, vcpus) {
-        (Some(t), Some(list)) => {
-            if let Some(&v) = list.0.iter().find(|&&v| v >= t.nr_records()) {
+        (Some(_), Some(list)) => {
+            if let Some(&v) = list.0.iter().find(|&&v| v >= shown) {
                 return Err(Error::NoSuchVcpu {
                     vcpu: v,
                     target: att.origin.clone(),
-                    nr_records: t.nr_records(),
+                    nr_records: shown,
                 });
             }
             list.0.clone()
         }
-        (Some(t), None) => (0..t.nr_records()).collect(),
+        (Some(_), None) => (0..shown).collect(),
         (None, Some(_)) => {
             return Err(Error::NoVcpuTable {
                 target: att.origin.clone(),
@@ -390,42 +435,131 @@ fn state(prev: RecordView<'_>, cur: RecordView<'_>, any: Option<&Counter>) -> Re
     }
 }
 
+/// What the runstate computations of a [`Sampler`] did, cumulated over
+/// its samples: for a front end's diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleDiagnostics {
+    /// The up-to-date runstates of the vCPUs sampled (extrapolated or
+    /// not, clamped `now < entry`, saturated).
+    pub runstate: runstate::Diagnostics,
+    /// vCPU samples whose shares used the table's clock
+    /// ([`ShareBase::TableClock`]).
+    pub shares_by_clock: u64,
+    /// vCPU samples whose shares fell back to the sum of the deltas
+    /// ([`ShareBase::DeltaSum`]).
+    pub shares_by_deltas: u64,
+    /// Per-state deltas of up-to-date times that were negative and
+    /// clamped to 0 (a producer moved time between states, design 4.3).
+    pub negative_deltas: u64,
+}
+
+/// The deltas of the up-to-date times between the two snapshots' clock
+/// readings (negative ones clamped to 0 and counted), and the time between
+/// those readings, ns: when both were extrapolated and the clock moved
+/// forward.
+fn clock_deltas(
+    prev: RecordView<'_>,
+    cur: RecordView<'_>,
+    (a, b): (&Runstate, &Runstate),
+    diag: &mut SampleDiagnostics,
+) -> Option<([u64; 4], u64)> {
+    if !(a.extrapolated && b.extrapolated) {
+        return None;
+    }
+    let elapsed = cur.taken_at_ns()?.checked_sub(prev.taken_at_ns()?)?;
+    if elapsed == 0 {
+        return None;
+    }
+    let mut deltas = [0u64; 4];
+    for (d, (p, c)) in deltas.iter_mut().zip(a.times_ns.iter().zip(b.times_ns)) {
+        let (p, c) = ((*p)?, c?);
+        *d = c.checked_sub(p).unwrap_or_else(|| {
+            diag.negative_deltas += 1;
+            0
+        });
+    }
+    Some((deltas, elapsed))
+}
+
+/// Which of the four standard runstate times counter `c` is, if any.
+fn runstate_index(sel: &Selection, c: &Counter) -> Option<usize> {
+    sel.runstate.iter().position(|r| r.as_ref() == Some(c))
+}
+
 fn vcpu_sample(
     prev: RecordView<'_>,
     cur: RecordView<'_>,
     sel: &Selection,
     any: Option<&Counter>,
+    diag: &mut SampleDiagnostics,
 ) -> VcpuSample {
     let state = state(prev, cur, any);
-    let runstate_ns = sel
-        .runstate
-        .each_ref()
-        .map(|c| c.as_ref().and_then(|c| cur.get(c)));
-    let deltas = sel
-        .runstate
-        .each_ref()
-        .map(|c| c.as_ref().and_then(|c| delta(prev, cur, c).value()));
-    let shares = match deltas {
-        [Some(a), Some(b), Some(c), Some(d)] => {
-            let total = u128::from(a) + u128::from(b) + u128::from(c) + u128::from(d);
-            (total > 0).then(|| [a, b, c, d].map(|x| x as f64 / total as f64))
-        }
+    let runstate = cur.up_to_date();
+    diag.runstate.count(&runstate);
+    let clocked = match state {
+        RecordState::Ok => clock_deltas(prev, cur, (&prev.up_to_date(), &runstate), diag),
         _ => None,
+    };
+    let (shares, share_base) = match clocked {
+        Some((deltas, elapsed)) => {
+            diag.shares_by_clock += 1;
+            let sh = deltas.map(|d| (d as f64 / elapsed as f64).min(1.0));
+            (Some(sh), Some(ShareBase::TableClock))
+        }
+        None => {
+            diag.shares_by_deltas += 1;
+            let deltas = sel
+                .runstate
+                .each_ref()
+                .map(|c| c.as_ref().and_then(|c| delta(prev, cur, c).value()));
+            let shares = match deltas {
+                [Some(a), Some(b), Some(c), Some(d)] => {
+                    let total = u128::from(a) + u128::from(b) + u128::from(c) + u128::from(d);
+                    (total > 0).then(|| [a, b, c, d].map(|x| x as f64 / total as f64))
+                }
+                _ => None,
+            };
+            (shares, shares.map(|_| ShareBase::DeltaSum))
+        }
+    };
+    // The four standard times as the sampler found them: up to date where
+    // the record's counters are the standard runstate fields.
+    let runstate_ns = if runstate.extrapolated {
+        runstate.times_ns
+    } else {
+        sel.runstate
+            .each_ref()
+            .map(|c| c.as_ref().and_then(|c| cur.get(c)))
     };
     VcpuSample {
         vcpu: cur.index(),
         state,
         runstate_ns,
+        runstate,
         shares,
+        share_base,
+        // A standard runstate counter reads up to date, and its rate is
+        // its up-to-date delta over the table-clock interval, so that
+        // values, rates and shares agree.
         values: sel
             .vcpu_counters
             .iter()
-            .map(|c| Value::of(cur, c))
+            .map(|c| match runstate_index(sel, c) {
+                Some(k) if runstate.extrapolated => {
+                    runstate.times_ns[k].map_or(Value::Absent, Value::Scalar)
+                }
+                _ => Value::of(cur, c),
+            })
             .collect(),
         rates: sel
             .vcpu_counters
             .iter()
-            .map(|c| cumulative_rate(prev, cur, c))
+            .map(|c| match (runstate_index(sel, c), clocked) {
+                (Some(k), Some((deltas, elapsed))) => {
+                    Some(deltas[k] as f64 / (elapsed as f64 / 1e9))
+                }
+                _ => cumulative_rate(prev, cur, c),
+            })
             .collect(),
     }
 }
@@ -488,6 +622,7 @@ pub struct Sampler {
     number: u64,
     /// The vCPU table's snapshot at the last [`Sampler::reset`].
     reset: Option<Snapshot>,
+    diagnostics: SampleDiagnostics,
 }
 
 /// What [`Sampler::step`] produced.
@@ -525,6 +660,7 @@ impl Sampler {
             clock: Clock::new(),
             number: 0,
             reset: None,
+            diagnostics: SampleDiagnostics::default(),
         };
         s.baseline()?;
         Ok(s)
@@ -550,6 +686,12 @@ impl Sampler {
     /// The VM.
     pub fn vm(&self) -> &Vm {
         &self.att
+    }
+
+    /// What the runstate computations did so far (extrapolated or not,
+    /// clamped, which share denominator, negative deltas clamped).
+    pub fn diagnostics(&self) -> &SampleDiagnostics {
+        &self.diagnostics
     }
 
     /// Resets the cumulative values [`Sampler::since_reset`] reports, as
@@ -640,6 +782,7 @@ impl Sampler {
         };
         let vtable = self.att.vcpu.as_ref().map(|s| &s.table);
         let any_v = vtable.and_then(|t| t.counters().first());
+        let diag = &mut self.diagnostics;
         let vcpus: Vec<VcpuSample> = match &self.vtrack {
             Some(tr) => sel
                 .vcpus
@@ -650,6 +793,7 @@ impl Sampler {
                         tr.cur.record(i)?,
                         sel,
                         any_v,
+                        diag,
                     ))
                 })
                 .collect(),
@@ -714,13 +858,176 @@ impl Sampler {
             vcpus,
             aggregates,
             domain,
+            note: self.att.note(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{os::unix::fs::FileExt, path::PathBuf};
+
+    use vstats_abi::{
+        header::CLOCK_HOST_MONOTONIC,
+        layout::{Layout, LayoutParams},
+        record::PAD_INACTIVE,
+        VCPU_STATS_MAGIC,
+    };
+
     use super::*;
+
+    /// A frozen r3 vCPU table in `dir/vcpu` (clock `clock`): record `i`
+    /// is `records[i]` = (times, state, entry), seq `seq`. The file is
+    /// rewritten in place, so a mapped table sees the new words.
+    fn write_r3(dir: &std::path::Path, clock: u32, seq: u32, records: &[([u64; 4], u64, u64)]) {
+        let p = LayoutParams {
+            clock,
+            ..LayoutParams::vcpu_r3(records.len() as u32)
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 7, &[]).unwrap();
+        l.fill_records(&mut b).unwrap();
+        for (i, (times, state, entry)) in (0u32..).zip(records) {
+            let r = l.record_offset(i).unwrap() as usize;
+            b[r..r + 4].copy_from_slice(&seq.to_ne_bytes());
+            b[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
+            let words = times.iter().chain([state, entry]);
+            for (k, w) in words.enumerate() {
+                b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+        let path = dir.join("vcpu");
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f.write_all_at(&b, 0).unwrap(),
+            Err(_) => std::fs::write(&path, &b).unwrap(),
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vstats-sample-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Steps until a sample comes (a producer-less directory has no
+    /// events but these).
+    fn sample(s: &mut Sampler) -> Box<Sample> {
+        // The clock moves on between the two snapshots: shares need a
+        // non-zero interval in the table's clock.
+        std::thread::sleep(Duration::from_millis(2));
+        match s.step().unwrap() {
+            Step::Sample(x) => x,
+            Step::Event(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+    fn a_frozen_record_gets_shares_from_the_table_clock() {
+        let dir = temp_dir("frozen");
+        let e = vstats_abi::clock::monotonic_ns();
+        // vCPU 0 running, vCPU 1 blocked, vCPU 2 unused, all since `e`,
+        // never written again (a guest spinning without exits).
+        let inactive = [vstats_abi::record::INACTIVE; 4];
+        let recs = [
+            ([1000, 10, 20, 0], 0, e),
+            ([1000, 10, 20, 0], 2, e),
+            (
+                inactive,
+                vstats_abi::record::INACTIVE,
+                vstats_abi::record::INACTIVE,
+            ),
+        ];
+        write_r3(&dir, CLOCK_HOST_MONOTONIC, 2, &recs);
+        let vm = Vm::open_dir(&dir, "frozen".into()).unwrap();
+        let mut s = Sampler::new(vm, &SampleOptions::default()).unwrap();
+        for _ in 0..2 {
+            let x = sample(&mut s);
+            let (v0, v1, v2) = (&x.vcpus[0], &x.vcpus[1], &x.vcpus[2]);
+            // The running delta is exactly the elapsed table time.
+            assert_eq!(v0.shares, Some([1.0, 0.0, 0.0, 0.0]));
+            assert_eq!(v0.share_base, Some(ShareBase::TableClock));
+            assert_eq!(v1.shares, Some([0.0, 0.0, 1.0, 0.0]));
+            assert!(v0.runstate.extrapolated && v1.runstate.extrapolated);
+            assert_eq!(v0.runstate.state_name(), Some("running"));
+            assert_eq!(v1.runstate.entry_ns, Some(e));
+            let now = vstats_abi::clock::monotonic_ns();
+            let run = v0.runstate_ns[0].unwrap();
+            assert!(run > 1000 && run <= 1000 + (now - e), "{run}");
+            assert_eq!(v0.runstate_ns[1..], [Some(10), Some(20), Some(0)]);
+            assert_eq!(v1.runstate_ns[0], Some(1000));
+            // Values and rates of the runstate counters agree with it.
+            let k = x
+                .vcpu_counters
+                .iter()
+                .position(|c| c.name() == "runstate_running_time");
+            let k = k.unwrap();
+            assert_eq!(v0.values[k], Value::Scalar(run));
+            let rate = v0.rates[k].unwrap();
+            assert!((rate - 1e9).abs() < 1.0, "{rate} ns/s");
+            assert_eq!(v1.rates[k], Some(0.0));
+            assert_eq!(v2.state, RecordState::Unused);
+            assert_eq!((v2.shares, v2.share_base), (None, None));
+            assert!(!v2.runstate.extrapolated);
+        }
+        let d = s.diagnostics();
+        assert_eq!((d.shares_by_clock, d.shares_by_deltas), (4, 2));
+        assert_eq!(
+            (d.runstate.extrapolated, d.runstate.not_extrapolated),
+            (4, 2)
+        );
+        assert_eq!((d.negative_deltas, d.runstate.clamped), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+    fn without_a_clock_shares_fall_back_to_the_delta_sum() {
+        let dir = temp_dir("noclock");
+        // Clock 0: as an r2 table, nothing is extrapolated; a frozen
+        // record has no shares (the deltas sum to 0).
+        write_r3(&dir, 0, 2, &[([1000, 10, 20, 0], 0, 5)]);
+        let vm = Vm::open_dir(&dir, "noclock".into()).unwrap();
+        let mut s = Sampler::new(vm, &SampleOptions::default()).unwrap();
+        let x = sample(&mut s);
+        let v = &x.vcpus[0];
+        assert!(!v.runstate.extrapolated);
+        assert_eq!((v.shares, v.share_base), (None, None));
+        assert_eq!(v.runstate_ns, [Some(1000), Some(10), Some(20), Some(0)]);
+        // The producer writes: shares from the deltas, as before r3.
+        write_r3(&dir, 0, 4, &[([1300, 110, 20, 0], 0, 5)]);
+        let x = sample(&mut s);
+        let v = &x.vcpus[0];
+        assert_eq!(v.share_base, Some(ShareBase::DeltaSum));
+        assert_eq!(v.shares, Some([0.75, 0.25, 0.0, 0.0]));
+        assert_eq!(s.diagnostics().shares_by_clock, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
+    fn negative_state_deltas_are_clamped_and_counted() {
+        let dir = temp_dir("negative");
+        let e = vstats_abi::clock::monotonic_ns();
+        let big = 1_000_000_000_000; // 1000 s: more than any test's interval
+        write_r3(&dir, CLOCK_HOST_MONOTONIC, 2, &[([big, 0, 0, 0], 0, e)]);
+        let vm = Vm::open_dir(&dir, "negative".into()).unwrap();
+        let mut s = Sampler::new(vm, &SampleOptions::default()).unwrap();
+        // The producer moves the running time to runnable (as the KVM
+        // monitor does with a run delay it learns late): running's
+        // up-to-date time steps back.
+        write_r3(&dir, CLOCK_HOST_MONOTONIC, 4, &[([0, big, 0, 0], 0, e)]);
+        let x = sample(&mut s);
+        let v = &x.vcpus[0];
+        assert_eq!(v.share_base, Some(ShareBase::TableClock));
+        let sh = v.shares.unwrap();
+        assert_eq!(sh[0], 0.0, "clamped, never negative");
+        assert_eq!(sh[1], 1.0, "at most the whole interval");
+        assert_eq!(s.diagnostics().negative_deltas, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn rates_aggregate_like_values() {

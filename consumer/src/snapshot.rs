@@ -20,7 +20,13 @@ use vstats_abi::{
     VCPU_STATS_MAGIC,
 };
 
-use crate::{guard::Run, stats::Aggregate, table::words_per_record, Counter, Table};
+use crate::{
+    guard::Run,
+    runstate::{self, Runstate, TimeBase, RUNSTATE_COUNT},
+    stats::Aggregate,
+    table::words_per_record,
+    Counter, Table,
+};
 
 /// How a record's last read went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +51,8 @@ pub(crate) struct RecordStamp {
     generation: u64,
     magic: u32,
     abi_size: u32,
+    /// The header's `clock` word (0 without an r3 header).
+    clock: u32,
 }
 
 impl RecordStamp {
@@ -53,6 +61,19 @@ impl RecordStamp {
             generation: info.generation(),
             magic: info.header.magic,
             abi_size: info.abi_size,
+            clock: info.clock,
+        }
+    }
+
+    /// The table's clock read now, after a copy: `None` unless the
+    /// table names a clock this library reads ([`TimeBase::is_named`]).
+    /// Tables of clock 0 (r1, r2) cost no clock read.
+    fn clock_now(&self) -> Option<u64> {
+        let base = TimeBase::from_clock(self.clock);
+        if base.is_named() {
+            runstate::now_in(base)
+        } else {
+            None
         }
     }
 }
@@ -72,6 +93,7 @@ impl RecordStamp {
 pub struct RecordView<'a> {
     words: &'a [u64],
     taken: Option<Instant>,
+    taken_at_ns: Option<u64>,
     stamp: RecordStamp,
     index: u32,
     seq: u32,
@@ -121,6 +143,20 @@ impl<'a> RecordView<'a> {
     /// [`Snapshot`], the snapshot's time.
     pub fn taken(&self) -> Option<Instant> {
         self.taken
+    }
+
+    /// The table's clock read after the copy (see
+    /// [`Snapshot::taken_at_ns`]); `None` for a table of clock 0 or an
+    /// unknown clock, when the clock could not be read, or before the
+    /// first read.
+    pub fn taken_at_ns(&self) -> Option<u64> {
+        self.taken_at_ns
+    }
+
+    /// The time base of the table's nanosecond values (its header's
+    /// `clock`; [`TimeBase::Unnamed`] for r1 and r2 tables).
+    pub fn time_base(&self) -> TimeBase {
+        TimeBase::from_clock(self.stamp.clock)
     }
 
     /// Whether the record comes from a vCPU table.
@@ -224,6 +260,65 @@ impl<'a> RecordView<'a> {
         self.std_field(true, vcpu_off::OFFLINE)
     }
 
+    /// vCPU `runstate` (r3, byte 40): the current state, 0 running to 3
+    /// offline, or another value as read; `None` in a domain table, an r1
+    /// or r2 table, or when inactive.
+    pub fn runstate(&self) -> Option<u64> {
+        self.std_field(true, vcpu_off::RUNSTATE)
+    }
+
+    /// vCPU `runstate_entry_time` (r3, byte 48): when the current state
+    /// was entered, ns in the table's clock ([`RecordView::time_base`]).
+    pub fn runstate_entry_time(&self) -> Option<u64> {
+        self.std_field(true, vcpu_off::ENTRY)
+    }
+
+    /// The raw word of a vCPU standard field, inactive markers included;
+    /// [`INACTIVE`] when the record has no such field or was not read
+    /// consistently.
+    fn std_word(&self, offset: u32) -> u64 {
+        if !self.is_vcpu() || !self.has_std_field(offset) {
+            return INACTIVE;
+        }
+        let i = ((offset - RECORD_PREFIX) / 8) as usize;
+        self.words().get(i).copied().unwrap_or(INACTIVE)
+    }
+
+    /// The vCPU's runstate brought up to the snapshot's time (R26,
+    /// `docs/abi-r3-design.md` 4.3): [`RecordView::up_to_date_at`] at
+    /// [`RecordView::taken_at_ns`], the table's clock read after the
+    /// copy. Not extrapolated (the times as of the last state change) for
+    /// r1 and r2 tables, tables of an unknown clock, an unreadable clock,
+    /// an inactive or unknown state; every time `None` in a domain table
+    /// or a record not read consistently.
+    pub fn up_to_date(&self) -> Runstate {
+        self.up_to_date_at(self.taken_at_ns)
+    }
+
+    /// The vCPU's runstate at `now_ns` in the table's clock, which the
+    /// caller read **after** this record was copied
+    /// ([`Runstate::from_words`] over the record's words and
+    /// [`RecordView::time_base`]).
+    pub fn up_to_date_at(&self, now_ns: Option<u64>) -> Runstate {
+        let times: [u64; RUNSTATE_COUNT] = [
+            vcpu_off::RUNNING,
+            vcpu_off::RUNNABLE,
+            vcpu_off::BLOCKED,
+            vcpu_off::OFFLINE,
+        ]
+        .map(|o| self.std_word(o));
+        if !self.is_vcpu() || !self.has_std_field(vcpu_off::ENTRY) {
+            return Runstate::from_times(times);
+        }
+        Runstate::from_words(
+            times,
+            self.std_word(vcpu_off::RUNSTATE),
+            self.std_word(vcpu_off::ENTRY),
+            self.time_base(),
+            now_ns,
+        )
+    }
+
     /// Domain `vcpus_online` (`None` in a vCPU table or when absent).
     pub fn vcpus_online(&self) -> Option<u64> {
         self.std_field(false, domain_off::VCPUS_ONLINE)
@@ -248,6 +343,7 @@ impl<'a> RecordView<'a> {
 pub struct RecordSnapshot {
     words: Box<[u64]>,
     taken: Option<Instant>,
+    taken_at_ns: Option<u64>,
     stamp: RecordStamp,
     index: u32,
     seq: u32,
@@ -272,6 +368,7 @@ impl RecordSnapshot {
         RecordSnapshot {
             words: vec![0; words_per_record(info)].into_boxed_slice(),
             taken: None,
+            taken_at_ns: None,
             stamp: RecordStamp::of(info),
             index: 0,
             seq: 0,
@@ -285,6 +382,7 @@ impl RecordSnapshot {
         RecordView {
             words: &self.words,
             taken: self.taken,
+            taken_at_ns: self.taken_at_ns,
             stamp: self.stamp,
             index: self.index,
             seq: self.seq,
@@ -308,9 +406,11 @@ impl RecordSnapshot {
     }
 
     /// Records the outcome of a read (`None`: the record could not be
-    /// located, which validation rules out).
+    /// located, which validation rules out), and reads the table's clock,
+    /// after the copy.
     pub(crate) fn finish(&mut self, r: Option<Result<u32, Busy>>, taken: Instant) {
         self.taken = Some(taken);
+        self.taken_at_ns = self.stamp.clock_now();
         (self.seq, self.status) = match r {
             Some(Ok(seq)) => (seq, RecordStatus::Consistent),
             Some(Err(Busy { seq, attempts })) => (seq, RecordStatus::Busy { seq, attempts }),
@@ -343,6 +443,21 @@ impl RecordSnapshot {
         pub fn generation(&self) -> u64;
         /// When it was read (`None` before the first read).
         pub fn taken(&self) -> Option<Instant>;
+        /// The table's clock read after the copy; see
+        /// [`RecordView::taken_at_ns`].
+        pub fn taken_at_ns(&self) -> Option<u64>;
+        /// The time base of the table's nanosecond values.
+        pub fn time_base(&self) -> TimeBase;
+        /// vCPU `runstate` (r3); see [`RecordView::runstate`].
+        pub fn runstate(&self) -> Option<u64>;
+        /// vCPU `runstate_entry_time` (r3), ns in the table's clock.
+        pub fn runstate_entry_time(&self) -> Option<u64>;
+        /// The up-to-date runstate at [`RecordSnapshot::taken_at_ns`];
+        /// see [`RecordView::up_to_date`].
+        pub fn up_to_date(&self) -> Runstate;
+        /// The up-to-date runstate at `now_ns`; see
+        /// [`RecordView::up_to_date_at`].
+        pub fn up_to_date_at(&self, now_ns: Option<u64>) -> Runstate;
         /// Whether the record comes from a vCPU table.
         pub fn is_vcpu(&self) -> bool;
         /// Whether the slot is unused; see [`RecordView::is_unused`].
@@ -396,6 +511,8 @@ pub struct Snapshot {
     /// Attempts a busy record was given.
     attempts: u32,
     taken: Option<Instant>,
+    /// The table's clock read after the last record was copied.
+    taken_at_ns: Option<u64>,
     busy: u32,
 }
 
@@ -435,6 +552,23 @@ impl Snapshot {
         Snapshot::shaped(table, Some(merged))
     }
 
+    /// An unread snapshot of a vCPU table that copies only its runstate:
+    /// the four standard times and, in an r3 table, `runstate` and
+    /// `runstate_entry_time`, so that [`RecordView::up_to_date`] works on
+    /// it (a [`Snapshot::of_counters`] of the four times leaves the state
+    /// out, and nothing is extrapolated). For readers that need nothing
+    /// else (the rrdd plugin).
+    pub fn of_runstate(table: &Table) -> Snapshot {
+        let info = table.info();
+        let end = if info.is_vcpu() && info.has_std_field(vcpu_off::ENTRY) {
+            vcpu_off::ENTRY + 8
+        } else {
+            vcpu_off::OFFLINE + 8
+        };
+        let words = ((end - RECORD_PREFIX) / 8) as usize;
+        Snapshot::shaped(table, Some(vec![(0, words)]))
+    }
+
     fn shaped(table: &Table, subset: Option<Vec<(usize, usize)>>) -> Snapshot {
         let info = table.info();
         let per = words_per_record(info);
@@ -459,18 +593,27 @@ impl Snapshot {
             read: 0,
             attempts: 0,
             taken: None,
+            taken_at_ns: None,
             busy: 0,
         }
     }
 
     /// Reshapes for `table` if its records have another number or size.
+    #[inline]
     pub(crate) fn prepare(&mut self, table: &Table) {
         if self.seqs.len() != table.nr_records() as usize
             || self.per != words_per_record(table.info())
         {
-            *self = Snapshot::shaped(table, self.subset.take());
+            self.reshape(table);
         }
         self.stamp = RecordStamp::of(table.info());
+    }
+
+    /// Out of line: a snapshot refilled for its own table never reshapes.
+    #[cold]
+    #[inline(never)]
+    fn reshape(&mut self, table: &Table) {
+        *self = Snapshot::shaped(table, self.subset.take());
     }
 
     /// The buffers [`Table::snapshot`] fills: words, seqs, words per
@@ -479,8 +622,12 @@ impl Snapshot {
         (&mut self.words, &mut self.seqs, self.per, &self.runs)
     }
 
+    /// Records the outcome of a sweep, and reads the table's clock once,
+    /// after the last record was copied (design 4.3: every update a copy
+    /// saw happened before it).
     pub(crate) fn finish(&mut self, taken: Instant, read: u32, attempts: u32, busy: u32) {
         self.taken = Some(taken);
+        self.taken_at_ns = self.stamp.clock_now();
         self.read = read;
         self.attempts = attempts;
         self.busy = busy;
@@ -542,6 +689,7 @@ impl Snapshot {
         Some(RecordView {
             words,
             taken: self.taken,
+            taken_at_ns: self.taken_at_ns,
             stamp: self.stamp,
             index: i,
             seq: if status == RecordStatus::NotRead {
@@ -557,6 +705,24 @@ impl Snapshot {
     /// `None` before the first [`Table::snapshot`].
     pub fn taken(&self) -> Option<Instant> {
         self.taken
+    }
+
+    /// The table's clock ([`Snapshot::time_base`]) read once, after the
+    /// last record was copied: host `CLOCK_MONOTONIC` for a table of
+    /// clock 1, Xen system time for clock 2 when it can be read (feature
+    /// `xen`), `None` otherwise (clock 0: r1 and r2 tables; an unknown
+    /// clock; before the first [`Table::snapshot`]). The instant the
+    /// records' up-to-date runstates ([`RecordView::up_to_date`]) are
+    /// computed at. Reading it costs one clock read per snapshot of a
+    /// table that names a clock, none for the others.
+    pub fn taken_at_ns(&self) -> Option<u64> {
+        self.taken_at_ns
+    }
+
+    /// The time base of the table's nanosecond values (its header's
+    /// `clock`).
+    pub fn time_base(&self) -> TimeBase {
+        TimeBase::from_clock(self.stamp.clock)
     }
 
     /// Records found busy by the last [`Table::snapshot`].

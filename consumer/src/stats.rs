@@ -246,15 +246,19 @@ pub struct Distribution {
     pub p99: Option<f64>,
 }
 
-/// The exclusive upper bound of bucket `i` of a histogram of `kind`, raw
-/// units: a log2 histogram's bucket 0 counts 0 (bound 1) and bucket
-/// `i >= 1` counts `[2^(i-1), 2^i)` (bound `2^i`); a linear histogram's
-/// bucket `i` counts `[i * size, (i + 1) * size)`, and its last bucket
-/// everything above too (bound infinity). `None` for other kinds.
+/// The exclusive upper bound of bucket `i` of `buckets` of a histogram of
+/// `kind`, raw units (rule R28): a log2 histogram's bucket 0 counts 0
+/// (bound 1) and bucket `i >= 1` counts `[2^(i-1), 2^i)` (bound `2^i`); a
+/// linear histogram's bucket `i` counts `[i * size, (i + 1) * size)`. In
+/// both, the last bucket is open-ended: it counts everything from its
+/// lower bound up, as KVM clamps the index (bound infinity). `None` for
+/// other kinds.
 pub fn bucket_bound(kind: crate::Kind, bucket_size: u32, i: usize, buckets: usize) -> Option<f64> {
     match kind {
+        crate::Kind::LOG2_HIST | crate::Kind::LINEAR_HIST if i + 1 >= buckets => {
+            Some(f64::INFINITY)
+        }
         crate::Kind::LOG2_HIST => Some(2f64.powi(i32::try_from(i).unwrap_or(i32::MAX))),
-        crate::Kind::LINEAR_HIST if i + 1 >= buckets => Some(f64::INFINITY),
         crate::Kind::LINEAR_HIST => Some((i as f64 + 1.0) * f64::from(bucket_size)),
         _ => None,
     }

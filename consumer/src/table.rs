@@ -326,6 +326,13 @@ impl Table {
         self.info.generation()
     }
 
+    /// Whether this is a genuine RFC v3 table (no extension header): only
+    /// record 0 (vCPU 0) is meaningful, the vCPU count is the toolstack's
+    /// (docs/abi.md 9.1).
+    pub fn is_rfc_v3(&self) -> bool {
+        self.info.ext.is_none()
+    }
+
     /// The counters of each record: from the table's descriptors when it
     /// has any; otherwise (RFC v3 producers, or none given) this
     /// revision's standard fields that fit the table's `abi_size`.
@@ -442,19 +449,47 @@ impl Table {
         let first = u64::from(self.info.header.offset);
         let stride = u64::from(self.info.header.stride);
         let (words, seqs, per, runs) = snap.parts_mut();
-        let mut read = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
-            Some(Ok(())) => nr,
+        let (mut read, bad) = match self.map.sweep_seq(first, stride, runs, words, per, seqs) {
+            Some(Ok(bad)) => (nr, bad),
             Some(Err(done)) => {
                 self.lost.store(true, Ordering::Relaxed);
-                u32::try_from(done).unwrap_or(0)
+                (u32::try_from(done).unwrap_or(0), true)
             }
             // Geometry outside the mapping: ruled out by validation.
-            None => 0,
+            None => (0, false),
         };
         // The records the first pass found mid-update or changing, one at
-        // a time, with the attempts left.
+        // a time, with the attempts left. The sweep says whether there are
+        // any (its status is fused into the copy loop), so a table read
+        // consistently in one pass costs no second pass over its seqs.
+        let busy = if bad {
+            self.retry_pass(first, stride, snap, &mut read, attempts)
+        } else {
+            0
+        };
+        snap.finish(taken, read, attempts, busy);
+        busy
+    }
+
+    /// The second pass of [`Table::snapshot_at`], when its sweep found
+    /// records mid-update or changing: each of the first `read` records
+    /// that is not consistent is read again with `attempts - 1` attempts.
+    /// Returns the number still busy; `read` becomes the index of a record
+    /// whose read faulted. Out of line: a consistent table never gets
+    /// here, and the sweep's caller stays small.
+    #[cold]
+    #[inline(never)]
+    fn retry_pass(
+        &self,
+        first: u64,
+        stride: u64,
+        snap: &mut Snapshot,
+        read: &mut u32,
+        attempts: u32,
+    ) -> u32 {
+        let (words, seqs, per, runs) = snap.parts_mut();
         let mut busy = 0;
-        for i in 0..read {
+        for i in 0..*read {
             let k = i as usize;
             let Some(&[s1, s3]) = seqs.get(k) else { break };
             if s1 & 1 == 0 && s1 == s3 {
@@ -469,12 +504,11 @@ impl Table {
                 Some(true) => {}
                 Some(false) => busy += 1,
                 None => {
-                    read = i;
+                    *read = i;
                     break;
                 }
             }
         }
-        snap.finish(taken, read, attempts, busy);
         busy
     }
 
@@ -498,7 +532,7 @@ impl Table {
         for _ in 0..attempts {
             core::hint::spin_loop();
             match self.map.sweep_seq(off, 0, runs, dst, per, seq)? {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(_) => {
                     self.lost.store(true, Ordering::Relaxed);
                     return None;

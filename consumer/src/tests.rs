@@ -21,8 +21,11 @@ use vstats_abi::{
 };
 
 use crate::{
-    delta, rate, raw::test_mem::SharedMem, Aggregate, Delta, Error, RecordSnapshot, RecordStatus,
-    Snapshot, Source, Table, DEFAULT_MAX_ATTEMPTS,
+    delta, rate,
+    raw::test_mem::SharedMem,
+    runstate::{Runstate, TimeBase},
+    Aggregate, Delta, Error, RecordSnapshot, RecordStatus, Snapshot, Source, Table,
+    DEFAULT_MAX_ATTEMPTS,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -702,6 +705,163 @@ fn domain_table() {
     mem.store_u64(word(&l, 0, 0), INACTIVE);
     t.snapshot_record(0, &mut r).unwrap();
     assert_eq!(r.vcpus_online(), None);
+}
+
+// ------------------------------------------- r3: up-to-date runstate (R26)
+
+/// An r3 vCPU table of `n` records with header `clock`: every record
+/// running since `entry` with times `[1000 * (i + 1), 10, 20, 0]`.
+fn r3_image(n: u32, clock: u32, entry: u64) -> (Layout, Vec<u8>) {
+    let p = LayoutParams {
+        clock,
+        ..LayoutParams::vcpu_r3(n)
+    };
+    let (l, mut b) = image(&p, VCPU_STATS_MAGIC, 3, &[]);
+    for i in 0..n {
+        let words = [1000 * u64::from(i + 1), 10, 20, 0, 0, entry];
+        for (k, w) in words.into_iter().enumerate() {
+            put64(&mut b, word(&l, i, k), w);
+        }
+    }
+    (l, b)
+}
+
+#[test]
+fn r3_snapshots_read_the_table_clock_after_the_copy() {
+    let entry = vstats_abi::clock::monotonic_ns();
+    let (l, b) = r3_image(2, vstats_abi::header::CLOCK_HOST_MONOTONIC, entry);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    assert_eq!(s.taken_at_ns(), None, "not taken yet");
+    assert_eq!(s.time_base(), TimeBase::HostMonotonic);
+    let before = vstats_abi::clock::monotonic_ns();
+    assert_eq!(t.snapshot(&mut s), 0);
+    let after = vstats_abi::clock::monotonic_ns();
+    let at = s.taken_at_ns().expect("clock 1 is readable");
+    assert!(before <= at && at <= after, "{before} {at} {after}");
+    let r = s.record(1).unwrap();
+    assert_eq!(r.taken_at_ns(), Some(at));
+    assert_eq!(
+        (r.runstate(), r.runstate_entry_time()),
+        (Some(0), Some(entry))
+    );
+    let up = r.up_to_date();
+    assert!(up.extrapolated && !up.clamped);
+    assert_eq!(up.state_name(), Some("running"));
+    assert_eq!(up.entry_ns, Some(entry));
+    assert_eq!(
+        up.times_ns,
+        [Some(2000 + (at - entry)), Some(10), Some(20), Some(0)]
+    );
+    assert_eq!(
+        crate::runstate::up_to_date(r, Some(entry + 5)).times_ns[0],
+        Some(2005)
+    );
+    // The same through one record's own copy.
+    let mut one = RecordSnapshot::new(&t);
+    t.snapshot_record(0, &mut one).unwrap();
+    let at1 = one.taken_at_ns().unwrap();
+    assert!(at1 >= at);
+    assert_eq!(one.up_to_date().times_ns[0], Some(1000 + (at1 - entry)));
+    // Another state: blocked since `entry`.
+    mem.store_u64(word(&l, 0, 4), 2);
+    t.snapshot(&mut s);
+    let at2 = s.taken_at_ns().unwrap();
+    let up = s.record(0).unwrap().up_to_date();
+    assert_eq!(
+        up.times_ns,
+        [Some(1000), Some(10), Some(20 + (at2 - entry)), Some(0)]
+    );
+}
+
+#[test]
+fn runstate_snapshots_copy_the_state_and_entry_of_r3_tables() {
+    let entry = vstats_abi::clock::monotonic_ns();
+    let (_, b) = r3_image(2, vstats_abi::header::CLOCK_HOST_MONOTONIC, entry);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::of_runstate(&t);
+    assert!(s.is_subset());
+    t.snapshot(&mut s);
+    let at = s.taken_at_ns().unwrap();
+    let r = s.record(1).unwrap();
+    let up = r.up_to_date();
+    assert!(up.extrapolated);
+    assert_eq!(up.times_ns[0], Some(2000 + (at - entry)));
+    // Only those six words: nothing past them would be copied (an r3
+    // record has none, so check the count).
+    assert_eq!(s.words_per_record(), 6);
+    assert_eq!(r.words().len(), 6);
+    // An r2 table: the four times only, never extrapolated.
+    let (_, b) = vcpu_image(2, 1);
+    let mem2 = SharedMem::from_bytes(&b);
+    let t2 = mem2.table().unwrap();
+    let mut s2 = Snapshot::of_runstate(&t2);
+    t2.snapshot(&mut s2);
+    let up = s2.record(1).unwrap().up_to_date();
+    assert!(!up.extrapolated);
+    assert_eq!(up.times_ns, [Some(100), Some(101), Some(102), Some(103)]);
+}
+
+#[test]
+fn r3_records_without_a_readable_clock_are_not_extrapolated() {
+    // clock 0 (unnamed) and an unknown clock: no clock read at all.
+    for clock in [0, 7] {
+        let (_, b) = r3_image(1, clock, 5);
+        let mem = SharedMem::from_bytes(&b);
+        let t = mem.table().unwrap();
+        let mut s = Snapshot::new(&t);
+        t.snapshot(&mut s);
+        assert_eq!(s.taken_at_ns(), None, "clock {clock}");
+        let up = s.record(0).unwrap().up_to_date();
+        assert!(!up.extrapolated);
+        assert_eq!(up.state, Some(0), "the state is still reported");
+        assert_eq!(up.times_ns, [Some(1000), Some(10), Some(20), Some(0)]);
+    }
+    // An inactive state (an unused slot, or a producer that does not
+    // know it): the times as read.
+    let (l, b) = r3_image(1, 1, 5);
+    let mem = SharedMem::from_bytes(&b);
+    mem.store_u64(word(&l, 0, 4), INACTIVE);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    t.snapshot(&mut s);
+    assert!(s.taken_at_ns().is_some());
+    let up = s.record(0).unwrap().up_to_date();
+    assert!(!up.extrapolated);
+    assert_eq!(up.times_ns[0], Some(1000));
+}
+
+#[test]
+fn r2_tables_cost_no_clock_read_and_are_never_extrapolated() {
+    let (_, b) = vcpu_image(2, 1);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    t.snapshot(&mut s);
+    assert_eq!(s.taken_at_ns(), None);
+    assert_eq!(s.time_base(), TimeBase::Unnamed);
+    let r = s.record(1).unwrap();
+    assert_eq!((r.runstate(), r.runstate_entry_time()), (None, None));
+    let up = r.up_to_date_at(Some(u64::MAX >> 2));
+    assert_eq!(
+        up,
+        Runstate::from_times([100, 101, 102, 103]),
+        "an r2 record has no state to extrapolate"
+    );
+    // A domain table has no runstate at all.
+    let (_, b) = image(
+        &LayoutParams::domain_r2(),
+        DOMAIN_STATS_MAGIC,
+        5,
+        DOMAIN_STD_DESCRIPTORS,
+    );
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut r = RecordSnapshot::new(&t);
+    t.snapshot_record(0, &mut r).unwrap();
+    assert_eq!(r.up_to_date().times_ns, [None; 4]);
 }
 
 // --------------------------------------------- deltas, rates, aggregates

@@ -209,6 +209,107 @@ fn promtool_check(promtool: &Path, body: &str) {
     );
 }
 
+/// A synthetic r3 producer that never writes again, as a KVM vCPU
+/// spinning without exits (design 4.5 step 5, deterministic): `dir/vcpu`
+/// with clock 1, record `i` written once as `(times, state, entry)`. The
+/// directory's liveness lock is held while the returned value lives.
+fn frozen_r3(
+    dir: &Path,
+    records: &[([u64; 4], u64, u64)],
+) -> vstats_producer::publish::Publication {
+    use vstats_abi::{
+        header::CLOCK_HOST_MONOTONIC,
+        layout::{Layout, LayoutParams},
+        record::PAD_INACTIVE,
+        VCPU_STATS_MAGIC,
+    };
+    let p = LayoutParams {
+        clock: CLOCK_HOST_MONOTONIC,
+        ..LayoutParams::vcpu_r3(records.len() as u32)
+    };
+    let l = Layout::compute(&p).unwrap();
+    let mut b = vec![0u8; l.mapping_len() as usize];
+    l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[]).unwrap();
+    l.fill_records(&mut b).unwrap();
+    for (i, (times, state, entry)) in (0u32..).zip(records) {
+        let r = l.record_offset(i).unwrap() as usize;
+        b[r..r + 4].copy_from_slice(&2u32.to_ne_bytes());
+        b[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
+        for (k, w) in times.iter().chain([state, entry]).enumerate() {
+            b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
+        }
+    }
+    let publication = vstats_producer::publish::Publication::create_dir(
+        dir,
+        vstats_producer::publish::PublishOptions::default(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("vcpu"), &b).unwrap();
+    publication
+}
+
+/// The value of the sample line that starts with `head` (`name{labels}`).
+fn value_of(body: &str, head: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(head)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes show up-to-date runstate times (R26) and the current state:
+/// a vCPU whose record is never written again still accrues running
+/// time from one scrape to the next, in the table's clock.
+#[test]
+fn scrapes_show_up_to_date_runstate_times_and_the_current_state() {
+    let s = Scratch::new("fresh");
+    let e0 = vstats_abi::clock::monotonic_ns();
+    let _live = frozen_r3(
+        &s.0.join("spin"),
+        &[([1000, 0, 0, 0], 0, e0), ([0, 0, 7, 0], 2, e0)],
+    );
+    let e = Exporter::start(&s.0);
+    let run = "vstats_vcpu_runstate_seconds_total{vm=\"spin\",vcpu=\"0\",state=\"running\"}";
+    let (status, _, om1) = http(e.port, "GET", "/metrics", Some(OPENMETRICS));
+    assert_eq!(status, 200);
+    let (_, _, om2) = http(e.port, "GET", "/metrics", Some(OPENMETRICS));
+    let (r1, r2) = (value_of(&om1, run).unwrap(), value_of(&om2, run).unwrap());
+    assert!(r1 > 1e-6 && r2 > r1, "{r1} {r2}: {om2}");
+    // Its blocked time, and vCPU 1's running time, do not move.
+    let blk = "vstats_vcpu_runstate_seconds_total{vm=\"spin\",vcpu=\"0\",state=\"blocked\"}";
+    assert_eq!(value_of(&om2, blk), Some(0.0));
+    let run1 = "vstats_vcpu_runstate_seconds_total{vm=\"spin\",vcpu=\"1\",state=\"running\"}";
+    assert_eq!(value_of(&om2, run1), Some(0.0));
+    assert!(
+        om2.contains("# TYPE vstats_vcpu_runstate stateset\n"),
+        "{om2}"
+    );
+    for (v, st, x) in [
+        ("0", "running", 1),
+        ("0", "blocked", 0),
+        ("1", "blocked", 1),
+    ] {
+        let line = format!(
+            "vstats_vcpu_runstate{{vm=\"spin\",vcpu=\"{v}\",vstats_vcpu_runstate=\"{st}\"}} {x}\n"
+        );
+        assert!(om2.contains(&line), "{line} in {om2}");
+    }
+    assert!(!om2.contains("entry"), "no entry time: {om2}");
+    let (_, _, text) = http(e.port, "GET", "/metrics", None);
+    assert!(
+        text.contains("# TYPE vstats_vcpu_runstate gauge\n"),
+        "{text}"
+    );
+    if let Some(py) = python() {
+        parse(&py, "openmetrics", &om2);
+        parse(&py, "text", &text);
+    }
+    match on_path("promtool") {
+        Some(promtool) => promtool_check(&promtool, &text),
+        None => {
+            skip("promtool");
+        }
+    }
+    assert!(e.stop().success(), "SIGTERM: exit 0");
+}
+
 #[test]
 fn scrapes_parse_with_the_reference_parsers_and_promtool() {
     let s = Scratch::new("parse");

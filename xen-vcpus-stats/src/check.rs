@@ -10,7 +10,7 @@ use crate::{
     cli::parse_seconds,
     error::Result,
     target::{named_dir, Target},
-    xen::Xen,
+    xen::{Xen, XenStore},
 };
 
 /// How long and how closely to check: the options of `check`.
@@ -30,6 +30,12 @@ pub struct CheckConfig {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// The vCPU count from the toolstack (rules R24, P10: slots below it
+    /// used, the others unused); for --domid, xenstore's
+    /// /local/domain/DOMID/cpu/* when not given and readable; otherwise
+    /// R24 and P10 are skipped.
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<u32>,
 }
 
 /// The checker's targets for `target`
@@ -71,6 +77,10 @@ pub fn run(target: &Target, cfg: &CheckConfig, out: &mut dyn Write) -> anyhow::R
         duration: cfg.duration,
         interval: cfg.interval,
         odd_bound: cfg.odd_bound,
+        vcpus: cfg.vcpus.or_else(|| match target {
+            Target::Domid(d) => XenStore::open().and_then(|xs| xs.vcpu_count(*d)).ok(),
+            _ => None,
+        }),
         ..CheckOptions::default()
     };
     let report = run_check(targets, &opts);

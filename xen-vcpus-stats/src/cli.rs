@@ -252,6 +252,9 @@ fn sample(args: &SampleArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_flag()?;
     let mut sampler = sample::attach(&target, &opts)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    if let (Some(note), false) = (sampler.vm().note(), opts.format == Format::Json) {
+        writeln!(err, "xen-vcpus-stats: note: {note}")?;
+    }
     sample::run(&mut sampler, &opts, &mut out, &mut err, &stop)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -282,6 +285,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (entries, note) = list::host(&a.root)?;
             if let Some(note) = note {
                 eprintln!("xen-vcpus-stats: note: no Xen domains listed: {note}");
+            }
+            for e in entries.iter().filter(|_| a.format != Format::Json) {
+                if let Some(n) = e.info.as_ref().ok().and_then(|i| i.note) {
+                    eprintln!("xen-vcpus-stats: note: {}: {n}", e.name);
+                }
             }
             list::write(&entries, a.format, &mut out)?;
             out.flush()?;

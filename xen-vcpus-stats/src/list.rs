@@ -82,6 +82,7 @@ fn entry_json(e: &Entry) -> Json {
         "domain_table": info.map(|i| i.domain_table),
         "generation": info.map(|i| i.generation),
         "error": e.info.as_ref().err(),
+        "note": info.and_then(|i| i.note),
     })
 }
 

@@ -125,6 +125,43 @@ fn errors_of_check() {
     assert_error(&o, 1, &["missing"]);
 }
 
+/// The rule `id`'s status in a JSON report's first table.
+fn status(r: &Value, id: &str) -> String {
+    let rules = r["tables"][0]["rules"].as_array().unwrap();
+    let rule = rules.iter().find(|rule| rule["id"] == id).unwrap();
+    rule["status"].as_str().unwrap().to_owned()
+}
+
+/// `--vcpus N`, the toolstack's count, reaches the checker: R24 passes on
+/// a table of 2 used vCPUs with 2, fails alone with 1 (exit status 3),
+/// and is skipped without it.
+#[test]
+fn vcpus_from_the_toolstack_check_r24() {
+    let s = Scratch::new("check-vcpus");
+    let dir = s.join("vm");
+    let mut synth = Synth::new(&dir, 2).unwrap();
+    let vcpu = dir.join("vcpu");
+    let path = vcpu.to_str().unwrap();
+    let o = run_while(check_cmd(&["--path", path, "--vcpus", "2"], true), || {
+        synth.update()
+    });
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let r = report(&o);
+    assert_eq!(
+        (status(&r, "R24"), status(&r, "P10")),
+        ("PASS".into(), "PASS".into())
+    );
+    let o = run_while(check_cmd(&["--path", path, "--vcpus", "1"], true), || {
+        synth.update()
+    });
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert_eq!(failed(&report(&o)), ["R24"], "{}", stdout(&o));
+    let o = run_while(check_cmd(&["--path", path], true), || synth.update());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(status(&report(&o), "R24"), "SKIP");
+    synth.remove().unwrap();
+}
+
 fn xen_check(dir: &Path, domid: &str) -> Command {
     let mut c = check_cmd(&["--domid", domid], true);
     c.env("VSTATS_XENFOREIGNMEMORY_LIB", standin(true))
@@ -159,6 +196,23 @@ fn xen_domains_are_checked_through_raw_mappings() {
         labels,
         ["domain 7 vCPU stats table", "domain 7 domain stats table"]
     );
+    assert_eq!(status(&r, "R24"), "SKIP", "no cpu directory in xenstore");
+    // The vCPU count from xenstore's /local/domain/7/cpu: 2 passes; 1
+    // fails R24, unless --vcpus says 2.
+    for n in ["0", "1"] {
+        std::fs::create_dir_all(d.join("cpu").join(n)).unwrap();
+    }
+    let o = run_while(xen_check(s.path(), "7"), || synth.update());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(status(&report(&o), "R24"), "PASS");
+    std::fs::remove_dir(d.join("cpu/1")).unwrap();
+    let o = run_while(xen_check(s.path(), "7"), || synth.update());
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert_eq!(failed(&report(&o)), ["R24"], "{}", stdout(&o));
+    let mut c = xen_check(s.path(), "7");
+    c.args(["--vcpus", "2"]);
+    let o = run_while(c, || synth.update());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 
     let bad = s.join("8");
     std::fs::create_dir(&bad).unwrap();

@@ -137,3 +137,37 @@ fn one_sample_is_a_snapshot_without_timestamps() {
     }
     synth.remove().unwrap();
 }
+
+/// An r3 table's current runstate is a stateset the reference parser
+/// accepts (its state label is named after the family), in one sample and
+/// in a timestamped stream of two.
+#[test]
+fn the_runstate_stateset_parses() {
+    let s = Scratch::new("om-stateset");
+    let dir = s.join("spin");
+    let e = vstats_abi::clock::monotonic_ns();
+    let _live = common::write_frozen_r3(&dir, &[([1000, 0, 0, 0], 0, e), ([0, 0, 9, 0], 2, e)]);
+    for count in ["1", "2"] {
+        let o = tool()
+            .args(["sample", "--path", dir.to_str().unwrap()])
+            .args(["--interval", "0.05", "--count", count])
+            .args(["--format", "openmetrics"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let text = stdout(&o);
+        assert!(
+            text.contains("# TYPE vstats_vcpu_runstate stateset\n"),
+            "{text}"
+        );
+        let states = text
+            .lines()
+            .filter(|l| l.starts_with("vstats_vcpu_runstate{"))
+            .count();
+        assert_eq!(states, 8 * count.parse::<usize>().unwrap(), "{text}");
+        if let Some(py) = python() {
+            let (families, samples) = parse(&py, &text);
+            assert!(families >= 2 && samples >= states, "{families} {samples}");
+        }
+    }
+}

@@ -22,7 +22,7 @@ use vstats_consumer::{
     RecordSnapshot, Snapshot,
 };
 
-const OPS: [&str; 14] = [
+const OPS: [&str; 19] = [
     "plain_atomic",
     "seqlock",
     "producer_update",
@@ -37,7 +37,37 @@ const OPS: [&str; 14] = [
     "snapshot_64_scalar",
     "snapshot_64_sse2",
     "snapshot_64_avx2",
+    "snapshot_64_at",
+    "memcpy_kvm4",
+    "snapshot_kvm4_at",
+    "subset_kvm4_at",
+    "snapshot_kvm4",
 ];
+
+/// A table shaped like a live 4-vCPU KVM VM's (4 runstate times, 44
+/// scalars and three 32-bucket histograms: 142 counter words a record),
+/// as the alternatives benchmark's synthetic table.
+fn kvm4() -> Result<ShmFixture> {
+    use vstats_kvm_vmm::{publish::TablePlan, stats, KvmStatDesc};
+    let desc = |name: String, kind, size| KvmStatDesc {
+        name,
+        kind,
+        unit: 0,
+        base: 10,
+        exponent: 0,
+        size,
+        offset: 0,
+        bucket_size: 0,
+    };
+    let mut descs: Vec<KvmStatDesc> = (0..44)
+        .map(|i| desc(format!("stat_{i}"), stats::KIND_CUMULATIVE, 1))
+        .collect();
+    descs.extend((0..3).map(|i| desc(format!("hist_{i}"), stats::KIND_LOG_HIST, 32)));
+    let plan = TablePlan::vcpu(4, &descs)?;
+    let mut fx = ShmFixture::new("icount-kvm4", plan.layout, &plan.descriptors)?;
+    fx.fill();
+    Ok(fx)
+}
 
 fn perform(op: &str, n: u64) -> Result<()> {
     let mut fx = ShmFixture::vcpu("icount", 64, 64)?;
@@ -113,6 +143,45 @@ fn perform(op: &str, n: u64) -> Result<()> {
             let mut snap = Snapshot::new(t);
             for _ in 0..n {
                 black_box(t.snapshot(black_box(&mut snap)));
+            }
+        }
+        "snapshot_64_at" => {
+            let t = fx.consumer();
+            let mut snap = Snapshot::new(t);
+            let at = std::time::Instant::now();
+            for _ in 0..n {
+                black_box(t.snapshot_at(black_box(&mut snap), at));
+            }
+        }
+        "memcpy_kvm4" => {
+            let fx = kvm4()?;
+            let (off, len) = fx.record_area();
+            let mut buf = vec![0u8; len];
+            for _ in 0..n {
+                black_box(fx.memcpy(black_box(off), &mut buf));
+            }
+        }
+        "snapshot_kvm4_at" | "subset_kvm4_at" | "snapshot_kvm4" => {
+            let fx = kvm4()?;
+            let t = fx.consumer();
+            let mut snap = if op == "subset_kvm4_at" {
+                let names = [
+                    "runstate_running_time",
+                    "runstate_runnable_time",
+                    "runstate_blocked_time",
+                    "runstate_offline_time",
+                ];
+                Snapshot::of_counters(t, names.iter().filter_map(|c| t.counter(c)))
+            } else {
+                Snapshot::new(t)
+            };
+            let at = std::time::Instant::now();
+            for _ in 0..n {
+                if op == "snapshot_kvm4" {
+                    black_box(t.snapshot(black_box(&mut snap)));
+                } else {
+                    black_box(t.snapshot_at(black_box(&mut snap), at));
+                }
             }
         }
         other => bail!("unknown operation {other:?} (try --list)"),

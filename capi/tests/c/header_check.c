@@ -61,6 +61,7 @@ int main(void)
     P(VSTATS_RUNSTATE_RUNNABLE);
     P(VSTATS_RUNSTATE_BLOCKED);
     P(VSTATS_RUNSTATE_OFFLINE);
+    P(VSTATS_VCPU_W_RUNSTATE_ENTRY);
     P(VSTATS_DOMAIN_W_VCPUS_ONLINE);
     P(VSTATS_DOMAIN_W_VCPUS_MAX);
     P(VSTATS_DOMAIN_W_UPTIME);
@@ -76,6 +77,12 @@ int main(void)
     P(VSTATS_EPROTO);
     P(VSTATS_EBADMSG);
     P(VSTATS_EOVERFLOW);
+    P(VSTATS_ENOENT);
+    P(VSTATS_EIO);
+    P(VSTATS_E2BIG);
+    P(VSTATS_ENODATA);
+    P(VSTATS_ESTALE);
+    P(VSTATS_ENOTRECOVERABLE);
     P(sizeof(struct vstats_layout));
     P(sizeof(struct vstats_table));
     P(sizeof(struct vstats_writer));

@@ -163,6 +163,24 @@ int main(int argc, char **argv)
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, NULL, writers, NR), VSTATS_EFAULT);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR - 1), VSTATS_ENOSPC);
     CHECK(INIT(NULL, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR), VSTATS_EFAULT);
+    /* vstats_layout_r3() and vstats_layout() both lay out r3 tables (clock 1
+     * from the latter); an r2 layout, which neither makes, is refused. */
+    struct vstats_layout l3;
+    CHECK(vstats_layout_r3(NR, sizeof(struct xen_vcpu_stats), 0, 0,
+                           XEN_STATS_CLOCK_HOST_MONOTONIC, VSTATS_DEFAULT_PAGE_SIZE,
+                           VSTATS_DEFAULT_CACHELINE, &l3),
+          VSTATS_OK);
+    if (l3.ext_size != XEN_STATS_EXT_SIZE_R3 || l3.size != 56 || l3.stride != 64 ||
+        l3.offset != 128 || l3.clock != XEN_STATS_CLOCK_HOST_MONOTONIC ||
+        l.ext_size != XEN_STATS_EXT_SIZE_R3 || l.clock != XEN_STATS_CLOCK_HOST_MONOTONIC ||
+        l.xstats_size != 8 || l.xdesc_count != 1) {
+        fprintf(stderr, "r3 layout not as designed\n");
+        return 1;
+    }
+    struct vstats_layout r2 = l3;
+    r2.ext_size = 40;
+    r2.clock = XEN_STATS_CLOCK_NONE;
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &r2, NULL, writers, NR), VSTATS_EINVAL);
     if (!scattered)
         CHECK(vstats_table_init_contiguous(&table, region, (size_t)l.mapping_len - 1,
                                            VSTATS_VCPU_STATS_MAGIC, &l, descs, GENERATION,
@@ -206,7 +224,10 @@ int main(int argc, char **argv)
     CHECK(vstats_writer_begin(ws[0]), VSTATS_OK);
     CHECK(vstats_writer_begin(ws[0]), VSTATS_EPROTO);
     CHECK(vstats_writer_set(ws[0], 7, 1), VSTATS_ERANGE); /* 7 words: 0..6 */
+    /* R25: a state beyond RUNSTATE_offline stores nothing. */
+    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_offline + 1, 1), VSTATS_EINVAL);
     CHECK(vstats_writer_end(ws[0]), VSTATS_OK);
+    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_running, 1), VSTATS_EPROTO);
 
     /* Disabled: nothing happens. */
     where = "disabled";

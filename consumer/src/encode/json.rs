@@ -10,7 +10,7 @@ use super::{kind_name, rfc3339, shows_rate, unit_name};
 use crate::{
     filter::NameFilter,
     follow::{Source, Vm},
-    sample::{Sample, Value, VcpuSample, RUNSTATES},
+    sample::{Sample, ShareBase, Value, VcpuSample, RUNSTATES},
 };
 
 fn value(v: &Value) -> Json {
@@ -57,7 +57,11 @@ fn vcpu(v: &VcpuSample, counters: &[Counter]) -> Json {
         "vcpu": v.vcpu,
         "status": v.state.name(),
         "runstate": shares,
+        "share_base": v.share_base.map(ShareBase::name),
         "runstate_ns": ns,
+        "current_runstate": v.runstate.state_name(),
+        "runstate_entry_time": v.runstate.entry_ns,
+        "extrapolated": v.runstate.extrapolated,
         "rates": rates(counters, &v.rates),
         "values": values(counters, &v.values),
     })
@@ -108,7 +112,7 @@ pub fn to_json(s: &Sample) -> Json {
             "values": values(&d.counters, &d.values),
         })
     });
-    json!({
+    let mut j = json!({
         "sample": s.number,
         "timestamp": rfc3339(s.wall),
         "monotonic_ns": s.monotonic_ns,
@@ -121,7 +125,11 @@ pub fn to_json(s: &Sample) -> Json {
         "vcpus": s.vcpus.iter().map(|v| vcpu(v, &s.vcpu_counters)).collect::<Vec<_>>(),
         "aggregates": aggregates,
         "domain": domain,
-    })
+    });
+    if let (Some(obj), Some(note)) = (j.as_object_mut(), s.note) {
+        obj.insert("note".into(), note.into());
+    }
+    j
 }
 
 /// Writes the sample as one line of JSON.

@@ -18,6 +18,14 @@
 //!   (`running`, `runnable`, `blocked`, `offline`), as node_exporter's
 //!   `node_cpu_seconds_total{mode}`: `rate(...{state="running"}[1m])` is a
 //!   vCPU's running share;
+//! * the runstate times are up to date (ABI r3, rule R26: brought to the
+//!   snapshot's clock reading, [`vstats_consumer::RecordView::up_to_date`]);
+//!   the state a vCPU is in (r3 `runstate`) is the stateset
+//!   `vstats_vcpu_runstate` ([`RUNSTATE_FAMILY`]), whose state label is
+//!   named after the family as OpenMetrics requires
+//!   (`vstats_vcpu_runstate{vm,vcpu,vstats_vcpu_runstate="running"} 1`,
+//!   0 for the other three; a `gauge` in the text format); the entry time
+//!   is not exported (a timestamp, not a quantity);
 //! * a counter whose name maps to a family another counter (or another
 //!   type or unit) already has gets `_<k>` appended, `k` being its index in
 //!   its table, so no series is written twice;
@@ -135,6 +143,9 @@ pub enum MetricType {
     Gauge,
     /// Cumulative buckets.
     Histogram,
+    /// One sample per state, 1 for the state held and 0 for the others
+    /// (OpenMetrics `stateset`; a `gauge` in the text format).
+    StateSet,
     /// A kind this revision does not know.
     Unknown,
 }
@@ -146,6 +157,8 @@ impl MetricType {
             (MetricType::Counter, _) => "counter",
             (MetricType::Gauge, _) => "gauge",
             (MetricType::Histogram, _) => "histogram",
+            (MetricType::StateSet, Syntax::OpenMetrics) => "stateset",
+            (MetricType::StateSet, Syntax::Text) => "gauge",
             (MetricType::Unknown, Syntax::OpenMetrics) => "unknown",
             (MetricType::Unknown, Syntax::Text) => "untyped",
         }
@@ -204,6 +217,21 @@ pub fn runstate_of(table: TableKind, c: &Counter) -> Option<&'static str> {
     }
     let i = RUNSTATE_COUNTERS.iter().position(|&n| n == c.name())?;
     RUNSTATES.get(i).copied()
+}
+
+/// The family of a vCPU's current runstate: a stateset whose samples carry
+/// the state in a label of the family's own name (OpenMetrics requires
+/// it): `vstats_vcpu_runstate{vm="a",vcpu="0",vstats_vcpu_runstate="running"} 1`.
+pub const RUNSTATE_FAMILY: &str = "vstats_vcpu_runstate";
+
+/// Whether counter `c` of a table of kind `table` is exported as a family
+/// of its own: every counter but the r3 standard fields `runstate` (the
+/// [`RUNSTATE_FAMILY`] stateset says it) and `runstate_entry_time` (a
+/// timestamp, not a quantity: design 4.3), should a table list them.
+fn exported(table: TableKind, c: &Counter) -> bool {
+    !(table == TableKind::Vcpu
+        && c.source() == vstats_consumer::Source::Standard
+        && matches!(c.name(), "runstate" | "runstate_entry_time"))
 }
 
 /// The family name of counter `c` of a table of kind `table`:
@@ -603,6 +631,9 @@ impl Exposition {
     ) {
         slots.resize(counters.len(), None);
         for ((k, c), slot) in counters.iter().enumerate().zip(slots.iter_mut()) {
+            if !exported(table, c) {
+                continue;
+            }
             let Some(v) = value(k, c) else { continue };
             let Slot {
                 family: fi,
@@ -646,7 +677,44 @@ impl Exposition {
     /// table of kind `table`, with no points.
     pub fn add_counters(&mut self, table: TableKind, counters: &[Counter]) {
         for (k, c) in counters.iter().enumerate() {
-            self.counter_family(table, k, c);
+            if exported(table, c) {
+                self.counter_family(table, k, c);
+            }
+        }
+    }
+
+    /// Adds a vCPU's current runstate (`state`, the r3 record's
+    /// `runstate` word) to the [`RUNSTATE_FAMILY`] stateset: one point per
+    /// state, 1 for `state` and 0 for the others, with labels `labels`
+    /// (`vm`, `vcpu`, ...). Nothing for an absent or unknown state (r1 and
+    /// r2 tables have none).
+    pub fn add_runstate(&mut self, labels: &str, state: Option<u64>, ts_ms: Option<u64>) {
+        let Some(current) = state.filter(|&s| s < RUNSTATES.len() as u64) else {
+            return;
+        };
+        let fi = self.family_index(
+            RUNSTATE_FAMILY,
+            0,
+            MetricType::StateSet,
+            None,
+            |f| f.counters.is_empty(),
+            || "The runstate each vCPU is in (1) and those it is not in (0)".to_owned(),
+        );
+        for (i, name) in (0u64..).zip(RUNSTATES) {
+            let start = self.labels.len();
+            self.labels.push_str(labels);
+            if !labels.is_empty() {
+                self.labels.push(',');
+            }
+            let _ = write!(self.labels, "{RUNSTATE_FAMILY}=\"{name}\"");
+            let labels = start..self.labels.len();
+            if let Some(f) = self.families.get_mut(fi) {
+                f.points.push(Point {
+                    labels,
+                    ts_ms,
+                    value: PointValue::Float(if i == current { 1.0 } else { 0.0 }),
+                });
+            }
         }
     }
 
@@ -683,6 +751,7 @@ impl Exposition {
                 ts_ms,
                 |k, _| v.values.get(k).and_then(ValueRef::of),
             );
+            self.add_runstate(&labels, v.runstate.state, ts_ms);
         }
         if let Some(d) = &s.domain {
             if matches!(d.state, RecordState::Ok | RecordState::Reset) {
@@ -720,16 +789,25 @@ impl Exposition {
             }
             labels.clear();
             labels.push_str(&base);
+            // The runstate times up to the snapshot's clock reading (R26).
+            let up = (kind == TableKind::Vcpu).then(|| r.up_to_date());
             if kind == TableKind::Vcpu {
                 let _ = write!(labels, ",vcpu=\"{}\"", r.index());
             }
             self.add_record(kind, table.counters(), &mut slots, &labels, None, |_, c| {
-                if c.is_histogram() {
-                    r.histogram(c).map(ValueRef::Hist)
-                } else {
-                    r.get(c).map(ValueRef::Scalar)
+                let state =
+                    runstate_of(kind, c).and_then(|n| RUNSTATES.iter().position(|&x| x == n));
+                match (state, &up) {
+                    (Some(k), Some(up)) if up.extrapolated => {
+                        up.times_ns.get(k).copied().flatten().map(ValueRef::Scalar)
+                    }
+                    _ if c.is_histogram() => r.histogram(c).map(ValueRef::Hist),
+                    _ => r.get(c).map(ValueRef::Scalar),
                 }
             });
+            if let Some(up) = up {
+                self.add_runstate(&labels, up.state, None);
+            }
         }
     }
 
@@ -814,9 +892,16 @@ impl Exposition {
             let labels = &self.labels;
             for f in &mut self.families {
                 // Stable: the points of a series stay in the order added
-                // (oldest first).
-                f.points
-                    .sort_by(|a, b| labels[a.labels.clone()].cmp(&labels[b.labels.clone()]));
+                // (oldest first). A stateset's point is all its states
+                // (the last label), kept together per timestamp.
+                let key = |p: &Point| {
+                    let l = labels.get(p.labels.clone()).unwrap_or("");
+                    match f.ty {
+                        MetricType::StateSet => l.rfind(RUNSTATE_FAMILY).map_or(l, |i| &l[..i]),
+                        _ => l,
+                    }
+                };
+                f.points.sort_by(|a, b| key(a).cmp(key(b)));
             }
         }
         for f in &self.families {
@@ -1116,6 +1201,192 @@ mod tests {
             f.add_snapshot("a", None, &table, &snap);
             f.finish()
         });
+    }
+
+    /// An r3 vCPU table of 3 records, clock 1: vCPU 0 running and vCPU 1
+    /// blocked since `entry` with 1000 ns accrued in each state, vCPU 2
+    /// unused.
+    fn r3_table(entry: u64) -> Table {
+        use vstats_abi::{
+            header::CLOCK_HOST_MONOTONIC,
+            layout::{Layout, LayoutParams},
+            record::{INACTIVE, PAD_INACTIVE},
+            VCPU_STATS_MAGIC,
+        };
+        let p = LayoutParams {
+            clock: CLOCK_HOST_MONOTONIC,
+            ..LayoutParams::vcpu_r3(3)
+        };
+        let layout = Layout::compute(&p).unwrap();
+        let mut bytes = vec![0u8; layout.mapping_len() as usize];
+        layout
+            .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, &[])
+            .unwrap();
+        layout.fill_records(&mut bytes).unwrap();
+        let recs = [
+            [1000, 1000, 1000, 0, 0, entry],
+            [1000, 1000, 1000, 0, 2, entry],
+        ];
+        for (i, words) in (0u32..).zip(recs) {
+            let r = layout.record_offset(i).unwrap() as usize;
+            bytes[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
+            for (k, w) in words.into_iter().enumerate() {
+                bytes[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+        assert_eq!(
+            u64::from_ne_bytes(
+                bytes[layout.record_offset(2).unwrap() as usize + 8..][..8]
+                    .try_into()
+                    .unwrap()
+            ),
+            INACTIVE
+        );
+        Table::from_view(vstats_consumer::mem::MemView::from_bytes(&bytes)).unwrap()
+    }
+
+    /// The value of the sample whose line starts with `head`.
+    fn value_of(text: &str, head: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(head)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn r3_snapshots_export_up_to_date_times_and_the_current_state() {
+        let entry = vstats_abi::clock::monotonic_ns();
+        let table = r3_table(entry);
+        let mut snap = Snapshot::new(&table);
+        table.snapshot(&mut snap);
+        let at = snap.taken_at_ns().unwrap();
+        let mut e = Exposition::new();
+        e.add_snapshot("a", None, &table, &snap);
+        let text = e.finish();
+        let family = "vstats_vcpu_runstate_seconds";
+        // vCPU 0's running time and vCPU 1's blocked time grow from the
+        // entry time to the snapshot's clock reading; the others stay.
+        let up = (1000 + (at - entry)) as f64 * 1e-9;
+        let run0 = value_of(
+            &text,
+            &format!("{family}_total{{vm=\"a\",vcpu=\"0\",state=\"running\"}}"),
+        );
+        assert!((run0.unwrap() - up).abs() < 1e-12, "{run0:?} {up} {text}");
+        let blk1 = value_of(
+            &text,
+            &format!("{family}_total{{vm=\"a\",vcpu=\"1\",state=\"blocked\"}}"),
+        );
+        assert!((blk1.unwrap() - up).abs() < 1e-12, "{blk1:?} {up}");
+        for (v, s) in [("0", "blocked"), ("1", "running"), ("0", "runnable")] {
+            let line = format!("{family}_total{{vm=\"a\",vcpu=\"{v}\",state=\"{s}\"}} 0.000001");
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        // The current state as a stateset, labelled by the family's name;
+        // no entry time; nothing for the unused vCPU 2.
+        assert!(
+            text.contains("# TYPE vstats_vcpu_runstate stateset\n"),
+            "{text}"
+        );
+        for (v, s, x) in [
+            ("0", "running", 1),
+            ("0", "blocked", 0),
+            ("1", "blocked", 1),
+            ("1", "offline", 0),
+        ] {
+            let line = format!(
+                "vstats_vcpu_runstate{{vm=\"a\",vcpu=\"{v}\",vstats_vcpu_runstate=\"{s}\"}} {x}"
+            );
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert_eq!(text.matches("vstats_vcpu_runstate{").count(), 8, "{text}");
+        assert!(!text.contains("entry"), "{text}");
+        // The text format calls it a gauge.
+        let mut t = String::new();
+        e.encode(Syntax::Text, &mut t);
+        assert!(t.contains("# TYPE vstats_vcpu_runstate gauge\n"), "{t}");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files are beyond Miri's isolation")]
+    fn r2_snapshots_have_no_runstate_stateset() {
+        let table = two_vcpu_table();
+        let mut snap = Snapshot::new(&table);
+        table.snapshot(&mut snap);
+        let mut e = Exposition::new();
+        e.add_snapshot("a", None, &table, &snap);
+        let text = e.finish();
+        assert!(!text.contains("vstats_vcpu_runstate{"), "{text}");
+        assert!(!text.contains("stateset"), "{text}");
+    }
+
+    /// R27: a histogram with any inactive bucket is absent as a whole; R28:
+    /// bucket `le` bounds, the last bucket open-ended (`+Inf`).
+    #[test]
+    fn histograms_follow_r27_and_r28() {
+        use vstats_abi::{
+            desc::Descriptor,
+            layout::{Layout, LayoutParams},
+            record::{INACTIVE, VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
+            VCPU_STATS_MAGIC,
+        };
+        let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
+        let lin = Descriptor::builder("lin")
+            .histogram(Kind::LINEAR_HIST, 3, 10)
+            .at(40)
+            .unwrap();
+        let log = Descriptor::builder("log")
+            .histogram(Kind::LOG2_HIST, 4, 0)
+            .at(64)
+            .unwrap();
+        descs.extend([lin, log]);
+        let p = LayoutParams {
+            record_size: VCPU_STATS_SIZE_R2 + 56,
+            abi_size: VCPU_STATS_SIZE_R2,
+            desc_count: descs.len() as u32,
+            ..LayoutParams::vcpu_r2(2)
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &descs)
+            .unwrap();
+        // Record 0: lin = [1, 2, 3], log = [4, 5, 6, 7]; record 1 the same
+        // but one inactive bucket in each histogram.
+        for i in 0..2 {
+            let r = l.record_offset(i).unwrap() as usize;
+            let mut words = vec![0u64, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7];
+            if i == 1 {
+                words[5] = INACTIVE;
+                words[10] = INACTIVE;
+            }
+            for (k, w) in words.into_iter().enumerate() {
+                b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+        let table = Table::from_view(vstats_consumer::mem::MemView::from_bytes(&b)).unwrap();
+        let mut snap = Snapshot::new(&table);
+        table.snapshot(&mut snap);
+        let mut e = Exposition::new();
+        e.add_snapshot("a", None, &table, &snap);
+        let text = e.finish();
+        let want = [
+            // Linear, width 10: [0, 10) has le 9, [10, 20) le 19, the last
+            // counts everything from 20 up.
+            "vstats_vcpu_lin_bucket{vm=\"a\",vcpu=\"0\",le=\"9\"} 1",
+            "vstats_vcpu_lin_bucket{vm=\"a\",vcpu=\"0\",le=\"19\"} 3",
+            "vstats_vcpu_lin_bucket{vm=\"a\",vcpu=\"0\",le=\"+Inf\"} 6",
+            // Log2: 0, [1, 2), [2, 4), then everything from 4 up.
+            "vstats_vcpu_log_bucket{vm=\"a\",vcpu=\"0\",le=\"0\"} 4",
+            "vstats_vcpu_log_bucket{vm=\"a\",vcpu=\"0\",le=\"1\"} 9",
+            "vstats_vcpu_log_bucket{vm=\"a\",vcpu=\"0\",le=\"3\"} 15",
+            "vstats_vcpu_log_bucket{vm=\"a\",vcpu=\"0\",le=\"+Inf\"} 22",
+        ];
+        for line in want {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert_eq!(text.matches("vstats_vcpu_lin_bucket{").count(), 3, "{text}");
+        assert_eq!(text.matches("vstats_vcpu_log_bucket{").count(), 4, "{text}");
+        // Record 1: each histogram has an inactive bucket: no bucket of
+        // it at all, not the active ones.
+        assert!(!text.contains("vcpu=\"1\",le="), "{text}");
+        assert!(text.contains("vcpu=\"1\",state=\"running\"} 0"), "{text}");
     }
 
     /// Counters whose names map to one family name (and a counter named

@@ -205,6 +205,19 @@ impl XenStore {
         Ok(out)
     }
 
+    /// The number of vCPUs the toolstack gave `domid`: the entries of
+    /// `/local/domain/<domid>/cpu` that are vCPU numbers (the count an
+    /// RFC v3 table does not carry, docs/abi.md 9.1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::XenStore`] when the directory cannot be read.
+    pub fn vcpu_count(&self, domid: u16) -> Result<u32> {
+        let cpus = self.directory(&format!("/local/domain/{domid}/cpu"))?;
+        let n = cpus.iter().filter(|e| e.parse::<u32>().is_ok()).count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// The name of `domid`, when xenstore has it.
     pub fn name(&self, domid: u16) -> Option<String> {
         self.read(&format!("/local/domain/{domid}/name")).ok()

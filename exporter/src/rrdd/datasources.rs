@@ -33,7 +33,7 @@
 //!   the same time). With one vCPU they are exact: running, runnable,
 //!   blocked plus offline, and 0 for the mixed states.
 
-use vstats_consumer::{discover::Host, live::Liveness, sample::RUNSTATE_COUNTERS, Snapshot};
+use vstats_consumer::{discover::Host, live::Liveness, Snapshot};
 
 use super::protocol::{Datasource, DsType, DsValue, Owner};
 
@@ -200,23 +200,23 @@ pub fn host_datasources(host: &Host) -> (Vec<Datasource>, Skipped) {
         let Some(src) = vm.vcpu.as_ref() else {
             continue;
         };
-        // Only the four runstate words of each record are copied.
-        let runstates = RUNSTATE_COUNTERS
-            .iter()
-            .filter_map(|n| src.table.counter(n));
-        let mut snap = Snapshot::of_counters(&src.table, runstates);
+        // Only the runstate words of each record are copied: the four
+        // times, and the state and its entry time of an r3 table, which
+        // bring the times up to the snapshot (R26).
+        let mut snap = Snapshot::of_runstate(&src.table);
         src.table.snapshot(&mut snap);
         let vcpus: Vec<VcpuTimes> = snap
             .records()
             .iter()
             .filter(|r| !r.is_unused())
             .filter_map(|r| {
+                let [running, runnable, blocked, offline] = r.up_to_date().times_ns;
                 Some(VcpuTimes {
                     vcpu: r.index(),
-                    running: r.running()?,
-                    runnable: r.runnable(),
-                    blocked: r.blocked(),
-                    offline: r.offline(),
+                    running: running?,
+                    runnable,
+                    blocked,
+                    offline,
                 })
             })
             .collect();

@@ -14,24 +14,41 @@ use std::{
 };
 
 use vstats_abi::{
-    header::EXT_HEADER_OFFSET, record::RECORD_PREFIX, validate::violations, Error as AbiError,
-    Rule, TableInfo, TableKind,
+    header::{CLOCK_HOST_MONOTONIC, EXT_HEADER_OFFSET},
+    record::{is_active, RECORD_PREFIX, VCPU_STATS_SIZE_R3},
+    validate::violations,
+    Error as AbiError, Rule, RuleSet, TableInfo, TableKind,
 };
 use vstats_consumer::{
     follow::{FileChange, FileWatch},
     mem::MemView,
+    runstate::{Clock, HostMonotonic},
     Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
 };
 
 use crate::{
-    dynamics::{At, Baselines},
+    dynamics::{Applies, At, Baselines},
     plan::{self, When, PLAN},
     report::{Attachment, Event, Evidence, Report, RuleBook, TableReport},
     statics::{
-        copy_and_validate, for_each_outside, head_field, load_outside, marker,
-        standard_field_errors, Outside,
+        checked_records, copy_and_validate, for_each_outside, head_field, is_v3, load_outside,
+        marker, standard_field_errors, Outside,
     },
 };
+
+/// The note a report on an RFC v3 table carries (design 9.1).
+pub const V3_NOTE: &str = "RFC v3 table: only vCPU 0 is meaningful; vCPU count from the toolstack";
+
+/// Why a rule of the v3 profile's skipped set is not checked on a v3
+/// table.
+const V3_ZERO_FILL: &str = "not applicable (RFC v3 table: zero fill)";
+/// Why a rule about the extension header or later is not checked on a v3
+/// table.
+const V3_NO_EXT: &str = "not applicable (RFC v3 table: no extension header)";
+
+/// Smallest record of a vCPU table of any revision (R22): `seq`, `_pad`
+/// and the running time.
+const VCPU_MIN_SIZE: u32 = 16;
 
 /// How long and how closely to check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +69,10 @@ pub struct CheckOptions {
     /// The consumer's attempts per record read before it reports the
     /// record busy (default `vstats_consumer::DEFAULT_MAX_ATTEMPTS`).
     pub max_attempts: u32,
+    /// The number of vCPUs the toolstack counts (R24, P10): slots `>=`
+    /// it must be unused, slots below it used at the first sample. `None`
+    /// (the default): R24 and P10 are skipped.
+    pub vcpus: Option<u32>,
 }
 
 impl Default for CheckOptions {
@@ -62,6 +83,7 @@ impl Default for CheckOptions {
             odd_bound: Duration::from_millis(500),
             odd_min_samples: 3,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            vcpus: None,
         }
     }
 }
@@ -83,7 +105,7 @@ pub enum Target {
     },
     /// An already opened consumer table without a raw view (e.g. one the
     /// Xen backend mapped). Rules that need every byte of the mapping (P4,
-    /// D7, P9) are skipped, D6 covers only the header and extension header
+    /// P13, D7, P9, P15) are skipped, D6 covers only the header and extension header
     /// (`Table::is_stale`): `vstats_consumer::Table` exposes no loads
     /// outside the head and the records. Prefer [`Target::Memory`].
     Table {
@@ -203,8 +225,11 @@ pub struct Checker {
     events: Vec<Event>,
     samples: u64,
     error: Option<String>,
-    /// The magic was seen cleared: a re-initialisation in place under way.
+    /// The magic was seen cleared: a re-initialisation in place under way
+    /// (r2) or a retired table (r3, P15).
     magic_cleared: bool,
+    /// Notes for the report, once each.
+    notes: Vec<String>,
 }
 
 /// A word outside the records that changed.
@@ -256,6 +281,7 @@ impl Checker {
             samples: 0,
             error: None,
             magic_cleared: false,
+            notes: Vec::new(),
         };
         match target {
             Target::Path(path) => {
@@ -372,12 +398,13 @@ impl Checker {
             .is_none()
             .then(|| errors.last().map(AbiError::rule))
             .flatten();
-        for rule in plan::validated() {
+        for rule in plan::validated().chain([Rule::R22]) {
             match stop {
-                Some(stop) if !v.checked.contains(rule) => self
+                _ if v.checked.contains(rule) => self.book.pass(rule),
+                Some(stop) => self
                     .book
                     .skip(rule, format!("not checked: validation stopped at {stop}")),
-                _ => self.book.pass(rule),
+                None => self.book.skip(rule, not_applicable(rule)),
             }
         }
         for error in &errors {
@@ -415,7 +442,7 @@ impl Checker {
             None => {
                 let why = "no raw view of the mapping: vstats_consumer::Table exposes no loads \
                            outside the head and the records (attach with Target::Memory)";
-                for id in [Rule::P4, Rule::D7, Rule::P9] {
+                for id in [Rule::P4, Rule::P13, Rule::D7, Rule::P9, Rule::P15] {
                     self.book.skip(id, why);
                 }
                 Vec::new()
@@ -473,18 +500,92 @@ impl Checker {
     }
 
     /// The static rules of a validated head: those `violations` checked
-    /// (they held), R18 again, P1 and R17.
+    /// (they held; those it did not check do not apply to the table's
+    /// header), R18 again, R22, P1 and R17; on an RFC v3 table the v3
+    /// profile (design 9.1): R1-R8 and R22, the rest of the head's rules
+    /// not applicable, and a note.
     fn check_head(&mut self, head: &[u8], info: &TableInfo) {
+        let v = violations(head, info.mapped_len, |_| ControlFlow::Continue(()));
+        let checked = v.checked;
+        const V3_PROFILE: [Rule; 8] = [
+            Rule::R1,
+            Rule::R2,
+            Rule::R3,
+            Rule::R4,
+            Rule::R5,
+            Rule::R6,
+            Rule::R7,
+            Rule::R8,
+        ];
         for rule in plan::validated() {
-            self.book.pass(rule);
+            if is_v3(info) && !V3_PROFILE.contains(&rule) {
+                self.book.skip(rule, V3_NO_EXT);
+            } else if checked.contains(rule) {
+                self.book.pass(rule);
+            } else {
+                self.book.skip(rule, not_applicable(rule));
+            }
         }
-        self.check_domain_records(info);
-        self.check_reserved_zero(head, info);
-        self.check_standard_fields(head, info);
+        self.check_record_size(info, checked);
+        if !info.is_r3() {
+            self.book.skip(
+                Rule::P15,
+                "not an r3 table: a cleared magic re-initialises it in place (P15 is r3's)",
+            );
+        }
+        if is_v3(info) {
+            self.book.skip(Rule::R17, V3_NO_EXT);
+            for rule in [Rule::P1, Rule::P4, Rule::P13] {
+                self.book.skip(rule, V3_ZERO_FILL);
+            }
+            self.note(V3_NOTE);
+        } else {
+            self.check_domain_records(info);
+            self.check_reserved_zero(head, info);
+            self.check_standard_fields(head, info);
+        }
         if info.kind() == TableKind::Domain {
-            self.book
-                .skip(Rule::R16, "a domain table has no vCPU slots");
+            for rule in [Rule::R16, Rule::R24, Rule::R25, Rule::P10] {
+                self.book.skip(rule, "a domain table has no vCPU slots");
+            }
         }
+    }
+
+    /// Adds `note` to the report, once.
+    fn note(&mut self, note: &str) {
+        if !self.notes.iter().any(|n| n == note) {
+            self.notes.push(note.to_owned());
+        }
+    }
+
+    /// R22 on a table without the r3 header (validation checks it on r3
+    /// tables): a vCPU table's record holds the running time.
+    fn check_record_size(&mut self, info: &TableInfo, checked: RuleSet) {
+        if checked.contains(Rule::R22) {
+            self.book.pass(Rule::R22);
+            return;
+        }
+        if info.kind() != TableKind::Vcpu {
+            self.book
+                .skip(Rule::R22, "a domain table has no vCPU record");
+            return;
+        }
+        let size = info.header.size;
+        if size >= VCPU_MIN_SIZE {
+            self.book.pass(Rule::R22);
+            return;
+        }
+        let ev = self.evidence(
+            info.generation(),
+            None,
+            Some("header.size".into()),
+            Some(8),
+            format!(
+                "a vCPU record of {size} bytes does not hold the running time (size >= \
+                 {VCPU_MIN_SIZE}; an r3 one >= {VCPU_STATS_SIZE_R3})"
+            ),
+        );
+        self.book.fail(Rule::R22, ev);
     }
 
     /// R18, for a consumer whose validator predates it.
@@ -540,8 +641,12 @@ impl Checker {
         }
     }
 
-    /// P4: every word outside the records' seq words and counters holds
-    /// the inactive marker. Returns their values, the baseline of D7.
+    /// P4: every word outside the records' seq words, counters and
+    /// producer-specific areas holds the inactive marker; P13: in an r3
+    /// table, the tail reads as unused slots (in an r2 table the tail is
+    /// P4's, all ones). Returns their values, the baseline of D7. On an
+    /// RFC v3 table (zero fill) neither applies: only record 0's words are
+    /// visited, for D7.
     fn check_outside_inactive(&mut self, raw: &MemView<'static>, info: &TableInfo) -> Vec<u64> {
         let len = raw.len() as u64;
         let mut outside_base = Vec::new();
@@ -553,18 +658,39 @@ impl Checker {
             }
             outside_base.push(v);
         });
-        if bad.is_empty() {
-            self.book.pass(Rule::P4);
+        if is_v3(info) {
+            return outside_base;
+        }
+        let tail_rule = |kind: Outside| {
+            if kind.in_tail() && info.is_r3() {
+                Rule::P13
+            } else {
+                Rule::P4
+            }
+        };
+        self.book.pass(Rule::P4);
+        if info.is_r3() {
+            self.book.pass(Rule::P13);
+        } else {
+            self.book.skip(
+                Rule::P13,
+                "an r2 table: its tail is all ones (P4), not unused slots",
+            );
         }
         for (off, kind, v) in bad {
+            let want = marker(kind, off, len);
             let ev = self.evidence(
                 info.generation(),
                 record_of(kind),
                 Some(kind.describe()),
                 Some(off),
-                format!("holds {v:#x}, not the inactive marker (all ones)"),
+                if want == 0 {
+                    format!("holds {v:#x}, not 0 (an unused slot's even seq)")
+                } else {
+                    format!("holds {v:#x}, not the inactive marker (all ones)")
+                },
             );
-            self.book.fail(Rule::P4, ev);
+            self.book.fail(tail_rule(kind), ev);
         }
         outside_base
     }
@@ -646,7 +772,13 @@ impl Checker {
         if raw.load::<u32>(0) == Some(0) {
             if !self.magic_cleared {
                 self.magic_cleared = true;
-                self.event("magic cleared: the producer is re-initialising the table in place");
+                let r3 = self.live.as_ref().is_some_and(|l| l.info.is_r3());
+                if r3 {
+                    self.event("magic cleared: the producer retired the table (P15)");
+                    self.check_retired(&raw);
+                } else {
+                    self.event("magic cleared: the producer is re-initialising the table in place");
+                }
             }
             return false;
         }
@@ -667,10 +799,59 @@ impl Checker {
         self.live.is_some()
     }
 
-    /// Reads every record through the consumer and checks D1 to D5 and
-    /// R16 on each ([`Baselines::check`]).
+    /// P15: an r3 table whose magic reads 0 was retired; every record
+    /// must read unused (each read with the seq protocol from the raw
+    /// view; a record mid-update is not judged).
+    fn check_retired(&mut self, raw: &MemView<'static>) {
+        let Some(live) = &self.live else {
+            return;
+        };
+        let info = live.info;
+        let n = (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize;
+        let mut words = vec![0u64; n];
+        let mut used = Vec::new();
+        for i in 0..checked_records(&info) {
+            let Some(at) = info.record_offset(i) else {
+                continue;
+            };
+            let read = raw.read_seq_words(
+                at,
+                at + u64::from(RECORD_PREFIX),
+                &mut words,
+                self.opts.max_attempts,
+            );
+            if matches!(read, Some(Ok(_))) && words.iter().any(|&w| is_active(w)) {
+                used.push(i);
+            }
+        }
+        self.book.pass(Rule::P15);
+        for i in used {
+            let ev = self.evidence(
+                live.generation,
+                Some(i),
+                Some("header.magic".into()),
+                Some(0),
+                format!(
+                    "the magic reads 0 (the table was retired) but record {i} still has active \
+                     counters: a retiring producer makes every record unused first"
+                ),
+            );
+            self.book.fail(Rule::P15, ev);
+        }
+    }
+
+    /// Reads every record through the consumer and checks D1 to D5, D9,
+    /// D10, R16, R25, P11 and P12 on each ([`Baselines::check`]), then R24
+    /// and P10 over the slots.
     fn check_records(&mut self, live: &mut Live) {
         live.table.snapshot(&mut live.snap);
+        let info = live.info;
+        let vcpu = info.kind() == TableKind::Vcpu;
+        let r3_vcpu = vcpu && info.is_r3() && info.header.size >= VCPU_STATS_SIZE_R3;
+        let clock1 = r3_vcpu && info.clock == CLOCK_HOST_MONOTONIC;
+        // Read after the copy, so every update the copy saw happened
+        // before it.
+        let now_ns = if clock1 { HostMonotonic.now_ns() } else { None };
         let now = Instant::now();
         let at = At {
             generation: live.generation,
@@ -678,15 +859,73 @@ impl Checker {
             at_s: now.saturating_duration_since(self.start).as_secs_f64(),
             now,
         };
-        let vcpu = live.info.kind() == TableKind::Vcpu;
-        let running_known = live.info.has_std_field(RECORD_PREFIX);
+        let running_known = info.has_std_field(RECORD_PREFIX);
+        let applies = Applies {
+            r16: vcpu && running_known,
+            r3_vcpu,
+            now_ns,
+        };
+        let checked = checked_records(&info) as usize;
         let mut fails = Vec::new();
-        for rec in live.snap.records() {
+        for rec in live.snap.records().take(checked) {
             live.records
-                .check(&rec, &self.opts, vcpu && running_known, &at, &mut fails);
+                .check(&rec, &self.opts, &applies, &at, &mut fails);
         }
-        for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5] {
+        match self.opts.vcpus {
+            Some(n) if vcpu && !is_v3(&info) => {
+                let first = live.samples == 0;
+                live.records.check_slots(
+                    live.snap.records(),
+                    n,
+                    info.nr_records,
+                    first,
+                    &at,
+                    &mut fails,
+                );
+                self.book.pass(Rule::R24);
+                if first {
+                    self.book.pass(Rule::P10);
+                }
+            }
+            _ if is_v3(&info) => {
+                for id in [Rule::R24, Rule::P10] {
+                    self.book.skip(id, V3_NOTE);
+                }
+            }
+            _ => {
+                for id in [Rule::R24, Rule::P10] {
+                    self.book.skip(
+                        id,
+                        "needs the toolstack's vCPU count (CheckOptions::vcpus, --vcpus N)",
+                    );
+                }
+            }
+        }
+        for id in [Rule::D1, Rule::D2, Rule::D3, Rule::D4, Rule::D5, Rule::P12] {
             self.book.pass(id);
+        }
+        if r3_vcpu {
+            self.book.pass(Rule::R25);
+            self.book.pass(Rule::D9);
+        } else {
+            for id in [Rule::R25, Rule::D9, Rule::D10, Rule::P11] {
+                self.book.skip(
+                    id,
+                    "the table has no runstate and runstate_entry_time (not an r3 vCPU table)",
+                );
+            }
+        }
+        if clock1 && now_ns.is_some() {
+            self.book.pass(Rule::P11);
+            self.book.pass(Rule::D10);
+        } else if r3_vcpu {
+            let why = format!(
+                "no clock: the table's clock is {} (the checker reads only clock 1, the host's \
+                 CLOCK_MONOTONIC)",
+                info.clock
+            );
+            self.book.skip(Rule::D10, why.clone());
+            self.book.skip(Rule::P11, why);
         }
         if vcpu && running_known {
             self.book.pass(Rule::R16);
@@ -755,7 +994,9 @@ impl Checker {
             k += 1;
         });
         self.book.pass(Rule::D7);
-        self.book.pass(Rule::P9);
+        if !is_v3(&live.info) {
+            self.book.pass(Rule::P9);
+        }
     }
 
     /// Ends the current attachment: attributes the changes outside the
@@ -764,6 +1005,9 @@ impl Checker {
         let Some(live) = self.live.take() else {
             return;
         };
+        if is_v3(&live.info) {
+            self.book.skip(Rule::P9, V3_NOTE);
+        }
         let phantoms = phantom_records(&live);
         for &(i, at) in &phantoms {
             self.fail_phantom(&live, i, at);
@@ -824,6 +1068,10 @@ impl Checker {
             self.book
                 .skip(Rule::D8, "the producer did not restart during the check");
         }
+        self.book.skip(
+            Rule::P15,
+            "the table was not retired (magic cleared) during the check",
+        );
         for c in PLAN.iter().filter(|c| c.when == When::Dynamic) {
             self.book.skip(c.rule, "no sample was taken");
         }
@@ -834,6 +1082,7 @@ impl Checker {
             samples: self.samples,
             error: self.error,
             events: self.events,
+            notes: self.notes,
             rules: self.book.results(),
         }
     }
@@ -871,6 +1120,17 @@ fn generation_in(raw: &MemView<'_>) -> u64 {
 fn record_of(kind: Outside) -> Option<u32> {
     match kind {
         Outside::Pad(i) | Outside::Padding(i) => Some(i),
-        Outside::Tail | Outside::TailSlot => None,
+        Outside::Tail | Outside::TailSeq | Outside::TailPad => None,
+    }
+}
+
+/// Why a rule `violations` did not check on a table it could read does not
+/// apply to it.
+fn not_applicable(rule: Rule) -> &'static str {
+    match rule {
+        Rule::R19 | Rule::R20 | Rule::R21 | Rule::R22 => {
+            "not applicable: the table has no r3 header"
+        }
+        _ => "not applicable to this table's header",
     }
 }

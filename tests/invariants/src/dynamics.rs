@@ -1,6 +1,7 @@
 //! The dynamic rules of the records, checked at every sample on the
-//! consumer's snapshot: one function per rule (D1 to D5, R16), each with
-//! the baselines it compares against.
+//! consumer's snapshot: one function per rule (D1 to D5, D9, D10, R16,
+//! R25, P11, P12, and over all slots R24 and P10), each with the baselines
+//! it compares against.
 
 use std::{collections::HashSet, time::Instant};
 
@@ -8,7 +9,11 @@ use vstats_abi::{
     record::{is_active, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
     Kind, Rule,
 };
-use vstats_consumer::{watch::StuckWatch, RecordStatus, RecordView, Table};
+use vstats_consumer::{
+    runstate::{Runstate, TimeBase, RUNSTATE_COUNT},
+    watch::StuckWatch,
+    RecordStatus, RecordView, Table,
+};
 
 use crate::{checker::CheckOptions, report::Evidence};
 
@@ -52,6 +57,34 @@ struct Mono {
     rule: Rule,
 }
 
+/// A histogram, by the word index of its first bucket and its bucket
+/// count (P12).
+#[derive(Clone, Debug)]
+struct Histogram {
+    word: usize,
+    count: usize,
+    name: String,
+}
+
+/// Which of the per-record rules apply to the table, and the instant they
+/// compare with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Applies {
+    /// R16: a vCPU table whose `abi_size` reaches the running time.
+    pub(crate) r16: bool,
+    /// R25, D9: an r3 vCPU table (its record has `runstate` and
+    /// `runstate_entry_time`, words 4 and 5).
+    pub(crate) r3_vcpu: bool,
+    /// P11, D10: the host's `CLOCK_MONOTONIC`, read after the snapshot,
+    /// for an r3 vCPU table with clock 1; `None` otherwise.
+    pub(crate) now_ns: Option<u64>,
+}
+
+/// Word index of `runstate` and `runstate_entry_time` in an r3 vCPU
+/// record's counter words.
+const STATE_WORD: usize = 4;
+const ENTRY_WORD: usize = 5;
+
 /// What the dynamic rules remember of each record of one attachment.
 #[derive(Debug)]
 pub(crate) struct Baselines {
@@ -70,6 +103,15 @@ pub(crate) struct Baselines {
     word_names: Vec<String>,
     /// (rule, record, word) already reported.
     reported: HashSet<(Rule, u32, usize)>,
+    /// The histograms of the table's counters (P12).
+    histograms: Vec<Histogram>,
+    /// D9: the last active `runstate_entry_time` of each record.
+    last_entry: Vec<Option<u64>>,
+    /// D10: the last sum of the up-to-date times of each record, and the
+    /// `now` it was computed at.
+    last_sum: Vec<Option<(u64, u64)>>,
+    /// The table's time base.
+    base: TimeBase,
 }
 
 impl Baselines {
@@ -93,6 +135,16 @@ impl Baselines {
                 })
             })
             .collect();
+        let histograms = table
+            .counters()
+            .iter()
+            .filter(|c| c.is_histogram())
+            .map(|c| Histogram {
+                word: ((c.offset() - RECORD_PREFIX) / 8) as usize,
+                count: c.count() as usize,
+                name: c.name().to_owned(),
+            })
+            .collect();
         let words = info.header.size.saturating_sub(RECORD_PREFIX) / 8;
         let word_names = (0..words).map(|k| word_name(table, k)).collect();
         let n = info.nr_records as usize;
@@ -106,16 +158,20 @@ impl Baselines {
             mono,
             word_names,
             reported: HashSet::new(),
+            histograms,
+            last_entry: vec![None; n],
+            last_sum: vec![None; n],
+            base: TimeBase::from_clock(info.clock),
         }
     }
 
     /// Checks one record's read of this sample against every dynamic rule
-    /// of the records; `r16` says whether R16 applies to the table.
+    /// of the records; `applies` says which apply to the table.
     pub(crate) fn check(
         &mut self,
         rec: &RecordView<'_>,
         opts: &CheckOptions,
-        r16: bool,
+        applies: &Applies,
         at: &At,
         fails: &mut Fails,
     ) {
@@ -126,8 +182,16 @@ impl Baselines {
                 self.check_seq_covers_counters(rec, at, fails);
                 self.check_canonical_inactive(rec, at, fails);
                 self.check_monotonic(rec, at, fails);
-                if r16 {
+                self.check_histograms(rec, at, fails);
+                if applies.r16 {
                     self.check_running_active(rec, at, fails);
+                }
+                if applies.r3_vcpu {
+                    self.check_runstate(rec, at, fails);
+                    self.check_entry(rec, applies.now_ns, at, fails);
+                }
+                if let Some(now) = applies.now_ns {
+                    self.check_up_to_date_sum(rec, now, at, fails);
                 }
             }
             RecordStatus::Busy { .. } | RecordStatus::NotRead => {}
@@ -281,6 +345,207 @@ impl Baselines {
                 Rule::R16,
                 at.evidence(i, Some("runstate_running_time".into()), detail.into()),
             ));
+        }
+    }
+
+    /// P12: a histogram's buckets are all active or all inactive (reported
+    /// once per record and histogram).
+    fn check_histograms(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
+        let (i, words) = (rec.index(), rec.words());
+        for (h, hist) in self.histograms.iter().enumerate() {
+            let Some(buckets) = words.get(hist.word..hist.word + hist.count) else {
+                continue;
+            };
+            let active = buckets.iter().filter(|&&w| is_active(w)).count();
+            if active != 0 && active != buckets.len() && self.reported.insert((Rule::P12, i, h)) {
+                let inactive: Vec<usize> = buckets
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &w)| !is_active(w))
+                    .map(|(k, _)| k)
+                    .collect();
+                let detail = format!(
+                    "{active} of {} buckets active, bucket(s) {inactive:?} inactive (seq {})",
+                    buckets.len(),
+                    rec.seq()
+                );
+                fails.push((Rule::P12, at.evidence(i, Some(hist.name.clone()), detail)));
+            }
+        }
+    }
+
+    /// R25: a used slot of an r3 vCPU table has `runstate` active and in
+    /// 0..3, and `runstate_entry_time` active (reported once per record).
+    fn check_runstate(&mut self, rec: &RecordView<'_>, at: &At, fails: &mut Fails) {
+        let (i, words) = (rec.index(), rec.words());
+        if !words.iter().any(|&w| is_active(w)) {
+            return;
+        }
+        let state = words.get(STATE_WORD).copied().unwrap_or(INACTIVE);
+        let entry = words.get(ENTRY_WORD).copied().unwrap_or(INACTIVE);
+        let what = if !is_active(state) {
+            Some(("runstate", format!("runstate is inactive ({state:#x})")))
+        } else if state >= RUNSTATE_COUNT as u64 {
+            Some(("runstate", format!("runstate is {state}, not 0..3")))
+        } else if !is_active(entry) {
+            Some((
+                "runstate_entry_time",
+                format!("runstate_entry_time is inactive ({entry:#x})"),
+            ))
+        } else {
+            None
+        };
+        if let Some((field, detail)) = what {
+            if self.reported.insert((Rule::R25, i, 0)) {
+                let detail = format!("a used slot: {detail}");
+                fails.push((Rule::R25, at.evidence(i, Some(field.into()), detail)));
+            }
+        }
+    }
+
+    /// D9: an active `runstate_entry_time` never decreases (an inactive
+    /// reading ends its life); P11, when `now` is known: it is not after
+    /// `now` (reported once per record).
+    fn check_entry(&mut self, rec: &RecordView<'_>, now: Option<u64>, at: &At, fails: &mut Fails) {
+        let i = rec.index();
+        let entry = rec
+            .words()
+            .get(ENTRY_WORD)
+            .copied()
+            .filter(|&w| is_active(w));
+        let Some(last) = self.last_entry.get_mut(i as usize) else {
+            return;
+        };
+        if let (Some(e), Some(prev)) = (entry, *last) {
+            if e < prev {
+                let detail = format!("decreased from {prev} to {e} (seq {})", rec.seq());
+                fails.push((
+                    Rule::D9,
+                    at.evidence(i, Some("runstate_entry_time".into()), detail),
+                ));
+            }
+        }
+        *last = entry;
+        if let (Some(e), Some(now)) = (entry, now) {
+            if e > now && self.reported.insert((Rule::P11, i, 0)) {
+                let detail = format!(
+                    "runstate_entry_time {e} lies {} ns after the host's CLOCK_MONOTONIC {now}, \
+                     read after the copy (clock 1)",
+                    e - now
+                );
+                fails.push((
+                    Rule::P11,
+                    at.evidence(i, Some("runstate_entry_time".into()), detail),
+                ));
+            }
+        }
+    }
+
+    /// D10: the sum of the up-to-date times (R26, computed by
+    /// `vstats_consumer::runstate` at `now`) never decreases, and grows by
+    /// at most the time elapsed between the two `now`s. A record whose
+    /// times cannot be brought up to date starts a new life.
+    fn check_up_to_date_sum(&mut self, rec: &RecordView<'_>, now: u64, at: &At, fails: &mut Fails) {
+        let (i, words) = (rec.index(), rec.words());
+        let Some(last) = self.last_sum.get_mut(i as usize) else {
+            return;
+        };
+        let sum = match (
+            words.get(..RUNSTATE_COUNT),
+            words.get(STATE_WORD),
+            words.get(ENTRY_WORD),
+        ) {
+            (Some(t), Some(&state), Some(&entry)) => {
+                let times = [t[0], t[1], t[2], t[3]];
+                let r = Runstate::from_words(times, state, entry, self.base, Some(now));
+                let all: Option<Vec<u64>> = r.times_ns.iter().copied().collect();
+                all.filter(|_| r.extrapolated)
+                    .and_then(|v| v.iter().try_fold(0u64, |a, &b| a.checked_add(b)))
+            }
+            _ => None,
+        };
+        if let (Some(sum), Some((prev, then))) = (sum, *last) {
+            let elapsed = now.saturating_sub(then);
+            let detail = if sum < prev {
+                Some(format!(
+                    "the up-to-date runstate times summed {prev} ns at {then} and {sum} ns at \
+                     {now}: decreased by {} ns (seq {})",
+                    prev - sum,
+                    rec.seq()
+                ))
+            } else if sum - prev > elapsed {
+                Some(format!(
+                    "the up-to-date runstate times grew by {} ns in {elapsed} ns of the table's \
+                     clock (seq {})",
+                    sum - prev,
+                    rec.seq()
+                ))
+            } else {
+                None
+            };
+            if let Some(detail) = detail {
+                fails.push((
+                    Rule::D10,
+                    at.evidence(i, Some("runstate times".into()), detail),
+                ));
+            }
+        }
+        *last = sum.map(|s| (s, now));
+    }
+
+    /// R24 and P10 over every slot of one sample, with the toolstack's
+    /// vCPU count `vcpus`: no slot `>= vcpus` is used (R24; a table with
+    /// fewer slots than vCPUs breaks it too), and at the first sample every
+    /// slot `< vcpus` is used (P10), unless a slot `>= vcpus` is: then the
+    /// ids are shifted, which is R24's.
+    pub(crate) fn check_slots<'s>(
+        &mut self,
+        records: impl Iterator<Item = RecordView<'s>>,
+        vcpus: u32,
+        nr_records: u32,
+        first: bool,
+        at: &At,
+        fails: &mut Fails,
+    ) {
+        let mut high = Vec::new();
+        let mut low_unused = Vec::new();
+        for rec in records {
+            if !rec.is_consistent() {
+                continue;
+            }
+            let used = !rec.is_unused();
+            if rec.index() >= vcpus && used {
+                high.push(rec.index());
+            } else if rec.index() < vcpus && !used {
+                low_unused.push(rec.index());
+            }
+        }
+        if vcpus > nr_records && self.reported.insert((Rule::R24, u32::MAX, 0)) {
+            let detail = format!(
+                "the toolstack counts {vcpus} vCPUs but the table has {nr_records} slots: vCPU \
+                 ids {nr_records}..{vcpus} have no slot"
+            );
+            let mut ev = at.evidence(0, None, detail);
+            ev.record = None;
+            fails.push((Rule::R24, ev));
+        }
+        for &i in &high {
+            if self.reported.insert((Rule::R24, i, 0)) {
+                let detail = format!(
+                    "slot {i} is used but the toolstack counts {vcpus} vCPUs (ids 0..{vcpus}); \
+                     unused slots below: {low_unused:?}: vCPU ids and slots disagree"
+                );
+                fails.push((Rule::R24, at.evidence(i, None, detail)));
+            }
+        }
+        if first && high.is_empty() {
+            for &i in &low_unused {
+                let detail = format!(
+                    "vCPU {i} exists (the toolstack counts {vcpus}) but its slot is unused at the \
+                     first sample: it was not written before the table was handed out"
+                );
+                fails.push((Rule::P10, at.evidence(i, None, detail)));
+            }
         }
     }
 }

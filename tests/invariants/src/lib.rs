@@ -11,16 +11,20 @@
 //! * [`checker`]: [`run_check`] (attach, sample for a duration, report) and
 //!   [`Checker`] (the same one step at a time).
 //! * [`plan`]: when and how each rule of the catalogue
-//!   ([`vstats_abi::Rule`]: R1-R13, R16-R18, P1, P4, P7-P9, D1-D8) is
-//!   checked; `tests/invariants/README.md` says more.
+//!   ([`vstats_abi::Rule`]: R1-R13, R16-R28, P1, P4, P7-P13, P15, D1-D10)
+//!   is checked (R26-R28, consumer rules, by reading fixtures); an RFC v3
+//!   table gets the v3 profile (record 0 only); `tests/invariants/README.md`
+//!   says more.
 //! * [`report`]: [`Report`], printed as text or JSON, with the exit code
 //!   (0 pass, 1 error, 2 usage, 3 violation; shared with
 //!   `xen-vcpus-stats check`).
 //! * `fault` (feature `testing`): fault-injecting producers, one per rule,
-//!   for the corpus of broken tables the checker must catch.
-//! * `compat` (feature `testing`): three revisions of the vCPU record,
-//!   each with its own producer and consumer built from its own copy of
-//!   the definitions.
+//!   for the corpus of broken tables the checker must catch, and the
+//!   reading fixtures of the consumer rules.
+//! * `compat` (feature `testing`): four revisions of the table (r1 = RFC
+//!   v3, r2, r3, and r4x, a hypothetical later one), each with its own
+//!   producer and consumer built from its own copy of the definitions,
+//!   and a deliberately incompatible producer.
 //! * Memory is read through the consumer's one view,
 //!   [`vstats_consumer::mem::MemView`] (re-exported here); this crate
 //!   has no `unsafe` of its own.
@@ -58,7 +62,7 @@
 //! a [`Target::Memory`] (wrap the pointer with the `unsafe`
 //! [`MemView::from_raw_parts`], giving it the foreign-mapping handle as
 //! the owner): every rule is checked. A [`Target::Table`] (an opened
-//! `vstats_consumer::Table` only) also works but skips P4, D7 and P9 and
+//! `vstats_consumer::Table` only) also works but skips P4, P13, D7, P9 and P15 and
 //! narrows D6 to the header, because the consumer exposes no loads outside
 //! the head and the records. Then [`run_check`] with [`CheckOptions`], print
 //! the [`Report`] (`Display`, or [`Report::to_json`]) and exit with

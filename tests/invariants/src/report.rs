@@ -134,6 +134,10 @@ pub struct TableReport {
     pub error: Option<String>,
     /// Restarts, removals and other notes.
     pub events: Vec<Event>,
+    /// What the reader of the report must know about the table to read it
+    /// right, once each (e.g. the RFC v3 profile: "only vCPU 0 is
+    /// meaningful").
+    pub notes: Vec<String>,
     /// Every rule of [`crate::plan::PLAN`], in order.
     pub rules: Vec<RuleResult>,
 }
@@ -235,6 +239,9 @@ impl fmt::Display for TableReport {
         )?;
         if let Some(e) = &self.error {
             writeln!(f, "  ERROR {e}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
         }
         for e in &self.events {
             writeln!(f, "  event at {:.3} s: {}", e.at_s, e.what)?;
@@ -401,6 +408,7 @@ mod tests {
             duration_s: 0.1,
             error: None,
             events: vec![],
+            notes: vec!["a note".into()],
             rules,
         };
         assert_eq!(t.failed(), vec![Rule::D3]);
@@ -409,6 +417,7 @@ mod tests {
         assert_eq!(r.exit_code(), EXIT_VIOLATION);
         let text = r.to_string();
         assert!(text.contains("FAIL D3"), "{text}");
+        assert!(text.contains("  note: a note\n"), "{text}");
         assert!(
             text.contains("record 3 runstate_running_time @0x148 5000 -> 4000"),
             "{text}"

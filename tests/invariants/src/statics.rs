@@ -2,7 +2,7 @@
 //! published.
 
 use vstats_abi::{
-    header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_SIZE},
+    header::{EXT_HEADER_END, EXT_HEADER_OFFSET, HEADER_R3_END, HEADER_SIZE},
     record::{INACTIVE, PAD_INACTIVE},
     Error, TableInfo,
 };
@@ -14,26 +14,34 @@ use vstats_consumer::mem::MemView;
 pub(crate) enum Outside {
     /// The `_pad` word of record `i` (a `u32` at `start + 4`).
     Pad(u32),
-    /// A `u64` of the padding `[start + size, start + stride)` of record `i`.
+    /// A `u64` of the padding `[start + size, start + stride)` of record
+    /// `i`, outside its producer-specific area.
     Padding(u32),
     /// A `u64` (or, at the very end of an odd-sized mapping, a `u32`) after
-    /// the last record.
+    /// the last record, not at a tail slot's seq or `_pad`.
     Tail,
-    /// The seq and `_pad` words (one `u64`) of a slot position after the
-    /// last record of an r3 table, laid out as an unused slot (P13: seq 0,
-    /// `_pad` all ones).
-    TailSlot,
+    /// In an r3 table, the seq word (a `u32`) of a whole stride of the tail
+    /// after the last record (P13: 0).
+    TailSeq,
+    /// In an r3 table, the `_pad` word (a `u32`) of a whole stride of the
+    /// tail (P13: all ones).
+    TailPad,
 }
 
 impl Outside {
     /// Width in bytes.
     fn width(self, off: u64, len: u64) -> u64 {
         match self {
-            Outside::Pad(_) => 4,
+            Outside::Pad(_) | Outside::TailSeq | Outside::TailPad => 4,
             Outside::Padding(_) => 8,
-            Outside::Tail | Outside::TailSlot if off + 8 <= len => 8,
-            Outside::Tail | Outside::TailSlot => 4,
+            Outside::Tail if off + 8 <= len => 8,
+            Outside::Tail => 4,
         }
+    }
+
+    /// Whether the word lies in the tail after the last record.
+    pub(crate) fn in_tail(self) -> bool {
+        matches!(self, Outside::Tail | Outside::TailSeq | Outside::TailPad)
     }
 
     /// What to call it in evidence.
@@ -42,45 +50,71 @@ impl Outside {
             Outside::Pad(i) => format!("record {i} _pad"),
             Outside::Padding(i) => format!("padding after record {i} (between size and stride)"),
             Outside::Tail => "tail after the last record".to_owned(),
-            Outside::TailSlot => "seq and _pad of a tail slot after the last record".to_owned(),
+            Outside::TailSeq => "seq of a tail slot after the last record".to_owned(),
+            Outside::TailPad => "_pad of a tail slot after the last record".to_owned(),
         }
     }
 }
 
+/// Whether the table is a genuine RFC v3 table (no extension header): the
+/// checker's v3 profile (design 9.1) reads record 0 only.
+pub(crate) fn is_v3(info: &TableInfo) -> bool {
+    info.ext.is_none()
+}
+
+/// The records whose words the checker reads: record 0 only in the v3
+/// profile (only vCPU 0 of a v3 table is meaningful), else every slot.
+pub(crate) fn checked_records(info: &TableInfo) -> u32 {
+    if is_v3(info) {
+        info.nr_records.min(1)
+    } else {
+        info.nr_records
+    }
+}
+
 /// Calls `f(offset, kind)` for every word of `[offset, len)` outside the
-/// records' seq words and counters: each record's `_pad`, the padding
-/// between `size` and `stride` (but for an r3 table's producer-specific
-/// area, which holds counters), and the tail after the last record (in an
-/// r3 table, whole strides of it are unused slots, P13). Bytes of a mapping
-/// whose length is not a multiple of 4 that are left over are not visited.
+/// records' seq words, counters and producer-specific areas: each record's
+/// `_pad`, the padding between `size` and `stride`, and the tail after the
+/// last record (in an r3 table split into the seq and `_pad` of each whole
+/// stride, P13, and the rest). Bytes of a mapping whose length is not a
+/// multiple of 4 that are left over are not visited. In the v3 profile
+/// only record 0's words are visited (the rest of a v3 page is zero fill
+/// whose slots no v3 writer addresses as the readers do).
 pub(crate) fn for_each_outside(info: &TableInfo, len: u64, mut f: impl FnMut(u64, Outside)) {
     let (offset, size, stride) = (
         u64::from(info.header.offset),
         u64::from(info.header.size),
         u64::from(info.header.stride),
     );
-    let area = u64::from(info.xstats_offset)..u64::from(info.record_extent());
-    for i in 0..info.nr_records {
+    let (area_lo, area_hi) = (
+        u64::from(info.xstats_offset),
+        u64::from(info.xstats_offset) + u64::from(info.xstats_size),
+    );
+    for i in 0..checked_records(info) {
         let start = offset + u64::from(i) * stride;
         f(start + 4, Outside::Pad(i));
         let mut off = start + size;
         while off < start + stride {
-            if info.xstats_size == 0 || !area.contains(&(off - start)) {
+            let rel = off - start;
+            if !(info.xstats_size > 0 && (area_lo..area_hi).contains(&rel)) {
                 f(off, Outside::Padding(i));
             }
             off += 8;
         }
     }
+    if is_v3(info) {
+        return;
+    }
     let mut off = offset + u64::from(info.nr_records) * stride;
     while off + 4 <= len {
-        let slot = info.is_r3() && (off - offset) % stride == 0 && off + stride <= len;
-        let kind = if slot {
-            Outside::TailSlot
-        } else {
-            Outside::Tail
-        };
-        f(off, kind);
-        off += kind.width(off, len);
+        if info.is_r3() && (off - offset) % stride == 0 && off + stride <= len {
+            f(off, Outside::TailSeq);
+            f(off + 4, Outside::TailPad);
+            off += 8;
+            continue;
+        }
+        f(off, Outside::Tail);
+        off += Outside::Tail.width(off, len);
     }
 }
 
@@ -92,15 +126,11 @@ pub(crate) fn load_outside(raw: &MemView<'_>, off: u64, kind: Outside) -> Option
     }
 }
 
-/// The inactive marker of a word of this kind and width (an unused slot's
-/// seq 0 and `_pad` for a tail slot).
+/// The value a word of this kind and width holds when the table is laid
+/// out: the inactive marker, or 0 for a tail slot's seq.
 pub(crate) fn marker(kind: Outside, off: u64, len: u64) -> u64 {
     match (kind, kind.width(off, len)) {
-        (Outside::TailSlot, 8) => {
-            let pad = PAD_INACTIVE.to_ne_bytes();
-            u64::from_ne_bytes([0, 0, 0, 0, pad[0], pad[1], pad[2], pad[3]])
-        }
-        (Outside::TailSlot, _) => 0,
+        (Outside::TailSeq, _) => 0,
         (_, 8) => INACTIVE,
         _ => u64::from(PAD_INACTIVE),
     }
@@ -130,9 +160,12 @@ pub(crate) fn copy_and_validate(raw: &MemView<'_>) -> (Vec<u8>, Result<TableInfo
 
 /// R17 as a producer keeps it: a descriptor at the offset of a standard
 /// field this revision knows, inside the producer's `abi_size`, describes
-/// that field (name, kind, unit, base, exponent, one word). (A standard
-/// name at another offset is R13, which `validate` checks.) Returns `(descriptor index, what is
-/// wrong)` for each violation.
+/// that field (name, kind, unit, base, exponent, one word); and no
+/// descriptor carries the name of a standard field that lies past
+/// `abi_size` (such a field is absent, R17 wins: the name must not make a
+/// consumer show it). (A standard name at another offset is R13, which
+/// `validate` checks.) Returns `(descriptor index, what is wrong)` for
+/// each violation.
 pub(crate) fn standard_field_errors(head: &[u8], info: &TableInfo) -> Vec<(u32, String)> {
     let std = info.kind().std_descriptors();
     let mut out = Vec::new();
@@ -141,6 +174,21 @@ pub(crate) fn standard_field_errors(head: &[u8], info: &TableInfo) -> Vec<(u32, 
             continue;
         };
         let name = d.name_str().unwrap_or("?");
+        if let Some(s) = std
+            .iter()
+            .find(|s| s.name == d.name && !info.has_std_field(s.offset))
+        {
+            out.push((
+                i,
+                format!(
+                    "descriptor {i} is named {name}, the standard field at offset {}, which \
+                     lies past abi_size {}: that field is absent, and a descriptor must not \
+                     carry its name",
+                    s.offset, info.abi_size
+                ),
+            ));
+            continue;
+        }
         if let Some(s) = std
             .iter()
             .find(|s| s.offset == d.offset && info.has_std_field(s.offset))
@@ -194,6 +242,16 @@ pub(crate) fn head_field(off: u64, info: &TableInfo, head: &[u8]) -> String {
         "generation (low half)",
         "generation (high half)",
     ];
+    const R3: [&str; 8] = [
+        "clock",
+        "_rsvd0",
+        "xstats_offset",
+        "xstats_size",
+        "xdesc_offset",
+        "xdesc_count",
+        "xdesc_stride",
+        "_rsvd1",
+    ];
     if off < u64::from(HEADER_SIZE) {
         return format!("header.{}", HEADER[(off / 4) as usize]);
     }
@@ -202,16 +260,45 @@ pub(crate) fn head_field(off: u64, info: &TableInfo, head: &[u8]) -> String {
         if off < u64::from(EXT_HEADER_END) {
             return format!("ext.{}", EXT[((off - 16) / 4) as usize]);
         }
+        if info.is_r3() && off < u64::from(HEADER_R3_END) {
+            return format!(
+                "r3.{}",
+                R3[((off - u64::from(EXT_HEADER_END)) / 4) as usize]
+            );
+        }
         if off < ext_end {
             return "ext (a field of a later revision)".to_owned();
         }
-        let (d0, stride) = (u64::from(e.desc_offset), u64::from(e.desc_stride.max(1)));
-        let d_end = d0 + u64::from(e.desc_count) * stride;
-        if e.desc_count > 0 && (d0..d_end).contains(&off) {
+        let arrays = [
+            (
+                "descriptor",
+                e.desc_offset,
+                e.desc_count,
+                e.desc_stride,
+                false,
+            ),
+            (
+                "r3 descriptor",
+                info.xdesc_offset,
+                info.xdesc_count,
+                info.xdesc_stride,
+                true,
+            ),
+        ];
+        for (what, d0, count, stride, r3) in arrays {
+            let (d0, stride) = (u64::from(d0), u64::from(stride.max(1)));
+            let d_end = d0 + u64::from(count) * stride;
+            if count == 0 || !(d0..d_end).contains(&off) {
+                continue;
+            }
             let i = ((off - d0) / stride) as u32;
             let within = (off - d0) % stride;
-            let name = info
-                .descriptor(head, i)
+            let d = if r3 {
+                info.xdescriptor(head, i)
+            } else {
+                info.descriptor(head, i)
+            };
+            let name = d
                 .and_then(|d| d.name_str().map(str::to_owned))
                 .unwrap_or_default();
             let field = match within {
@@ -222,7 +309,7 @@ pub(crate) fn head_field(off: u64, info: &TableInfo, head: &[u8]) -> String {
                 60..64 => "bucket_size",
                 _ => "a field of a later revision",
             };
-            return format!("descriptor {i} ({name}).{field}");
+            return format!("{what} {i} ({name}).{field}");
         }
     }
     "reserved".to_owned()

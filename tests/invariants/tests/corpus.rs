@@ -1,18 +1,29 @@
 //! The corpus of broken tables: one fault-injecting producer per rule, each
 //! of which the checker must report with exactly that rule failing (and a
-//! correct producer with none failing).
+//! correct producer, r2 and r3, with none failing); and the reading
+//! fixtures of the consumer rules R26-R28, each a table plus the reading
+//! every consumer must make of it.
 
 mod common;
 
 use common::{step_opts, Scratch};
 use vstats_abi::Rule;
 use vstats_invariants::{
-    fault::{with_fault_table, Fault},
-    Checker, Status, TableReport, Target,
+    fault::{with_fault_table, with_r3_table, Fault},
+    CheckOptions, Checker, Status, TableReport, Target,
 };
 
 const VCPUS: u32 = 4;
 const STEPS: usize = 8;
+
+/// The checker's options for the fault's table: the toolstack's vCPU
+/// count for r3 tables (whose producers seed every vCPU, P10).
+fn fault_opts(fault: Fault) -> CheckOptions {
+    CheckOptions {
+        vcpus: fault.is_r3().then(|| fault.toolstack_vcpus(VCPUS)),
+        ..step_opts()
+    }
+}
 
 /// Publishes the fault's table, attaches the checker before the first
 /// update, then alternates one update round and one sample.
@@ -42,7 +53,7 @@ fn check_fault(fault: Fault) -> TableReport {
         return checker.finish();
     }
     with_fault_table(&path, fault, 7, VCPUS, |d| {
-        let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
+        let mut c = Checker::attach(Target::Path(path.clone()), &fault_opts(fault));
         for _ in 0..STEPS {
             d.step();
             c.sample();
@@ -52,6 +63,23 @@ fn check_fault(fault: Fault) -> TableReport {
     .unwrap()
 }
 
+/// The rules a correct r2 producer's table leaves unchecked, besides those
+/// not observable by attaching: the r3 header's and record's rules, the
+/// toolstack's count (not given), a retirement (an r3 rule).
+const R2_SKIPS: &[Rule] = &[
+    Rule::R19,
+    Rule::R20,
+    Rule::R21,
+    Rule::R24,
+    Rule::R25,
+    Rule::P10,
+    Rule::P11,
+    Rule::P13,
+    Rule::P15,
+    Rule::D9,
+    Rule::D10,
+];
+
 #[test]
 fn a_correct_producer_passes_every_rule() {
     let r = check_fault(Fault::None);
@@ -60,10 +88,78 @@ fn a_correct_producer_passes_every_rule() {
         match rule.rule {
             // Not observable by attaching; no restart happened.
             Rule::P7 | Rule::P8 | Rule::D8 => assert_eq!(rule.status, Status::Skip, "{r}"),
+            // Consumer rules: the reading fixtures below.
+            Rule::R26 | Rule::R27 | Rule::R28 => assert_eq!(rule.status, Status::Skip, "{r}"),
+            // r3's rules, on an r2 table.
+            r3 if R2_SKIPS.contains(&r3) => assert_eq!(rule.status, Status::Skip, "{r}"),
             _ => assert_eq!(rule.status, Status::Pass, "{r}"),
         }
     }
     assert_eq!(r.samples, STEPS as u64);
+}
+
+/// An r3 table (clock 1, every vCPU seeded, vCPU 0 idle in running, the
+/// others changing state) checked with the toolstack's count passes every
+/// rule but those of a retirement and a restart, which did not happen.
+#[test]
+fn a_correct_r3_producer_passes_every_rule() {
+    let scratch = Scratch::new("r3-none");
+    let path = scratch.path("vcpu");
+    let opts = CheckOptions {
+        vcpus: Some(VCPUS),
+        ..step_opts()
+    };
+    let r = with_r3_table(&path, 7, VCPUS, |d| {
+        let mut c = Checker::attach(Target::Path(path.clone()), &opts);
+        for _ in 0..STEPS {
+            d.step();
+            c.sample();
+        }
+        c.finish()
+    })
+    .unwrap();
+    assert!(r.passed(), "{r}");
+    for rule in &r.rules {
+        match rule.rule {
+            Rule::P7 | Rule::P8 | Rule::D8 | Rule::P15 => {
+                assert_eq!(rule.status, Status::Skip, "{r}")
+            }
+            Rule::R26 | Rule::R27 | Rule::R28 => assert_eq!(rule.status, Status::Skip, "{r}"),
+            _ => assert_eq!(rule.status, Status::Pass, "{}: {r}", rule.id),
+        }
+    }
+}
+
+/// A correct retirement (every record made unused, then the magic
+/// cleared) passes P15.
+#[test]
+fn a_correct_retirement_passes_p15() {
+    use vstats_abi::record::INACTIVE;
+
+    let scratch = Scratch::new("r3-retire");
+    let path = scratch.path("vcpu");
+    let r = with_r3_table(&path, 7, VCPUS, |d| {
+        let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
+        d.step();
+        c.sample();
+        let raw = d.raw();
+        for i in 0..VCPUS {
+            let at = d.layout().record_offset(i).unwrap();
+            let seq = raw.load::<u32>(at).unwrap();
+            raw.store::<u32>(at, seq + 1);
+            for k in 0..6 {
+                raw.store::<u64>(at + 8 + 8 * k, INACTIVE);
+            }
+            raw.store::<u32>(at, seq + 2);
+        }
+        raw.store::<u32>(0, 0);
+        c.sample();
+        c.finish()
+    })
+    .unwrap();
+    assert!(r.passed(), "{r}");
+    assert_eq!(r.rule(Rule::P15).unwrap().status, Status::Pass, "{r}");
+    assert!(r.events.iter().any(|e| e.what.contains("retired")), "{r}");
 }
 
 #[test]
@@ -260,4 +356,222 @@ fn a_consumer_table_alone_is_checked_without_the_raw_rules() {
     for id in [Rule::R13, Rule::P1, Rule::R17, Rule::D1, Rule::D3, Rule::D6] {
         assert_eq!(r.rule(id).unwrap().status, Status::Pass, "{id}: {r}");
     }
+}
+
+/// The new rules' evidence names the record, the field and the values.
+#[test]
+fn r3_evidence_names_record_field_and_values() {
+    let r = check_fault(Fault::ExtrapolationDecreases);
+    let e = &r.rule(Rule::D10).unwrap().evidence[0];
+    assert_eq!(e.record, Some(0), "{r}");
+    assert!(e.detail.contains("decreased by"), "{r}");
+
+    let r = check_fault(Fault::EntryTimeFuture);
+    let e = &r.rule(Rule::P11).unwrap().evidence[0];
+    assert_eq!(e.record, Some(1), "{r}");
+    assert_eq!(e.field.as_deref(), Some("runstate_entry_time"), "{r}");
+
+    let r = check_fault(Fault::EntryTimeBackwards);
+    assert!(
+        r.rule(Rule::D10)
+            .unwrap()
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no clock"),
+        "{r}"
+    );
+
+    let r = check_fault(Fault::VcpuIdShifted);
+    let records: Vec<_> = r
+        .rule(Rule::R24)
+        .unwrap()
+        .evidence
+        .iter()
+        .map(|e| e.record)
+        .collect();
+    assert_eq!(records, [Some(2)], "{r}");
+    assert_eq!(r.rule(Rule::P10).unwrap().status, Status::Pass, "{r}");
+
+    let r = check_fault(Fault::UnseededVcpu);
+    let e = &r.rule(Rule::P10).unwrap().evidence;
+    assert_eq!(e.len(), 1, "{r}");
+    assert_eq!(e[0].record, Some(1), "{r}");
+
+    let r = check_fault(Fault::RunstateOutOfRange);
+    let e = &r.rule(Rule::R25).unwrap().evidence[0];
+    assert!(e.detail.contains("runstate is 7"), "{r}");
+
+    let r = check_fault(Fault::RetireLeavesUsed);
+    assert_eq!(
+        r.rule(Rule::P15).unwrap().violations,
+        u64::from(VCPUS),
+        "{r}"
+    );
+
+    let r = check_fault(Fault::TailSeqOdd);
+    let e = &r.rule(Rule::P13).unwrap().evidence[0];
+    assert!(
+        e.field.as_deref().unwrap().contains("seq of a tail slot"),
+        "{r}"
+    );
+    assert_eq!(r.rule(Rule::P4).unwrap().status, Status::Pass, "{r}");
+
+    let r = check_fault(Fault::StdNamePastAbiSize);
+    assert_eq!(r.rule(Rule::R17).unwrap().violations, 3, "{r}");
+
+    let r = check_fault(Fault::PartialHistogram);
+    let e = &r.rule(Rule::P12).unwrap().evidence[0];
+    assert_eq!(
+        (e.record, e.field.as_deref()),
+        (Some(0), Some("exit_hist")),
+        "{r}"
+    );
+
+    let r = check_fault(Fault::CounterResetPublished);
+    let e = &r.rule(Rule::D3).unwrap().evidence[0];
+    assert_eq!(e.field.as_deref(), Some("exits"), "{r}");
+
+    for (fault, rule) in [
+        (Fault::XstatsPastStride, Rule::R19),
+        (Fault::XdescStandardName, Rule::R20),
+        (Fault::R3LegacyDescriptors, Rule::R21),
+        (Fault::VcpuSize8, Rule::R22),
+        (Fault::DomainWithoutExt, Rule::R23),
+    ] {
+        let r = check_fault(fault);
+        assert_eq!(r.failed(), [rule], "{r}");
+        assert!(fault.invalidates(), "{}", fault.name());
+        assert_eq!(r.rule(Rule::P4).unwrap().status, Status::Skip, "{r}");
+    }
+    for f in [
+        Fault::VcpuIdShifted,
+        Fault::RunstateOutOfRange,
+        Fault::StdNamePastAbiSize,
+    ] {
+        assert!(!f.invalidates(), "{}", f.name());
+    }
+}
+
+/// The bucket ranges of a histogram by the spec's definition (R28),
+/// computed here from the descriptor alone: linear bucket i counts `[i *
+/// w, (i + 1) * w)`, log2 bucket 0 counts 0 and bucket i `[2^(i-1), 2^i)`;
+/// the last bucket is open-ended.
+fn spec_ranges(kind: vstats_abi::Kind, count: u32, width: u32) -> Vec<(u64, Option<u64>)> {
+    (0..u64::from(count))
+        .map(|i| {
+            let (lo, hi) = if kind == vstats_abi::Kind::LINEAR_HIST {
+                (i * u64::from(width), (i + 1) * u64::from(width))
+            } else if i == 0 {
+                (0, 1)
+            } else {
+                (1 << (i - 1), 1 << i)
+            };
+            (lo, (i + 1 < u64::from(count)).then_some(hi))
+        })
+        .collect()
+}
+
+/// The reading fixtures of the consumer rules: each table read by
+/// `vstats-consumer` must give the stored expected reading. R26 compares
+/// with the consumer's normative computation
+/// (`vstats_consumer::runstate::Runstate::from_words` over a snapshot),
+/// R27 with `RecordView::histogram`. R28 has no consumer API yet (the
+/// OpenMetrics encoder's `le` bounds land with step 5 of the r3 plan): the
+/// expected ranges are compared with the spec's definition computed from
+/// the descriptors the consumer reads, and step 5 adds the encoder's.
+#[test]
+fn reading_fixtures_read_as_expected() {
+    use vstats_consumer::runstate::{Runstate, TimeBase};
+    use vstats_invariants::fault::{ExpectedReading, ReadingFixture};
+
+    let scratch = Scratch::new("fixtures");
+    for &fx in ReadingFixture::ALL {
+        let path = scratch.path(fx.name());
+        fx.write(&path).unwrap();
+        let t = vstats_consumer::Table::open(&path).unwrap();
+        let mut snap = vstats_consumer::Snapshot::new(&t);
+        assert_eq!(t.snapshot(&mut snap), 0, "{}", fx.name());
+        match fx.expected() {
+            ExpectedReading::UpToDate { now_ns, times } => {
+                assert_eq!(fx.rule(), Rule::R26);
+                assert_eq!(t.nr_records() as usize, times.len());
+                let base = TimeBase::from_clock(t.info().clock);
+                assert_eq!(base, TimeBase::HostMonotonic);
+                for (i, want) in times.iter().enumerate() {
+                    let w = snap.record(i as u32).unwrap().words();
+                    let r = Runstate::from_words(
+                        [w[0], w[1], w[2], w[3]],
+                        w[4],
+                        w[5],
+                        base,
+                        Some(now_ns),
+                    );
+                    assert_eq!(&r.times_ns, want, "{} vCPU {i}", fx.name());
+                    assert!(r.extrapolated, "{} vCPU {i}", fx.name());
+                }
+            }
+            ExpectedReading::HistogramAbsent {
+                name,
+                absent_in,
+                present,
+            } => {
+                assert_eq!(fx.rule(), Rule::R27);
+                let c = t.counter(name).unwrap();
+                let rec = snap.record(absent_in).unwrap();
+                assert!(rec.is_consistent());
+                assert_eq!(rec.histogram(c), None, "{}", fx.name());
+                for (i, buckets) in present {
+                    let got = snap.record(i).unwrap().histogram(c).map(<[u64]>::to_vec);
+                    assert_eq!(got, Some(buckets), "{} record {i}", fx.name());
+                }
+            }
+            ExpectedReading::BucketRanges(hists) => {
+                assert_eq!(fx.rule(), Rule::R28);
+                for (name, ranges) in hists {
+                    let c = t.counter(name).unwrap();
+                    assert!(c.is_histogram());
+                    assert_eq!(c.count() as usize, ranges.len(), "{name}");
+                    assert_eq!(
+                        spec_ranges(c.kind(), c.count(), c.bucket_size()),
+                        ranges,
+                        "{name}"
+                    );
+                    assert_eq!(ranges.last().unwrap().1, None, "{name}: open-ended");
+                    // Every bucket is active: the histogram reads whole.
+                    assert!(snap.record(0).unwrap().histogram(c).is_some(), "{name}");
+                }
+            }
+        }
+    }
+}
+
+/// D10's other half: up-to-date times that grow faster than the clock (a
+/// producer that adds 10 s of running time in an update, in a few
+/// microseconds of the clock) fail D10, and only D10.
+#[test]
+fn d10_catches_times_that_outrun_the_clock() {
+    let scratch = Scratch::new("d10-fast");
+    let path = scratch.path("vcpu");
+    let r = with_r3_table(&path, 7, VCPUS, |d| {
+        let mut c = Checker::attach(Target::Path(path.clone()), &step_opts());
+        d.step();
+        c.sample();
+        // Record 2, written by hand with the seq protocol (the driver
+        // writes it no more).
+        let raw = d.raw();
+        let at = d.layout().record_offset(2).unwrap();
+        let seq = raw.load::<u32>(at).unwrap();
+        let running = raw.load::<u64>(at + 8).unwrap();
+        raw.store::<u32>(at, seq + 1);
+        raw.store::<u64>(at + 8, running + 10_000_000_000);
+        raw.store::<u32>(at, seq + 2);
+        c.sample();
+        c.finish()
+    })
+    .unwrap();
+    assert_eq!(r.failed(), [Rule::D10], "{r}");
+    let e = &r.rule(Rule::D10).unwrap().evidence[0];
+    assert_eq!(e.record, Some(2), "{r}");
+    assert!(e.detail.contains("grew by"), "{r}");
 }

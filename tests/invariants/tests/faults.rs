@@ -319,3 +319,66 @@ fn a_scribbling_process_cannot_mislead_a_producer_process() {
         "seq is the producer's count of updates"
     );
 }
+
+/// The new rules' faults whose breach is there from publication on, each
+/// as a real producer process checked by the checker process (with the
+/// toolstack's vCPU count): the checker names exactly the fault's rule.
+/// (The faults that strike at a step are checked step by step in
+/// `tests/corpus.rs`, where a sample before and after the strike is
+/// certain.)
+#[test]
+fn published_faults_of_the_new_rules_are_named_by_the_checker_process() {
+    let scratch = Scratch::new("new-rules");
+    for fault in [
+        Fault::StdNamePastAbiSize,
+        Fault::XstatsPastStride,
+        Fault::XdescStandardName,
+        Fault::R3LegacyDescriptors,
+        Fault::VcpuSize8,
+        Fault::DomainWithoutExt,
+        Fault::VcpuIdShifted,
+        Fault::UnseededVcpu,
+        Fault::TailSeqOdd,
+    ] {
+        let path = scratch.path(fault.name());
+        let _p = Proc::producer(&path, &["--fault", fault.name(), "--vcpus", "4"]);
+        let vcpus = fault.toolstack_vcpus(4).to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_vstats-invariants"))
+            .arg("--path")
+            .arg(&path)
+            .args(["--seconds", "0.05", "--vcpus", &vcpus, "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(i32::from(EXIT_VIOLATION)),
+            "{}",
+            fault.name()
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failed: Vec<_> = json["tables"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "FAIL")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            failed,
+            [fault.rule().unwrap().id()],
+            "{}: {json:#}",
+            fault.name()
+        );
+        // A validation fault: the consumer refuses the table with the rule.
+        if fault.invalidates() {
+            match Table::open(&path) {
+                Err(Error::Invalid { error, .. }) => {
+                    assert_eq!(Some(error.rule()), fault.rule(), "{}", fault.name())
+                }
+                other => panic!("{}: not refused: {other:?}", fault.name()),
+            }
+        } else {
+            assert!(Table::open(&path).is_ok(), "{}", fault.name());
+        }
+    }
+}

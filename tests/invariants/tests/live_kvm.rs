@@ -37,6 +37,7 @@ fn every_rule_passes_on_a_live_kvm_vm() {
     let mut publisher = Publisher::new(vm, &dir).unwrap();
     let opts = CheckOptions {
         duration: Duration::from_secs(1),
+        vcpus: Some(4),
         ..CheckOptions::default()
     };
     let started = Instant::now();
@@ -63,7 +64,7 @@ fn every_rule_passes_on_a_live_kvm_vm() {
                         Command::new(env!("CARGO_BIN_EXE_vstats-invariants"))
                             .arg("--dir")
                             .arg(&dir)
-                            .args(["--seconds", "1", "--json"])
+                            .args(["--seconds", "1", "--vcpus", "4", "--json"])
                             .output()
                             .unwrap()
                     });
@@ -90,9 +91,37 @@ fn every_rule_passes_on_a_live_kvm_vm() {
         assert_eq!(t.attachments.len(), 1, "{t}");
         assert_eq!(t.attachments[0].kind, kind);
         assert!(t.samples >= 10, "{t}");
+        // An r2 table (the KVM monitor's until it writes r3) has no r3
+        // header: the r3 rules are skipped on it.
+        let r2 = t.rule(Rule::R21).unwrap().status == Status::Skip;
+        const R3_ONLY: [Rule; 8] = [
+            Rule::R19,
+            Rule::R20,
+            Rule::R21,
+            Rule::R25,
+            Rule::P11,
+            Rule::P13,
+            Rule::D9,
+            Rule::D10,
+        ];
         for rule in &t.rules {
-            let skipped = matches!(rule.rule, Rule::P7 | Rule::P8 | Rule::D8)
-                || (kind == "domain" && rule.rule == Rule::R16);
+            // Not observable, or not exercised: no restart, no retirement;
+            // the consumer rules have their reading fixtures.
+            let skipped = matches!(
+                rule.rule,
+                Rule::P7 | Rule::P8 | Rule::D8 | Rule::P15 | Rule::R26 | Rule::R27 | Rule::R28
+            ) || (r2 && R3_ONLY.contains(&rule.rule))
+                || (kind == "domain"
+                    && (matches!(
+                        rule.rule,
+                        Rule::R16
+                            | Rule::R24
+                            | Rule::R25
+                            | Rule::P10
+                            | Rule::D9
+                            | Rule::D10
+                            | Rule::P11
+                    ) || (r2 && rule.rule == Rule::R22)));
             let want = if skipped { Status::Skip } else { Status::Pass };
             assert_eq!(rule.status, want, "{}:\n{t}", rule.id);
         }

@@ -14,6 +14,7 @@
  *                                               (absent: a type this
  *                                               hypervisor does not know)
  *   $VSTATS_XEN_STANDIN_DIR/<domid>/name        its xenstore name
+ *   $VSTATS_XEN_STANDIN_DIR/<domid>/cpu/<n>     its xenstore vCPUs
  *   $VSTATS_XEN_STANDIN_DIR/<domid>/self        present: the caller's own
  *                                               domain (EPERM, as Xen
  *                                               refuses a domain its own
@@ -264,17 +265,30 @@ void xs_close(struct xs_handle *h)
     free(h);
 }
 
-/* Only "/local/domain" is a directory: the numeric subdirectories of
- * $VSTATS_XEN_STANDIN_DIR. One malloc'ed block, as xenstore returns. */
+/* Two directories: "/local/domain", the numeric entries of
+ * $VSTATS_XEN_STANDIN_DIR, and "/local/domain/<domid>/cpu", those of
+ * <dir>/<domid>/cpu (absent: ENOENT). One malloc'ed block, as xenstore
+ * returns. */
 char **xs_directory(struct xs_handle *h, uint32_t t, const char *path, unsigned int *num)
 {
+    unsigned domid;
+    char tail, sub[4096];
+    const char *where = sub;
     (void)h;
     (void)t;
-    if (strcmp(path, "/local/domain") != 0 || !dir()) {
+    if (!dir()) {
         errno = ENOENT;
         return NULL;
     }
-    DIR *d = opendir(dir());
+    if (strcmp(path, "/local/domain") == 0) {
+        where = dir();
+    } else if (sscanf(path, "/local/domain/%u/cpu%c", &domid, &tail) == 1 && domid < 65536) {
+        snprintf(sub, sizeof(sub), "%s/%u/cpu", dir(), domid);
+    } else {
+        errno = ENOENT;
+        return NULL;
+    }
+    DIR *d = opendir(where);
     if (!d)
         return NULL;
     char names[256][8];

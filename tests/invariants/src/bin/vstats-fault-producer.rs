@@ -1,5 +1,6 @@
 //! `vstats-fault-producer`: publishes a vCPU table with the real producer
-//! and updates it, injecting one fault (`--fault NAME`, see
+//! (an r3 table with the abi crate's writers for the faults of the r3
+//! rules) and updates it, injecting one fault (`--fault NAME`, see
 //! `vstats_invariants::fault::Fault`), as a real process that tests can
 //! kill and restart. Prints `published <path>` once the table exists and
 //! every record was written once (before that with `--hold-at 1`), and

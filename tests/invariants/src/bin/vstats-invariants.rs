@@ -41,6 +41,11 @@ struct Args {
     /// D2: consecutive samples that must see the same odd seq.
     #[arg(long, default_value_t = 3)]
     odd_samples: u32,
+    /// The number of vCPUs the toolstack counts (R24, P10): slots >= N
+    /// must be unused, slots < N used from the first sample. Without it
+    /// R24 and P10 are skipped.
+    #[arg(long, value_name = "N")]
+    vcpus: Option<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -72,6 +77,7 @@ fn run() -> Result<ExitCode> {
         interval: Duration::from_millis(args.interval_ms.max(1)),
         odd_bound: Duration::from_millis(args.odd_bound_ms),
         odd_min_samples: args.odd_samples.max(1),
+        vcpus: args.vcpus,
         ..CheckOptions::default()
     };
     let report = run_check(targets, &opts);

@@ -1,7 +1,17 @@
 //! Revision r1: the RFC v3 `stats_table` (October 2023), as Xen's patch
 //! and its `xen-vcpus-stats` tool defined it: a 16-byte header and a
-//! 16-byte record; no extension header, no descriptors. The consumer gets
-//! the number of vCPUs from the toolstack.
+//! 16-byte record; no extension header, no descriptors, no inactive
+//! marker. Modelled faithfully, defects included (`docs/abi.md` section
+//! 9.1):
+//!
+//! * v3's **writer** puts vCPU i at `offset + 16 * stride * i` and
+//!   zero-fills the page (`pad0`, padding and unused slots are 0);
+//! * v3's **reader** reads vCPU i at `offset + size * i + 16 * i`, rejects
+//!   a table only when `8 > size`, and takes the vCPU count from the
+//!   toolstack.
+//!
+//! The two agree only for vCPU 0, on v3's tables and on every later
+//! revision's: the matrix asserts vCPU 0 only for this revision.
 //!
 //! Everything below is this revision's own copy of the definitions.
 
@@ -37,7 +47,7 @@ pub struct VcpuShmemStats {
 pub struct VcpuStats {
     /// Odd while an update is in progress.
     pub seq: u32,
-    /// Padding.
+    /// Padding (v3 leaves it 0).
     pub pad0: u32,
     /// Time running, ns.
     pub runstate_running_time: u64,
@@ -53,18 +63,29 @@ const _: () = {
 /// The fields this revision knows: `(name, offset)`.
 pub const FIELDS: &[(&str, u32)] = &[("runstate_running_time", 8)];
 
-const HEADER_SIZE: u32 = 16;
-const CACHELINE: u32 = 64;
+const HEADER_SIZE: u64 = 16;
+const CACHELINE: u64 = 64;
 const PAGE: u64 = 4096;
-const INACTIVE: u64 = u64::MAX;
 const ATTEMPTS: u32 = 1024;
 
 const fn roundup(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
 
-/// A producer built from this revision: publishes a table and updates
-/// vCPU records with the seq protocol.
+/// Where v3's writer puts vCPU `vcpu`: `offset + 16 * stride * vcpu`.
+const fn writer_address(offset: u64, stride: u64, vcpu: u32) -> u64 {
+    offset + 16 * stride * vcpu as u64
+}
+
+/// Where v3's reader looks for vCPU `vcpu`: `offset + size * vcpu + 16 *
+/// vcpu`.
+const fn reader_address(offset: u64, size: u64, vcpu: u32) -> u64 {
+    offset + size * vcpu as u64 + 16 * vcpu as u64
+}
+
+/// A producer built from this revision (v3's hypervisor side): publishes
+/// a zero-filled table and updates vCPU records with the seq protocol, at
+/// v3's writer addresses.
 #[derive(Debug)]
 pub struct Producer {
     map: MemViewMut<'static>,
@@ -74,39 +95,26 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Publishes a table of `nr` vCPUs at `path`: built in a temporary
-    /// file, every counter and padding word inactive, the magic stored
-    /// last (after a release fence), then renamed into place.
+    /// Publishes a table of `nr` vCPUs at `path`: zero-filled, the header
+    /// written (magic last, after a release fence, which v3 did not have
+    /// but which does not change a byte), then renamed into place. The
+    /// mapping holds vCPU `nr - 1` at v3's writer address.
     ///
     /// # Errors
     ///
     /// I/O errors creating, mapping or renaming the file.
     pub fn create(path: &Path, nr: u32) -> std::io::Result<Producer> {
         let size = core::mem::size_of::<VcpuStats>() as u64;
-        let offset = roundup(u64::from(HEADER_SIZE), u64::from(CACHELINE));
-        let stride = roundup(size, u64::from(CACHELINE));
-        let len = roundup(offset + u64::from(nr) * stride, PAGE);
+        let offset = roundup(HEADER_SIZE, CACHELINE);
+        let stride = roundup(size, CACHELINE);
+        let end = writer_address(offset, stride, nr.saturating_sub(1)) + stride;
+        let len = roundup(end, PAGE);
         let tmp = path.with_extension("r1-tmp");
+        // A new file reads as zeros: v3's zero fill.
         let map = MemViewMut::create_file(&tmp, len)?;
-        map.store::<u32>(0, 0);
         map.store::<u32>(4, offset as u32);
         map.store::<u32>(8, size as u32);
         map.store::<u32>(12, stride as u32);
-        // Without an extension header a consumer takes every whole stride
-        // of the mapping as a slot: every one starts unused (seq 0, pad and
-        // counters inactive), not only the first `nr`.
-        let slots = (len - offset) / stride;
-        let mut off = offset;
-        while off < len {
-            let rel = off - offset;
-            if rel % stride == 0 && rel / stride < slots {
-                map.store::<u32>(off, 0);
-                map.store::<u32>(off + 4, u32::MAX);
-            } else {
-                map.store::<u64>(off, INACTIVE);
-            }
-            off += 8;
-        }
         fence(Ordering::Release);
         if let Some(m) = map.atomic::<u32>(0) {
             m.store(VCPU_STATS_MAGIC, Ordering::Release);
@@ -120,27 +128,27 @@ impl Producer {
         })
     }
 
-    /// Writes vCPU `vcpu`'s fields with `value(name)`.
+    /// Writes vCPU `vcpu`'s fields with `value(name)`, at v3's writer
+    /// address.
     pub fn update(&mut self, vcpu: u32, value: impl Fn(&str) -> u64) {
         let Some(s) = self.seqs.get_mut(vcpu as usize) else {
             return;
         };
-        let base = self.offset + u64::from(vcpu) * self.stride;
+        let base = writer_address(self.offset, self.stride, vcpu);
         let Some(seq) = self.map.atomic::<u32>(base) else {
             return;
         };
         seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         for (name, off) in FIELDS {
-            self.map
-                .store::<u64>(base + u64::from(*off), value(name) & !(1 << 63));
+            self.map.store::<u64>(base + u64::from(*off), value(name));
         }
         *s = s.wrapping_add(2);
         seq.store(*s, Ordering::Release);
     }
 }
 
-/// A consumer built from this revision.
+/// A consumer built from this revision (v3's `xen-vcpus-stats`).
 #[derive(Debug)]
 pub struct Consumer {
     view: MemView<'static>,
@@ -149,13 +157,15 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Maps the table at `path` read-only and checks its header; `nr_vcpus`
-    /// is the toolstack's vCPU count (v3's header does not carry it).
+    /// Maps the table at `path` read-only and checks its header as v3
+    /// did: the magic, and `8 > size` rejected. `nr_vcpus` is the
+    /// toolstack's vCPU count (v3's header does not carry it).
     ///
     /// # Errors
     ///
     /// [`CompatError::Incompatible`] for another magic,
-    /// [`CompatError::Invalid`] for a header that breaks a layout rule.
+    /// [`CompatError::Invalid`] for a mapping shorter than the header or
+    /// `size < 8`.
     pub fn open(path: &Path, nr_vcpus: u32) -> Result<Consumer, CompatError> {
         let (view, _) = MemView::map_file(path)?;
         let word = |o| {
@@ -176,20 +186,9 @@ impl Consumer {
             size: word(8)?,
             stride: word(12)?,
         };
-        let bad = |what: &str| Err(CompatError::Invalid(format!("{what}: {header:?}")));
-        if header.offset < HEADER_SIZE || header.offset % 8 != 0 {
-            return bad("offset");
-        }
-        if header.size < 8
-            || header.size % 8 != 0
-            || header.stride < header.size
-            || header.stride % 8 != 0
-        {
-            return bad("size or stride");
-        }
-        let end = u64::from(header.offset) + u64::from(nr_vcpus) * u64::from(header.stride);
-        if end > view.len() as u64 {
-            return bad("the vCPUs do not fit the mapping");
+        // v3's only check of the layout.
+        if 8 > header.size {
+            return Err(CompatError::Invalid(format!("8 > size: {header:?}")));
         }
         Ok(Consumer {
             view,
@@ -198,38 +197,44 @@ impl Consumer {
         })
     }
 
-    /// Reads vCPU `vcpu` consistently (at most 1024 attempts).
+    /// Reads vCPU `vcpu` consistently (at most 1024 attempts; v3 looped
+    /// without a bound) at v3's reader address. The value is taken as it
+    /// is: v3 has no inactive marker.
     ///
     /// # Errors
     ///
-    /// [`CompatError::NoSuchVcpu`], [`CompatError::Busy`].
+    /// [`CompatError::NoSuchVcpu`] for a vCPU beyond the toolstack's count,
+    /// [`CompatError::Invalid`] when the address lies outside the mapping,
+    /// [`CompatError::Busy`].
     pub fn read(&self, vcpu: u32) -> Result<Reading, CompatError> {
         if vcpu >= self.nr {
             return Err(CompatError::NoSuchVcpu { vcpu, nr: self.nr });
         }
-        let base = u64::from(self.header.offset) + u64::from(vcpu) * u64::from(self.header.stride);
+        let base = reader_address(
+            u64::from(self.header.offset),
+            u64::from(self.header.size),
+            vcpu,
+        );
+        let outside =
+            || CompatError::Invalid(format!("vCPU {vcpu} at {base}: outside the mapping"));
         for _ in 0..ATTEMPTS {
-            let s1 = self.view.load::<u32>(base).unwrap_or(1);
+            let s1 = self.view.load::<u32>(base).ok_or_else(outside)?;
             fence(Ordering::Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let fields: Vec<_> = FIELDS
-                .iter()
-                .map(|&(name, off)| {
-                    // v3's rule: read a field only if it lies inside size.
-                    let present = off + 8 <= self.header.size;
-                    let v = present
-                        .then(|| self.view.load::<u64>(base + u64::from(off)))
-                        .flatten()
-                        .filter(|v| v >> 63 == 0);
-                    (name, v)
-                })
-                .collect();
+            let mut fields = Vec::with_capacity(FIELDS.len());
+            for &(name, off) in FIELDS {
+                let v = self
+                    .view
+                    .load::<u64>(base + u64::from(off))
+                    .ok_or_else(outside)?;
+                fields.push((name, Some(v)));
+            }
             fence(Ordering::Acquire);
             if self.view.load::<u32>(base) == Some(s1) {
-                return Ok(Reading { seq: s1, fields });
+                return Ok(Reading::standard(s1, fields));
             }
         }
         Err(CompatError::Busy { vcpu })
