@@ -7,8 +7,16 @@
 //! ([`vcpu_words`], [`domain_words`]), so runstate times add up to the
 //! wall time exactly and every cumulative counter grows at a known rate.
 //! Each update stamps the vCPU's state (running) with the update's host
-//! `CLOCK_MONOTONIC` time as its entry time (the table's clock), and every
-//! record is written before the tables are published (P10).
+//! `CLOCK_MONOTONIC` time as its entry time, and every record is written
+//! before the tables are published (P10).
+//!
+//! The vCPU table names no clock ([`CLOCK_NONE`]): a model vCPU splits
+//! every interval between its states, so no single current state is true
+//! between two updates, and a consumer that extrapolated (R26) would charge
+//! the time since the last update to `running` and show shares that depend
+//! on when it sampled. Without a clock, consumers take the model's times as
+//! written (their shares are the model's fractions) and still read the
+//! state and entry time.
 //!
 //! ```
 //! use vstats_producer::synth::Synth;
@@ -37,6 +45,7 @@ use crate::{
 };
 use vstats_abi::{
     desc::{Descriptor, Kind},
+    header::CLOCK_NONE,
     publish::{DOMAIN_FILE, VCPU_FILE},
     RunState,
 };
@@ -57,8 +66,9 @@ pub fn marked_dir(dir: &Path) -> PathBuf {
 /// Buckets of the synthetic `halt_wait_hist` (as KVM's).
 pub const HIST_BUCKETS: u32 = 32;
 
-/// The vCPU table of `nr_vcpus` records: the standard record (four
-/// runstate times, state, entry time), then in the producer area `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns`
+/// The vCPU table of `nr_vcpus` records, with no clock (see the module
+/// docs): the standard record (four runstate times, state, entry time),
+/// then in the producer area `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns`
 /// (ns), `halt_wait_hist` (log2 histogram, ns), `max_halt_wait_ns` (peak,
 /// ns), `pending_irqs` (instant).
 ///
@@ -68,6 +78,7 @@ pub const HIST_BUCKETS: u32 = 32;
 /// otherwise.
 pub fn vcpu_plan(nr_vcpus: u32) -> crate::Result<TablePlan> {
     let mut b = TableBuilder::vcpu(nr_vcpus);
+    b.clock(CLOCK_NONE);
     for n in ["exits", "io_exits", "halt_exits"] {
         b.counter(Descriptor::builder(n))?;
     }
@@ -264,6 +275,7 @@ mod tests {
         );
         // Only the producer's 7 counters are described (r3).
         assert_eq!(v.descriptors.len(), 7);
+        assert_eq!(v.layout.clock, CLOCK_NONE, "nothing to extrapolate");
         for i in 0..8 {
             let w = vcpu_words(i, 1_234_567_891, 5);
             assert_eq!(w[..4].iter().sum::<u64>(), 1_234_567_891);

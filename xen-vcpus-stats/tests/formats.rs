@@ -377,7 +377,7 @@ fn openmetrics_exposition() {
                 .unwrap_or_else(|| panic!("no # TYPE before {line}"));
             match types[family].as_str() {
                 "counter" => assert_eq!(name, format!("{family}_total"), "{line}"),
-                "gauge" => assert_eq!(name, family, "{line}"),
+                "gauge" | "stateset" => assert_eq!(name, family, "{line}"),
                 "histogram" => assert!(name.ends_with("_bucket"), "{line}"),
                 t => panic!("type {t}"),
             }
