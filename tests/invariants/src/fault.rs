@@ -16,8 +16,8 @@
 //! dynamic ones at step [`FAULT_STEP`] (and after), so a checker attached
 //! before the first step sees a valid table first.
 //!
-//! The faults of the r3 rules ([`Fault::is_r3`]) publish r3 tables, which
-//! the producer crate does not write yet: they are laid out with
+//! The faults of the r3 rules ([`Fault::is_r3`]) publish r3 tables broken
+//! in ways the producer crate refuses to write: they are laid out with
 //! [`LayoutParams::vcpu_r3`] and the abi crate's own writers
 //! ([`Layout::write_headers`], [`Layout::fill_records`],
 //! [`vstats_abi::seqlock::SeqWriter`]), every vCPU's record seeded before
