@@ -21,8 +21,8 @@ pub enum Error {
         "R2: magic {found:#010x} is not a stats table this revision reads \
          (vCPU {:#010x}, domain {:#010x} or the legacy {:#010x})",
         crate::VCPU_STATS_MAGIC,
-        crate::header::DOMAIN_STATS_MAGIC_R3,
-        crate::DOMAIN_STATS_MAGIC
+        crate::DOMAIN_STATS_MAGIC,
+        crate::DOMAIN_STATS_MAGIC_R2
     )]
     BadMagic {
         /// The magic found.

@@ -27,14 +27,16 @@ pub const XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS: u32 = 1;
 /// Magic of a per-vCPU stats table: RFC v3's `VCPU_STATS_MAGIC`. It doubles
 /// as the ABI version and changes only for a deliberate break.
 pub const VCPU_STATS_MAGIC: u32 = 0xaabb_ccdd;
-/// Magic of a per-domain stats table as r2 producers write it. r3
-/// consumers still accept it (the legacy domain magic, rule R2); r3
-/// producers write [`DOMAIN_STATS_MAGIC_R3`].
-pub const DOMAIN_STATS_MAGIC: u32 = 0xaabb_ccde;
-/// Magic of a per-domain stats table written by an r3 producer: unrelated
-/// to [`VCPU_STATS_MAGIC`], so it never reads as "the next version" of the
-/// vCPU table.
-pub const DOMAIN_STATS_MAGIC_R3: u32 = 0xd057_a75e;
+/// Magic of a per-domain stats table as this revision's (r3) producers
+/// write it: unrelated to [`VCPU_STATS_MAGIC`], so it never reads as "the
+/// next version" of the vCPU table.
+pub const DOMAIN_STATS_MAGIC: u32 = 0xd057_a75e;
+/// [`DOMAIN_STATS_MAGIC`] under the name step 1 of r3 gave it.
+pub const DOMAIN_STATS_MAGIC_R3: u32 = DOMAIN_STATS_MAGIC;
+/// Magic of a per-domain stats table as r2 producers wrote it
+/// (`VCPU_STATS_MAGIC + 1`). Consumers still accept it (the legacy domain
+/// magic, rule R2); producers write [`DOMAIN_STATS_MAGIC`].
+pub const DOMAIN_STATS_MAGIC_R2: u32 = 0xaabb_ccde;
 /// Magic of the extension header (`"vsx1"` read as little-endian bytes).
 pub const EXT_MAGIC: u32 = u32::from_le_bytes(*b"vsx1");
 /// The word at byte 16 of an r2 or later header (`hdr_marker`, r2's

@@ -7,7 +7,7 @@ use core::fmt;
 use crate::{
     desc::Descriptor,
     header::{
-        DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R3, VCPU_STATS_MAGIC,
+        DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2, VCPU_STATS_MAGIC,
         XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
     },
     record::{DOMAIN_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS, VCPU_STD_DESCRIPTORS_R3},
@@ -33,8 +33,8 @@ use crate::{
 pub enum TableKind {
     /// One record per vCPU ([`VCPU_STATS_MAGIC`], [`crate::VcpuStats`]).
     Vcpu,
-    /// One record for the domain ([`DOMAIN_STATS_MAGIC_R3`], or the legacy
-    /// [`DOMAIN_STATS_MAGIC`] of r2; [`crate::DomainStats`]).
+    /// One record for the domain ([`DOMAIN_STATS_MAGIC`], or the legacy
+    /// [`DOMAIN_STATS_MAGIC_R2`] of r2; [`crate::DomainStats`]).
     Domain,
 }
 
@@ -42,7 +42,8 @@ impl TableKind {
     /// Both kinds, the vCPU table first.
     pub const ALL: [TableKind; 2] = [TableKind::Vcpu, TableKind::Domain];
 
-    /// The magic an r2 producer writes for a table of this kind.
+    /// The magic a producer of this revision (r3) writes for a table of
+    /// this kind (the domain table's magic changed in r3, rule R2).
     pub const fn magic(self) -> u32 {
         match self {
             TableKind::Vcpu => VCPU_STATS_MAGIC,
@@ -50,12 +51,17 @@ impl TableKind {
         }
     }
 
-    /// The magic an r3 producer writes for a table of this kind (the
-    /// domain table's magic changed in r3, rule R2).
+    /// [`TableKind::magic`] under the name step 1 of r3 gave it.
     pub const fn magic_r3(self) -> u32 {
+        self.magic()
+    }
+
+    /// The magic an r2 producer wrote for a table of this kind (still
+    /// read: the legacy domain magic).
+    pub const fn magic_r2(self) -> u32 {
         match self {
             TableKind::Vcpu => VCPU_STATS_MAGIC,
-            TableKind::Domain => DOMAIN_STATS_MAGIC_R3,
+            TableKind::Domain => DOMAIN_STATS_MAGIC_R2,
         }
     }
 
@@ -65,7 +71,7 @@ impl TableKind {
     pub const fn from_magic(magic: u32) -> Option<TableKind> {
         match magic {
             VCPU_STATS_MAGIC => Some(TableKind::Vcpu),
-            DOMAIN_STATS_MAGIC | DOMAIN_STATS_MAGIC_R3 => Some(TableKind::Domain),
+            DOMAIN_STATS_MAGIC | DOMAIN_STATS_MAGIC_R2 => Some(TableKind::Domain),
             _ => None,
         }
     }
@@ -139,6 +145,7 @@ mod tests {
         for k in TableKind::ALL {
             assert_eq!(TableKind::from_magic(k.magic()), Some(k));
             assert_eq!(TableKind::from_magic(k.magic_r3()), Some(k));
+            assert_eq!(TableKind::from_magic(k.magic_r2()), Some(k));
             assert_eq!(TableKind::from_resource_id(k.resource_id()), Some(k));
         }
         assert_eq!(TableKind::from_magic(0), None);
@@ -148,7 +155,8 @@ mod tests {
         assert_eq!(TableKind::Domain.file_name(), "domain");
         assert_eq!(TableKind::Domain.std_descriptors().len(), 3);
         assert_eq!(TableKind::Domain.magic_r3(), 0xd057_a75e);
-        assert_eq!(TableKind::Domain.magic(), 0xaabb_ccde);
+        assert_eq!(TableKind::Domain.magic(), DOMAIN_STATS_MAGIC);
+        assert_eq!(TableKind::Domain.magic_r2(), 0xaabb_ccde);
         assert_eq!(TableKind::Vcpu.std_descriptors_r3().len(), 6);
         assert_eq!(TableKind::from_magic(0xaabb_ccdf), None);
     }

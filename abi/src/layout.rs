@@ -33,7 +33,7 @@ use crate::{
         R3_HEADER_SIZE,
     },
     record::{
-        DOMAIN_STATS_SIZE, INACTIVE, PAD_INACTIVE, RECORD_PREFIX, VCPU_STATS_SIZE,
+        DOMAIN_STATS_SIZE, INACTIVE, PAD_INACTIVE, RECORD_PREFIX, VCPU_STATS_SIZE_R2,
         VCPU_STATS_SIZE_R3,
     },
     Error, Result,
@@ -82,13 +82,24 @@ pub struct LayoutParams {
 }
 
 impl LayoutParams {
-    /// A vCPU table of this revision's standard record with its standard
-    /// descriptors, 4 KiB pages and 64-byte cachelines.
+    /// A vCPU table of this revision (r3): [`LayoutParams::vcpu_r3`].
     pub const fn vcpu(nr_vcpus: u32) -> LayoutParams {
+        LayoutParams::vcpu_r3(nr_vcpus)
+    }
+
+    /// The domain table of this revision (r3): [`LayoutParams::domain_r3`].
+    pub const fn domain() -> LayoutParams {
+        LayoutParams::domain_r3()
+    }
+
+    /// An r2 vCPU table: r2's 40-byte record with its four standard
+    /// descriptors, 4 KiB pages and 64-byte cachelines (what r2 producers
+    /// published; consumers still read it).
+    pub const fn vcpu_r2(nr_vcpus: u32) -> LayoutParams {
         LayoutParams {
             nr_records: nr_vcpus,
-            record_size: VCPU_STATS_SIZE,
-            abi_size: VCPU_STATS_SIZE,
+            record_size: VCPU_STATS_SIZE_R2,
+            abi_size: VCPU_STATS_SIZE_R2,
             desc_count: crate::record::VCPU_STD_DESCRIPTORS.len() as u32,
             page_size: DEFAULT_PAGE_SIZE,
             cacheline: DEFAULT_CACHELINE,
@@ -99,8 +110,8 @@ impl LayoutParams {
         }
     }
 
-    /// A domain table (one record) of this revision's standard record.
-    pub const fn domain() -> LayoutParams {
+    /// An r2 domain table (one record) with its standard descriptors.
+    pub const fn domain_r2() -> LayoutParams {
         LayoutParams {
             nr_records: 1,
             record_size: DOMAIN_STATS_SIZE,
@@ -523,7 +534,7 @@ mod tests {
 
     #[test]
     fn vcpu_default_layout() {
-        let l = Layout::compute(&LayoutParams::vcpu(4)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(4)).unwrap();
         assert_eq!(l.stride, 64);
         // 56 + 4 * 64 = 312, rounded to 64.
         assert_eq!(l.offset, 320);
@@ -536,9 +547,9 @@ mod tests {
     fn large_record_gets_power_of_two_stride() {
         let p = LayoutParams {
             record_size: 1096,
-            abi_size: 40,
+            abi_size: VCPU_STATS_SIZE_R2,
             desc_count: 60,
-            ..LayoutParams::vcpu(64)
+            ..LayoutParams::vcpu_r2(64)
         };
         let l = Layout::compute(&p).unwrap();
         assert_eq!(l.stride, 2048);
@@ -553,7 +564,7 @@ mod tests {
     fn sixty_four_k_pages() {
         let p = LayoutParams {
             page_size: 65536,
-            ..LayoutParams::vcpu(4096)
+            ..LayoutParams::vcpu_r2(4096)
         };
         let l = Layout::compute(&p).unwrap();
         assert_eq!(l.mapping_len() % 65536, 0);
@@ -562,7 +573,7 @@ mod tests {
 
     #[test]
     fn bad_params_rejected() {
-        let ok = LayoutParams::vcpu(1);
+        let ok = LayoutParams::vcpu_r2(1);
         for p in [
             LayoutParams {
                 page_size: 3000,
@@ -625,12 +636,12 @@ mod tests {
 
     #[test]
     fn r2_layouts_have_no_r3_fields() {
-        let l = Layout::compute(&LayoutParams::vcpu(4)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(4)).unwrap();
         assert!(!l.is_r3());
         assert_eq!(l.r3_header(), None);
         assert_eq!(l.ext_header(1).ext_size, EXT_HEADER_SIZE);
         assert_eq!(l.record_extent(), l.size);
-        let ok = LayoutParams::vcpu(1);
+        let ok = LayoutParams::vcpu_r2(1);
         for (p, param) in [
             (LayoutParams { clock: 1, ..ok }, LayoutParam::Clock),
             (
@@ -654,6 +665,14 @@ mod tests {
                 "{p:?}"
             );
         }
+    }
+
+    #[test]
+    fn this_revisions_layouts_are_r3() {
+        assert_eq!(LayoutParams::vcpu(7), LayoutParams::vcpu_r3(7));
+        assert_eq!(LayoutParams::domain(), LayoutParams::domain_r3());
+        assert_eq!(LayoutParams::vcpu(7).record_size, VCPU_STATS_SIZE_R3);
+        assert!(Layout::compute(&LayoutParams::vcpu(7)).unwrap().is_r3());
     }
 
     #[test]
@@ -719,7 +738,13 @@ mod tests {
     fn r3_bad_params_rejected() {
         let ok = LayoutParams::vcpu_r3(1);
         for (p, param) in [
-            (LayoutParams { abi_size: 40, ..ok }, LayoutParam::AbiSize),
+            (
+                LayoutParams {
+                    abi_size: VCPU_STATS_SIZE_R2,
+                    ..ok
+                },
+                LayoutParam::AbiSize,
+            ),
             (
                 LayoutParams {
                     desc_count: 4,
@@ -781,7 +806,7 @@ mod tests {
             );
         }
         // An r2 layout: the tail is all ones, as today.
-        let l2 = Layout::compute(&LayoutParams::vcpu(3)).unwrap();
+        let l2 = Layout::compute(&LayoutParams::vcpu_r2(3)).unwrap();
         let mut b = std::vec![0u8; l2.mapping_len() as usize];
         l2.fill_records(&mut b).unwrap();
         let at = |k: u32| l2.offset as usize + k as usize * l2.stride as usize;

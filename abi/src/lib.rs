@@ -34,12 +34,13 @@
 //!
 //! # Examples
 //!
-//! Compute a layout, then validate the header bytes a producer would write:
+//! Compute an r2 layout, then validate the header bytes an r2 producer
+//! would write (r3 consumers still read r2 tables):
 //!
 //! ```
 //! use vstats_abi::{layout::{Layout, LayoutParams}, validate::validate, VCPU_STATS_MAGIC};
 //!
-//! let params = LayoutParams::vcpu(4);
+//! let params = LayoutParams::vcpu_r2(4);
 //! let layout = Layout::compute(&params).unwrap();
 //! assert_eq!(layout.stride, 64);
 //! let mut bytes = vec![0u8; layout.mapping_len() as usize];
@@ -56,7 +57,7 @@
 //! use vstats_abi::{header::CLOCK_XEN_SYSTEM, layout::{Layout, LayoutParams}, validate::validate,
 //!     VCPU_STATS_MAGIC};
 //!
-//! let params = LayoutParams { clock: CLOCK_XEN_SYSTEM, ..LayoutParams::vcpu_r3(4) };
+//! let params = LayoutParams { clock: CLOCK_XEN_SYSTEM, ..LayoutParams::vcpu(4) };
 //! let layout = Layout::compute(&params).unwrap();
 //! assert_eq!((layout.stride, layout.offset), (64, 128));
 //! let mut bytes = vec![0u8; layout.mapping_len() as usize];
@@ -90,12 +91,12 @@ pub mod validate;
 pub use desc::{Base, Descriptor, Kind, Unit};
 pub use error::Error;
 pub use header::{
-    ExtHeader, Header, R3Header, DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R3, EXT_MAGIC, HDR_MARKER,
-    VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
-    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+    ExtHeader, Header, R3Header, DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2, DOMAIN_STATS_MAGIC_R3,
+    EXT_MAGIC, HDR_MARKER, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE,
+    XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
 pub use kind::TableKind;
-pub use record::{DomainStats, RunState, VcpuStats, VcpuStatsR3, INACTIVE};
+pub use record::{DomainStats, RunState, VcpuStats, VcpuStatsR2, VcpuStatsR3, INACTIVE};
 pub use rule::{Rule, RuleSet};
 pub use validate::{validate, TableInfo};
 

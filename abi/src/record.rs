@@ -2,9 +2,10 @@
 //! inactive marker.
 //!
 //! A record is `u32 seq; u32 _pad; u64 counters[...]`. The structs below
-//! are this revision's view of the standard fields: [`VcpuStats`] (r2, 40
-//! bytes) and [`VcpuStatsR3`] (r3, 56 bytes, r2's record with the current
-//! [`RunState`] and its entry time appended). An r2 producer may append
+//! are this revision's view of the standard fields: [`VcpuStats`] (r3, 56
+//! bytes: r2's record with the current [`RunState`] and its entry time
+//! appended) and [`VcpuStatsR2`] (r2's 40 bytes, which r3 consumers still
+//! read). An r2 producer may append
 //! producer-specific counters after `abi_size` (described by r2
 //! descriptors); an r3 producer puts them in the producer-specific area
 //! after `size` (described by r3 descriptors). A later revision may append
@@ -29,14 +30,15 @@ pub const fn is_active(word: u64) -> bool {
     word & INACTIVE_BIT == 0
 }
 
-/// One vCPU's record as this revision (r2) defines it: RFC v3's record with
-/// the other three runstate times appended, Xen's `RUNSTATE_*` order.
-/// Times are nanoseconds.
+/// One vCPU's record as r2 defined it: RFC v3's record with the other
+/// three runstate times appended, Xen's `RUNSTATE_*` order. Times are
+/// nanoseconds. The prefix of [`VcpuStats`]; r3 producers write the
+/// latter.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
-pub struct VcpuStats {
+pub struct VcpuStatsR2 {
     /// Odd while an update is in progress.
     pub seq: u32,
     /// Padding, [`PAD_INACTIVE`] (v3's `pad0`).
@@ -52,7 +54,7 @@ pub struct VcpuStats {
 }
 // size: 40 bytes
 
-/// One vCPU's record as r3 defines it: r2's record with the current state
+/// One vCPU's record as this revision (r3) defines it: r2's record with the current state
 /// and the time it was entered appended. The four times are accrued up to
 /// `runstate_entry_time` (P11); the time since then belongs to `runstate`
 /// and is not in the record. That is Xen's `struct vcpu_runstate_info`,
@@ -61,7 +63,7 @@ pub struct VcpuStats {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
-pub struct VcpuStatsR3 {
+pub struct VcpuStats {
     /// Odd while an update is in progress.
     pub seq: u32,
     /// Padding, [`PAD_INACTIVE`].
@@ -83,7 +85,10 @@ pub struct VcpuStatsR3 {
 }
 // size: 56 bytes
 
-/// A vCPU's run state, as [`VcpuStatsR3::runstate`] holds it: Xen's
+/// The r3 record under the name step 1 of r3 gave it: [`VcpuStats`].
+pub type VcpuStatsR3 = VcpuStats;
+
+/// A vCPU's run state, as [`VcpuStats::runstate`] holds it: Xen's
 /// `RUNSTATE_*` numbering. A newtype, not an enum: a value this revision
 /// does not know survives and is reported (R25), never misread.
 #[repr(transparent)]
@@ -166,22 +171,23 @@ pub struct DomainStats {
 // size: 32 bytes
 
 const _: () = {
-    assert!(core::mem::size_of::<VcpuStats>() == 40);
+    assert!(core::mem::size_of::<VcpuStatsR2>() == VCPU_STATS_SIZE_R2 as usize);
+    assert!(core::mem::offset_of!(VcpuStatsR2, seq) == 0);
+    assert!(core::mem::offset_of!(VcpuStatsR2, _pad) == 4);
+    assert!(core::mem::offset_of!(VcpuStatsR2, runstate_running_time) == 8);
+    assert!(core::mem::offset_of!(VcpuStatsR2, runstate_runnable_time) == 16);
+    assert!(core::mem::offset_of!(VcpuStatsR2, runstate_blocked_time) == 24);
+    assert!(core::mem::offset_of!(VcpuStatsR2, runstate_offline_time) == 32);
+    assert!(core::mem::size_of::<VcpuStats>() == VCPU_STATS_SIZE as usize);
+    assert!(VCPU_STATS_SIZE == 56 && VCPU_STATS_SIZE_R2 == 40);
     assert!(core::mem::offset_of!(VcpuStats, seq) == 0);
     assert!(core::mem::offset_of!(VcpuStats, _pad) == 4);
     assert!(core::mem::offset_of!(VcpuStats, runstate_running_time) == 8);
     assert!(core::mem::offset_of!(VcpuStats, runstate_runnable_time) == 16);
     assert!(core::mem::offset_of!(VcpuStats, runstate_blocked_time) == 24);
     assert!(core::mem::offset_of!(VcpuStats, runstate_offline_time) == 32);
-    assert!(core::mem::size_of::<VcpuStatsR3>() == VCPU_STATS_SIZE_R3 as usize);
-    assert!(core::mem::offset_of!(VcpuStatsR3, seq) == 0);
-    assert!(core::mem::offset_of!(VcpuStatsR3, _pad) == 4);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate_running_time) == 8);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate_runnable_time) == 16);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate_blocked_time) == 24);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate_offline_time) == 32);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate) == vcpu_off::RUNSTATE as usize);
-    assert!(core::mem::offset_of!(VcpuStatsR3, runstate_entry_time) == vcpu_off::ENTRY as usize);
+    assert!(core::mem::offset_of!(VcpuStats, runstate) == vcpu_off::RUNSTATE as usize);
+    assert!(core::mem::offset_of!(VcpuStats, runstate_entry_time) == vcpu_off::ENTRY as usize);
     assert!(core::mem::size_of::<RunState>() == 8);
     assert!(core::mem::size_of::<DomainStats>() == 32);
     assert!(core::mem::offset_of!(DomainStats, vcpus_online) == 8);
@@ -215,10 +221,12 @@ pub mod domain_off {
     pub const UPTIME: u32 = 24;
 }
 
-/// `sizeof(VcpuStats)` of this revision.
-pub const VCPU_STATS_SIZE: u32 = 40;
-/// `sizeof(VcpuStatsR3)`: the standard vCPU record of r3.
-pub const VCPU_STATS_SIZE_R3: u32 = 56;
+/// `sizeof(VcpuStats)` of this revision (r3): 56.
+pub const VCPU_STATS_SIZE: u32 = 56;
+/// `sizeof(VcpuStats)` under the name step 1 of r3 gave it.
+pub const VCPU_STATS_SIZE_R3: u32 = VCPU_STATS_SIZE;
+/// `sizeof(VcpuStatsR2)`: the standard vCPU record of r2, 40.
+pub const VCPU_STATS_SIZE_R2: u32 = 40;
 /// `sizeof(DomainStats)` of this revision.
 pub const DOMAIN_STATS_SIZE: u32 = 32;
 
@@ -298,7 +306,7 @@ mod tests {
 
     #[test]
     fn golden_vcpu_record_bytes() {
-        let r = VcpuStats {
+        let r = VcpuStatsR2 {
             seq: 2,
             _pad: PAD_INACTIVE,
             runstate_running_time: 1,
@@ -307,7 +315,7 @@ mod tests {
             runstate_offline_time: INACTIVE,
         };
         let b = r.as_bytes();
-        assert_eq!(b.len(), 40);
+        assert_eq!(b.len(), VCPU_STATS_SIZE_R2 as usize);
         assert_eq!(&b[0..4], &2u32.to_ne_bytes());
         assert_eq!(&b[4..8], &[0xff; 4]);
         assert_eq!(&b[8..16], &1u64.to_ne_bytes());
@@ -316,7 +324,7 @@ mod tests {
 
     #[test]
     fn golden_vcpu_r3_record_bytes() {
-        let r = VcpuStatsR3 {
+        let r = VcpuStats {
             seq: 4,
             _pad: PAD_INACTIVE,
             runstate_running_time: 0x11,
@@ -340,7 +348,7 @@ mod tests {
         #[cfg(target_endian = "little")]
         assert_eq!(r.as_bytes(), &expect);
         // The r2 record is the r3 record's prefix.
-        let r2 = VcpuStats {
+        let r2 = VcpuStatsR2 {
             seq: 4,
             _pad: PAD_INACTIVE,
             runstate_running_time: 0x11,
@@ -348,7 +356,8 @@ mod tests {
             runstate_blocked_time: 0x33,
             runstate_offline_time: INACTIVE,
         };
-        assert_eq!(r2.as_bytes(), &r.as_bytes()[..VCPU_STATS_SIZE as usize]);
+        assert_eq!(r2.as_bytes(), &r.as_bytes()[..VCPU_STATS_SIZE_R2 as usize]);
+        assert_eq!(VCPU_STATS_SIZE, VCPU_STATS_SIZE_R3);
     }
 
     #[test]
@@ -387,7 +396,7 @@ mod tests {
             VCPU_STD_DESCRIPTORS
         );
         for (i, d) in VCPU_STD_DESCRIPTORS.iter().enumerate() {
-            assert_eq!(d.check_self(i as u32, VCPU_STATS_SIZE), Ok(()));
+            assert_eq!(d.check_self(i as u32, VCPU_STATS_SIZE_R2), Ok(()));
             assert_eq!(d.offset, 8 + 8 * i as u32);
         }
         for (i, d) in DOMAIN_STD_DESCRIPTORS.iter().enumerate() {

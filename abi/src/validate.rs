@@ -156,6 +156,10 @@ impl TableInfo {
     }
 }
 
+/// R22's least vCPU record of a v3 or r2 table: the seq pair and the
+/// running time.
+pub const VCPU_RECORD_MIN: u32 = RECORD_PREFIX + 8;
+
 /// Reads a `u32` at `at` from `b`, `None` when out of range.
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     let bytes = b.get(at..at.checked_add(4)?)?;
@@ -193,7 +197,7 @@ pub struct Validation {
     pub info: Option<TableInfo>,
     /// The rules that were checked: the others were not, because a broken
     /// rule they depend on (or the visitor) stopped the walk, or because
-    /// they concern a header the table does not have (R19 to R22 are
+    /// they concern a header the table does not have (R19 to R21 are
     /// checked only on a table with the r3 header).
     pub checked: RuleSet,
 }
@@ -355,16 +359,17 @@ fn walk<B>(
             Ok(()) => extent = extent.max(r.xstats_offset + r.xstats_size),
             Err(e) => report(visit, e)?,
         }
-        checked.insert(Rule::R22);
-        if kind == Some(TableKind::Vcpu) && size < VCPU_STATS_SIZE_R3 {
-            report(
-                visit,
-                Error::VcpuRecordTooSmall {
-                    size,
-                    min: VCPU_STATS_SIZE_R3,
-                },
-            )?;
-        }
+    }
+    // R22: a vCPU record holds the running time (`size >= 16`, every
+    // revision), an r3 one the whole r3 record.
+    checked.insert(Rule::R22);
+    let min = if r3.is_some() {
+        VCPU_STATS_SIZE_R3
+    } else {
+        VCPU_RECORD_MIN
+    };
+    if kind == Some(TableKind::Vcpu) && size < min {
+        report(visit, Error::VcpuRecordTooSmall { size, min })?;
     }
     // R7: the records fit the mapping.
     checked.insert(Rule::R7);
@@ -1010,11 +1015,11 @@ mod tests {
         desc::{Base, Kind, Unit},
         layout::{Layout, LayoutParams},
         record::VCPU_STD_DESCRIPTORS,
-        DOMAIN_STATS_MAGIC,
+        DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2,
     };
 
     fn table(n: u32) -> Vec<u8> {
-        let l = Layout::compute(&LayoutParams::vcpu(n)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(n)).unwrap();
         let mut b = vec![0u8; l.mapping_len() as usize];
         l.write_headers(&mut b, VCPU_STATS_MAGIC, 7, VCPU_STD_DESCRIPTORS)
             .unwrap();
@@ -1273,7 +1278,7 @@ mod tests {
 
     #[test]
     fn descriptor_set_rules_fail_on_purpose() {
-        let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
         let mk = |descs: &[Descriptor]| {
             let mut b = vec![0u8; 4096];
             l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, descs).unwrap();
@@ -1302,7 +1307,7 @@ mod tests {
 
     #[test]
     fn standard_names_keep_their_offsets() {
-        let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
         let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
         descs.swap(0, 1);
         (descs[0].offset, descs[1].offset) = (8, 16);
@@ -1323,22 +1328,22 @@ mod tests {
     fn a_domain_table_has_one_record() {
         let p = LayoutParams {
             nr_records: 2,
-            ..LayoutParams::domain()
+            ..LayoutParams::domain_r2()
         };
         let l = Layout::compute(&p).unwrap();
         let mut b = vec![0u8; 4096];
         l.write_headers(
             &mut b,
-            DOMAIN_STATS_MAGIC,
+            DOMAIN_STATS_MAGIC_R2,
             1,
             crate::record::DOMAIN_STD_DESCRIPTORS,
         )
         .unwrap();
         assert_eq!(err(&b), Error::DomainRecordCount { nr_records: 2 });
-        let l = Layout::compute(&LayoutParams::domain()).unwrap();
+        let l = Layout::compute(&LayoutParams::domain_r2()).unwrap();
         l.write_headers(
             &mut b,
-            DOMAIN_STATS_MAGIC,
+            DOMAIN_STATS_MAGIC_R2,
             1,
             crate::record::DOMAIN_STD_DESCRIPTORS,
         )
@@ -1360,7 +1365,7 @@ mod tests {
         let l = Layout::compute(&LayoutParams {
             record_size: 48,
             desc_count: 5,
-            ..LayoutParams::vcpu(2)
+            ..LayoutParams::vcpu_r2(2)
         })
         .unwrap();
         let d = |n, off| Descriptor::scalar(n, off, Kind::CUMULATIVE, Unit::NONE, Base::POW10, 0);
@@ -1402,13 +1407,13 @@ mod tests {
         // R7 and R18 broken, the descriptors still checked.
         let p = LayoutParams {
             nr_records: 2,
-            ..LayoutParams::domain()
+            ..LayoutParams::domain_r2()
         };
         let l = Layout::compute(&p).unwrap();
         let mut b = vec![0u8; 4096];
         l.write_headers(
             &mut b,
-            DOMAIN_STATS_MAGIC,
+            DOMAIN_STATS_MAGIC_R2,
             1,
             crate::record::DOMAIN_STD_DESCRIPTORS,
         )
@@ -1515,7 +1520,7 @@ mod tests {
         let info = validate(&b, b.len() as u64).unwrap();
         assert!(info.is_r3() && info.xstats_size == 0 && info.xdesc_count == 0);
         // Domain tables, with the r3 magic and with the legacy one.
-        for magic in [crate::header::DOMAIN_STATS_MAGIC_R3, DOMAIN_STATS_MAGIC] {
+        for magic in [crate::header::DOMAIN_STATS_MAGIC_R2, DOMAIN_STATS_MAGIC] {
             let (_, b) = r3_image(&LayoutParams::domain_r3(), magic, &[]);
             let info = validate(&b, b.len() as u64).unwrap();
             assert_eq!(info.kind(), TableKind::Domain);
@@ -1531,16 +1536,18 @@ mod tests {
     }
 
     #[test]
-    fn r2_accepts_the_r3_domain_magic() {
-        let l = Layout::compute(&LayoutParams::domain()).unwrap();
+    fn r2_layout_accepts_the_r3_domain_magic() {
+        let l = Layout::compute(&LayoutParams::domain_r2()).unwrap();
         let mut b = vec![0u8; 4096];
         l.write_headers(
             &mut b,
-            crate::header::DOMAIN_STATS_MAGIC_R3,
+            DOMAIN_STATS_MAGIC,
             1,
             crate::record::DOMAIN_STD_DESCRIPTORS,
         )
         .unwrap();
+        assert_eq!(validate(&b, 4096).unwrap().kind(), TableKind::Domain);
+        put32(&mut b, 0, DOMAIN_STATS_MAGIC_R2);
         assert_eq!(validate(&b, 4096).unwrap().kind(), TableKind::Domain);
         put32(&mut b, 0, 0xaabb_ccdf);
         assert_eq!(rules(&b), [Rule::R2]);
@@ -1791,9 +1798,58 @@ mod tests {
     }
 
     #[test]
+    fn r22_a_v3_or_r2_vcpu_record_holds_the_running_time() {
+        // The corpus fault `vcpu-size-8`, r2 header: seq and pad only.
+        let p = LayoutParams {
+            record_size: 8,
+            abi_size: 8,
+            desc_count: 0,
+            ..LayoutParams::vcpu_r2(2)
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[]).unwrap();
+        assert_eq!(err(&b), Error::VcpuRecordTooSmall { size: 8, min: 16 });
+        assert_eq!(rules(&b), [Rule::R22]);
+        // 16 bytes are enough.
+        let p = LayoutParams {
+            record_size: 16,
+            abi_size: 16,
+            ..p
+        };
+        let l = Layout::compute(&p).unwrap();
+        l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[]).unwrap();
+        assert!(validate(&b, b.len() as u64).is_ok());
+        // A v3 page (no extension header) with size 8.
+        let mut b = vec![0u8; 4096];
+        b[..16].copy_from_slice(
+            Header {
+                magic: VCPU_STATS_MAGIC,
+                offset: 64,
+                size: 8,
+                stride: 64,
+            }
+            .as_bytes(),
+        );
+        assert_eq!(err(&b), Error::VcpuRecordTooSmall { size: 8, min: 16 });
+        // A domain table of an r2 producer is not held to it.
+        let p = LayoutParams {
+            record_size: 8,
+            abi_size: 8,
+            desc_count: 0,
+            ..LayoutParams::domain_r2()
+        };
+        let l = Layout::compute(&p).unwrap();
+        let mut b = vec![0u8; l.mapping_len() as usize];
+        l.write_headers(&mut b, DOMAIN_STATS_MAGIC_R2, 1, &[])
+            .unwrap();
+        assert!(validate(&b, b.len() as u64).is_ok());
+    }
+
+    #[test]
     fn r23_a_domain_table_has_the_extension_header_r18_only_counts() {
         // A v3-style domain table: 16-byte header, no extension header.
-        for magic in [DOMAIN_STATS_MAGIC, crate::header::DOMAIN_STATS_MAGIC_R3] {
+        for magic in [DOMAIN_STATS_MAGIC, crate::header::DOMAIN_STATS_MAGIC_R2] {
             let mut b = vec![0u8; 4096];
             b[..16].copy_from_slice(
                 Header {
@@ -1838,7 +1894,7 @@ mod tests {
             nr_records: 2,
             ..LayoutParams::domain_r3()
         };
-        let (_, b) = r3_image(&p, crate::header::DOMAIN_STATS_MAGIC_R3, &[]);
+        let (_, b) = r3_image(&p, crate::header::DOMAIN_STATS_MAGIC_R2, &[]);
         assert_eq!(rules(&b), [Rule::R18]);
     }
 

@@ -202,7 +202,7 @@ proptest! {
             desc_count,
             page_size: 1u32.checked_shl(page_shift).unwrap_or(0),
             cacheline: 1u32.checked_shl(line_shift).unwrap_or(0),
-            ..LayoutParams::vcpu(0)
+            ..LayoutParams::vcpu_r2(0)
         };
         if let Ok(l) = Layout::compute(&p) {
             prop_assert!(l.stride >= l.size && l.stride.is_power_of_two());
@@ -243,7 +243,7 @@ proptest! {
         edits in proptest::collection::vec((0usize..400, any::<u8>()), 1..6),
         cut in 0u64..5000,
     ) {
-        let l = Layout::compute(&LayoutParams::vcpu(nr)).unwrap();
+        let l = Layout::compute(&LayoutParams::vcpu_r2(nr)).unwrap();
         let mut b = vec![0u8; l.mapping_len() as usize];
         l.write_headers(&mut b, VCPU_STATS_MAGIC, 3, VCPU_STD_DESCRIPTORS).unwrap();
         for (at, v) in edits {

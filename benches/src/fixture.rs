@@ -14,7 +14,7 @@ use anyhow::{anyhow, Context, Result};
 use vstats_abi::{
     desc::Descriptor,
     layout::{Layout, LayoutParams},
-    record::{RECORD_PREFIX, VCPU_STD_DESCRIPTORS},
+    record::RECORD_PREFIX,
     VCPU_STATS_MAGIC,
 };
 use vstats_consumer::{mem::MemView, Table};
@@ -89,8 +89,8 @@ pub struct ShmFixture {
 }
 
 impl ShmFixture {
-    /// A vCPU table of `nr` standard records (40 bytes: the four runstate
-    /// times), laid out for a `cacheline`-byte cacheline (the stride is
+    /// A vCPU table of `nr` standard r3 records (56 bytes: the four
+    /// runstate times, the state and its entry time), laid out for a `cacheline`-byte cacheline (the stride is
     /// `max(64, cacheline)` rounded to a power of two).
     ///
     /// # Errors
@@ -102,7 +102,7 @@ impl ShmFixture {
             ..LayoutParams::vcpu(nr)
         };
         let layout = Layout::compute(&params).map_err(|e| anyhow!("layout: {e}"))?;
-        ShmFixture::new(name, layout, VCPU_STD_DESCRIPTORS)
+        ShmFixture::new(name, layout, &[])
     }
 
     /// A vCPU table of any layout and descriptors (e.g. a KVM VMM's plan).

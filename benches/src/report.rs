@@ -340,7 +340,7 @@ impl<'a> Report<'a> {
 
     fn reader(&mut self) {
         self.out += "### 2. Reader: one record, and a sweep of every record\n\n";
-        self.out += "One record (40-byte standard vCPU record, 64-byte stride); baseline: \
+        self.out += "One record (56-byte standard r3 vCPU record, 64-byte stride); baseline: \
                      `memcpy` of the record's 64-byte slot.\n\n";
         self.ratio_table(
             "reader_record/memcpy",

@@ -11,12 +11,12 @@
  * of the ABI as aliases of the new ones, so programs written against it
  * keep compiling unchanged. New code includes the headers above instead.
  *
- * Two old names are not aliases but keep their r2 definitions until the
- * library's producers write r3 tables: struct vstats_vcpu_stats (the 40-byte
- * r2 vCPU record; r3's is struct xen_vcpu_stats, 56 bytes) and
- * VSTATS_DOMAIN_STATS_MAGIC (r2's XEN_DOMAIN_STATS_MAGIC_R2). The two-part
- * header of r2, struct vstats_header and struct vstats_ext_header, has no
- * counterpart either: struct xen_stats_header is all 88 bytes of r3's.
+ * The library's producers write r3 tables: struct vstats_vcpu_stats is the
+ * 56-byte r3 vCPU record (the fields of struct xen_vcpu_stats) and
+ * VSTATS_DOMAIN_STATS_MAGIC r3's domain magic; r2's is kept as
+ * VSTATS_DOMAIN_STATS_MAGIC_R2. The two-part header of r2, struct
+ * vstats_header and struct vstats_ext_header, has no counterpart: struct
+ * xen_stats_header is all 88 bytes of r3's.
  */
 #ifndef VSTATS_H
 #define VSTATS_H
@@ -34,7 +34,8 @@ extern "C" {
 
 /* Table magics. */
 #define VSTATS_VCPU_STATS_MAGIC XEN_VCPU_STATS_MAGIC
-#define VSTATS_DOMAIN_STATS_MAGIC XEN_DOMAIN_STATS_MAGIC_R2 /* r2: see above */
+#define VSTATS_DOMAIN_STATS_MAGIC XEN_DOMAIN_STATS_MAGIC /* r3; readers also accept r2's */
+#define VSTATS_DOMAIN_STATS_MAGIC_R2 XEN_DOMAIN_STATS_MAGIC_R2
 /* r2's "extension magic", r3's frozen header marker. */
 #define VSTATS_EXT_MAGIC XEN_STATS_HDR_MARKER
 
@@ -92,7 +93,9 @@ struct vstats_ext_header {
 /* size: 40 bytes */
 
 /* A record: u32 seq; u32 _pad; u64 counters[]. The vCPU record of this
- * revision (r2); r1 (RFC v3) stops after runstate_running_time. */
+ * revision (r3); r2 stops after runstate_offline_time (40 bytes), r1 (RFC
+ * v3) after runstate_running_time. The four times are accrued up to
+ * runstate_entry_time; the time since then belongs to runstate. */
 struct vstats_vcpu_stats {
     uint32_t seq;  /* even at rest, odd during an update */
     uint32_t _pad; /* VSTATS_PAD_INACTIVE */
@@ -100,8 +103,17 @@ struct vstats_vcpu_stats {
     uint64_t runstate_runnable_time; /* cumulative, ns */
     uint64_t runstate_blocked_time;  /* cumulative, ns */
     uint64_t runstate_offline_time;  /* cumulative, ns */
+    uint64_t runstate;               /* instant: VSTATS_RUNSTATE_* */
+    uint64_t runstate_entry_time;    /* instant, ns in the table's clock */
 };
-/* size: 40 bytes */
+/* size: 56 bytes */
+#define VSTATS_VCPU_STATS_SIZE 56u
+
+/* The states of runstate (Xen's RUNSTATE_* numbering). */
+#define VSTATS_RUNSTATE_RUNNING 0u
+#define VSTATS_RUNSTATE_RUNNABLE 1u
+#define VSTATS_RUNSTATE_BLOCKED 2u
+#define VSTATS_RUNSTATE_OFFLINE 3u
 
 VSTATS_STATIC_ASSERT(sizeof(struct vstats_header) == 16, "vstats_header size");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_header, magic) == 0, "magic");
@@ -130,18 +142,27 @@ VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, base) == 58, "base");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, exponent) == 59, "exponent");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_desc, bucket_size) == 60, "bucket_size");
 
-VSTATS_STATIC_ASSERT(sizeof(struct vstats_vcpu_stats) == 40, "vstats_vcpu_stats size");
+VSTATS_STATIC_ASSERT(sizeof(struct vstats_vcpu_stats) == VSTATS_VCPU_STATS_SIZE,
+                     "vstats_vcpu_stats size");
+VSTATS_STATIC_ASSERT(sizeof(struct vstats_vcpu_stats) == sizeof(struct xen_vcpu_stats),
+                     "vstats_vcpu_stats is xen_vcpu_stats");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, seq) == 0, "seq");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, _pad) == 4, "_pad");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_running_time) == 8, "running");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_runnable_time) == 16, "runnable");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_blocked_time) == 24, "blocked");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_offline_time) == 32, "offline");
+VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate) == 40, "runstate");
+VSTATS_STATIC_ASSERT(offsetof(struct vstats_vcpu_stats, runstate_entry_time) == 48, "entry");
 
 VSTATS_STATIC_ASSERT(sizeof(struct vstats_domain_stats) == 32, "vstats_domain_stats size");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, vcpus_online) == 8, "vcpus_online");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, vcpus_max) == 16, "vcpus_max");
 VSTATS_STATIC_ASSERT(offsetof(struct vstats_domain_stats, uptime) == 24, "uptime");
+
+/* The flip's short name of the entry-time word (vstats_producer.h names it
+ * VSTATS_VCPU_W_RUNSTATE_ENTRY). */
+#define VSTATS_VCPU_W_ENTRY VSTATS_VCPU_W_RUNSTATE_ENTRY
 
 #ifdef __cplusplus
 }

@@ -78,8 +78,10 @@ extern "C" {
 struct vstats_layout {
     uint32_t nr_records;  /* record slots (vCPUs; 1 for a domain table) */
     uint32_t size;        /* bytes of a record, seq included: multiple of 8, <= page_size */
-    uint32_t abi_size;    /* standard part of the record: 8 <= abi_size <= size */
-    uint32_t desc_count;  /* descriptors, <= VSTATS_MAX_DESCRIPTORS */
+    uint32_t abi_size;    /* the standard record (the header's size); [abi_size, size) is
+                           * the producer-specific area */
+    uint32_t desc_count;  /* descriptors of the producer-specific area (r3),
+                           * <= VSTATS_MAX_DESCRIPTORS */
     uint32_t page_size;   /* power of two in [4096, 1 GiB] */
     uint32_t cacheline;   /* power of two in [8, page_size] */
     uint32_t offset;      /* computed: where record 0 starts */
@@ -88,8 +90,8 @@ struct vstats_layout {
     uint32_t _pad;        /* zero */
     uint64_t frames;      /* computed: pages the table occupies */
     uint64_t mapping_len; /* computed: frames * page_size, the bytes to provide */
-    uint32_t ext_size;    /* computed: the header's ext_size, 40 (r2) or 72 (r3) */
-    uint32_t clock;       /* r3: XEN_STATS_CLOCK_* (0 from vstats_layout()) */
+    uint32_t ext_size;    /* computed: the header's ext_size, 72 (r3) */
+    uint32_t clock;       /* r3: XEN_STATS_CLOCK_* (HOST_MONOTONIC from vstats_layout()) */
     uint32_t xstats_size; /* r3: bytes of the producer-specific area (0: none) */
     uint32_t xdesc_count; /* r3: descriptors of that area */
     uint32_t xstats_offset; /* computed, r3: record-relative start of the area (0: none) */
@@ -121,18 +123,21 @@ struct vstats_writer {
     VSTATS_ALIGNAS(64) uint64_t opaque[8];
 };
 
-/* The standard descriptors the library publishes today, in record order,
- * for layouts whose abi_size is that of the r2 vCPU record (40 bytes,
- * struct vstats_vcpu_stats of vstats.h) or of struct xen_domain_stats. r3
- * producers stop publishing descriptors for standard fields (docs/abi.md):
- * these go away with the compatibility header vstats.h. */
+/* The standard descriptors of r2 (the four times; the domain fields), in
+ * record order. r3 tables do not publish them: standard fields are known by
+ * position (R20 refuses a producer descriptor with their names). These go
+ * away with the compatibility header vstats.h. */
 #define VSTATS_VCPU_STD_DESC_COUNT 4u
 #define VSTATS_DOMAIN_STD_DESC_COUNT 3u
 extern const struct xen_stats_desc vstats_vcpu_std_descs[VSTATS_VCPU_STD_DESC_COUNT];
 extern const struct xen_stats_desc vstats_domain_std_descs[VSTATS_DOMAIN_STD_DESC_COUNT];
 
 /*
- * Computes the layout of a table (docs/abi.md section 8) into *out.
+ * Computes the layout of an r3 table (docs/abi.md section 8) into *out:
+ * abi_size is the standard record (sizeof(struct xen_vcpu_stats) or
+ * sizeof(struct xen_domain_stats)), [abi_size, record_size) the
+ * producer-specific area, desc_count the descriptors of its counters; the
+ * table's clock is the host's CLOCK_MONOTONIC (XEN_STATS_CLOCK_HOST_MONOTONIC).
  * Errors: VSTATS_EFAULT (out is NULL), VSTATS_EINVAL (a parameter out of
  * range), VSTATS_EOVERFLOW (the table would not fit 32-bit offsets).
  */
@@ -146,10 +151,6 @@ int vstats_layout(uint32_t nr_records, uint32_t record_size, uint32_t abi_size,
  * a producer-specific area of xstats_size bytes after each (a multiple of
  * 8; 0 for none), xdesc_count descriptors of it, and the time base `clock`
  * (XEN_STATS_CLOCK_*). Errors as vstats_layout().
- *
- * The library's tables are still r2: until its producer writes r3 heads,
- * vstats_table_init_*() and vstats_publication_table() refuse an r3
- * layout with VSTATS_EINVAL. The layout serves to size memory meanwhile.
  */
 int vstats_layout_r3(uint32_t nr_records, uint32_t size, uint32_t xstats_size,
                      uint32_t xdesc_count, uint32_t clock, uint32_t page_size,
@@ -162,7 +163,8 @@ int vstats_layout_r3(uint32_t nr_records, uint32_t size, uint32_t xstats_size,
  *
  * magic: VSTATS_VCPU_STATS_MAGIC or VSTATS_DOMAIN_STATS_MAGIC.
  * descs: l->desc_count descriptors (may be NULL when that is 0), checked
- *        against R11-R13 and copied into the table; not used afterwards.
+ *        against R11-R13 and R20 (each inside [abi_size, size), no standard
+ *        field's name) and copied into the table; not used afterwards.
  * generation: differs from that of any table published earlier under the
  *        same name (a restart), e.g. a boot counter or a timestamp.
  *
@@ -179,7 +181,7 @@ int vstats_layout_r3(uint32_t nr_records, uint32_t size, uint32_t xstats_size,
  * Errors: VSTATS_EFAULT (NULL or misaligned t, base or writers),
  * VSTATS_EINVAL (bad magic, a layout that vstats_layout() would not
  * produce), VSTATS_ENOSPC (len or nr_writers too small), VSTATS_EBADMSG
- * (a descriptor breaks R11-R13), VSTATS_EOVERFLOW.
+ * (a descriptor breaks R11-R13 or R20), VSTATS_EOVERFLOW.
  */
 int vstats_table_init_contiguous(struct vstats_table *t, void *base, size_t len,
                                  uint32_t magic, const struct vstats_layout *l,

@@ -105,7 +105,7 @@ pub(crate) fn from_publish(e: &vstats_producer::publish::PublishError) -> c_int 
 pub(crate) fn from_abi(e: vstats_abi::Error) -> c_int {
     match e {
         vstats_abi::Error::Overflow { .. } => VSTATS_EOVERFLOW,
-        e if matches!(e.rule(), Rule::R11 | Rule::R12 | Rule::R13) => VSTATS_EBADMSG,
+        e if matches!(e.rule(), Rule::R11 | Rule::R12 | Rule::R13 | Rule::R20) => VSTATS_EBADMSG,
         _ => VSTATS_EINVAL,
     }
 }

@@ -78,11 +78,13 @@ macro_rules! field {
 pub struct VstatsLayout {
     /// Record slots.
     pub nr_records: u32,
-    /// Bytes of a record, seq included.
+    /// Bytes of a record, seq included: the standard record and the
+    /// producer-specific area after it.
     pub size: u32,
-    /// Bytes of the record defined by the ABI revision.
+    /// Bytes of the standard record (the header's `size`).
     pub abi_size: u32,
-    /// Number of descriptors (r2).
+    /// Number of descriptors of the producer-specific area (r3's
+    /// `xdesc_count`).
     pub desc_count: u32,
     /// Page size.
     pub page_size: u32,
@@ -92,7 +94,8 @@ pub struct VstatsLayout {
     pub offset: u32,
     /// Computed: distance between records.
     pub stride: u32,
-    /// Computed: where the descriptors start, 0 when there are none.
+    /// Computed: where the descriptors start, 0 when there are none (r3's
+    /// `xdesc_offset`).
     pub desc_offset: u32,
     /// Zero.
     pub _pad: u32,
@@ -100,14 +103,14 @@ pub struct VstatsLayout {
     pub frames: u64,
     /// Computed: `frames * page_size`.
     pub mapping_len: u64,
-    /// Computed: the header's `ext_size`, 40 (r2, [`vstats_layout`]) or 72
-    /// (r3, [`vstats_layout_r3`]).
+    /// Computed: the header's `ext_size`, 72 (r3).
     pub ext_size: u32,
-    /// r3 request: the table's clock (`XEN_STATS_CLOCK_*`); 0 in r2.
+    /// r3 request: the table's clock (`XEN_STATS_CLOCK_*`);
+    /// [`vstats_layout`] sets `XEN_STATS_CLOCK_HOST_MONOTONIC`.
     pub clock: u32,
-    /// r3 request: bytes of the producer-specific area; 0 in r2.
+    /// r3 request: bytes of the producer-specific area (`size - abi_size`).
     pub xstats_size: u32,
-    /// r3 request: number of r3 descriptors; 0 in r2.
+    /// r3 request: number of r3 descriptors (`desc_count`).
     pub xdesc_count: u32,
     /// r3, computed: record-relative start of the producer-specific area.
     pub xstats_offset: u32,
@@ -126,12 +129,16 @@ const _: () = {
 };
 
 impl VstatsLayout {
+    /// The r3 layout a `struct vstats_layout` stands for: the standard
+    /// record is `abi_size` bytes (the header's `size`), `[abi_size,
+    /// size)` is the producer-specific area, `desc_count` r3 descriptors
+    /// describe it, and the clock is the host's `CLOCK_MONOTONIC`.
     fn params(&self) -> LayoutParams {
         LayoutParams {
             nr_records: self.nr_records,
-            record_size: self.size,
+            record_size: self.abi_size,
             abi_size: self.abi_size,
-            desc_count: self.desc_count,
+            desc_count: 0,
             page_size: self.page_size,
             cacheline: self.cacheline,
             ext_size: self.ext_size,
@@ -144,14 +151,14 @@ impl VstatsLayout {
     fn new(l: &Layout, cacheline: u32) -> VstatsLayout {
         VstatsLayout {
             nr_records: l.nr_records,
-            size: l.size,
-            abi_size: l.abi_size,
-            desc_count: l.desc_count,
+            size: l.record_extent(),
+            abi_size: l.size,
+            desc_count: l.xdesc_count,
             page_size: l.page_size,
             cacheline,
             offset: l.offset,
             stride: l.stride,
-            desc_offset: l.desc_offset,
+            desc_offset: l.xdesc_offset,
             _pad: 0,
             frames: l.frames,
             mapping_len: l.mapping_len(),
@@ -162,6 +169,31 @@ impl VstatsLayout {
             xstats_offset: l.xstats_offset,
             xdesc_offset: l.xdesc_offset,
         }
+    }
+}
+
+/// The r3 layout parameters of `vstats_layout()`'s arguments (see
+/// [`VstatsLayout::params`]); a `size` below `abi_size` gives an area
+/// size `Layout::compute` refuses.
+fn r3_params(
+    nr_records: u32,
+    size: u32,
+    abi_size: u32,
+    desc_count: u32,
+    page_size: u32,
+    cacheline: u32,
+) -> LayoutParams {
+    LayoutParams {
+        nr_records,
+        record_size: abi_size,
+        abi_size,
+        desc_count: 0,
+        page_size,
+        cacheline,
+        ext_size: vstats_abi::header::EXT_HEADER_SIZE_R3,
+        clock: vstats_abi::header::CLOCK_HOST_MONOTONIC,
+        xstats_size: size.checked_sub(abi_size).unwrap_or(u32::MAX),
+        xdesc_count: desc_count,
     }
 }
 
@@ -322,18 +354,14 @@ pub unsafe extern "C" fn vstats_layout(
     cacheline: u32,
     out: *mut VstatsLayout,
 ) -> c_int {
-    let params = LayoutParams {
+    let params = r3_params(
         nr_records,
         record_size,
         abi_size,
         desc_count,
         page_size,
         cacheline,
-        ext_size: vstats_abi::header::EXT_HEADER_SIZE,
-        clock: 0,
-        xstats_size: 0,
-        xdesc_count: 0,
-    };
+    );
     // SAFETY: the caller's promise.
     unsafe { compute_into(&params, out) }
 }
@@ -408,10 +436,9 @@ unsafe fn check_args<'d>(a: &InitArgs) -> Result<(Layout, &'d [Descriptor]), c_i
     if VstatsLayout::new(&layout, given.cacheline) != given {
         return Err(VSTATS_EINVAL);
     }
-    // The producer crate writes r2 heads (no r3 header, descriptors in the
-    // r2 array) until its flip to r3 (design section 12, step 6): an r3
-    // layout under an r2 head would be an invalid table, so it is refused.
-    if layout.is_r3() {
+    // The library publishes r3 tables only: both layout calls give r3
+    // layouts, so an r2 one was not made by them.
+    if !layout.is_r3() {
         return Err(VSTATS_EINVAL);
     }
     if layout.nr_records > 0 && !aligned(a.writers, align_of::<Slot>()) {
@@ -420,17 +447,18 @@ unsafe fn check_args<'d>(a: &InitArgs) -> Result<(Layout, &'d [Descriptor]), c_i
     if (a.nr_writers as u64) < u64::from(layout.nr_records) {
         return Err(VSTATS_ENOSPC);
     }
-    let descs: &[Descriptor] = if layout.desc_count == 0 {
+    let descs: &[Descriptor] = if layout.xdesc_count == 0 {
         &[]
     } else {
         if !aligned(a.descs, align_of::<Descriptor>()) {
             return Err(VSTATS_EFAULT);
         }
         // SAFETY: `descs` is non-null, aligned, and valid for reading
-        // `desc_count` descriptors for 'd (the caller's promise; at most
-        // 1024 * 64 bytes, as `Layout::compute` bounds `desc_count`);
-        // every bit pattern is a valid `Descriptor` (integers only).
-        unsafe { core::slice::from_raw_parts(a.descs, layout.desc_count as usize) }
+        // `desc_count` descriptors for 'd (the caller's promise; they
+        // precede record 0 in the table's head, so `Layout::compute` kept
+        // their bytes below 4 GiB); every bit pattern is a valid
+        // `Descriptor` (integers only).
+        unsafe { core::slice::from_raw_parts(a.descs, layout.xdesc_count as usize) }
     };
     Ok((layout, descs))
 }

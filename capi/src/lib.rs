@@ -44,23 +44,24 @@
 //! # Using it from C
 //!
 //! ```c
-//! #include "vstats.h"   /* r2 names: struct vstats_vcpu_stats until the r3 flip */
+//! #include "vstats_producer.h"
 //!
 //! static struct vstats_table table;
 //! static struct vstats_writer writers[NR_VCPUS];
 //!
-//! struct vstats_layout l;
-//! vstats_layout(NR_VCPUS, sizeof(struct vstats_vcpu_stats),
-//!               sizeof(struct vstats_vcpu_stats), VSTATS_VCPU_STD_DESC_COUNT,
+//! struct vstats_layout l;                      // r3, clock CLOCK_MONOTONIC
+//! vstats_layout(NR_VCPUS, sizeof(struct xen_vcpu_stats),
+//!               sizeof(struct xen_vcpu_stats), 0,
 //!               VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, &l);
 //! void *mem = alloc_pages(l.frames);           // l.mapping_len bytes
-//! vstats_table_init_contiguous(&table, mem, l.mapping_len, VSTATS_VCPU_STATS_MAGIC,
-//!                              &l, vstats_vcpu_std_descs, boot_id, writers, NR_VCPUS);
+//! vstats_table_init_contiguous(&table, mem, l.mapping_len, XEN_VCPU_STATS_MAGIC,
+//!                              &l, NULL, boot_id, writers, NR_VCPUS);
 //!
 //! struct vstats_writer *w;
 //! vstats_writer_get(&table, vcpu_id, &w);      // once per vCPU
 //! if (vstats_writer_begin(w) == 0) {           // on each runstate change
 //!     vstats_writer_set(w, VSTATS_VCPU_W_RUNNING, running_ns);
+//!     vstats_writer_set_runstate(w, RUNSTATE_blocked, now_ns);
 //!     vstats_writer_end(w);
 //! }
 //! ```

@@ -16,7 +16,8 @@
 //! 1. a [`SnapHead`]: a marker, the reader's address, the buffer's length,
 //!    the record and word counts, the instant the last take read;
 //! 2. one [`RecState`] (status and seq) per record;
-//! 3. the counter words `[8, size)` of every record, record `i`'s at
+//! 3. the counter words `[8, extent)` of every record (the standard
+//!    record and an r3 table's producer-specific area), record `i`'s at
 //!    `[i * per, (i + 1) * per)`.
 //!
 //! `vstats_snapshot_take()` copies each record with
@@ -580,9 +581,10 @@ fn snapshot_bytes(t: &Table) -> Option<usize> {
     usize::try_from(total).ok()
 }
 
-/// Counter words per record, `(size - 8) / 8`.
+/// Counter words per record, `(extent - 8) / 8`: the standard record and,
+/// in an r3 table, the producer-specific area after it.
 fn words_per_record(t: &Table) -> u32 {
-    t.info().header.size.saturating_sub(RECORD_PREFIX) / 8
+    t.info().record_extent().saturating_sub(RECORD_PREFIX) / 8
 }
 
 /// `size_t vstats_snapshot_size(r)`: the bytes a snapshot buffer for `r`

@@ -11,13 +11,26 @@ use vstats_abi::{
     desc::Descriptor,
     header::CLOCK_HOST_MONOTONIC,
     layout::{Layout, LayoutParams},
-    record::{INACTIVE, VCPU_STATS_SIZE, VCPU_STATS_SIZE_R3},
+    record::{vcpu_off, RunState, INACTIVE, VCPU_STATS_SIZE, VCPU_STATS_SIZE_R3},
     validate::validate,
     VCPU_STATS_MAGIC,
 };
 
 use crate::{error::*, ffi::*};
 
+/// `n` producer counters right after the standard vCPU record.
+fn own(n: u32) -> Vec<Descriptor> {
+    (0..n)
+        .map(|i| {
+            Descriptor::builder(&std::format!("c{i}"))
+                .at(VCPU_STATS_SIZE + 8 * i)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// An r3 vCPU layout: records of `size` bytes (the standard record, then
+/// the producer area), `descs` r3 descriptors.
 fn layout(nr: u32, size: u32, descs: u32, page: u32) -> VstatsLayout {
     let mut l = VstatsLayout::default();
     // SAFETY: `l` is a valid, writable layout.
@@ -112,8 +125,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(nr: u32) -> Fixture {
-        let f = Fixture::alloc(layout(nr, VCPU_STATS_SIZE, 4, 4096));
-        assert_eq!(f.init(VCPU_STATS_MAGIC, &vstats_vcpu_std_descs), VSTATS_OK);
+        let f = Fixture::alloc(layout(nr, VCPU_STATS_SIZE, 0, 4096));
+        assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
         f
     }
 
@@ -193,21 +206,29 @@ impl Fixture {
 
 #[test]
 fn layout_matches_the_abi_crate_and_reports_errors() {
-    let l = layout(4, VCPU_STATS_SIZE, 4, 4096);
+    // r3 (design 3.9): the 88-byte head, no descriptors.
+    let l = layout(4, VCPU_STATS_SIZE, 0, 4096);
     assert_eq!(
         (l.offset, l.stride, l.frames, l.mapping_len),
-        (320, 64, 1, 4096)
+        (128, 64, 1, 4096)
     );
-    assert_eq!(l.desc_offset, 56);
+    assert_eq!((l.size, l.abi_size, l.desc_offset), (56, 56, 0));
+    // One producer counter: its r3 descriptor follows the head.
+    let l = layout(4, VCPU_STATS_SIZE + 8, 1, 4096);
+    assert_eq!((l.offset, l.stride), (192, 64));
+    assert_eq!(l.desc_offset, 88);
     let mut out = VstatsLayout::default();
     // SAFETY: `out` is writable.
-    let r = unsafe { vstats_layout(1, 40, 40, 0, 3000, 64, &mut out) };
+    let r = unsafe { vstats_layout(1, 56, 56, 0, 3000, 64, &mut out) };
     assert_eq!(r, VSTATS_EINVAL);
     // SAFETY: `out` is writable.
-    let r = unsafe { vstats_layout(1, 44, 40, 0, 4096, 64, &mut out) };
+    let r = unsafe { vstats_layout(1, 60, 56, 0, 4096, 64, &mut out) };
+    assert_eq!(r, VSTATS_EINVAL);
+    // SAFETY: `out` is writable. A record smaller than its standard part.
+    let r = unsafe { vstats_layout(1, 48, 56, 0, 4096, 64, &mut out) };
     assert_eq!(r, VSTATS_EINVAL);
     // SAFETY: a NULL `out` is allowed.
-    let r = unsafe { vstats_layout(1, 40, 40, 0, 4096, 64, ptr::null_mut()) };
+    let r = unsafe { vstats_layout(1, 56, 56, 0, 4096, 64, ptr::null_mut()) };
     assert_eq!(r, VSTATS_EFAULT);
 }
 
@@ -217,7 +238,10 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     let info = validate(&f.bytes(), f.layout.mapping_len).unwrap();
     assert_eq!(info.nr_records, 3);
     assert_eq!(info.generation(), 7);
-    assert_eq!(info.desc_count(), 4);
+    assert!(info.is_r3());
+    assert_eq!(info.clock, vstats_abi::header::CLOCK_HOST_MONOTONIC);
+    // Standard fields are not described (r3).
+    assert_eq!((info.desc_count(), info.xdesc_count), (0, 0));
 
     let w = f.get(1).unwrap();
     assert_eq!(f.get(1), Err(VSTATS_EBUSY), "a writer is handed out once");
@@ -230,7 +254,7 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     assert_eq!(w.set(0, 100), VSTATS_OK);
     assert_eq!(w.set(1, 1 << 63), VSTATS_OK);
     assert_eq!(w.set_inactive(2), VSTATS_OK);
-    assert_eq!(w.set(4, 1), VSTATS_ERANGE);
+    assert_eq!(w.set(6, 1), VSTATS_ERANGE, "6 words: 0..5");
     assert_eq!(w.update(0, &[1]), VSTATS_EPROTO);
     assert_eq!(w.end(), VSTATS_OK);
     assert_eq!(f.seq(1), 2);
@@ -243,17 +267,26 @@ fn init_publishes_a_valid_table_and_writers_follow_the_protocol() {
     assert_eq!(f.word(1, 2), INACTIVE);
     assert_eq!(f.word(0, 0), INACTIVE, "other records untouched");
 
-    assert_eq!(w.update(2, &[5, 6, 7]), VSTATS_ERANGE);
+    assert_eq!(w.update(4, &[5, 6, 7]), VSTATS_ERANGE);
     assert_eq!(f.seq(1), 2, "a refused update stores nothing");
     assert_eq!(w.update(1, &[5, 6, 7]), VSTATS_OK);
     assert_eq!(w.update(4, &[]), VSTATS_OK);
     assert_eq!(f.seq(1), 6);
     assert_eq!([f.word(1, 1), f.word(1, 2), f.word(1, 3)], [5, 6, 7]);
 
+    // The state and its entry time, beside the times.
+    assert_eq!(w.set_runstate(2, 77), VSTATS_EPROTO, "outside an update");
+    assert_eq!(w.begin(), VSTATS_OK);
+    assert_eq!(w.set_runstate(RunState::BLOCKED.0 as u32, 77), VSTATS_OK);
+    assert_eq!(w.end(), VSTATS_OK);
+    let at = |off: u32| (off - 8) / 8;
+    assert_eq!(f.word(1, at(vcpu_off::RUNSTATE)), 2);
+    assert_eq!(f.word(1, at(vcpu_off::ENTRY)), 77);
+
     assert_eq!(w.begin(), VSTATS_OK);
     assert_eq!(w.set_unused(), VSTATS_OK);
     assert_eq!(w.end(), VSTATS_OK);
-    assert!((0..4).all(|k| f.word(1, k) == INACTIVE));
+    assert!((0..6).all(|k| f.word(1, k) == INACTIVE));
     validate(&f.bytes(), f.layout.mapping_len).unwrap();
 }
 
@@ -284,19 +317,26 @@ fn disabling_stops_new_updates_but_an_open_one_completes() {
 
 #[test]
 fn init_refuses_bad_arguments_and_writes_nothing() {
-    let l = layout(2, VCPU_STATS_SIZE, 4, 4096);
+    let l = layout(2, VCPU_STATS_SIZE + 16, 2, 4096);
     let f = Fixture::alloc(l);
-    let descs = &vstats_vcpu_std_descs;
+    let descs = &own(2);
     let pristine = f.bytes();
     let mut small = Fixture::alloc(l);
     small.nr_writers = 1;
     let mut tampered = Fixture::alloc(l);
-    tampered.layout.stride = 128;
-    let mut dup = vstats_vcpu_std_descs;
+    tampered.layout.stride = l.stride * 2;
+    let mut dup = own(2);
     dup[1].name = dup[0].name;
+    // A producer counter may not carry a standard field's name (R20).
+    let mut std_name = own(2);
+    std_name[1].name = vstats_vcpu_std_descs[0].name;
+    // The r2 standard descriptors lie outside the producer area (R20).
+    let std = &vstats_vcpu_std_descs[..2];
 
     assert_eq!(f.init(0x1234, descs), VSTATS_EINVAL);
     assert_eq!(f.init(VCPU_STATS_MAGIC, &dup), VSTATS_EBADMSG);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &std_name), VSTATS_EBADMSG);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, std), VSTATS_EBADMSG);
     assert_eq!(small.init(VCPU_STATS_MAGIC, descs), VSTATS_ENOSPC);
     assert_eq!(tampered.init(VCPU_STATS_MAGIC, descs), VSTATS_EINVAL);
     let init = |base: *mut c_void, len: usize, descs: *const Descriptor| {
@@ -382,7 +422,8 @@ fn concurrent_gets_hand_each_writer_out_once() {
 fn scattered_pages_hold_the_same_table() {
     let page = 4096usize;
     let nr = 100u32;
-    let l = layout(nr, 136, 4, page as u32);
+    let l = layout(nr, 136, 10, page as u32);
+    let descs = own(10);
     assert!(l.frames >= 3);
     // Pages allocated separately, handed over in reverse allocation order.
     let mut heap: Vec<Heap<u64>> = (0..l.frames)
@@ -403,7 +444,7 @@ fn scattered_pages_hold_the_same_table() {
                 l.frames as usize,
                 VCPU_STATS_MAGIC,
                 &l,
-                vstats_vcpu_std_descs.as_ptr(),
+                descs.as_ptr(),
                 3,
                 f.writers,
                 nr as usize,
@@ -497,12 +538,14 @@ fn layout_r3_matches_the_abi_crate_and_reports_errors() {
         (56, 320, 88, 2)
     );
 
-    // The r2 function fills the r3 fields as r2 has them.
-    let l2 = layout(4, VCPU_STATS_SIZE, 4, 4096);
+    // vstats_layout() lays out the same r3 table with clock 1: its
+    // [abi_size, size) is the producer-specific area.
+    let l2 = layout(4, VCPU_STATS_SIZE + 320, 2, 4096);
     assert_eq!(
         (l2.ext_size, l2.clock, l2.xstats_size, l2.xdesc_count),
-        (40, 0, 0, 0)
+        (72, 1, 320, 2)
     );
+    assert_eq!(l2, l);
 
     assert_eq!(
         r3(4, 56, 12, 0, 1).0,
@@ -520,31 +563,45 @@ fn layout_r3_matches_the_abi_crate_and_reports_errors() {
 }
 
 #[test]
-fn init_refuses_an_r3_layout_until_the_producer_writes_r3() {
+fn init_publishes_an_r3_layout_and_refuses_an_r2_one() {
     let mut l = VstatsLayout::default();
     // SAFETY: `l` is writable.
     let r = unsafe { vstats_layout_r3(2, 56, 0, 0, 1, 4096, 64, &mut l) };
     assert_eq!(r, VSTATS_OK);
-    let f = Fixture::alloc(l);
+    // The library writes r3 tables only: an r2 layout (ext_size 40, no
+    // clock), which neither layout call makes, is refused untouched.
+    let mut r2 = l;
+    (r2.ext_size, r2.clock) = (40, 0);
+    let f = Fixture::alloc(r2);
     assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_EINVAL);
     assert!(f.bytes().iter().all(|&b| b == 0x5a), "nothing written");
+
+    let f = Fixture::alloc(l);
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
+    let info = validate(&f.bytes(), f.layout.mapping_len).unwrap();
+    assert!(info.is_r3());
+    assert_eq!(info.clock, CLOCK_HOST_MONOTONIC);
 }
 
 #[test]
 fn set_runstate_stores_both_words_or_nothing() {
-    // An r2 record has no runstate words.
-    let f = Fixture::new(1);
+    // A domain record (32 bytes) has no runstate words.
+    let mut l = VstatsLayout::default();
+    // SAFETY: `l` is writable.
+    let r = unsafe { vstats_layout(1, 32, 32, 0, 4096, 64, &mut l) };
+    assert_eq!(r, VSTATS_OK);
+    let f = Fixture::alloc(l);
+    assert_eq!(f.init(vstats_abi::DOMAIN_STATS_MAGIC, &[]), VSTATS_OK);
     let w = f.get(0).unwrap();
     assert_eq!(w.set_runstate(0, 5), VSTATS_EPROTO, "outside an update");
     assert_eq!(w.begin(), VSTATS_OK);
     assert_eq!(w.set_runstate(1, 5), VSTATS_ERANGE);
     assert_eq!(w.end(), VSTATS_OK);
-    assert!((0..4).all(|k| f.word(0, k) == INACTIVE));
+    assert!((0..3).all(|k| f.word(0, k) == INACTIVE));
 
-    // A 56-byte record (r2 layout, two producer words where r3 has them;
-    // the producer writes r3 tables only after its flip).
-    let f = Fixture::alloc(layout(1, VCPU_STATS_SIZE_R3, 4, 4096));
-    assert_eq!(f.init(VCPU_STATS_MAGIC, &vstats_vcpu_std_descs), VSTATS_OK);
+    // The 56-byte r3 vCPU record.
+    let f = Fixture::alloc(layout(1, VCPU_STATS_SIZE_R3, 0, 4096));
+    assert_eq!(f.init(VCPU_STATS_MAGIC, &[]), VSTATS_OK);
     let w = f.get(0).unwrap();
     assert_eq!(w.begin(), VSTATS_OK);
     assert_eq!(w.set_runstate(4, 5), VSTATS_EINVAL, "R25: states 0 to 3");

@@ -22,7 +22,7 @@ use common::{c_source, compile, have, run, TempDir};
 use vstats_abi::{
     desc::DESCRIPTOR_SIZE,
     layout::{Layout, LayoutParams},
-    record::{VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
+    record::{VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
     validate::validate,
     VCPU_STATS_MAGIC,
 };
@@ -98,7 +98,7 @@ fn live_run(prog: &Path, path: &Path) -> (Seen, String) {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let layout = Layout::compute(&LayoutParams {
         record_size: 8 + 8 * WORDS,
-        ..LayoutParams::vcpu(NR)
+        ..LayoutParams::vcpu_r2(NR)
     })
     .unwrap();
     let spec = TableSpec {
@@ -160,7 +160,7 @@ fn live_run(prog: &Path, path: &Path) -> (Seen, String) {
         layout.offset,
         8 + 8 * WORDS,
         layout.stride,
-        VCPU_STATS_SIZE,
+        VCPU_STATS_SIZE_R2,
         0x5eed
     )));
     assert!(stdout.contains(
@@ -263,7 +263,7 @@ fn c_consumer_reads_a_live_rust_table_without_tearing() {
 fn forced_run(prog: &Path, path: &Path) -> (Option<Vec<Option<u64>>>, u64) {
     let layout = Layout::compute(&LayoutParams {
         record_size: 8 + 8 * WORDS,
-        ..LayoutParams::vcpu(NR)
+        ..LayoutParams::vcpu_r2(NR)
     })
     .unwrap();
     let spec = TableSpec {
@@ -391,7 +391,7 @@ fn a_c_consumer_with_r4_retries_a_copy_interrupted_by_an_update() {
 /// The bytes of a valid table of 80 vCPU records (two 4 KiB pages) with its
 /// standard descriptors, records inactive.
 fn valid_table() -> (Layout, Vec<u8>) {
-    let layout = Layout::compute(&LayoutParams::vcpu(80)).unwrap();
+    let layout = Layout::compute(&LayoutParams::vcpu_r2(80)).unwrap();
     let mut b = vec![0xffu8; layout.mapping_len() as usize];
     layout
         .write_headers(&mut b, VCPU_STATS_MAGIC, 9, VCPU_STD_DESCRIPTORS)
@@ -672,7 +672,7 @@ fn spec_corner_cases_c_versus_rust() {
             "domain-table-80-records",
             Some(18),
             Some(18),
-            Box::new(|b| put32(b, 0, 0xaabb_ccde)),
+            Box::new(|b| put32(b, 0, vstats_abi::DOMAIN_STATS_MAGIC_R2)),
         ),
         // desc_offset set without descriptors: "with descriptors" read as
         // desc_count > 0 by both.

@@ -15,8 +15,9 @@ use vstats_abi::{
         VCPU_STD_DESCRIPTORS,
     },
     validate::{first_nonzero_reserved, validate},
-    DOMAIN_STATS_MAGIC, EXT_MAGIC, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE,
-    XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+    DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2, EXT_MAGIC, VCPU_STATS_MAGIC,
+    XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
 use vstats_capi::*;
 use vstats_consumer::{Snapshot, Table};
@@ -69,6 +70,7 @@ fn header_constants_and_layouts_match_the_rust_crates() {
         ),
         ("VSTATS_VCPU_STATS_MAGIC", VCPU_STATS_MAGIC.into()),
         ("VSTATS_DOMAIN_STATS_MAGIC", DOMAIN_STATS_MAGIC.into()),
+        ("VSTATS_DOMAIN_STATS_MAGIC_R2", DOMAIN_STATS_MAGIC_R2.into()),
         ("VSTATS_EXT_MAGIC", EXT_MAGIC.into()),
         ("VSTATS_HEADER_SIZE", HEADER_SIZE.into()),
         ("VSTATS_EXT_HEADER_OFFSET", EXT_HEADER_OFFSET.into()),
@@ -127,6 +129,27 @@ fn header_constants_and_layouts_match_the_rust_crates() {
         (
             "VSTATS_VCPU_W_RUNSTATE",
             word(vstats_abi::record::vcpu_off::RUNSTATE),
+        ),
+        (
+            "VSTATS_VCPU_W_ENTRY",
+            word(vstats_abi::record::vcpu_off::ENTRY),
+        ),
+        ("VSTATS_VCPU_STATS_SIZE", VCPU_STATS_SIZE.into()),
+        (
+            "VSTATS_RUNSTATE_RUNNING",
+            vstats_abi::RunState::RUNNING.0 as i64,
+        ),
+        (
+            "VSTATS_RUNSTATE_RUNNABLE",
+            vstats_abi::RunState::RUNNABLE.0 as i64,
+        ),
+        (
+            "VSTATS_RUNSTATE_BLOCKED",
+            vstats_abi::RunState::BLOCKED.0 as i64,
+        ),
+        (
+            "VSTATS_RUNSTATE_OFFLINE",
+            vstats_abi::RunState::OFFLINE.0 as i64,
         ),
         (
             "VSTATS_VCPU_W_RUNSTATE_ENTRY",
@@ -266,6 +289,18 @@ fn c_producer_publishes_a_file_safely() {
         assert_eq!(r.blocked(), Some(b + 3), "record {i}");
         assert_eq!(r.offline(), Some(b + 4), "record {i}");
         assert_eq!(r.get(custom), Some(u64::from(i)), "record {i}");
+        let at = info.record_offset(i).unwrap() as usize;
+        let word = |off: u32| {
+            let at = at + off as usize;
+            u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap())
+        };
+        let state = word(vstats_abi::record::vcpu_off::RUNSTATE);
+        assert_eq!(state, vstats_abi::RunState::OFFLINE.0, "record {i}");
+        assert_eq!(
+            word(vstats_abi::record::vcpu_off::ENTRY),
+            b + 5,
+            "record {i}"
+        );
     }
     drop(table);
 

@@ -187,8 +187,8 @@ fn c_sampler_reads_what_the_rust_consumer_reads() {
     synth.remove().unwrap();
 }
 
-/// An r3 vCPU table written by hand from the abi crate's layout (the
-/// library's producers write r2 until they flip to r3): `clock`
+/// An r3 vCPU table written by hand from the abi crate's layout (chosen
+/// states and entry times, which a live producer would not hold): `clock`
 /// host-monotonic, record `i` in state `i % 4` since `1000 * (i + 1)` ns,
 /// and with record 3 unused.
 fn r3_table(path: &Path) {

@@ -26,8 +26,9 @@ use vstats_abi::{
         PAD_INACTIVE, RECORD_PREFIX,
     },
     validate::{MAX_PAGE_SHIFT, MIN_PAGE_SHIFT},
-    ExtHeader, TableKind, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC, XENMEM_RESOURCE_STATS_TABLE,
-    XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+    ExtHeader, TableKind, DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2, VCPU_STATS_MAGIC,
+    XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
+    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
 
 use vstats_abi::{
@@ -68,10 +69,9 @@ fn expected() -> BTreeMap<String, u64> {
             n(XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS),
         ),
         ("XEN_VCPU_STATS_MAGIC", n(VCPU_STATS_MAGIC)),
-        ("XEN_DOMAIN_STATS_MAGIC", n(DOMAIN_STATS_MAGIC_R3)),
-        // r2's domain magic: `DOMAIN_STATS_MAGIC` until step 6 gives that
-        // name the r3 value (then this line takes the legacy constant).
-        ("XEN_DOMAIN_STATS_MAGIC_R2", n(DOMAIN_STATS_MAGIC)),
+        ("XEN_DOMAIN_STATS_MAGIC", n(DOMAIN_STATS_MAGIC)),
+        // r2's domain magic: the legacy constant.
+        ("XEN_DOMAIN_STATS_MAGIC_R2", n(DOMAIN_STATS_MAGIC_R2)),
         ("XEN_STATS_HDR_MARKER", n(HDR_MARKER)),
         ("XEN_STATS_EXT_OFFSET", n(EXT_HEADER_OFFSET)),
         ("XEN_STATS_EXT_SIZE_R2", n(EXT_HEADER_SIZE)),
@@ -324,9 +324,15 @@ fn rust_constants_agree_among_themselves() {
     assert_eq!(times.map(n), consts.map(n));
     assert_eq!(n(size_of::<DomainStats>()), n(DOMAIN_STATS_SIZE));
     assert_eq!(n(size_of::<Descriptor>()), n(DESCRIPTOR_SIZE));
+    // The r3 domain magic under both its names.
+    assert_eq!(DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R3);
     // Both domain magics name the domain table.
     assert_eq!(
         TableKind::from_magic(DOMAIN_STATS_MAGIC),
+        Some(TableKind::Domain)
+    );
+    assert_eq!(
+        TableKind::from_magic(DOMAIN_STATS_MAGIC_R2),
         Some(TableKind::Domain)
     );
     assert_eq!(

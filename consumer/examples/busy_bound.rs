@@ -15,7 +15,7 @@ use vstats_consumer::{RecordSnapshot, Snapshot, Table, DEFAULT_MAX_ATTEMPTS};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const VCPUS: u32 = 64;
-    let layout = Layout::compute(&LayoutParams::vcpu(VCPUS))?;
+    let layout = Layout::compute(&LayoutParams::vcpu_r2(VCPUS))?;
     let mut bytes = vec![0u8; usize::try_from(layout.mapping_len())?];
     layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)?;
     // Record 1's writer died between its two seq stores.

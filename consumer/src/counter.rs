@@ -9,8 +9,12 @@ pub enum Source {
     /// The table's descriptor with this index.
     Descriptor(u32),
     /// A standard field this revision knows at a fixed offset (the table
-    /// has no descriptors, e.g. an RFC v3 producer).
+    /// has no r2 descriptors: an RFC v3 producer, or any r3 table).
     Standard,
+    /// The table's r3 descriptor with this index: a producer-specific
+    /// counter, in the record's producer-specific area (keyed apart from
+    /// the standard fields, whatever its name).
+    Producer(u32),
 }
 
 /// One counter of a record: name, meaning and position.
@@ -142,9 +146,10 @@ impl Counter {
     }
 }
 
-/// The counters of a validated table: from its descriptors when it has
+/// The counters of a validated table: from its r2 descriptors when it has
 /// some, otherwise the standard fields of this revision that fit its
-/// `abi_size`.
+/// `abi_size`; then, for an r3 table, the producer-specific counters its
+/// r3 descriptors describe (design 3.10).
 pub(crate) fn counters_of(info: &TableInfo, head: &[u8]) -> Vec<Counter> {
     let n = info.desc_count();
     if n > 0 {
@@ -155,10 +160,18 @@ pub(crate) fn counters_of(info: &TableInfo, head: &[u8]) -> Vec<Counter> {
             })
             .collect();
     }
-    info.kind()
+    let mut counters: Vec<Counter> = info
+        .kind()
         .std_descriptors()
         .iter()
         .filter(|d| info.has_std_field(d.offset))
         .filter_map(|d| Counter::from_descriptor(d, Source::Standard, info.abi_size))
-        .collect()
+        .collect();
+    // R20 held: each lies inside the producer-specific area, which ends
+    // at the record's extent, and carries no standard name.
+    counters.extend((0..info.xdesc_count).filter_map(|i| {
+        let d = info.xdescriptor(head, i)?;
+        Counter::from_descriptor(&d, Source::Producer(i), info.record_extent())
+    }));
+    counters
 }

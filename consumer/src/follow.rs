@@ -664,7 +664,7 @@ mod tests {
     /// Publishes a 2-vCPU table of `generation` at `dir/vcpu` (temp file,
     /// then rename, as producers do).
     fn publish(dir: &Path, generation: u64) {
-        let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+        let layout = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
         let mut bytes = vec![0u8; layout.mapping_len() as usize];
         layout
             .write_headers(

@@ -43,14 +43,14 @@
 //! ```
 //! use vstats_abi::{
 //!     layout::{Layout, LayoutParams},
-//!     record::VCPU_STD_DESCRIPTORS,
 //!     VCPU_STATS_MAGIC,
 //! };
 //! use vstats_consumer::{Snapshot, Table};
 //!
+//! // An r3 table: standard fields are known by position, not described.
 //! let layout = Layout::compute(&LayoutParams::vcpu(2))?;
 //! let mut bytes = vec![0u8; layout.mapping_len() as usize];
-//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)?;
+//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, &[])?;
 //! // vCPU 1 ran for 5000 ns (the counter after its seq and pad).
 //! let rec1 = layout.record_offset(1).unwrap() as usize;
 //! bytes[rec1 + 8..rec1 + 16].copy_from_slice(&5000u64.to_ne_bytes());

@@ -45,7 +45,7 @@ use std::{
 
 use vstats_abi::{
     publish::{DOMAIN_FILE, VCPU_FILE},
-    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    TableKind, HDR_MARKER,
 };
 
 use crate::{Error, Result};
@@ -280,7 +280,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PruneError + '_ {
 }
 
 /// Whether the regular file `name` under `dir` starts with a vstats
-/// table magic. Opened `O_NOFOLLOW | O_NONBLOCK`, so that a FIFO or a
+/// table magic, or is a table its producer retired (magic 0, the frozen
+/// marker at byte 16). Opened `O_NOFOLLOW | O_NONBLOCK`, so that a FIFO or a
 /// symlink is never followed or waited on.
 fn is_table(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
     use std::io::Read;
@@ -298,8 +299,17 @@ fn is_table(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
     if f.read_exact(&mut magic).is_err() {
         return Ok(false);
     }
-    let m = u32::from_le_bytes(magic);
-    Ok(m == VCPU_STATS_MAGIC || m == DOMAIN_STATS_MAGIC)
+    let m = u32::from_ne_bytes(magic);
+    if m == 0 {
+        // A table its producer retired (P15) keeps its header but for the
+        // magic: the frozen marker at byte 16 says it is one.
+        let mut rest = [0u8; 16];
+        if f.read_exact(&mut rest).is_err() {
+            return Ok(false);
+        }
+        return Ok(u32::from_ne_bytes([rest[12], rest[13], rest[14], rest[15]]) == HDR_MARKER);
+    }
+    Ok(TableKind::from_magic(m).is_some())
 }
 
 /// Removes VM directory `name` under `root` if its producer is dead (or
@@ -510,7 +520,8 @@ mod tests {
     fn publish(root: &Path, name: &str) -> Publication {
         let mut p = Publication::create(root, name).unwrap();
         let plan = TableBuilder::vcpu(1).build().unwrap();
-        drop(p.publish("vcpu", &plan).unwrap());
+        // Unmapped, not retired: the table stays as its producer wrote it.
+        p.publish("vcpu", &plan).unwrap().forsake();
         p
     }
 

@@ -18,14 +18,13 @@
 //! ```
 //! use vstats_abi::{
 //!     layout::{Layout, LayoutParams},
-//!     record::VCPU_STD_DESCRIPTORS,
 //!     VCPU_STATS_MAGIC,
 //! };
 //! use vstats_consumer::{mem::MemView, Table};
 //!
 //! let layout = Layout::compute(&LayoutParams::vcpu(1))?;
 //! let mut bytes = vec![0u8; layout.mapping_len() as usize];
-//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)?;
+//! layout.write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, &[])?;
 //! let view = MemView::from_bytes(&bytes);
 //! assert_eq!(view.load::<u32>(0), Some(VCPU_STATS_MAGIC));
 //! let table = Table::from_view(view)?;

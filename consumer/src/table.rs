@@ -647,7 +647,10 @@ impl fmt::Debug for Table {
     }
 }
 
-/// Counter words of each record: `(size - 8) / 8`.
+/// Counter words of each record: `(extent - 8) / 8`, the extent being
+/// `size` or, with a producer-specific area, its end.
 pub(crate) fn words_per_record(info: &TableInfo) -> usize {
-    (info.header.size.saturating_sub(RECORD_PREFIX) / 8) as usize
+    // The standard record and, in an r3 table, the producer-specific area
+    // after it: one seq window covers both.
+    (info.record_extent().saturating_sub(RECORD_PREFIX) / 8) as usize
 }

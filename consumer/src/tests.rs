@@ -65,7 +65,7 @@ fn image(p: &LayoutParams, magic: u32, generation: u64, descs: &[Descriptor]) ->
 
 fn vcpu_image(n: u32, generation: u64) -> (Layout, Vec<u8>) {
     image(
-        &LayoutParams::vcpu(n),
+        &LayoutParams::vcpu_r2(n),
         VCPU_STATS_MAGIC,
         generation,
         VCPU_STD_DESCRIPTORS,
@@ -314,16 +314,17 @@ fn head_and_record_limits() {
         matches!(e, Error::HeadTooLarge { need, cap, .. } if need == u64::from(off) && cap == crate::MAX_HEAD_LEN),
         "{e:?}"
     );
-    // A v3 table with more slots than MAX_RECORDS (stride 8: 2^20 + 1).
-    let len = 64 + 8 * (crate::MAX_RECORDS as usize + 1);
+    // A v3 table with more slots than MAX_RECORDS (stride 16, the least
+    // a vCPU record may have (R22): 2^20 + 1).
+    let len = 64 + 16 * (crate::MAX_RECORDS as usize + 1);
     let mut b = vec![0u8; len];
     put_header(
         &mut b,
         Header {
             magic: VCPU_STATS_MAGIC,
             offset: 64,
-            size: 8,
-            stride: 8,
+            size: 16,
+            stride: 16,
         },
     );
     let e = SharedMem::from_bytes(&b).table().unwrap_err();
@@ -442,7 +443,7 @@ fn snapshots_reshape_for_another_table() {
     assert_eq!(s.record(4).unwrap().running(), Some(400));
     // A record buffer of a domain table (other size) is reshaped too.
     let (_, bd) = image(
-        &LayoutParams::domain(),
+        &LayoutParams::domain_r2(),
         DOMAIN_STATS_MAGIC,
         1,
         DOMAIN_STD_DESCRIPTORS,
@@ -564,7 +565,7 @@ fn abi_size_bounds_standard_fields_without_descriptors() {
         record_size: 24,
         abi_size: 24,
         desc_count: 0,
-        ..LayoutParams::vcpu(2)
+        ..LayoutParams::vcpu_r2(2)
     };
     let (_, b) = image(&p, VCPU_STATS_MAGIC, 3, &[]);
     let mem = SharedMem::from_bytes(&b);
@@ -578,6 +579,62 @@ fn abi_size_bounds_standard_fields_without_descriptors() {
         (Some(100), Some(101), None)
     );
     assert_eq!(r.vcpus_online(), None, "not a domain table");
+}
+
+#[test]
+fn r3_producer_counters_are_listed_by_their_r3_descriptors_keyed_apart() {
+    // An r3 table as the producers now write it: the standard record read
+    // by position, a scalar and a 2-bucket histogram in the producer area,
+    // described only by r3 descriptors.
+    let exits = Descriptor::builder("exits").at(VCPU_STATS_SIZE).unwrap();
+    let hist = Descriptor::builder("halt_hist")
+        .histogram(Kind::LOG2_HIST, 2, 0)
+        .at(VCPU_STATS_SIZE + 8)
+        .unwrap();
+    let p = LayoutParams {
+        xstats_size: 24,
+        xdesc_count: 2,
+        ..LayoutParams::vcpu(2)
+    };
+    let l = Layout::compute(&p).unwrap();
+    let mut b = vec![0u8; l.mapping_len() as usize];
+    l.write_headers(&mut b, VCPU_STATS_MAGIC, 3, &[exits, hist])
+        .unwrap();
+    l.fill_records(&mut b).unwrap();
+    for i in 0..2u32 {
+        let r = l.record_offset(i).unwrap() as usize;
+        for k in 0..(l.record_extent() as usize - 8) / 8 {
+            put64(&mut b, r + 8 + 8 * k, 100 * u64::from(i) + k as u64);
+        }
+    }
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let names: Vec<&str> = t.counters().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "runstate_running_time",
+            "runstate_runnable_time",
+            "runstate_blocked_time",
+            "runstate_offline_time",
+            "exits",
+            "halt_hist"
+        ]
+    );
+    let e = t.counter("exits").unwrap();
+    assert_eq!(e.source(), Source::Producer(0));
+    assert_eq!(
+        t.counter("halt_hist").unwrap().source(),
+        Source::Producer(1)
+    );
+    assert_eq!(t.counters()[0].source(), Source::Standard);
+    let mut r = RecordSnapshot::new(&t);
+    t.snapshot_record(1, &mut r).unwrap();
+    assert_eq!(r.running(), Some(100));
+    // Word 6 (byte 56) is the first of the producer area.
+    assert_eq!(r.get(e), Some(106));
+    let h = t.counter("halt_hist").unwrap();
+    assert_eq!(r.histogram(h).map(|v| v.to_vec()), Some(vec![107, 108]));
 }
 
 #[test]
@@ -604,7 +661,7 @@ fn descriptors_describe_producer_counters_and_histograms() {
         record_size: VCPU_STATS_SIZE + 8 + 32,
         abi_size: VCPU_STATS_SIZE,
         desc_count: descs.len() as u32,
-        ..LayoutParams::vcpu(2)
+        ..LayoutParams::vcpu_r2(2)
     };
     let (l, mut b) = image(&p, VCPU_STATS_MAGIC, 1, &descs);
     put64(&mut b, word(&l, 1, 6), INACTIVE); // one bucket of record 1
@@ -628,7 +685,7 @@ fn descriptors_describe_producer_counters_and_histograms() {
 #[test]
 fn domain_table() {
     let (l, b) = image(
-        &LayoutParams::domain(),
+        &LayoutParams::domain_r2(),
         DOMAIN_STATS_MAGIC,
         5,
         DOMAIN_STD_DESCRIPTORS,
@@ -795,7 +852,7 @@ fn r2_tables_cost_no_clock_read_and_are_never_extrapolated() {
     );
     // A domain table has no runstate at all.
     let (_, b) = image(
-        &LayoutParams::domain(),
+        &LayoutParams::domain_r2(),
         DOMAIN_STATS_MAGIC,
         5,
         DOMAIN_STD_DESCRIPTORS,
@@ -815,7 +872,7 @@ fn deltas_and_rates() {
         &LayoutParams {
             record_size: 48,
             desc_count: 5,
-            ..LayoutParams::vcpu(2)
+            ..LayoutParams::vcpu_r2(2)
         },
         VCPU_STATS_MAGIC,
         1,

@@ -50,7 +50,7 @@ fn prints_the_running_share_of_every_vcpu() {
     let root = std::env::temp_dir().join(format!("vstats-example-{}", std::process::id()));
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::vcpu(2)).unwrap(),
+        layout: Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };

@@ -85,7 +85,7 @@ fn a_library_reader_survives_truncation() {
         let _ = std::fs::remove_dir_all(&dir);
         let spec = TableSpec {
             magic: VCPU_STATS_MAGIC,
-            layout: Layout::compute(&LayoutParams::vcpu(400)).unwrap(),
+            layout: Layout::compute(&LayoutParams::vcpu_r2(400)).unwrap(),
             descriptors: VCPU_STD_DESCRIPTORS,
             generation: 1,
         };

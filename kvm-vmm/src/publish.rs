@@ -4,13 +4,21 @@
 //! published with `vstats-producer` as files in one directory (default
 //! `<root>/<name>/`, see [`default_dir`]):
 //!
-//! * `vcpu`: one record per vCPU. Words 0..4 (bytes 8..40) are the standard
-//!   runstate times of `docs/abi.md` (running, runnable, blocked, offline,
-//!   in nanoseconds), then every word of KVM's vCPU binary statistics in
-//!   KVM's descriptor order, each statistic described by a descriptor with
-//!   KVM's name, kind, unit, base, exponent, size and bucket size.
+//! * `vcpu`: one record per vCPU, an r3 table (clock: the host's
+//!   `CLOCK_MONOTONIC`). Words 0..6 (bytes 8..56) are the standard record
+//!   of `docs/abi.md`: the four runstate times (running, runnable, blocked,
+//!   offline, in nanoseconds, accrued up to the last checkpoint), the base
+//!   state and the checkpoint time as its entry time. Then, in the
+//!   producer-specific area, every word of KVM's vCPU binary statistics in
+//!   KVM's descriptor order, each statistic described by an r3 descriptor
+//!   with KVM's name, kind, unit, base, exponent, size and bucket size.
 //! * `domain`: one record: `vcpus_online`, `vcpus_max`, `uptime` (ns), then
-//!   every word of KVM's VM-wide statistics, described the same way.
+//!   in the producer-specific area every word of KVM's VM-wide statistics,
+//!   described the same way.
+//!
+//! KVM's cumulative counters can be reset (written through debugfs); the
+//! published values are continued across a reset, never decreasing (P14,
+//! [`crate::stats::Continued`]).
 //!
 //! # Who writes what
 //!
@@ -19,11 +27,13 @@
 //!
 //! * before the VM runs, [`Publisher::new`] writes every record once from
 //!   the calling thread (every vCPU offline since creation, KVM counters as
-//!   read), so no slot reads as unused once the tables exist;
+//!   read), before the tables are renamed into place (P10), so no slot of
+//!   an existing vCPU ever reads as unused;
 //! * while the VM runs ([`Publisher::run`]), vCPU i's
 //!   [`RecordWriter`] is mutably lent to a [`VcpuSink`] that vCPU i's
-//!   thread owns: every report of that thread becomes one seq update of the
-//!   four times, plus the KVM words when the report carries freshly read
+//!   thread owns: every report of that thread (a checkpoint) becomes one
+//!   seq update of the four times, the state and its entry time, plus the
+//!   KVM words when the report carries freshly read
 //!   stats (the thread re-reads them at most once per
 //!   [`crate::VmConfig::stats_refresh`]). The vCPU threads run inside a
 //!   [`std::thread::scope`] opened by `run` ([`Vm::run_scoped`]), so the
@@ -78,6 +88,7 @@ use crossbeam_utils::CachePadded;
 use vstats_abi::desc::{Base, Descriptor, DescriptorBuilder, Kind, Unit};
 use vstats_abi::layout::Layout;
 pub use vstats_abi::publish::{DEFAULT_ROOT, DOMAIN_FILE, MAX_NAME_LEN, VCPU_FILE};
+use vstats_abi::record::{RECORD_PREFIX, VCPU_STATS_SIZE};
 use vstats_abi::TableKind;
 use vstats_producer::builder::{domain, vcpu, CounterId, TableBuilder};
 use vstats_producer::publish::{root_from_env, Publication, PublishOptions};
@@ -86,11 +97,12 @@ use vstats_producer::{RecordWriter, TableSpec};
 
 use crate::error::{Error, Result};
 use crate::report::{VcpuReport, VcpuSink, VmReport};
-use crate::stats::{KvmStatDesc, KvmStats};
+use crate::stats::{Continued, KvmStatDesc, KvmStats};
 use crate::vm::{RunningVm, StoppedVm, Vm};
 
-/// Counter words of the standard vCPU fields; KVM's words follow.
-pub const VCPU_STD_WORDS: usize = vcpu::RUNSTATE.count() as usize;
+/// Counter words of the standard vCPU record (the four times, the state
+/// and its entry time); KVM's words follow, in the producer-specific area.
+pub const VCPU_STD_WORDS: usize = ((VCPU_STATS_SIZE - RECORD_PREFIX) / 8) as usize;
 /// Counter words of the standard domain fields; KVM's words follow.
 pub const DOMAIN_STD_WORDS: usize = domain::UPTIME.word() + 1;
 /// Longest sleep of [`Publisher::run_until`] between two checks of its
@@ -167,11 +179,11 @@ pub fn kvm_descriptor(d: &KvmStatDesc, offset: u32) -> Result<Descriptor> {
         })
 }
 
-/// What a table will hold: its descriptors (standard ones first) and its
-/// layout.
+/// What a table will hold: its descriptors and its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TablePlan {
-    /// Standard descriptors, then one per KVM statistic, record order.
+    /// One r3 descriptor per KVM statistic, in record order (standard
+    /// fields are not described).
     pub descriptors: Vec<Descriptor>,
     /// The layout (record size, page size, ...).
     pub layout: Layout,
@@ -187,7 +199,8 @@ impl TablePlan {
     ///
     /// [`Error::UnpublishableStat`] for a statistic that cannot be
     /// described, [`Error::InvalidTable`] when the layout or the descriptor
-    /// set breaks a rule (e.g. more than 1020 KVM statistics).
+    /// set breaks a rule (e.g. a record that no page of up to 1 GiB
+    /// holds).
     pub fn vcpu(nr_vcpus: u32, kvm: &[KvmStatDesc]) -> Result<TablePlan> {
         plan(TableKind::Vcpu, TableBuilder::vcpu(nr_vcpus), kvm)
     }
@@ -238,13 +251,34 @@ fn plan(table: TableKind, mut b: TableBuilder, kvm: &[KvmStatDesc]) -> Result<Ta
     })
 }
 
-/// One seq update of a vCPU record: the four times, and the KVM words when
-/// given.
-fn write_vcpu(w: &mut RecordWriter<'_>, times: &[u64; 4], kvm: Option<&[u64]>) {
+/// A vCPU's state as the record holds it (Xen's numbering, which
+/// [`crate::RunState`] shares).
+fn abi_state(state: crate::RunState) -> vstats_abi::RunState {
+    vstats_abi::RunState(state.index() as u64)
+}
+
+/// One seq update of a vCPU record: the four times accrued up to
+/// `entry_ns`, the state entered then (P11), and the KVM words when given.
+fn write_vcpu(
+    w: &mut RecordWriter<'_>,
+    times: &[u64; 4],
+    state: crate::RunState,
+    entry_ns: u64,
+    kvm: Option<&[u64]>,
+) {
     w.update(|u| {
         u.put_words(vcpu::RUNSTATE, times);
+        u.set_runstate(abi_state(state), entry_ns);
         u.set_words(VCPU_STD_WORDS, kvm.unwrap_or_default());
     });
+}
+
+/// One seq update of a vCPU record from a report: its times as of its
+/// checkpoint (`now_ns`), the base state and the checkpoint as the entry
+/// time (design 4.4: between checkpoints a consumer charges the base
+/// state, as Xen does).
+fn write_vcpu_report(w: &mut RecordWriter<'_>, r: &VcpuReport, kvm: Option<&[u64]>) {
+    write_vcpu(w, &r.runstate_ns, r.state, r.now_ns, kvm);
 }
 
 /// One seq update of the domain record.
@@ -262,16 +296,25 @@ fn write_domain_report(w: &mut RecordWriter<'_>, r: &VmReport) {
 }
 
 /// The sink a vCPU thread owns while the VM runs: it holds the vCPU's
-/// record writer (lent by [`Publisher::run`]) and turns each report into
-/// one seq update.
+/// record writer and the continuation of its KVM counters (both lent by
+/// [`Publisher::run`]) and turns each report into one seq update.
 struct RecordSink<'w, 't> {
     writer: &'w mut RecordWriter<'t>,
+    continued: &'w mut Continued,
+    /// The continued KVM words (reused: no allocation per update).
+    words: Vec<u64>,
 }
 
 impl VcpuSink for RecordSink<'_, '_> {
     fn on_update(&mut self, r: &VcpuReport) {
-        let kvm = r.stats_fresh.then_some(r.stats.as_slice());
-        write_vcpu(self.writer, &r.runstate_ns, kvm);
+        let kvm = if r.stats_fresh {
+            self.words.clone_from(&r.stats);
+            self.continued.apply(&mut self.words);
+            Some(self.words.as_slice())
+        } else {
+            None
+        };
+        write_vcpu_report(self.writer, r, kvm);
     }
 }
 
@@ -286,6 +329,10 @@ pub struct Publisher {
     // Dropped (unmapped) before the publication removes them.
     vcpu: ShmTable,
     domain: ShmTable,
+    /// Per vCPU, then for the VM: KVM's counters continued across resets
+    /// (P14).
+    vcpu_continued: Vec<Continued>,
+    domain_continued: Continued,
     /// The locked directory; `None` once removed.
     publication: Option<Publication>,
     dir: PathBuf,
@@ -343,49 +390,62 @@ impl Publisher {
         let vcpu_plan = TablePlan::vcpu(nr_vcpus, first.descs())?;
         let domain_plan = TablePlan::domain(vm.vm_stats().descs())?;
 
-        // On error, dropping the publication removes what it created.
-        let mut publication = Publication::create_dir(&dir, opts)?;
-        let generation = publication.generation();
-        let vcpu = publication.publish_spec(VCPU_FILE, &vcpu_plan.spec(generation))?;
-        let domain = publication.publish_spec(DOMAIN_FILE, &domain_plan.spec(generation))?;
-        let mut publisher = Publisher {
-            vm: Some(vm),
-            vcpu_plan,
-            domain_plan,
-            vcpu,
-            domain,
-            publication: Some(publication),
-            dir,
-        };
-        // On error, dropping `publisher` removes what was created.
-        publisher.write_initial()?;
-        Ok(publisher)
-    }
-
-    /// Every record once, before the VM runs: offline since creation.
-    fn write_initial(&mut self) -> Result<()> {
-        let Some(vm) = &self.vm else {
-            return Ok(());
-        };
+        // Every record's first values, written before the tables are
+        // renamed into place (P10): offline since creation, KVM's counters
+        // as read now.
         let read = |stats: &KvmStats, what| {
             let mut buf = stats.new_buffer();
             stats.read(&mut buf).map_err(|e| Error::io(what, e))?;
             Ok::<_, Error>(buf)
         };
+        let vcpu_values = (0..nr_vcpus)
+            .map(|id| {
+                let stats = vm.vcpu_stats(id).ok_or(Error::NoSuchVcpu(id))?;
+                read(stats, "reading vCPU KVM stats")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut vcpu_values = vcpu_values;
+        let mut vm_values = read(vm.vm_stats(), "reading VM KVM stats")?;
+        // The continuations start from the values published first.
+        let mut vcpu_continued = vec![Continued::new(first.descs()); vcpu_values.len()];
+        for (c, v) in vcpu_continued.iter_mut().zip(&mut vcpu_values) {
+            c.apply(v);
+        }
+        let mut domain_continued = Continued::new(vm.vm_stats().descs());
+        domain_continued.apply(&mut vm_values);
         let now = crate::monotonic_ns();
         let offline = now.saturating_sub(vm.created_ns());
-        let (_, writers) = self.vcpu.split();
-        for (id, mut w) in (0u32..).zip(writers) {
-            let stats = vm.vcpu_stats(id).ok_or(Error::NoSuchVcpu(id))?;
-            let values = read(stats, "reading vCPU KVM stats")?;
-            write_vcpu(&mut w, &[0, 0, 0, offline], Some(&values));
-        }
-        let values = read(vm.vm_stats(), "reading VM KVM stats")?;
-        let (_, mut writers) = self.domain.split();
-        if let Some(mut w) = writers.next() {
-            write_domain(&mut w, 0, vm.nr_vcpus(), offline, &values);
-        }
-        Ok(())
+
+        // On error, dropping the publication removes what it created.
+        let mut publication = Publication::create_dir(&dir, opts)?;
+        let generation = publication.generation();
+        let vcpu =
+            publication.publish_spec_seeded(VCPU_FILE, &vcpu_plan.spec(generation), |writers| {
+                for (mut w, values) in writers.zip(&vcpu_values) {
+                    let times = [0, 0, 0, offline];
+                    write_vcpu(&mut w, &times, crate::RunState::Offline, now, Some(values));
+                }
+            })?;
+        let domain = publication.publish_spec_seeded(
+            DOMAIN_FILE,
+            &domain_plan.spec(generation),
+            |mut writers| {
+                if let Some(mut w) = writers.next() {
+                    write_domain(&mut w, 0, nr_vcpus, offline, &vm_values);
+                }
+            },
+        )?;
+        Ok(Publisher {
+            vm: Some(vm),
+            vcpu_plan,
+            domain_plan,
+            vcpu,
+            domain,
+            vcpu_continued,
+            domain_continued,
+            publication: Some(publication),
+            dir,
+        })
     }
 
     /// The publication directory.
@@ -478,11 +538,18 @@ impl Publisher {
             "the domain table has no record".into(),
         ))?;
 
+        let vcpu_continued = &mut self.vcpu_continued;
+        let domain_continued = &mut self.domain_continued;
         let stopped = std::thread::scope(|scope| {
             let sinks = vcpu_writers
                 .iter_mut()
-                .map(|writer| {
-                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink { writer });
+                .zip(vcpu_continued.iter_mut())
+                .map(|(writer, continued)| {
+                    let sink: Box<dyn VcpuSink + '_> = Box::new(RecordSink {
+                        writer,
+                        continued,
+                        words: Vec::new(),
+                    });
                     Some(sink)
                 })
                 .collect();
@@ -490,7 +557,8 @@ impl Publisher {
             // `None`: the next update is beyond what an Instant holds.
             let mut next = Some(Instant::now());
             'updates: loop {
-                let report = running.vm_report()?;
+                let mut report = running.vm_report()?;
+                domain_continued.apply(&mut report.stats);
                 write_domain_report(&mut domain_writer, &report);
                 if tick(&running).is_break() || stop() {
                     break;
@@ -516,10 +584,25 @@ impl Publisher {
         })?;
 
         // The vCPU threads are joined: their writers are ours again.
-        for (w, r) in vcpu_writers.iter_mut().zip(&stopped.vcpus) {
-            write_vcpu(w, &r.runstate_ns, Some(&r.stats));
+        for ((w, r), c) in vcpu_writers
+            .iter_mut()
+            .zip(&stopped.vcpus)
+            .zip(&mut self.vcpu_continued)
+        {
+            let mut words = r.stats.clone();
+            c.apply(&mut words);
+            write_vcpu_report(w, r, Some(&words));
         }
-        write_domain_report(&mut domain_writer, &stopped.vm);
+        let mut words = stopped.vm.stats.clone();
+        self.domain_continued.apply(&mut words);
+        let vm = &stopped.vm;
+        write_domain(
+            &mut domain_writer,
+            vm.vcpus_online,
+            vm.vcpus_max,
+            vm.uptime_ns,
+            &words,
+        );
         Ok(stopped)
     }
 
@@ -603,19 +686,28 @@ mod tests {
             kvm("io_exits", KIND_CUMULATIVE, UNIT_NONE, 0, 1),
         ];
         let p = TablePlan::vcpu(4, &descs).unwrap();
-        assert_eq!(p.descriptors.len(), 7);
-        assert_eq!(p.descriptors[4].name_str(), Some("exits"));
-        assert_eq!(p.descriptors[4].offset, 40);
-        assert_eq!(p.descriptors[5].offset, 48);
-        assert_eq!(p.descriptors[5].count, 32);
-        assert_eq!(p.descriptors[5].kind, Kind::LOG2_HIST);
-        assert_eq!(p.descriptors[5].exponent, -9);
-        assert_eq!(p.descriptors[6].offset, 48 + 256);
-        assert_eq!(p.layout.size, 48 + 256 + 8);
-        assert_eq!(p.layout.abi_size, 40);
+        // Only KVM's statistics are described (r3), in the producer area
+        // right after the 56-byte standard record.
+        let std = VCPU_STATS_SIZE;
+        assert_eq!(p.descriptors.len(), 3);
+        assert_eq!(p.descriptors[0].name_str(), Some("exits"));
+        assert_eq!(p.descriptors[0].offset, std);
+        assert_eq!(p.descriptors[1].offset, std + 8);
+        assert_eq!(p.descriptors[1].count, 32);
+        assert_eq!(p.descriptors[1].kind, Kind::LOG2_HIST);
+        assert_eq!(p.descriptors[1].exponent, -9);
+        assert_eq!(p.descriptors[2].offset, std + 8 + 256);
+        assert_eq!(p.layout.record_extent(), std + 8 + 256 + 8);
+        assert_eq!((p.layout.size, p.layout.abi_size), (std, std));
+        assert_eq!((p.layout.xstats_offset, p.layout.xdesc_count), (std, 3));
+        assert_eq!(p.layout.clock, vstats_abi::header::CLOCK_HOST_MONOTONIC);
         assert_eq!(p.layout.page_size, 4096);
+        assert_eq!(VCPU_STD_WORDS, 6);
         let d = TablePlan::domain(&descs[..1]).unwrap();
-        assert_eq!(d.descriptors[3].offset, 32);
+        assert_eq!(
+            d.descriptors[0].offset,
+            vstats_abi::record::DOMAIN_STATS_SIZE
+        );
         assert_eq!(d.layout.nr_records, 1);
     }
 
@@ -656,11 +748,17 @@ mod tests {
         ));
         let twice = kvm("exits", KIND_CUMULATIVE, UNIT_NONE, 0, 1);
         assert!(TablePlan::vcpu(1, &[twice.clone(), twice]).is_err());
+        // r3 bounds no descriptor count: 1021 statistics are fine; a
+        // record no page of up to 1 GiB holds is not.
         let many: Vec<_> = (0..1021)
             .map(|i| kvm(&format!("s{i}"), KIND_CUMULATIVE, UNIT_NONE, 0, 1))
             .collect();
+        assert!(TablePlan::vcpu(1, &many).is_ok());
+        let huge: Vec<_> = (0..5)
+            .map(|i| kvm(&format!("h{i}"), KIND_LOG_HIST, UNIT_NONE, 0, 1 << 25))
+            .collect();
         assert!(matches!(
-            TablePlan::vcpu(1, &many),
+            TablePlan::vcpu(1, &huge),
             Err(Error::InvalidTable {
                 table: TableKind::Vcpu,
                 ..

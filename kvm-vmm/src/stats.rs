@@ -278,6 +278,55 @@ impl KvmStats {
     }
 }
 
+/// Continues KVM's resettable cumulative counters (P14): KVM lets an
+/// administrator reset a statistic (writing 0 to its debugfs file), which
+/// would publish a cumulative counter decreasing. The publisher keeps an
+/// offset per cumulative word (counters and histogram buckets) and
+/// publishes `raw + offset`; when a raw value is below the last one seen,
+/// the last one is added to the offset. So a published value never
+/// decreases; the increments between the last read before a reset and the
+/// reset are lost (they were never read). Instant and peak values are
+/// published as read (a peak's reset is a new peak window, not a decrease
+/// of a total).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Continued {
+    /// Per word: whether it is cumulative, its last raw value and its
+    /// offset.
+    words: Vec<(bool, u64, u64)>,
+}
+
+impl Continued {
+    /// The continuation of the statistics `descs` describe, in their word
+    /// order (as [`KvmStats::read`] lays them out), nothing seen yet.
+    pub fn new(descs: &[KvmStatDesc]) -> Continued {
+        let words = descs
+            .iter()
+            .flat_map(|d| {
+                let cumulative =
+                    matches!(d.kind, KIND_CUMULATIVE | KIND_LINEAR_HIST | KIND_LOG_HIST);
+                std::iter::repeat_n((cumulative, 0, 0), d.size as usize)
+            })
+            .collect();
+        Continued { words }
+    }
+
+    /// Turns `raw`, one read of the statistics, into the values to
+    /// publish, in place. Words beyond the described ones are left as
+    /// they are.
+    pub fn apply(&mut self, raw: &mut [u64]) {
+        for (v, (cumulative, last, offset)) in raw.iter_mut().zip(&mut self.words) {
+            if !*cumulative {
+                continue;
+            }
+            if *v < *last {
+                *offset = offset.saturating_add(*last);
+            }
+            *last = *v;
+            *v = v.saturating_add(*offset);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +430,81 @@ mod tests {
     fn truncated_block_is_an_error() {
         let block = desc_bytes(0, 0, 1, 0, 0, "exits", 16);
         assert!(parse_descs(&block[..20], 1, 16).is_err());
+    }
+
+    /// A stand-in for a KVM stats file whose counters an administrator
+    /// resets: each read returns the next of a scripted sequence.
+    struct ResettingStats {
+        reads: std::cell::Cell<usize>,
+        script: Vec<Vec<u64>>,
+    }
+
+    impl ResettingStats {
+        fn read(&self, out: &mut [u64]) {
+            let i = self.reads.get();
+            out.copy_from_slice(&self.script[i]);
+            self.reads.set(i + 1);
+        }
+    }
+
+    #[test]
+    fn a_reset_cumulative_counter_is_continued_never_decreasing() {
+        let d = |name: &str, kind, size| KvmStatDesc {
+            name: name.into(),
+            kind,
+            unit: UNIT_NONE,
+            base: 10,
+            exponent: 0,
+            size,
+            offset: 0,
+            bucket_size: 0,
+        };
+        let descs = [
+            d("exits", KIND_CUMULATIVE, 1),
+            d("pending", KIND_INSTANT, 1),
+            d("max_wait", KIND_PEAK, 1),
+            d("hist", KIND_LOG_HIST, 2),
+        ];
+        // exits: 10, 25, reset to 3, 7, reset to 0, 4.
+        let fake = ResettingStats {
+            reads: std::cell::Cell::new(0),
+            script: vec![
+                vec![10, 5, 100, 1, 2],
+                vec![25, 1, 120, 3, 2],
+                vec![3, 9, 7, 0, 0],
+                vec![7, 2, 9, 1, 1],
+                vec![0, 0, 0, 0, 0],
+                vec![4, 3, 5, 2, 0],
+            ],
+        };
+        let mut c = Continued::new(&descs);
+        let mut published = Vec::new();
+        let mut buf = vec![0; 5];
+        for _ in 0..fake.script.len() {
+            fake.read(&mut buf);
+            c.apply(&mut buf);
+            published.push(buf.clone());
+        }
+        let exits: Vec<u64> = published.iter().map(|w| w[0]).collect();
+        // 25 + 3, 25 + 7, then 25 + 7 + 0, 25 + 7 + 4.
+        assert_eq!(exits, [10, 25, 28, 32, 32, 36]);
+        // Instant and peak values as read.
+        let pending: Vec<u64> = published.iter().map(|w| w[1]).collect();
+        assert_eq!(pending, [5, 1, 9, 2, 0, 3]);
+        let peak: Vec<u64> = published.iter().map(|w| w[2]).collect();
+        assert_eq!(peak, [100, 120, 7, 9, 0, 5]);
+        // Histogram buckets are continued each on its own.
+        let b0: Vec<u64> = published.iter().map(|w| w[3]).collect();
+        assert_eq!(b0, [1, 3, 3, 4, 4, 6]);
+        let b1: Vec<u64> = published.iter().map(|w| w[4]).collect();
+        assert_eq!(b1, [2, 2, 2, 3, 3, 3]);
+        // Every cumulative word never decreases (P14, checked as D3 does).
+        for k in [0, 3, 4] {
+            assert!(published.windows(2).all(|p| p[0][k] <= p[1][k]), "word {k}");
+        }
+        // Words beyond the described ones are untouched.
+        let mut more = vec![1, 1, 1, 1, 1, 42];
+        c.apply(&mut more);
+        assert_eq!(more[5], 42);
     }
 }

@@ -9,8 +9,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vstats_abi::record::INACTIVE_BIT;
+use vstats_abi::record::{vcpu_off, DOMAIN_STATS_SIZE, INACTIVE_BIT, VCPU_STATS_SIZE};
 use vstats_abi::validate::{validate, TableInfo};
+use vstats_abi::RunState;
 use vstats_kvm_vmm::publish::{DOMAIN_STD_WORDS, VCPU_STD_WORDS};
 use vstats_kvm_vmm::{Error, Publisher, Vm, VmConfig};
 
@@ -29,7 +30,9 @@ fn temp_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vstats-kvm-vmm-{tag}-{}", std::process::id()))
 }
 
-/// A copy of a table file, validated, with its descriptors by name.
+/// A copy of a table file, validated, with its counters by name: the
+/// standard fields the record holds (by position), then the r3
+/// descriptors of the producer-specific area.
 struct Copy {
     bytes: Vec<u8>,
     info: TableInfo,
@@ -46,8 +49,11 @@ impl Copy {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut descs = HashMap::new();
         let mut names = Vec::new();
-        for i in 0..info.desc_count() {
-            let d = info.descriptor(&bytes, i).unwrap();
+        assert_eq!(info.desc_count(), 0, "r3: no r2 descriptors");
+        let std = info.kind().std_descriptors_r3().iter().copied();
+        let std = std.filter(|d| info.has_std_field(d.offset));
+        let xdescs = (0..info.xdesc_count).map(|i| info.xdescriptor(&bytes, i).unwrap());
+        for d in std.chain(xdescs) {
             let name = d.name_str().unwrap().to_owned();
             descs.insert(name.clone(), (d.offset, d.count));
             names.push(name);
@@ -94,11 +100,14 @@ fn four_vcpus_published_live_and_final() {
     assert_eq!(publisher.vcpu_path(), dir.join("vcpu"));
     assert_eq!(publisher.domain_path(), dir.join("domain"));
 
-    // Before the VM runs: valid, and every slot is in use (offline).
+    // Before the VM runs: valid, and every slot is in use (offline): the
+    // records were written before the files appeared (P10).
     let before = Copy::read(publisher.vcpu_path());
     for id in 0..N {
         assert_eq!(before.word(id, 0), 0, "running");
         assert!(before.word(id, 3) & INACTIVE_BIT == 0, "offline is active");
+        assert_eq!(before.by_name(id, "runstate"), RunState::OFFLINE.0);
+        assert!(before.by_name(id, "runstate_entry_time") & INACTIVE_BIT == 0);
     }
 
     let start = Instant::now();
@@ -113,24 +122,36 @@ fn four_vcpus_published_live_and_final() {
             let v = Copy::read(&vcpu_path);
             assert!(v.info.is_vcpu());
             assert_eq!(v.info.nr_records, N);
-            assert_eq!(v.info.abi_size, 40);
-            assert_eq!(v.info.header.size as usize, 40 + 8 * vcpu_words);
+            assert_eq!(v.info.abi_size, VCPU_STATS_SIZE);
+            assert_eq!(v.info.header.size, VCPU_STATS_SIZE);
+            assert_eq!(
+                v.info.record_extent() as usize,
+                VCPU_STATS_SIZE as usize + 8 * vcpu_words
+            );
             assert_eq!(
                 v.names.len(),
-                4 + running.vcpu_stats(0).unwrap().descs().len()
+                VCPU_STD_WORDS + running.vcpu_stats(0).unwrap().descs().len()
             );
             assert_eq!(&v.names[0], "runstate_running_time");
             for name in ["runstate_offline_time", "exits", "halt_exits", "io_exits"] {
                 assert!(v.descs.contains_key(name), "{name}");
             }
-            // No slot ever reads as unused: running time is always active.
+            // No slot ever reads as unused: running time is always active,
+            // and so are the state (a known one) and its entry time (R25).
             for id in 0..N {
                 assert!(v.word(id, 0) & INACTIVE_BIT == 0, "vCPU {id}");
+                let state = RunState(v.word_at(id, vcpu_off::RUNSTATE));
+                assert!(state.is_known(), "vCPU {id}: {state:?}");
+                assert!(v.word_at(id, vcpu_off::ENTRY) & INACTIVE_BIT == 0);
             }
             let d = Copy::read(&domain_path);
             assert!(!d.info.is_vcpu());
             assert_eq!(d.info.nr_records, 1);
-            assert_eq!(d.info.header.size as usize, 32 + 8 * vm_words);
+            assert_eq!(d.info.header.size, DOMAIN_STATS_SIZE);
+            assert_eq!(
+                d.info.record_extent() as usize,
+                DOMAIN_STATS_SIZE as usize + 8 * vm_words
+            );
             assert_eq!(d.by_name(0, "vcpus_max"), u64::from(N));
             assert!(d.descs.contains_key("remote_tlb_flush") || vm_words == 0);
             if start.elapsed() < Duration::from_secs(1) {
@@ -149,8 +170,12 @@ fn four_vcpus_published_live_and_final() {
     for id in 0..N {
         let r = &stopped.vcpus[id as usize];
         assert_eq!(v.seq(id) % 2, 0, "vCPU {id}: no update in progress");
-        let times: Vec<u64> = (0..VCPU_STD_WORDS).map(|i| v.word(id, i)).collect();
+        let times: Vec<u64> = (0..4).map(|i| v.word(id, i)).collect();
         assert_eq!(times, r.runstate_ns, "vCPU {id}: table == StoppedVm");
+        // Accrued up to the final checkpoint, offline since then.
+        assert_eq!(v.word_at(id, vcpu_off::RUNSTATE), RunState::OFFLINE.0);
+        assert_eq!(v.word_at(id, vcpu_off::ENTRY), stopped.stopped_ns);
+        assert_eq!(r.now_ns, stopped.stopped_ns);
         assert_eq!(
             times.iter().sum::<u64>(),
             stopped.stopped_ns - r.created_ns,

@@ -1,6 +1,14 @@
 //! A table builder for the usual shape of a table: the standard fields of
 //! the table kind, then the producer's own counters appended one after
-//! another (feature `alloc`).
+//! another in the producer-specific area (feature `alloc`).
+//!
+//! The built table is r3 (`docs/abi.md`): the standard record is exactly
+//! this revision's [`VcpuStats`] or [`DomainStats`] (`size` 56 or 32), the
+//! appended counters lie in the producer-specific area that follows it
+//! (`xstats_offset = size`), and only they are described, by the r3
+//! descriptor array; standard fields are known by position, so no
+//! descriptor names them. The table's clock is
+//! [`CLOCK_HOST_MONOTONIC`] unless [`TableBuilder::clock`] says otherwise.
 //!
 //! Offsets are derived, never written by hand: the standard fields' come
 //! from `core::mem::offset_of!` on [`VcpuStats`] and [`DomainStats`], each
@@ -20,10 +28,11 @@
 //!     .unwrap();
 //! let plan = b.build().unwrap();
 //! assert_eq!(vcpu::RUNNING.offset(), 8);
-//! assert_eq!(exits.offset(), 40);
-//! assert_eq!(hist.offset(), 48);
-//! assert_eq!(plan.layout.size, 48 + 32 * 8);
-//! assert_eq!(plan.descriptors.len(), 6);
+//! assert_eq!(exits.offset(), 56);
+//! assert_eq!(hist.offset(), 64);
+//! assert_eq!(plan.layout.size, 56);
+//! assert_eq!((plan.layout.xstats_offset, plan.layout.xstats_size), (56, 8 + 32 * 8));
+//! assert_eq!(plan.descriptors.len(), 2);
 //! ```
 
 use alloc::vec::Vec;
@@ -31,10 +40,11 @@ use core::mem::{offset_of, size_of};
 
 use vstats_abi::{
     desc::{Descriptor, DescriptorBuilder},
+    header::{CLOCK_HOST_MONOTONIC, EXT_HEADER_SIZE, EXT_HEADER_SIZE_R3},
     layout::{Layout, LayoutParams, DEFAULT_CACHELINE, DEFAULT_PAGE_SIZE},
-    record::{DomainStats, VcpuStats, DOMAIN_STD_DESCRIPTORS, RECORD_PREFIX, VCPU_STD_DESCRIPTORS},
-    validate::check_descriptor_set,
-    DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
+    record::{DomainStats, RunState, VcpuStats, RECORD_PREFIX},
+    validate::{check_descriptor_set, check_xdescriptor_set},
+    TableKind, DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
 };
 
 use crate::{Error, Result, TableSpec, Update};
@@ -94,8 +104,13 @@ pub mod vcpu {
     /// (running, runnable, blocked, offline).
     pub const RUNSTATE: CounterId = CounterId::field(
         offset_of!(VcpuStats, runstate_running_time),
-        ((size_of::<VcpuStats>() - offset_of!(VcpuStats, runstate_running_time)) / 8) as u32,
+        RunState::COUNT as u32,
     );
+    /// `runstate`: the current [`RunState`] (r3).
+    pub const STATE: CounterId = CounterId::field(offset_of!(VcpuStats, runstate), 1);
+    /// `runstate_entry_time`: when the current state was entered (r3).
+    pub const ENTRY_TIME: CounterId =
+        CounterId::field(offset_of!(VcpuStats, runstate_entry_time), 1);
 }
 
 /// The standard domain fields ([`DomainStats`]).
@@ -134,10 +149,11 @@ impl Update<'_> {
 pub struct TablePlan {
     /// The table's magic.
     pub magic: u32,
-    /// The layout (record size, page size, ...).
+    /// The layout (record size, producer-specific area, page size, ...).
     pub layout: Layout,
-    /// Standard descriptors first, then one per appended counter, in
-    /// record order.
+    /// The descriptors the table publishes, in record order: one per
+    /// appended counter (the r3 array; standard fields are not described),
+    /// or, for a [`TableBuilder::bare`] table, the r2 array.
     pub descriptors: Vec<Descriptor>,
 }
 
@@ -176,9 +192,14 @@ pub struct TableBuilder {
     nr_records: u32,
     abi_size: u32,
     size: u32,
+    /// Names a descriptor may not take: the standard fields of the kind.
+    std: &'static [Descriptor],
     descriptors: Vec<Descriptor>,
     page_size: Option<u32>,
     cacheline: u32,
+    clock: u32,
+    /// An r2 table ([`TableBuilder::bare`]): descriptors in the r2 array.
+    r2: bool,
 }
 
 impl TableBuilder {
@@ -189,7 +210,8 @@ impl TableBuilder {
             VCPU_STATS_MAGIC,
             nr_vcpus,
             size_of::<VcpuStats>() as u32,
-            VCPU_STD_DESCRIPTORS,
+            TableKind::Vcpu.std_descriptors_r3(),
+            false,
         )
     }
 
@@ -200,27 +222,50 @@ impl TableBuilder {
             DOMAIN_STATS_MAGIC,
             1,
             size_of::<DomainStats>() as u32,
-            DOMAIN_STD_DESCRIPTORS,
+            TableKind::Domain.std_descriptors_r3(),
+            false,
         )
     }
 
-    /// A table of `magic` with no standard fields described (record `abi_size`
-    /// 8: seq and pad only), for tests and tables whose every counter is
-    /// the producer's own.
+    /// An r2 table of `magic` with no standard fields (record `abi_size` 8:
+    /// seq and pad only), every counter the producer's own and described
+    /// by the r2 descriptor array, for tests of the seq protocol. r3 has no
+    /// such table (its vCPU record is at least the standard one), so this
+    /// one stays r2, which consumers still read.
     pub fn bare(magic: u32, nr_records: u32) -> TableBuilder {
-        TableBuilder::with_fields(magic, nr_records, RECORD_PREFIX, &[])
+        TableBuilder::with_fields(magic, nr_records, RECORD_PREFIX, &[], true)
     }
 
-    fn with_fields(magic: u32, nr_records: u32, abi_size: u32, std: &[Descriptor]) -> TableBuilder {
+    fn with_fields(
+        magic: u32,
+        nr_records: u32,
+        abi_size: u32,
+        std: &'static [Descriptor],
+        r2: bool,
+    ) -> TableBuilder {
         TableBuilder {
             magic,
             nr_records,
             abi_size,
             size: abi_size,
-            descriptors: std.to_vec(),
+            std,
+            descriptors: Vec::new(),
             page_size: None,
             cacheline: DEFAULT_CACHELINE,
+            clock: if r2 { 0 } else { CLOCK_HOST_MONOTONIC },
+            r2,
         }
+    }
+
+    /// Uses `clock` as the table's time base (r3 header field `clock`):
+    /// [`CLOCK_HOST_MONOTONIC`] by default, for producers that stamp with
+    /// [`crate::monotonic_ns`]-style host time. Ignored by a
+    /// [`TableBuilder::bare`] (r2) table, which names no clock.
+    pub fn clock(&mut self, clock: u32) -> &mut Self {
+        if !self.r2 {
+            self.clock = clock;
+        }
+        self
     }
 
     /// Appends a counter after the last one and returns its id.
@@ -232,10 +277,14 @@ impl TableBuilder {
     /// on its own, [`Error::Abi`] (overflow) when the record would exceed
     /// 4 GiB. The builder is unchanged then.
     pub fn counter(&mut self, d: DescriptorBuilder<'_>) -> Result<CounterId> {
-        let index = u32::try_from(self.descriptors.len()).unwrap_or(u32::MAX);
+        // Indices as the spec's checks count them: the standard fields
+        // first (they hold their names), then the appended counters.
+        let nstd = self.std.len();
+        let index = u32::try_from(nstd + self.descriptors.len()).unwrap_or(u32::MAX);
         if let Some(first) = self
-            .descriptors
+            .std
             .iter()
+            .chain(&self.descriptors)
             .position(|e| e.name_str() == Some(d.name))
         {
             return Err(Error::NameTaken {
@@ -274,7 +323,8 @@ impl TableBuilder {
         self
     }
 
-    /// The record size so far, in bytes.
+    /// The record so far, in bytes: the standard record and the counters
+    /// appended after it (what a writer of a record covers).
     pub fn record_size(&self) -> u32 {
         self.size
     }
@@ -285,34 +335,60 @@ impl TableBuilder {
     /// # Errors
     ///
     /// [`Error::Abi`] when the layout or the descriptor set breaks a rule
-    /// (e.g. more than 1024 descriptors).
+    /// (e.g. an area that does not fit a page, or more than 1024
+    /// descriptors in a [`TableBuilder::bare`] table).
     pub fn build(self) -> Result<TablePlan> {
-        let desc_count = u32::try_from(self.descriptors.len()).map_err(|_| {
+        let count = u32::try_from(self.descriptors.len()).map_err(|_| {
             Error::Abi(vstats_abi::Error::Overflow {
                 what: vstats_abi::error::Quantity::DescriptorCount,
             })
         })?;
         let page_size = self.page_size.unwrap_or(page_size_for(self.size));
-        let layout = Layout::compute(&LayoutParams {
-            nr_records: self.nr_records,
-            record_size: self.size,
-            abi_size: self.abi_size,
-            desc_count,
-            page_size,
-            cacheline: self.cacheline,
-            ext_size: vstats_abi::header::EXT_HEADER_SIZE,
-            clock: 0,
-            xstats_size: 0,
-            xdesc_count: 0,
-        })?;
-        check_descriptor_set(desc_count, self.magic, self.size, |i| {
+        let get = |i: u32| {
             self.descriptors
                 .get(i as usize)
                 .copied()
                 .ok_or(vstats_abi::Error::Overflow {
                     what: vstats_abi::error::Quantity::DescriptorIndex,
                 })
-        })?;
+        };
+        let layout = if self.r2 {
+            let layout = Layout::compute(&LayoutParams {
+                nr_records: self.nr_records,
+                record_size: self.size,
+                abi_size: self.abi_size,
+                desc_count: count,
+                page_size,
+                cacheline: self.cacheline,
+                ext_size: EXT_HEADER_SIZE,
+                clock: 0,
+                xstats_size: 0,
+                xdesc_count: 0,
+            })?;
+            check_descriptor_set(count, self.magic, self.size, get)?;
+            layout
+        } else {
+            let layout = Layout::compute(&LayoutParams {
+                nr_records: self.nr_records,
+                record_size: self.abi_size,
+                abi_size: self.abi_size,
+                desc_count: 0,
+                page_size,
+                cacheline: self.cacheline,
+                ext_size: EXT_HEADER_SIZE_R3,
+                clock: self.clock,
+                xstats_size: self.size - self.abi_size,
+                xdesc_count: count,
+            })?;
+            check_xdescriptor_set(
+                count,
+                self.magic,
+                layout.xstats_offset,
+                layout.xstats_size,
+                get,
+            )?;
+            layout
+        };
         Ok(TablePlan {
             magic: self.magic,
             layout,
@@ -327,7 +403,10 @@ mod tests {
 
     use vstats_abi::{
         desc::Kind,
-        record::{domain_off, vcpu_off, DOMAIN_STATS_SIZE, VCPU_STATS_SIZE},
+        record::{
+            domain_off, vcpu_off, DOMAIN_STATS_SIZE, INACTIVE, VCPU_STATS_SIZE,
+            VCPU_STD_DESCRIPTORS,
+        },
     };
 
     use super::*;
@@ -339,6 +418,9 @@ mod tests {
         assert_eq!(vcpu::BLOCKED.offset(), vcpu_off::BLOCKED);
         assert_eq!(vcpu::OFFLINE.offset(), vcpu_off::OFFLINE);
         assert_eq!((vcpu::RUNSTATE.word(), vcpu::RUNSTATE.count()), (0, 4));
+        assert_eq!(vcpu::STATE.offset(), vcpu_off::RUNSTATE);
+        assert_eq!(vcpu::ENTRY_TIME.offset(), vcpu_off::ENTRY);
+        assert_eq!((vcpu::STATE.word(), vcpu::ENTRY_TIME.word()), (4, 5));
         assert_eq!(domain::VCPUS_ONLINE.offset(), domain_off::VCPUS_ONLINE);
         assert_eq!(domain::VCPUS_MAX.offset(), domain_off::VCPUS_MAX);
         assert_eq!(domain::UPTIME.offset(), domain_off::UPTIME);
@@ -370,10 +452,16 @@ mod tests {
         assert_eq!(c.offset(), 64);
         let p = b.build().unwrap();
         assert_eq!(p.magic, DOMAIN_STATS_MAGIC);
-        assert_eq!(p.layout.size, 72);
+        // r3: the standard record, then the area of the appended counters.
+        assert_eq!(p.layout.size, DOMAIN_STATS_SIZE);
+        assert_eq!((p.layout.xstats_offset, p.layout.xstats_size), (32, 40));
+        assert_eq!(p.layout.record_extent(), 72);
         assert_eq!(p.layout.abi_size, 32);
         assert_eq!(p.layout.nr_records, 1);
-        assert_eq!(p.descriptors[4].bucket_size, 10);
+        assert_eq!(p.layout.clock, CLOCK_HOST_MONOTONIC);
+        // Only the appended counters are described.
+        assert_eq!(p.descriptors.len(), 3);
+        assert_eq!(p.descriptors[1].bucket_size, 10);
         assert_eq!(p.spec(9).generation, 9);
     }
 
@@ -382,7 +470,12 @@ mod tests {
         let mut b = TableBuilder::vcpu(2);
         assert_eq!(
             b.counter(Descriptor::builder("runstate_blocked_time")),
-            Err(Error::NameTaken { index: 4, first: 2 })
+            Err(Error::NameTaken { index: 6, first: 2 })
+        );
+        // r3's standard fields are taken too (R20).
+        assert_eq!(
+            b.counter(Descriptor::builder("runstate_entry_time")),
+            Err(Error::NameTaken { index: 6, first: 5 })
         );
         assert!(matches!(
             b.counter(
@@ -390,15 +483,15 @@ mod tests {
                     .unit(vstats_abi::desc::Unit::SECONDS)
                     .scale(vstats_abi::desc::Base::POW10, 3)
             ),
-            Err(Error::BadCounter { index: 4, .. })
+            Err(Error::BadCounter { index: 6, .. })
         ));
         assert!(matches!(
             b.counter(Descriptor::builder(&"x".repeat(60))),
-            Err(Error::BadCounter { index: 4, .. })
+            Err(Error::BadCounter { index: 6, .. })
         ));
-        assert_eq!(b.record_size(), 40);
+        assert_eq!(b.record_size(), VCPU_STATS_SIZE);
         let ok = b.counter(Descriptor::builder("ok")).unwrap();
-        assert_eq!(ok.offset(), 40);
+        assert_eq!(ok.offset(), VCPU_STATS_SIZE);
     }
 
     #[test]
@@ -420,12 +513,21 @@ mod tests {
         ignore = "a thousand descriptors, each checked against the others: minutes under Miri"
     )]
     fn too_many_descriptors_are_refused_at_build() {
-        let mut b = TableBuilder::vcpu(1);
-        for i in 0..1021 {
+        // An r2 (bare) table: at most 1024 descriptors (R9 of r2).
+        let mut b = TableBuilder::bare(VCPU_STATS_MAGIC, 1);
+        for i in 0..1025 {
             b.counter(Descriptor::builder(&std::format!("s{i}")))
                 .unwrap();
         }
         assert!(matches!(b.build(), Err(Error::Abi(_))));
+        // r3 has no such bound: the same count in the producer area.
+        let mut b = TableBuilder::vcpu(1);
+        for i in 0..1025 {
+            b.counter(Descriptor::builder(&std::format!("s{i}")))
+                .unwrap();
+        }
+        let plan = b.build().unwrap();
+        assert_eq!(plan.layout.xdesc_count, 1025);
     }
 
     #[test]
@@ -443,15 +545,22 @@ mod tests {
         let frames = unsafe { crate::Frames::contiguous(base, mem.len() * 8) };
         {
             let mut t = crate::Table::init(frames, &plan.spec(1)).unwrap();
-            let (_, mut ws) = t.split();
-            let mut w = ws.next().unwrap();
-            w.update(|u| {
-                assert_eq!(u.put_words(vcpu::RUNSTATE, &[1, 2, 3, 4, 5]), 4);
-                assert!(u.put(vcpu::BLOCKED, 30));
-                assert_eq!(u.put_words(h, &[7, 8, 9]), 2);
-            });
+            {
+                let (_, mut ws) = t.split();
+                let mut w = ws.next().unwrap();
+                w.update(|u| {
+                    assert_eq!(u.put_words(vcpu::RUNSTATE, &[1, 2, 3, 4, 5]), 4);
+                    assert!(u.put(vcpu::BLOCKED, 30));
+                    assert_eq!(u.put_words(h, &[7, 8, 9]), 2);
+                });
+            }
+            // Read below as the producer left it, not retired.
+            t.forsake();
         }
         let off = (plan.layout.offset / 8) as usize;
-        assert_eq!(&mem[off + 1..off + 7], &[1, 2, 30, 4, 7, 8]);
+        assert_eq!(&mem[off + 1..off + 5], &[1, 2, 30, 4]);
+        // State and entry time not written yet; the area follows them.
+        assert_eq!(&mem[off + 5..off + 7], &[INACTIVE, INACTIVE]);
+        assert_eq!(&mem[off + 7..off + 9], &[7, 8]);
     }
 }

@@ -14,11 +14,19 @@
 //! enable switch are private, so a consumer that scribbles on a writable
 //! mapping cannot change what the producer does next.
 //!
+//! A table is laid out as `docs/abi.md` says for this revision (r3): the
+//! header, the record area formatted as unused slots up to the end of the
+//! mapping (P4, P13). A producer writes every existing vCPU's record before
+//! it hands the table out (P10: a file producer before the file is renamed
+//! into place, see [`shm`]); when a [`Table`] is dropped it retires the
+//! table (P15: every record made unused, then the magic cleared), unless
+//! [`Table::forsake`] leaves it as a dying producer would.
+//!
 //! # Examples
 //!
 //! ```
 //! use core::ptr::NonNull;
-//! use vstats_abi::{layout::{Layout, LayoutParams}, record::VCPU_STD_DESCRIPTORS, VCPU_STATS_MAGIC};
+//! use vstats_abi::{layout::{Layout, LayoutParams}, RunState, VCPU_STATS_MAGIC};
 //! use vstats_producer::{Frames, Table, TableSpec};
 //!
 //! let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
@@ -27,13 +35,14 @@
 //! // SAFETY: `mem` outlives the table, is 8-aligned and is only accessed
 //! // through the table until the table is dropped.
 //! let frames = unsafe { Frames::contiguous(base, mem.len() * 8) };
-//! let spec = TableSpec { magic: VCPU_STATS_MAGIC, layout, descriptors: VCPU_STD_DESCRIPTORS, generation: 1 };
+//! let spec = TableSpec { magic: VCPU_STATS_MAGIC, layout, descriptors: &[], generation: 1 };
 //! let mut table = Table::init(frames, &spec).unwrap();
 //! let (_control, mut writers) = table.split();
 //! let mut vcpu0 = writers.next().unwrap();
 //! vcpu0.update(|u| {
 //!     u.set(0, 1_000); // runstate_running_time
 //!     u.set(1, 20);    // runstate_runnable_time
+//!     u.set_runstate(RunState::RUNNING, 1_020);
 //! });
 //! ```
 #![no_std]
@@ -66,11 +75,11 @@ pub use raw::Frames;
 pub use vstats_abi::clock::monotonic_ns;
 use vstats_abi::{
     desc::Descriptor,
-    header::{EXT_HEADER_OFFSET, HEADER_SIZE},
+    header::{EXT_HEADER_OFFSET, HEADER_SIZE, R3_HEADER_OFFSET},
     layout::Layout,
-    record::{INACTIVE, PAD_INACTIVE},
-    seqlock::AtomicU32,
-    validate::{check_descriptor_set, check_record_count},
+    record::RECORD_PREFIX,
+    seqlock::{AtomicU32, SeqWriter},
+    validate::{check_descriptor_set, check_record_count, check_xdescriptor_set},
 };
 pub use writer::{RawRecordWriter, RecordWriter, Update, Writers};
 use zerocopy::IntoBytes;
@@ -78,11 +87,15 @@ use zerocopy::IntoBytes;
 /// What to publish.
 #[derive(Clone, Copy, Debug)]
 pub struct TableSpec<'a> {
-    /// [`vstats_abi::VCPU_STATS_MAGIC`] or [`vstats_abi::DOMAIN_STATS_MAGIC`].
+    /// [`vstats_abi::VCPU_STATS_MAGIC`] or [`vstats_abi::DOMAIN_STATS_MAGIC`]
+    /// (an r2 layout may also carry the legacy
+    /// [`vstats_abi::DOMAIN_STATS_MAGIC_R2`]).
     pub magic: u32,
     /// From [`Layout::compute`].
     pub layout: Layout,
-    /// Exactly `layout.desc_count` descriptors.
+    /// The descriptors of the layout's array: exactly `layout.xdesc_count`
+    /// r3 descriptors (each in the producer-specific area) for an r3
+    /// layout, `layout.desc_count` r2 descriptors for an r2 one.
     pub descriptors: &'a [Descriptor],
     /// Differs from the generation of any earlier table published under the
     /// same name, so consumers notice a restart.
@@ -119,6 +132,9 @@ pub struct Table<'f> {
     layout: Layout,
     control: Control,
     seqs: SeqCarry,
+    /// Retire the table when dropped (P15); off after [`Table::forsake`]
+    /// or once retired.
+    retire: bool,
 }
 
 /// Carries the writers' seq numbers from one [`Table::split`] to the next,
@@ -155,19 +171,27 @@ impl<'f> Table<'f> {
     /// a rule; nothing is published then.
     pub fn init(frames: Frames<'f>, spec: &TableSpec<'_>) -> Result<Table<'f>> {
         let l = spec.layout;
-        if spec.magic != vstats_abi::VCPU_STATS_MAGIC
-            && spec.magic != vstats_abi::DOMAIN_STATS_MAGIC
-        {
+        // r3 producers write the r3 domain magic; the legacy one only
+        // heads an r2 layout.
+        let known = spec.magic == vstats_abi::VCPU_STATS_MAGIC
+            || spec.magic == vstats_abi::DOMAIN_STATS_MAGIC
+            || (!l.is_r3() && spec.magic == vstats_abi::DOMAIN_STATS_MAGIC_R2);
+        if !known {
             return Err(Error::BadMagic { magic: spec.magic });
         }
-        if spec.descriptors.len() != l.desc_count as usize {
+        let count = if l.is_r3() {
+            l.xdesc_count
+        } else {
+            l.desc_count
+        };
+        if spec.descriptors.len() != count as usize {
             return Err(Error::DescriptorCount {
                 given: spec.descriptors.len(),
-                layout: l.desc_count,
+                layout: count,
             });
         }
         check_record_count(spec.magic, l.nr_records)?;
-        check_descriptor_set(l.desc_count, spec.magic, l.size, |i| {
+        let get = |i: u32| {
             spec.descriptors
                 .get(i as usize)
                 .copied()
@@ -175,7 +199,12 @@ impl<'f> Table<'f> {
                     param: vstats_abi::error::LayoutParam::DescriptorIndex,
                     value: i.into(),
                 })
-        })?;
+        };
+        if l.is_r3() {
+            check_xdescriptor_set(count, spec.magic, l.xstats_offset, l.xstats_size, get)?;
+        } else {
+            check_descriptor_set(count, spec.magic, l.size, get)?;
+        }
         let need = l.mapping_len();
         if (frames.len() as u64) < need {
             return Err(Error::FramesTooSmall {
@@ -206,8 +235,11 @@ impl<'f> Table<'f> {
                 handed: AtomicU32::new(0),
                 dropped: AtomicU32::new(0),
             },
+            retire: false,
         };
         table.write_all(spec)?;
+        let mut table = table;
+        table.retire = true;
         Ok(table)
     }
 
@@ -249,31 +281,31 @@ impl<'f> Table<'f> {
             off += 4;
         }
         self.store_bytes(EXT_HEADER_OFFSET, l.ext_header(spec.generation).as_bytes())?;
+        let desc_at = match l.r3_header() {
+            Some(r3) => {
+                self.store_bytes(R3_HEADER_OFFSET, r3.as_bytes())?;
+                l.xdesc_offset
+            }
+            None => l.desc_offset,
+        };
         for (i, d) in spec.descriptors.iter().enumerate() {
-            self.store_bytes(l.desc_offset + i as u32 * 64, d.as_bytes())?;
+            self.store_bytes(desc_at + i as u32 * 64, d.as_bytes())?;
         }
-        // The record area: inactive everywhere but the seq words.
+        // The record area (P4, P13): the layout's fill, word by word (seq 0
+        // and `_pad` all ones at slot positions, the inactive marker
+        // everywhere else), so a table on frames that are not contiguous
+        // works.
         let end = l.mapping_len();
         let mut off = u64::from(l.offset);
         while off < end {
-            let rel = off - u64::from(l.offset);
-            let is_seq_word = rel % u64::from(l.stride) == 0
-                && rel / u64::from(l.stride) < u64::from(l.nr_records);
-            if is_seq_word {
-                // seq = 0 and _pad = PAD_INACTIVE, stored as two u32 so the
-                // result does not depend on byte order.
-                self.store32(off, 0)?;
-                self.store32(off + 4, PAD_INACTIVE)?;
-            } else {
-                let word = self
-                    .frames
-                    .u64_at(off as usize)
-                    .ok_or(Error::FramesTooSmall {
-                        need: end,
-                        have: self.frames.len() as u64,
-                    })?;
-                word.store(INACTIVE, Ordering::Relaxed);
-            }
+            let word = self
+                .frames
+                .u64_at(off as usize)
+                .ok_or(Error::FramesTooSmall {
+                    need: end,
+                    have: self.frames.len() as u64,
+                })?;
+            word.store(l.fill_word(off), Ordering::Relaxed);
             off += 8;
         }
         // Publish: everything above happens-before a consumer's acquire load
@@ -317,6 +349,65 @@ impl<'f> Table<'f> {
         (&self.control, Writers::new(self, next))
     }
 
+    /// Retires the table (P15), as dropping it does: one update per record
+    /// that makes every counter word inactive (the slot reads as unused),
+    /// a release fence, then the magic set to 0 with release ordering.
+    /// Afterwards nothing is written, and [`Table::split`] hands out no
+    /// writers. A consumer that validated the table earlier reads every
+    /// record as unused and the magic as 0 (retired).
+    ///
+    /// Each record's seq continues from at or beyond its last writer's; if
+    /// a writer was leaked ([`Table::writers_lost`]) its record's seq is
+    /// unknown, and the update uses the carry's next base anyway (a
+    /// consumer may then see that one record's seq step back once, on a
+    /// table it is about to find retired).
+    pub fn retire(&mut self) {
+        if !self.retire {
+            return;
+        }
+        self.retire = false;
+        let c = &self.seqs;
+        let base = c.base.wrapping_add(c.max_advance.load(Ordering::Relaxed));
+        let l = self.layout;
+        let words = ((l.record_extent() - RECORD_PREFIX) / 8) as usize;
+        for i in 0..l.nr_records {
+            let Some(off) = l.record_offset(i).and_then(|o| usize::try_from(o).ok()) else {
+                continue;
+            };
+            let (Some(seq), Some(run)) = (
+                self.frames.u32_at(off),
+                self.frames.u64s_at(off + RECORD_PREFIX as usize, words),
+            ) else {
+                continue;
+            };
+            let mut sw = SeqWriter::new(base);
+            sw.write(seq, || {
+                for w in run {
+                    w.store(vstats_abi::INACTIVE, Ordering::Relaxed);
+                }
+            });
+        }
+        fence(Ordering::Release);
+        if let Some(magic) = self.frames.u32_at(0) {
+            magic.store(0, Ordering::Release);
+        }
+        // No more writers: as if one were lost.
+        self.seqs.handed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops the table without retiring it, as a producer that dies
+    /// leaves it: the magic stays, and the records keep their last values
+    /// (a consumer learns the producer is gone from elsewhere, e.g. the
+    /// liveness lock of a file).
+    pub fn forsake(mut self) {
+        self.retire = false;
+    }
+
+    /// Whether the table was retired ([`Table::retire`]).
+    pub fn is_retired(&self) -> bool {
+        !self.retire
+    }
+
     /// Whether a writer of an earlier split was leaked (forgotten rather
     /// than dropped). Its record's seq is then unknown to the producer,
     /// which never reads it back, so [`Table::split`] hands out no more
@@ -324,6 +415,13 @@ impl<'f> Table<'f> {
     pub fn writers_lost(&self) -> bool {
         let c = &self.seqs;
         c.handed.load(Ordering::Relaxed) != c.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Table<'_> {
+    /// Retires the table (P15) unless it was forsaken.
+    fn drop(&mut self) {
+        self.retire();
     }
 }
 

@@ -92,7 +92,7 @@ use rustix::{
 };
 use vstats_abi::publish::{self, check_name, NameError, ROOT_ENV};
 
-use crate::{builder::TablePlan, shm::ShmTable, TableSpec};
+use crate::{builder::TablePlan, shm::ShmTable, TableSpec, Writers};
 
 /// What a [`PublishError::Io`] was doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -737,9 +737,42 @@ impl Publication {
     ///
     /// As [`Publication::publish`].
     pub fn publish_spec(&mut self, file: &str, spec: &TableSpec<'_>) -> Result<ShmTable> {
+        self.publish_spec_seeded(file, spec, |_| {})
+    }
+
+    /// As [`Publication::publish`], and `seed` writes records through the
+    /// table's writers before the file is renamed into place, so a
+    /// consumer never sees the table without them: how a producer keeps
+    /// P10 (every existing vCPU's record written before the table is
+    /// handed out).
+    ///
+    /// # Errors
+    ///
+    /// As [`Publication::publish`].
+    pub fn publish_seeded(
+        &mut self,
+        file: &str,
+        plan: &TablePlan,
+        seed: impl FnOnce(Writers<'_>),
+    ) -> Result<ShmTable> {
+        let spec = plan.spec(self.generation);
+        self.publish_spec_seeded(file, &spec, seed)
+    }
+
+    /// As [`Publication::publish_seeded`], for a spec built by hand.
+    ///
+    /// # Errors
+    ///
+    /// As [`Publication::publish`].
+    pub fn publish_spec_seeded(
+        &mut self,
+        file: &str,
+        spec: &TableSpec<'_>,
+        seed: impl FnOnce(Writers<'_>),
+    ) -> Result<ShmTable> {
         self.check_file(file)?;
         let path = self.path.join(file);
-        let t = ShmTable::create_at(self.dir.as_fd(), &path, file, spec, self.access())?;
+        let t = ShmTable::create_at(self.dir.as_fd(), &path, file, spec, self.access(), seed)?;
         self.files.push(Created {
             name: file.into(),
             id: t.file_id(),

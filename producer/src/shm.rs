@@ -27,7 +27,11 @@ use crate::{
     Control, Frames, Table, TableSpec, Writers,
 };
 
-/// A table published in a file, and its mapping.
+/// A table published in a file, and its mapping. Dropping it retires the
+/// table (P15, [`Table::retire`]) unless the file is shorter than the
+/// table by then: someone truncated it, and a store to the pages it lost
+/// would kill the producer with `SIGBUS` (a truncation between that check
+/// and the stores still would: only the file's owner can truncate it).
 ///
 /// The table's frames are the mapping, which this value owns: the table
 /// is stored with its frames' lifetime erased (`Table<'static>`), which
@@ -42,6 +46,17 @@ pub struct ShmTable {
     _file: File,
     path: PathBuf,
     id: FileId,
+}
+
+impl Drop for ShmTable {
+    fn drop(&mut self) {
+        let len = self.table.layout.mapping_len();
+        let whole = rustix::fs::fstat(&self._file)
+            .is_ok_and(|st| u64::try_from(st.st_size).is_ok_and(|size| size >= len));
+        if !whole {
+            self.table.retire = false;
+        }
+    }
 }
 
 impl ShmTable {
@@ -105,17 +120,19 @@ impl ShmTable {
             mode: 0o644,
             group: None,
         };
-        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, access).map_err(to_io)
+        ShmTable::create_at(dir_fd.as_fd(), path, file, spec, access, |_| {}).map_err(to_io)
     }
 
     /// Creates table `file` in the directory `dir` (whose path is
-    /// `path`'s parent) with file mode `mode`.
+    /// `path`'s parent) with file mode `mode`; `seed` writes records
+    /// before the file is renamed into place (P10).
     pub(crate) fn create_at(
         dir: BorrowedFd<'_>,
         path: &Path,
         file: &str,
         spec: &TableSpec<'_>,
         access: Access,
+        seed: impl FnOnce(Writers<'_>),
     ) -> Result<ShmTable, PublishError> {
         let invalid = |source| PublishError::Table {
             path: path.to_path_buf(),
@@ -132,7 +149,9 @@ impl ShmTable {
             // escapes (see `ShmTable`).
             #[allow(unsafe_code)]
             let frames = unsafe { Frames::contiguous(base, len) };
-            table = Some(Table::init(frames, spec).map_err(invalid)?);
+            let mut t = Table::init(frames, spec).map_err(invalid)?;
+            seed(t.split().1);
+            table = Some(t);
             Ok(())
         })?;
         let table = table.ok_or_else(|| PublishError::Removed {
@@ -167,6 +186,13 @@ impl ShmTable {
         self.table.split()
     }
 
+    /// Unmaps the table without retiring it ([`Table::forsake`]), as a
+    /// producer that dies leaves it: the file keeps its magic and its
+    /// records' last values.
+    pub fn forsake(mut self) {
+        self.table.retire = false;
+    }
+
     /// Removes the file (consumers that have it mapped keep their
     /// mapping). Prefer [`crate::publish::Publication::remove`], which
     /// removes only the files it created.
@@ -176,5 +202,75 @@ impl ShmTable {
     /// The I/O error from unlinking.
     pub fn unlink(&self) -> io::Result<()> {
         fs::remove_file(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{format, vec::Vec};
+
+    use vstats_abi::{
+        record::{INACTIVE, PAD_INACTIVE},
+        validate::validate,
+        VCPU_STATS_MAGIC,
+    };
+
+    use super::*;
+    use crate::builder::TableBuilder;
+
+    fn u32_at(b: &[u8], at: u64) -> u32 {
+        u32::from_ne_bytes(b[at as usize..at as usize + 4].try_into().unwrap())
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "files: beyond Miri's isolation")]
+    fn a_clean_drop_retires_the_file_and_forsaking_leaves_it() {
+        let dir = std::env::temp_dir().join(format!("vstats-shm-retire-{}", std::process::id()));
+        let plan = TableBuilder::vcpu(2).build().unwrap();
+        let l = plan.layout;
+        let write = |t: &mut ShmTable| {
+            let (_, ws) = t.split();
+            for mut w in ws {
+                w.update(|u| {
+                    u.set_words(0, &[1, 2, 3, 4, 0, 5]);
+                });
+            }
+        };
+        // Dropped: the file's magic is 0 and every record unused (P15).
+        let path = dir.join("retired");
+        let mut t = ShmTable::create(&path, &plan.spec(1)).unwrap();
+        write(&mut t);
+        drop(t);
+        let b = fs::read(&path).unwrap();
+        assert_eq!(u32_at(&b, 0), 0);
+        for i in 0..2 {
+            let r = l.record_offset(i).unwrap();
+            assert_eq!((u32_at(&b, r), u32_at(&b, r + 4)), (4, PAD_INACTIVE));
+            let words: Vec<u64> = (1..u64::from(l.record_extent()) / 8)
+                .map(|w| u64::from_ne_bytes(b[(r + 8 * w) as usize..][..8].try_into().unwrap()))
+                .collect();
+            assert!(words.iter().all(|&w| w == INACTIVE), "record {i}");
+        }
+        // Forsaken: as written, and valid.
+        let path = dir.join("forsaken");
+        let mut t = ShmTable::create(&path, &plan.spec(1)).unwrap();
+        write(&mut t);
+        t.forsake();
+        let b = fs::read(&path).unwrap();
+        assert_eq!(u32_at(&b, 0), VCPU_STATS_MAGIC);
+        assert!(validate(&b, b.len() as u64).is_ok());
+        // Truncated under the producer: dropping it stores nothing there
+        // (no SIGBUS) and leaves what is left alone.
+        let path = dir.join("truncated");
+        let t = ShmTable::create(&path, &plan.spec(1)).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(16)
+            .unwrap();
+        drop(t);
+        assert_eq!(u32_at(&fs::read(&path).unwrap(), 0), VCPU_STATS_MAGIC);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

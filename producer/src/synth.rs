@@ -6,6 +6,17 @@
 //! The counters follow a fixed model of the time since creation
 //! ([`vcpu_words`], [`domain_words`]), so runstate times add up to the
 //! wall time exactly and every cumulative counter grows at a known rate.
+//! Each update stamps the vCPU's state (running) with the update's host
+//! `CLOCK_MONOTONIC` time as its entry time, and every record is written
+//! before the tables are published (P10).
+//!
+//! The vCPU table names no clock ([`CLOCK_NONE`]): a model vCPU splits
+//! every interval between its states, so no single current state is true
+//! between two updates, and a consumer that extrapolated (R26) would charge
+//! the time since the last update to `running` and show shares that depend
+//! on when it sampled. Without a clock, consumers take the model's times as
+//! written (their shares are the model's fractions) and still read the
+//! state and entry time.
 //!
 //! ```
 //! use vstats_producer::synth::Synth;
@@ -34,7 +45,9 @@ use crate::{
 };
 use vstats_abi::{
     desc::{Descriptor, Kind},
+    header::CLOCK_NONE,
     publish::{DOMAIN_FILE, VCPU_FILE},
+    RunState,
 };
 
 /// What [`marked_dir`] appends to a directory's name.
@@ -53,8 +66,9 @@ pub fn marked_dir(dir: &Path) -> PathBuf {
 /// Buckets of the synthetic `halt_wait_hist` (as KVM's).
 pub const HIST_BUCKETS: u32 = 32;
 
-/// The vCPU table of `nr_vcpus` records: the four standard runstate
-/// times, then `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns`
+/// The vCPU table of `nr_vcpus` records, with no clock (see the module
+/// docs): the standard record (four runstate times, state, entry time),
+/// then in the producer area `exits`, `io_exits`, `halt_exits` (counts), `halt_wait_ns`
 /// (ns), `halt_wait_hist` (log2 histogram, ns), `max_halt_wait_ns` (peak,
 /// ns), `pending_irqs` (instant).
 ///
@@ -64,6 +78,7 @@ pub const HIST_BUCKETS: u32 = 32;
 /// otherwise.
 pub fn vcpu_plan(nr_vcpus: u32) -> crate::Result<TablePlan> {
     let mut b = TableBuilder::vcpu(nr_vcpus);
+    b.clock(CLOCK_NONE);
     for n in ["exits", "io_exits", "halt_exits"] {
         b.counter(Descriptor::builder(n))?;
     }
@@ -94,9 +109,11 @@ pub fn domain_plan() -> crate::Result<TablePlan> {
     b.build()
 }
 
-/// The model: what every counter of vCPU `i` of `n` holds `t` ns after
-/// creation, in record word order (word 0 at byte 8).
-pub fn vcpu_words(i: u32, t: u64) -> Vec<u64> {
+/// The model: what every counter of vCPU `i` holds `t` ns after
+/// creation, in record word order (word 0 at byte 8), for a VM created at
+/// `created_ns` (host `CLOCK_MONOTONIC`): the state is running, entered at
+/// `created_ns + t`.
+pub fn vcpu_words(i: u32, t: u64, created_ns: u64) -> Vec<u64> {
     let pct = u64::from(20 + (15 * i) % 60);
     let running = t / 100 * pct;
     let runnable = t / 100 * 3;
@@ -108,6 +125,8 @@ pub fn vcpu_words(i: u32, t: u64) -> Vec<u64> {
         runnable,
         blocked,
         0,
+        RunState::RUNNING.0,
+        created_ns.saturating_add(t),
         exits,
         exits / 2,
         halts,
@@ -142,6 +161,7 @@ pub struct Synth {
     publication: Publication,
     nr_vcpus: u32,
     created: Instant,
+    created_ns: u64,
 }
 
 impl Synth {
@@ -159,14 +179,33 @@ impl Synth {
             path: dir.to_path_buf(),
             source: e,
         };
-        let vcpu = publication.publish(VCPU_FILE, &vcpu_plan(nr_vcpus).map_err(table)?)?;
-        let domain = publication.publish(DOMAIN_FILE, &domain_plan().map_err(table)?)?;
+        let (created, created_ns) = (Instant::now(), crate::monotonic_ns());
+        // P10: every record is written before its table is published.
+        let vcpu = publication.publish_seeded(
+            VCPU_FILE,
+            &vcpu_plan(nr_vcpus).map_err(table)?,
+            |writers| {
+                for (i, mut w) in (0u32..).zip(writers) {
+                    write(&mut w, &vcpu_words(i, 0, created_ns));
+                }
+            },
+        )?;
+        let domain = publication.publish_seeded(
+            DOMAIN_FILE,
+            &domain_plan().map_err(table)?,
+            |mut writers| {
+                if let Some(mut w) = writers.next() {
+                    write(&mut w, &domain_words(nr_vcpus, 0));
+                }
+            },
+        )?;
         let mut s = Synth {
             vcpu,
             domain,
             publication,
             nr_vcpus,
-            created: Instant::now(),
+            created,
+            created_ns,
         };
         s.update();
         Ok(s)
@@ -177,7 +216,7 @@ impl Synth {
         let t = u64::try_from(self.created.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let (_, writers) = self.vcpu.split();
         for (i, mut w) in (0u32..).zip(writers) {
-            write(&mut w, &vcpu_words(i, t));
+            write(&mut w, &vcpu_words(i, t, self.created_ns));
         }
         let (_, mut writers) = self.domain.split();
         if let Some(mut w) = writers.next() {
@@ -207,10 +246,19 @@ impl Synth {
         publication.remove()
     }
 
-    /// Stops as a killed producer would: the tables stay and the lock is
-    /// released, so a new producer can take the name over (a restart).
+    /// Stops as a killed producer would: the tables stay as they are (not
+    /// retired) and the lock is released, so a new producer can take the
+    /// name over (a restart).
     pub fn crash(self) {
-        self.publication.abandon();
+        let Synth {
+            vcpu,
+            domain,
+            publication,
+            ..
+        } = self;
+        vcpu.forsake();
+        domain.forsake();
+        publication.abandon();
     }
 }
 
@@ -221,15 +269,24 @@ mod tests {
     #[test]
     fn model_adds_up() {
         let v = vcpu_plan(3).unwrap();
-        assert_eq!(vcpu_words(0, 0).len() as u32, (v.layout.size - 8) / 8);
-        assert_eq!(v.descriptors.len(), 4 + 7);
+        assert_eq!(
+            vcpu_words(0, 0, 0).len() as u32,
+            (v.layout.record_extent() - 8) / 8
+        );
+        // Only the producer's 7 counters are described (r3).
+        assert_eq!(v.descriptors.len(), 7);
+        assert_eq!(v.layout.clock, CLOCK_NONE, "nothing to extrapolate");
         for i in 0..8 {
-            let w = vcpu_words(i, 1_234_567_891);
+            let w = vcpu_words(i, 1_234_567_891, 5);
             assert_eq!(w[..4].iter().sum::<u64>(), 1_234_567_891);
+            assert_eq!(w[4..6], [RunState::RUNNING.0, 1_234_567_896]);
         }
         let d = domain_plan().unwrap();
-        assert_eq!(domain_words(2, 5).len() as u32, (d.layout.size - 8) / 8);
-        assert_eq!(d.descriptors.len(), 4);
+        assert_eq!(
+            domain_words(2, 5).len() as u32,
+            (d.layout.record_extent() - 8) / 8
+        );
+        assert_eq!(d.descriptors.len(), 1);
     }
 
     #[test]

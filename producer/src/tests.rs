@@ -10,8 +10,9 @@ use std::{vec, vec::Vec};
 use proptest::prelude::*;
 use vstats_abi::{
     desc::Descriptor,
+    header::{CLOCK_HOST_MONOTONIC, HEADER_R3_END},
     layout::{Layout, LayoutParams},
-    record::{INACTIVE, PAD_INACTIVE, VCPU_STD_DESCRIPTORS},
+    record::{vcpu_off, RunState, INACTIVE, PAD_INACTIVE, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
     validate::{first_nonzero_reserved, validate},
     DOMAIN_STATS_MAGIC, VCPU_STATS_MAGIC,
 };
@@ -28,16 +29,28 @@ fn spec(layout: Layout, descriptors: &[Descriptor]) -> TableSpec<'_> {
 }
 
 /// A table in a `Vec<u64>` (8-aligned); `f` runs while it is live, and the
-/// bytes are returned once it is dropped.
+/// bytes are returned once it is gone (forsaken, not retired: the bytes
+/// are as the producer left them while it lived).
 fn with_table(layout: Layout, descs: &[Descriptor], f: impl FnOnce(&mut Table<'_>)) -> Vec<u8> {
+    with_table_then(layout, descs, f, |t| t.forsake())
+}
+
+/// As [`with_table`], the table ended by `end` (drop it, or forsake it).
+fn with_table_then(
+    layout: Layout,
+    descs: &[Descriptor],
+    f: impl FnOnce(&mut Table<'_>),
+    end: impl FnOnce(Table<'_>),
+) -> Vec<u8> {
     let mut mem = vec![0x5au64; layout.mapping_len() as usize / 8];
     {
         let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
-        // SAFETY: `mem` outlives the table (dropped at the end of this
+        // SAFETY: `mem` outlives the table (gone at the end of this
         // block), is 8-aligned, and is not touched until then.
         let frames = unsafe { Frames::contiguous(base, mem.len() * 8) };
         let mut t = Table::init(frames, &spec(layout, descs)).unwrap();
         f(&mut t);
+        end(t);
     }
     mem.iter().flat_map(|w| w.to_ne_bytes()).collect()
 }
@@ -52,7 +65,7 @@ fn u64_at(b: &[u8], at: u64) -> u64 {
 
 #[test]
 fn fresh_table_validates_and_is_all_inactive() {
-    let l = Layout::compute(&LayoutParams::vcpu(3)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(3)).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |_| {});
     let info = validate(&b, b.len() as u64).unwrap();
     assert_eq!(info.nr_records, 3);
@@ -73,7 +86,7 @@ fn fresh_table_validates_and_is_all_inactive() {
 
 #[test]
 fn writer_updates_follow_the_seq_protocol() {
-    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         let (_, mut ws) = t.split();
         let mut w0 = ws.next().unwrap();
@@ -108,7 +121,7 @@ fn writer_updates_follow_the_seq_protocol() {
 
 #[test]
 fn set_words_stores_a_run_and_stops_at_the_record_end() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         let (_, mut ws) = t.split();
         let mut w = ws.next().unwrap();
@@ -129,7 +142,7 @@ fn set_words_stores_a_run_and_stops_at_the_record_end() {
 
 #[test]
 fn update_words_is_one_whole_update_of_a_run() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         let (control, mut ws) = t.split();
         let mut w = ws.next().unwrap();
@@ -162,7 +175,7 @@ fn update_words_is_one_whole_update_of_a_run() {
 
 #[test]
 fn abandoned_update_leaves_seq_odd_until_the_next_one() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let mut seen = 0;
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         let (_, mut ws) = t.split();
@@ -187,7 +200,7 @@ fn abandoned_update_leaves_seq_odd_until_the_next_one() {
 
 #[test]
 fn disabled_table_writes_nothing() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         let (control, mut ws) = t.split();
         let mut w = ws.next().unwrap();
@@ -225,7 +238,7 @@ fn shared_seq(t: &Table<'_>, i: u32) -> u32 {
 
 #[test]
 fn a_second_split_continues_every_records_seq() {
-    let l = Layout::compute(&LayoutParams::vcpu(3)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(3)).unwrap();
     with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         {
             let (_, ws) = t.split();
@@ -260,7 +273,7 @@ fn a_second_split_continues_every_records_seq() {
 
 #[test]
 fn seq_carries_across_the_wrap() {
-    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         t.seqs.base = u32::MAX - 3;
         {
@@ -282,7 +295,7 @@ fn seq_carries_across_the_wrap() {
 
 #[test]
 fn a_leaked_writer_stops_further_splits() {
-    let l = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     with_table(l, VCPU_STD_DESCRIPTORS, |t| {
         {
             let (_, mut ws) = t.split();
@@ -302,7 +315,7 @@ fn a_leaked_writer_stops_further_splits() {
 
 #[test]
 fn scribbling_consumer_cannot_steer_the_producer() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let mut mem = vec![0u64; l.mapping_len() as usize / 8];
     let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
     {
@@ -335,7 +348,7 @@ fn non_contiguous_frames_in_any_order() {
         record_size: 48,
         abi_size: 40,
         desc_count: 4,
-        ..LayoutParams::vcpu(150)
+        ..LayoutParams::vcpu_r2(150)
     };
     let l = Layout::compute(&p).unwrap();
     assert_eq!(l.frames, 3);
@@ -358,6 +371,7 @@ fn non_contiguous_frames_in_any_order() {
                 }
             });
         }
+        t.forsake();
     }
     let image: Vec<u8> = pages
         .iter()
@@ -379,7 +393,7 @@ fn non_contiguous_frames_in_any_order() {
 fn sixty_four_k_pages_work() {
     let p = LayoutParams {
         page_size: 65536,
-        ..LayoutParams::vcpu(2000)
+        ..LayoutParams::vcpu_r2(2000)
     };
     let l = Layout::compute(&p).unwrap();
     let b = with_table(l, VCPU_STD_DESCRIPTORS, |t| {
@@ -392,7 +406,7 @@ fn sixty_four_k_pages_work() {
 
 #[test]
 fn init_errors() {
-    let l = Layout::compute(&LayoutParams::vcpu(1)).unwrap();
+    let l = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
     let mut mem = vec![0u64; 1024];
     let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).unwrap();
     // SAFETY: `mem` outlives every table below and is only accessed
@@ -446,7 +460,7 @@ fn init_errors() {
         ..spec(l, VCPU_STD_DESCRIPTORS)
     };
     assert!(Table::init(ok(), &dom).is_ok());
-    let two = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let two = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     let dom2 = TableSpec {
         magic: DOMAIN_STATS_MAGIC,
         ..spec(two, VCPU_STD_DESCRIPTORS)
@@ -455,6 +469,116 @@ fn init_errors() {
         Table::init(ok(), &dom2).unwrap_err(),
         Error::Abi(vstats_abi::Error::DomainRecordCount { nr_records: 2 })
     );
+}
+
+/// An r3 vCPU table with a producer area of two counters, as the
+/// builder lays it out.
+fn r3_plan(nr: u32) -> crate::builder::TablePlan {
+    let mut b = crate::builder::TableBuilder::vcpu(nr);
+    b.counter(Descriptor::builder("exits")).unwrap();
+    b.counter(Descriptor::builder("halts")).unwrap();
+    b.build().unwrap()
+}
+
+#[test]
+fn fresh_r3_table_is_laid_out_with_its_tail_as_unused_slots() {
+    let plan = r3_plan(3);
+    let l = plan.layout;
+    assert!(l.is_r3());
+    assert_eq!(
+        (l.size, l.xstats_offset, l.xstats_size),
+        (VCPU_STATS_SIZE, 56, 16)
+    );
+    let b = with_table(l, &plan.descriptors, |_| {});
+    let info = validate(&b, b.len() as u64).unwrap();
+    assert!(info.is_r3());
+    assert_eq!(info.clock, CLOCK_HOST_MONOTONIC);
+    assert_eq!((info.xdesc_count, info.xdesc_offset), (2, HEADER_R3_END));
+    assert_eq!(info.desc_count(), 0, "no r2 descriptors, no standard ones");
+    assert_eq!(first_nonzero_reserved(&b, &info), None);
+    // P4 and P13: the whole record area is the layout's fill, the tail
+    // after the last record included.
+    let mut expect = vec![0u8; b.len()];
+    l.fill_records(&mut expect).unwrap();
+    assert_eq!(&b[l.offset as usize..], &expect[l.offset as usize..]);
+    let tail = l.record_offset(2).unwrap() + u64::from(l.stride);
+    assert!(tail < b.len() as u64);
+    assert_eq!((u32_at(&b, tail), u32_at(&b, tail + 4)), (0, PAD_INACTIVE));
+}
+
+#[test]
+fn set_runstate_writes_state_and_entry_beside_the_times() {
+    let plan = r3_plan(1);
+    let l = plan.layout;
+    let b = with_table(l, &plan.descriptors, |t| {
+        let (_, mut ws) = t.split();
+        let mut w = ws.next().unwrap();
+        assert_eq!(w.len(), 6 + 2, "the standard record and the area");
+        w.update(|u| {
+            u.set_words(0, &[1, 2, 3, 4]);
+            assert!(u.set_runstate(RunState::BLOCKED, 99));
+            assert!(u.set(6, 7), "the producer area");
+        });
+    });
+    let r = l.record_offset(0).unwrap();
+    assert_eq!(u64_at(&b, r + u64::from(vcpu_off::RUNSTATE)), 2);
+    assert_eq!(u64_at(&b, r + u64::from(vcpu_off::ENTRY)), 99);
+    assert_eq!(u64_at(&b, r + 56), 7);
+    // An r2 record has no room for them.
+    let l2 = Layout::compute(&LayoutParams::vcpu_r2(1)).unwrap();
+    with_table(l2, VCPU_STD_DESCRIPTORS, |t| {
+        let (_, mut ws) = t.split();
+        ws.next()
+            .unwrap()
+            .update(|u| assert!(!u.set_runstate(RunState::RUNNING, 1)));
+    });
+}
+
+#[test]
+fn dropping_a_table_retires_it_and_forsaking_does_not() {
+    let plan = r3_plan(2);
+    let l = plan.layout;
+    let fill = |t: &mut Table<'_>| {
+        let (_, ws) = t.split();
+        for mut w in ws {
+            w.update(|u| {
+                u.set_words(0, &[1, 2, 3, 4, 0, 5, 6, 7]);
+            });
+        }
+    };
+    // P15: every record unused (seq advanced, even), then magic 0.
+    let b = with_table_then(l, &plan.descriptors, fill, |t| drop(t));
+    assert_eq!(u32_at(&b, 0), 0, "magic cleared");
+    for i in 0..2 {
+        let r = l.record_offset(i).unwrap();
+        assert_eq!(u32_at(&b, r), 4, "one more update, seq even");
+        for w in 1..u64::from(l.record_extent()) / 8 {
+            assert_eq!(u64_at(&b, r + 8 * w), INACTIVE, "record {i} word {w}");
+        }
+    }
+    // The header is otherwise intact: put the magic back and it validates.
+    let mut again = b.clone();
+    again[..4].copy_from_slice(&VCPU_STATS_MAGIC.to_ne_bytes());
+    assert!(validate(&again, again.len() as u64).is_ok());
+    // Forsaken: as it was.
+    let b = with_table(l, &plan.descriptors, fill);
+    assert_eq!(u32_at(&b, 0), VCPU_STATS_MAGIC);
+    let r = l.record_offset(1).unwrap();
+    assert_eq!((u32_at(&b, r), u64_at(&b, r + 8)), (2, 1));
+    // Retired explicitly: no more writers, and dropping does nothing more.
+    let b = with_table_then(
+        l,
+        &plan.descriptors,
+        |t| {
+            fill(t);
+            t.retire();
+            assert!(t.is_retired());
+            assert_eq!(t.split().1.count(), 0);
+        },
+        |t| drop(t),
+    );
+    let r = l.record_offset(0).unwrap();
+    assert_eq!((u32_at(&b, 0), u32_at(&b, r)), (0, 4));
 }
 
 fn descs_for(n: u32) -> Vec<Descriptor> {

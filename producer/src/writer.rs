@@ -15,7 +15,7 @@
 use core::{marker::PhantomData, ptr::NonNull, sync::atomic::Ordering};
 
 use vstats_abi::{
-    record::{INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
+    record::{vcpu_off, RunState, INACTIVE, INACTIVE_BIT, RECORD_PREFIX},
     seqlock::{AtomicU32, AtomicU64, SeqWriter},
 };
 
@@ -42,9 +42,10 @@ impl<'t> Iterator for Writers<'t> {
         let i = self.next;
         let off = usize::try_from(t.layout.record_offset(i)?).ok()?;
         let seq = t.frames.u32_at(off)?;
+        // The standard record and the producer-specific area after it.
         let words = t.frames.u64s_at(
             off + RECORD_PREFIX as usize,
-            ((t.layout.size - RECORD_PREFIX) / 8) as usize,
+            ((t.layout.record_extent() - RECORD_PREFIX) / 8) as usize,
         )?;
         self.next += 1;
         // Only this iterator hands writers out, so a plain load and store
@@ -381,6 +382,21 @@ impl Update<'_> {
             Some(rel) if rel % 8 == 0 => self.set((rel / 8) as usize, v),
             _ => false,
         }
+    }
+
+    /// Stores a vCPU record's current state and when it was entered
+    /// (`runstate` and `runstate_entry_time`, r3), beside the four times
+    /// (which are accrued up to `entry_ns`, P11). `entry_ns` is in the
+    /// table's clock ([`crate::monotonic_ns`] for a file producer). Returns
+    /// false, storing nothing, when the record has no room for them (not
+    /// an r3 vCPU record).
+    #[inline]
+    pub fn set_runstate(&mut self, state: RunState, entry_ns: u64) -> bool {
+        let at = |off: u32| ((off - RECORD_PREFIX) / 8) as usize;
+        if self.words.len() <= at(vcpu_off::ENTRY) {
+            return false;
+        }
+        self.set(at(vcpu_off::RUNSTATE), state.0) && self.set(at(vcpu_off::ENTRY), entry_ns)
     }
 
     /// Marks counter word `i` inactive. Returns false when `i` is beyond the

@@ -55,7 +55,7 @@ fn non_table_files_name_the_rule() {
         ],
     );
     // A header whose records run past the end of the file (R7).
-    let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let layout = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     let mut bytes = vec![0u8; layout.mapping_len() as usize];
     layout
         .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)
@@ -74,7 +74,7 @@ fn non_table_files_name_the_rule() {
 fn a_record_left_mid_update_is_busy() {
     let s = Scratch::new("busy");
     let path = s.join("vcpu");
-    let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+    let layout = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
         layout,

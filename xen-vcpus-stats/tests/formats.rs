@@ -230,7 +230,7 @@ fn absent_unused_and_idle() {
     let path = s.join("vcpu");
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::vcpu(3)).unwrap(),
+        layout: Layout::compute(&LayoutParams::vcpu_r2(3)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };
@@ -377,7 +377,7 @@ fn openmetrics_exposition() {
                 .unwrap_or_else(|| panic!("no # TYPE before {line}"));
             match types[family].as_str() {
                 "counter" => assert_eq!(name, format!("{family}_total"), "{line}"),
-                "gauge" => assert_eq!(name, family, "{line}"),
+                "gauge" | "stateset" => assert_eq!(name, family, "{line}"),
                 "histogram" => assert!(name.ends_with("_bucket"), "{line}"),
                 t => panic!("type {t}"),
             }

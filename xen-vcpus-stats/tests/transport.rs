@@ -32,7 +32,7 @@ fn publish(dir: &Path, n: u32) -> (ShmTable, LivenessLock) {
     let live = LivenessLock::take(dir).unwrap();
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::vcpu(n)).unwrap(),
+        layout: Layout::compute(&LayoutParams::vcpu_r2(n)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };

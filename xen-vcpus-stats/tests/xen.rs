@@ -11,7 +11,7 @@ use common::{assert_error, json_lines, run_while, standin, stdout, tool, Scratch
 use vstats_abi::{
     desc::Descriptor,
     layout::{Layout, LayoutParams},
-    record::{VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
+    record::{VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
     VCPU_STATS_MAGIC,
 };
 use vstats_producer::synth::Synth;
@@ -120,14 +120,14 @@ fn multi_frame_tables_are_remapped_to_size() {
     for i in 0..100u32 {
         descs.push(
             Descriptor::builder(&format!("c{i}"))
-                .at(VCPU_STATS_SIZE + 8 * i)
+                .at(VCPU_STATS_SIZE_R2 + 8 * i)
                 .unwrap(),
         );
     }
     let layout = Layout::compute(&LayoutParams {
-        record_size: VCPU_STATS_SIZE + 800,
+        record_size: VCPU_STATS_SIZE_R2 + 800,
         desc_count: descs.len() as u32,
-        ..LayoutParams::vcpu(8)
+        ..LayoutParams::vcpu_r2(8)
     })
     .unwrap();
     assert!(layout.offset > 4096 && layout.frames == 4, "{layout:?}");

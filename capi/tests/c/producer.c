@@ -14,7 +14,8 @@
  * Final contents, for record i (K = ROUNDS, NR = 64, two frames):
  *   i < NR - 2: running = 1000 i + K, runnable = 1000 i + 2K,
  *          blocked = 1000 i + 3K, c_custom_events = i K, and
- *          offline = 1000 i + 4K, except for odd i != 3: inactive.
+ *          offline = 1000 i + 4K, except for odd i != 3: inactive;
+ *          runstate = i % 4, runstate_entry_time = K.
  *          Record 3 is written with vstats_writer_update(), the others
  *          with begin/set/end.
  *   i = NR - 2: updated, then hot-unplugged (set_unused): all inactive.
@@ -38,7 +39,7 @@
 
 #define NR 64u
 #define ROUNDS 100u
-#define RECORD_SIZE 48u /* the standard 40 bytes, then c_custom_events */
+#define RECORD_SIZE (VSTATS_VCPU_STATS_SIZE + 8u) /* the standard record, then c_custom_events */
 #define GENERATION 42u
 
 static const char *where;
@@ -78,12 +79,12 @@ int main(int argc, char **argv)
     }
     int scattered = strcmp(argv[2], "pages") == 0;
 
-    /* The standard descriptors, then one of this producer's own. */
-    struct vstats_desc descs[VSTATS_VCPU_STD_DESC_COUNT + 1];
-    memcpy(descs, vstats_vcpu_std_descs, sizeof(vstats_vcpu_std_descs));
+    /* One counter of this producer's own, in the producer-specific area
+     * after the standard record (r3: standard fields are not described). */
+    struct vstats_desc descs[1];
     struct vstats_desc custom = {
         .name = "c_custom_events",
-        .offset = 40,
+        .offset = VSTATS_VCPU_STATS_SIZE,
         .count = 1,
         .kind = VSTATS_KIND_CUMULATIVE,
         .unit = VSTATS_UNIT_NONE,
@@ -91,16 +92,16 @@ int main(int argc, char **argv)
         .exponent = 0,
         .bucket_size = 0,
     };
-    descs[VSTATS_VCPU_STD_DESC_COUNT] = custom;
+    descs[0] = custom;
 
     struct vstats_layout l;
     where = "layout";
-    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5, 3000, 64, &l),
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 1, 3000, 64, &l),
           VSTATS_EINVAL);
-    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5,
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 1,
                         VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, NULL),
           VSTATS_EFAULT);
-    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 5,
+    CHECK(vstats_layout(NR, RECORD_SIZE, sizeof(struct vstats_vcpu_stats), 1,
                         VSTATS_DEFAULT_PAGE_SIZE, VSTATS_DEFAULT_CACHELINE, &l),
           VSTATS_OK);
     size_t page = l.page_size, nr_pages = (size_t)l.frames;
@@ -152,27 +153,34 @@ int main(int argc, char **argv)
     where = "init errors";
     struct vstats_layout tampered = l;
     tampered.stride = l.stride * 2;
-    struct vstats_desc dup[VSTATS_VCPU_STD_DESC_COUNT + 1];
+    /* A producer counter named as a standard field (R20). */
+    struct vstats_desc dup[1];
     memcpy(dup, descs, sizeof(descs));
-    memcpy(dup[4].name, dup[0].name, sizeof(dup[4].name));
+    memcpy(dup[0].name, vstats_vcpu_std_descs[0].name, sizeof(dup[0].name));
     CHECK(INIT(&table, 0x12345678u, &l, descs, writers, NR), VSTATS_EINVAL);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &tampered, descs, writers, NR), VSTATS_EINVAL);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, dup, writers, NR), VSTATS_EBADMSG);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, NULL, writers, NR), VSTATS_EFAULT);
     CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR - 1), VSTATS_ENOSPC);
     CHECK(INIT(NULL, VSTATS_VCPU_STATS_MAGIC, &l, descs, writers, NR), VSTATS_EFAULT);
-    /* An r3 layout: computed, refused by init until the library writes r3. */
+    /* vstats_layout_r3() and vstats_layout() both lay out r3 tables (clock 1
+     * from the latter); an r2 layout, which neither makes, is refused. */
     struct vstats_layout l3;
     CHECK(vstats_layout_r3(NR, sizeof(struct xen_vcpu_stats), 0, 0,
                            XEN_STATS_CLOCK_HOST_MONOTONIC, VSTATS_DEFAULT_PAGE_SIZE,
                            VSTATS_DEFAULT_CACHELINE, &l3),
           VSTATS_OK);
     if (l3.ext_size != XEN_STATS_EXT_SIZE_R3 || l3.size != 56 || l3.stride != 64 ||
-        l3.offset != 128 || l3.clock != XEN_STATS_CLOCK_HOST_MONOTONIC || l.ext_size != 40) {
+        l3.offset != 128 || l3.clock != XEN_STATS_CLOCK_HOST_MONOTONIC ||
+        l.ext_size != XEN_STATS_EXT_SIZE_R3 || l.clock != XEN_STATS_CLOCK_HOST_MONOTONIC ||
+        l.xstats_size != 8 || l.xdesc_count != 1) {
         fprintf(stderr, "r3 layout not as designed\n");
         return 1;
     }
-    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &l3, NULL, writers, NR), VSTATS_EINVAL);
+    struct vstats_layout r2 = l3;
+    r2.ext_size = 40;
+    r2.clock = XEN_STATS_CLOCK_NONE;
+    CHECK(INIT(&table, VSTATS_VCPU_STATS_MAGIC, &r2, NULL, writers, NR), VSTATS_EINVAL);
     if (!scattered)
         CHECK(vstats_table_init_contiguous(&table, region, (size_t)l.mapping_len - 1,
                                            VSTATS_VCPU_STATS_MAGIC, &l, descs, GENERATION,
@@ -215,10 +223,9 @@ int main(int argc, char **argv)
     CHECK(vstats_writer_end(ws[0]), VSTATS_EPROTO);
     CHECK(vstats_writer_begin(ws[0]), VSTATS_OK);
     CHECK(vstats_writer_begin(ws[0]), VSTATS_EPROTO);
-    CHECK(vstats_writer_set(ws[0], 5, 1), VSTATS_ERANGE); /* 5 words: 0..4 */
-    /* An r2 record of 5 words has no runstate_entry_time (word 5): nothing
-     * is stored, word 4 (c_custom_events) included. */
-    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_running, 1), VSTATS_ERANGE);
+    CHECK(vstats_writer_set(ws[0], 7, 1), VSTATS_ERANGE); /* 7 words: 0..6 */
+    /* R25: a state beyond RUNSTATE_offline stores nothing. */
+    CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_offline + 1, 1), VSTATS_EINVAL);
     CHECK(vstats_writer_end(ws[0]), VSTATS_OK);
     CHECK(vstats_writer_set_runstate(ws[0], RUNSTATE_running, 1), VSTATS_EPROTO);
 
@@ -234,8 +241,8 @@ int main(int argc, char **argv)
         for (uint32_t i = 0; i < NR - 1; i++) {
             uint64_t b = 1000u * (uint64_t)i;
             if (i == 3) {
-                uint64_t v[5] = {b + k, b + 2 * k, b + 3 * k, b + 4 * k, i * k};
-                CHECK(vstats_writer_update(ws[i], 0, v, 5), VSTATS_OK);
+                uint64_t v[7] = {b + k, b + 2 * k, b + 3 * k, b + 4 * k, i % 4u, k, i * k};
+                CHECK(vstats_writer_update(ws[i], 0, v, 7), VSTATS_OK);
                 continue;
             }
             CHECK(vstats_writer_begin(ws[i]), VSTATS_OK);
@@ -246,7 +253,8 @@ int main(int argc, char **argv)
                 CHECK(vstats_writer_set(ws[i], VSTATS_VCPU_W_OFFLINE, b + 4 * k), VSTATS_OK);
             else
                 CHECK(vstats_writer_set_inactive(ws[i], VSTATS_VCPU_W_OFFLINE), VSTATS_OK);
-            CHECK(vstats_writer_set(ws[i], VSTATS_WORD(40u), i * k), VSTATS_OK);
+            CHECK(vstats_writer_set_runstate(ws[i], i % 4u, k), VSTATS_OK);
+            CHECK(vstats_writer_set(ws[i], VSTATS_WORD(VSTATS_VCPU_STATS_SIZE), i * k), VSTATS_OK);
             CHECK(vstats_writer_end(ws[i]), VSTATS_OK);
         }
     }

@@ -40,20 +40,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
         return 1;
     }
-    struct vstats_desc descs[VSTATS_VCPU_STD_DESC_COUNT + 1];
-    memcpy(descs, vstats_vcpu_std_descs, sizeof(vstats_vcpu_std_descs));
+    /* One counter of this producer's own, after the standard record. */
+    struct vstats_desc descs[1];
     struct vstats_desc custom = {
         .name = "c_custom_events",
-        .offset = 40,
+        .offset = VSTATS_VCPU_STATS_SIZE,
         .count = 1,
         .kind = VSTATS_KIND_CUMULATIVE,
         .unit = VSTATS_UNIT_NONE,
         .base = VSTATS_BASE_POW10,
     };
-    descs[VSTATS_VCPU_STD_DESC_COUNT] = custom;
+    descs[0] = custom;
     struct vstats_layout l;
     where = "layout";
-    CHECK(vstats_layout(NR, 48, sizeof(struct vstats_vcpu_stats), 5, VSTATS_DEFAULT_PAGE_SIZE,
+    CHECK(vstats_layout(NR, VSTATS_VCPU_STATS_SIZE + 8u, sizeof(struct vstats_vcpu_stats), 1,
+                        VSTATS_DEFAULT_PAGE_SIZE,
                         VSTATS_DEFAULT_CACHELINE, &l),
           VSTATS_OK);
 
@@ -81,8 +82,8 @@ int main(int argc, char **argv)
         struct vstats_writer *w;
         CHECK(vstats_writer_get(&table, i, &w), VSTATS_OK);
         uint64_t b = 1000u * (uint64_t)i;
-        uint64_t v[5] = {b + 1, b + 2, b + 3, b + 4, i};
-        CHECK(vstats_writer_update(w, 0, v, 5), VSTATS_OK);
+        uint64_t v[7] = {b + 1, b + 2, b + 3, b + 4, VSTATS_RUNSTATE_OFFLINE, b + 5, i};
+        CHECK(vstats_writer_update(w, 0, v, 7), VSTATS_OK);
     }
     printf("ok generation=%" PRIu64 "\n", vstats_publication_generation(p));
     fflush(stdout);

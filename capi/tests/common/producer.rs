@@ -4,7 +4,10 @@
 
 use std::{fs, path::Path};
 
-use vstats_abi::validate::{first_nonzero_reserved, validate};
+use vstats_abi::{
+    record::vcpu_off,
+    validate::{first_nonzero_reserved, validate},
+};
 use vstats_consumer::{Snapshot, Table};
 
 use super::run;
@@ -43,6 +46,17 @@ fn check_table(path: &Path) {
         assert_eq!(r.get(offline), want_offline, "record {i}");
         assert_eq!(r.get(custom), Some(u64::from(i) * K), "record {i}");
         assert_eq!(r.seq() % 2, 0);
+    }
+    // The state and its entry time (vstats_writer_set_runstate, or the
+    // whole-record update of record 3), read by position (r3).
+    assert!(info.is_r3() && info.desc_count() == 0 && info.xdesc_count == 1);
+    let word = |i: u32, off: u32| {
+        let at = (info.record_offset(i).unwrap() + u64::from(off)) as usize;
+        u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap())
+    };
+    for i in 0..NR - 2 {
+        assert_eq!(word(i, vcpu_off::RUNSTATE), u64::from(i % 4), "record {i}");
+        assert_eq!(word(i, vcpu_off::ENTRY), K, "record {i}");
     }
     assert!(snap.record(NR - 2).unwrap().is_unused(), "hot-unplugged");
     assert!(snap.record(NR - 1).unwrap().is_unused(), "never handed out");

@@ -1142,7 +1142,7 @@ mod tests {
             record::VCPU_STD_DESCRIPTORS,
             VCPU_STATS_MAGIC,
         };
-        let layout = Layout::compute(&LayoutParams::vcpu(2)).unwrap();
+        let layout = Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap();
         let mut bytes = vec![0u8; layout.mapping_len() as usize];
         layout
             .write_headers(&mut bytes, VCPU_STATS_MAGIC, 1, VCPU_STD_DESCRIPTORS)
@@ -1324,7 +1324,7 @@ mod tests {
         use vstats_abi::{
             desc::Descriptor,
             layout::{Layout, LayoutParams},
-            record::{INACTIVE, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
+            record::{INACTIVE, VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
             VCPU_STATS_MAGIC,
         };
         let mut descs = VCPU_STD_DESCRIPTORS.to_vec();
@@ -1338,10 +1338,10 @@ mod tests {
             .unwrap();
         descs.extend([lin, log]);
         let p = LayoutParams {
-            record_size: VCPU_STATS_SIZE + 56,
-            abi_size: VCPU_STATS_SIZE,
+            record_size: VCPU_STATS_SIZE_R2 + 56,
+            abi_size: VCPU_STATS_SIZE_R2,
             desc_count: descs.len() as u32,
-            ..LayoutParams::vcpu(2)
+            ..LayoutParams::vcpu_r2(2)
         };
         let l = Layout::compute(&p).unwrap();
         let mut b = vec![0u8; l.mapping_len() as usize];
@@ -1420,7 +1420,7 @@ mod tests {
         let params = LayoutParams {
             record_size: 64,
             desc_count: descs.len() as u32,
-            ..LayoutParams::vcpu(1)
+            ..LayoutParams::vcpu_r2(1)
         };
         let layout = Layout::compute(&params).unwrap();
         let mut bytes = vec![0u8; layout.mapping_len() as usize];

@@ -16,8 +16,8 @@
 //! dynamic ones at step [`FAULT_STEP`] (and after), so a checker attached
 //! before the first step sees a valid table first.
 //!
-//! The faults of the r3 rules ([`Fault::is_r3`]) publish r3 tables, which
-//! the producer crate does not write yet: they are laid out with
+//! The faults of the r3 rules ([`Fault::is_r3`]) publish r3 tables broken
+//! in ways the producer crate refuses to write: they are laid out with
 //! [`LayoutParams::vcpu_r3`] and the abi crate's own writers
 //! ([`Layout::write_headers`], [`Layout::fill_records`],
 //! [`vstats_abi::seqlock::SeqWriter`]), every vCPU's record seeded before
@@ -45,9 +45,9 @@ use vstats_abi::{
     desc::{Base, Descriptor, Kind, Unit, DESCRIPTOR_SIZE},
     header::{CLOCK_HOST_MONOTONIC, CLOCK_XEN_SYSTEM, EXT_HEADER_OFFSET, HEADER_SIZE},
     layout::{Layout, LayoutParams},
-    record::{DOMAIN_STD_DESCRIPTORS, RECORD_PREFIX, VCPU_STATS_SIZE, VCPU_STD_DESCRIPTORS},
+    record::{DOMAIN_STD_DESCRIPTORS, RECORD_PREFIX, VCPU_STATS_SIZE_R2, VCPU_STD_DESCRIPTORS},
     seqlock::SeqWriter,
-    Rule, DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R3, VCPU_STATS_MAGIC,
+    Rule, DOMAIN_STATS_MAGIC_R2, DOMAIN_STATS_MAGIC_R3, VCPU_STATS_MAGIC,
 };
 use vstats_producer::{shm::ShmTable, RecordWriter, TableSpec};
 
@@ -249,7 +249,7 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 LayoutParams {
                     record_size: 56,
                     desc_count: 6,
-                    ..LayoutParams::vcpu(nr)
+                    ..LayoutParams::vcpu_r2(nr)
                 },
                 d,
             )
@@ -257,7 +257,7 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
         Fault::StdNamePastAbiSize => (
             LayoutParams {
                 abi_size: 16,
-                ..LayoutParams::vcpu(nr)
+                ..LayoutParams::vcpu_r2(nr)
             },
             std,
         ),
@@ -268,7 +268,7 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 LayoutParams {
                     record_size: 40 + 8 * HIST_BUCKETS,
                     desc_count: 5,
-                    ..LayoutParams::vcpu(nr)
+                    ..LayoutParams::vcpu_r2(nr)
                 },
                 d,
             )
@@ -280,7 +280,7 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 LayoutParams {
                     record_size: 56,
                     desc_count: 6,
-                    ..LayoutParams::vcpu(nr)
+                    ..LayoutParams::vcpu_r2(nr)
                 },
                 d,
             )
@@ -291,31 +291,31 @@ fn shape(fault: Fault, nr: u32) -> io::Result<(Layout, Vec<Descriptor>)> {
                 offset: 16,
                 ..EXITS
             };
-            (LayoutParams::vcpu(nr), d)
+            (LayoutParams::vcpu_r2(nr), d)
         }
         Fault::V3RecordAddress => (
             LayoutParams {
                 record_size: 16,
                 abi_size: 16,
                 desc_count: 1,
-                ..LayoutParams::vcpu(nr)
+                ..LayoutParams::vcpu_r2(nr)
             },
             std[..1].to_vec(),
         ),
         // Two pages, so that a stride can make record 1 cross the first
         // page boundary while the records still fit the mapping.
-        Fault::RecordStraddlesPage => (LayoutParams::vcpu(nr.max(64)), std),
+        Fault::RecordStraddlesPage => (LayoutParams::vcpu_r2(nr.max(64)), std),
         // The producer refuses a domain table of two records: publish the
         // domain record in a two-record table with the vCPU magic, then
         // turn it into a domain table by hand.
         Fault::DomainTwoRecords => (
             LayoutParams {
                 nr_records: 2,
-                ..LayoutParams::domain()
+                ..LayoutParams::domain_r2()
             },
             DOMAIN_STD_DESCRIPTORS.to_vec(),
         ),
-        _ => (LayoutParams::vcpu(nr), std),
+        _ => (LayoutParams::vcpu_r2(nr), std),
     };
     let layout = Layout::compute(&params).map_err(invalid)?;
     Ok((layout, descs))
@@ -627,10 +627,10 @@ fn apply_static(
                 .collect();
             raw.store_bytes(desc(5), &name)
         }
-        Fault::DomainTwoRecords => raw.store::<u32>(0, DOMAIN_STATS_MAGIC),
+        Fault::DomainTwoRecords => raw.store::<u32>(0, DOMAIN_STATS_MAGIC_R2),
         // kind, unit, base, exponent: cumulative, seconds, 10, +3.
         Fault::BadExponent => raw.store::<u32>(desc(0) + 56, u32::from_ne_bytes([0, 2, 10, 3])),
-        Fault::CounterOutsideRecord => raw.store::<u32>(desc(3) + 48, VCPU_STATS_SIZE),
+        Fault::CounterOutsideRecord => raw.store::<u32>(desc(3) + 48, VCPU_STATS_SIZE_R2),
         Fault::ReservedNonzero => raw.store::<u32>(u64::from(l.offset) - 8, 1),
         Fault::PaddingNotInactive => {
             let start = u64::from(l.offset);
@@ -1029,7 +1029,7 @@ impl ReadingFixture {
                     LayoutParams {
                         record_size: 40 + 8 * HIST_BUCKETS,
                         desc_count: 5,
-                        ..LayoutParams::vcpu(2)
+                        ..LayoutParams::vcpu_r2(2)
                     },
                     d,
                     vec![
@@ -1045,7 +1045,7 @@ impl ReadingFixture {
                     LayoutParams {
                         record_size: 40 + 16 * HIST_BUCKETS,
                         desc_count: 6,
-                        ..LayoutParams::vcpu(1)
+                        ..LayoutParams::vcpu_r2(1)
                     },
                     d,
                     vec![vec![100, 10, 1, 0, 5, 4, 3, 2, 1, 1, 1, 7]],

@@ -331,7 +331,7 @@ mod tests {
             record_size: size,
             abi_size: 40,
             desc_count: descs.len() as u32,
-            ..LayoutParams::vcpu(2)
+            ..LayoutParams::vcpu_r2(2)
         })
         .unwrap();
         let mut b = vec![0u8; l.mapping_len() as usize];

@@ -13,7 +13,7 @@ use common::Scratch;
 use vstats_abi::{
     layout::{Layout, LayoutParams},
     record::DOMAIN_STD_DESCRIPTORS,
-    DOMAIN_STATS_MAGIC,
+    DOMAIN_STATS_MAGIC_R2,
 };
 use vstats_invariants::{
     fault::{with_fault_table, Fault},
@@ -45,8 +45,8 @@ fn text(o: &Output) -> String {
 /// A domain table with its one record written once.
 fn domain_table(path: &Path) -> ShmTable {
     let spec = TableSpec {
-        magic: DOMAIN_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::domain()).unwrap(),
+        magic: DOMAIN_STATS_MAGIC_R2,
+        layout: Layout::compute(&LayoutParams::domain_r2()).unwrap(),
         descriptors: DOMAIN_STD_DESCRIPTORS,
         generation: 1,
     };

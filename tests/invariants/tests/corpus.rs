@@ -263,7 +263,7 @@ fn a_producer_that_splits_twice_keeps_seq_growing() {
     let path = scratch.path("vcpu");
     let spec = TableSpec {
         magic: VCPU_STATS_MAGIC,
-        layout: Layout::compute(&LayoutParams::vcpu(2)).unwrap(),
+        layout: Layout::compute(&LayoutParams::vcpu_r2(2)).unwrap(),
         descriptors: VCPU_STD_DESCRIPTORS,
         generation: 1,
     };

@@ -943,7 +943,8 @@ fn the_r3_model_and_the_abi_crate_agree_on_every_number() {
     use vstats_abi::{header, record};
     assert_eq!(r3::VCPU_STATS_MAGIC, vstats_abi::VCPU_STATS_MAGIC);
     assert_eq!(r3::DOMAIN_STATS_MAGIC, header::DOMAIN_STATS_MAGIC_R3);
-    assert_eq!(r3::DOMAIN_STATS_MAGIC_R2, vstats_abi::DOMAIN_STATS_MAGIC);
+    assert_eq!(r3::DOMAIN_STATS_MAGIC, vstats_abi::DOMAIN_STATS_MAGIC);
+    assert_eq!(r3::DOMAIN_STATS_MAGIC_R2, vstats_abi::DOMAIN_STATS_MAGIC_R2);
     assert_eq!(r3::HDR_MARKER, header::HDR_MARKER);
     assert_eq!(
         [

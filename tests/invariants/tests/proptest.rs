@@ -49,7 +49,7 @@ fn valid_table(nr: u32, extra: u32, page_shift: u32) -> Vec<u8> {
         record_size: 40 + 8 * extra,
         desc_count: descs.len() as u32,
         page_size: 1 << page_shift,
-        ..LayoutParams::vcpu(nr)
+        ..LayoutParams::vcpu_r2(nr)
     })
     .unwrap();
     let mut b = vec![0u8; l.mapping_len() as usize];

@@ -21,7 +21,7 @@ use vstats_invariants::{CheckOptions, Checker, MemView, Target};
 /// A valid vCPU table of `nr` records, as a producer publishes it, with
 /// `edits` applied.
 fn edited_table(nr: u32, edits: &[u8]) -> Vec<u8> {
-    let Ok(l) = Layout::compute(&LayoutParams::vcpu(nr)) else {
+    let Ok(l) = Layout::compute(&LayoutParams::vcpu_r2(nr)) else {
         return Vec::new();
     };
     let mut b = vec![0u8; l.mapping_len() as usize];
