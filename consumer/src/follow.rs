@@ -318,7 +318,8 @@ impl Vm {
             vcpu,
             domain,
             live: LiveProbe::dir(dir),
-        })
+        }
+        .with_liveness())
     }
 
     /// Opens a path: a directory is a VM directory named after itself; a
@@ -346,7 +347,8 @@ impl Vm {
                 vcpu: None,
                 domain: Some(src),
                 live: LiveProbe::dir(dir),
-            });
+            }
+            .with_liveness());
         }
         let sibling = dir.join(DOMAIN_FILE);
         let domain = if p.file_name() == Some(VCPU_FILE.as_ref()) && exists(&sibling)? {
@@ -361,7 +363,8 @@ impl Vm {
             vcpu: Some(src),
             domain,
             live: LiveProbe::dir(dir),
-        })
+        }
+        .with_liveness())
     }
 
     /// Maps Xen domain `domid`'s tables; `name` is its name.
@@ -476,8 +479,24 @@ impl Vm {
         if let Some(dir) = &self.live.dir {
             self.live.state = crate::live::probe(dir).ok();
             self.live.last = Instant::now();
+            self.mark_gone();
         }
         self.live.state
+    }
+
+    /// Tells the tables whether their producer is gone, from the liveness
+    /// last probed ([`Table::set_producer_gone`]): a dead producer's times
+    /// are final, never brought up to date.
+    fn mark_gone(&self) {
+        let gone = matches!(self.live.state, Some(Liveness::Dead | Liveness::Stopped));
+        for s in self.sources() {
+            s.table.set_producer_gone(gone);
+        }
+    }
+
+    fn with_liveness(self) -> Vm {
+        self.mark_gone();
+        self
     }
 
     /// How often [`Vm::follow`] probes liveness at most

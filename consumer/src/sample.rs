@@ -927,6 +927,8 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
     fn a_frozen_record_gets_shares_from_the_table_clock() {
         let dir = temp_dir("frozen");
+        // A live producer: a dead one's times are final (not extrapolated).
+        let _live = vstats_producer::publish::LivenessLock::take(&dir).unwrap();
         let e = vstats_abi::clock::monotonic_ns();
         // vCPU 0 running, vCPU 1 blocked, vCPU 2 unused, all since `e`,
         // never written again (a guest spinning without exits).
@@ -1010,6 +1012,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "Miri cannot mmap files")]
     fn negative_state_deltas_are_clamped_and_counted() {
         let dir = temp_dir("negative");
+        let _live = vstats_producer::publish::LivenessLock::take(&dir).unwrap();
         let e = vstats_abi::clock::monotonic_ns();
         let big = 1_000_000_000_000; // 1000 s: more than any test's interval
         write_r3(&dir, CLOCK_HOST_MONOTONIC, 2, &[([big, 0, 0, 0], 0, e)]);

@@ -58,12 +58,18 @@ pub(crate) struct RecordStamp {
 }
 
 impl RecordStamp {
-    pub(crate) fn of(info: &vstats_abi::validate::TableInfo) -> RecordStamp {
+    /// The stamp of `table`'s records. A table whose producer is known to
+    /// be gone ([`Table::producer_gone`]) is stamped with no clock: its
+    /// times are final, and bringing them up to date would show a dead
+    /// VM's vCPUs still running (docs/abi.md section 10).
+    #[inline]
+    pub(crate) fn of(table: &Table) -> RecordStamp {
+        let info = table.info();
         RecordStamp {
             generation: info.generation(),
             magic: info.header.magic,
             abi_size: info.abi_size,
-            clock: info.clock,
+            clock: if table.producer_gone() { 0 } else { info.clock },
         }
     }
 
@@ -388,7 +394,7 @@ impl RecordSnapshot {
             plan: PlanCache(None),
             taken: None,
             taken_at_ns: None,
-            stamp: RecordStamp::of(info),
+            stamp: RecordStamp::of(table),
             index: 0,
             seq: 0,
             status: RecordStatus::NotRead,
@@ -417,7 +423,7 @@ impl RecordSnapshot {
         if self.words.len() != n {
             self.reshape(n);
         }
-        self.stamp = RecordStamp::of(info);
+        self.stamp = RecordStamp::of(table);
         self.index = i;
     }
 
@@ -665,7 +671,7 @@ impl Snapshot {
             runs,
             plan: None,
             subset,
-            stamp: RecordStamp::of(info),
+            stamp: RecordStamp::of(table),
             read: 0,
             attempts: 0,
             taken: None,
@@ -682,7 +688,7 @@ impl Snapshot {
         {
             self.reshape(table);
         }
-        self.stamp = RecordStamp::of(table.info());
+        self.stamp = RecordStamp::of(table);
     }
 
     /// Out of line: a snapshot refilled for its own table never reshapes.
@@ -735,12 +741,25 @@ impl Snapshot {
         map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
     }
 
-    /// Records the outcome of a sweep, and reads the table's clock once,
-    /// after the last record was copied (design 4.3: every update a copy
-    /// saw happened before it).
-    pub(crate) fn finish(&mut self, taken: Instant, read: u32, attempts: u32, busy: u32) {
+    /// Records the outcome of a sweep. Without `now_ns` it reads the
+    /// table's clock once, after the last record was copied (design 4.3:
+    /// every update a copy saw happened before it); with it, that reading
+    /// is the caller's ([`crate::Table::snapshot_at`]).
+    pub(crate) fn finish(
+        &mut self,
+        taken: Instant,
+        now_ns: Option<Option<u64>>,
+        read: u32,
+        attempts: u32,
+        busy: u32,
+    ) {
         self.taken = Some(taken);
-        self.taken_at_ns = self.stamp.clock_now();
+        self.taken_at_ns = match now_ns {
+            None => self.stamp.clock_now(),
+            // A table whose clock this library does not read, or whose
+            // producer is gone, takes no time from the caller either.
+            Some(now) => now.filter(|_| TimeBase::from_clock(self.stamp.clock).is_named()),
+        };
         self.read = read;
         self.attempts = attempts;
         self.busy = busy;

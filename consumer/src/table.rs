@@ -78,6 +78,8 @@ pub struct Table {
     max_attempts: u32,
     /// A load from the mapping faulted: the file was truncated.
     lost: AtomicBool,
+    /// The producer is known to be gone ([`Table::set_producer_gone`]).
+    gone: AtomicBool,
 }
 
 impl Table {
@@ -232,6 +234,7 @@ impl Table {
             file,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lost: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         })
     }
 
@@ -413,24 +416,36 @@ impl Table {
     /// records, also available as [`Snapshot::busy_count`]; 0 means every
     /// record is consistent. The worst case is `nr_records *
     /// max_attempts` attempts.
+    ///
+    /// After the copy it reads the table's clock once
+    /// ([`Snapshot::taken_at_ns`], for up-to-date runstate times, R26)
+    /// when the table names one this library reads.
     pub fn snapshot(&self, snap: &mut Snapshot) -> u32 {
-        self.snapshot_at(snap, Instant::now())
+        self.sweep_into(snap, Instant::now(), None)
     }
 
-    /// As [`Table::snapshot`], stamped `taken` instead of reading the clock
-    /// ([`Snapshot::taken`] and every record's `taken` are `taken`): for a
+    /// As [`Table::snapshot`], stamped `taken` and `now_ns` instead of
+    /// reading the clocks ([`Snapshot::taken`] is `taken`,
+    /// [`Snapshot::taken_at_ns`] is `now_ns`, in the table's clock): for a
     /// sampler that reads many tables per tick and takes one time for all
     /// of them, and for small snapshots (a [`Snapshot::of_counters`] of a
-    /// few words), whose cost the clock read (`clock_gettime` through the
-    /// vDSO, some 20 ns in a VM) would otherwise dominate.
-    pub fn snapshot_at(&self, snap: &mut Snapshot, taken: Instant) -> u32 {
+    /// few words), whose cost a clock read (`clock_gettime` through the
+    /// vDSO, some 20 ns in a VM) would otherwise dominate. R26 wants
+    /// `now_ns` read after the copy: read it once after the last table of
+    /// the tick and pass it to each (tables in one clock), or pass `None`
+    /// for times as written.
+    pub fn snapshot_at(&self, snap: &mut Snapshot, taken: Instant, now_ns: Option<u64>) -> u32 {
+        self.sweep_into(snap, taken, Some(now_ns))
+    }
+
+    fn sweep_into(&self, snap: &mut Snapshot, taken: Instant, now_ns: Option<Option<u64>>) -> u32 {
         snap.prepare(self);
         let nr = self.info.nr_records;
         let attempts = self.max_attempts;
         // A table lost to truncation is not read again: every load of it
         // would fault, one signal per record.
         if self.is_lost() {
-            snap.finish(taken, 0, attempts, 0);
+            snap.finish(taken, now_ns, 0, attempts, 0);
             return 0;
         }
         // Per-table work once, not per record: the record geometry, which
@@ -457,7 +472,7 @@ impl Table {
         } else {
             0
         };
-        snap.finish(taken, read, attempts, busy);
+        snap.finish(taken, now_ns, read, attempts, busy);
         busy
     }
 
@@ -536,6 +551,22 @@ impl Table {
         }
         *seq.first_mut()? = [last, last.wrapping_add(1 - (last & 1))];
         Some(false)
+    }
+
+    /// Marks the table's producer as gone (`true`: a dead liveness lock,
+    /// a destroyed domain) or back. The times of a table whose producer is
+    /// gone are final: snapshots of it name no clock, so no runstate time
+    /// is brought up to date (R26) and shares fall back to the deltas of
+    /// the times as written. [`crate::follow::Vm`] sets it from the
+    /// liveness it probes.
+    pub fn set_producer_gone(&self, gone: bool) {
+        self.gone.store(gone, Ordering::Relaxed);
+    }
+
+    /// Whether [`Table::set_producer_gone`] marked the producer as gone.
+    #[inline]
+    pub fn producer_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
     }
 
     /// Whether the producer changed the table since it was validated:

@@ -764,6 +764,14 @@ fn r3_snapshots_read_the_table_clock_after_the_copy() {
     let at1 = one.taken_at_ns().unwrap();
     assert!(at1 >= at);
     assert_eq!(one.up_to_date().times_ns[0], Some(1000 + (at1 - entry)));
+    // snapshot_at: the caller's reading of the table clock (once per tick,
+    // after its last table) instead of a read of its own.
+    t.snapshot_at(&mut s, std::time::Instant::now(), Some(entry + 7));
+    assert_eq!(s.taken_at_ns(), Some(entry + 7));
+    assert_eq!(s.record(1).unwrap().up_to_date().times_ns[0], Some(2007));
+    t.snapshot_at(&mut s, std::time::Instant::now(), None);
+    assert_eq!(s.taken_at_ns(), None);
+    assert!(!s.record(1).unwrap().up_to_date().extrapolated);
     // Another state: blocked since `entry`.
     mem.store_u64(word(&l, 0, 4), 2);
     t.snapshot(&mut s);
@@ -831,6 +839,47 @@ fn r3_records_without_a_readable_clock_are_not_extrapolated() {
     let up = s.record(0).unwrap().up_to_date();
     assert!(!up.extrapolated);
     assert_eq!(up.times_ns[0], Some(1000));
+}
+
+#[test]
+fn a_table_whose_producer_is_gone_is_never_brought_up_to_date() {
+    // A crashed producer leaves its last record: a vCPU "running since
+    // entry" would look running for ever (docs/abi.md section 10). Marked
+    // gone, the table's snapshots name no clock and the times are final.
+    let (_, b) = r3_image(1, vstats_abi::header::CLOCK_HOST_MONOTONIC, 5);
+    let mem = SharedMem::from_bytes(&b);
+    let t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    let mut one = RecordSnapshot::new(&t);
+    t.snapshot(&mut s);
+    assert!(
+        s.record(0).unwrap().up_to_date().extrapolated,
+        "live: extrapolated"
+    );
+    t.set_producer_gone(true);
+    assert!(t.producer_gone());
+    t.snapshot(&mut s);
+    t.snapshot_record(0, &mut one).unwrap();
+    for (what, r) in [("snapshot", s.record(0).unwrap()), ("record", one.view())] {
+        assert_eq!(r.time_base(), TimeBase::Unnamed, "{what}");
+        assert_eq!(r.taken_at_ns(), None, "{what}");
+        let up = r.up_to_date();
+        assert!(!up.extrapolated, "{what}");
+        assert_eq!(
+            up.times_ns,
+            [Some(1000), Some(10), Some(20), Some(0)],
+            "{what}"
+        );
+    }
+    // Nor does a caller's reading of the clock bring it up to date.
+    t.snapshot_at(&mut s, std::time::Instant::now(), Some(u64::MAX >> 2));
+    assert_eq!(s.taken_at_ns(), None);
+    assert!(!s.record(0).unwrap().up_to_date().extrapolated);
+    // Back (a restarted producer reuses nothing of this table, but the flag
+    // is not sticky).
+    t.set_producer_gone(false);
+    t.snapshot(&mut s);
+    assert!(s.record(0).unwrap().up_to_date().extrapolated);
 }
 
 #[test]
@@ -1534,7 +1583,7 @@ fn subset_snapshot_copies_only_the_named_counters() {
     assert_eq!(s.aggregate(&run).present, 2);
     // Stamped with the caller's time.
     let at = std::time::Instant::now();
-    assert_eq!(t.snapshot_at(&mut s, at), 1);
+    assert_eq!(t.snapshot_at(&mut s, at, None), 1);
     assert_eq!(
         (s.taken(), s.record(0).unwrap().taken()),
         (Some(at), Some(at))

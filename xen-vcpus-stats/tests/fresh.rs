@@ -73,3 +73,78 @@ fn a_frozen_running_vcpu_shows_a_full_running_share() {
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
 }
+
+/// A producer that died leaves its last record behind: its times are
+/// final and never brought up to date, or a dead VM's vCPU would look
+/// running for ever (docs/abi.md section 10). The library marks the
+/// tables when it opens the directory and when it probes liveness; the
+/// exporter and `top`, which show dead VMs, read through it.
+#[test]
+fn a_dead_producers_times_are_final() {
+    use vstats_consumer::{follow::Vm, live::Liveness, Snapshot};
+    let s = Scratch::new("fresh-dead");
+    let dir = s.join("dead");
+    let e = vstats_abi::clock::monotonic_ns();
+    let live = write_frozen_r3(&dir, &[([1000, 10, 20, 0], 0, e)]);
+    let running = |vm: &Vm| {
+        let t = &vm.vcpu.as_ref().unwrap().table;
+        let mut snap = Snapshot::new(t);
+        t.snapshot(&mut snap);
+        let up = snap.record(0).unwrap().up_to_date();
+        (up.extrapolated, up.times_ns[0])
+    };
+    let mut probed = Vm::open_dir(&dir, "dead".into()).unwrap();
+    assert_eq!(probed.liveness(), Some(Liveness::Live));
+    let (extrapolated, t) = running(&probed);
+    assert!(extrapolated && t.unwrap() > 1000, "{t:?}");
+    live.abandon();
+    // The lock is gone once no process holds its open file description: a
+    // child that another test of this binary forks at that moment holds it
+    // until its exec (close-on-exec), so the death is awaited, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while probed.probe_liveness() != Some(Liveness::Dead) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer never died"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Opened after the death, and probed by a reader that opened it before.
+    let opened = Vm::open_dir(&dir, "dead".into()).unwrap();
+    assert_eq!(opened.liveness(), Some(Liveness::Dead));
+    for vm in [&opened, &probed] {
+        assert_eq!(running(vm), (false, Some(1000)), "the time as written");
+    }
+}
+
+/// A table in Xen system time (clock 2) on a host where that clock cannot
+/// be read (no Xen here): the tool says why once, on stderr, and shows the
+/// times as written, not extrapolated.
+#[test]
+fn an_unreadable_xen_clock_is_said_once_and_not_extrapolated() {
+    let s = Scratch::new("fresh-xenclock");
+    let dir = s.join("xenclock");
+    let _live = write_frozen_r3(&dir, &[([1000, 10, 20, 0], 0, 5)]);
+    let path = dir.join("vcpu");
+    let mut b = std::fs::read(&path).unwrap();
+    let at = vstats_abi::header::R3_HEADER_OFFSET as usize;
+    b[at..at + 4].copy_from_slice(&vstats_abi::header::CLOCK_XEN_SYSTEM.to_ne_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let o = tool()
+        .args(["sample", "--path", dir.to_str().unwrap()])
+        .args(["--interval", "0.05", "--count", "2", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let err = common::stderr(&o);
+    assert_eq!(
+        err.matches("Xen system time cannot be read").count(),
+        1,
+        "{err}"
+    );
+    for l in json_lines(&o) {
+        let v = &l["vcpus"][0];
+        assert_eq!(v["extrapolated"], false, "{v}");
+        assert_eq!(v["runstate_ns"]["running"], 1000, "{v}");
+    }
+}

@@ -22,7 +22,12 @@ use vstats_consumer::{
     RecordSnapshot, Snapshot,
 };
 
-const OPS: [&str; 19] = [
+/// A reading of a table's clock for `snapshot_at`, as a sampler takes once
+/// per tick after its last table (a constant: reading the clock here would
+/// run rustix's vDSO code, which faults under valgrind).
+const TICK_NS: u64 = 1 << 40;
+
+const OPS: [&str; 18] = [
     "plain_atomic",
     "seqlock",
     "producer_update",
@@ -41,7 +46,6 @@ const OPS: [&str; 19] = [
     "memcpy_kvm4",
     "snapshot_kvm4_at",
     "subset_kvm4_at",
-    "snapshot_kvm4",
 ];
 
 /// A table shaped like a live 4-vCPU KVM VM's (4 runstate times, 44
@@ -150,7 +154,7 @@ fn perform(op: &str, n: u64) -> Result<()> {
             let mut snap = Snapshot::new(t);
             let at = std::time::Instant::now();
             for _ in 0..n {
-                black_box(t.snapshot_at(black_box(&mut snap), at));
+                black_box(t.snapshot_at(black_box(&mut snap), at, Some(TICK_NS)));
             }
         }
         "memcpy_kvm4" => {
@@ -161,7 +165,10 @@ fn perform(op: &str, n: u64) -> Result<()> {
                 black_box(fx.memcpy(black_box(off), &mut buf));
             }
         }
-        "snapshot_kvm4_at" | "subset_kvm4_at" | "snapshot_kvm4" => {
+        // (No `snapshot` of this clock-1 table: it reads the table's clock
+        // through rustix's vDSO code, which faults under valgrind, that
+        // gives no vDSO.)
+        "snapshot_kvm4_at" | "subset_kvm4_at" => {
             let fx = kvm4()?;
             let t = fx.consumer();
             let mut snap = if op == "subset_kvm4_at" {
@@ -176,12 +183,11 @@ fn perform(op: &str, n: u64) -> Result<()> {
                 Snapshot::new(t)
             };
             let at = std::time::Instant::now();
+            // The sampler's one reading of the table clock per tick (its
+            // value does not change the work).
+            let now = Some(TICK_NS);
             for _ in 0..n {
-                if op == "snapshot_kvm4" {
-                    black_box(t.snapshot(black_box(&mut snap)));
-                } else {
-                    black_box(t.snapshot_at(black_box(&mut snap), at));
-                }
+                black_box(t.snapshot_at(black_box(&mut snap), at, now));
             }
         }
         other => bail!("unknown operation {other:?} (try --list)"),
