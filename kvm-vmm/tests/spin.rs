@@ -170,10 +170,12 @@ fn exit_free_window(table: &Table, i: u32) -> Window {
     }
 }
 
-/// What a window over a spinning vCPU's record in `table` shows. r2
-/// records carry the times as of the last exit only, so both reads are the
-/// same bytes: the running time is frozen although the vCPU was running
-/// throughout.
+/// What a window over a spinning vCPU's record in `table` shows. The
+/// record carries the times as of the last exit only, so both reads are
+/// the same bytes: the running time as written is frozen although the vCPU
+/// was running throughout (r2's problem). ABI r3 names the current state
+/// and its entry time, and the consumer's up-to-date times (R26) show the
+/// vCPU running for the whole window.
 fn check_spinning_window(table: &Table, w: &Window) {
     let (a, b) = (&w.a.rec, &w.b.rec);
     assert!(!table.is_stale(), "the producer did not restart");
@@ -190,6 +192,22 @@ fn check_spinning_window(table: &Table, w: &Window) {
         (b.runnable(), b.blocked(), b.offline())
     );
     assert!(w.b.now_ns > w.a.now_ns);
+    // Design 4.5 step 4. Not a timing assertion: with no producer write in
+    // the window, the running time grows by exactly the table-clock
+    // interval between the two copies, and nothing else grows, whatever
+    // the host's load.
+    let (ua, ub) = (a.up_to_date(), b.up_to_date());
+    assert!(ua.extrapolated && ub.extrapolated, "{ua:?} {ub:?}");
+    assert_eq!(
+        (ua.state_name(), ub.state_name()),
+        (Some("running"), Some("running"))
+    );
+    let (ta, tb) = (a.taken_at_ns().unwrap(), b.taken_at_ns().unwrap());
+    let delta = |k: usize| ub.times_ns[k].unwrap() - ua.times_ns[k].unwrap();
+    assert_eq!(delta(0), tb - ta, "running for the whole window");
+    assert_eq!(delta(1) + delta(2) + delta(3), 0, "nothing else");
+    let share = delta(0) as f64 / (tb - ta) as f64;
+    assert!(share >= 0.99, "running share {share}");
     println!(
         "window of {} ns (after {} retries): running {:?} ns in both reads, seq {}",
         w.b.now_ns - w.a.now_ns,

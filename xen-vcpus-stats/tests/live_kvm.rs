@@ -246,3 +246,91 @@ fn four_vcpus_for_a_second() {
     assert_eq!(fin["domain"]["values"]["uptime"], stopped.vm.uptime_ns);
     publisher.remove().unwrap();
 }
+
+/// ABI r3 (issue 12, design 4.5): a KVM guest that spins without exits
+/// for the tool's whole 2 s interval never gets its record written, yet
+/// `sample` shows it about 100% running, from the up-to-date times in the
+/// table's clock. The window is checked to be exit-free (the record's seq
+/// is the same before the tool starts and after it ends); a window with an
+/// exit (a stray signal) is thrown away and tried again, within a hang
+/// bound. Not a timing assertion: with no producer write in the window,
+/// the running time grows by exactly the interval.
+#[test]
+fn a_vcpu_spinning_without_exits_shows_a_full_running_share() {
+    use vstats_consumer::{RecordSnapshot, Table};
+    use vstats_kvm_vmm::GuestMode;
+    let vm = match Vm::create(VmConfig::new(1).with_guest_mode(GuestMode::SpinNoExit)) {
+        Ok(vm) => vm,
+        Err(e @ (Error::KvmUnavailable { .. } | Error::StatsUnsupported)) => {
+            println!("skipped: /dev/kvm unavailable: {e}");
+            return;
+        }
+        Err(e) => panic!("Vm::create: {e}"),
+    };
+    let s = Scratch::new("spin");
+    let dir = s.join("spin");
+    let mut publisher = Publisher::new(vm, &dir).unwrap();
+    let out_path = s.join("spin.jsonl");
+    let vcpu_path = dir.join("vcpu");
+    let seq = || {
+        let t = Table::open(&vcpu_path).unwrap();
+        let mut r = RecordSnapshot::new(&t);
+        t.snapshot_record(0, &mut r).unwrap();
+        r.seq()
+    };
+    let start = Instant::now();
+    let (mut attempt, mut tries): (Option<(Child, u32)>, u32) = (None, 0);
+    let mut sample: Option<Value> = None;
+    let stopped = publisher
+        .run(Duration::from_millis(20), |running| {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no exit-free window of 2 s in 60 s ({tries} tries)"
+            );
+            if running.vcpus_spinning() < 1 {
+                return ControlFlow::Continue(());
+            }
+            match attempt.take() {
+                None => {
+                    let before = seq();
+                    let child = tool()
+                        .args(["sample", "--path", dir.to_str().unwrap()])
+                        .args(["--interval", "2", "--count", "1", "--format", "json"])
+                        .stdout(std::fs::File::create(&out_path).unwrap())
+                        .spawn()
+                        .unwrap();
+                    attempt = Some((child, before));
+                }
+                Some((mut child, before)) => {
+                    if child.try_wait().unwrap().is_none() {
+                        attempt = Some((child, before));
+                        return ControlFlow::Continue(());
+                    }
+                    assert!(child.wait().unwrap().success());
+                    tries += 1;
+                    if seq() == before {
+                        let text = std::fs::read_to_string(&out_path).unwrap();
+                        sample = Some(serde_json::from_str(text.trim()).unwrap());
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert!(stopped.vcpu_errors.iter().all(Option::is_none));
+    let l = sample.unwrap();
+    let v = &l["vcpus"][0];
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["current_runstate"], "running", "{v}");
+    assert_eq!(v["extrapolated"], true, "{v}");
+    assert_eq!(v["share_base"], "clock", "{v}");
+    let sh = &v["runstate"];
+    assert!(sh["running"].as_f64().unwrap() >= 0.99, "{sh}");
+    let others: f64 = ["runnable", "blocked", "offline"]
+        .iter()
+        .map(|k| sh[k].as_f64().unwrap())
+        .sum();
+    assert!(others <= 0.01, "{sh}");
+    println!("spinning vCPU: {sh} after {tries} window(s)");
+}
