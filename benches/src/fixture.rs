@@ -90,8 +90,9 @@ pub struct ShmFixture {
 
 impl ShmFixture {
     /// A vCPU table of `nr` standard r3 records (56 bytes: the four
-    /// runstate times, the state and its entry time), laid out for a `cacheline`-byte cacheline (the stride is
-    /// `max(64, cacheline)` rounded to a power of two).
+    /// runstate times, the state and its entry time), laid out for a
+    /// `cacheline`-byte cacheline (the stride is `max(64, cacheline)`
+    /// rounded to a power of two).
     ///
     /// # Errors
     ///
