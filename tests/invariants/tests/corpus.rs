@@ -476,10 +476,10 @@ fn spec_ranges(kind: vstats_abi::Kind, count: u32, width: u32) -> Vec<(u64, Opti
 /// `vstats-consumer` must give the stored expected reading. R26 compares
 /// with the consumer's normative computation
 /// (`vstats_consumer::runstate::Runstate::from_words` over a snapshot),
-/// R27 with `RecordView::histogram`. R28 has no consumer API yet (the
-/// OpenMetrics encoder's `le` bounds land with step 5 of the r3 plan): the
-/// expected ranges are compared with the spec's definition computed from
-/// the descriptors the consumer reads, and step 5 adds the encoder's.
+/// R27 with `RecordView::histogram`, R28 with the spec's definition
+/// computed from the descriptors the consumer reads and with the
+/// consumer's bucket bounds (`vstats_consumer::bucket_bound`, the `le` its
+/// encoders write).
 #[test]
 fn reading_fixtures_read_as_expected() {
     use vstats_consumer::runstate::{Runstate, TimeBase};
@@ -538,6 +538,17 @@ fn reading_fixtures_read_as_expected() {
                         "{name}"
                     );
                     assert_eq!(ranges.last().unwrap().1, None, "{name}: open-ended");
+                    // The consumer's bounds (its encoders' `le`) are the
+                    // ranges' upper ends, infinite for the last bucket.
+                    let n = ranges.len();
+                    for (i, &(_, hi)) in ranges.iter().enumerate() {
+                        let want = hi.map_or(f64::INFINITY, |h| h as f64);
+                        assert_eq!(
+                            vstats_consumer::bucket_bound(c.kind(), c.bucket_size(), i, n),
+                            Some(want),
+                            "{name} bucket {i}"
+                        );
+                    }
                     // Every bucket is active: the histogram reads whole.
                     assert!(snap.record(0).unwrap().histogram(c).is_some(), "{name}");
                 }
