@@ -465,7 +465,12 @@ impl<'a> Report<'a> {
                 ),
                 (
                     "alternatives/table_snapshot_at",
-                    "vstats table, `Table::snapshot_at` (no clock read)",
+                    "vstats table, `Table::snapshot_at` (the sampler's one clock reading per tick)",
+                    Target::None,
+                ),
+                (
+                    "alternatives/memcpy_records",
+                    "`memcpy` of the same records' bytes (the hardware limit)",
                     Target::None,
                 ),
                 (
@@ -475,7 +480,7 @@ impl<'a> Report<'a> {
                 ),
                 (
                     "alternatives/table_subset_runstate_at",
-                    "... the same through `Table::snapshot_at` (no clock read)",
+                    "... the same through `Table::snapshot_at` (the sampler's clock reading)",
                     Target::None,
                 ),
                 (
