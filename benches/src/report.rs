@@ -455,7 +455,7 @@ impl<'a> Report<'a> {
                 ),
                 (
                     "alternatives/table_raw",
-                    "vstats table, seq protocol alone (`read_words` per record)",
+                    "vstats table, seq protocol alone over the standard words only (`read_words` per record; since r3 the KVM counters lie outside `size`)",
                     Target::None,
                 ),
                 (
