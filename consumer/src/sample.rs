@@ -867,12 +867,7 @@ impl Sampler {
 mod tests {
     use std::{os::unix::fs::FileExt, path::PathBuf};
 
-    use vstats_abi::{
-        header::CLOCK_HOST_MONOTONIC,
-        layout::{Layout, LayoutParams},
-        record::PAD_INACTIVE,
-        VCPU_STATS_MAGIC,
-    };
+    use vstats_abi::header::CLOCK_HOST_MONOTONIC;
 
     use super::*;
 
@@ -880,23 +875,7 @@ mod tests {
     /// is `records[i]` = (times, state, entry), seq `seq`. The file is
     /// rewritten in place, so a mapped table sees the new words.
     fn write_r3(dir: &std::path::Path, clock: u32, seq: u32, records: &[([u64; 4], u64, u64)]) {
-        let p = LayoutParams {
-            clock,
-            ..LayoutParams::vcpu_r3(records.len() as u32)
-        };
-        let l = Layout::compute(&p).unwrap();
-        let mut b = vec![0u8; l.mapping_len() as usize];
-        l.write_headers(&mut b, VCPU_STATS_MAGIC, 7, &[]).unwrap();
-        l.fill_records(&mut b).unwrap();
-        for (i, (times, state, entry)) in (0u32..).zip(records) {
-            let r = l.record_offset(i).unwrap() as usize;
-            b[r..r + 4].copy_from_slice(&seq.to_ne_bytes());
-            b[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
-            let words = times.iter().chain([state, entry]);
-            for (k, w) in words.enumerate() {
-                b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
-            }
-        }
+        let b = vstats_producer::synth::frozen_r3_image(clock, seq, records).unwrap();
         let path = dir.join("vcpu");
         match std::fs::OpenOptions::new().write(true).open(&path) {
             Ok(f) => f.write_all_at(&b, 0).unwrap(),

@@ -50,6 +50,73 @@ use vstats_abi::{
     RunState,
 };
 
+/// One record of [`frozen_r3`]: the four runstate times, the current state
+/// and its entry time.
+pub type FrozenRecord = ([u64; 4], u64, u64);
+
+/// The bytes of an r3 vCPU table whose record `i` holds `records[i]` with
+/// seq `seq` (even: written once), in time base `clock`, for tests of
+/// up-to-date times (R26): a vCPU that stays in one state and is never
+/// written again, as a KVM guest spinning without exits.
+///
+/// # Errors
+///
+/// The abi crate's layout errors, as [`crate::Error`]: too many records
+/// for a layout.
+pub fn frozen_r3_image(clock: u32, seq: u32, records: &[FrozenRecord]) -> crate::Result<Vec<u8>> {
+    use vstats_abi::{
+        layout::{Layout, LayoutParams},
+        record::PAD_INACTIVE,
+        VCPU_STATS_MAGIC,
+    };
+    let nr = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    let p = LayoutParams {
+        clock,
+        ..LayoutParams::vcpu_r3(nr)
+    };
+    let l = Layout::compute(&p)?;
+    let len = usize::try_from(l.mapping_len()).unwrap_or(usize::MAX);
+    let mut b = vec![0u8; len];
+    l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[])?;
+    l.fill_records(&mut b)?;
+    for (i, (times, state, entry)) in (0u32..).zip(records) {
+        let Some(r) = l.record_offset(i).and_then(|r| usize::try_from(r).ok()) else {
+            continue;
+        };
+        b[r..r + 4].copy_from_slice(&seq.to_ne_bytes());
+        b[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
+        for (k, w) in times.iter().chain([state, entry]).enumerate() {
+            b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
+        }
+    }
+    Ok(b)
+}
+
+/// Publishes `dir/vcpu` as [`frozen_r3_image`] with clock 1 (the host's
+/// `CLOCK_MONOTONIC`); the directory's liveness lock is held while the
+/// returned [`Publication`] lives.
+///
+/// # Errors
+///
+/// As [`frozen_r3_image`] and [`Publication::create_dir`], and writing
+/// the file.
+pub fn frozen_r3(dir: &Path, records: &[FrozenRecord]) -> Result<Publication, PublishError> {
+    let path = dir.join(VCPU_FILE);
+    let b = frozen_r3_image(vstats_abi::header::CLOCK_HOST_MONOTONIC, 2, records).map_err(
+        |source| PublishError::Table {
+            path: path.clone(),
+            source,
+        },
+    )?;
+    let publication = Publication::create_dir(dir, PublishOptions::default())?;
+    std::fs::write(&path, &b).map_err(|source| PublishError::Io {
+        op: crate::publish::Op::Create,
+        path,
+        source,
+    })?;
+    Ok(publication)
+}
+
 /// What [`marked_dir`] appends to a directory's name.
 pub const SYNTHETIC_SUFFIX: &str = "-synthetic";
 

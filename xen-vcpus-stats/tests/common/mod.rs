@@ -197,35 +197,7 @@ pub fn run_while_mapped(
 /// long as the returned value lives.
 pub fn write_frozen_r3(
     dir: &Path,
-    records: &[([u64; 4], u64, u64)],
+    records: &[vstats_producer::synth::FrozenRecord],
 ) -> vstats_producer::publish::Publication {
-    use vstats_abi::{
-        header::CLOCK_HOST_MONOTONIC,
-        layout::{Layout, LayoutParams},
-        record::PAD_INACTIVE,
-        VCPU_STATS_MAGIC,
-    };
-    let p = LayoutParams {
-        clock: CLOCK_HOST_MONOTONIC,
-        ..LayoutParams::vcpu_r3(records.len() as u32)
-    };
-    let l = Layout::compute(&p).unwrap();
-    let mut b = vec![0u8; l.mapping_len() as usize];
-    l.write_headers(&mut b, VCPU_STATS_MAGIC, 1, &[]).unwrap();
-    l.fill_records(&mut b).unwrap();
-    for (i, (times, state, entry)) in (0u32..).zip(records) {
-        let r = l.record_offset(i).unwrap() as usize;
-        b[r..r + 4].copy_from_slice(&2u32.to_ne_bytes());
-        b[r + 4..r + 8].copy_from_slice(&PAD_INACTIVE.to_ne_bytes());
-        for (k, w) in times.iter().chain([state, entry]).enumerate() {
-            b[r + 8 + 8 * k..r + 16 + 8 * k].copy_from_slice(&w.to_ne_bytes());
-        }
-    }
-    let publication = vstats_producer::publish::Publication::create_dir(
-        dir,
-        vstats_producer::publish::PublishOptions::default(),
-    )
-    .unwrap();
-    std::fs::write(dir.join("vcpu"), &b).unwrap();
-    publication
+    vstats_producer::synth::frozen_r3(dir, records).unwrap()
 }
