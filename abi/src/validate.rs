@@ -676,7 +676,13 @@ fn check_pages(offset: u32, size: u32, stride: u32, nr: u32, page: u32) -> Resul
 
 /// Reads descriptor `i` of the extension header `e` from `head`.
 fn read_descriptor(head: &[u8], e: &ExtHeader, i: u32) -> Result<Descriptor> {
-    let at = u64::from(e.desc_offset) + u64::from(i) * u64::from(e.desc_stride);
+    descriptor_at(head, e.desc_offset, e.desc_stride, i)
+}
+
+/// Reads descriptor `i` of an array at `offset` with `stride` from `head`
+/// (the r2 array and the r3 one have the same descriptor layout).
+fn descriptor_at(head: &[u8], offset: u32, stride: u32, i: u32) -> Result<Descriptor> {
+    let at = u64::from(offset) + u64::from(i) * u64::from(stride);
     usize::try_from(at)
         .ok()
         .and_then(|at| head.get(at..))
@@ -807,16 +813,7 @@ fn descriptor_walk<B>(
 
 /// Reads r3 descriptor `i` of the r3 header `r` from `head`.
 fn read_xdescriptor(head: &[u8], r: &R3Header, i: u32) -> Result<Descriptor> {
-    let at = u64::from(r.xdesc_offset) + u64::from(i) * u64::from(r.xdesc_stride);
-    usize::try_from(at)
-        .ok()
-        .and_then(|at| head.get(at..))
-        .and_then(|b| Descriptor::read_from_prefix(b).ok())
-        .map(|(d, _)| d)
-        .ok_or(Error::HeadTruncated {
-            need: u32::try_from(at + u64::from(DESCRIPTOR_SIZE)).unwrap_or(u32::MAX),
-            have: head.len() as u64,
-        })
+    descriptor_at(head, r.xdesc_offset, r.xdesc_stride, i)
 }
 
 fn walk_xdescriptors<B>(
