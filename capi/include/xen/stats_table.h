@@ -38,6 +38,8 @@
 #define XENMEM_resource_stats_table 3
 #define XENMEM_resource_stats_table_id_vcpustats 0
 #define XENMEM_resource_stats_table_id_domstats 1
+/* One frame: struct xen_stats_time, Xen system time for clock 2 readers. */
+#define XENMEM_resource_stats_table_id_time 2
 
 /*
  * Magics. The magic is the only version of the ABI: it changes only for a
@@ -460,6 +462,61 @@ typedef struct xen_domain_stats xen_domain_stats_t;
  * crosses a page (R8) and record i lives in frame (offset + i * stride) / P.
  * Xen's vCPU table (s = 56, x = 0, d = 0, C = 64): stride 64, offset 128.
  */
+
+/*
+ * The time frame (r3, Xen): resource XENMEM_resource_stats_table, id
+ * XENMEM_resource_stats_table_id_time, one frame per domain, allocated at
+ * its first acquire like the tables. It lets a consumer read Xen system
+ * time (clock XEN_STATS_CLOCK_XEN_SYSTEM, NOW()) without a hypercall, which
+ * the pvclock copy in dom0's shared_info cannot do once the guest has
+ * registered its own vcpu_info (VCPUOP_register_vcpu_info).
+ *
+ * Bytes 8..40 have the layout and meaning of struct vcpu_time_info
+ * (xen.h), as Xen would write it for a vCPU of a domain with a native TSC:
+ *
+ *   now = system_time + ((((tsc - tsc_timestamp) << tsc_shift)
+ *                         * tsc_to_system_mul) >> 32)
+ *
+ * (a negative tsc_shift is a right shift; 128-bit intermediate), read
+ * under the time_version seqlock: even and unchanged around the copy, with
+ * the rdtsc inside the window. Xen rewrites the frame of every domain that
+ * has one at each of its time calibrations (about once a second) from one
+ * physical CPU's calibration; without XEN_STATS_TIME_TSC_STABLE a read on
+ * another physical CPU can be off by the cross-CPU TSC skew. A consumer
+ * refuses a copy older than XEN_STATS_TIME_MAX_AGE_S seconds of
+ * extrapolation (Xen has stopped updating it) and then reports runstate
+ * times as of the last change.
+ *
+ * Publication: Xen writes size and a first time, then smp_wmb(), then
+ * magic (P7's order). A consumer refuses a frame whose magic is not
+ * XEN_STATS_TIME_MAGIC or whose size is below 40.
+ */
+#define XEN_STATS_TIME_MAGIC 0xc10c57a7U
+#define XEN_STATS_TIME_SIZE 40U
+#define XEN_STATS_TIME_MAX_AGE_S 10U
+/* flags: XEN_PVCLOCK_TSC_STABLE_BIT's value. */
+#define XEN_STATS_TIME_TSC_STABLE 1U
+
+struct xen_stats_time {
+    /* XEN_STATS_TIME_MAGIC once published, 0 before. */
+    uint32_t magic;
+    /* Bytes of this structure the producer writes: XEN_STATS_TIME_SIZE. */
+    uint32_t size;
+    /* Odd while Xen updates the fields below (vcpu_time_info.version). */
+    uint32_t time_version;
+    uint32_t _pad0;
+    /* TSC at the last update. */
+    uint64_t tsc_timestamp;
+    /* Xen system time (ns since boot) at tsc_timestamp. */
+    uint64_t system_time;
+    uint32_t tsc_to_system_mul;
+    int8_t tsc_shift;
+    /* XEN_STATS_TIME_TSC_STABLE when every CPU's TSC agrees. */
+    uint8_t flags;
+    uint8_t _pad1[2];
+};
+/* 40 bytes */
+typedef struct xen_stats_time xen_stats_time_t;
 
 #endif /* __XEN_PUBLIC_STATS_TABLE_H__ */
 
