@@ -480,3 +480,99 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// A domain's vCPUs driven as Xen's scheduler drives them, each change
+/// written to a [`CTable`] as the Xen glue does: `vcpu_runstate_change()`
+/// on the model, then `stats_table_write_vcpu()` with the vCPU's
+/// runstate and private seq, under what would be its schedule lock.
+#[derive(Debug)]
+pub struct Sched {
+    /// The vCPU table.
+    pub table: CTable,
+    /// `d->vcpu[]`.
+    pub vcpus: Vec<XenVcpu>,
+    /// The fake `NOW()`: only grows.
+    pub now: u64,
+    /// Runstate changes made (those that changed the state).
+    pub changes: u64,
+    /// Record updates written.
+    pub writes: u64,
+    rng: Rng,
+}
+
+impl Sched {
+    /// A table of `nr` slots for `nr` vCPUs created at a `NOW()` drawn from
+    /// `seed`, laid out and seeded (P10), not yet published.
+    pub fn new(nr: u32, seed: u64, generation: u64) -> Sched {
+        let mut rng = Rng::new(seed);
+        let now = 1_000_000_000 + rng.below(1 << 40);
+        let table = CTable::format(nr, VCPU_STATS_SIZE, generation);
+        let mut vcpus: Vec<XenVcpu> = (0..nr).map(|_| XenVcpu::new(now)).collect();
+        let mut writes = 0;
+        for (i, v) in vcpus.iter_mut().enumerate() {
+            table.write_vcpu(i as u32, &mut v.seq, &v.runstate);
+            writes += 1;
+        }
+        Sched {
+            table,
+            vcpus,
+            now,
+            changes: 0,
+            writes,
+            rng,
+        }
+    }
+
+    /// The next state of a vCPU in `state`, as a scheduler moves it:
+    /// running is preempted, blocks or (rarely) goes down; runnable is
+    /// scheduled; blocked wakes; offline (rarely) comes up. Sometimes the
+    /// state asked for is the current one, which Xen ignores.
+    fn next_state(&mut self, state: i32) -> i32 {
+        let r = self.rng.below(100);
+        match state {
+            RUNSTATE_RUNNING if r < 50 => RUNSTATE_RUNNABLE,
+            RUNSTATE_RUNNING if r < 97 => RUNSTATE_BLOCKED,
+            RUNSTATE_RUNNING if r < 98 => RUNSTATE_OFFLINE,
+            RUNSTATE_RUNNABLE if r < 95 => RUNSTATE_RUNNING,
+            RUNSTATE_BLOCKED if r < 95 => RUNSTATE_RUNNABLE,
+            RUNSTATE_OFFLINE if r < 30 => RUNSTATE_RUNNABLE,
+            s => s,
+        }
+    }
+
+    /// One scheduling event: `NOW()` advances by 0 to 100 us (0 now and
+    /// then: two changes in one `NOW()`), a vCPU changes state, and its
+    /// record is written when the state changed. Every 16th write hands
+    /// the C the copy Xen holds while it writes a guest's runstate area
+    /// (`XEN_RUNSTATE_UPDATE` set in the entry time). Returns the vCPU
+    /// written, if any.
+    pub fn step(&mut self) -> Option<u32> {
+        let i = self.rng.below(self.vcpus.len() as u64) as usize;
+        if self.rng.below(8) != 0 {
+            self.now += self.rng.below(100_000);
+        }
+        let state = self.next_state(self.vcpus[i].runstate.state);
+        let now = self.now;
+        let v = &mut self.vcpus[i];
+        if !v.runstate_change(state, now) {
+            return None;
+        }
+        self.changes += 1;
+        let mut rs = v.runstate;
+        if self.writes % 16 == 5 {
+            rs.state_entry_time |= XEN_RUNSTATE_UPDATE;
+        }
+        self.table.write_vcpu(i as u32, &mut v.seq, &rs);
+        self.writes += 1;
+        Some(i as u32)
+    }
+
+    /// P15 as Xen's `domain_kill` does it: every vCPU's record retired with
+    /// its own seq, then the magic cleared.
+    pub fn retire(&mut self) {
+        for (i, v) in self.vcpus.iter_mut().enumerate() {
+            self.table.retire_record(i as u32, &mut v.seq);
+        }
+        self.table.unpublish();
+    }
+}
