@@ -314,6 +314,13 @@ impl CTable {
         self.frames.word32(off).load(Ordering::Relaxed)
     }
 
+    /// Byte offset of record `i`, from the header the C wrote (`offset +
+    /// i * stride`).
+    pub fn record_offset(&self, i: u32) -> usize {
+        let (offset, stride) = (self.load_u32(4) as usize, self.load_u32(12) as usize);
+        offset + i as usize * stride
+    }
+
     /// Fault injection: stores `v` at byte `off` behind the producer's
     /// back (what a broken producer would have written).
     pub fn store_u64(&self, off: usize, v: u64) {
