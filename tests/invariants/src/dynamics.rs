@@ -429,8 +429,8 @@ impl Baselines {
         if let (Some(e), Some(now)) = (entry, now) {
             if e > now && self.reported.insert((Rule::P11, i, 0)) {
                 let detail = format!(
-                    "runstate_entry_time {e} lies {} ns after the host's CLOCK_MONOTONIC {now}, \
-                     read after the copy (clock 1)",
+                    "runstate_entry_time {e} lies {} ns after now ({now} in the table's clock, \
+                     read after the copy)",
                     e - now
                 );
                 fails.push((

@@ -73,7 +73,7 @@ pub const PLAN: &[Check] = &[
     c(Rule::P8, When::NotObservable, "needs writing into the table, which the checker never does; proven by tests/faults.rs (a_scribbling_consumer_cannot_mislead_the_producer, a_scribbling_process_cannot_mislead_a_producer_process)"),
     c(Rule::P9, When::Dynamic, "bytes outside the records that change at offset + i * size (the RFC v3 writer's address for vCPU i) while record i's own seq never moves"),
     c(Rule::P10, When::Dynamic, "with the toolstack's vCPU count N: at the first sample every slot < N is used (unless a slot >= N is, which is R24)"),
-    c(Rule::P11, When::Dynamic, "in an r3 table with clock 1, no consistent record's runstate_entry_time lies after the host's CLOCK_MONOTONIC read after the copy"),
+    c(Rule::P11, When::Dynamic, "in an r3 table with clock 1, no consistent record's runstate_entry_time lies after the host's CLOCK_MONOTONIC read after the copy (any named clock when the caller gives now: Checker::sample_at)"),
     c(Rule::P12, When::Dynamic, "every histogram of a consistent read has all its buckets active or all inactive"),
     c(Rule::P15, When::Dynamic, "when an r3 table's magic reads 0, every record reads unused (all counter words inactive)"),
     c(Rule::D1, When::Dynamic, "each record's seq (consistent or busy) never steps backwards (serial-number arithmetic), and two consistent reads with one seq hold the same counters"),
@@ -85,7 +85,7 @@ pub const PLAN: &[Check] = &[
     c(Rule::D7, When::Dynamic, "every word outside [start, start + 4) and [start + 8, start + size) of each record, in [offset, mapping length), equals its value when attaching"),
     c(Rule::D8, When::Dynamic, "when the file is replaced or the table re-initialised, the new generation differs from every earlier one"),
     c(Rule::D9, When::Dynamic, "each active runstate_entry_time of an r3 vCPU record, between consistent reads"),
-    c(Rule::D10, When::Dynamic, "in an r3 table with clock 1: the sum of the four up-to-date times (vstats_consumer::runstate, now read after the copy) never decreases between consistent reads, and grows by at most the time elapsed between the two reads of now"),
+    c(Rule::D10, When::Dynamic, "in an r3 table with clock 1 (any named clock when the caller gives now: Checker::sample_at): the sum of the four up-to-date times (vstats_consumer::runstate, now read after the copy) never decreases between consistent reads, and grows by at most the time elapsed between the two reads of now"),
 ];
 
 /// How `rule` is checked, `None` for a rule the checker does not report
