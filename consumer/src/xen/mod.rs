@@ -78,6 +78,8 @@ pub use foreign::{MAX_FRAMES, XEN_FRAME_SIZE};
 pub use loader::{FOREIGNMEMORY_LIB, FOREIGNMEMORY_LIB_ENV, XENSTORE_LIB, XENSTORE_LIB_ENV};
 pub use store::{DomainEntry, XenStore};
 pub use vstats_abi::TableKind;
+/// The trait through which both clocks are read.
+pub use vstats_consumer::runstate::Clock;
 
 // `Xen` is shared between threads, `XenStore` moved between them (the
 // module docs, "Threads").
