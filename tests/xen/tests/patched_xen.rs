@@ -312,10 +312,26 @@ fn patched_xen_tables_and_time_frame() {
     // top: the domU's row.
     let top = &r.runs["top"];
     assert_eq!(top.rc, Some(0), "{}", ctx(&format!("{top:?}")));
+    // NAME ID VCPU CPU% RDY% BLK% STATE ...: CPU% and BLK% are sums over
+    // the vCPUs (200 for two). In one of the two frames at least, the
+    // spinning vCPU shows in CPU% and the blocked one in BLK%.
+    let rows: Vec<Vec<&str>> = top
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.first() == Some(&"vstats-busy"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", ctx(&format!("{top:?}")));
+    let col = |f: &Vec<&str>, i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     assert!(
-        top.stdout.iter().any(|l| l.contains("vstats-busy")),
-        "{}",
-        ctx(&format!("{top:?}"))
+        rows.iter()
+            .all(|f| f.get(2) == Some(&"2") && f.get(6) == Some(&"live")),
+        "{top:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|f| col(f, 3).is_some_and(|c| c > 50.0) && col(f, 5).is_some_and(|b| b > 50.0)),
+        "{top:?}"
     );
 
     // xl and the table agree on each vCPU's running time: the table's,
