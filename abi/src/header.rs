@@ -23,6 +23,92 @@ pub const XENMEM_RESOURCE_STATS_TABLE: u32 = 3;
 pub const XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS: u32 = 0;
 /// Resource id of the per-domain stats table (vstats; v3 had none).
 pub const XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS: u32 = 1;
+/// Resource id of the time frame ([`StatsTime`]): one frame through which
+/// Xen publishes its system time for readers of clock-2 tables
+/// ([`CLOCK_XEN_SYSTEM`]; docs/abi.md section 2.6).
+pub const XENMEM_RESOURCE_STATS_TABLE_ID_TIME: u32 = 2;
+
+/// [`StatsTime::magic`] once Xen published the frame (0 before).
+pub const STATS_TIME_MAGIC: u32 = 0xc10c_57a7;
+/// [`StatsTime::size`] as this revision's Xen writes it: `sizeof(struct
+/// xen_stats_time)`. A reader refuses a frame whose size is smaller.
+pub const STATS_TIME_SIZE: u32 = 40;
+/// Byte of the frame where the fields with the layout and meaning of
+/// Xen's `struct vcpu_time_info` start ([`StatsTime::time_version`] is its
+/// `version`): a pvclock reader reads them there.
+pub const STATS_TIME_INFO_OFFSET: u32 = 8;
+/// Seconds of extrapolation past which a reader refuses the frame's copy
+/// (Xen stopped updating it): `XEN_STATS_TIME_MAX_AGE_S`.
+pub const STATS_TIME_MAX_AGE_S: u32 = 10;
+/// [`StatsTime::flags`]: every CPU's TSC agrees (the value of Xen's
+/// `XEN_PVCLOCK_TSC_STABLE_BIT`).
+pub const STATS_TIME_TSC_STABLE: u8 = 1;
+
+/// The time frame, resource id [`XENMEM_RESOURCE_STATS_TABLE_ID_TIME`]
+/// (`struct xen_stats_time` of the public header): Xen system time for
+/// clock-2 readers, as pvclock fields under a seqlock. Bytes
+/// [`STATS_TIME_INFO_OFFSET`]..40 are laid out as `struct vcpu_time_info`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct StatsTime {
+    /// [`STATS_TIME_MAGIC`] once published (stored last, P7's order), 0
+    /// before.
+    pub magic: u32,
+    /// Bytes of this structure the producer writes: [`STATS_TIME_SIZE`].
+    pub size: u32,
+    /// Odd while Xen updates the fields below (`vcpu_time_info.version`).
+    pub time_version: u32,
+    /// Padding (`vcpu_time_info.pad0`).
+    pub _pad0: u32,
+    /// TSC at the last update.
+    pub tsc_timestamp: u64,
+    /// Xen system time (ns since boot) at `tsc_timestamp`.
+    pub system_time: u64,
+    /// ns per (shifted) TSC tick, a 32.32 fraction.
+    pub tsc_to_system_mul: u32,
+    /// The shift applied to a TSC delta first (negative: right).
+    pub tsc_shift: i8,
+    /// [`STATS_TIME_TSC_STABLE`] when every CPU's TSC agrees.
+    pub flags: u8,
+    /// Padding.
+    pub _pad1: [u8; 2],
+}
+// size: 40 bytes
+
+/// Byte offsets of [`StatsTime`]'s fields.
+pub mod time_off {
+    /// `magic`.
+    pub const MAGIC: usize = 0;
+    /// `size`.
+    pub const SIZE: usize = 4;
+    /// `time_version`.
+    pub const TIME_VERSION: usize = 8;
+    /// `tsc_timestamp`.
+    pub const TSC_TIMESTAMP: usize = 16;
+    /// `system_time`.
+    pub const SYSTEM_TIME: usize = 24;
+    /// `tsc_to_system_mul`.
+    pub const TSC_TO_SYSTEM_MUL: usize = 32;
+    /// `tsc_shift`.
+    pub const TSC_SHIFT: usize = 36;
+    /// `flags`.
+    pub const FLAGS: usize = 37;
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<StatsTime>() == STATS_TIME_SIZE as usize);
+    assert!(core::mem::offset_of!(StatsTime, magic) == time_off::MAGIC);
+    assert!(core::mem::offset_of!(StatsTime, size) == time_off::SIZE);
+    assert!(core::mem::offset_of!(StatsTime, time_version) == time_off::TIME_VERSION);
+    assert!(core::mem::offset_of!(StatsTime, time_version) == STATS_TIME_INFO_OFFSET as usize);
+    assert!(core::mem::offset_of!(StatsTime, tsc_timestamp) == time_off::TSC_TIMESTAMP);
+    assert!(core::mem::offset_of!(StatsTime, system_time) == time_off::SYSTEM_TIME);
+    assert!(core::mem::offset_of!(StatsTime, tsc_to_system_mul) == time_off::TSC_TO_SYSTEM_MUL);
+    assert!(core::mem::offset_of!(StatsTime, tsc_shift) == time_off::TSC_SHIFT);
+    assert!(core::mem::offset_of!(StatsTime, flags) == time_off::FLAGS);
+};
 
 /// Magic of a per-vCPU stats table: RFC v3's `VCPU_STATS_MAGIC`. It doubles
 /// as the ABI version and changes only for a deliberate break.

@@ -28,13 +28,15 @@ use vstats_abi::{
     validate::{MAX_PAGE_SHIFT, MIN_PAGE_SHIFT},
     ExtHeader, TableKind, DOMAIN_STATS_MAGIC, DOMAIN_STATS_MAGIC_R2, VCPU_STATS_MAGIC,
     XENMEM_RESOURCE_STATS_TABLE, XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS,
-    XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
+    XENMEM_RESOURCE_STATS_TABLE_ID_TIME, XENMEM_RESOURCE_STATS_TABLE_ID_VCPUSTATS,
 };
 
 use vstats_abi::{
     header::{
-        R3Header, CLOCK_HOST_MONOTONIC, CLOCK_NONE, CLOCK_XEN_SYSTEM, DOMAIN_STATS_MAGIC_R3,
-        EXT_HEADER_SIZE_R3, HDR_MARKER, HEADER_R3_END, R3_HEADER_OFFSET, R3_HEADER_SIZE,
+        time_off, R3Header, StatsTime, CLOCK_HOST_MONOTONIC, CLOCK_NONE, CLOCK_XEN_SYSTEM,
+        DOMAIN_STATS_MAGIC_R3, EXT_HEADER_SIZE_R3, HDR_MARKER, HEADER_R3_END, R3_HEADER_OFFSET,
+        R3_HEADER_SIZE, STATS_TIME_MAGIC, STATS_TIME_MAX_AGE_S, STATS_TIME_SIZE,
+        STATS_TIME_TSC_STABLE,
     },
     record::{RunState, VcpuStatsR3, VCPU_STATS_SIZE_R3},
 };
@@ -67,6 +69,43 @@ fn expected() -> BTreeMap<String, u64> {
         (
             "XENMEM_resource_stats_table_id_domstats",
             n(XENMEM_RESOURCE_STATS_TABLE_ID_DOMSTATS),
+        ),
+        (
+            "XENMEM_resource_stats_table_id_time",
+            n(XENMEM_RESOURCE_STATS_TABLE_ID_TIME),
+        ),
+        ("XEN_STATS_TIME_MAGIC", n(STATS_TIME_MAGIC)),
+        ("XEN_STATS_TIME_SIZE", n(STATS_TIME_SIZE)),
+        ("XEN_STATS_TIME_MAX_AGE_S", n(STATS_TIME_MAX_AGE_S)),
+        ("XEN_STATS_TIME_TSC_STABLE", n(STATS_TIME_TSC_STABLE)),
+        ("sizeof(xen_stats_time)", n(size_of::<StatsTime>())),
+        ("offsetof(xen_stats_time,magic)", n(time_off::MAGIC)),
+        ("offsetof(xen_stats_time,size)", n(time_off::SIZE)),
+        (
+            "offsetof(xen_stats_time,time_version)",
+            n(time_off::TIME_VERSION),
+        ),
+        (
+            "offsetof(xen_stats_time,_pad0)",
+            n(offset_of!(StatsTime, _pad0)),
+        ),
+        (
+            "offsetof(xen_stats_time,tsc_timestamp)",
+            n(time_off::TSC_TIMESTAMP),
+        ),
+        (
+            "offsetof(xen_stats_time,system_time)",
+            n(time_off::SYSTEM_TIME),
+        ),
+        (
+            "offsetof(xen_stats_time,tsc_to_system_mul)",
+            n(time_off::TSC_TO_SYSTEM_MUL),
+        ),
+        ("offsetof(xen_stats_time,tsc_shift)", n(time_off::TSC_SHIFT)),
+        ("offsetof(xen_stats_time,flags)", n(time_off::FLAGS)),
+        (
+            "offsetof(xen_stats_time,_pad1)",
+            n(offset_of!(StatsTime, _pad1)),
         ),
         ("XEN_VCPU_STATS_MAGIC", n(VCPU_STATS_MAGIC)),
         ("XEN_DOMAIN_STATS_MAGIC", n(DOMAIN_STATS_MAGIC)),

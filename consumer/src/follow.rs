@@ -423,19 +423,26 @@ impl Vm {
 
     /// Why the vCPU table's runstate times are not brought up to date
     /// (R26), when its clock is Xen system time and that clock cannot be
-    /// read here (docs/abi.md 2.6); for front ends to show once.
+    /// read here (docs/abi.md 2.6); for front ends to show once. A table
+    /// with a reader of its own ([`Table::set_clock`]: the Xen backend
+    /// attaches the domain's time frame) is asked once now.
     pub fn clock_note(&self) -> Option<String> {
         use crate::runstate::{xen_clock_unavailable, TimeBase};
         let s = self.vcpu.as_ref()?;
-        if TimeBase::from_clock(s.table.info().clock) != TimeBase::XenSystem {
+        if TimeBase::from_clock(s.table.info().clock) != TimeBase::XenSystem
+            || s.table.producer_gone()
+        {
             return None;
         }
-        xen_clock_unavailable().map(|why| {
-            format!(
-                "Xen system time cannot be read ({why}): runstate times are as of each \
-                 vCPU's last state change"
-            )
-        })
+        let why = match s.table.clock_name() {
+            Some(_) if s.table.clock_now().is_some() => return None,
+            Some(name) => format!("{name} gives no current time"),
+            None => xen_clock_unavailable()?.to_owned(),
+        };
+        Some(format!(
+            "Xen system time cannot be read ({why}): runstate times are as of each vCPU's last \
+             state change"
+        ))
     }
 
     /// What the VM's tables hold, read now (one snapshot of the vCPU

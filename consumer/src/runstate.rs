@@ -60,8 +60,10 @@ pub enum TimeBase {
     /// `clock` 1: host `CLOCK_MONOTONIC` in ns (file-backed producers),
     /// read by [`HostMonotonic`].
     HostMonotonic,
-    /// `clock` 2: Xen system time (`NOW()`), ns since Xen booted, read by
-    /// the Xen backend's `XenSystemClock` (feature `xen`).
+    /// `clock` 2: Xen system time (`NOW()`), ns since Xen booted, read
+    /// (feature `xen`) from the domain's time frame that the Xen backend
+    /// attaches to the table (`TimeFrameClock`, [`crate::Table::set_clock`]),
+    /// else from dom0's `shared_info` (`XenSystemClock`).
     XenSystem,
     /// Any other `clock` value, kept as read: a consumer does not know how
     /// to read "now" in it and does not extrapolate (R26).

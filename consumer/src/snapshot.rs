@@ -24,7 +24,7 @@ use crate::{
     guard::Run,
     mem::MemView,
     raw::{SeqRead, SweepPlan},
-    runstate::{self, Runstate, TimeBase, RUNSTATE_COUNT},
+    runstate::{Runstate, TimeBase, RUNSTATE_COUNT},
     stats::Aggregate,
     table::words_per_record,
     Counter, Table,
@@ -70,18 +70,6 @@ impl RecordStamp {
             magic: info.header.magic,
             abi_size: info.abi_size,
             clock: if table.producer_gone() { 0 } else { info.clock },
-        }
-    }
-
-    /// The table's clock read now, after a copy: `None` unless the
-    /// table names a clock this library reads ([`TimeBase::is_named`]).
-    /// Tables of clock 0 (r1, r2) cost no clock read.
-    fn clock_now(&self) -> Option<u64> {
-        let base = TimeBase::from_clock(self.clock);
-        if base.is_named() {
-            runstate::now_in(base)
-        } else {
-            None
         }
     }
 }
@@ -482,11 +470,16 @@ impl RecordSnapshot {
     }
 
     /// Records the outcome of a read (`None`: the record could not be
-    /// located, which validation rules out), and reads the table's clock,
-    /// after the copy.
-    pub(crate) fn finish(&mut self, r: Option<Result<u32, Busy>>, taken: Instant) {
+    /// located, which validation rules out) and the table's clock as read
+    /// after the copy ([`crate::Table::clock_now`]).
+    pub(crate) fn finish(
+        &mut self,
+        r: Option<Result<u32, Busy>>,
+        taken: Instant,
+        now_ns: Option<u64>,
+    ) {
         self.taken = Some(taken);
-        self.taken_at_ns = self.stamp.clock_now();
+        self.taken_at_ns = now_ns.filter(|_| TimeBase::from_clock(self.stamp.clock).is_named());
         (self.seq, self.status) = match r {
             Some(Ok(seq)) => (seq, RecordStatus::Consistent),
             Some(Err(Busy { seq, attempts })) => (seq, RecordStatus::Busy { seq, attempts }),
@@ -741,25 +734,22 @@ impl Snapshot {
         map.sweep_planned(plan, first, stride, &mut self.words, &mut self.seqs)
     }
 
-    /// Records the outcome of a sweep. Without `now_ns` it reads the
-    /// table's clock once, after the last record was copied (design 4.3:
-    /// every update a copy saw happened before it); with it, that reading
-    /// is the caller's ([`crate::Table::snapshot_at`]).
+    /// Records the outcome of a sweep, with the table's clock as read
+    /// after the last record was copied (design 4.3: every update a copy
+    /// saw happened before it): [`crate::Table::clock_now`], or the
+    /// caller's reading ([`crate::Table::snapshot_at`]).
     pub(crate) fn finish(
         &mut self,
         taken: Instant,
-        now_ns: Option<Option<u64>>,
+        now_ns: Option<u64>,
         read: u32,
         attempts: u32,
         busy: u32,
     ) {
         self.taken = Some(taken);
-        self.taken_at_ns = match now_ns {
-            None => self.stamp.clock_now(),
-            // A table whose clock this library does not read, or whose
-            // producer is gone, takes no time from the caller either.
-            Some(now) => now.filter(|_| TimeBase::from_clock(self.stamp.clock).is_named()),
-        };
+        // A table whose clock this library does not read, or whose
+        // producer is gone, takes no time from the caller either.
+        self.taken_at_ns = now_ns.filter(|_| TimeBase::from_clock(self.stamp.clock).is_named());
         self.read = read;
         self.attempts = attempts;
         self.busy = busy;

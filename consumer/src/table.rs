@@ -3,7 +3,10 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
@@ -19,9 +22,18 @@ use crate::{
     mem::{FileId, MemView},
     mmap::{open_regular, page_size, Follow},
     raw::SeqRead,
+    runstate::{self, Clock, TimeBase},
     snapshot::{RecordSnapshot, Snapshot},
     Error, Result,
 };
+
+/// A reader of one table's clock that the code which mapped the table
+/// attached to it ([`Table::set_clock`]), with a name for messages.
+#[derive(Clone)]
+struct OwnClock {
+    reader: Arc<dyn Clock + Send + Sync>,
+    name: String,
+}
 
 /// Largest table head (`[0, offset)`: header, extension header,
 /// descriptors) the consumer copies: 16 MiB. A table whose `offset` is
@@ -80,6 +92,10 @@ pub struct Table {
     lost: AtomicBool,
     /// The producer is known to be gone ([`Table::set_producer_gone`]).
     gone: AtomicBool,
+    /// The reader of the table's clock attached by the backend that
+    /// mapped it ([`Table::set_clock`]); `None`: the process's reader of
+    /// the clock the header names ([`runstate::now_in`]).
+    clock: Option<OwnClock>,
 }
 
 impl Table {
@@ -235,6 +251,7 @@ impl Table {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             lost: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            clock: None,
         })
     }
 
@@ -393,7 +410,7 @@ impl Table {
             }
             None => None,
         };
-        out.finish(r, taken);
+        out.finish(r, taken, self.clock_now());
         match r {
             Some(Err(Busy { seq, attempts })) => Err(Error::Busy {
                 record: i,
@@ -445,7 +462,13 @@ impl Table {
         // A table lost to truncation is not read again: every load of it
         // would fault, one signal per record.
         if self.is_lost() {
-            snap.finish(taken, now_ns, 0, attempts, 0);
+            snap.finish(
+                taken,
+                now_ns.unwrap_or_else(|| self.clock_now()),
+                0,
+                attempts,
+                0,
+            );
             return 0;
         }
         // Per-table work once, not per record: the record geometry, which
@@ -472,6 +495,8 @@ impl Table {
         } else {
             0
         };
+        // The clock is read after the last record was copied (R26).
+        let now_ns = now_ns.unwrap_or_else(|| self.clock_now());
         snap.finish(taken, now_ns, read, attempts, busy);
         busy
     }
@@ -567,6 +592,43 @@ impl Table {
     #[inline]
     pub fn producer_gone(&self) -> bool {
         self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Attaches the reader of this table's clock (the clock its header
+    /// names), used instead of the process's one ([`runstate::now_in`])
+    /// for every snapshot's [`Snapshot::taken_at_ns`]: a clock that belongs
+    /// to the table's producer, such as the time frame Xen publishes for
+    /// one domain's tables. `name` says where it reads the time, for
+    /// messages ([`Table::clock_name`]).
+    pub fn set_clock(&mut self, reader: Arc<dyn Clock + Send + Sync>, name: impl Into<String>) {
+        self.clock = Some(OwnClock {
+            reader,
+            name: name.into(),
+        });
+    }
+
+    /// The name given to [`Table::set_clock`], `None` when no reader was
+    /// attached.
+    pub fn clock_name(&self) -> Option<&str> {
+        self.clock.as_ref().map(|c| c.name.as_str())
+    }
+
+    /// "Now" in the table's clock, read at this call: the attached reader
+    /// ([`Table::set_clock`]) or the process's one for the clock the header
+    /// names ([`runstate::now_in`]). `None` when the header names no clock
+    /// this library reads ([`TimeBase::is_named`]; tables of clock 0 cost
+    /// no clock read), when the producer is gone (its times are final),
+    /// and when the clock cannot be read now. What a snapshot is stamped
+    /// with after its copy (R26).
+    pub fn clock_now(&self) -> Option<u64> {
+        let base = TimeBase::from_clock(self.info.clock);
+        if self.producer_gone() || !base.is_named() {
+            return None;
+        }
+        match &self.clock {
+            Some(own) => own.reader.now_ns(),
+            None => runstate::now_in(base),
+        }
     }
 
     /// Whether the producer changed the table since it was validated:
@@ -674,6 +736,7 @@ impl fmt::Debug for Table {
             .field("head_len", &self.head.len())
             .field("counters", &self.counters.len())
             .field("max_attempts", &self.max_attempts)
+            .field("clock", &self.clock_name())
             .finish_non_exhaustive()
     }
 }

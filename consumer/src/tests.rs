@@ -841,6 +841,80 @@ fn r3_records_without_a_readable_clock_are_not_extrapolated() {
     assert_eq!(up.times_ns[0], Some(1000));
 }
 
+/// A clock that answers what a test sets (`u64::MAX`: unreadable) and
+/// counts its readings.
+#[derive(Default)]
+struct SetClock {
+    now: std::sync::atomic::AtomicU64,
+    reads: AtomicU32,
+}
+
+impl crate::runstate::Clock for SetClock {
+    fn now_ns(&self) -> Option<u64> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let now = self.now.load(Ordering::Relaxed);
+        (now != u64::MAX).then_some(now)
+    }
+}
+
+#[test]
+fn a_clock_attached_to_a_table_stamps_its_snapshots() {
+    // A Xen-clock table: without a reader of its own, this process has no
+    // Xen system time (no Xen here), so nothing is brought up to date.
+    let (_, b) = r3_image(2, vstats_abi::header::CLOCK_XEN_SYSTEM, 5);
+    let mem = SharedMem::from_bytes(&b);
+    let mut t = mem.table().unwrap();
+    let mut s = Snapshot::new(&t);
+    let mut one = RecordSnapshot::new(&t);
+    assert_eq!(t.clock_name(), None);
+    t.snapshot(&mut s);
+    assert_eq!(s.taken_at_ns(), None);
+    assert!(!s.record(0).unwrap().up_to_date().extrapolated);
+    // The reader the backend attaches (the domain's time frame) is asked
+    // once per snapshot, after the copy, for the whole table and for one
+    // record.
+    let clock = std::sync::Arc::new(SetClock::default());
+    clock.now.store(105, Ordering::Relaxed);
+    t.set_clock(clock.clone(), "a test clock");
+    assert_eq!(t.clock_name(), Some("a test clock"));
+    assert_eq!(t.clock_now(), Some(105));
+    t.snapshot(&mut s);
+    assert_eq!(s.taken_at_ns(), Some(105));
+    let up = s.record(1).unwrap().up_to_date();
+    assert!(up.extrapolated);
+    assert_eq!(up.times_ns, [Some(2100), Some(10), Some(20), Some(0)]);
+    clock.now.store(205, Ordering::Relaxed);
+    t.snapshot_record(0, &mut one).unwrap();
+    assert_eq!(one.taken_at_ns(), Some(205));
+    assert_eq!(one.up_to_date().times_ns[0], Some(1200));
+    assert_eq!(clock.reads.load(Ordering::Relaxed), 3);
+    // The caller's reading wins over the reader (snapshot_at).
+    t.snapshot_at(&mut s, std::time::Instant::now(), Some(9));
+    assert_eq!(s.taken_at_ns(), Some(9));
+    assert_eq!(clock.reads.load(Ordering::Relaxed), 3);
+    // An unreadable clock (a stale frame): times as written.
+    clock.now.store(u64::MAX, Ordering::Relaxed);
+    t.snapshot(&mut s);
+    assert_eq!(s.taken_at_ns(), None);
+    assert!(!s.record(0).unwrap().up_to_date().extrapolated);
+    // A dead producer's times are final: the reader is not even asked.
+    clock.now.store(305, Ordering::Relaxed);
+    t.set_producer_gone(true);
+    let reads = clock.reads.load(Ordering::Relaxed);
+    t.snapshot(&mut s);
+    assert_eq!(s.taken_at_ns(), None);
+    assert_eq!(t.clock_now(), None);
+    assert_eq!(clock.reads.load(Ordering::Relaxed), reads);
+    // A table of clock 0 takes no time from an attached reader either.
+    let (_, b) = r3_image(1, vstats_abi::header::CLOCK_NONE, 5);
+    let mem = SharedMem::from_bytes(&b);
+    let mut t = mem.table().unwrap();
+    t.set_clock(clock.clone(), "a test clock");
+    let mut s = Snapshot::new(&t);
+    t.snapshot(&mut s);
+    assert_eq!((s.taken_at_ns(), t.clock_now()), (None, None));
+}
+
 #[test]
 fn a_table_whose_producer_is_gone_is_never_brought_up_to_date() {
     // A crashed producer leaves its last record: a vCPU "running since

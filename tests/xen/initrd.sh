@@ -7,7 +7,9 @@
 # WORK/dom0.cpio.gz   busybox, Xen's toolstack (xl, xenstored, xenconsoled,
 #                     xen-init-dom0, every libxen*.so), the Xen kernel modules,
 #                     a PV domU (kernel + a busybox initrd that spins its vCPU
-#                     until it is destroyed), PAYLOAD copied to /opt/vstats with
+#                     0 until it is destroyed; its other vCPUs, DOMU_VCPUS in
+#                     all (default 1), have nothing to run and block), PAYLOAD
+#                     copied to /opt/vstats with
 #                     the shared libraries its executables need, and an /init
 #                     that starts the toolstack, creates the domU, runs
 #                     /opt/vstats/checks.sh and powers off.
@@ -15,6 +17,8 @@
 #
 # Every line /init prints that the test reads starts with "VSTATS-XEN:".
 set -euo pipefail
+DOMU_VCPUS=${DOMU_VCPUS:-1}
+case $DOMU_VCPUS in [1-9]) ;; *) echo "initrd.sh: DOMU_VCPUS must be 1 to 9, not $DOMU_VCPUS" >&2; exit 2 ;; esac
 WORK=${1:?usage: initrd.sh WORK PAYLOAD}
 PAYLOAD=${2:?usage: initrd.sh WORK PAYLOAD}
 KVER=${KVER:-$(ls /boot/vmlinuz-* | sed 's|^/boot/vmlinuz-||' | sort -V | tail -1)}
@@ -24,17 +28,22 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 cp /boot/vmlinuz-"$KVER" "$WORK/vmlinuz"
 
-# ---- the domU: print that it runs, then keep its only vCPU busy ----
+# ---- the domU: print that it runs, then keep its vCPU 0 busy ----
 U=$WORK/domU-root
 rm -rf "$U"
 mkdir -p "$U"/{bin,proc,sys,dev}
 cp /bin/busybox "$U/bin/busybox"
-for a in sh mount echo cat uname; do ln -s busybox "$U/bin/$a"; done
+for a in sh mount echo cat uname grep taskset sleep; do ln -s busybox "$U/bin/$a"; done
 cat > "$U/init" <<'EOF'
 #!/bin/sh
 mount -t proc proc /proc
-echo "VSTATS-XEN-DOMU: running, kernel $(uname -r)"
-while :; do :; done
+# A background job's stdin is /dev/null: without it the job does not start.
+mount -t devtmpfs dev /dev
+echo "VSTATS-XEN-DOMU: running, kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) vCPUs"
+# A loop pinned to vCPU 0; init sleeps, so every other vCPU has nothing to
+# run and blocks in Xen.
+taskset 1 sh -c 'while :; do :; done' &
+while :; do sleep 3600; done
 EOF
 chmod +x "$U/init"
 
@@ -85,14 +94,14 @@ done
 # The domU, created from dom0.
 cp "$WORK/vmlinuz" "$R/guest/vmlinuz"
 (cd "$U" && find . | cpio -o -H newc --quiet | gzip -1) > "$R/guest/initrd.gz"
-cat > "$R/guest/busy.cfg" <<'EOF'
+cat > "$R/guest/busy.cfg" <<EOF
 name = "vstats-busy"
 type = "pv"
 kernel = "/guest/vmlinuz"
 ramdisk = "/guest/initrd.gz"
 extra = "console=hvc0 quiet loglevel=1"
 memory = 128
-vcpus = 1
+vcpus = $DOMU_VCPUS
 on_poweroff = "destroy"
 on_crash = "preserve"
 EOF
@@ -142,6 +151,7 @@ n=0; while [ $n -lt 600 ] && ! grep -qs 'VSTATS-XEN-DOMU: running' /var/log/xen/
   sleep 0.5; n=$((n+1))
 done
 grep -qs 'VSTATS-XEN-DOMU: running' /var/log/xen/console/guest-vstats-busy.log && say "domU running"
+say "domU console: $(grep -m1 -o 'running, kernel.*' /var/log/xen/console/guest-vstats-busy.log)"
 if [ -x /opt/vstats/checks.sh ]; then
   DOMU_ID=$domu /opt/vstats/checks.sh
   say "checks.sh rc=$?"

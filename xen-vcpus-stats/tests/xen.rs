@@ -491,3 +491,132 @@ fn libraries_that_do_not_serve() {
         &["libc.so.6: no symbol xenforeignmemory_open (not the library the Xen backend needs)"],
     );
 }
+
+/// The TSC, as the tool reads it (`rdtsc`).
+#[cfg(target_arch = "x86_64")]
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc exists on every x86-64 CPU and touches no memory.
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_rdtsc()
+    }
+}
+
+/// A time frame (resource 3-2, `struct xen_stats_time`) stamped at TSC
+/// `tsc` with Xen system time `system_time`, half a ns per tick, in a
+/// 4 KiB frame.
+fn time_frame(magic: u32, tsc: u64, system_time: u64) -> Vec<u8> {
+    use vstats_abi::header::{time_off, STATS_TIME_SIZE};
+    let mut f = vec![0u8; 4096];
+    let mut put = |at: usize, b: &[u8]| f[at..at + b.len()].copy_from_slice(b);
+    put(time_off::MAGIC, &magic.to_ne_bytes());
+    put(time_off::SIZE, &STATS_TIME_SIZE.to_ne_bytes());
+    put(time_off::TIME_VERSION, &2u32.to_ne_bytes());
+    put(time_off::TSC_TIMESTAMP, &tsc.to_ne_bytes());
+    put(time_off::SYSTEM_TIME, &system_time.to_ne_bytes());
+    put(time_off::TSC_TO_SYSTEM_MUL, &(1u32 << 31).to_ne_bytes());
+    f
+}
+
+/// A clock-2 table (Xen system time) whose domain has a time frame: the
+/// tool maps the frame (resource id 2, read-only) and brings the times up
+/// to date with it; without a frame, with a stale one or a bad one it
+/// falls back to dom0's `shared_info` (which this host has not: no Xen)
+/// and says once that the times are as of the last change.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_time_frame_is_the_clock_of_xen_tables() {
+    use vstats_abi::header::{CLOCK_XEN_SYSTEM, R3_HEADER_OFFSET, STATS_TIME_MAGIC};
+    let s = Scratch::new("xen-timeframe");
+    let d = s.join("6");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("name"), "timed\n").unwrap();
+    // vCPU 0 running since Xen time 5 s, 1000 ns accrued there before.
+    let entry = 5_000_000_000;
+    let mut b = vstats_producer::synth::frozen_r3_image(
+        CLOCK_XEN_SYSTEM,
+        2,
+        &[([1000, 10, 20, 0], 0, entry)],
+    )
+    .unwrap();
+    let at = R3_HEADER_OFFSET as usize;
+    assert_eq!(b[at..at + 4], CLOCK_XEN_SYSTEM.to_ne_bytes());
+    std::fs::write(d.join("3-0"), &b).unwrap();
+    b.clear();
+    let sample = |with_size: bool| {
+        let _ = std::fs::remove_file(s.join("log"));
+        let o = xen_tool(s.path(), with_size)
+            .args(["sample", "--domid", "6", "--interval", "0.05"])
+            .args(["--count", "2", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        (json_lines(&o), common::stderr(&o))
+    };
+    for with_size in [true, false] {
+        // A live frame, stamped now at the entry time: the running time
+        // grows by the frame's clock.
+        let frame = time_frame(STATS_TIME_MAGIC, rdtsc(), entry);
+        std::fs::write(d.join("3-2"), &frame).unwrap();
+        let (lines, err) = sample(with_size);
+        assert!(!err.contains("cannot be read"), "{err}");
+        let mut last = 1000;
+        for l in &lines {
+            let v = &l["vcpus"][0];
+            assert_eq!(v["extrapolated"], true, "{v}");
+            assert_eq!(v["share_base"], "clock", "{v}");
+            let running = v["runstate_ns"]["running"].as_u64().unwrap();
+            assert!(running > last, "{v}");
+            last = running;
+        }
+        assert!(
+            lines[1]["vcpus"][0]["runstate"]["running"]
+                .as_f64()
+                .unwrap()
+                >= 0.99,
+            "{}",
+            lines[1]
+        );
+        let log = log(s.path());
+        let frames: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with("map domid=6 type=3 id=2 "))
+            .collect();
+        assert!(!frames.is_empty(), "{log:?}");
+        assert!(
+            frames
+                .iter()
+                .all(|m| m.contains("nr_frames=1 ") && m.ends_with("prot=1 flags=0")),
+            "one frame, read-only: {log:?}"
+        );
+        // Refused frames: the table keeps the process's clock (here none)
+        // and the tool says so once.
+        for (what, frame) in [
+            (
+                "stale",
+                time_frame(STATS_TIME_MAGIC, rdtsc() - (1 << 40), entry),
+            ),
+            ("unpublished", time_frame(0, rdtsc(), entry)),
+            ("absent", Vec::new()),
+        ] {
+            match frame.is_empty() {
+                true => std::fs::remove_file(d.join("3-2")).unwrap(),
+                false => std::fs::write(d.join("3-2"), &frame).unwrap(),
+            }
+            let (lines, err) = sample(with_size);
+            assert_eq!(
+                err.matches("Xen system time cannot be read").count(),
+                1,
+                "{what}: {err}"
+            );
+            if what == "stale" {
+                assert!(err.contains("Xen's time frame of domain 6"), "{err}");
+            }
+            for l in &lines {
+                let v = &l["vcpus"][0];
+                assert_eq!(v["extrapolated"], false, "{what}: {v}");
+                assert_eq!(v["runstate_ns"]["running"], 1000, "{what}: {v}");
+            }
+        }
+    }
+}

@@ -113,11 +113,25 @@ FIELD(xen_domain_stats, vcpus_online, 8, 8);
 FIELD(xen_domain_stats, vcpus_max, 16, 8);
 FIELD(xen_domain_stats, uptime, 24, 8);
 
+SIZE(xen_stats_time, 40);
+FIELD(xen_stats_time, magic, 0, 4);
+FIELD(xen_stats_time, size, 4, 4);
+FIELD(xen_stats_time, time_version, 8, 4);
+FIELD(xen_stats_time, _pad0, 12, 4);
+FIELD(xen_stats_time, tsc_timestamp, 16, 8);
+FIELD(xen_stats_time, system_time, 24, 8);
+FIELD(xen_stats_time, tsc_to_system_mul, 32, 4);
+FIELD(xen_stats_time, tsc_shift, 36, 1);
+FIELD(xen_stats_time, flags, 37, 1);
+FIELD(xen_stats_time, _pad1, 38, 2);
+CHECK(time_size, sizeof(struct xen_stats_time) == XEN_STATS_TIME_SIZE);
+
 /* The typedefs name the structures. */
 CHECK(typedef_header, sizeof(xen_stats_header_t) == sizeof(struct xen_stats_header));
 CHECK(typedef_desc, sizeof(xen_stats_desc_t) == sizeof(struct xen_stats_desc));
 CHECK(typedef_vcpu, sizeof(xen_vcpu_stats_t) == sizeof(struct xen_vcpu_stats));
 CHECK(typedef_domain, sizeof(xen_domain_stats_t) == sizeof(struct xen_domain_stats));
+CHECK(typedef_time, sizeof(xen_stats_time_t) == sizeof(struct xen_stats_time));
 
 /* 64-bit constants, whichever way the header spelled them. */
 CHECK(inactive, XEN_STATS_INACTIVE == (uint64_t)~(uint64_t)0);
@@ -150,6 +164,7 @@ int main(void)
     V(XENMEM_resource_stats_table);
     V(XENMEM_resource_stats_table_id_vcpustats);
     V(XENMEM_resource_stats_table_id_domstats);
+    V(XENMEM_resource_stats_table_id_time);
     V(XEN_VCPU_STATS_MAGIC);
     V(XEN_DOMAIN_STATS_MAGIC);
     V(XEN_DOMAIN_STATS_MAGIC_R2);
@@ -194,6 +209,10 @@ int main(void)
     V(XEN_STATS_BASE_POW2);
     V(XEN_STATS_DESC_SIZE);
     V(XEN_STATS_DESC_NAME_LEN);
+    V(XEN_STATS_TIME_MAGIC);
+    V(XEN_STATS_TIME_SIZE);
+    V(XEN_STATS_TIME_MAX_AGE_S);
+    V(XEN_STATS_TIME_TSC_STABLE);
 
     SZ(xen_stats_header);
     OF(xen_stats_header, magic);
@@ -244,5 +263,17 @@ int main(void)
     OF(xen_domain_stats, vcpus_online);
     OF(xen_domain_stats, vcpus_max);
     OF(xen_domain_stats, uptime);
+
+    SZ(xen_stats_time);
+    OF(xen_stats_time, magic);
+    OF(xen_stats_time, size);
+    OF(xen_stats_time, time_version);
+    OF(xen_stats_time, _pad0);
+    OF(xen_stats_time, tsc_timestamp);
+    OF(xen_stats_time, system_time);
+    OF(xen_stats_time, tsc_to_system_mul);
+    OF(xen_stats_time, tsc_shift);
+    OF(xen_stats_time, flags);
+    OF(xen_stats_time, _pad1);
     return 0;
 }

@@ -48,9 +48,20 @@
 //! [`XenSystemClock::now_ns`] checks freshness: a copy whose extrapolation
 //! spans more than [`MAX_AGE_NS`] is refused (`None`), since Xen rewrites
 //! a live copy at every context switch and at its per-second calibration.
-//! On a Linux dom0 this makes the clock unavailable; the design's open
-//! question 2 (a read-only time frame as a resource of the stats table)
-//! is the way out, and the live test in issue 13 must confirm it.
+//! On a Linux dom0 this makes the clock unavailable.
+//!
+//! # The time frame
+//!
+//! The way out (the design's open question 2) is a frame Xen keeps
+//! current for the tables' readers: resource type 3, id 2 of the table's
+//! domain, one frame holding `struct xen_stats_time`
+//! ([`vstats_abi::header::StatsTime`]): a magic, a size, then bytes 8..40
+//! laid out as `struct vcpu_time_info`, read with the same seqlock reader
+//! ([`read_time_info`] at byte 8) and the same freshness bound. The Xen
+//! backend maps it with each clock-2 table and attaches a
+//! [`TimeFrameClock`] to it ([`vstats_consumer::Table::set_clock`]); this
+//! module's [`XenSystemClock`] is the fallback for a hypervisor without
+//! the frame.
 #![allow(unsafe_code)]
 
 use std::{
@@ -66,6 +77,9 @@ use super::{
     Error, Interface, Result,
 };
 use crate::{mem::MemView, runstate::Clock};
+use vstats_abi::header::{
+    time_off, STATS_TIME_INFO_OFFSET, STATS_TIME_MAGIC, STATS_TIME_MAX_AGE_S, STATS_TIME_SIZE,
+};
 
 /// Environment variable naming the libxenctrl to load (tests, unusual
 /// installs); without it the newest `libxenctrl.so.*` of the usual
@@ -102,8 +116,9 @@ pub const DOMAININFO_SHARED_INFO_FRAME: usize = 48;
 /// releases); 4 KiB leaves room for any growth.
 pub const DOMAININFO_BUFFER: usize = 4096;
 /// A copy whose `system_time` is older than this (10 s) is stale (see the
-/// module docs): Xen rewrites a live copy at least every second.
-pub const MAX_AGE_NS: u64 = 10_000_000_000;
+/// module docs): Xen rewrites a live copy at least every second. The same
+/// bound as the time frame's (`XEN_STATS_TIME_MAX_AGE_S`).
+pub const MAX_AGE_NS: u64 = STATS_TIME_MAX_AGE_S as u64 * 1_000_000_000;
 /// Attempts of [`read_time_info`] per reading: Xen's update window is a
 /// few stores long.
 pub const MAX_ATTEMPTS: u32 = 64;
@@ -551,12 +566,127 @@ impl Clock for XenSystemClock {
     }
 }
 
+/// Why a mapped time frame (resource id 2,
+/// [`vstats_abi::header::StatsTime`]) is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The mapping is shorter than the structure, or not 8-aligned.
+    #[error(
+        "the mapping ({len} bytes) cannot hold struct xen_stats_time ({STATS_TIME_SIZE} bytes)"
+    )]
+    Short {
+        /// Bytes mapped.
+        len: usize,
+    },
+    /// `magic` is not [`STATS_TIME_MAGIC`] (0: not published yet).
+    #[error("magic {magic:#010x} is not the time frame's ({STATS_TIME_MAGIC:#010x})")]
+    BadMagic {
+        /// The magic read.
+        magic: u32,
+    },
+    /// `size` is below the structure this reader knows.
+    #[error("size {size} is below the {STATS_TIME_SIZE} bytes of struct xen_stats_time")]
+    TooSmall {
+        /// The size read.
+        size: u32,
+    },
+}
+
+/// Checks a time frame's header: `magic` (read first, then an acquire
+/// fence, pairing with Xen's `smp_wmb()` before it stores the magic), then
+/// `size`.
+///
+/// # Errors
+///
+/// [`FrameError`].
+pub fn check_frame(view: &MemView<'_>) -> std::result::Result<(), FrameError> {
+    let short = FrameError::Short { len: view.len() };
+    let magic = view.load::<u32>(time_off::MAGIC as u64).ok_or(short)?;
+    fence(Ordering::Acquire);
+    if magic != STATS_TIME_MAGIC {
+        return Err(FrameError::BadMagic { magic });
+    }
+    let size = view.load::<u32>(time_off::SIZE as u64).ok_or(short)?;
+    if size < STATS_TIME_SIZE {
+        return Err(FrameError::TooSmall { size });
+    }
+    if view.len() < STATS_TIME_SIZE as usize {
+        return Err(short);
+    }
+    Ok(())
+}
+
+/// Xen system time read from a time frame with the TSC reader `rdtsc`:
+/// the frame's header checked ([`check_frame`]), bytes 8..40 copied under
+/// `time_version` with the TSC read inside the window ([`read_time_info`])
+/// and extrapolated, refused when older than [`MAX_AGE_NS`]
+/// ([`fresh_system_time`]: Xen has stopped updating the frame). `None`
+/// when the frame is refused, kept changing, or is stale.
+pub fn frame_time(view: &MemView<'_>, rdtsc: impl FnMut() -> u64) -> Option<u64> {
+    check_frame(view).ok()?;
+    let (info, tsc) =
+        read_time_info(view, u64::from(STATS_TIME_INFO_OFFSET), rdtsc, MAX_ATTEMPTS).ok()?;
+    fresh_system_time(&info, tsc)
+}
+
+/// Xen system time read from the time frame Xen publishes for one
+/// domain's clock-2 tables (resource type 3, id 2,
+/// [`vstats_abi::header::StatsTime`]; docs/abi.md 2.6): the route that
+/// stays current after dom0 registered its own `vcpu_info`, unlike
+/// [`XenSystemClock`]. The Xen backend maps it read-only with the table
+/// ([`super::Xen::map_time_frame`]) and attaches it
+/// ([`vstats_consumer::Table::set_clock`]).
+pub struct TimeFrameClock {
+    frame: MemView<'static>,
+}
+
+impl std::fmt::Debug for TimeFrameClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeFrameClock")
+            .field("len", &self.frame.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimeFrameClock {
+    /// A clock over a mapped time frame, whose header is checked now.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`].
+    pub fn new(frame: MemView<'static>) -> std::result::Result<TimeFrameClock, FrameError> {
+        check_frame(&frame)?;
+        Ok(TimeFrameClock { frame })
+    }
+
+    /// [`frame_time`] of this frame with the TSC reader `rdtsc`.
+    pub fn now_with(&self, rdtsc: impl FnMut() -> u64) -> Option<u64> {
+        frame_time(&self.frame, rdtsc)
+    }
+}
+
+impl Clock for TimeFrameClock {
+    /// Xen's `NOW()` in ns from the frame and this CPU's TSC (`lfence;
+    /// rdtsc`); `None` off x86-64, and when [`frame_time`] refuses.
+    fn now_ns(&self) -> Option<u64> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.now_with(rdtsc_ordered)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
 
     use super::*;
     use crate::mem::MemViewMut;
+    use vstats_abi::VCPU_STATS_MAGIC as XEN_VCPU_STATS_MAGIC;
 
     fn info(tsc_timestamp: u64, system_time: u64, mul: u32, shift: i8) -> VcpuTimeInfo {
         VcpuTimeInfo {
@@ -761,6 +891,117 @@ mod tests {
         );
         assert_eq!(fresh_system_time(&i, 2 * MAX_AGE_NS + 2), None);
         assert_eq!(fresh_system_time(&info(0, 0, 0, 40), 1), None);
+    }
+
+    /// A time frame as Xen publishes it: magic, size, then the pvclock
+    /// fields at byte 8; the rest of the 4 KiB frame zero.
+    fn frame_with(magic: u32, size: u32, i: &VcpuTimeInfo) -> Vec<u8> {
+        let mut page = page_with(0, i);
+        // page_with put the fields at byte 32 (vcpu_info[0].time): move
+        // them to byte 8.
+        let fields: Vec<u8> = page[32..64].to_vec();
+        page.fill(0);
+        page[8..40].copy_from_slice(&fields);
+        page[0..4].copy_from_slice(&magic.to_ne_bytes());
+        page[4..8].copy_from_slice(&size.to_ne_bytes());
+        page
+    }
+
+    fn clock_of(page: &[u8]) -> std::result::Result<TimeFrameClock, FrameError> {
+        TimeFrameClock::new(MemView::from_bytes(page))
+    }
+
+    #[test]
+    fn a_time_frame_gives_xen_system_time() {
+        let mut i = info(1_000, 7_000_000, 1 << 31, 0);
+        i.flags = XEN_PVCLOCK_TSC_STABLE_BIT;
+        let page = frame_with(STATS_TIME_MAGIC, STATS_TIME_SIZE, &i);
+        // The layout the public header gives (vstats-abi's StatsTime).
+        assert_eq!(
+            page[time_off::TSC_TIMESTAMP..time_off::TSC_TIMESTAMP + 8],
+            1_000u64.to_ne_bytes()
+        );
+        assert_eq!(page[time_off::FLAGS], XEN_PVCLOCK_TSC_STABLE_BIT);
+        let c = clock_of(&page).unwrap();
+        // 3000 ticks at half a ns: 1500 ns after system_time.
+        assert_eq!(c.now_with(|| 4_000), Some(7_001_500));
+        // A larger frame (a later Xen's size) reads the same prefix.
+        let page = frame_with(STATS_TIME_MAGIC, 64, &i);
+        assert_eq!(clock_of(&page).unwrap().now_with(|| 1_000), Some(7_000_000));
+        // A 40-byte mapping is enough.
+        let page = frame_with(STATS_TIME_MAGIC, STATS_TIME_SIZE, &i);
+        assert_eq!(
+            TimeFrameClock::new(MemView::from_bytes(&page[..40]))
+                .unwrap()
+                .now_with(|| 1_002),
+            Some(7_000_001)
+        );
+    }
+
+    #[test]
+    fn a_bad_time_frame_is_refused() {
+        let i = info(1_000, 7_000_000, 1 << 31, 0);
+        for magic in [0, STATS_TIME_MAGIC + 1, XEN_VCPU_STATS_MAGIC] {
+            let page = frame_with(magic, STATS_TIME_SIZE, &i);
+            assert_eq!(clock_of(&page).unwrap_err(), FrameError::BadMagic { magic });
+            assert_eq!(frame_time(&MemView::from_bytes(&page), || 4_000), None);
+        }
+        for size in [0, 8, STATS_TIME_SIZE - 1] {
+            let page = frame_with(STATS_TIME_MAGIC, size, &i);
+            assert_eq!(clock_of(&page).unwrap_err(), FrameError::TooSmall { size });
+        }
+        let page = frame_with(STATS_TIME_MAGIC, STATS_TIME_SIZE, &i);
+        for len in [0, 6, 39] {
+            let view = MemView::from_bytes(&page[..len]);
+            assert_eq!(
+                TimeFrameClock::new(view).unwrap_err(),
+                FrameError::Short { len }
+            );
+        }
+        let m = clock_of(&frame_with(0x1234_5678, 40, &i))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(m, "magic 0x12345678 is not the time frame's (0xc10c57a7)");
+    }
+
+    #[test]
+    fn a_time_frame_mid_update_or_unpublished_gives_no_time() {
+        let i = info(1_000, 7_000_000, 1 << 31, 0);
+        let m = MemViewMut::from_bytes(&frame_with(STATS_TIME_MAGIC, 40, &i));
+        let c = TimeFrameClock::new(m.view()).unwrap();
+        assert_eq!(c.now_with(|| 1_000), Some(7_000_000));
+        // Xen in the middle of an update (odd time_version) for every
+        // attempt: no time, and no TSC read for a copy it would not keep.
+        m.store::<u32>(time_off::TIME_VERSION as u64, 3);
+        let tsc_reads = Cell::new(0);
+        let tsc = || {
+            tsc_reads.set(tsc_reads.get() + 1);
+            1_000
+        };
+        assert_eq!(c.now_with(tsc), None);
+        assert_eq!(tsc_reads.get(), 0);
+        // The update done: a time again.
+        m.store::<u32>(time_off::TIME_VERSION as u64, 4);
+        m.store::<u64>(time_off::SYSTEM_TIME as u64, 8_000_000);
+        assert_eq!(c.now_with(|| 1_000), Some(8_000_000));
+        // Retired (magic cleared) after the clock was made: refused at
+        // the next reading.
+        m.store::<u32>(time_off::MAGIC as u64, 0);
+        assert_eq!(c.now_with(|| 1_000), None);
+    }
+
+    #[test]
+    fn a_stale_time_frame_gives_no_time() {
+        // Half a ns per tick. The frame was last written at TSC 0; 10 s
+        // later it is still accepted, 10 s and a ns later it is not (Xen
+        // stopped updating it).
+        let i = info(0, 5_000, 1 << 31, 0);
+        let page = frame_with(STATS_TIME_MAGIC, 40, &i);
+        let c = clock_of(&page).unwrap();
+        assert_eq!(c.now_with(|| 2 * MAX_AGE_NS), Some(5_000 + MAX_AGE_NS));
+        assert_eq!(c.now_with(|| 2 * MAX_AGE_NS + 2), None);
+        assert_eq!(c.now_with(|| 8 * MAX_AGE_NS), None);
+        assert_eq!(MAX_AGE_NS, 10_000_000_000);
     }
 
     #[test]

@@ -230,10 +230,11 @@ impl Handle {
         self.fns.resource_size.is_some()
     }
 
-    /// The resource's size in frames, when the library can tell: the size
-    /// query, read as an errno when Xen 4.17 leaked one through it, and
-    /// bounded by [`MAX_FRAMES`].
-    pub(super) fn resource_frames(&self, domid: u16, kind: TableKind) -> Option<Result<u64>> {
+    /// The size in frames of resource `id` of type 3 of domain `domid`,
+    /// when the library can tell: the size query, read as an errno when
+    /// Xen 4.17 leaked one through it ([`frames_of_size`]). `Err` carries
+    /// the errno of the failure.
+    pub(super) fn resource_size(&self, domid: u16, id: c_uint) -> Option<io::Result<u64>> {
         let f = self.fns.resource_size?;
         let mut size = 0usize;
         let rc = {
@@ -247,23 +248,36 @@ impl Handle {
                     self.fmem.as_ptr(),
                     domid,
                     XENMEM_RESOURCE_STATS_TABLE,
-                    kind.resource_id(),
+                    id,
                     &mut size,
                 )
             };
             (rc != 0).then(io::Error::last_os_error)
         };
-        let fail = |io| classify(domid, kind, 0, io, Call::SizeQuery, self.control_domain);
         if let Some(io) = rc {
-            return Some(Err(fail(io)));
+            return Some(Err(io));
         }
-        let size = size as u64;
-        Some(match frames_of_size(size) {
-            Err(errno) => Err(fail(io::Error::from_raw_os_error(errno))),
+        Some(frames_of_size(size as u64).map_err(io::Error::from_raw_os_error))
+    }
+
+    /// The table's size in frames, when the library can tell
+    /// ([`Handle::resource_size`]), classified and bounded by
+    /// [`MAX_FRAMES`].
+    pub(super) fn resource_frames(&self, domid: u16, kind: TableKind) -> Option<Result<u64>> {
+        let frames = self.resource_size(domid, kind.resource_id())?;
+        Some(match frames {
+            Err(io) => Err(classify(
+                domid,
+                kind,
+                0,
+                io,
+                Call::SizeQuery,
+                self.control_domain,
+            )),
             Ok(frames) if frames > MAX_FRAMES => Err(Error::TooLarge {
                 domid,
                 kind,
-                need: size,
+                need: frames.saturating_mul(XEN_FRAME_SIZE),
             }),
             Ok(frames) => Ok(frames),
         })
@@ -277,7 +291,6 @@ impl Handle {
         nr_frames: u64,
         call: Call,
     ) -> Result<Mapping> {
-        let bad = |io| classify(domid, kind, nr_frames, io, call, self.control_domain);
         if nr_frames == 0 || nr_frames > MAX_FRAMES {
             return Err(Error::TooLarge {
                 domid,
@@ -285,10 +298,25 @@ impl Handle {
                 need: nr_frames.saturating_mul(XEN_FRAME_SIZE),
             });
         }
-        let n = c_ulong::try_from(nr_frames)
-            .map_err(|_| bad(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        self.map_resource(domid, kind.resource_id(), nr_frames)
+            .map_err(|io| classify(domid, kind, nr_frames, io, call, self.control_domain))
+    }
+
+    /// Maps `nr_frames` (1 to [`MAX_FRAMES`]) frames of resource `id` of
+    /// type 3 of domain `domid` read-only; `Err` carries the errno.
+    pub(super) fn map_resource(
+        self: &Arc<Handle>,
+        domid: u16,
+        id: c_uint,
+        nr_frames: u64,
+    ) -> io::Result<Mapping> {
+        if nr_frames == 0 || nr_frames > MAX_FRAMES {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let n =
+            c_ulong::try_from(nr_frames).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let len = usize::try_from(nr_frames * XEN_FRAME_SIZE)
-            .map_err(|_| bad(io::Error::from_raw_os_error(libc::ENOMEM)))?;
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
         let mut addr: *mut c_void = std::ptr::null_mut();
         let fres = {
             let _calls = self.lock();
@@ -302,7 +330,7 @@ impl Handle {
                     self.fmem.as_ptr(),
                     domid,
                     XENMEM_RESOURCE_STATS_TABLE,
-                    kind.resource_id(),
+                    id,
                     0,
                     n,
                     &mut addr,
@@ -312,14 +340,13 @@ impl Handle {
             };
             NonNull::new(fres).ok_or_else(io::Error::last_os_error)
         };
-        let fres = fres.map_err(bad)?;
         let owner = ResourceMapping {
             handle: Arc::clone(self),
-            fres,
+            fres: fres?,
         };
         let Some(ptr) = NonNull::new(addr.cast::<u8>()) else {
             // Dropping `owner` unmaps it.
-            return Err(bad(io::Error::from_raw_os_error(libc::EFAULT)));
+            return Err(io::Error::from_raw_os_error(libc::EFAULT));
         };
         Ok(Mapping { ptr, len, owner })
     }

@@ -15,7 +15,9 @@
 //!
 //! A table is resource type 3 (`XENMEM_resource_stats_table`), id 0 for
 //! the vCPU table and id 1 for the domain table
-//! ([`TableKind::resource_id`]), mapped read-only
+//! ([`TableKind::resource_id`]); id 2 is the time frame, the clock of
+//! tables in Xen system time ([`Xen::map_time_frame`]). All are mapped
+//! read-only
 //! (`PROT_READ`). How many 4 KiB frames: `xenforeignmemory_resource_size`
 //! when available (its answer checked for an errno in disguise and bounded
 //! by [`MAX_FRAMES`]); otherwise one frame, and if the table's header asks for
@@ -48,7 +50,7 @@
 //! | `loader` | `dlopen` of the libraries (and the environment variables that name others), symbol lookup |
 //! | `foreign` | libxenforeignmemory: open, resource size, map, unmap, and the classification of each `errno` |
 //! | `store` | libxenstore: the domains and their names ([`XenStore`]) |
-//! | [`clock`] | Xen system time in dom0 ([`XenSystemClock`]): the pvclock of dom0's `shared_info`, mapped through libxenctrl and libxenforeignmemory |
+//! | [`clock`] | Xen system time in dom0: the domain's time frame (resource id 2, [`TimeFrameClock`], attached to each clock-2 table [`Xen::map_table`] maps), else the pvclock of dom0's `shared_info` ([`XenSystemClock`], mapped through libxenctrl and libxenforeignmemory) |
 //!
 //! # Threads
 //!
@@ -68,13 +70,16 @@ mod store;
 
 use std::{io, sync::Arc};
 
-use vstats_consumer::{mem::MemView, Table};
+use vstats_abi::XENMEM_RESOURCE_STATS_TABLE_ID_TIME;
+use vstats_consumer::{mem::MemView, runstate::TimeBase, Table};
 
-pub use clock::{XenSystemClock, CONTROL_LIB_ENV};
+pub use clock::{TimeFrameClock, XenSystemClock, CONTROL_LIB_ENV};
 pub use foreign::{MAX_FRAMES, XEN_FRAME_SIZE};
 pub use loader::{FOREIGNMEMORY_LIB, FOREIGNMEMORY_LIB_ENV, XENSTORE_LIB, XENSTORE_LIB_ENV};
 pub use store::{DomainEntry, XenStore};
 pub use vstats_abi::TableKind;
+/// The trait through which both clocks are read.
+pub use vstats_consumer::runstate::Clock;
 
 // `Xen` is shared between threads, `XenStore` moved between them (the
 // module docs, "Threads").
@@ -298,6 +303,37 @@ pub enum Error {
         /// `std::env::consts::ARCH`.
         arch: &'static str,
     },
+    /// The hypervisor does not offer the time frame (resource id 2,
+    /// `EOPNOTSUPP`, `ENOSYS`, `ENOENT`, `EINVAL` from the size query or
+    /// a first mapping, Xen 4.17's errno in disguise): a hypervisor
+    /// without it. Clock-2 tables then fall back to dom0's `shared_info`.
+    #[error(
+        "domain {domid}: the hypervisor does not offer the stats time frame \
+         (XENMEM_resource_stats_table id {XENMEM_RESOURCE_STATS_TABLE_ID_TIME}, {})",
+        errno_name(.io)
+    )]
+    TimeFrameNotOffered {
+        /// The domain id.
+        domid: u16,
+        /// `errno`.
+        io: io::Error,
+    },
+    /// The time frame could not be mapped (another errno).
+    #[error("domain {domid}: mapping its stats time frame failed: {io}")]
+    TimeFrameMap {
+        /// The domain id.
+        domid: u16,
+        /// `errno`.
+        io: io::Error,
+    },
+    /// The mapped time frame is not one ([`clock::FrameError`]).
+    #[error("domain {domid}: not a valid stats time frame: {error}")]
+    TimeFrameInvalid {
+        /// The domain id.
+        domid: u16,
+        /// What is wrong with it.
+        error: clock::FrameError,
+    },
     /// A xenstore read failed.
     #[error("xenstore: reading {path}: {io}")]
     XenStore {
@@ -438,7 +474,10 @@ impl Xen {
             call = foreign::Call::Map;
             let len = mapping.len();
             match mapping.into_table() {
-                Ok(t) => return Ok(t),
+                Ok(mut t) => {
+                    self.attach_time_frame(domid, &mut t);
+                    return Ok(t);
+                }
                 Err(vstats_consumer::Error::Invalid { error, .. }) => {
                     let need = match error {
                         vstats_abi::Error::MappingTooSmall { need, .. } => need,
@@ -460,6 +499,57 @@ impl Xen {
             nr_frames: frames,
             io: io::Error::other("the table's size kept changing while it was mapped"),
         })
+    }
+
+    /// Attaches domain `domid`'s time frame to `table` as its clock
+    /// ([`Table::set_clock`]) when the table's clock is Xen system time
+    /// (clock 2) and Xen offers the frame. Otherwise the table keeps the
+    /// process's reader of that clock (dom0's `shared_info`,
+    /// [`XenSystemClock`]), and front ends say when neither works
+    /// (`follow::Vm::clock_note`).
+    fn attach_time_frame(&self, domid: u16, table: &mut Table) {
+        if TimeBase::from_clock(table.info().clock) != TimeBase::XenSystem {
+            return;
+        }
+        if let Ok(frame) = self.map_time_frame(domid) {
+            table.set_clock(
+                Arc::new(frame),
+                format!("Xen's time frame of domain {domid}"),
+            );
+        }
+    }
+
+    /// Maps domain `domid`'s time frame (resource type 3, id 2: one frame,
+    /// [`vstats_abi::header::StatsTime`]) read-only and checks its magic
+    /// and size: the reader of Xen system time for that domain's clock-2
+    /// tables (docs/abi.md 2.6). The size query comes first when the
+    /// library has one (Xen 4.17 answers it for an unknown resource type
+    /// with an errno in disguise), else a one-frame mapping stands in for
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TimeFrameNotOffered`] from a hypervisor without the frame
+    /// (stock Xen: `EOPNOTSUPP`, `EINVAL`, ...); [`Error::NoSuchDomain`];
+    /// [`Error::TimeFrameMap`] for another errno;
+    /// [`Error::TimeFrameInvalid`] when the frame's magic or size is wrong.
+    pub fn map_time_frame(&self, domid: u16) -> Result<TimeFrameClock> {
+        let id = XENMEM_RESOURCE_STATS_TABLE_ID_TIME;
+        let sized = match self.handle.resource_size(domid, id) {
+            Some(Err(io)) => return Err(time_frame_error(domid, io, true)),
+            Some(Ok(_)) => true,
+            None => false,
+        };
+        let view = self
+            .handle
+            .map_resource(domid, id, 1)
+            .map_err(|io| time_frame_error(domid, io, !sized))?
+            .into_view()
+            .map_err(|_| Error::TimeFrameMap {
+                domid,
+                io: io::Error::other("the mapping is not 8-byte aligned"),
+            })?;
+        TimeFrameClock::new(view).map_err(|error| Error::TimeFrameInvalid { domid, error })
     }
 
     /// Maps domain `domid`'s table of kind `kind` read-only as raw memory
@@ -509,5 +599,56 @@ impl Xen {
             Err(e) => return Err(e),
         };
         Ok((vcpu, domain))
+    }
+}
+
+/// The error for `io` from the time frame's size query or mapping: what
+/// stock Xen answers for a resource it lacks is "not offered" (`EINVAL`
+/// only from the size query or the first mapping that stands in for it,
+/// `probe`), as for the tables ([`Error`]'s table).
+fn time_frame_error(domid: u16, io: io::Error, probe: bool) -> Error {
+    match io.raw_os_error() {
+        Some(libc::ESRCH) => Error::NoSuchDomain { domid },
+        Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::ENOTTY | libc::ENOENT) => {
+            Error::TimeFrameNotOffered { domid, io }
+        }
+        Some(libc::EINVAL) if probe => Error::TimeFrameNotOffered { domid, io },
+        _ => Error::TimeFrameMap { domid, io },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_frame_errnos() {
+        let e = |errno, probe| time_frame_error(4, io::Error::from_raw_os_error(errno), probe);
+        for probe in [true, false] {
+            for errno in [libc::EOPNOTSUPP, libc::ENOSYS, libc::ENOTTY, libc::ENOENT] {
+                assert!(
+                    matches!(e(errno, probe), Error::TimeFrameNotOffered { domid: 4, .. }),
+                    "{errno}"
+                );
+            }
+            assert!(matches!(
+                e(libc::ESRCH, probe),
+                Error::NoSuchDomain { domid: 4 }
+            ));
+            assert!(matches!(e(libc::ENOMEM, probe), Error::TimeFrameMap { .. }));
+        }
+        // EINVAL: no such resource from the size query or the first
+        // mapping standing in for it; a bad request after a size query
+        // said the frame exists.
+        assert!(matches!(
+            e(libc::EINVAL, true),
+            Error::TimeFrameNotOffered { .. }
+        ));
+        assert!(matches!(e(libc::EINVAL, false), Error::TimeFrameMap { .. }));
+        assert_eq!(
+            e(libc::EOPNOTSUPP, true).to_string(),
+            "domain 4: the hypervisor does not offer the stats time frame \
+             (XENMEM_resource_stats_table id 2, EOPNOTSUPP)"
+        );
     }
 }

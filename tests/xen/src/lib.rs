@@ -155,6 +155,16 @@ fn run(step: &'static str, cmd: &mut Command) -> Result<()> {
 ///
 /// When cargo fails or a file cannot be copied.
 pub fn build_payload(target_dir: &Path, payload: &Path) -> Result<()> {
+    build_payload_with(target_dir, payload, "checks.sh")
+}
+
+/// As [`build_payload`], with the dom0 script `dom0/<script>` as the
+/// payload's `checks.sh` (what dom0's `/init` runs).
+///
+/// # Errors
+///
+/// When cargo fails or a file cannot be copied.
+pub fn build_payload_with(target_dir: &Path, payload: &Path, script: &str) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(
         "cargo build --release",
@@ -179,7 +189,7 @@ pub fn build_payload(target_dir: &Path, payload: &Path) -> Result<()> {
     for (from, name) in [
         (release.join("xen-vcpus-stats"), "xen-vcpus-stats"),
         (release.join("xen-variant-probe"), "xen-variant-probe"),
-        (scripts_dir().join("dom0/checks.sh"), "checks.sh"),
+        (scripts_dir().join("dom0").join(script), "checks.sh"),
     ] {
         std::fs::copy(&from, payload.join(name)).map_err(io(&from))?;
     }
@@ -192,12 +202,23 @@ pub fn build_payload(target_dir: &Path, payload: &Path) -> Result<()> {
 ///
 /// When `initrd.sh` fails.
 pub fn build_initrd(work: &Path, payload: &Path) -> Result<()> {
+    build_initrd_with(work, payload, 1)
+}
+
+/// As [`build_initrd`], with a domU of `domu_vcpus` vCPUs (1 to 9): its
+/// vCPU 0 spins, the others block.
+///
+/// # Errors
+///
+/// When `initrd.sh` fails.
+pub fn build_initrd_with(work: &Path, payload: &Path, domu_vcpus: u32) -> Result<()> {
     run(
         "initrd.sh",
         Command::new("bash")
             .arg(scripts_dir().join("initrd.sh"))
             .arg(work)
-            .arg(payload),
+            .arg(payload)
+            .env("DOMU_VCPUS", domu_vcpus.to_string()),
     )
 }
 
@@ -221,8 +242,27 @@ pub struct Boot {
 ///
 /// When `boot.sh` cannot be started or the log cannot be read.
 pub fn boot(work: &Path, log_path: &Path, timeout: Duration) -> Result<Boot> {
+    boot_image(work, log_path, timeout, None)
+}
+
+/// As [`boot`], booting `image` when given (else `$XEN_IMAGE`, else
+/// Debian's 4.17).
+///
+/// # Errors
+///
+/// When `boot.sh` cannot be started or the log cannot be read.
+pub fn boot_image(
+    work: &Path,
+    log_path: &Path,
+    timeout: Duration,
+    image: Option<&Path>,
+) -> Result<Boot> {
     let t0 = Instant::now();
-    let o = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    if let Some(image) = image {
+        cmd.env("XEN_IMAGE", image);
+    }
+    let o = cmd
         .arg(scripts_dir().join("boot.sh"))
         .arg(work)
         .arg(log_path)
@@ -249,6 +289,234 @@ pub fn boot(work: &Path, log_path: &Path, timeout: Duration) -> Result<Boot> {
         status: o.status.code(),
         elapsed: t0.elapsed(),
     })
+}
+
+/// Boots `image` ([`boot_image`]) up to `boots` times until a boot's
+/// report is `complete` (what
+/// counts as a usable run is the caller's: under TCG on a loaded machine
+/// the emulated environment itself has failed now and then); serial logs
+/// `work/serial-<n>.log`. Each boot is told on stderr.
+///
+/// # Errors
+///
+/// Every boot's failure (QEMU's status, whether dom0 finished, the log's
+/// last `log_tail` lines), when none completed; a boot that could not run.
+pub fn boot_until_complete(
+    work: &Path,
+    image: Option<&Path>,
+    boots: u32,
+    timeout: Duration,
+    log_tail: usize,
+    complete: impl Fn(&Report) -> bool,
+) -> std::result::Result<(Report, Boot), String> {
+    let mut failures = Vec::new();
+    for attempt in 1..=boots {
+        let log = work.join(format!("serial-{attempt}.log"));
+        let b = boot_image(work, &log, timeout, image).map_err(|e| e.to_string())?;
+        let r = parse(&b.log);
+        eprintln!(
+            "Xen boot {attempt}: QEMU status {:?} after {:.1} s, serial log {}",
+            b.status,
+            b.elapsed.as_secs_f64(),
+            b.log_path.display()
+        );
+        if complete(&r) {
+            return Ok((r, b));
+        }
+        failures.push(format!(
+            "boot {attempt}: QEMU status {:?} after {:.1} s, dom0 {}; serial log {}, its tail:\n{}",
+            b.status,
+            b.elapsed.as_secs_f64(),
+            if r.done() {
+                "finished"
+            } else {
+                "did not finish"
+            },
+            b.log_path.display(),
+            tail(&b.log, log_tail)
+        ));
+    }
+    Err(format!(
+        "the Xen boot did not complete in {boots} attempts:\n{}",
+        failures.join("\n\n")
+    ))
+}
+
+/// The vstats Xen series: `build.sh` and `patches/*.patch`, the directory
+/// `$VSTATS_XEN_SERIES` or the workspace's `xen/`.
+pub fn series_dir() -> PathBuf {
+    std::env::var_os("VSTATS_XEN_SERIES").map_or_else(|| workspace_dir().join("xen"), PathBuf::from)
+}
+
+/// A hypervisor built from the series, and how it was obtained.
+#[derive(Debug)]
+pub struct PatchedImage {
+    /// `xen/xen`, the uncompressed multiboot ELF (for `XEN_IMAGE`).
+    pub image: PathBuf,
+    /// The cache key: SHA-256 of `build.sh` and of each patch, in name
+    /// order, names included.
+    pub key: String,
+    /// Whether this call built it (`false`: the cached image).
+    pub built: bool,
+    /// How long the build took (zero when cached).
+    pub elapsed: Duration,
+}
+
+/// The files the series' image depends on: `build.sh`, then each
+/// `patches/NNNN-*.patch` in name order.
+fn series_files(series: &Path) -> Result<Vec<PathBuf>> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |io| Error::Io {
+            step: "series",
+            path,
+            io,
+        }
+    };
+    let dir = series.join("patches");
+    let mut patches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(io(&dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    patches.sort();
+    let mut files = vec![series.join("build.sh")];
+    files.extend(patches);
+    Ok(files)
+}
+
+/// The cache key of the series' image: the SHA-256 of the `sha256sum`
+/// lines of its files ([`series_files`], names relative to the series).
+fn series_key(series: &Path) -> Result<String> {
+    let files = series_files(series)?;
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(series).unwrap_or(f).display().to_string())
+        .collect();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; sha256sum "$@" | sha256sum"#)
+        .arg("bash")
+        .args(&names)
+        .current_dir(series)
+        .output()
+        .map_err(|io| Error::Spawn {
+            step: "series key",
+            program: "sha256sum".to_owned(),
+            io,
+        })?;
+    let key = String::from_utf8_lossy(&o.stdout);
+    let key = key.split_whitespace().next().unwrap_or_default();
+    if !o.status.success() || key.len() != 64 {
+        return Err(Error::Failed {
+            step: "series key (sha256sum)",
+            status: o.status.to_string(),
+            output: String::from_utf8_lossy(&o.stderr).into_owned(),
+        });
+    }
+    Ok(key.to_owned())
+}
+
+/// The hypervisor of the series at `series` ([`series_dir`]), built with
+/// its `build.sh --source debian --hypervisor-only` (Debian's source
+/// package of the upstream commit the series is written against; the
+/// script installs its build dependencies) into `cache/<key>/xen`
+/// ([`PatchedImage::key`]), or taken from there when a build of the same
+/// files exists; a build removes the images of other keys. The build's
+/// output goes to `cache/<key>/build.log`, not to the test's; its source
+/// tree is removed afterwards.
+///
+/// # Errors
+///
+/// The series is missing ([`Error::Io`]); the build failed (the log's
+/// tail).
+pub fn patched_image(series: &Path, cache: &Path) -> Result<PatchedImage> {
+    let key = series_key(series)?;
+    let dir = cache.join(&key);
+    let image = dir.join("xen");
+    if image.is_file() {
+        return Ok(PatchedImage {
+            image,
+            key,
+            built: false,
+            elapsed: Duration::ZERO,
+        });
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |io| Error::Io {
+            step: "patched Xen",
+            path,
+            io,
+        }
+    };
+    let out = dir.join("out");
+    // Images of other versions of the series are not kept.
+    if let Ok(entries) = std::fs::read_dir(cache) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let log_path = dir.join("build.log");
+    let log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let log2 = log.try_clone().map_err(io(&log_path))?;
+    let t0 = Instant::now();
+    let status = Command::new("bash")
+        .arg(series.join("build.sh"))
+        .args(["--source", "debian", "--hypervisor-only", "--out"])
+        .arg(&out)
+        .arg("--work")
+        .arg(&dir)
+        .stdout(log)
+        .stderr(log2)
+        .status()
+        .map_err(|io| Error::Spawn {
+            step: "patched Xen",
+            program: "build.sh".to_owned(),
+            io,
+        })?;
+    let elapsed = t0.elapsed();
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(Error::Failed {
+            step: "xen/build.sh --source debian --hypervisor-only",
+            status: status.to_string(),
+            output: format!("{} (log {})", tail(&text, 30), log_path.display()),
+        });
+    }
+    std::fs::rename(out.join("xen"), &image).map_err(io(&image))?;
+    // The source tree and objects are not kept: only the image is cached.
+    let _ = std::fs::remove_dir_all(dir.join("xen-build"));
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(PatchedImage {
+        image,
+        key,
+        built: true,
+        elapsed,
+    })
+}
+
+/// Whether a test of the real Xen runs: `Ok(())`, or `Err(reason)` to skip
+/// (`VSTATS_SKIP_XEN=1`, or a prerequisite missing without
+/// `VSTATS_XEN_REQUIRED=1`). Panics when `VSTATS_XEN_REQUIRED=1` and a
+/// prerequisite is missing.
+pub fn should_run(extra_missing: Vec<String>) -> std::result::Result<(), String> {
+    if std::env::var_os("VSTATS_SKIP_XEN").is_some_and(|v| v == "1") {
+        return Err("VSTATS_SKIP_XEN=1".to_owned());
+    }
+    let mut missing = missing_prerequisites();
+    missing.extend(extra_missing);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let why = missing.join("; ");
+    if std::env::var_os("VSTATS_XEN_REQUIRED").is_some_and(|v| v == "1") {
+        panic!("VSTATS_XEN_REQUIRED=1 but the Xen boot cannot run: {why}");
+    }
+    Err(format!(
+        "{why} (tests/xen/install.sh installs what is missing)"
+    ))
 }
 
 /// One command dom0 ran.
@@ -361,6 +629,55 @@ mod tests {
         );
         assert_eq!(r.runs["b"].rc, None, "no END: not finished");
         assert!(!parse("VSTATS-XEN: dom0 up").done());
+    }
+
+    #[test]
+    fn the_image_cache_is_keyed_by_the_series_files() {
+        let dir = std::env::temp_dir().join(format!("vstats-xen-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let series = dir.join("series");
+        std::fs::create_dir_all(series.join("patches")).unwrap();
+        // No build.sh: no key.
+        assert!(series_key(&series).is_err());
+        std::fs::write(series.join("build.sh"), "echo build\n").unwrap();
+        std::fs::write(series.join("patches/0001-a.patch"), "a\n").unwrap();
+        std::fs::write(series.join("patches/notes.txt"), "not a patch\n").unwrap();
+        let k1 = series_key(&series).unwrap();
+        assert_eq!(k1.len(), 64);
+        assert_eq!(series_key(&series).unwrap(), k1, "stable");
+        // Not a patch: no change.
+        std::fs::write(series.join("patches/notes.txt"), "other\n").unwrap();
+        assert_eq!(series_key(&series).unwrap(), k1);
+        // A patch changed, added, or the script changed: another key.
+        std::fs::write(series.join("patches/0001-a.patch"), "b\n").unwrap();
+        let k2 = series_key(&series).unwrap();
+        assert_ne!(k2, k1);
+        std::fs::write(series.join("patches/0002-b.patch"), "c\n").unwrap();
+        let k3 = series_key(&series).unwrap();
+        assert_ne!(k3, k2);
+        std::fs::write(series.join("build.sh"), "echo other\n").unwrap();
+        let k4 = series_key(&series).unwrap();
+        assert_ne!(k4, k3);
+        // A cached image of the current key is taken without building
+        // (this build.sh would fail: it is not the series' script).
+        let cache = dir.join("cache");
+        std::fs::create_dir_all(cache.join(&k4)).unwrap();
+        std::fs::write(cache.join(&k4).join("xen"), "ELF").unwrap();
+        let img = patched_image(&series, &cache).unwrap();
+        assert_eq!((img.built, img.key.as_str()), (false, k4.as_str()));
+        assert_eq!(img.image, cache.join(&k4).join("xen"));
+        // Another key: the script runs, and its failure is reported.
+        std::fs::write(series.join("build.sh"), "echo no image; exit 3\n").unwrap();
+        let e = patched_image(&series, &cache).unwrap_err().to_string();
+        assert!(
+            e.contains("exit status: 3") && e.contains("no image"),
+            "{e}"
+        );
+        assert!(
+            !cache.join(&k4).exists(),
+            "the other key's image was removed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

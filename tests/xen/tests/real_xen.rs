@@ -15,7 +15,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use vstats_xen_tests::{
-    boot, build_initrd, build_payload, missing_prerequisites, parse, tail, Report, Run,
+    boot_until_complete, build_initrd, build_payload, should_run, tail, Report, Run,
 };
 
 /// Emulated boots are slow, and slower still under load: 10 minutes per
@@ -77,37 +77,9 @@ fn boot_and_parse() -> (Report, String) {
     let payload = work.join("payload");
     build_payload(&target, &payload).unwrap_or_else(|e| panic!("{e}"));
     build_initrd(&work, &payload).unwrap_or_else(|e| panic!("{e}"));
-    let mut failures = Vec::new();
-    for attempt in 1..=BOOTS {
-        let log = work.join(format!("serial-{attempt}.log"));
-        let b = boot(&work, &log, boot_timeout()).unwrap_or_else(|e| panic!("{e}"));
-        let r = parse(&b.log);
-        eprintln!(
-            "real Xen: boot {attempt}: QEMU status {:?} after {:.1} s, serial log {}",
-            b.status,
-            b.elapsed.as_secs_f64(),
-            b.log_path.display()
-        );
-        if complete(&r) {
-            return (r, b.log);
-        }
-        failures.push(format!(
-            "boot {attempt}: QEMU status {:?} after {:.1} s, dom0 {}; serial log {}, its tail:\n{}",
-            b.status,
-            b.elapsed.as_secs_f64(),
-            if r.done() {
-                "finished"
-            } else {
-                "did not finish"
-            },
-            b.log_path.display(),
-            tail(&b.log, LOG_TAIL)
-        ));
-    }
-    panic!(
-        "the Xen boot did not complete in {BOOTS} attempts:\n{}",
-        failures.join("\n\n")
-    );
+    let (r, b) = boot_until_complete(&work, None, BOOTS, boot_timeout(), LOG_TAIL, complete)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r, b.log)
 }
 
 /// The one line of a failing command's stderr, without the tool's prefix.
@@ -122,17 +94,8 @@ fn one_error_line<'a>(name: &str, run: &'a Run, log: &str) -> &'a str {
 
 #[test]
 fn real_xen_error_paths() {
-    if std::env::var_os("VSTATS_SKIP_XEN").is_some_and(|v| v == "1") {
-        eprintln!("real Xen test skipped: VSTATS_SKIP_XEN=1");
-        return;
-    }
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        let why = missing.join("; ");
-        if std::env::var_os("VSTATS_XEN_REQUIRED").is_some_and(|v| v == "1") {
-            panic!("VSTATS_XEN_REQUIRED=1 but the Xen boot cannot run: {why}");
-        }
-        eprintln!("real Xen test skipped: {why} (tests/xen/install.sh installs what is missing)");
+    if let Err(why) = should_run(Vec::new()) {
+        eprintln!("real Xen test skipped: {why}");
         return;
     }
     let (r, log) = boot_and_parse();
@@ -279,12 +242,15 @@ fn real_xen_error_paths() {
         format!("variant vCPU {domu} NotOffered"),
         format!("variant domain {domu} NotOffered"),
         format!("variant both {domu} NotOffered"),
+        format!("variant time-frame {domu} TimeFrameNotOffered"),
         "variant vCPU 0 OwnDomain".to_owned(),
         "variant domain 0 OwnDomain".to_owned(),
         "variant both 0 OwnDomain".to_owned(),
+        "variant time-frame 0 TimeFrameMap".to_owned(),
         "variant vCPU 31000 NoSuchDomain".to_owned(),
         "variant domain 31000 NoSuchDomain".to_owned(),
         "variant both 31000 NoSuchDomain".to_owned(),
+        "variant time-frame 31000 NoSuchDomain".to_owned(),
     ];
     assert_eq!(variants, want, "{}", ctx(&format!("{probe:?}")));
 }
