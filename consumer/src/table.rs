@@ -631,6 +631,12 @@ impl Table {
         }
     }
 
+    /// The attached clock's [`Clock::uncertainty_ns`]; 0 with none (the
+    /// process's clocks read what the producers read).
+    pub fn clock_uncertainty_ns(&self) -> u64 {
+        self.clock.as_ref().map_or(0, |c| c.reader.uncertainty_ns())
+    }
+
     /// Whether the producer changed the table since it was validated:
     /// re-reads the header (magic, offset, size, stride) and the extension
     /// header (all of it, generation included) from the mapping with

@@ -79,6 +79,7 @@ use super::{
 use crate::{mem::MemView, runstate::Clock};
 use vstats_abi::header::{
     time_off, STATS_TIME_INFO_OFFSET, STATS_TIME_MAGIC, STATS_TIME_MAX_AGE_S, STATS_TIME_SIZE,
+    STATS_TIME_TSC_STABLE,
 };
 
 /// Environment variable naming the libxenctrl to load (tests, unusual
@@ -677,6 +678,30 @@ impl Clock for TimeFrameClock {
         {
             None
         }
+    }
+
+    /// [`frame_uncertainty_ns`] of the frame's current flags.
+    fn uncertainty_ns(&self) -> u64 {
+        let flags = self
+            .frame
+            .load::<u8>(time_off::FLAGS as u64)
+            .unwrap_or_default();
+        frame_uncertainty_ns(flags)
+    }
+}
+
+/// Bound on a time frame reading's error against the `NOW()` of the CPU
+/// that wrote a table's entry time: 1 ms when the frame says every CPU's
+/// TSC agrees ([`STATS_TIME_TSC_STABLE`]); else 100 ms. The frame
+/// carries one CPU's calibration, and a reader on another CPU is off by
+/// the cross-CPU skew plus the drift since the last calibration (entry
+/// times up to 7 ms ahead of such a reading were seen on Xen under QEMU's
+/// TCG, whose TSC is not stable).
+pub fn frame_uncertainty_ns(flags: u8) -> u64 {
+    if flags & STATS_TIME_TSC_STABLE != 0 {
+        1_000_000
+    } else {
+        100_000_000
     }
 }
 

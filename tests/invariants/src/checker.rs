@@ -10,6 +10,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     ops::ControlFlow,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -102,6 +103,11 @@ pub enum Target {
         label: String,
         /// The whole mapping.
         raw: MemView<'static>,
+        /// The reader of the table's own clock, attached to every table
+        /// read from this memory ([`Table::set_clock`]): Xen's time frame
+        /// of the domain ([`xen_targets`]). P11 and D10 are then checked
+        /// in that clock, within its error ([`Clock::uncertainty_ns`]).
+        clock: Option<TableClock>,
     },
     /// An already opened consumer table without a raw view (e.g. one the
     /// Xen backend mapped). Rules that need every byte of the mapping (P4,
@@ -158,6 +164,24 @@ pub fn path_targets(path: &Path) -> vstats_consumer::Result<Vec<Target>> {
     Ok(vec![Target::Path(path.to_owned())])
 }
 
+/// A reader of a table's own clock and its name, as
+/// [`Table::set_clock`] takes them.
+#[derive(Clone)]
+pub struct TableClock {
+    /// The reader.
+    pub reader: Arc<dyn Clock + Send + Sync>,
+    /// Where it reads the time, for messages.
+    pub name: String,
+}
+
+impl std::fmt::Debug for TableClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableClock")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Raw mappings of Xen domain `domid`'s vCPU table and, when Xen offers
 /// it, its domain table, labelled `domain N <kind> stats table`.
 ///
@@ -170,11 +194,18 @@ pub fn xen_targets(
     domid: u16,
 ) -> vstats_consumer::xen::Result<Vec<Target>> {
     let mut out = Vec::new();
+    // Xen's tables are in Xen system time; without the domain's time frame
+    // (a hypervisor without it) P11 and D10 are skipped, with the reason.
+    let clock = xen.map_time_frame(domid).ok().map(|f| TableClock {
+        reader: Arc::new(f),
+        name: format!("Xen's time frame of domain {domid}"),
+    });
     for kind in TableKind::ALL {
         match xen.map_raw(domid, kind) {
             Ok(raw) => out.push(Target::Memory {
                 label: format!("domain {domid} {kind} stats table"),
                 raw,
+                clock: clock.clone(),
             }),
             Err(vstats_consumer::xen::Error::NotOffered { .. }) if kind == TableKind::Domain => {}
             Err(e) => return Err(e),
@@ -233,6 +264,9 @@ pub struct Checker {
     /// "Now" in the table's clock for the sample under way, given by
     /// [`Checker::sample_at`].
     now_given: Option<u64>,
+    /// The table's own clock ([`Target::Memory`]'s), attached to every
+    /// table this checker reads.
+    clock: Option<TableClock>,
 }
 
 /// A word outside the records that changed.
@@ -286,6 +320,7 @@ impl Checker {
             magic_cleared: false,
             notes: Vec::new(),
             now_given: None,
+            clock: None,
         };
         match target {
             Target::Path(path) => {
@@ -296,7 +331,10 @@ impl Checker {
                     Err(e) => c.error = Some(e),
                 }
             }
-            Target::Memory { raw, .. } => c.attach_raw(raw),
+            Target::Memory { raw, clock, .. } => {
+                c.clock = clock;
+                c.attach_raw(raw)
+            }
             Target::Table { mut table, .. } => {
                 table.set_max_attempts(opts.max_attempts);
                 c.start_live(*table, None);
@@ -364,6 +402,9 @@ impl Checker {
         match Table::from_view(raw.clone()) {
             Ok(mut table) => {
                 table.set_max_attempts(self.opts.max_attempts);
+                if let Some(c) = &self.clock {
+                    table.set_clock(c.reader.clone(), c.name.clone());
+                }
                 // The consumer copied and validated the head again; if the
                 // producer changed it in between, the consumer's copy wins
                 // and D6 compares against it.
@@ -868,10 +909,17 @@ impl Checker {
         // Read after the copy, so every update the copy saw happened
         // before it; or given by the caller (`sample_at`), who read it
         // after the producer's last update.
-        let now_ns = match self.now_given {
-            Some(now) if r3_vcpu => Some(now),
-            _ if clock1 => HostMonotonic.now_ns(),
-            _ => None,
+        // The table's own clock (Xen's time frame, attached by the Xen
+        // backend) comes with the bound of its error against the
+        // producer's; the host's CLOCK_MONOTONIC and a caller's "now" with
+        // none.
+        let (now_ns, clock_slack_ns) = match self.now_given {
+            Some(now) if r3_vcpu => (Some(now), 0),
+            _ if clock1 => (HostMonotonic.now_ns(), 0),
+            _ if r3_vcpu && live.table.clock_name().is_some() => {
+                (live.table.clock_now(), live.table.clock_uncertainty_ns())
+            }
+            _ => (None, 0),
         };
         let now = Instant::now();
         let at = At {
@@ -885,6 +933,7 @@ impl Checker {
             r16: vcpu && running_known,
             r3_vcpu,
             now_ns,
+            clock_slack_ns,
         };
         let checked = checked_records(&info) as usize;
         let mut fails = Vec::new();
@@ -941,8 +990,9 @@ impl Checker {
             self.book.pass(Rule::D10);
         } else if r3_vcpu {
             let why = format!(
-                "no clock: the table's clock is {} (the checker reads only clock 1, the host's \
-                 CLOCK_MONOTONIC, unless its caller gives now with Checker::sample_at)",
+                "no clock: the table's clock is {} (the checker reads clock 1, the host's \
+                 CLOCK_MONOTONIC, a clock the table came with, such as Xen's time frame, or a \
+                 now given with Checker::sample_at)",
                 info.clock
             );
             self.book.skip(Rule::D10, why.clone());
@@ -1188,6 +1238,7 @@ mod tests {
         let target = Target::Memory {
             label: "t".into(),
             raw: mem.view(),
+            clock: None,
         };
         let mut c = Checker::attach(target, &CheckOptions::default());
         c.sample();

@@ -75,9 +75,14 @@ pub(crate) struct Applies {
     /// R25, D9: an r3 vCPU table (its record has `runstate` and
     /// `runstate_entry_time`, words 4 and 5).
     pub(crate) r3_vcpu: bool,
-    /// P11, D10: the host's `CLOCK_MONOTONIC`, read after the snapshot,
-    /// for an r3 vCPU table with clock 1; `None` otherwise.
+    /// P11, D10: "now" in the table's clock, read after the snapshot
+    /// (the host's `CLOCK_MONOTONIC` for clock 1, the table's own clock,
+    /// or the caller's); `None` when there is none.
     pub(crate) now_ns: Option<u64>,
+    /// The bound on `now_ns`'s error against the producer's clock
+    /// (`Table::clock_uncertainty_ns`): P11 allows an entry time this far
+    /// ahead of now, D10 twice this much in either direction.
+    pub(crate) clock_slack_ns: u64,
 }
 
 /// Word index of `runstate` and `runstate_entry_time` in an r3 vCPU
@@ -188,10 +193,10 @@ impl Baselines {
                 }
                 if applies.r3_vcpu {
                     self.check_runstate(rec, at, fails);
-                    self.check_entry(rec, applies.now_ns, at, fails);
+                    self.check_entry(rec, applies.now_ns, applies.clock_slack_ns, at, fails);
                 }
                 if let Some(now) = applies.now_ns {
-                    self.check_up_to_date_sum(rec, now, at, fails);
+                    self.check_up_to_date_sum(rec, now, applies.clock_slack_ns, at, fails);
                 }
             }
             RecordStatus::Busy { .. } | RecordStatus::NotRead => {}
@@ -405,8 +410,15 @@ impl Baselines {
 
     /// D9: an active `runstate_entry_time` never decreases (an inactive
     /// reading ends its life); P11, when `now` is known: it is not after
-    /// `now` (reported once per record).
-    fn check_entry(&mut self, rec: &RecordView<'_>, now: Option<u64>, at: &At, fails: &mut Fails) {
+    /// `now + slack` (reported once per record).
+    fn check_entry(
+        &mut self,
+        rec: &RecordView<'_>,
+        now: Option<u64>,
+        slack: u64,
+        at: &At,
+        fails: &mut Fails,
+    ) {
         let i = rec.index();
         let entry = rec
             .words()
@@ -427,10 +439,10 @@ impl Baselines {
         }
         *last = entry;
         if let (Some(e), Some(now)) = (entry, now) {
-            if e > now && self.reported.insert((Rule::P11, i, 0)) {
+            if e > now.saturating_add(slack) && self.reported.insert((Rule::P11, i, 0)) {
                 let detail = format!(
                     "runstate_entry_time {e} lies {} ns after now ({now} in the table's clock, \
-                     read after the copy)",
+                     read after the copy, allowing {slack} ns of clock error)",
                     e - now
                 );
                 fails.push((
@@ -443,9 +455,17 @@ impl Baselines {
 
     /// D10: the sum of the up-to-date times (R26, computed by
     /// `vstats_consumer::runstate` at `now`) never decreases, and grows by
-    /// at most the time elapsed between the two `now`s. A record whose
-    /// times cannot be brought up to date starts a new life.
-    fn check_up_to_date_sum(&mut self, rec: &RecordView<'_>, now: u64, at: &At, fails: &mut Fails) {
+    /// at most the time elapsed between the two `now`s; each bound is
+    /// widened by twice `slack`, the error of one reading of now. A record
+    /// whose times cannot be brought up to date starts a new life.
+    fn check_up_to_date_sum(
+        &mut self,
+        rec: &RecordView<'_>,
+        now: u64,
+        slack: u64,
+        at: &At,
+        fails: &mut Fails,
+    ) {
         let (i, words) = (rec.index(), rec.words());
         let Some(last) = self.last_sum.get_mut(i as usize) else {
             return;
@@ -466,14 +486,15 @@ impl Baselines {
         };
         if let (Some(sum), Some((prev, then))) = (sum, *last) {
             let elapsed = now.saturating_sub(then);
-            let detail = if sum < prev {
+            let margin = slack.saturating_mul(2);
+            let detail = if sum.saturating_add(margin) < prev {
                 Some(format!(
                     "the up-to-date runstate times summed {prev} ns at {then} and {sum} ns at \
                      {now}: decreased by {} ns (seq {})",
                     prev - sum,
                     rec.seq()
                 ))
-            } else if sum - prev > elapsed {
+            } else if sum.saturating_sub(prev) > elapsed.saturating_add(margin) {
                 Some(format!(
                     "the up-to-date runstate times grew by {} ns in {elapsed} ns of the table's \
                      clock (seq {})",

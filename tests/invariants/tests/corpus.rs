@@ -304,6 +304,7 @@ fn a_table_re_initialised_in_place_is_re_attached() {
             let target = Target::Memory {
                 label: "in place".into(),
                 raw,
+                clock: None,
             };
             let mut c = Checker::attach(target, &step_opts());
             c.sample();

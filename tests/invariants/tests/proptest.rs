@@ -25,6 +25,7 @@ fn check(bytes: &[u8]) -> vstats_invariants::TableReport {
         Target::Memory {
             label: "proptest".into(),
             raw,
+            clock: None,
         },
         &opts,
     );

@@ -63,6 +63,7 @@ fn target(label: &str, table: &CTable) -> Target {
     Target::Memory {
         label: label.into(),
         raw: table.view(),
+        clock: None,
     }
 }
 

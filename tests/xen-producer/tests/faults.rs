@@ -5,10 +5,17 @@
 //! checker samples throughout, and the checker must name the rule. The
 //! same drive without a fault passes.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use vstats_abi::{record::vcpu_off, Rule, VCPU_STATS_MAGIC};
-use vstats_invariants::{CheckOptions, Checker, Report, Target};
+use vstats_consumer::{runstate::Clock, xen::clock::frame_uncertainty_ns};
+use vstats_invariants::{CheckOptions, Checker, Report, Status, TableClock, TableReport, Target};
 use vstats_xen_producer_tests::{Sched, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
 const VCPUS: u32 = 3;
@@ -36,6 +43,7 @@ fn failed_rules(fault: impl FnOnce(&mut Sched), drive_on: bool) -> Vec<Rule> {
         Target::Memory {
             label: "C vCPU table".into(),
             raw,
+            clock: None,
         },
         &opts,
     );
@@ -225,4 +233,86 @@ fn a_magic_cleared_before_retiring_is_p15() {
     // stats_table_unpublish() without retiring the records first.
     let failed = failed_rules(|s| s.table.unpublish(), false);
     assert_eq!(failed, vec![Rule::P15]);
+}
+
+/// A clock the test sets, with the error bound of a Xen time frame
+/// without a stable TSC (100 ms, `frame_uncertainty_ns`).
+struct SetClock {
+    now: AtomicU64,
+}
+
+impl Clock for SetClock {
+    fn now_ns(&self) -> Option<u64> {
+        Some(self.now.load(Ordering::Relaxed))
+    }
+
+    fn uncertainty_ns(&self) -> u64 {
+        frame_uncertainty_ns(0)
+    }
+}
+
+/// The report of a checker that reads "now" from the table's own clock
+/// (as `xen_targets` attaches Xen's time frame), after vCPU 0 entered a
+/// state `ahead_ns` after `NOW()`: what a reader whose CPU lags the
+/// writer's by `ahead_ns` sees.
+fn with_entry_ahead(ahead_ns: u64) -> TableReport {
+    let mut s = Sched::new(VCPUS, 23, 23);
+    s.table.publish(VCPU_STATS_MAGIC);
+    let clock = Arc::new(SetClock {
+        now: AtomicU64::new(s.now),
+    });
+    let opts = CheckOptions {
+        vcpus: Some(VCPUS),
+        ..CheckOptions::default()
+    };
+    let mut checker = Checker::attach(
+        Target::Memory {
+            label: "C vCPU table, own clock".into(),
+            raw: s.table.view(),
+            clock: Some(TableClock {
+                reader: clock.clone(),
+                name: "the test's clock".into(),
+            }),
+        },
+        &opts,
+    );
+    checker.sample();
+    for _ in 0..BEFORE {
+        s.step();
+        clock.now.store(s.now, Ordering::Relaxed);
+        checker.sample();
+    }
+    let now = s.now;
+    let v = &mut s.vcpus[0];
+    let next = if v.runstate.state == RUNSTATE_RUNNING {
+        RUNSTATE_RUNNABLE
+    } else {
+        RUNSTATE_RUNNING
+    };
+    v.runstate_change(next, now + ahead_ns);
+    s.table.write_vcpu(0, &mut v.seq, &v.runstate);
+    for _ in 0..3 {
+        checker.sample();
+    }
+    checker.finish()
+}
+
+#[test]
+fn the_tables_own_clock_is_used_within_its_error_and_no_further() {
+    // 50 ms ahead: inside the clock's 100 ms error; P11 and D10 are
+    // checked (not skipped) and pass.
+    let within = with_entry_ahead(50_000_000);
+    assert_eq!(within.failed(), vec![]);
+    for rule in [Rule::P11, Rule::D10] {
+        assert_eq!(
+            within.rule(rule).map(|r| r.status),
+            Some(Status::Pass),
+            "{rule:?}"
+        );
+    }
+    // 1 s ahead: beyond it.
+    assert_eq!(
+        with_entry_ahead(1_000_000_000).failed(),
+        vec![Rule::P11, Rule::D10]
+    );
 }

@@ -76,6 +76,7 @@ fuzz_target!(|input: &[u8]| {
         Target::Memory {
             label: "fuzz".into(),
             raw,
+            clock: None,
         },
         &opts,
     );
