@@ -20,7 +20,6 @@
 //! tests can say what they tested.
 
 use std::{
-    collections::BTreeMap,
     env, fs,
     path::{Path, PathBuf},
 };
@@ -28,7 +27,7 @@ use std::{
 #[path = "build/patch.rs"]
 mod patch;
 
-use patch::{apply_patch, File};
+use patch::apply_series;
 
 /// The files the harness compiles, by their path in the Xen tree.
 const PRODUCER_C: &str = "xen/common/stats_table.c";
@@ -103,30 +102,4 @@ fn write(path: &Path, text: &str) {
         fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     }
     fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-/// Applies the patches of `dir` in name order to an empty tree and returns
-/// the files of `wanted` they leave.
-fn apply_series(dir: &Path, wanted: &[&str]) -> Result<BTreeMap<String, File>, String> {
-    let mut names: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| format!("cannot read the directory: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        return Err("no *.patch file".into());
-    }
-    let mut tree = BTreeMap::new();
-    for p in &names {
-        println!("cargo:rerun-if-changed={}", p.display());
-        let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        apply_patch(&text, &name, wanted, &mut tree).map_err(|e| format!("{name}: {e}"))?;
-    }
-    Ok(tree)
 }

@@ -2,7 +2,11 @@
 //! compiles: a small applier of unified diffs as `git format-patch` writes
 //! them (shared by `build.rs` and `tests/patch.rs`).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
 
 /// One file's contents as lines, each with its `\n` (the last may lack
 /// it), and the patch that last changed it.
@@ -185,4 +189,32 @@ fn strip_newline(v: &mut [String]) {
             l.pop();
         }
     }
+}
+
+/// Applies the patches of `dir` in name order to an empty tree and returns
+/// the files of `wanted` they leave.
+pub fn apply_series(dir: &Path, wanted: &[&str]) -> Result<BTreeMap<String, File>, String> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot read the directory: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err("no *.patch file".into());
+    }
+    let mut tree = BTreeMap::new();
+    for p in &names {
+        // Cargo reruns the build script when a patch changes (build.rs
+        // only; a test ignores the line).
+        println!("cargo:rerun-if-changed={}", p.display());
+        let text = fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        apply_patch(&text, &name, wanted, &mut tree).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(tree)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 #[path = "../build/patch.rs"]
 mod patch;
 
-use patch::{apply_patch, File};
+use patch::{apply_patch, apply_series, File};
 
 const C: &str = "xen/common/stats_table.c";
 const WANTED: &[&str] = &[C];
@@ -138,4 +138,24 @@ deleted file mode 100644
 ";
     let t = apply(&[CREATE, delete]).unwrap();
     assert!(t.is_empty());
+}
+
+/// The public header the series adds to Xen is the project's one public
+/// header, byte for byte: patch 1 must be regenerated after any change to
+/// `capi/include/xen/stats_table.h`.
+#[test]
+fn the_series_public_header_is_the_projects() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let public = "xen/include/public/stats_table.h";
+    let tree = apply_series(&root.join("xen/patches"), &[public]).unwrap();
+    let from_series = tree
+        .get(public)
+        .unwrap_or_else(|| panic!("no patch creates {public}"))
+        .lines
+        .concat();
+    let capi = std::fs::read_to_string(root.join("capi/include/xen/stats_table.h")).unwrap();
+    assert!(
+        from_series == capi,
+        "{public} in xen/patches differs from capi/include/xen/stats_table.h: regenerate patch 1"
+    );
 }
