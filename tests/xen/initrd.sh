@@ -8,7 +8,9 @@
 #                     xen-init-dom0, every libxen*.so), the Xen kernel modules,
 #                     a PV domU (kernel + a busybox initrd that spins its vCPU
 #                     0 until it is destroyed; its other vCPUs, DOMU_VCPUS in
-#                     all (default 1), have nothing to run and block), PAYLOAD
+#                     all (default 1), have nothing to run and block; up to
+#                     DOMU_MAXVCPUS (default DOMU_VCPUS) more exist and stay
+#                     offline), PAYLOAD
 #                     copied to /opt/vstats with
 #                     the shared libraries its executables need, and an /init
 #                     that starts the toolstack, creates the domU, runs
@@ -19,6 +21,19 @@
 set -euo pipefail
 DOMU_VCPUS=${DOMU_VCPUS:-1}
 case $DOMU_VCPUS in [1-9]) ;; *) echo "initrd.sh: DOMU_VCPUS must be 1 to 9, not $DOMU_VCPUS" >&2; exit 2 ;; esac
+# The domU's maximum vCPU count (xl's maxvcpus): vCPUs DOMU_VCPUS and up
+# exist in Xen but stay down (offline) unless the guest brings them up.
+DOMU_MAXVCPUS=${DOMU_MAXVCPUS:-$DOMU_VCPUS}
+case $DOMU_MAXVCPUS in
+  ''|*[!0-9]*) echo "initrd.sh: DOMU_MAXVCPUS must be a number, not $DOMU_MAXVCPUS" >&2; exit 2 ;;
+esac
+if [ "$DOMU_MAXVCPUS" -lt "$DOMU_VCPUS" ] || [ "$DOMU_MAXVCPUS" -gt 128 ]; then
+  echo "initrd.sh: DOMU_MAXVCPUS must be $DOMU_VCPUS to 128, not $DOMU_MAXVCPUS" >&2; exit 2
+fi
+# The domU's memory: Linux sizes its per-CPU areas for every possible vCPU,
+# and with 70 of them 128 MiB runs out while it boots (seen: an
+# out-of-memory panic in kthreadd), so 2 MiB more per vCPU past 9.
+DOMU_MEMORY=$((128 + (DOMU_MAXVCPUS > 9 ? (DOMU_MAXVCPUS - 9) * 2 : 0)))
 WORK=${1:?usage: initrd.sh WORK PAYLOAD}
 PAYLOAD=${2:?usage: initrd.sh WORK PAYLOAD}
 KVER=${KVER:-$(ls /boot/vmlinuz-* | sed 's|^/boot/vmlinuz-||' | sort -V | tail -1)}
@@ -100,8 +115,9 @@ type = "pv"
 kernel = "/guest/vmlinuz"
 ramdisk = "/guest/initrd.gz"
 extra = "console=hvc0 quiet loglevel=1"
-memory = 128
+memory = $DOMU_MEMORY
 vcpus = $DOMU_VCPUS
+maxvcpus = $DOMU_MAXVCPUS
 on_poweroff = "destroy"
 on_crash = "preserve"
 EOF
@@ -150,7 +166,13 @@ say "domU id ${domu:-none}"
 n=0; while [ $n -lt 600 ] && ! grep -qs 'VSTATS-XEN-DOMU: running' /var/log/xen/console/guest-vstats-busy.log; do
   sleep 0.5; n=$((n+1))
 done
-grep -qs 'VSTATS-XEN-DOMU: running' /var/log/xen/console/guest-vstats-busy.log && say "domU running"
+if grep -qs 'VSTATS-XEN-DOMU: running' /var/log/xen/console/guest-vstats-busy.log; then
+  say "domU running"
+else
+  # Why not: the guest's own console, for the test's failure message.
+  tail -n 20 /var/log/xen/console/guest-vstats-busy.log 2>/dev/null | sed 's/^/VSTATS-XEN: domU console tail: /'
+  xl list 2>&1 | sed 's/^/VSTATS-XEN: xl list: /'
+fi
 say "domU console: $(grep -m1 -o 'running, kernel.*' /var/log/xen/console/guest-vstats-busy.log)"
 if [ -x /opt/vstats/checks.sh ]; then
   DOMU_ID=$domu /opt/vstats/checks.sh

@@ -1,27 +1,15 @@
 #!/bin/sh
 # Runs inside dom0 (busybox sh), as root, while the domU $DOMU_ID spins its
 # vCPU: the project's commands against the real Xen and its real libraries.
-# Each run is reported on the console for the test on the host to parse:
-#
-#   VSTATS-XEN-RUN <name> BEGIN
-#   VSTATS-XEN-OUT <name> <a line of stdout>
-#   VSTATS-XEN-ERR <name> <a line of stderr>
-#   VSTATS-XEN-RUN <name> END rc=<exit status>
+# Each run is reported on the console by `run` (run.sh), for the test on
+# the host to parse.
 HERE=$(dirname "$0")
 TOOL=$HERE/xen-vcpus-stats
 PROBE=$HERE/xen-variant-probe
 export VSTATS_ROOT=/tmp/vstats-empty-root
 mkdir -p "$VSTATS_ROOT"
 
-run() {
-  name=$1; shift
-  echo "VSTATS-XEN-RUN $name BEGIN"
-  "$@" >/tmp/out 2>/tmp/err
-  rc=$?
-  sed "s/^/VSTATS-XEN-OUT $name /" /tmp/out
-  sed "s/^/VSTATS-XEN-ERR $name /" /tmp/err
-  echo "VSTATS-XEN-RUN $name END rc=$rc"
-}
+. "$HERE/run.sh"
 
 run xl-info xl info
 run xl-list xl list

@@ -10,15 +10,7 @@ PROBE=$HERE/xen-variant-probe
 export VSTATS_ROOT=/tmp/vstats-empty-root
 mkdir -p "$VSTATS_ROOT"
 
-run() {
-  name=$1; shift
-  echo "VSTATS-XEN-RUN $name BEGIN"
-  "$@" >/tmp/out 2>/tmp/err
-  rc=$?
-  sed "s/^/VSTATS-XEN-OUT $name /" /tmp/out
-  sed "s/^/VSTATS-XEN-ERR $name /" /tmp/err
-  echo "VSTATS-XEN-RUN $name END rc=$rc"
-}
+. "$HERE/run.sh"
 
 # The libraries the tool loads (Debian's, nothing else in this initrd).
 run libs sh -c 'ls /usr/lib/x86_64-linux-gnu | grep -e libxenforeignmemory -e libxenctrl'

@@ -159,7 +159,8 @@ pub fn build_payload(target_dir: &Path, payload: &Path) -> Result<()> {
 }
 
 /// As [`build_payload`], with the dom0 script `dom0/<script>` as the
-/// payload's `checks.sh` (what dom0's `/init` runs).
+/// payload's `checks.sh` (what dom0's `/init` runs), beside `dom0/run.sh`,
+/// which it sources.
 ///
 /// # Errors
 ///
@@ -190,6 +191,7 @@ pub fn build_payload_with(target_dir: &Path, payload: &Path, script: &str) -> Re
         (release.join("xen-vcpus-stats"), "xen-vcpus-stats"),
         (release.join("xen-variant-probe"), "xen-variant-probe"),
         (scripts_dir().join("dom0").join(script), "checks.sh"),
+        (scripts_dir().join("dom0/run.sh"), "run.sh"),
     ] {
         std::fs::copy(&from, payload.join(name)).map_err(io(&from))?;
     }
@@ -202,23 +204,31 @@ pub fn build_payload_with(target_dir: &Path, payload: &Path, script: &str) -> Re
 ///
 /// When `initrd.sh` fails.
 pub fn build_initrd(work: &Path, payload: &Path) -> Result<()> {
-    build_initrd_with(work, payload, 1)
+    build_initrd_with(work, payload, 1, 1)
 }
 
 /// As [`build_initrd`], with a domU of `domu_vcpus` vCPUs (1 to 9): its
-/// vCPU 0 spins, the others block.
+/// vCPU 0 spins, the others block; and `max_vcpus` in all (xl's
+/// `maxvcpus`, up to 128): the vCPUs from `domu_vcpus` on exist in Xen but
+/// stay offline.
 ///
 /// # Errors
 ///
 /// When `initrd.sh` fails.
-pub fn build_initrd_with(work: &Path, payload: &Path, domu_vcpus: u32) -> Result<()> {
+pub fn build_initrd_with(
+    work: &Path,
+    payload: &Path,
+    domu_vcpus: u32,
+    max_vcpus: u32,
+) -> Result<()> {
     run(
         "initrd.sh",
         Command::new("bash")
             .arg(scripts_dir().join("initrd.sh"))
             .arg(work)
             .arg(payload)
-            .env("DOMU_VCPUS", domu_vcpus.to_string()),
+            .env("DOMU_VCPUS", domu_vcpus.to_string())
+            .env("DOMU_MAXVCPUS", max_vcpus.to_string()),
     )
 }
 
@@ -289,6 +299,30 @@ pub fn boot_image(
         status: o.status.code(),
         elapsed: t0.elapsed(),
     })
+}
+
+/// Boots tried before a test fails ([`boot_until_complete`]).
+pub const BOOTS: u32 = 3;
+
+/// How long one emulated boot may take: 10 minutes (emulated boots are
+/// slow, and slower still under load) unless `VSTATS_XEN_BOOT_TIMEOUT`
+/// (seconds) says otherwise.
+pub fn boot_timeout() -> Duration {
+    let secs = std::env::var("VSTATS_XEN_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    Duration::from_secs(secs)
+}
+
+/// The target directory the running test binary was built into
+/// (`.../target`, from `target/<profile>/deps/<test>-<hash>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<binary>")
+        .to_owned()
 }
 
 /// Boots `image` ([`boot_image`]) up to `boots` times until a boot's

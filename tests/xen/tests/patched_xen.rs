@@ -8,7 +8,9 @@
 //! upstream commit the series is written against; the script installs its
 //! build dependencies), and cached under the target directory by the
 //! SHA-256 of `build.sh` and the patches: rebuilt only when they change. The
-//! domU has two vCPUs: vCPU 0 spins, vCPU 1 has nothing to run and blocks.
+//! domU has two vCPUs: vCPU 0 spins, vCPU 1 has nothing to run and blocks;
+//! and 68 more that exist but stay offline (`maxvcpus = 70`), so that its
+//! vCPU table spans two frames.
 //! dom0 runs `dom0/patched.sh`: `xl vcpu-list`, `xen-vcpus-stats sample`,
 //! `check` and `top`, and the probe's reading of the time frame.
 //!
@@ -18,32 +20,21 @@
 //! `VSTATS_SKIP_XEN=1` skips it; `VSTATS_XEN_SERIES=DIR` takes the series
 //! from DIR. A boot that does not finish is retried (three boots at most).
 
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, time::Instant};
 
 use serde_json::Value;
 use vstats_xen_tests::{
-    boot_until_complete, build_initrd_with, build_payload_with, patched_image, series_dir,
-    should_run, tail, Report, Run,
+    boot_timeout, boot_until_complete, build_initrd_with, build_payload_with, patched_image,
+    series_dir, should_run, tail, target_dir, Report, Run, BOOTS,
 };
 
-/// Emulated boots are slow, and slower still under load: 10 minutes per
-/// boot unless `VSTATS_XEN_BOOT_TIMEOUT` (seconds) says otherwise.
-fn boot_timeout() -> Duration {
-    let secs = std::env::var("VSTATS_XEN_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
-    Duration::from_secs(secs)
-}
 const LOG_TAIL: usize = 120;
-/// Boots tried before the test fails.
-const BOOTS: u32 = 3;
 /// The domU's vCPUs: 0 spins, 1 blocks.
 const DOMU_VCPUS: u32 = 2;
+/// The domU's maximum (xl's `maxvcpus`): vCPUs 2 to 69 exist in Xen and
+/// stay offline. 70 records need a second frame (62 fit in frame 0), so
+/// the tool maps and reads a table larger than a frame.
+const DOMU_MAX_VCPUS: u32 = 70;
 
 /// How far the table's running time may lie outside the interval that the
 /// two `xl vcpu-list` around it bracket, in seconds: xl prints tenths
@@ -51,13 +42,6 @@ const DOMU_VCPUS: u32 = 2;
 /// date with the time frame's extrapolation of Xen's clock rather than
 /// with `NOW()` itself.
 const XL_TOLERANCE_S: f64 = 0.25;
-
-/// The target directory this test binary was built into (`.../target`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/patched_xen-<hash>
-    exe.ancestors().nth(3).unwrap().to_owned()
-}
 
 /// Every command `dom0/patched.sh` runs.
 const RUNS: &[&str] = &[
@@ -139,7 +123,8 @@ fn patched_xen_tables_and_time_frame() {
     let work = target.join("xen-boot-patched");
     let payload = work.join("payload");
     build_payload_with(&target, &payload, "patched.sh").unwrap_or_else(|e| panic!("{e}"));
-    build_initrd_with(&work, &payload, DOMU_VCPUS).unwrap_or_else(|e| panic!("{e}"));
+    build_initrd_with(&work, &payload, DOMU_VCPUS, DOMU_MAX_VCPUS)
+        .unwrap_or_else(|e| panic!("{e}"));
     let (r, boot) = boot_until_complete(
         &work,
         Some(&img.image),
@@ -263,10 +248,17 @@ fn patched_xen_tables_and_time_frame() {
     let mut mean = [[0.0f64; 4]; 2];
     for l in &lines {
         assert_eq!(l["domid"], domu, "{l}");
-        assert_eq!(l["vcpu_slots"], DOMU_VCPUS, "{l}");
+        assert_eq!(l["vcpu_slots"], DOMU_MAX_VCPUS, "{l}");
         let v = l["vcpus"].as_array().unwrap();
-        assert_eq!(v.len(), 2, "{l}");
-        for (i, x) in v.iter().enumerate() {
+        assert_eq!(v.len(), DOMU_MAX_VCPUS as usize, "{l}");
+        // The vCPUs that exist but are down: offline, up to date, in both
+        // frames (the last ones live in frame 1).
+        for x in &v[DOMU_VCPUS as usize..] {
+            assert_eq!(x["status"], "ok", "{x}");
+            assert_eq!(x["current_runstate"], "offline", "{x}");
+            assert_eq!(x["extrapolated"], true, "{x}");
+        }
+        for (i, x) in v.iter().take(DOMU_VCPUS as usize).enumerate() {
             assert_eq!(x["status"], "ok", "{x}");
             assert_eq!(x["extrapolated"], true, "up to date: {x}");
             assert_eq!(x["share_base"], "clock", "shares over the table clock: {x}");
@@ -325,9 +317,11 @@ fn patched_xen_tables_and_time_frame() {
     // top: the domU's row.
     let top = &r.runs["top"];
     assert_eq!(top.rc, Some(0), "{}", ctx(&format!("{top:?}")));
-    // NAME ID VCPU CPU% RDY% BLK% STATE ...: CPU% and BLK% are sums over
-    // the vCPUs (200 for two). In one of the two frames at least, the
-    // spinning vCPU shows in CPU% and the blocked one in BLK%.
+    // NAME ID VCPU CPU% RDY% BLK% STATE ...: VCPU counts the table's slots
+    // (70, as xentop counts up to the highest vCPU id); CPU% and BLK% are
+    // sums over the vCPUs (the offline ones add to neither). In one of the
+    // two frames at least, the spinning vCPU shows in CPU% and the blocked
+    // one in BLK%.
     let rows: Vec<Vec<&str>> = top
         .stdout
         .iter()
@@ -338,7 +332,8 @@ fn patched_xen_tables_and_time_frame() {
     let col = |f: &Vec<&str>, i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
     assert!(
         rows.iter()
-            .all(|f| f.get(2) == Some(&"2") && f.get(6) == Some(&"live")),
+            .all(|f| f.get(2) == Some(&DOMU_MAX_VCPUS.to_string().as_str())
+                && f.get(6) == Some(&"live")),
         "{top:?}"
     );
     assert!(

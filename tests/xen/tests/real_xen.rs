@@ -11,32 +11,13 @@
 //! (up to three boots). `XEN_IMAGE=path` boots another hypervisor image;
 //! `VSTATS_SKIP_XEN=1` skips the test.
 
-use std::{path::PathBuf, time::Duration};
-
 use serde_json::Value;
 use vstats_xen_tests::{
-    boot_until_complete, build_initrd, build_payload, should_run, tail, Report, Run,
+    boot_timeout, boot_until_complete, build_initrd, build_payload, should_run, tail, target_dir,
+    Report, Run, BOOTS,
 };
 
-/// Emulated boots are slow, and slower still under load: 10 minutes per
-/// boot unless `VSTATS_XEN_BOOT_TIMEOUT` (seconds) says otherwise.
-fn boot_timeout() -> Duration {
-    let secs = std::env::var("VSTATS_XEN_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
-    Duration::from_secs(secs)
-}
 const LOG_TAIL: usize = 80;
-/// Boots tried before the test fails.
-const BOOTS: u32 = 3;
-
-/// The target directory this test binary was built into (`.../target`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/real_xen-<hash>
-    exe.ancestors().nth(3).unwrap().to_owned()
-}
 
 /// Every command dom0 runs, by the name `dom0/checks.sh` gives it.
 const RUNS: &[&str] = &[
