@@ -579,6 +579,21 @@ impl Report {
         self.steps.iter().any(|s| s == "done")
     }
 
+    /// Whether a boot gave a usable run: dom0 finished, the domU was
+    /// created and ran (the emulated environment's part: under TCG on a
+    /// loaded machine `xl create` itself has been seen to crash once), and
+    /// every command of `runs` ran. Anything short of that is the
+    /// emulator's, and worth another boot; what the commands printed is
+    /// judged afterwards.
+    pub fn complete(&self, runs: &[&str]) -> bool {
+        self.done()
+            && self.steps.iter().any(|s| s == "xl create rc=0")
+            && self.steps.iter().any(|s| s == "domU running")
+            && runs
+                .iter()
+                .all(|n| self.runs.get(*n).is_some_and(|x| x.rc.is_some()))
+    }
+
     /// The value of the step `"<key> <value>"`, when there is one.
     pub fn step(&self, key: &str) -> Option<&str> {
         self.steps

@@ -58,16 +58,6 @@ const RUNS: &[&str] = &[
     "probe",
 ];
 
-/// A usable boot: dom0 finished, the domU ran, every command ran.
-fn complete(r: &Report) -> bool {
-    r.done()
-        && r.steps.iter().any(|s| s == "xl create rc=0")
-        && r.steps.iter().any(|s| s == "domU running")
-        && RUNS
-            .iter()
-            .all(|n| r.runs.get(*n).is_some_and(|x| x.rc.is_some()))
-}
-
 /// `xl vcpu-list DOMID`'s Time(s) column by vCPU:
 /// `Name ID VCPU CPU State Time(s) Affinity...`.
 fn xl_times(run: &Run, domid: u16) -> BTreeMap<u32, f64> {
@@ -131,7 +121,7 @@ fn patched_xen_tables_and_time_frame() {
         BOOTS,
         boot_timeout(),
         LOG_TAIL,
-        complete,
+        |r: &Report| r.complete(RUNS),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(

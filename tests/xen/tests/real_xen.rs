@@ -36,20 +36,6 @@ const RUNS: &[&str] = &[
     "probe",
 ];
 
-/// Whether a boot gave a usable run: dom0 finished, the domU was created
-/// and ran (the emulated environment's part: under TCG on a loaded
-/// machine `xl create` itself has been seen to crash once), and every
-/// command of ours ran. Anything short of that is the emulator's, and
-/// worth another boot; what our commands printed is judged afterwards.
-fn complete(r: &Report) -> bool {
-    r.done()
-        && r.steps.iter().any(|s| s == "xl create rc=0")
-        && r.steps.iter().any(|s| s == "domU running")
-        && RUNS
-            .iter()
-            .all(|n| r.runs.get(*n).is_some_and(|x| x.rc.is_some()))
-}
-
 /// Boots until a boot completes, three at most; the report and the log
 /// of the last.
 fn boot_and_parse() -> (Report, String) {
@@ -58,8 +44,15 @@ fn boot_and_parse() -> (Report, String) {
     let payload = work.join("payload");
     build_payload(&target, &payload).unwrap_or_else(|e| panic!("{e}"));
     build_initrd(&work, &payload).unwrap_or_else(|e| panic!("{e}"));
-    let (r, b) = boot_until_complete(&work, None, BOOTS, boot_timeout(), LOG_TAIL, complete)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (r, b) = boot_until_complete(
+        &work,
+        None,
+        BOOTS,
+        boot_timeout(),
+        LOG_TAIL,
+        |r: &Report| r.complete(RUNS),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     (r, b.log)
 }
 
