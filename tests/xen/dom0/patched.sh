@@ -31,3 +31,9 @@ run cmp-xl-2 xl vcpu-list "$DOMU_ID"
 run clock "$PROBE" --clock "$DOMU_ID"
 # dom0's own time frame is not mapped into dom0 (EPERM: own domain).
 run probe "$PROBE" "$DOMU_ID" 0
+# The series' own C programs, built with the hypervisor (xen/build.sh):
+# the invariant test's selftest (every broken input caught), the test on the
+# live domain (20 samples 100 ms apart), and the reader (3 samples).
+run c-selftest "$HERE/test-vcpu-stats" --selftest
+run c-test "$HERE/test-vcpu-stats" --samples 20 --interval-ms 100 "$DOMU_ID"
+run c-reader "$HERE/xen-vcpus-stats-c" "$DOMU_ID" 500 3

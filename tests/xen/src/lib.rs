@@ -382,11 +382,18 @@ pub fn series_dir() -> PathBuf {
     std::env::var_os("VSTATS_XEN_SERIES").map_or_else(|| workspace_dir().join("xen"), PathBuf::from)
 }
 
-/// A hypervisor built from the series, and how it was obtained.
+/// A hypervisor built from the series, its tools, and how they were
+/// obtained.
 #[derive(Debug)]
 pub struct PatchedImage {
     /// `xen/xen`, the uncompressed multiboot ELF (for `XEN_IMAGE`).
     pub image: PathBuf,
+    /// The series' own programs, built with it against the tree's
+    /// libraries (dom0 runs them with Debian's, of the same sonames):
+    /// `tools/tests/vcpu-stats/test-vcpu-stats` and `tools/misc/
+    /// xen-vcpus-stats`, the latter cached as `xen-vcpus-stats-c` beside
+    /// the project's tool of the same name.
+    pub tools: [PathBuf; 2],
     /// The cache key: SHA-256 of `build.sh` and of each patch, in name
     /// order, names included.
     pub key: String,
@@ -451,12 +458,19 @@ fn series_key(series: &Path) -> Result<String> {
     Ok(key.to_owned())
 }
 
-/// The hypervisor of the series at `series` ([`series_dir`]), built with
-/// its `build.sh --source debian --hypervisor-only` (Debian's source
-/// package of the upstream commit the series is written against; the
-/// script installs its build dependencies) into `cache/<key>/xen`
-/// ([`PatchedImage::key`]), or taken from there when a build of the same
-/// files exists; a build removes the images of other keys. The build's
+/// Names, in the cache, of the series' tools ([`PatchedImage::tools`]),
+/// and the names `build.sh --out` gives them.
+const SERIES_TOOLS: [(&str, &str); 2] = [
+    ("test-vcpu-stats", "test-vcpu-stats"),
+    ("xen-vcpus-stats", "xen-vcpus-stats-c"),
+];
+
+/// The hypervisor and tools of the series at `series` ([`series_dir`]),
+/// built with its `build.sh --source debian` (Debian's source package of
+/// the upstream commit the series is written against; the script installs
+/// its build dependencies) into `cache/<key>/` ([`PatchedImage::key`]), or
+/// taken from there when a build of the same files exists; a build removes
+/// the images of other keys. The build's
 /// output goes to `cache/<key>/build.log`, not to the test's; its source
 /// tree is removed afterwards.
 ///
@@ -468,9 +482,11 @@ pub fn patched_image(series: &Path, cache: &Path) -> Result<PatchedImage> {
     let key = series_key(series)?;
     let dir = cache.join(&key);
     let image = dir.join("xen");
-    if image.is_file() {
+    let tools = SERIES_TOOLS.map(|(_, cached)| dir.join(cached));
+    if image.is_file() && tools.iter().all(|t| t.is_file()) {
         return Ok(PatchedImage {
             image,
+            tools,
             key,
             built: false,
             elapsed: Duration::ZERO,
@@ -498,7 +514,7 @@ pub fn patched_image(series: &Path, cache: &Path) -> Result<PatchedImage> {
     let t0 = Instant::now();
     let status = Command::new("bash")
         .arg(series.join("build.sh"))
-        .args(["--source", "debian", "--hypervisor-only", "--out"])
+        .args(["--source", "debian", "--out"])
         .arg(&out)
         .arg("--work")
         .arg(&dir)
@@ -514,17 +530,22 @@ pub fn patched_image(series: &Path, cache: &Path) -> Result<PatchedImage> {
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         return Err(Error::Failed {
-            step: "xen/build.sh --source debian --hypervisor-only",
+            step: "xen/build.sh --source debian",
             status: status.to_string(),
             output: format!("{} (log {})", tail(&text, 30), log_path.display()),
         });
     }
     std::fs::rename(out.join("xen"), &image).map_err(io(&image))?;
-    // The source tree and objects are not kept: only the image is cached.
+    for ((built, _), to) in SERIES_TOOLS.iter().zip(&tools) {
+        std::fs::rename(out.join(built), to).map_err(io(to))?;
+    }
+    // The source tree and objects are not kept: only the image and the
+    // tools are cached.
     let _ = std::fs::remove_dir_all(dir.join("xen-build"));
     let _ = std::fs::remove_dir_all(&out);
     Ok(PatchedImage {
         image,
+        tools,
         key,
         built: true,
         elapsed,

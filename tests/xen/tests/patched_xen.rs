@@ -3,8 +3,8 @@
 //! tables and the time frame as the hypervisor publishes them, read in dom0
 //! through Debian's real libxenforeignmemory.
 //!
-//! The hypervisor is built by the series' own script, `xen/build.sh
-//! --source debian --hypervisor-only` (Debian's source package of the
+//! The hypervisor and the series' tools are built by the series' own
+//! script, `xen/build.sh --source debian` (Debian's source package of the
 //! upstream commit the series is written against; the script installs its
 //! build dependencies), and cached under the target directory by the
 //! SHA-256 of `build.sh` and the patches: rebuilt only when they change. The
@@ -12,7 +12,9 @@
 //! and 68 more that exist but stay offline (`maxvcpus = 70`), so that its
 //! vCPU table spans two frames.
 //! dom0 runs `dom0/patched.sh`: `xl vcpu-list`, `xen-vcpus-stats sample`,
-//! `check` and `top`, and the probe's reading of the time frame.
+//! `check` and `top`, the probe's reading of the time frame, and the
+//! series' own C programs (`test-vcpu-stats`: its selftest and the live
+//! domain; the `xen-vcpus-stats` reader of `tools/misc`).
 //!
 //! Skipped, with the reason, when QEMU, the Debian packages or the series
 //! are missing; with `VSTATS_XEN_REQUIRED=1` (set by `scripts/test` once
@@ -56,6 +58,9 @@ const RUNS: &[&str] = &[
     "cmp-xl-2",
     "clock",
     "probe",
+    "c-selftest",
+    "c-test",
+    "c-reader",
 ];
 
 /// `xl vcpu-list DOMID`'s Time(s) column by vCPU:
@@ -113,6 +118,12 @@ fn patched_xen_tables_and_time_frame() {
     let work = target.join("xen-boot-patched");
     let payload = work.join("payload");
     build_payload_with(&target, &payload, "patched.sh").unwrap_or_else(|e| panic!("{e}"));
+    // The series' own C programs, beside the project's tool.
+    for tool in &img.tools {
+        let name = tool.file_name().unwrap();
+        std::fs::copy(tool, payload.join(name))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", tool.display()));
+    }
     build_initrd_with(&work, &payload, DOMU_VCPUS, DOMU_MAX_VCPUS)
         .unwrap_or_else(|e| panic!("{e}"));
     let (r, boot) = boot_until_complete(
@@ -303,6 +314,50 @@ fn patched_xen_tables_and_time_frame() {
             ctx(&format!("{check:?}"))
         );
     }
+
+    // The series' own programs in dom0, with Debian's libraries: the
+    // invariant test's selftest catches every broken input, the test
+    // passes on the live domain's tables, and the reader prints every
+    // vCPU, the last ones (in frame 1) offline.
+    let c = |name: &str| {
+        let run = &r.runs[name];
+        assert_eq!(run.rc, Some(0), "{}", ctx(&format!("{name}: {run:?}")));
+        run
+    };
+    let selftest = c("c-selftest");
+    assert!(
+        selftest
+            .stdout
+            .iter()
+            .any(|l| l == "selftest: every broken input caught"),
+        "{selftest:?}"
+    );
+    let test = c("c-test");
+    assert!(
+        test.stdout.iter().all(|l| !l.starts_with("FAIL")),
+        "{test:?}"
+    );
+    assert!(
+        test.stdout
+            .iter()
+            .any(|l| l.contains(&format!("samples of {DOMU_MAX_VCPUS} records"))),
+        "{test:?}"
+    );
+    let reader = c("c-reader");
+    let last = format!("vcpu{}", DOMU_MAX_VCPUS - 1);
+    let rows = |id: &str| {
+        reader
+            .stdout
+            .iter()
+            .filter(|l| l.split_whitespace().next() == Some(id))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows("vcpu0").len(), 3, "{reader:?}");
+    assert!(
+        rows(&last).len() == 3 && rows(&last).iter().all(|l| l.contains("offline")),
+        "{reader:?}"
+    );
 
     // top: the domU's row.
     let top = &r.runs["top"];
