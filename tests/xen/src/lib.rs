@@ -535,6 +535,23 @@ pub fn patched_image(series: &Path, cache: &Path) -> Result<PatchedImage> {
             output: format!("{} (log {})", tail(&text, 30), log_path.display()),
         });
     }
+    let missing: Vec<String> = std::iter::once("xen")
+        .chain(SERIES_TOOLS.iter().map(|(built, _)| *built))
+        .filter(|f| !out.join(f).is_file())
+        .map(str::to_owned)
+        .collect();
+    if !missing.is_empty() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(Error::Failed {
+            step: "xen/build.sh --source debian",
+            status: format!(
+                "{status}, but it left no {} in {}",
+                missing.join(", "),
+                out.display()
+            ),
+            output: format!("{} (log {})", tail(&text, 30), log_path.display()),
+        });
+    }
     std::fs::rename(out.join("xen"), &image).map_err(io(&image))?;
     for ((built, _), to) in SERIES_TOOLS.iter().zip(&tools) {
         std::fs::rename(out.join(built), to).map_err(io(to))?;
@@ -733,9 +750,21 @@ mod tests {
         let cache = dir.join("cache");
         std::fs::create_dir_all(cache.join(&k4)).unwrap();
         std::fs::write(cache.join(&k4).join("xen"), "ELF").unwrap();
+        // The image alone is not a complete cache: the tools are missing,
+        // so the script runs (and this one fails).
+        let e = patched_image(&series, &cache).unwrap_err().to_string();
+        assert!(
+            e.contains("xen/build.sh") && e.contains("left no xen, test-vcpu-stats"),
+            "{e}"
+        );
+        std::fs::create_dir_all(cache.join(&k4)).unwrap();
+        for name in ["xen", "test-vcpu-stats", "xen-vcpus-stats-c"] {
+            std::fs::write(cache.join(&k4).join(name), "ELF").unwrap();
+        }
         let img = patched_image(&series, &cache).unwrap();
         assert_eq!((img.built, img.key.as_str()), (false, k4.as_str()));
         assert_eq!(img.image, cache.join(&k4).join("xen"));
+        assert_eq!(img.tools[1], cache.join(&k4).join("xen-vcpus-stats-c"));
         // Another key: the script runs, and its failure is reported.
         std::fs::write(series.join("build.sh"), "echo no image; exit 3\n").unwrap();
         let e = patched_image(&series, &cache).unwrap_err().to_string();
