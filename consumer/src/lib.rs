@@ -197,5 +197,7 @@ pub use snapshot::{RecordSnapshot, RecordStatus, RecordView, Records, Snapshot};
 pub use stats::{
     bucket_bound, delta, histogram_delta, rate, sparkline, Aggregate, Delta, Distribution, Summable,
 };
-pub use table::{Table, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS};
+pub use table::{
+    Table, TableClock, DEFAULT_MAX_ATTEMPTS, MAX_COUNTER_WORDS, MAX_HEAD_LEN, MAX_RECORDS,
+};
 pub use vstats_abi::{Base, Kind, TableInfo, TableKind, Unit};

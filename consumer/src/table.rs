@@ -28,11 +28,22 @@ use crate::{
 };
 
 /// A reader of one table's clock that the code which mapped the table
-/// attached to it ([`Table::set_clock`]), with a name for messages.
+/// attaches to it ([`Table::set_clock`]), with a name for messages: Xen's
+/// time frame of the table's domain, say.
 #[derive(Clone)]
-struct OwnClock {
-    reader: Arc<dyn Clock + Send + Sync>,
-    name: String,
+pub struct TableClock {
+    /// The reader.
+    pub reader: Arc<dyn Clock + Send + Sync>,
+    /// Where it reads the time, for messages ([`Table::clock_name`]).
+    pub name: String,
+}
+
+impl fmt::Debug for TableClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableClock")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Largest table head (`[0, offset)`: header, extension header,
@@ -95,7 +106,7 @@ pub struct Table {
     /// The reader of the table's clock attached by the backend that
     /// mapped it ([`Table::set_clock`]); `None`: the process's reader of
     /// the clock the header names ([`runstate::now_in`]).
-    clock: Option<OwnClock>,
+    clock: Option<TableClock>,
 }
 
 impl Table {
@@ -601,7 +612,7 @@ impl Table {
     /// one domain's tables. `name` says where it reads the time, for
     /// messages ([`Table::clock_name`]).
     pub fn set_clock(&mut self, reader: Arc<dyn Clock + Send + Sync>, name: impl Into<String>) {
-        self.clock = Some(OwnClock {
+        self.clock = Some(TableClock {
             reader,
             name: name.into(),
         });

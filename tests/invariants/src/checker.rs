@@ -24,7 +24,7 @@ use vstats_consumer::{
     follow::{FileChange, FileWatch},
     mem::MemView,
     runstate::{Clock, HostMonotonic},
-    Snapshot, Table, DEFAULT_MAX_ATTEMPTS,
+    Snapshot, Table, TableClock, DEFAULT_MAX_ATTEMPTS,
 };
 
 use crate::{
@@ -162,24 +162,6 @@ pub fn path_targets(path: &Path) -> vstats_consumer::Result<Vec<Target>> {
     }
     std::fs::File::open(path).map_err(|e| vstats_consumer::Error::io(path, e))?;
     Ok(vec![Target::Path(path.to_owned())])
-}
-
-/// A reader of a table's own clock and its name, as
-/// [`Table::set_clock`] takes them.
-#[derive(Clone)]
-pub struct TableClock {
-    /// The reader.
-    pub reader: Arc<dyn Clock + Send + Sync>,
-    /// Where it reads the time, for messages.
-    pub name: String,
-}
-
-impl std::fmt::Debug for TableClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableClock")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Raw mappings of Xen domain `domid`'s vCPU table and, when Xen offers

@@ -81,8 +81,6 @@ mod statics;
 
 #[cfg(feature = "xen")]
 pub use checker::xen_targets;
-pub use checker::{
-    path_targets, run_check, targets_in_dir, vm_dir, CheckOptions, Checker, TableClock, Target,
-};
+pub use checker::{path_targets, run_check, targets_in_dir, vm_dir, CheckOptions, Checker, Target};
 pub use report::{Report, Status, TableReport};
 pub use vstats_consumer::mem::MemView;

@@ -14,8 +14,8 @@ use std::{
 };
 
 use vstats_abi::{record::vcpu_off, Rule, VCPU_STATS_MAGIC};
-use vstats_consumer::{runstate::Clock, xen::clock::frame_uncertainty_ns};
-use vstats_invariants::{CheckOptions, Checker, Report, Status, TableClock, TableReport, Target};
+use vstats_consumer::{runstate::Clock, xen::clock::frame_uncertainty_ns, TableClock};
+use vstats_invariants::{CheckOptions, Checker, Report, Status, TableReport, Target};
 use vstats_xen_producer_tests::{Sched, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 
 const VCPUS: u32 = 3;
