@@ -119,7 +119,7 @@ pub trait Clock {
     /// How far, in ns, a reading may lie from the time the producer would
     /// read at the same instant: 0 for a clock both read alike (the host's
     /// `CLOCK_MONOTONIC`); more for a copy of another CPU's calibration
-    /// ([`crate::xen::clock::TimeFrameClock`] without a stable TSC). A
+    /// (`xen::clock::TimeFrameClock` of feature `xen`, without a stable TSC). A
     /// checker widens the bounds of P11 and D10 by it; R26 needs nothing,
     /// since it clamps negative intervals.
     fn uncertainty_ns(&self) -> u64 {

@@ -105,7 +105,7 @@ pub enum Target {
         raw: MemView<'static>,
         /// The reader of the table's own clock, attached to every table
         /// read from this memory ([`Table::set_clock`]): Xen's time frame
-        /// of the domain ([`xen_targets`]). P11 and D10 are then checked
+        /// of the domain (`xen_targets`, feature `xen`). P11 and D10 are then checked
         /// in that clock, within its error ([`Clock::uncertainty_ns`]).
         clock: Option<TableClock>,
     },
